@@ -1,0 +1,28 @@
+# Paymaster: `make demo` runs the main job on the embedded defaults; `make test` runs the whole suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help demo test bench lint
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/paymaster: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/paymaster  ## simulator + gateway + a five-agent pipeline on SQLite; prints the per-agent table
+	$(BIN)/paymaster demo
+
+test: $(BIN)/paymaster  ## the whole suite (official SDKs against the real gateway and simulator)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(BIN)/paymaster  ## overhead, throughput and cap-under-load figures
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/cap_under_load.py
+
+lint: $(BIN)/paymaster  ## ruff
+	$(BIN)/ruff check src tests bench

@@ -1,0 +1,137 @@
+"""Admin endpoints (admin key only): the blackboard and the ledger.
+
+    GET /admin/agents            every agent: status, spend, reserved and remaining per window
+    GET /admin/agents/{name}     one agent
+    GET /admin/events            Server-Sent Events: agent.blocked / agent.unblocked / budget.threshold
+    GET /admin/ledger            the ledger, paged (?after=SEQ&limit=N) and filtered
+                                 (?agent= &status= &model= &since= &until= &reconcile=)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from .config import hash_key
+from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
+from .http import Receive, Scope, Send, bearer_or_key, header_map, json_response
+from .pricing import usd_str
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+KEEPALIVE_S = 15.0
+
+
+async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    h = header_map(scope)
+    key = bearer_or_key(h)
+    if not key:
+        raise Unauthorized("missing admin key")
+    if gw.config.admin_key_hash is None or not hmac.compare_digest(hash_key(key), gw.config.admin_key_hash):
+        if gw.config.agent_by_key(key) is not None:
+            raise Forbidden("an agent key cannot read admin endpoints")
+        raise Unauthorized("invalid admin key")
+    if scope["method"] != "GET":
+        raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")
+    path = scope["path"]
+    if path == "/admin/agents":
+        await json_response(send, {"agents": [agent_view(gw, a) for a in gw.config.agents]})
+    elif path.startswith("/admin/agents/"):
+        name = path.removeprefix("/admin/agents/")
+        if name not in gw.config.agents:
+            raise NotFound(f"no agent named {name!r}")
+        await json_response(send, agent_view(gw, name))
+    elif path == "/admin/ledger":
+        await json_response(send, ledger(gw, scope))
+    elif path == "/admin/events":
+        await events(gw, h, receive, send)
+    else:
+        raise NotFound(f"no admin route {path}")
+
+
+def agent_view(gw: Gateway, name: str) -> dict[str, Any]:
+    a = gw.config.agents[name]
+    day, month = gw.budget.remaining(name)
+    return {
+        "name": name,
+        "model": a.model,
+        "models": list(a.models),
+        "max_tokens": a.max_tokens,
+        "status": gw.board.status[name].public(),
+        "remaining_daily_usd": usd_str(day) if day is not None else None,
+        "remaining_monthly_usd": usd_str(month) if month is not None else None,
+        "windows": gw.budget.view(name),
+        "open_calls": sum(1 for t in gw.budget.open.values() if t.agent == name),
+        "refused_calls": gw.budget.refused[name],
+    }
+
+
+def ledger(gw: Gateway, scope: Scope) -> dict[str, Any]:
+    q = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    known = {"agent", "status", "model", "since", "until", "reconcile", "after", "limit"}
+    for k in q:
+        if k not in known:
+            raise BadRequest(f"unknown ledger filter {k!r} (use: {', '.join(sorted(known))})", param=k)
+
+    def num(k: str, cast: type, default: Any) -> Any:
+        if k not in q:
+            return default
+        try:
+            return cast(q[k])
+        except ValueError:
+            raise BadRequest(f"{k}: not a number: {q[k]!r}", param=k) from None
+
+    limit = num("limit", int, 100)
+    if not 1 <= limit <= 1000:
+        raise BadRequest("limit: must be from 1 to 1000", param="limit")
+    reconcile = q.get("reconcile")
+    if reconcile not in (None, "true", "false", "1", "0"):
+        raise BadRequest("reconcile: must be true or false", param="reconcile")
+    gw.store.flush()  # include settlements committed this loop turn
+    rows = gw.store.ledger(
+        agent=q.get("agent"),
+        status=q.get("status"),
+        model=q.get("model"),
+        since=num("since", float, None),
+        until=num("until", float, None),
+        reconcile=None if reconcile is None else reconcile in ("true", "1"),
+        after=num("after", int, 0),
+        limit=limit,
+    )
+    return {"data": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
+
+
+async def events(gw: Gateway, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:
+    last = h.get(b"last-event-id", b"0")
+    q = gw.board.subscribe(int(last) if last.isdigit() else 0)
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+        q.put_nowait((0, b""))
+
+    watcher = asyncio.create_task(watch())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+        }
+    )
+    try:
+        await send({"type": "http.response.body", "body": b": paymaster events\n\n", "more_body": True})
+        while not gone.is_set():
+            try:
+                _, frame = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+            except TimeoutError:
+                frame = b": keep-alive\n\n"
+            if frame:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+    finally:
+        watcher.cancel()
+        gw.board.unsubscribe(q)

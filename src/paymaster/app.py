@@ -1,0 +1,390 @@
+"""The gateway as an ASGI app. One call, top to bottom (see `Gateway.complete`):
+
+    authenticate → decode → levers → admit → forward → settle → encode
+
+Admin endpoints (the blackboard, the ledger) live in `admin.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import admin
+from .blackboard import Blackboard
+from .budget import Budget, Refusal, Ticket
+from .call import Call, Usage
+from .config import PRICE_PROVIDER, Agent, Config
+from .errors import BadRequest, BudgetExceeded, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
+from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
+from .levers import output
+from .pricing import Rates, to_nanos, usd_str
+from .providers import Upstream, relay_headers
+from .store.sqlite import LedgerRow, SQLiteStore
+from .wire import SSEFrames, input_bound
+from .wire import anthropic as wire_anthropic
+from .wire import openai as wire_openai
+
+log = logging.getLogger("paymaster")
+
+SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+class Gateway:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.board = Blackboard(list(config.agents))
+        self.store = SQLiteStore(config.ledger, config.durability)
+        self.recovered = self.store.recover(clock())
+        for row in self.recovered:
+            self.board.publish("ledger.recovered", agent=row.agent, call_id=row.id, cost_usd=row.cost_usd)
+        self.budget = Budget(config, self.store, self.board, clock)
+        self.upstreams = {name: Upstream(p) for name, p in config.providers.items()}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.routes: dict[tuple[str, str], Callable[..., Any]] = {
+            ("POST", "/v1/messages"): self.messages,
+            ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", "/chat/completions"): self.chat_completions,
+            ("POST", "/v1/messages/count_tokens"): self.count_tokens,
+            ("GET", "/v1/models"): self.list_models,
+            ("GET", "/healthz"): self.health,
+        }
+
+    # -- ASGI ----------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        for up in self.upstreams.values():
+            await up.start()
+        self._tasks.add(asyncio.create_task(self._tick()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for up in self.upstreams.values():
+            await up.close()
+        self.store.close()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.board.expire(self.clock())
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        api: ModuleType = wire_anthropic if path.startswith("/v1/messages") else wire_openai
+        try:
+            handler = self.routes.get((method, path))
+            if handler is not None:
+                await handler(scope, receive, send)
+            elif path.startswith("/admin/"):
+                await admin.handle(self, scope, receive, send)
+            elif any(p == path for _, p in self.routes):
+                raise MethodNotAllowed(f"{method} is not allowed on {path}")
+            else:
+                raise NotFound(f"no route {method} {path}")
+        except GatewayError as e:
+            if path == "/v1/models" and b"anthropic-version" in header_map(scope):
+                api = wire_anthropic
+            await self.refuse(send, api, e)
+
+    async def refuse(self, send: Send, api: ModuleType, e: GatewayError) -> None:
+        headers: Headers = [(b"x-should-retry", b"false")] if e.status in (402, 413) else []
+        await respond(send, e.status, api.error_body(e), headers)
+
+    # -- authenticate --------------------------------------------------------------------------------
+
+    def agent(self, h: dict[bytes, bytes]) -> Agent:
+        key = bearer_or_key(h)
+        if not key:
+            raise Unauthorized("missing API key: send the agent's Paymaster key as x-api-key or a Bearer token")
+        agent = self.config.agent_by_key(key)
+        if agent is None:
+            raise Unauthorized("invalid API key")
+        return agent
+
+    # -- one call, top to bottom ---------------------------------------------------------------------
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.complete(wire_anthropic, scope, receive, send)
+
+    async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.complete(wire_openai, scope, receive, send)
+
+    async def complete(self, api: ModuleType, scope: Scope, receive: Receive, send: Send) -> None:
+        h = header_map(scope)
+        agent = self.agent(h)  # 1. authenticate
+        body, raw = await read_json(receive, h, self.config.max_body_bytes)
+        call, rates, upstream = self.decode(api, agent, body, raw, h)  # 2. decode
+        output.apply(call, agent)  # 3. levers
+        ticket = self.admit(call, rates)  # 4. admit (402 when over a cap)
+        api.set_max_tokens(call.body, ticket.max_tokens, upstream.provider.kind)
+        if ticket.fitted:
+            call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
+        if call.stream and api is wire_openai:
+            call.wants_usage_chunk = wire_openai.ask_usage(call.body)
+        try:
+            await self.store.reserve(self.budget.journal(ticket, call.model, call.api))  # durable first
+        except Exception as e:
+            self.budget.release_unsent(ticket)
+            raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
+        forward = self.forward_stream if call.stream else self.forward  # 5–7. forward, settle, encode
+        await forward(api, call, rates, upstream, ticket, h, receive, send)
+
+    def decode(
+        self, api: ModuleType, agent: Agent, body: dict[str, Any], raw: bytes, h: dict[bytes, bytes]
+    ) -> tuple[Call, Rates, Upstream]:
+        model, max_tokens, stream = api.check(body)
+        if model not in agent.models:
+            raise NotFound(
+                f"model {model!r} is not available to agent {agent.name!r} (allowed: {', '.join(agent.models)})",
+                param="model",
+            )
+        m = self.config.models[model]
+        if m.provider.api != api.API:
+            other = "/v1/messages" if m.provider.api == "anthropic" else "/v1/chat/completions"
+            raise BadRequest(
+                f"model {model!r} is served through the {m.provider.api} API; call it at {other}", param="model"
+            )
+        rates = self.config.prices.rates(model, PRICE_PROVIDER[m.provider.kind])
+        bound = input_bound(len(raw), body, raw)
+        beta = h.get(b"anthropic-beta", b"")
+        if rates.context_window and b"context-1m" not in beta:
+            bound = min(bound, rates.context_window)
+        call = Call(
+            api=api.API,
+            agent=agent.name,
+            body=body,
+            model=model,
+            stream=stream,
+            max_tokens=max_tokens,
+            input_bound=bound,
+            choices=wire_openai.choices(body) if api is wire_openai else 1,
+        )
+        return call, rates, self.upstreams[m.provider.name]
+
+    def admit(self, call: Call, rates: Rates) -> Ticket:
+        assert call.max_tokens is not None, "output control sets max_tokens"
+        verdict = self.budget.admit(call.agent, rates, call.input_bound, call.max_tokens, call.choices)
+        if isinstance(verdict, Refusal):
+            raise BudgetExceeded(
+                verdict.message(),
+                extra={
+                    "window": verdict.window,
+                    "spent_usd": usd_str(verdict.spent),
+                    "reserved_usd": usd_str(verdict.held),
+                    "cap_usd": usd_str(verdict.cap),
+                    "resets_at": verdict.resets_at,
+                },
+            )
+        return verdict
+
+    # -- forward, settle, encode ---------------------------------------------------------------------
+
+    async def forward(
+        self, api: ModuleType, call: Call, rates: Rates, up: Upstream, t: Ticket,
+        h: dict[bytes, bytes], receive: Receive, send: Send,
+    ) -> None:
+        started = time.perf_counter()
+        status, usage, error, rid = "ok", Usage(), "", ""
+        try:
+            try:
+                resp = await up.post(up.url, orjson.dumps(call.body), up.headers(h))
+                data = await resp.read()
+            except (TimeoutError, aiohttp.ClientError) as e:
+                status, error = _failure(e)
+                raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
+            rid = resp.headers.get("request-id") or resp.headers.get("x-request-id") or ""
+            if resp.status != 200:
+                status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
+            else:
+                try:
+                    usage = api.usage(orjson.loads(data).get("usage"))
+                except (orjson.JSONDecodeError, AttributeError):
+                    status, error = "bad_upstream_body", "the provider answered 200 without a JSON usage block"
+        finally:
+            cost = self._settle(call, rates, up, t, status, usage, error, rid, started, input_known=False)
+        await respond(send, resp.status, data, [*relay_headers(resp), *self._headers(call, t, cost)])
+
+    async def forward_stream(
+        self, api: ModuleType, call: Call, rates: Rates, up: Upstream, t: Ticket,
+        h: dict[bytes, bytes], receive: Receive, send: Send,
+    ) -> None:
+        started = time.perf_counter()
+        status, error, rid = "ok", "", ""
+        watch = api.StreamWatch(call.wants_usage_chunk)
+        gone = asyncio.Event()
+        resp: aiohttp.ClientResponse | None = None
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            if resp is not None:
+                resp.close()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            try:
+                resp = await up.post(up.url, orjson.dumps(call.body), up.headers(h))
+            except (TimeoutError, aiohttp.ClientError) as e:
+                status, error = _failure(e)
+                raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
+            rid = resp.headers.get("request-id") or resp.headers.get("x-request-id") or ""
+            if resp.status != 200:
+                data = await resp.read()
+                status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
+                await respond(send, resp.status, data, relay_headers(resp))
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*SSE_HEADERS, *relay_headers(resp), *self._headers(call, t, None)],
+                }
+            )
+            frames = SSEFrames()
+            try:
+                async for chunk in resp.content.iter_any():
+                    for f in frames.feed(chunk):
+                        out = watch.frame(f)
+                        if out is not None:
+                            await send({"type": "http.response.body", "body": out, "more_body": True})
+            except (TimeoutError, aiohttp.ClientError) as e:
+                if not gone.is_set():
+                    status, error = _failure(e)
+            if gone.is_set():
+                status, error = "disconnected", "the agent closed the stream; upstream closed"
+            elif not watch.finished and status == "ok":
+                status, error = "cut", "the provider's stream ended before its final event"
+        finally:
+            watcher.cancel()
+            cost = self._settle(
+                call, rates, up, t, status, watch.usage(), error, rid, started, input_known=watch.saw_start()
+            )
+        if not gone.is_set():
+            tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _settle(
+        self, call: Call, rates: Rates, up: Upstream, t: Ticket, status: str, usage: Usage,
+        error: str, rid: str, started: float, input_known: bool = True,
+    ) -> Decimal:
+        """Book the call exactly once, at what the provider will bill.
+
+        A finished call costs its reported usage; a call the provider refused or never received costs
+        nothing. An interrupted one (timeout, cut stream, agent gone) may have been billed for every
+        output token it was allowed, so it is booked so, on the input the provider reported or, when
+        none was, at the full worst case — and flagged for reconciliation.
+        """
+        reconcile = 0
+        if status == "ok":
+            cost_usd = rates.cost(usage)
+        elif status in ("upstream_error", "unreachable"):
+            cost_usd = Decimal(0)
+        else:
+            reconcile = 1
+            if input_known and usage.input_tokens:
+                usage.output_tokens = t.max_tokens * call.choices
+                cost_usd = rates.cost(usage)
+            else:
+                cost_usd = rates.worst_case(call.input_bound, t.max_tokens * call.choices)
+        nanos = to_nanos(cost_usd)
+        if nanos > t.worst:
+            log.warning("call %s cost %s above its reserved worst case %s", t.id, nanos, t.worst)
+        self.budget.settle(
+            t,
+            LedgerRow(
+                id=t.id, ts=t.created, agent=call.agent, api=call.api, provider=up.provider.name,
+                model_requested=call.model, model=call.model, status=status, stream=int(call.stream),
+                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens, max_tokens=t.max_tokens,
+                cost_usd=str(cost_usd), cost_nanos=nanos, worst_nanos=t.worst, day=t.day, month=t.month,
+                reconcile=reconcile, latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                upstream_request_id=rid, error=error,
+            ),
+        )
+        return cost_usd
+
+    def _headers(self, call: Call, t: Ticket, cost: Any) -> Headers:
+        day, month = self.budget.remaining(call.agent)
+        out: Headers = [
+            (b"x-paymaster-call-id", t.id.encode()),
+            (b"x-paymaster-remaining-daily-usd", usd_str(day).encode() if day is not None else b"unlimited"),
+            (b"x-paymaster-remaining-monthly-usd", usd_str(month).encode() if month is not None else b"unlimited"),
+        ]
+        if cost is not None:
+            out.append((b"x-paymaster-cost-usd", usd_str(cost).encode()))
+        else:
+            out.append((b"x-paymaster-reserved-usd", usd_str(t.worst).encode()))
+        out.extend((k.encode(), v.encode()) for k, v in call.notes.items())
+        return out
+
+    # -- the small endpoints -------------------------------------------------------------------------
+
+    async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        h = header_map(scope)
+        agent = self.agent(h)
+        api = wire_anthropic if b"anthropic-version" in h else wire_openai
+        await respond(send, 200, api.models_body(list(agent.models)))
+
+    async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Anthropic's free token count, proxied with the gateway's credential; no budget involved."""
+        h = header_map(scope)
+        agent = self.agent(h)
+        body, raw = await read_json(receive, h, self.config.max_body_bytes)
+        model = body.get("model")
+        if not isinstance(model, str) or model not in agent.models:
+            raise NotFound(f"model {model!r} is not available to agent {agent.name!r}", param="model")
+        up = self.upstreams[self.config.models[model].provider.name]
+        if up.provider.api != "anthropic":
+            raise BadRequest(f"count_tokens is an Anthropic endpoint; {model!r} is not an Anthropic model")
+        try:
+            resp = await up.post(up.count_tokens_url, raw, up.headers(h))
+            data = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise UpstreamFailed(f"provider {up.provider.name!r}: {_failure(e)[1]}") from e
+        await respond(send, resp.status, data, relay_headers(resp))
+
+    async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await json_response(send, {"status": "ok", "open_reservations": len(self.budget.open)})
+
+
+def _failure(e: BaseException) -> tuple[str, str]:
+    if isinstance(e, TimeoutError):
+        return "timeout", "the provider did not answer in time"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return "unreachable", f"could not connect to the provider: {e}"
+    return "error", f"{type(e).__name__}: {e}"
+
+
+def _http_status(status: str) -> int:
+    return 504 if status == "timeout" else 502

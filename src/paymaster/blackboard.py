@@ -1,0 +1,79 @@
+"""The blackboard: each agent's status (active / blocked, why, until when) and an event stream.
+
+Orchestrators read `GET /admin/agents` for the state and follow `GET /admin/events` (Server-Sent
+Events) to reroute or shut down a blocked agent's task. Events: `agent.blocked`, `agent.unblocked`,
+`budget.threshold` (an agent's or the fleet's spend crossed an alert fraction of a cap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class Status:
+    state: str = "active"  # active | blocked
+    reason: str = ""
+    window: str = ""
+    until: str = ""  # ISO time the blocking window resets
+    until_ts: float = 0.0
+    since: float = field(default_factory=time.time)
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state, "since": self.since}
+        if self.state != "active":
+            out.update(reason=self.reason, window=self.window, until=self.until)
+        return out
+
+
+class Blackboard:
+    def __init__(self, agents: list[str], history: int = 1000) -> None:
+        self.status = {a: Status() for a in agents}
+        self._seq = 0
+        self.history: deque[tuple[int, bytes]] = deque(maxlen=history)
+        self._subscribers: set[asyncio.Queue[tuple[int, bytes]]] = set()
+
+    def publish(self, kind: str, **data: Any) -> None:
+        self._seq += 1
+        payload = orjson.dumps({"type": kind, "ts": time.time(), **data})
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (self._seq, kind.encode(), payload)
+        self.history.append((self._seq, frame))
+        for q in self._subscribers:
+            q.put_nowait((self._seq, frame))
+
+    def block(self, agent: str, reason: str, window: str, until: str, until_ts: float) -> None:
+        st = self.status[agent]
+        if st.state == "blocked" and st.window == window and st.until_ts == until_ts:
+            return
+        self.status[agent] = Status("blocked", reason, window, until, until_ts)
+        self.publish("agent.blocked", agent=agent, reason=reason, window=window, until=until)
+
+    def unblock(self, agent: str, why: str) -> None:
+        if self.status[agent].state == "active":
+            return
+        self.status[agent] = Status()
+        self.publish("agent.unblocked", agent=agent, reason=why)
+
+    def expire(self, now: float) -> None:
+        """Unblock agents whose blocking window has reset."""
+        for agent, st in list(self.status.items()):
+            if st.state == "blocked" and st.until_ts and now >= st.until_ts:
+                self.unblock(agent, f"{st.window} window reset")
+
+    def subscribe(self, last_id: int = 0) -> asyncio.Queue[tuple[int, bytes]]:
+        """A queue of SSE frames, starting with the history after `last_id` (Last-Event-ID)."""
+        q: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        for seq, frame in self.history:
+            if seq > last_id:
+                q.put_nowait((seq, frame))
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[tuple[int, bytes]]) -> None:
+        self._subscribers.discard(q)

@@ -1,0 +1,294 @@
+"""Budget caps: reserve a call's worst case before it is sent, settle its exact cost after.
+
+The cap invariant — for every window W that has a cap, at every instant:
+
+        spent(W) + held(W) <= cap(W)
+
+1. `admit` finds the windows that apply (agent daily, agent monthly, fleet daily, fleet monthly;
+   days and months in the fleet's timezone) and the call's worst case in nano-dollars: input tokens
+   bounded from above times the highest input rate that can apply, plus the output bound times the
+   output rate (`pricing.Rates.worst_case`). Check and hold happen in one synchronous step — no
+   `await` between them — so concurrent calls on the event loop can never both take the last dollar.
+2. If the worst case does not fit but the tightest window still affords `min_output_tokens`, the
+   call's `max_tokens` is lowered until it fits. Otherwise the call is refused (HTTP 402) with
+   nothing held, and the agent is marked blocked on the blackboard.
+3. The caller then awaits `store.reserve`: the reservation is durable before the call goes upstream.
+4. `settle` runs exactly once per admitted call (success, upstream error, timeout, disconnect):
+   held -= worst and spent += cost on the same windows, and the journal row is replaced by the ledger
+   row in one transaction.
+5. On start, spent is summed from the ledger, after reservations left by a crashed process have been
+   turned into ledger rows at their worst case (flagged for reconciliation): over-counted, never under.
+
+A reservation keeps the windows it was made in: a call reserved at 23:59:59 settles in that day.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from .blackboard import Blackboard
+from .config import Config
+from .pricing import Rates, from_nanos, to_nanos, usd_str
+from .store.sqlite import LedgerRow, Reservation, SQLiteStore
+
+
+@dataclass(frozen=True, slots=True)
+class Periods:
+    day: str  # 2026-11-28 (local)
+    month: str  # 2026-11
+    day_resets: float  # epoch seconds of the next local midnight
+    month_resets: float  # epoch seconds of the next local 1st-of-month midnight
+
+
+class Calendar:
+    """Local days and months in the fleet's timezone, daylight-saving changes included."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._cached: Periods | None = None
+        self._valid_from = 0.0
+
+    def periods(self, now: float) -> Periods:
+        p = self._cached
+        if p is not None and self._valid_from <= now < p.day_resets:
+            return p
+        local = datetime.fromtimestamp(now, self.tz)
+        d = local.date()
+        first_next = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+        day_start = self._midnight(d)
+        p = Periods(d.isoformat(), d.isoformat()[:7], self._midnight(d + timedelta(days=1)), self._midnight(first_next))
+        self._cached, self._valid_from = p, day_start
+        return p
+
+    def _midnight(self, d: date) -> float:
+        return datetime(d.year, d.month, d.day, tzinfo=self.tz).timestamp()
+
+    def iso(self, ts: float) -> str:
+        return datetime.fromtimestamp(ts, self.tz).isoformat()
+
+
+@dataclass(slots=True)
+class Window:
+    key: str  # e.g. "agent:writer:day:2026-11-28"
+    scope: str  # "agent" | "fleet"
+    period: str  # "daily" | "monthly"
+    cap: int | None  # nano-dollars
+    resets: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.scope} {self.period}"
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted call's hold on its windows."""
+
+    id: str
+    agent: str
+    keys: tuple[str, ...]
+    worst: int  # nano-dollars held
+    day: str
+    month: str
+    created: float
+    max_tokens: int  # the bound the worst case was computed with (per choice)
+    fitted: bool  # max_tokens was lowered to fit the budget
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    agent: str
+    window: str  # "agent daily", "fleet monthly", ...
+    spent: int
+    held: int
+    cap: int
+    needed: int
+    resets_at: str
+
+    def message(self) -> str:
+        return (
+            f"budget exceeded: the {self.window} cap of ${usd_str(self.cap)} for agent {self.agent!r} is "
+            f"reached (spent ${usd_str(self.spent)}, in flight ${usd_str(self.held)}, this call needs up to "
+            f"${usd_str(self.needed)}); resets at {self.resets_at}"
+        )
+
+
+class Budget:
+    def __init__(self, config: Config, store: SQLiteStore, board: Blackboard, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.store = store
+        self.board = board
+        self.clock = clock
+        self.calendar = Calendar(config.timezone)
+        self.counters: dict[str, list[int]] = {}  # window key -> [spent, held]
+        self.open: dict[str, Ticket] = {}
+        self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
+        self._alerted: set[tuple[str, Decimal]] = set()
+        self._caps = {
+            name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()
+        }
+        self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
+
+    # -- windows -----------------------------------------------------------------------------------
+
+    def windows(self, agent: str, now: float) -> list[Window]:
+        p = self.calendar.periods(now)
+        day_cap, month_cap = self._caps[agent]
+        fday, fmonth = self._fleet_caps
+        return [
+            Window(f"agent:{agent}:day:{p.day}", "agent", "daily", day_cap, p.day_resets),
+            Window(f"agent:{agent}:month:{p.month}", "agent", "monthly", month_cap, p.month_resets),
+            Window(f"fleet:day:{p.day}", "fleet", "daily", fday, p.day_resets),
+            Window(f"fleet:month:{p.month}", "fleet", "monthly", fmonth, p.month_resets),
+        ]
+
+    def _counter(self, key: str) -> list[int]:
+        c = self.counters.get(key)
+        if c is None:
+            parts = key.split(":")
+            agent = parts[1] if parts[0] == "agent" else None
+            period, value = parts[-2], parts[-1]
+            c = self.counters[key] = [self.store.spend(agent, period, value), 0]
+        return c
+
+    # -- admit / settle ----------------------------------------------------------------------------
+
+    def admit(self, agent: str, rates: Rates, input_bound: int, max_tokens: int, choices: int = 1) -> Ticket | Refusal:
+        now = self.clock()
+        ws = self.windows(agent, now)
+        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        tight: Window | None = None
+        free_min = math.inf
+        for w in ws:
+            if w.cap is None:
+                continue
+            spent, held = self._counter(w.key)
+            free = w.cap - spent - held
+            if free < free_min:
+                free_min, tight = free, w
+        fitted = False
+        if worst > free_min:
+            fit = self._fit(rates, input_bound, choices, int(free_min))
+            if fit is None or fit >= max_tokens:
+                assert tight is not None and tight.cap is not None
+                spent, held = self._counter(tight.key)
+                refusal = Refusal(agent, tight.label, spent, held, tight.cap, worst, self.calendar.iso(tight.resets))
+                self.board.block(agent, refusal.message(), tight.label, refusal.resets_at, tight.resets)
+                self.refused[agent] += 1
+                return refusal
+            max_tokens, fitted = fit, True
+            worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        for w in ws:
+            self._counter(w.key)[1] += worst
+        p = self.calendar.periods(now)
+        t = Ticket(
+            id="pm_" + secrets.token_hex(12),
+            agent=agent,
+            keys=tuple(w.key for w in ws),
+            worst=worst,
+            day=p.day,
+            month=p.month,
+            created=now,
+            max_tokens=max_tokens,
+            fitted=fitted,
+        )
+        self.open[t.id] = t
+        if self.board.status[agent].state != "active":
+            self.board.unblock(agent, "a call was admitted")
+        return t
+
+    def _fit(self, rates: Rates, input_bound: int, choices: int, free: int) -> int | None:
+        """The largest max_tokens (per choice) whose worst case fits in `free`, if it is still useful."""
+        rate = rates.output_rate(input_bound) * choices
+        base = rates.worst_case(input_bound, 0)
+        room = from_nanos(free) - base
+        if room <= 0:
+            return None
+        out = int(room / rate) if rate > 0 else self.config.min_output_tokens
+        while out > 0 and to_nanos(rates.worst_case(input_bound, out * choices)) > free:
+            out -= 1
+        return out if out >= self.config.min_output_tokens else None
+
+    def journal(self, t: Ticket, model: str, api: str) -> Reservation:
+        return Reservation(t.id, t.agent, t.created, model, api, t.day, t.month, t.worst)
+
+    def settle(self, t: Ticket, row: LedgerRow) -> None:
+        """Release the hold and book the actual cost, exactly once."""
+        if t.settled:
+            raise RuntimeError(f"call {t.id} settled twice")
+        t.settled = True
+        self.open.pop(t.id, None)
+        cost = row.cost_nanos
+        for key in t.keys:
+            c = self.counters[key]
+            c[1] -= t.worst
+            c[0] += cost
+        self.store.settle(t.id, row)
+        self._alerts(t.agent, t.keys)
+
+    def release_unsent(self, t: Ticket) -> None:
+        """Drop a hold whose reservation never became durable (nothing was sent upstream)."""
+        if not t.settled:
+            t.settled = True
+            self.open.pop(t.id, None)
+            for key in t.keys:
+                self.counters[key][1] -= t.worst
+
+    def _alerts(self, agent: str, keys: tuple[str, ...]) -> None:
+        if not self.config.alert_thresholds:
+            return
+        for w in self.windows(agent, self.clock()):
+            if w.cap is None or w.key not in keys or w.cap == 0:
+                continue
+            share = Decimal(self.counters[w.key][0]) / w.cap
+            for th in self.config.alert_thresholds:
+                if share >= th and (w.key, th) not in self._alerted:
+                    self._alerted.add((w.key, th))
+                    self.board.publish(
+                        "budget.threshold",
+                        agent=agent if w.scope == "agent" else None,
+                        window=w.label,
+                        threshold=float(th),
+                        spent_usd=usd_str(self.counters[w.key][0]),
+                        cap_usd=usd_str(w.cap),
+                    )
+
+    # -- views -------------------------------------------------------------------------------------
+
+    def remaining(self, agent: str) -> tuple[int | None, int | None]:
+        """Nano-dollars an agent can still commit today and this month (agent and fleet caps), None = no cap."""
+        out: list[int | None] = []
+        ws = self.windows(agent, self.clock())
+        for period in ("daily", "monthly"):
+            frees = [
+                w.cap - sum(self._counter(w.key)) for w in ws if w.period == period and w.cap is not None
+            ]
+            out.append(max(0, min(frees)) if frees else None)
+        return out[0], out[1]
+
+    def view(self, agent: str) -> list[dict[str, object]]:
+        rows = []
+        for w in self.windows(agent, self.clock()):
+            spent, held = self._counter(w.key)
+            rows.append(
+                {
+                    "window": w.label,
+                    "cap_usd": usd_str(w.cap) if w.cap is not None else None,
+                    "spent_usd": usd_str(spent),
+                    "reserved_usd": usd_str(held),
+                    "remaining_usd": usd_str(max(0, w.cap - spent - held)) if w.cap is not None else None,
+                    "resets_at": self.calendar.iso(w.resets),
+                }
+            )
+        return rows
+
+
+def _nanos(usd: Decimal | None) -> int | None:
+    return None if usd is None else to_nanos(usd)

@@ -1,0 +1,40 @@
+"""The internal types every stage of the pipeline speaks: Call, Usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage as the provider reported it, normalised.
+
+    `input_tokens` is the *total* input, cache reads and writes included (genai-prices' convention);
+    the wire decoders convert from each API's own convention.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # all cache writes, 5-minute and 1-hour
+    cache_write_1h_tokens: int = 0  # the 1-hour part of cache_write_tokens
+
+
+@dataclass(slots=True)
+class Call:
+    """One agent request on its way through the gateway.
+
+    `body` is the caller's JSON object; levers edit it in place, unknown fields are never touched.
+    """
+
+    api: str  # "anthropic" | "openai": the wire format the caller speaks
+    agent: str
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    max_tokens: int | None  # as requested (None: the caller set none)
+    input_bound: int = 0  # tokens; can only over-estimate
+    choices: int = 1  # OpenAI `n`: the output bound is multiplied by it
+    notes: dict[str, str] = field(default_factory=dict)  # response headers the levers want to add
+    wants_usage_chunk: bool = False  # OpenAI stream: did the caller ask for the usage chunk itself

@@ -1,0 +1,77 @@
+"""paymaster serve | sim | demo | keys | report"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+from .config import ConfigError, hash_key, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="paymaster", description="A cost-control gateway for fleets of LLM agents.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", default="fleet.yaml", help="fleet.yaml (default: ./fleet.yaml)")
+    s.add_argument("--host", help="override listen.host")
+    s.add_argument("--port", type=int, help="override listen.port")
+
+    sub.add_parser("sim", help="run the provider simulator (Anthropic- and OpenAI-compatible)", add_help=False)
+
+    d = sub.add_parser("demo", help="simulator + gateway + a five-agent pipeline on SQLite in a temp dir")
+    d.add_argument("--tasks", type=int, default=6, help="pipeline runs (default 6)")
+    d.add_argument("--keep", action="store_true", help="keep serving after the run (Ctrl-C to stop)")
+
+    k = sub.add_parser("keys", help="make agent / admin keys")
+    k.add_argument("action", choices=["new", "hash"])
+    k.add_argument("key", nargs="?", help="for `hash`: the key to hash")
+
+    r = sub.add_parser("report", help="per-agent spend from the ledger")
+    r.add_argument("--config", default="fleet.yaml")
+
+    args, rest = p.parse_known_args(argv)
+    if args.cmd == "sim":
+        from .sim import main as sim_main
+
+        return sim_main(rest) or 0
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+
+    if args.cmd == "keys":
+        key = args.key if args.action == "hash" else "pm-" + secrets.token_urlsafe(24)
+        if not key:
+            p.error("keys hash needs the key")
+        if args.action == "new":
+            print(f"key:        {key}")
+        print(f"key_sha256: {hash_key(key)}")
+        return 0
+    if args.cmd == "demo":
+        from .demo import run
+
+        return run(tasks=args.tasks, keep=args.keep)
+
+    try:
+        config = load(args.config)
+    except ConfigError as e:
+        print(f"paymaster: bad config: {e}", file=sys.stderr)
+        return 2
+    if args.cmd == "serve":
+        from .app import Gateway
+        from .server import serve
+
+        host, port = args.host or config.host, args.port or config.port
+        print(f"paymaster: serving {len(config.agents)} agents on http://{host}:{port} (ledger {config.ledger})")
+        serve(Gateway(config), host, port, log_level="info")
+        return 0
+    if args.cmd == "report":
+        from .report import print_report
+
+        print_report(config)
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

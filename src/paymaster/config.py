@@ -1,0 +1,343 @@
+"""fleet.yaml → typed, validated configuration.
+
+Every problem is reported as `ConfigError("agents.writer.daily_usd: must be a positive number, got 'ten'")`
+at start, never as a stack trace mid-request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from .pricing import OVERRIDE_KEYS, PriceTable, UnknownModel
+
+PROVIDER_KINDS = ("anthropic", "openai", "openai-compatible")
+# which genai-prices provider a model of each kind is priced at
+PRICE_PROVIDER = {"anthropic": "anthropic", "openai": "openai", "openai-compatible": None}
+
+
+class ConfigError(ValueError):
+    """fleet.yaml is malformed; the message names the field and the problem."""
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    kind: str  # anthropic | openai | openai-compatible
+    base_url: str  # without a trailing slash; OpenAI-style URLs end in /v1
+    api_key: str = field(repr=False)
+    timeout_s: float = 600.0
+
+    @property
+    def api(self) -> str:
+        """The wire format it speaks."""
+        return "anthropic" if self.kind == "anthropic" else "openai"
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    provider: Provider
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    key_hash: str = field(repr=False)
+    model: str
+    models: tuple[str, ...]
+    daily_usd: Decimal | None
+    monthly_usd: Decimal | None
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Config:
+    timezone: ZoneInfo
+    host: str
+    port: int
+    ledger: str  # SQLite path
+    durability: str  # "process" (WAL, synchronous=NORMAL) | "power" (synchronous=FULL)
+    admin_key_hash: str | None = field(repr=False)
+    max_body_bytes: int
+    min_output_tokens: int
+    fleet_daily_usd: Decimal | None
+    fleet_monthly_usd: Decimal | None
+    alert_thresholds: tuple[Decimal, ...]
+    providers: dict[str, Provider]
+    models: dict[str, Model]
+    agents: dict[str, Agent]
+    prices: PriceTable
+
+    def agent_by_key(self, key: str) -> Agent | None:
+        return self._by_hash.get(hash_key(key))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_hash", {a.key_hash: a for a in self.agents.values()})
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _mapping(v: Any, path: str) -> Mapping[str, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{path}: must be a mapping, got {type(v).__name__}")
+    return v
+
+
+def _unknown(m: Mapping[str, Any], allowed: set[str], path: str) -> None:
+    extra = sorted(set(m) - allowed)
+    if extra:
+        raise ConfigError(f"{path}.{extra[0]}: unknown field (expected one of: {', '.join(sorted(allowed))})")
+
+
+def _usd(v: Any, path: str) -> Decimal | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ConfigError(f"{path}: must be a dollar amount, got {v!r}")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise ConfigError(f"{path}: must be a dollar amount, got {v!r}") from None
+    if not d.is_finite() or d < 0:
+        raise ConfigError(f"{path}: must be a non-negative dollar amount, got {v!r}")
+    return d
+
+
+def _int(v: Any, path: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ConfigError(f"{path}: must be a whole number from {lo} to {hi}, got {v!r}")
+    return v
+
+
+def _str(v: Any, path: str) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(f"{path}: must be a non-empty string, got {v!r}")
+    return v
+
+
+def _secret(m: Mapping[str, Any], path: str, env: Mapping[str, str], *, hashed: bool) -> str | None:
+    """A key given as `key_env: VAR` (read from the environment) or, for hashed keys, `key_sha256: hex`."""
+    if "key_sha256" in m and hashed:
+        h = _str(m["key_sha256"], f"{path}.key_sha256").lower()
+        if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+            raise ConfigError(f"{path}.key_sha256: must be 64 hex digits (see `paymaster keys new`)")
+        return h
+    var_field = "key_env" if hashed else "api_key_env"
+    if var_field in m:
+        var = _str(m[var_field], f"{path}.{var_field}")
+        value = env.get(var)
+        if not value:
+            raise ConfigError(f"{path}.{var_field}: environment variable {var} is not set")
+        return hash_key(value) if hashed else value
+    return None
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return parse(raw, env=env, base=p.parent)
+
+
+def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = None) -> Config:
+    env = os.environ if env is None else env
+    top = _mapping(raw, "fleet.yaml")
+    _unknown(
+        top,
+        {"timezone", "listen", "ledger", "durability", "admin", "limits", "defaults", "fleet", "providers",
+         "models", "agents"},
+        "fleet.yaml",
+    )
+
+    tz_name = top.get("timezone", "UTC")
+    try:
+        tz = ZoneInfo(_str(tz_name, "timezone"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone: unknown time zone {tz_name!r} (use an IANA name like Europe/Berlin)") from None
+
+    listen = _mapping(top.get("listen"), "listen")
+    _unknown(listen, {"host", "port"}, "listen")
+    host = _str(listen.get("host", "127.0.0.1"), "listen.host")
+    port = _int(listen.get("port", 8080), "listen.port", 0, 65535)
+
+    ledger = _str(top.get("ledger", "paymaster.db"), "ledger")
+    if base is not None and ledger != ":memory:" and not Path(ledger).is_absolute():
+        ledger = str(base / ledger)
+    durability = top.get("durability", "process")
+    if durability not in ("process", "power"):
+        raise ConfigError(f"durability: must be 'process' or 'power', got {durability!r}")
+
+    admin = _mapping(top.get("admin"), "admin")
+    _unknown(admin, {"key_env", "key_sha256"}, "admin")
+    admin_hash = _secret(admin, "admin", env, hashed=True)
+
+    limits = _mapping(top.get("limits"), "limits")
+    _unknown(limits, {"max_body_mb"}, "limits")
+    max_body = _int(limits.get("max_body_mb", 32), "limits.max_body_mb", 1, 1024) * 1024 * 1024
+
+    defaults = _mapping(top.get("defaults"), "defaults")
+    _unknown(defaults, {"max_tokens", "min_output_tokens"}, "defaults")
+    default_max = _int(defaults.get("max_tokens", 4096), "defaults.max_tokens", 1, 1_000_000)
+    min_out = _int(defaults.get("min_output_tokens", 64), "defaults.min_output_tokens", 1, 1_000_000)
+
+    fleet = _mapping(top.get("fleet"), "fleet")
+    _unknown(fleet, {"daily_usd", "monthly_usd", "alert_thresholds"}, "fleet")
+    thresholds_raw = fleet.get("alert_thresholds", [0.5, 0.8, 0.95])
+    if not isinstance(thresholds_raw, list):
+        raise ConfigError("fleet.alert_thresholds: must be a list of fractions like [0.5, 0.8]")
+    thresholds = []
+    for i, t in enumerate(thresholds_raw):
+        d = _usd(t, f"fleet.alert_thresholds[{i}]")
+        if d is None or not 0 < d < 1:
+            raise ConfigError(f"fleet.alert_thresholds[{i}]: must be a fraction between 0 and 1, got {t!r}")
+        thresholds.append(d)
+
+    providers: dict[str, Provider] = {}
+    for name, pv in _mapping(top.get("providers"), "providers").items():
+        path = f"providers.{name}"
+        pv = _mapping(pv, path)
+        _unknown(pv, {"kind", "base_url", "api_key_env", "timeout_s"}, path)
+        kind = pv.get("kind", name if name in PROVIDER_KINDS else None)
+        if kind not in PROVIDER_KINDS:
+            raise ConfigError(f"{path}.kind: must be one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
+        default_url = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}.get(kind)
+        url = _str(pv.get("base_url", default_url), f"{path}.base_url").rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.base_url: must start with http:// or https://, got {url!r}")
+        if "api_key_env" not in pv:
+            raise ConfigError(f"{path}.api_key_env: required (the environment variable holding the key)")
+        key = _secret(pv, path, env, hashed=False)
+        assert key is not None
+        timeout = pv.get("timeout_s", 600)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigError(f"{path}.timeout_s: must be a positive number of seconds, got {timeout!r}")
+        providers[name] = Provider(name, kind, url, key, float(timeout))
+    if not providers:
+        raise ConfigError("providers: at least one provider is required")
+
+    overrides: dict[str, dict[str, Any]] = {}
+    explicit: dict[str, str] = {}
+    for name, mv in _mapping(top.get("models"), "models").items():
+        path = f"models.{name}"
+        mv = _mapping(mv, path)
+        _unknown(mv, {"provider", "price", "context_window"}, path)
+        if "provider" in mv:
+            pname = _str(mv["provider"], f"{path}.provider")
+            if pname not in providers:
+                raise ConfigError(f"{path}.provider: no provider named {pname!r} under providers")
+            explicit[name] = pname
+        if "price" in mv:
+            price = _mapping(mv["price"], f"{path}.price")
+            _unknown(price, set(OVERRIDE_KEYS), f"{path}.price")
+            if "input_mtok" not in price or "output_mtok" not in price:
+                raise ConfigError(f"{path}.price: input_mtok and output_mtok are required")
+            ov: dict[str, Any] = {k: _usd(v, f"{path}.price.{k}") for k, v in price.items()}
+            if "context_window" in mv:
+                ov["context_window"] = _int(mv["context_window"], f"{path}.context_window", 1, 100_000_000)
+            overrides[name] = ov
+
+    prices = PriceTable(overrides)
+
+    def resolve(model: str, path: str) -> Model:
+        if model in explicit:
+            prov = providers[explicit[model]]
+            if prov.kind == "openai-compatible" and model not in overrides:
+                raise ConfigError(
+                    f"models.{model}.price: required for a model on an openai-compatible provider "
+                    "(input_mtok and output_mtok, in USD per million tokens)"
+                )
+            try:
+                prices.rates(model, PRICE_PROVIDER[prov.kind])
+            except UnknownModel as e:
+                raise ConfigError(f"{path}: {e}") from None
+            return Model(model, prov)
+        for prov in providers.values():
+            pid = PRICE_PROVIDER[prov.kind]
+            if pid is None:
+                continue
+            try:
+                prices.rates(model, pid)
+            except UnknownModel:
+                continue
+            return Model(model, prov)
+        raise ConfigError(
+            f"{path}: model {model!r} is not priced for any configured provider "
+            f"({', '.join(providers)}); name its provider and price under `models:`"
+        )
+
+    models: dict[str, Model] = {}
+    for name in explicit:
+        models[name] = resolve(name, f"models.{name}")
+
+    agents: dict[str, Agent] = {}
+    seen_hashes: dict[str, str] = {}
+    for name, av in _mapping(top.get("agents"), "agents").items():
+        path = f"agents.{name}"
+        av = _mapping(av, path)
+        _unknown(av, {"key_env", "key_sha256", "model", "models", "daily_usd", "monthly_usd", "max_tokens"}, path)
+        key_hash = _secret(av, path, env, hashed=True)
+        if key_hash is None:
+            raise ConfigError(f"{path}: needs key_sha256 (see `paymaster keys new`) or key_env")
+        if key_hash in seen_hashes or key_hash == admin_hash:
+            other = seen_hashes.get(key_hash, "admin")
+            raise ConfigError(f"{path}: same key as {other}; every agent needs its own key")
+        seen_hashes[key_hash] = path
+        model = _str(av.get("model"), f"{path}.model")
+        allowed_raw = av.get("models", [model])
+        if not isinstance(allowed_raw, list) or not allowed_raw:
+            raise ConfigError(f"{path}.models: must be a non-empty list of model names")
+        allowed = tuple(_str(m, f"{path}.models[{i}]") for i, m in enumerate(allowed_raw))
+        if model not in allowed:
+            allowed = (model, *allowed)
+        for i, m in enumerate(allowed):
+            if m not in models:
+                models[m] = resolve(m, f"{path}.models[{i}]" if m != model else f"{path}.model")
+        agents[name] = Agent(
+            name=name,
+            key_hash=key_hash,
+            model=model,
+            models=allowed,
+            daily_usd=_usd(av.get("daily_usd"), f"{path}.daily_usd"),
+            monthly_usd=_usd(av.get("monthly_usd"), f"{path}.monthly_usd"),
+            max_tokens=_int(av.get("max_tokens", default_max), f"{path}.max_tokens", 1, 1_000_000),
+        )
+    if not agents:
+        raise ConfigError("agents: at least one agent is required")
+
+    return Config(
+        timezone=tz,
+        host=host,
+        port=port,
+        ledger=ledger,
+        durability=durability,
+        admin_key_hash=admin_hash,
+        max_body_bytes=max_body,
+        min_output_tokens=min_out,
+        fleet_daily_usd=_usd(fleet.get("daily_usd"), "fleet.daily_usd"),
+        fleet_monthly_usd=_usd(fleet.get("monthly_usd"), "fleet.monthly_usd"),
+        alert_thresholds=tuple(sorted(thresholds)),
+        providers=providers,
+        models=models,
+        agents=agents,
+        prices=prices,
+    )

@@ -1,0 +1,71 @@
+"""What the gateway refuses, and why. Rendered into each caller's own error shape by `wire/`.
+
+    GatewayError (status, kind, message)
+     ├── BadRequest           400 invalid_request_error
+     ├── Unauthorized         401 authentication_error
+     ├── Forbidden            403 permission_error
+     ├── NotFound             404 not_found_error
+     ├── MethodNotAllowed     405 invalid_request_error
+     ├── TooLarge             413 request_too_large
+     ├── UnsupportedMedia     415 invalid_request_error
+     ├── BudgetExceeded       402 budget_exceeded   (carries the window, spent, cap, reset time)
+     └── UpstreamFailed       502 / 504 api_error   (the provider could not be reached or timed out)
+
+Errors the provider itself returns are relayed as the provider sent them (same status and body).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status = 500
+    kind = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.extra = extra or {}
+
+
+class BadRequest(GatewayError):
+    status, kind = 400, "invalid_request_error"
+
+
+class Unauthorized(GatewayError):
+    status, kind, code = 401, "authentication_error", "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status, kind = 403, "permission_error"
+
+
+class NotFound(GatewayError):
+    status, kind = 404, "not_found_error"
+
+
+class MethodNotAllowed(GatewayError):
+    status, kind = 405, "invalid_request_error"
+
+
+class TooLarge(GatewayError):
+    status, kind = 413, "request_too_large"
+
+
+class UnsupportedMedia(GatewayError):
+    status, kind = 415, "invalid_request_error"
+
+
+class BudgetExceeded(GatewayError):
+    status, kind, code = 402, "budget_exceeded", "budget_exceeded"
+
+
+class UpstreamFailed(GatewayError):
+    status, kind = 502, "api_error"
+
+    def __init__(self, message: str, *, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status

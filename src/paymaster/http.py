@@ -1,0 +1,80 @@
+"""Small ASGI helpers: request headers, bounded body reading, responses."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from .errors import BadRequest, TooLarge, UnsupportedMedia
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON = b"application/json"
+
+
+def header_map(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope["headers"])
+
+
+def bearer_or_key(h: dict[bytes, bytes]) -> str | None:
+    """The caller's key: `x-api-key` (Anthropic SDK) or `Authorization: Bearer` (OpenAI SDK)."""
+    k = h.get(b"x-api-key")
+    if k:
+        return k.decode("latin-1")
+    auth = h.get(b"authorization")
+    if auth and auth[:7].lower() == b"bearer ":
+        return auth[7:].decode("latin-1").strip()
+    return None
+
+
+async def read_json(receive: Receive, h: dict[bytes, bytes], limit: int) -> tuple[dict[str, Any], bytes]:
+    ctype = h.get(b"content-type", b"")
+    if not ctype.split(b";")[0].strip().lower() == JSON:
+        raise UnsupportedMedia(
+            f"content-type must be application/json, got {ctype.decode('latin-1') or 'none'}"
+        )
+    declared = h.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {int(declared)} bytes exceeds the gateway's limit of {limit} bytes")
+    chunks = []
+    size = 0
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise BadRequest("client disconnected while sending the request")
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body exceeds the gateway's limit of {limit} bytes")
+        chunks.append(chunk)
+        more = msg.get("more_body", False)
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body, raw
+
+
+async def respond(send: Send, status: int, body: bytes, headers: Headers = (), ctype: bytes = JSON) -> None:  # type: ignore[assignment]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body)), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def json_response(send: Send, data: Any, status: int = 200) -> Awaitable[None]:
+    return respond(send, status, orjson.dumps(data))

@@ -1,0 +1,21 @@
+"""A fake Anthropic- and OpenAI-compatible provider, for tests, the demo and benchmarks.
+
+    from paymaster.sim import Simulator
+    from paymaster.server import ServerThread
+
+    sim = Simulator(latency_ms=0, token_delay_ms=0, default_output_tokens=50)
+    with ServerThread(sim.app) as srv:
+        anthropic.Anthropic(base_url=srv.url, api_key="k")       # /v1/messages
+        openai.OpenAI(base_url=srv.url + "/v1", api_key="k")      # /v1/chat/completions
+    sim.inject("429", count=2, model="claude-x", retry_after=0)
+    sim.requests[-1]["body"]
+
+Answers are deterministic; `[sim:tokens=N]`, `[sim:stop]` and `[sim:tool]` in the last user message
+steer them (see `paymaster.sim.text`).
+"""
+
+from .app import Simulator
+from .runner import main
+from .tokens import count_tokens
+
+__all__ = ["Simulator", "count_tokens", "main"]

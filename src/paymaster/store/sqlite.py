@@ -1,0 +1,280 @@
+"""The ledger and the reservation journal in SQLite (the embedded default).
+
+Writes are group-committed: everything submitted during one turn of the event loop goes into one
+transaction, flushed on the next turn. A reservation's caller awaits that commit before the call is
+sent upstream (the reservation is durable first); a settlement is not awaited — if the process dies
+before it commits, the reservation row is still there and is counted at its worst case on restart.
+
+WAL with `synchronous=NORMAL` survives a killed process; `durability: power` in fleet.yaml selects
+`synchronous=FULL`, which also survives power loss at the cost of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..pricing import from_nanos
+
+SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "001_ledger_and_reservations",
+        """
+        CREATE TABLE reservations (
+            id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            created REAL NOT NULL,
+            model TEXT NOT NULL,
+            api TEXT NOT NULL,
+            day TEXT NOT NULL,
+            month TEXT NOT NULL,
+            worst_nanos INTEGER NOT NULL
+        );
+        CREATE TABLE ledger (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            ts REAL NOT NULL,
+            agent TEXT NOT NULL,
+            api TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model_requested TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            stream INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            cache_write_1h_tokens INTEGER NOT NULL,
+            max_tokens INTEGER NOT NULL,
+            cost_usd TEXT NOT NULL,
+            cost_nanos INTEGER NOT NULL,
+            worst_nanos INTEGER NOT NULL,
+            day TEXT NOT NULL,
+            month TEXT NOT NULL,
+            reconcile INTEGER NOT NULL DEFAULT 0,
+            latency_ms REAL NOT NULL DEFAULT 0,
+            upstream_request_id TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX ledger_agent_day ON ledger (agent, day);
+        CREATE INDEX ledger_agent_month ON ledger (agent, month);
+        CREATE INDEX ledger_day ON ledger (day);
+        CREATE INDEX ledger_month ON ledger (month);
+        CREATE INDEX ledger_ts ON ledger (ts);
+        """,
+    ),
+]
+
+
+@dataclass(slots=True)
+class Reservation:
+    id: str
+    agent: str
+    created: float
+    model: str
+    api: str
+    day: str
+    month: str
+    worst_nanos: int
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    id: str
+    ts: float
+    agent: str
+    api: str
+    provider: str
+    model_requested: str
+    model: str
+    status: str  # ok | upstream_error | timeout | disconnected | cut | crashed
+    stream: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cache_write_1h_tokens: int
+    max_tokens: int
+    cost_usd: str
+    cost_nanos: int
+    worst_nanos: int
+    day: str
+    month: str
+    reconcile: int = 0
+    latency_ms: float = 0.0
+    upstream_request_id: str = ""
+    error: str = ""
+
+
+_LEDGER_COLS = [f.name for f in fields(LedgerRow)]
+_INSERT_LEDGER = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({', '.join('?' * len(_LEDGER_COLS))})"
+_RES_COLS = [f.name for f in fields(Reservation)]
+_INSERT_RES = f"INSERT INTO reservations ({', '.join(_RES_COLS)}) VALUES ({', '.join('?' * len(_RES_COLS))})"
+
+
+def _ledger_values(row: LedgerRow) -> tuple[Any, ...]:
+    return tuple(getattr(row, c) for c in _LEDGER_COLS)
+
+
+class SQLiteStore:
+    def __init__(self, path: str, durability: str = "process") -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._scheduled = False
+        self.on_error: Callable[[BaseException], None] = lambda e: None
+
+    def _migrate(self) -> None:
+        c = self.conn
+        c.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        done = {r[0] for r in c.execute("SELECT name FROM migrations")}
+        for name, sql in SCHEMA_MIGRATIONS:
+            if name in done:
+                continue
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    # -- group commit ------------------------------------------------------------------------------
+
+    def _submit(self, ops: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        self._pending.extend(ops)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        ops, self._pending = self._pending, []
+        waiters, self._waiters = self._waiters, []
+        err: BaseException | None = None
+        try:
+            self.conn.execute("BEGIN")
+            for sql, params in ops:
+                self.conn.execute(sql, params)
+            self.conn.execute("COMMIT")
+        except BaseException as e:  # disk full, I/O error: reservations waiting on this commit fail
+            err = e
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.on_error(e)
+        for w in waiters:
+            if not w.done():
+                w.set_exception(err) if err else w.set_result(None)
+
+    async def reserve(self, r: Reservation) -> None:
+        """Record a reservation; returns once it is committed."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._submit([(_INSERT_RES, tuple(getattr(r, c) for c in _RES_COLS))])
+        await fut
+
+    def settle(self, reservation_id: str, row: LedgerRow) -> None:
+        """Replace a reservation by its ledger row, in one transaction (committed on the next loop turn)."""
+        self._submit([("DELETE FROM reservations WHERE id = ?", (reservation_id,)), (_INSERT_LEDGER, _ledger_values(row))])
+
+    def flush(self) -> None:
+        """Commit whatever is pending now (shutdown)."""
+        if self._pending:
+            self._flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.conn.close()
+
+    # -- start-up and queries (synchronous; not on the request path) -------------------------------
+
+    def recover(self, now: float) -> list[LedgerRow]:
+        """Turn reservations left by a crashed process into ledger rows at their worst case, flagged for
+        reconciliation: spend may be over-counted, never under-counted."""
+        rows = []
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        for rec in c.execute(f"SELECT {', '.join(_RES_COLS)} FROM reservations").fetchall():
+            r = Reservation(*rec)
+            row = LedgerRow(
+                id=r.id, ts=r.created, agent=r.agent, api=r.api, provider="", model_requested=r.model,
+                model=r.model, status="crashed", stream=0, input_tokens=0, output_tokens=0,
+                cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, max_tokens=0,
+                cost_usd=str(from_nanos(r.worst_nanos)), cost_nanos=r.worst_nanos,
+                worst_nanos=r.worst_nanos, day=r.day, month=r.month, reconcile=1,
+                error="gateway stopped between reserve and settle; counted at worst case until reconciled",
+            )
+            c.execute(_INSERT_LEDGER, _ledger_values(row))
+            rows.append(row)
+        c.execute("DELETE FROM reservations")
+        c.execute("COMMIT")
+        return rows
+
+    def spend(self, agent: str | None, period: str, key: str) -> int:
+        """Settled nano-dollars of an agent (None: the whole fleet) in a day ('day') or month ('month')."""
+        col = "day" if period == "day" else "month"
+        if agent is None:
+            q = f"SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE {col} = ?"
+            return int(self.conn.execute(q, (key,)).fetchone()[0])
+        q = f"SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE agent = ? AND {col} = ?"
+        return int(self.conn.execute(q, (agent, key)).fetchone()[0])
+
+    def open_reservations(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM reservations").fetchone()[0])
+
+    def ledger(
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        reconcile: bool | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        where, args = ["seq > ?"], [after]
+        for col, val in (("agent", agent), ("status", status), ("model", model)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        if reconcile is not None:
+            where.append("reconcile = ?")
+            args.append(int(reconcile))
+        q = f"SELECT seq, {', '.join(_LEDGER_COLS)} FROM ledger WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        cur = self.conn.execute(q, (*args, limit))
+        names = ["seq", *_LEDGER_COLS]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def totals(self, period: str, key: str) -> dict[str, dict[str, int]]:
+        """Per-agent call count, tokens and nano-dollars for a day or month."""
+        col = "day" if period == "day" else "month"
+        q = (
+            "SELECT agent, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos), "
+            f"SUM(status != 'ok') FROM ledger WHERE {col} = ? GROUP BY agent"
+        )
+        return {
+            a: {"calls": n, "input_tokens": i, "output_tokens": o, "cost_nanos": c, "failed": f}
+            for a, n, i, o, c, f in self.conn.execute(q, (key,))
+        }
+

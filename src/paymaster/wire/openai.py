@@ -1,0 +1,134 @@
+"""The OpenAI Chat Completions API on the wire (also what vLLM, Ollama and other OpenAI-compatible
+servers speak): request checks, usage, stream chunks, error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..call import Usage
+from ..errors import BadRequest, GatewayError
+from . import data_of
+
+API = "openai"
+MAX_TOKENS_LIMIT = 1_000_000
+MAX_CHOICES = 128
+
+
+def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model: field required (a model name string)", param="model")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise BadRequest("messages: must be a non-empty list", param="messages")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest(f"messages[{i}].role: required", param=f"messages[{i}].role")
+    limits = []
+    for key in ("max_completion_tokens", "max_tokens"):
+        v = body.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_TOKENS_LIMIT:
+            raise BadRequest(f"{key}: must be an integer from 1 to {MAX_TOKENS_LIMIT}, got {v!r}", param=key)
+        limits.append(v)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("stream: must be a boolean", param="stream")
+    so = body.get("stream_options")
+    if so is not None and not isinstance(so, dict):
+        raise BadRequest("stream_options: must be an object", param="stream_options")
+    return model, (min(limits) if limits else None), stream
+
+
+def choices(body: dict[str, Any]) -> int:
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise BadRequest(f"n: must be an integer from 1 to {MAX_CHOICES}, got {n!r}", param="n")
+    return n
+
+
+def set_max_tokens(body: dict[str, Any], n: int, provider_kind: str) -> None:
+    """Keep the caller's field; a request without one gets the field its provider understands."""
+    present = [k for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None]
+    if not present:
+        present = ["max_completion_tokens" if provider_kind == "openai" else "max_tokens"]
+    for k in present:
+        body[k] = n
+
+
+def ask_usage(body: dict[str, Any]) -> bool:
+    """Make a stream report usage; returns whether the caller asked for the usage chunk itself."""
+    so = body.get("stream_options") or {}
+    wanted = bool(so.get("include_usage"))
+    if not wanted:
+        body["stream_options"] = {**so, "include_usage": True}
+    return wanted
+
+
+def usage(u: dict[str, Any] | None) -> Usage:
+    """OpenAI's prompt_tokens already include cached tokens."""
+    if not u:
+        return Usage()
+    details = u.get("prompt_tokens_details") or {}
+    cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    return Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0, cached, 0, 0)
+
+
+class StreamWatch:
+    """Follows a chat.completion.chunk stream for its usage chunk, hiding it if the caller did not ask."""
+
+    __slots__ = ("wants_usage_chunk", "usage_raw", "finished", "started")
+
+    def __init__(self, wants_usage_chunk: bool) -> None:
+        self.wants_usage_chunk = wants_usage_chunk
+        self.usage_raw: dict[str, Any] | None = None
+        self.finished = False
+        self.started = False
+
+    def frame(self, f: bytes) -> bytes | None:
+        d = data_of(f)
+        if d is None:
+            return f
+        if d == b"[DONE]":
+            self.finished = True
+            return f
+        self.started = True
+        if b'"usage":{' in d or b'"usage": {' in d:
+            obj = orjson.loads(d)
+            u = obj.get("usage")
+            if u:
+                self.usage_raw = u
+                if not self.wants_usage_chunk and not obj.get("choices"):
+                    return None
+        return f
+
+    def usage(self) -> Usage:
+        return usage(self.usage_raw)
+
+    def saw_start(self) -> bool:
+        return self.started
+
+
+_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+
+
+def error_body(e: GatewayError) -> bytes:
+    err: dict[str, Any] = {
+        "message": e.message,
+        "type": _TYPES.get(e.status, e.kind),
+        "param": e.param,
+        "code": e.code if e.code is not None else (e.kind if e.status not in _TYPES else None),
+    }
+    err.update(e.extra)
+    return orjson.dumps({"error": err})
+
+
+def models_body(models: list[str]) -> bytes:
+    return orjson.dumps(
+        {"object": "list", "data": [{"id": m, "object": "model", "created": 1735689600, "owned_by": "paymaster"} for m in models]}
+    )
