@@ -70,14 +70,21 @@ class Running:
     def admin(self, path: str, key: str = ADMIN_KEY, **params: Any) -> httpx2.Response:
         return httpx2.get(self.url + path, params=params, headers={"authorization": f"Bearer {key}"})
 
-    def spend(self) -> dict[str, str]:
-        """Every window's spent + reserved, per agent: what 'no change to any spend' compares."""
-        self.gw.store.flush()
-        return {k: f"{v[0]}+{v[1]}" for k, v in self.gw.budget.counters.items()}
+    def spend(self) -> list[Any]:
+        """Every agent's windows (spent, reserved) and the ledger: what 'no change to any spend' compares."""
+        agents = self.admin("/admin/agents").json()["agents"]
+        return [[(a["name"], w["spent_usd"], w["reserved_usd"]) for w in a["windows"]] for a in agents] + [
+            len(self.ledger())
+        ]
 
     def ledger(self, agent: str | None = None) -> list[dict[str, Any]]:
-        self.gw.store.flush()
-        return self.gw.store.ledger(agent=agent, limit=1000)
+        """The ledger, read the way an operator does (admin API, so the store is only touched by its loop)."""
+        params: dict[str, Any] = {"limit": 1000}
+        if agent:
+            params["agent"] = agent
+        r = self.admin("/admin/ledger", **params)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
 
 
 def fleet(sim_url: str, keys: dict[str, str], tmp: Path, **over: Any) -> dict[str, Any]:

@@ -276,20 +276,25 @@ class Gateway:
                         out = watch.frame(f)
                         if out is not None:
                             await send({"type": "http.response.body", "body": out, "more_body": True})
+            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as e:
+                status, error = "cut", f"the provider's stream broke off: {type(e).__name__}"
             except (TimeoutError, aiohttp.ClientError) as e:
-                if not gone.is_set():
-                    status, error = _failure(e)
+                status, error = _failure(e)
             if gone.is_set():
                 status, error = "disconnected", "the agent closed the stream; upstream closed"
             elif not watch.finished and status == "ok":
                 status, error = "cut", "the provider's stream ended before its final event"
         finally:
             watcher.cancel()
+            if resp is not None:
+                resp.close() if status != "ok" else resp.release()
             cost = self._settle(
                 call, rates, up, t, status, watch.usage(), error, rid, started, input_known=watch.saw_start()
             )
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
+            if status != "ok":  # tell the agent its stream broke, in its own API's words
+                tail = api.stream_error(f"the provider's stream was interrupted ({error})") + tail
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -375,7 +380,10 @@ class Gateway:
         await respond(send, resp.status, data, relay_headers(resp))
 
     async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await json_response(send, {"status": "ok", "open_reservations": len(self.budget.open)})
+        self.store.flush()
+        await json_response(
+            send, {"status": "ok", "open_calls": len(self.budget.open), "journal_open": self.store.open_reservations()}
+        )
 
 
 def _failure(e: BaseException) -> tuple[str, str]:

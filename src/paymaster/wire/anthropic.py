@@ -55,7 +55,7 @@ def usage(u: dict[str, Any] | None) -> Usage:
 class StreamWatch:
     """Follows a /v1/messages event stream for its usage; frames pass through unchanged."""
 
-    __slots__ = ("usage_in", "output_tokens", "finished", "request_model")
+    __slots__ = ("usage_in", "output_tokens", "finished")
 
     def __init__(self, wants_usage_chunk: bool = True) -> None:
         self.usage_in: dict[str, Any] = {}
@@ -92,6 +92,12 @@ def error_body(e: GatewayError) -> bytes:
     err: dict[str, Any] = {"type": e.kind, "message": e.message}
     err.update(e.extra)
     return orjson.dumps({"type": "error", "error": err})
+
+
+def stream_error(message: str) -> bytes:
+    """An `error` event, as the API sends mid-stream; the SDK raises it as an APIError."""
+    body = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
+    return b"event: error\ndata: " + body + b"\n\n"
 
 
 def models_body(models: list[str]) -> bytes:

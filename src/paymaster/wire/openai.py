@@ -128,6 +128,12 @@ def error_body(e: GatewayError) -> bytes:
     return orjson.dumps({"error": err})
 
 
+def stream_error(message: str) -> bytes:
+    """An error chunk; the SDK raises a chunk carrying `error` as an APIError."""
+    body = orjson.dumps({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
+    return b"data: " + body + b"\n\n"
+
+
 def models_body(models: list[str]) -> bytes:
     return orjson.dumps(
         {"object": "list", "data": [{"id": m, "object": "model", "created": 1735689600, "owned_by": "paymaster"} for m in models]}
