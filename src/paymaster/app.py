@@ -21,10 +21,10 @@ import orjson
 
 from . import admin
 from .blackboard import Blackboard
-from .budget import Budget, Refusal, Ticket
+from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config
-from .errors import BadRequest, BudgetExceeded, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
+from .errors import BadRequest, BudgetBusy, BudgetExceeded, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
 from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import output
 from .pricing import Rates, to_nanos, usd_str
@@ -116,6 +116,8 @@ class Gateway:
 
     async def refuse(self, send: Send, api: ModuleType, e: GatewayError) -> None:
         headers: Headers = [(b"x-should-retry", b"false")] if e.status in (402, 413) else []
+        if isinstance(e, BudgetBusy):
+            headers = [(b"retry-after", b"1")]
         await respond(send, e.status, api.error_body(e), headers)
 
     # -- authenticate --------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ class Gateway:
         body, raw = await read_json(receive, h, self.config.max_body_bytes)
         call, rates, upstream = self.decode(api, agent, body, raw, h)  # 2. decode
         output.apply(call, agent)  # 3. levers
-        ticket = self.admit(call, rates)  # 4. admit (402 when over a cap)
+        ticket = await self.admit(call, rates)  # 4. admit (402 when over a cap)
         api.set_max_tokens(call.body, ticket.max_tokens, upstream.provider.kind)
         if ticket.fitted:
             call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
@@ -189,9 +191,16 @@ class Gateway:
         )
         return call, rates, self.upstreams[m.provider.name]
 
-    def admit(self, call: Call, rates: Rates) -> Ticket:
+    async def admit(self, call: Call, rates: Rates) -> Ticket:
         assert call.max_tokens is not None, "output control sets max_tokens"
-        verdict = self.budget.admit(call.agent, rates, call.input_bound, call.max_tokens, call.choices)
+        verdict = await self.budget.admit_waiting(
+            call.agent, rates, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s
+        )
+        if isinstance(verdict, Wait):
+            raise BudgetBusy(
+                f"the budget this call needs is held by agent {call.agent!r}'s calls in flight; retry shortly",
+                extra={"retry_after_s": 1},
+            )
         if isinstance(verdict, Refusal):
             raise BudgetExceeded(
                 verdict.message(),

@@ -24,6 +24,7 @@ A reservation keeps the windows it was made in: a call reserved at 23:59:59 sett
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 from collections.abc import Callable
@@ -102,6 +103,10 @@ class Ticket:
     settled: bool = False
 
 
+class Wait:
+    """Not now: in-flight reservations hold the budget this call needs."""
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     agent: str
@@ -135,19 +140,26 @@ class Budget:
             name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()
         }
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
+        self._windows: dict[str, tuple[Periods, list[Window]]] = {}
+        self._settled: asyncio.Event | None = None  # set (and replaced) at every settlement  # per agent, for the current day
 
     # -- windows -----------------------------------------------------------------------------------
 
     def windows(self, agent: str, now: float) -> list[Window]:
         p = self.calendar.periods(now)
+        hit = self._windows.get(agent)
+        if hit is not None and hit[0] is p:
+            return hit[1]
         day_cap, month_cap = self._caps[agent]
         fday, fmonth = self._fleet_caps
-        return [
+        ws = [
             Window(f"agent:{agent}:day:{p.day}", "agent", "daily", day_cap, p.day_resets),
             Window(f"agent:{agent}:month:{p.month}", "agent", "monthly", month_cap, p.month_resets),
             Window(f"fleet:day:{p.day}", "fleet", "daily", fday, p.day_resets),
             Window(f"fleet:month:{p.month}", "fleet", "monthly", fmonth, p.month_resets),
         ]
+        self._windows[agent] = (p, ws)
+        return ws
 
     def _counter(self, key: str) -> list[int]:
         c = self.counters.get(key)
@@ -160,23 +172,34 @@ class Budget:
 
     # -- admit / settle ----------------------------------------------------------------------------
 
-    def admit(self, agent: str, rates: Rates, input_bound: int, max_tokens: int, choices: int = 1) -> Ticket | Refusal:
+    def admit(
+        self, agent: str, rates: Rates, input_bound: int, max_tokens: int, choices: int = 1
+    ) -> Ticket | Refusal | Wait:
+        """Hold the call's worst case on every window, or say why not.
+
+        `Wait` means the call does not fit now but would once calls in flight settle: their
+        reservations, not spent money, stand in the way, so refusing would be a false 402.
+        """
         now = self.clock()
         ws = self.windows(agent, now)
         worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
         tight: Window | None = None
-        free_min = math.inf
+        free_now = free_settled = math.inf
         for w in ws:
             if w.cap is None:
                 continue
             spent, held = self._counter(w.key)
-            free = w.cap - spent - held
-            if free < free_min:
-                free_min, tight = free, w
+            if w.cap - spent - held < free_now:
+                free_now, tight = w.cap - spent - held, w
+            free_settled = min(free_settled, w.cap - spent)
         fitted = False
-        if worst > free_min:
-            fit = self._fit(rates, input_bound, choices, int(free_min))
+        if worst > free_now:
+            if worst <= free_settled:
+                return Wait()
+            fit = self._fit(rates, input_bound, choices, int(free_now))
             if fit is None or fit >= max_tokens:
+                if self._fit(rates, input_bound, choices, int(free_settled)) is not None and free_settled > free_now:
+                    return Wait()
                 assert tight is not None and tight.cap is not None
                 spent, held = self._counter(tight.key)
                 refusal = Refusal(agent, tight.label, spent, held, tight.cap, worst, self.calendar.iso(tight.resets))
@@ -203,6 +226,28 @@ class Budget:
         if self.board.status[agent].state != "active":
             self.board.unblock(agent, "a call was admitted")
         return t
+
+    async def admit_waiting(
+        self, agent: str, rates: Rates, input_bound: int, max_tokens: int, choices: int, timeout: float
+    ) -> Ticket | Refusal | Wait:
+        """`admit`, waiting (up to `timeout` seconds) while only in-flight reservations stand in the way."""
+        verdict = self.admit(agent, rates, input_bound, max_tokens, choices)
+        if not isinstance(verdict, Wait):
+            return verdict
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while isinstance(verdict, Wait):
+            left = deadline - loop.time()
+            if left <= 0:
+                return verdict
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._settled.wait(), left)
+            except TimeoutError:
+                return verdict
+            verdict = self.admit(agent, rates, input_bound, max_tokens, choices)
+        return verdict
 
     def _fit(self, rates: Rates, input_bound: int, choices: int, free: int) -> int | None:
         """The largest max_tokens (per choice) whose worst case fits in `free`, if it is still useful."""
@@ -232,6 +277,13 @@ class Budget:
             c[0] += cost
         self.store.settle(t.id, row)
         self._alerts(t.agent, t.keys)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Let calls waiting on in-flight reservations try again."""
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
 
     def release_unsent(self, t: Ticket) -> None:
         """Drop a hold whose reservation never became durable (nothing was sent upstream)."""
@@ -240,6 +292,7 @@ class Budget:
             self.open.pop(t.id, None)
             for key in t.keys:
                 self.counters[key][1] -= t.worst
+            self._wake()
 
     def _alerts(self, agent: str, keys: tuple[str, ...]) -> None:
         if not self.config.alert_thresholds:

@@ -73,6 +73,7 @@ class Config:
     admin_key_hash: str | None = field(repr=False)
     max_body_bytes: int
     min_output_tokens: int
+    admission_wait_s: float
     fleet_daily_usd: Decimal | None
     fleet_monthly_usd: Decimal | None
     alert_thresholds: tuple[Decimal, ...]
@@ -196,9 +197,12 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     max_body = _int(limits.get("max_body_mb", 32), "limits.max_body_mb", 1, 1024) * 1024 * 1024
 
     defaults = _mapping(top.get("defaults"), "defaults")
-    _unknown(defaults, {"max_tokens", "min_output_tokens"}, "defaults")
+    _unknown(defaults, {"max_tokens", "min_output_tokens", "admission_wait_s"}, "defaults")
     default_max = _int(defaults.get("max_tokens", 4096), "defaults.max_tokens", 1, 1_000_000)
     min_out = _int(defaults.get("min_output_tokens", 64), "defaults.min_output_tokens", 1, 1_000_000)
+    wait = defaults.get("admission_wait_s", 30)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 3600:
+        raise ConfigError(f"defaults.admission_wait_s: must be a number of seconds from 0 to 3600, got {wait!r}")
 
     fleet = _mapping(top.get("fleet"), "fleet")
     _unknown(fleet, {"daily_usd", "monthly_usd", "alert_thresholds"}, "fleet")
@@ -333,6 +337,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         admin_key_hash=admin_hash,
         max_body_bytes=max_body,
         min_output_tokens=min_out,
+        admission_wait_s=float(wait),
         fleet_daily_usd=_usd(fleet.get("daily_usd"), "fleet.daily_usd"),
         fleet_monthly_usd=_usd(fleet.get("monthly_usd"), "fleet.monthly_usd"),
         alert_thresholds=tuple(sorted(thresholds)),

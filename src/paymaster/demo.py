@@ -74,7 +74,9 @@ def run(tasks: int = 6, keep: bool = False) -> int:
                 print(f"pipeline: {' → '.join(p[0] for p in PIPELINE)}; {tasks} tasks\n")
                 outcomes = pipeline(gw_srv.url, env, tasks)
                 print(table(gw_srv.url, admin_key))
-                print("\nper task: " + "  ".join(f"{t}: {o}" for t, o in outcomes))
+                print("\nper task (✗ = refused by the budget):")
+                for topic, done in outcomes:
+                    print(f"  {topic:26} {done}")
                 print("\nevents:")
                 for e in gw.board.history:
                     line = e[1].decode().split("data: ", 1)[1].strip()

@@ -9,6 +9,7 @@
      ├── TooLarge             413 request_too_large
      ├── UnsupportedMedia     415 invalid_request_error
      ├── BudgetExceeded       402 budget_exceeded   (carries the window, spent, cap, reset time)
+     ├── BudgetBusy           429 rate_limit_error  (only calls in flight hold the budget; retry)
      └── UpstreamFailed       502 / 504 api_error   (the provider could not be reached or timed out)
 
 Errors the provider itself returns are relayed as the provider sent them (same status and body).
@@ -61,6 +62,10 @@ class UnsupportedMedia(GatewayError):
 
 class BudgetExceeded(GatewayError):
     status, kind, code = 402, "budget_exceeded", "budget_exceeded"
+
+
+class BudgetBusy(GatewayError):
+    status, kind, code = 429, "rate_limit_error", "budget_busy"
 
 
 class UpstreamFailed(GatewayError):
