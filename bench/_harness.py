@@ -53,8 +53,10 @@ def wait_port(port: int, timeout: float = 30) -> None:
 @contextmanager
 def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", *args], env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_port(port)
@@ -95,8 +97,9 @@ def stack(agents: dict[str, dict[str, Any]], sim_args: list[str] | None = None) 
         (Path(tmp) / "fleet.yaml").write_text(yaml.safe_dump(fleet))
         env = {"BENCH_PROVIDER_KEY": PROVIDER_KEY}
         sim_cmd = ["paymaster.cli", "sim", "--port", str(sim_port), "--api-key", PROVIDER_KEY, *(sim_args or [])]
-        with process(sim_cmd, sim_port), process(
-            ["paymaster.cli", "serve", "--config", str(Path(tmp) / "fleet.yaml")], gw_port, env
+        with (
+            process(sim_cmd, sim_port),
+            process(["paymaster.cli", "serve", "--config", str(Path(tmp) / "fleet.yaml")], gw_port, env),
         ):
             yield Stack(sim_url, f"http://127.0.0.1:{gw_port}", keys, Path(tmp))
 
@@ -117,7 +120,11 @@ class Run:
 
 
 async def load(
-    url: str, headers: dict[str, str], body: dict[str, Any] | list[dict[str, Any]], n: int, concurrency: int,
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any] | list[dict[str, Any]],
+    n: int,
+    concurrency: int,
     warmup: bool = True,
 ) -> Run:
     """`n` POSTs at `concurrency`, over keep-alive connections; bounded in count."""

@@ -39,19 +39,30 @@ def main() -> None:
 
         async def both():
             return await asyncio.gather(
-                load(st.gw_url + "/v1/messages", {"x-api-key": st.keys["capped"]}, BODY, args.calls, args.concurrency, warmup=False),
+                load(
+                    st.gw_url + "/v1/messages",
+                    {"x-api-key": st.keys["capped"]},
+                    BODY,
+                    args.calls,
+                    args.concurrency,
+                    warmup=False,
+                ),
                 load(st.gw_url + "/v1/messages", {"x-api-key": st.keys["bystander"]}, BODY, 100, 10),
             )
 
         capped, bystander = asyncio.run(both())
         admin = {"authorization": f"Bearer {ADMIN_KEY}"}
-        rows = httpx2.get(st.gw_url + "/admin/ledger", params={"agent": "capped", "limit": 1000}, headers=admin).json()["data"]
+        rows = httpx2.get(st.gw_url + "/admin/ledger", params={"agent": "capped", "limit": 1000}, headers=admin).json()[
+            "data"
+        ]
         health = httpx2.get(st.gw_url + "/healthz").json()
     spent = sum(Decimal(r["cost_usd"]) for r in rows)
     over = max(Decimal(0), spent - cap)
     print(f"cap                       ${cap}  (~20 calls of ${CALL_COST})")
-    print(f"calls                     {sum(capped.statuses.values())} at concurrency {args.concurrency}: "
-          f"{capped.statuses.get(200, 0)} admitted, {capped.statuses.get(402, 0)} refused with 402")
+    print(
+        f"calls                     {sum(capped.statuses.values())} at concurrency {args.concurrency}: "
+        f"{capped.statuses.get(200, 0)} admitted, {capped.statuses.get(402, 0)} refused with 402"
+    )
     print(f"ledger                    {len(rows)} calls, ${spent} spent")
     print(f"dollars over the cap      ${over}  ({spent / cap:.1%} of the cap used)")
     print(f"bystander agent           {bystander.statuses}  (all 200 expected)")

@@ -36,8 +36,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway rounds (default 3)")
     args = ap.parse_args()
     agents = {
-        "bench": {"model": "claude-haiku-4-5", "models": ["claude-haiku-4-5", "gpt-4.1-mini"],
-                  "daily_usd": 1_000_000, "monthly_usd": 10_000_000},
+        "bench": {
+            "model": "claude-haiku-4-5",
+            "models": ["claude-haiku-4-5", "gpt-4.1-mini"],
+            "daily_usd": 1_000_000,
+            "monthly_usd": 10_000_000,
+        },
     }
     with stack(agents) as st:
         key = st.keys["bench"]
@@ -53,8 +57,10 @@ def main() -> None:
                 OPENAI_BODY,
             ),
         }
-        print(f"{'api':9} {'conc':>4} | {'direct p50':>10} {'p99':>7} {'calls/s':>8} | {'gateway p50':>11} {'p99':>7} "
-              f"{'calls/s':>8} | {'added p50':>9} {'added p99':>9}")
+        print(
+            f"{'api':9} {'conc':>4} | {'direct p50':>10} {'p99':>7} {'calls/s':>8} | {'gateway p50':>11} {'p99':>7} "
+            f"{'calls/s':>8} | {'added p50':>9} {'added p99':>9}"
+        )
         for api, (direct, via, body) in paths.items():
             for conc in (1, 10, 50):
                 n = args.calls if conc > 1 else max(500, args.calls // 3)

@@ -89,10 +89,20 @@ class Running:
 
 def fleet(sim_url: str, keys: dict[str, str], tmp: Path, **over: Any) -> dict[str, Any]:
     agents = {
-        "alice": {"model": "claude-haiku-4-5", "models": ["claude-haiku-4-5", "claude-sonnet-4-5"],
-                  "daily_usd": 5, "monthly_usd": 50, "max_tokens": 2048},
-        "olivia": {"model": "gpt-4.1-mini", "models": ["gpt-4.1-mini", "gpt-4o"], "daily_usd": 5,
-                   "monthly_usd": 50, "max_tokens": 2048},
+        "alice": {
+            "model": "claude-haiku-4-5",
+            "models": ["claude-haiku-4-5", "claude-sonnet-4-5"],
+            "daily_usd": 5,
+            "monthly_usd": 50,
+            "max_tokens": 2048,
+        },
+        "olivia": {
+            "model": "gpt-4.1-mini",
+            "models": ["gpt-4.1-mini", "gpt-4o"],
+            "daily_usd": 5,
+            "monthly_usd": 50,
+            "max_tokens": 2048,
+        },
         "bob": {"model": "claude-haiku-4-5", "daily_usd": 5, "monthly_usd": 50, "max_tokens": 2048},
     }
     agents.update(over.pop("agents", {}))

@@ -13,8 +13,9 @@ import pytest
 from tests.conftest import ADMIN_KEY
 
 
-def read_events(url: str, n: int, out: list, ready: threading.Event, last_id: str | None = None,
-                until: str | None = None) -> None:
+def read_events(
+    url: str, n: int, out: list, ready: threading.Event, last_id: str | None = None, until: str | None = None
+) -> None:
     headers = {"authorization": f"Bearer {ADMIN_KEY}"}
     if last_id:
         headers["last-event-id"] = last_id
@@ -64,7 +65,11 @@ def test_blocked_and_threshold_events_reach_an_orchestrator(gateway):
     assert windows["agent daily"]["cap_usd"] == "0.001600" and windows["agent daily"]["reserved_usd"] == "0.000000"
     assert windows["fleet daily"]["cap_usd"] is None
     everyone = gw.admin("/admin/agents").json()["agents"]
-    assert {a["name"]: a["status"]["state"] for a in everyone} == {"alice": "blocked", "olivia": "active", "bob": "active"}
+    assert {a["name"]: a["status"]["state"] for a in everyone} == {
+        "alice": "blocked",
+        "olivia": "active",
+        "bob": "active",
+    }
 
 
 def test_ledger_pages_and_filters(gateway):

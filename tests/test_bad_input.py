@@ -22,33 +22,134 @@ def openai_error(r: httpx2.Response) -> dict:
 
 CASES = [
     # (name, path, headers-kind, body bytes, content-type, status, error type)
-    ("malformed json", "/v1/messages", "anthropic", b'{"model": "claude-haiku-4-5", ', "application/json", 400, "invalid_request_error"),
+    (
+        "malformed json",
+        "/v1/messages",
+        "anthropic",
+        b'{"model": "claude-haiku-4-5", ',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
     ("not an object", "/v1/messages", "anthropic", b"[1, 2]", "application/json", 400, "invalid_request_error"),
-    ("wrong content type", "/v1/messages", "anthropic", b"model=x", "application/x-www-form-urlencoded", 415, "invalid_request_error"),
+    (
+        "wrong content type",
+        "/v1/messages",
+        "anthropic",
+        b"model=x",
+        "application/x-www-form-urlencoded",
+        415,
+        "invalid_request_error",
+    ),
     ("no content type", "/v1/chat/completions", "openai", b"{}", "", 415, "invalid_request_error"),
-    ("negative max_tokens", "/v1/messages", "anthropic",
-     b'{"model":"claude-haiku-4-5","max_tokens":-5,"messages":[{"role":"user","content":"x"}]}', "application/json", 400, "invalid_request_error"),
-    ("absurd max_tokens", "/v1/messages", "anthropic",
-     b'{"model":"claude-haiku-4-5","max_tokens":10000000000,"messages":[{"role":"user","content":"x"}]}', "application/json", 400, "invalid_request_error"),
-    ("max_tokens not a number", "/v1/chat/completions", "openai",
-     b'{"model":"gpt-4.1-mini","max_tokens":"lots","messages":[{"role":"user","content":"x"}]}', "application/json", 400, "invalid_request_error"),
-    ("zero max_completion_tokens", "/v1/chat/completions", "openai",
-     b'{"model":"gpt-4.1-mini","max_completion_tokens":0,"messages":[{"role":"user","content":"x"}]}', "application/json", 400, "invalid_request_error"),
-    ("missing max_tokens", "/v1/messages", "anthropic",
-     b'{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"x"}]}', "application/json", 400, "invalid_request_error"),
-    ("no messages", "/v1/chat/completions", "openai", b'{"model":"gpt-4.1-mini","messages":[]}', "application/json", 400, "invalid_request_error"),
-    ("bad role", "/v1/messages", "anthropic",
-     b'{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"system","content":"x"}]}', "application/json", 400, "invalid_request_error"),
-    ("unknown model", "/v1/messages", "anthropic",
-     b'{"model":"claude-nonexistent-9","max_tokens":5,"messages":[{"role":"user","content":"x"}]}', "application/json", 404, "not_found_error"),
-    ("model of another agent", "/v1/chat/completions", "openai",
-     b'{"model":"gpt-4.1","messages":[{"role":"user","content":"x"}]}', "application/json", 404, "invalid_request_error"),
-    ("model on the other API", "/v1/chat/completions", "openai",
-     b'{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"x"}]}', "application/json", 404, "invalid_request_error"),
-    ("bad n", "/v1/chat/completions", "openai",
-     b'{"model":"gpt-4.1-mini","n":0,"messages":[{"role":"user","content":"x"}]}', "application/json", 400, "invalid_request_error"),
-    ("stream not bool", "/v1/messages", "anthropic",
-     b'{"model":"claude-haiku-4-5","max_tokens":5,"stream":"yes","messages":[{"role":"user","content":"x"}]}', "application/json", 400, "invalid_request_error"),
+    (
+        "negative max_tokens",
+        "/v1/messages",
+        "anthropic",
+        b'{"model":"claude-haiku-4-5","max_tokens":-5,"messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "absurd max_tokens",
+        "/v1/messages",
+        "anthropic",
+        b'{"model":"claude-haiku-4-5","max_tokens":10000000000,"messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "max_tokens not a number",
+        "/v1/chat/completions",
+        "openai",
+        b'{"model":"gpt-4.1-mini","max_tokens":"lots","messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "zero max_completion_tokens",
+        "/v1/chat/completions",
+        "openai",
+        b'{"model":"gpt-4.1-mini","max_completion_tokens":0,"messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "missing max_tokens",
+        "/v1/messages",
+        "anthropic",
+        b'{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "no messages",
+        "/v1/chat/completions",
+        "openai",
+        b'{"model":"gpt-4.1-mini","messages":[]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "bad role",
+        "/v1/messages",
+        "anthropic",
+        b'{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"system","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "unknown model",
+        "/v1/messages",
+        "anthropic",
+        b'{"model":"claude-nonexistent-9","max_tokens":5,"messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        404,
+        "not_found_error",
+    ),
+    (
+        "model of another agent",
+        "/v1/chat/completions",
+        "openai",
+        b'{"model":"gpt-4.1","messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        404,
+        "invalid_request_error",
+    ),
+    (
+        "model on the other API",
+        "/v1/chat/completions",
+        "openai",
+        b'{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        404,
+        "invalid_request_error",
+    ),
+    (
+        "bad n",
+        "/v1/chat/completions",
+        "openai",
+        b'{"model":"gpt-4.1-mini","n":0,"messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
+    (
+        "stream not bool",
+        "/v1/messages",
+        "anthropic",
+        b'{"model":"claude-haiku-4-5","max_tokens":5,"stream":"yes","messages":[{"role":"user","content":"x"}]}',
+        "application/json",
+        400,
+        "invalid_request_error",
+    ),
 ]
 
 
@@ -73,10 +174,12 @@ def test_unknown_and_missing_keys_get_401_in_each_sdk(gateway):
     before = gw.spend()
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=gw.url, api_key="pm-wrong", max_retries=0).messages.create(
-            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(openai.AuthenticationError) as e:
         openai.OpenAI(base_url=gw.url + "/v1", api_key="pm-wrong", max_retries=0).chat.completions.create(
-            model="gpt-4.1-mini", messages=[{"role": "user", "content": "x"}])
+            model="gpt-4.1-mini", messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.code == "invalid_api_key"
     r = httpx2.post(gw.url + "/v1/messages", json={"model": "claude-haiku-4-5"})
     assert r.status_code == 401 and anthropic_error(r)["type"] == "authentication_error"
@@ -87,7 +190,8 @@ def test_provider_key_is_not_an_agent_key(gateway):
     gw = gateway()
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=gw.url, api_key="sk-sim-provider-key", max_retries=0).messages.create(
-            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
 
 
 def test_admin_endpoints_refuse_agent_keys(gateway):
@@ -106,7 +210,9 @@ def test_oversized_body_is_413_without_spend(gateway, sim):
     before = gw.spend()
     big = "x" * (1024 * 1024 + 10)
     with pytest.raises(anthropic.APIStatusError) as e:
-        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": big}])
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": big}]
+        )
     assert e.value.status_code == 413 and e.value.body["error"]["type"] == "request_too_large"
     with pytest.raises(openai.APIStatusError) as o:
         gw.openai().chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": big}])

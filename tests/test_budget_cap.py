@@ -30,7 +30,8 @@ def test_cap_holds_under_concurrency_and_only_the_offender_stops(gateway):
             async with sem:
                 try:
                     await client.messages.create(
-                        model="claude-haiku-4-5", max_tokens=400,
+                        model="claude-haiku-4-5",
+                        max_tokens=400,
                         messages=[{"role": "user", "content": f"call {i} [sim:tokens=100]"}],
                     )
                     ok += 1
@@ -73,12 +74,17 @@ def test_cap_holds_under_concurrency_and_only_the_offender_stops(gateway):
 
 def test_refusal_names_window_spent_cap_and_reset_in_both_shapes(gateway):
     clock = Clock(datetime(2026, 3, 10, 15, 0, tzinfo=ZoneInfo("UTC")).timestamp())
-    gw = gateway(clock=clock, agents={
-        "alice": {"model": "claude-haiku-4-5", "daily_usd": "0", "monthly_usd": 10},
-        "olivia": {"model": "gpt-4.1-mini", "daily_usd": 10, "monthly_usd": "0"},
-    })
+    gw = gateway(
+        clock=clock,
+        agents={
+            "alice": {"model": "claude-haiku-4-5", "daily_usd": "0", "monthly_usd": 10},
+            "olivia": {"model": "gpt-4.1-mini", "daily_usd": 10, "monthly_usd": "0"},
+        },
+    )
     with pytest.raises(anthropic.APIStatusError) as a:
-        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     assert a.value.status_code == 402
     err = a.value.body["error"]
     assert err["type"] == "budget_exceeded" and err["window"] == "agent daily"
@@ -96,8 +102,11 @@ def test_window_resets_at_local_midnight_across_dst(gateway):
     tz = ZoneInfo("America/New_York")
     # 2026-03-08 is the spring-forward day in New York: the day is 23 hours long
     clock = Clock(datetime(2026, 3, 8, 23, 30, tzinfo=tz).timestamp())
-    gw = gateway(clock=clock, timezone="America/New_York",
-                 agents={"alice": {"model": "claude-haiku-4-5", "daily_usd": "0.0015", "max_tokens": 100}})
+    gw = gateway(
+        clock=clock,
+        timezone="America/New_York",
+        agents={"alice": {"model": "claude-haiku-4-5", "daily_usd": "0.0015", "max_tokens": 100}},
+    )
     c = gw.anthropic()
     call = dict(model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "q [sim:tokens=100]"}])
     c.messages.create(**call)

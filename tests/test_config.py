@@ -43,7 +43,11 @@ def with_(path: str, value) -> dict:
         ("agents.writer.colour", "red", "agents.writer.colour: unknown field"),
         ("timezone", "Mars/Olympus", "timezone: unknown time zone 'Mars/Olympus'"),
         ("providers.anthropic.kind", "bedrock", "providers.anthropic.kind: must be one of"),
-        ("providers.openai.api_key_env", "NOT_SET_ANYWHERE", "providers.openai.api_key_env: environment variable NOT_SET_ANYWHERE is not set"),
+        (
+            "providers.openai.api_key_env",
+            "NOT_SET_ANYWHERE",
+            "providers.openai.api_key_env: environment variable NOT_SET_ANYWHERE is not set",
+        ),
         ("providers.openai.base_url", "ftp://x", "providers.openai.base_url: must start with http"),
         ("fleet.alert_thresholds", [1.5], "fleet.alert_thresholds[0]: must be a fraction"),
         ("models.llama.provider", "nowhere", "models.llama.provider: no provider named 'nowhere'"),
@@ -58,7 +62,11 @@ def test_bad_config_names_the_field(path, value, message):
 
 def test_openai_compatible_models_need_a_price():
     raw = base()
-    raw["providers"]["vllm"] = {"kind": "openai-compatible", "base_url": "http://127.0.0.1:8000/v1", "api_key_env": "SIM_KEY"}
+    raw["providers"]["vllm"] = {
+        "kind": "openai-compatible",
+        "base_url": "http://127.0.0.1:8000/v1",
+        "api_key_env": "SIM_KEY",
+    }
     raw["models"] = {"llama-3-70b": {"provider": "vllm"}}
     with pytest.raises(ConfigError, match="models.llama-3-70b.price: required"):
         parse(raw, env=ENV)
@@ -89,7 +97,12 @@ def test_key_env_and_good_config(tmp_path: Path):
 
 def test_serve_with_bad_config_exits_with_the_message(tmp_path: Path):
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(with_("agents.writer.daily_usd", "ten")))
-    r = subprocess.run([sys.executable, "-m", "paymaster.cli", "serve", "--config", str(tmp_path / "fleet.yaml")],
-                       capture_output=True, text=True, timeout=60, env={"SIM_KEY": "x", "PATH": ""})
+    r = subprocess.run(
+        [sys.executable, "-m", "paymaster.cli", "serve", "--config", str(tmp_path / "fleet.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"SIM_KEY": "x", "PATH": ""},
+    )
     assert r.returncode == 2
     assert "bad config: agents.writer.daily_usd: must be a dollar amount" in r.stderr

@@ -34,13 +34,17 @@ def no_open_calls(gw) -> None:
 
 
 def test_upstream_timeout_is_booked_at_worst_case_and_flagged(gateway, sim):
-    gw = gateway(providers={
-        "anthropic": {"kind": "anthropic", "base_url": sim.url, "api_key_env": "SIM_KEY", "timeout_s": 0.3},
-        "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 0.3},
-    })
+    gw = gateway(
+        providers={
+            "anthropic": {"kind": "anthropic", "base_url": sim.url, "api_key_env": "SIM_KEY", "timeout_s": 0.3},
+            "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 0.3},
+        }
+    )
     sim.inject("timeout")
     with pytest.raises(anthropic.APIStatusError) as e:
-        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "x"}])
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.status_code == 504 and e.value.body["error"]["type"] == "api_error"
     row = gw.ledger("alice")[-1]
     assert row["status"] == "timeout" and row["reconcile"] == 1
@@ -101,12 +105,16 @@ def test_unreachable_provider_costs_nothing(gateway, sim):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    gw = gateway(providers={
-        "anthropic": {"kind": "anthropic", "base_url": dead, "api_key_env": "SIM_KEY"},
-        "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY"},
-    })
+    gw = gateway(
+        providers={
+            "anthropic": {"kind": "anthropic", "base_url": dead, "api_key_env": "SIM_KEY"},
+            "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY"},
+        }
+    )
     with pytest.raises(anthropic.APIStatusError) as e:
-        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.status_code == 502
     row = gw.ledger("alice")[-1]
     assert row["status"] == "unreachable" and row["cost_nanos"] == 0
@@ -121,17 +129,24 @@ def test_gateway_killed_between_reserve_and_settle_loses_no_spend(sim, tmp_path:
     env = {**os.environ, "SIM_KEY": PROVIDER_KEY}
     proc = subprocess.Popen(
         [sys.executable, "-m", "paymaster.cli", "serve", "--config", str(tmp_path / "fleet.yaml")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_port(port)
         sim.inject("timeout")  # the provider holds the call: the gateway sits between reserve and settle
-        client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key=keys["alice"], max_retries=0, timeout=30)
+        client = anthropic.Anthropic(
+            base_url=f"http://127.0.0.1:{port}", api_key=keys["alice"], max_retries=0, timeout=30
+        )
         import threading
 
         t = threading.Thread(
-            target=lambda: _swallow(lambda: client.messages.create(
-                model="claude-haiku-4-5", max_tokens=1000, messages=[{"role": "user", "content": "held"}])),
+            target=lambda: _swallow(
+                lambda: client.messages.create(
+                    model="claude-haiku-4-5", max_tokens=1000, messages=[{"role": "user", "content": "held"}]
+                )
+            ),
             daemon=True,
         )
         t.start()
@@ -195,4 +210,3 @@ def _wait_reservation(db: Path) -> int:
                 return int(row[0])
         time.sleep(0.02)
     raise AssertionError("no reservation was journaled")
-

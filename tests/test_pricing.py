@@ -18,7 +18,9 @@ USAGES = [
     Usage(12_345, 678, cache_read_tokens=10_000),
     Usage(50_000, 1_000, cache_read_tokens=20_000, cache_write_tokens=25_000),
     Usage(50_000, 1_000, cache_read_tokens=20_000, cache_write_tokens=25_000, cache_write_1h_tokens=5_000),
-    Usage(250_000, 4_000, cache_read_tokens=100_000, cache_write_tokens=50_000, cache_write_1h_tokens=50_000),  # long context tier
+    Usage(
+        250_000, 4_000, cache_read_tokens=100_000, cache_write_tokens=50_000, cache_write_1h_tokens=50_000
+    ),  # long context tier
     Usage(200_000, 10),  # exactly at a tier boundary
     Usage(200_001, 10),
 ]
@@ -33,13 +35,21 @@ MODELS = [
 
 
 @pytest.mark.parametrize("model,provider", MODELS)
-@pytest.mark.parametrize("u", USAGES, ids=lambda u: f"{u.input_tokens}in-{u.cache_read_tokens}cr-{u.cache_write_tokens}cw")
+@pytest.mark.parametrize(
+    "u", USAGES, ids=lambda u: f"{u.input_tokens}in-{u.cache_read_tokens}cr-{u.cache_write_tokens}cw"
+)
 def test_cost_equals_genai_prices(model, provider, u):
     ours = PriceTable().rates(model, provider).cost(u)
     theirs = calc_price(
-        GUsage(input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-               cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens),
-        model, provider_id=provider,
+        GUsage(
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cache_write_1h_tokens=u.cache_write_1h_tokens,
+        ),
+        model,
+        provider_id=provider,
     ).total_price
     assert ours == theirs
     assert to_nanos(ours) == to_nanos(theirs)

@@ -9,8 +9,8 @@ import anthropic
 import openai
 import pytest
 
-from paymaster.pricing import PriceTable
 from paymaster.call import Usage
+from paymaster.pricing import PriceTable
 
 
 def test_anthropic_message_passes_through_and_is_booked(gateway, sim):
@@ -37,8 +37,8 @@ def test_anthropic_message_passes_through_and_is_booked(gateway, sim):
     assert sent["body"]["top_k"] == 5 and sent["body"]["x_unknown_field"] == {"kept": True}
     assert sent["body"]["max_tokens"] == 300
     # cost header equals the ledger equals the price table
-    expected = PriceTable().rates("claude-haiku-4-5", "anthropic").cost(
-        Usage(msg.usage.input_tokens, msg.usage.output_tokens)
+    expected = (
+        PriceTable().rates("claude-haiku-4-5", "anthropic").cost(Usage(msg.usage.input_tokens, msg.usage.output_tokens))
     )
     assert Decimal(raw.headers["x-paymaster-cost-usd"]) == expected
     row = gw.ledger("alice")[-1]
@@ -107,7 +107,9 @@ def test_openai_stream_hides_the_usage_chunk_unless_asked(gateway, sim):
 
     asked = list(
         client.chat.completions.create(
-            model="gpt-4.1-mini", stream=True, stream_options={"include_usage": True},
+            model="gpt-4.1-mini",
+            stream=True,
+            stream_options={"include_usage": True},
             messages=[{"role": "user", "content": "x [sim:tokens=30]"}],
         )
     )
@@ -123,15 +125,23 @@ def test_tools_pass_through_both_apis(gateway, sim):
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     }
     msg = gw.anthropic().messages.create(
-        model="claude-haiku-4-5", max_tokens=200, tools=[tool], tool_choice={"type": "tool", "name": "get_weather"},
+        model="claude-haiku-4-5",
+        max_tokens=200,
+        tools=[tool],
+        tool_choice={"type": "tool", "name": "get_weather"},
         messages=[{"role": "user", "content": "weather in Oslo?"}],
     )
     assert msg.stop_reason == "tool_use"
     assert msg.content[-1].type == "tool_use" and msg.content[-1].name == "get_weather"
     assert sim.requests[-1]["body"]["tools"] == [tool]
 
-    fn = {"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}
+    fn = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
     chat = gw.openai().chat.completions.create(
         model="gpt-4.1-mini", tools=[fn], tool_choice="required", messages=[{"role": "user", "content": "find x"}]
     )
@@ -146,11 +156,17 @@ def test_async_clients_both_apis(gateway):
         a = gw.async_anthropic()
         o = gw.async_openai()
         m, c = await asyncio.gather(
-            a.messages.create(model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "a [sim:tokens=5]"}]),
+            a.messages.create(
+                model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "a [sim:tokens=5]"}]
+            ),
             o.chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": "b [sim:tokens=6]"}]),
         )
-        chunks = [ch async for ch in await o.chat.completions.create(
-            model="gpt-4.1-mini", stream=True, messages=[{"role": "user", "content": "c [sim:tokens=7]"}])]
+        chunks = [
+            ch
+            async for ch in await o.chat.completions.create(
+                model="gpt-4.1-mini", stream=True, messages=[{"role": "user", "content": "c [sim:tokens=7]"}]
+            )
+        ]
         assert chunks
         await a.close()
         await o.close()
@@ -169,17 +185,23 @@ def test_models_lists_the_agents_allowed_models(gateway):
 def test_count_tokens_is_proxied_without_spend(gateway):
     gw = gateway()
     before = gw.spend()
-    n = gw.anthropic().messages.count_tokens(model="claude-haiku-4-5", messages=[{"role": "user", "content": "hello there"}])
+    n = gw.anthropic().messages.count_tokens(
+        model="claude-haiku-4-5", messages=[{"role": "user", "content": "hello there"}]
+    )
     assert n.input_tokens > 0
     assert gw.spend() == before
 
 
-@pytest.mark.parametrize("fault,exc", [("429", "RateLimitError"), ("500", "InternalServerError"), ("529", "InternalServerError")])
+@pytest.mark.parametrize(
+    "fault,exc", [("429", "RateLimitError"), ("500", "InternalServerError"), ("529", "InternalServerError")]
+)
 def test_provider_errors_are_relayed_and_cost_nothing(gateway, sim, fault, exc):
     gw = gateway()
     sim.inject(fault)
     with pytest.raises(getattr(anthropic, exc)) as info:
-        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "x"}])
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.status_code == int(fault)
     row = gw.ledger("alice")[-1]
     assert row["status"] == "upstream_error" and row["cost_nanos"] == 0

@@ -1,10 +1,10 @@
 """Admin endpoints (admin key only): the blackboard and the ledger.
 
-    GET /admin/agents            every agent: status, spend, reserved and remaining per window
-    GET /admin/agents/{name}     one agent
-    GET /admin/events            Server-Sent Events: agent.blocked / agent.unblocked / budget.threshold
-    GET /admin/ledger            the ledger, paged (?after=SEQ&limit=N) and filtered
-                                 (?agent= &status= &model= &since= &until= &reconcile=)
+GET /admin/agents            every agent: status, spend, reserved and remaining per window
+GET /admin/agents/{name}     one agent
+GET /admin/events            Server-Sent Events: agent.blocked / agent.unblocked / budget.threshold
+GET /admin/ledger            the ledger, paged (?after=SEQ&limit=N) and filtered
+                             (?agent= &status= &model= &since= &until= &reconcile=)
 """
 
 from __future__ import annotations

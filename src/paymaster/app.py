@@ -16,7 +16,6 @@ from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
-import aiohttp
 import orjson
 
 from . import admin
@@ -24,11 +23,20 @@ from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config
-from .errors import BadRequest, BudgetBusy, BudgetExceeded, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
+from .errors import (
+    BadRequest,
+    BudgetBusy,
+    BudgetExceeded,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+    UpstreamFailed,
+)
 from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import output
 from .pricing import Rates, to_nanos, usd_str
-from .providers import Upstream, relay_headers
+from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
 from .wire import SSEFrames, input_bound
 from .wire import anthropic as wire_anthropic
@@ -80,8 +88,6 @@ class Gateway:
                 return
 
     async def start(self) -> None:
-        for up in self.upstreams.values():
-            await up.start()
         self._tasks.add(asyncio.create_task(self._tick()))
 
     async def stop(self) -> None:
@@ -217,16 +223,23 @@ class Gateway:
     # -- forward, settle, encode ---------------------------------------------------------------------
 
     async def forward(
-        self, api: ModuleType, call: Call, rates: Rates, up: Upstream, t: Ticket,
-        h: dict[bytes, bytes], receive: Receive, send: Send,
+        self,
+        api: ModuleType,
+        call: Call,
+        rates: Rates,
+        up: Upstream,
+        t: Ticket,
+        h: dict[bytes, bytes],
+        receive: Receive,
+        send: Send,
     ) -> None:
         started = time.perf_counter()
         status, usage, error, rid = "ok", Usage(), "", ""
         try:
             try:
-                resp = await up.post(up.url, orjson.dumps(call.body), up.headers(h))
+                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(h))
                 data = await resp.read()
-            except (TimeoutError, aiohttp.ClientError) as e:
+            except UpstreamError as e:
                 status, error = _failure(e)
                 raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
             rid = resp.headers.get("request-id") or resp.headers.get("x-request-id") or ""
@@ -242,14 +255,21 @@ class Gateway:
         await respond(send, resp.status, data, [*relay_headers(resp), *self._headers(call, t, cost)])
 
     async def forward_stream(
-        self, api: ModuleType, call: Call, rates: Rates, up: Upstream, t: Ticket,
-        h: dict[bytes, bytes], receive: Receive, send: Send,
+        self,
+        api: ModuleType,
+        call: Call,
+        rates: Rates,
+        up: Upstream,
+        t: Ticket,
+        h: dict[bytes, bytes],
+        receive: Receive,
+        send: Send,
     ) -> None:
         started = time.perf_counter()
         status, error, rid = "ok", "", ""
         watch = api.StreamWatch(call.wants_usage_chunk)
         gone = asyncio.Event()
-        resp: aiohttp.ClientResponse | None = None
+        resp: Response | None = None
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -261,8 +281,8 @@ class Gateway:
         watcher = asyncio.create_task(watch_disconnect())
         try:
             try:
-                resp = await up.post(up.url, orjson.dumps(call.body), up.headers(h))
-            except (TimeoutError, aiohttp.ClientError) as e:
+                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(h))
+            except UpstreamError as e:
                 status, error = _failure(e)
                 raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
             rid = resp.headers.get("request-id") or resp.headers.get("x-request-id") or ""
@@ -280,14 +300,14 @@ class Gateway:
             )
             frames = SSEFrames()
             try:
-                async for chunk in resp.content.iter_any():
+                async for chunk in resp.iter_chunks():
                     for f in frames.feed(chunk):
                         out = watch.frame(f)
                         if out is not None:
                             await send({"type": "http.response.body", "body": out, "more_body": True})
-            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as e:
-                status, error = "cut", f"the provider's stream broke off: {type(e).__name__}"
-            except (TimeoutError, aiohttp.ClientError) as e:
+            except UpstreamClosed as e:
+                status, error = "cut", f"the provider's stream broke off: {e}"
+            except UpstreamError as e:
                 status, error = _failure(e)
             if gone.is_set():
                 status, error = "disconnected", "the agent closed the stream; upstream closed"
@@ -296,7 +316,7 @@ class Gateway:
         finally:
             watcher.cancel()
             if resp is not None:
-                resp.close() if status != "ok" else resp.release()
+                resp.close()
             cost = self._settle(
                 call, rates, up, t, status, watch.usage(), error, rid, started, input_known=watch.saw_start()
             )
@@ -308,8 +328,17 @@ class Gateway:
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _settle(
-        self, call: Call, rates: Rates, up: Upstream, t: Ticket, status: str, usage: Usage,
-        error: str, rid: str, started: float, input_known: bool = True,
+        self,
+        call: Call,
+        rates: Rates,
+        up: Upstream,
+        t: Ticket,
+        status: str,
+        usage: Usage,
+        error: str,
+        rid: str,
+        started: float,
+        input_known: bool = True,
     ) -> Decimal:
         """Book the call exactly once, at what the provider will bill.
 
@@ -336,14 +365,30 @@ class Gateway:
         self.budget.settle(
             t,
             LedgerRow(
-                id=t.id, ts=t.created, agent=call.agent, api=call.api, provider=up.provider.name,
-                model_requested=call.model, model=call.model, status=status, stream=int(call.stream),
-                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
-                cache_write_1h_tokens=usage.cache_write_1h_tokens, max_tokens=t.max_tokens,
-                cost_usd=str(cost_usd), cost_nanos=nanos, worst_nanos=t.worst, day=t.day, month=t.month,
-                reconcile=reconcile, latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                upstream_request_id=rid, error=error,
+                id=t.id,
+                ts=t.created,
+                agent=call.agent,
+                api=call.api,
+                provider=up.provider.name,
+                model_requested=call.model,
+                model=call.model,
+                status=status,
+                stream=int(call.stream),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens,
+                max_tokens=t.max_tokens,
+                cost_usd=str(cost_usd),
+                cost_nanos=nanos,
+                worst_nanos=t.worst,
+                day=t.day,
+                month=t.month,
+                reconcile=reconcile,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                upstream_request_id=rid,
+                error=error,
             ),
         )
         return cost_usd
@@ -382,9 +427,9 @@ class Gateway:
         if up.provider.api != "anthropic":
             raise BadRequest(f"count_tokens is an Anthropic endpoint; {model!r} is not an Anthropic model")
         try:
-            resp = await up.post(up.count_tokens_url, raw, up.headers(h))
+            resp = await up.post(up.count_tokens_path, raw, up.headers(h))
             data = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as e:
+        except UpstreamError as e:
             raise UpstreamFailed(f"provider {up.provider.name!r}: {_failure(e)[1]}") from e
         await respond(send, resp.status, data, relay_headers(resp))
 
@@ -395,12 +440,12 @@ class Gateway:
         )
 
 
-def _failure(e: BaseException) -> tuple[str, str]:
-    if isinstance(e, TimeoutError):
-        return "timeout", "the provider did not answer in time"
-    if isinstance(e, aiohttp.ClientConnectorError):
-        return "unreachable", f"could not connect to the provider: {e}"
-    return "error", f"{type(e).__name__}: {e}"
+def _failure(e: UpstreamError) -> tuple[str, str]:
+    if isinstance(e, UpstreamTimeout):
+        return "timeout", str(e)
+    if isinstance(e, Unreachable):
+        return "unreachable", str(e)
+    return "error", str(e)
 
 
 def _http_status(status: str) -> int:

@@ -136,12 +136,12 @@ class Budget:
         self.open: dict[str, Ticket] = {}
         self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
         self._alerted: set[tuple[str, Decimal]] = set()
-        self._caps = {
-            name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()
-        }
+        self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
         self._windows: dict[str, tuple[Periods, list[Window]]] = {}
-        self._settled: asyncio.Event | None = None  # set (and replaced) at every settlement  # per agent, for the current day
+        self._settled: asyncio.Event | None = (
+            None  # set (and replaced) at every settlement  # per agent, for the current day
+        )
 
     # -- windows -----------------------------------------------------------------------------------
 
@@ -320,9 +320,7 @@ class Budget:
         out: list[int | None] = []
         ws = self.windows(agent, self.clock())
         for period in ("daily", "monthly"):
-            frees = [
-                w.cap - sum(self._counter(w.key)) for w in ws if w.period == period and w.cap is not None
-            ]
+            frees = [w.cap - sum(self._counter(w.key)) for w in ws if w.period == period and w.cap is not None]
             out.append(max(0, min(frees)) if frees else None)
         return out[0], out[1]
 

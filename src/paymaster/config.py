@@ -165,8 +165,19 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     top = _mapping(raw, "fleet.yaml")
     _unknown(
         top,
-        {"timezone", "listen", "ledger", "durability", "admin", "limits", "defaults", "fleet", "providers",
-         "models", "agents"},
+        {
+            "timezone",
+            "listen",
+            "ledger",
+            "durability",
+            "admin",
+            "limits",
+            "defaults",
+            "fleet",
+            "providers",
+            "models",
+            "agents",
+        },
         "fleet.yaml",
     )
 

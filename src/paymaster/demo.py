@@ -28,15 +28,30 @@ from .sim import Simulator
 
 PIPELINE = [
     # agent, API, model, daily cap, prompt template, answer length (simulator tokens)
-    ("classifier", "anthropic", "claude-haiku-4-5", "2.00", "Classify the topic '{topic}' into one content category.", 12),
+    (
+        "classifier",
+        "anthropic",
+        "claude-haiku-4-5",
+        "2.00",
+        "Classify the topic '{topic}' into one content category.",
+        12,
+    ),
     ("researcher", "openai", "gpt-4.1-mini", "2.00", "List the key facts a writer needs about {topic}.", 400),
     ("outliner", "anthropic", "claude-haiku-4-5", "2.00", "Outline a 5-section article on {topic}.", 250),
     ("drafter", "anthropic", "claude-sonnet-4-5", "0.05", "Write the full article on {topic} from the outline.", 900),
     ("validator", "openai", "gpt-4.1-mini", "2.00", "Check this draft about {topic} for factual errors.", 120),
 ]
 TOPICS = [
-    "solar storage", "urban beekeeping", "sourdough science", "deep-sea cables", "rust in embedded systems",
-    "tidal power", "coral restoration", "quantum sensors", "bicycle logistics", "vertical farms",
+    "solar storage",
+    "urban beekeeping",
+    "sourdough science",
+    "deep-sea cables",
+    "rust in embedded systems",
+    "tidal power",
+    "coral restoration",
+    "quantum sensors",
+    "bicycle logistics",
+    "vertical farms",
 ]
 
 

@@ -36,9 +36,7 @@ def bearer_or_key(h: dict[bytes, bytes]) -> str | None:
 async def read_json(receive: Receive, h: dict[bytes, bytes], limit: int) -> tuple[dict[str, Any], bytes]:
     ctype = h.get(b"content-type", b"")
     if not ctype.split(b";")[0].strip().lower() == JSON:
-        raise UnsupportedMedia(
-            f"content-type must be application/json, got {ctype.decode('latin-1') or 'none'}"
-        )
+        raise UnsupportedMedia(f"content-type must be application/json, got {ctype.decode('latin-1') or 'none'}")
     declared = h.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body of {int(declared)} bytes exceeds the gateway's limit of {limit} bytes")

@@ -101,9 +101,7 @@ class Rates:
         """The most a call with at most these tokens can cost: every input token at the highest
         input rate that can apply (cache writes included), every output token at the output rate."""
         top_in = max(
-            _max_upto(t, input_bound)
-            for t in (self.input, self.cache_read, self.cache_write, self.cache_write_1h)
-            if t
+            _max_upto(t, input_bound) for t in (self.input, self.cache_read, self.cache_write, self.cache_write_1h) if t
         )
         top_out = _max_upto(self.output, input_bound)
         return (input_bound * top_in + output_bound * top_out) / MILLION + self.per_request
@@ -180,4 +178,3 @@ class PriceTable:
             per_request=Decimal(per_request) / 1000 if per_request is not None else Decimal(0),
             context_window=info.context_window,
         )
-

@@ -11,7 +11,18 @@ from .config import Config
 from .pricing import to_nanos, usd_str
 from .store.sqlite import SQLiteStore
 
-COLUMNS = ("agent", "model", "calls", "refused", "failed", "in tokens", "out tokens", "spent today $", "left today $", "status")
+COLUMNS = (
+    "agent",
+    "model",
+    "calls",
+    "refused",
+    "failed",
+    "in tokens",
+    "out tokens",
+    "spent today $",
+    "left today $",
+    "status",
+)
 
 
 def render(rows: Sequence[Sequence[Any]], columns: Sequence[str] = COLUMNS) -> str:
@@ -19,7 +30,12 @@ def render(rows: Sequence[Sequence[Any]], columns: Sequence[str] = COLUMNS) -> s
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = []
     for n, r in enumerate(cells):
-        lines.append("  ".join(v.ljust(w) if i in (0, 1, len(r) - 1) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                v.ljust(w) if i in (0, 1, len(r) - 1) else v.rjust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -35,8 +51,18 @@ def rows_from_ledger(config: Config, store: SQLiteStore, now: float | None = Non
         if a.daily_usd is not None:
             left = usd_str(max(0, to_nanos(a.daily_usd) - t["cost_nanos"]))
         out.append(
-            [name, a.model, t["calls"], "", t["failed"], t["input_tokens"], t["output_tokens"],
-             usd_str(t["cost_nanos"]), left or "no cap", ""]
+            [
+                name,
+                a.model,
+                t["calls"],
+                "",
+                t["failed"],
+                t["input_tokens"],
+                t["output_tokens"],
+                usd_str(t["cost_nanos"]),
+                left or "no cap",
+                "",
+            ]
         )
     return out
 

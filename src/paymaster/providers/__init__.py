@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-
 from ..config import Provider
+from .client import Pool, Response, Unreachable, UpstreamClosed, UpstreamError, UpstreamTimeout
 
 # request headers an agent may pass through to the provider (credentials never pass)
 PASS_HEADERS = {"anthropic": ("anthropic-version", "anthropic-beta"), "openai": ("openai-beta",)}
@@ -20,28 +19,16 @@ class Upstream:
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
-        self.session: aiohttp.ClientSession | None = None
-        base = provider.base_url
-        self.url = base + PATHS[provider.api]
-        self.count_tokens_url = base + "/v1/messages/count_tokens"
+        self.pool = Pool(provider.base_url, read_timeout=provider.timeout_s)
+        self.path = PATHS[provider.api]
+        self.count_tokens_path = "/v1/messages/count_tokens"
         if provider.api == "anthropic":
             self.auth = {"x-api-key": provider.api_key}
         else:
             self.auth = {"authorization": f"Bearer {provider.api_key}"}
 
-    async def start(self) -> None:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=75, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.provider.timeout_s),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        await self.pool.close()
 
     def headers(self, incoming: dict[bytes, bytes]) -> dict[str, str]:
         h = {"content-type": "application/json", "user-agent": "paymaster", **self.auth}
@@ -53,15 +40,26 @@ class Upstream:
             h["anthropic-version"] = "2023-06-01"
         return h
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        assert self.session is not None, "upstream not started (the ASGI lifespan starts it)"
-        return await self.session.post(url, data=body, headers=headers)
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Any:
+        """Send; awaits the response head (`Response`)."""
+        return self.pool.post(path, headers, body)
 
 
-def relay_headers(resp: Any) -> list[tuple[bytes, bytes]]:
+def relay_headers(resp: Response) -> list[tuple[bytes, bytes]]:
     out = []
     for name in RELAY_HEADERS:
         v = resp.headers.get(name)
         if v is not None:
             out.append((name.encode(), v.encode("latin-1")))
     return out
+
+
+__all__ = [
+    "Upstream",
+    "Response",
+    "UpstreamError",
+    "Unreachable",
+    "UpstreamTimeout",
+    "UpstreamClosed",
+    "relay_headers",
+]

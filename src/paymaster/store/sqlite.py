@@ -188,7 +188,9 @@ class SQLiteStore:
 
     def settle(self, reservation_id: str, row: LedgerRow) -> None:
         """Replace a reservation by its ledger row, in one transaction (committed on the next loop turn)."""
-        self._submit([("DELETE FROM reservations WHERE id = ?", (reservation_id,)), (_INSERT_LEDGER, _ledger_values(row))])
+        self._submit(
+            [("DELETE FROM reservations WHERE id = ?", (reservation_id,)), (_INSERT_LEDGER, _ledger_values(row))]
+        )
 
     def flush(self) -> None:
         """Commit whatever is pending now (shutdown)."""
@@ -210,11 +212,27 @@ class SQLiteStore:
         for rec in c.execute(f"SELECT {', '.join(_RES_COLS)} FROM reservations").fetchall():
             r = Reservation(*rec)
             row = LedgerRow(
-                id=r.id, ts=r.created, agent=r.agent, api=r.api, provider="", model_requested=r.model,
-                model=r.model, status="crashed", stream=0, input_tokens=0, output_tokens=0,
-                cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, max_tokens=0,
-                cost_usd=str(from_nanos(r.worst_nanos)), cost_nanos=r.worst_nanos,
-                worst_nanos=r.worst_nanos, day=r.day, month=r.month, reconcile=1,
+                id=r.id,
+                ts=r.created,
+                agent=r.agent,
+                api=r.api,
+                provider="",
+                model_requested=r.model,
+                model=r.model,
+                status="crashed",
+                stream=0,
+                input_tokens=0,
+                output_tokens=0,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                cache_write_1h_tokens=0,
+                max_tokens=0,
+                cost_usd=str(from_nanos(r.worst_nanos)),
+                cost_nanos=r.worst_nanos,
+                worst_nanos=r.worst_nanos,
+                day=r.day,
+                month=r.month,
+                reconcile=1,
                 error="gateway stopped between reserve and settle; counted at worst case until reconciled",
             )
             c.execute(_INSERT_LEDGER, _ledger_values(row))
@@ -277,4 +295,3 @@ class SQLiteStore:
             a: {"calls": n, "input_tokens": i, "output_tokens": o, "cost_nanos": c, "failed": f}
             for a, n, i, o, c, f in self.conn.execute(q, (key,))
         }
-

@@ -101,9 +101,12 @@ def stream_error(message: str) -> bytes:
 
 
 def models_body(models: list[str]) -> bytes:
-    data = [
-        {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models
-    ]
+    data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
     return orjson.dumps(
-        {"data": data, "has_more": False, "first_id": models[0] if models else None, "last_id": models[-1] if models else None}
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": models[0] if models else None,
+            "last_id": models[-1] if models else None,
+        }
     )

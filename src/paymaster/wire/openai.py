@@ -136,5 +136,8 @@ def stream_error(message: str) -> bytes:
 
 def models_body(models: list[str]) -> bytes:
     return orjson.dumps(
-        {"object": "list", "data": [{"id": m, "object": "model", "created": 1735689600, "owned_by": "paymaster"} for m in models]}
+        {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 1735689600, "owned_by": "paymaster"} for m in models],
+        }
     )
