@@ -106,3 +106,17 @@ def test_serve_with_bad_config_exits_with_the_message(tmp_path: Path):
     )
     assert r.returncode == 2
     assert "bad config: agents.writer.daily_usd: must be a dollar amount" in r.stderr
+
+
+def test_a_price_override_needs_a_provider_unless_the_table_knows_the_model():
+    raw = base()
+    raw["models"] = {"house-model": {"price": {"input_mtok": 1, "output_mtok": 2}}}
+    raw["agents"]["writer"]["models"] = ["house-model"]
+    with pytest.raises(ConfigError, match="models.house-model.provider: required"):
+        parse(raw, env=ENV)
+    # a negotiated price for a model the table knows: its provider is found, the override applies
+    raw = base()
+    raw["models"] = {"claude-haiku-4-5": {"price": {"input_mtok": "0.5", "output_mtok": "2.5"}}}
+    cfg = parse(raw, env=ENV)
+    assert cfg.models["claude-haiku-4-5"].provider.name == "anthropic"
+    assert cfg.prices.rates("claude-haiku-4-5", "anthropic").source == "config"

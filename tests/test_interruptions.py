@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import anthropic
+import httpx2
 import openai
 import pytest
 import yaml
@@ -21,7 +22,7 @@ from paymaster.app import Gateway
 from paymaster.call import Usage
 from paymaster.config import parse
 from paymaster.pricing import PriceTable, to_nanos
-from tests.conftest import PROVIDER_KEY, fleet
+from tests.conftest import ADMIN_KEY, PROVIDER_KEY, fleet
 
 
 def no_open_calls(gw) -> None:
@@ -50,6 +51,25 @@ def test_upstream_timeout_is_booked_at_worst_case_and_flagged(gateway, sim):
     assert row["status"] == "timeout" and row["reconcile"] == 1
     assert row["cost_nanos"] == row["worst_nanos"] > 0
     no_open_calls(gw)
+
+    # the operator learns the provider's bill and reconciles: the row and the agent's spend follow
+    def daily_spent() -> Decimal:
+        windows = gw.admin("/admin/agents/alice").json()["windows"]
+        return Decimal(next(w["spent_usd"] for w in windows if w["window"] == "agent daily"))
+
+    assert daily_spent() == Decimal(row["cost_usd"]).quantize(Decimal("0.000001"), rounding="ROUND_CEILING")
+    url = f"{gw.url}/admin/ledger/{row['id']}/reconcile"
+    auth = {"authorization": f"Bearer {ADMIN_KEY}"}
+    assert httpx2.post(url, json={"usage": {"input_tokens": -1}}, headers=auth).status_code == 400
+    assert httpx2.post(url, json={}, headers=auth).status_code == 400
+    r = httpx2.post(url, json={"usage": {"input_tokens": 12, "output_tokens": 30}}, headers=auth)
+    assert r.status_code == 200, r.text
+    fixed = r.json()
+    expected = PriceTable().rates("claude-haiku-4-5", "anthropic").cost(Usage(12, 30))
+    assert Decimal(fixed["cost_usd"]) == expected and fixed["reconcile"] == 0 and fixed["reconciled_at"]
+    assert daily_spent() == expected.quantize(Decimal("0.000001"), rounding="ROUND_CEILING")
+    assert httpx2.post(url, json={"cost_usd": "0.1"}, headers=auth).status_code == 400  # not flagged any more
+    assert gw.admin("/admin/ledger", reconcile="true").json()["data"] == []
 
 
 def test_cut_stream_books_reported_input_and_all_allowed_output(gateway, sim):

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from .config import hash_key
+from .call import Usage
+from .config import PRICE_PROVIDER, hash_key
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
-from .http import Receive, Scope, Send, bearer_or_key, header_map, json_response
-from .pricing import usd_str
+from .http import Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json
+from .pricing import to_nanos, usd_str
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -34,9 +37,15 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         if gw.config.agent_by_key(key) is not None:
             raise Forbidden("an agent key cannot read admin endpoints")
         raise Unauthorized("invalid admin key")
+    path = scope["path"]
+    if path.startswith("/admin/ledger/") and path.endswith("/reconcile"):
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
+        body, _ = await read_json(receive, h, 1 << 16)
+        await json_response(send, reconcile(gw, path.split("/")[3], body))
+        return
     if scope["method"] != "GET":
         raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")
-    path = scope["path"]
     if path == "/admin/agents":
         await json_response(send, {"agents": [agent_view(gw, a) for a in gw.config.agents]})
     elif path.startswith("/admin/agents/"):
@@ -102,6 +111,50 @@ def ledger(gw: Gateway, scope: Scope) -> dict[str, Any]:
         limit=limit,
     )
     return {"data": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
+
+
+def reconcile(gw: Gateway, call_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    gw.store.flush()
+    row = gw.store.row(call_id)
+    if row is None:
+        raise NotFound(f"no ledger row {call_id!r}")
+    if not row["reconcile"]:
+        raise BadRequest(f"ledger row {call_id!r} is not flagged for reconciliation")
+    if ("cost_usd" in body) == ("usage" in body):
+        raise BadRequest('give either "cost_usd" (the provider\'s bill) or "usage" (its token counts)')
+    if "cost_usd" in body:
+        try:
+            cost = Decimal(str(body["cost_usd"]))
+        except InvalidOperation:
+            raise BadRequest(f"cost_usd: not a dollar amount: {body['cost_usd']!r}", param="cost_usd") from None
+        if not cost.is_finite() or cost < 0 or isinstance(body["cost_usd"], bool):
+            raise BadRequest("cost_usd: must be a non-negative dollar amount", param="cost_usd")
+    else:
+        u = body["usage"]
+        fields = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+        if (
+            not isinstance(u, dict)
+            or set(u) - set(fields)
+            or not all(
+                isinstance(u.get(f, 0), int) and not isinstance(u.get(f, 0), bool) and u.get(f, 0) >= 0 for f in fields
+            )
+        ):
+            raise BadRequest(f"usage: an object of non-negative integers among {', '.join(fields)}", param="usage")
+        model = gw.config.models.get(row["model"])
+        if model is None:
+            raise BadRequest(f"model {row['model']!r} of that call is no longer configured")
+        rates = gw.config.prices.rates(row["model"], PRICE_PROVIDER[model.provider.kind])
+        try:
+            cost = rates.cost(Usage(**u))
+        except ValueError as e:
+            raise BadRequest(str(e), param="usage") from None
+    nanos = to_nanos(cost)
+    gw.store.reconcile(call_id, str(cost), nanos, time.time())
+    gw.budget.rebook(row["agent"], row["day"], row["month"], nanos - row["cost_nanos"])
+    gw.board.publish(
+        "ledger.reconciled", agent=row["agent"], call_id=call_id, booked_usd=row["cost_usd"], cost_usd=str(cost)
+    )
+    return gw.store.row(call_id) or {}
 
 
 async def events(gw: Gateway, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:

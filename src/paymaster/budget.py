@@ -279,6 +279,18 @@ class Budget:
         self._alerts(t.agent, t.keys)
         self._wake()
 
+    def rebook(self, agent: str, day: str, month: str, delta: int) -> None:
+        """Correct settled spend by `delta` nano-dollars on the windows a past call was booked in."""
+        for key in (
+            f"agent:{agent}:day:{day}",
+            f"agent:{agent}:month:{month}",
+            f"fleet:day:{day}",
+            f"fleet:month:{month}",
+        ):
+            if key in self.counters:
+                self.counters[key][0] += delta
+        self._wake()
+
     def _wake(self) -> None:
         """Let calls waiting on in-flight reservations try again."""
         if self._settled is not None:

@@ -288,13 +288,10 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             return Model(model, prov)
         for prov in providers.values():
             pid = PRICE_PROVIDER[prov.kind]
-            if pid is None:
-                continue
-            try:
-                prices.rates(model, pid)
-            except UnknownModel:
-                continue
-            return Model(model, prov)
+            if pid is not None and prices.in_table(model, pid):
+                return Model(model, prov)
+        if model in overrides:
+            raise ConfigError(f"models.{model}.provider: required (genai-prices does not say who serves {model!r})")
         raise ConfigError(
             f"{path}: model {model!r} is not priced for any configured provider "
             f"({', '.join(providers)}); name its provider and price under `models:`"

@@ -142,6 +142,16 @@ class PriceTable:
             hit = self._cache[key] = self._resolve(model, provider_id, when)
         return hit
 
+    def in_table(self, model: str, provider_id: str) -> bool:
+        """Whether genai-prices itself prices the model at that provider (overrides aside)."""
+        from genai_prices import data_snapshot
+
+        try:
+            data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
+        except LookupError:
+            return False
+        return True
+
     def _resolve(self, model: str, provider_id: str | None, when: datetime | None) -> Rates:
         override = self._overrides.get(model)
         if override is not None:

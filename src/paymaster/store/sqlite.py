@@ -68,6 +68,13 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX ledger_ts ON ledger (ts);
         """,
     ),
+    (
+        "002_reconciliation",
+        """
+        ALTER TABLE ledger ADD COLUMN reconciled_at REAL;
+        ALTER TABLE ledger ADD COLUMN booked_nanos INTEGER;
+        """,
+    ),
 ]
 
 
@@ -283,6 +290,22 @@ class SQLiteStore:
         cur = self.conn.execute(q, (*args, limit))
         names = ["seq", *_LEDGER_COLS]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def row(self, call_id: str) -> dict[str, Any] | None:
+        cur = self.conn.execute(
+            f"SELECT seq, {', '.join(_LEDGER_COLS)}, reconciled_at FROM ledger WHERE id = ?", (call_id,)
+        )
+        r = cur.fetchone()
+        return None if r is None else dict(zip(["seq", *_LEDGER_COLS, "reconciled_at"], r, strict=True))
+
+    def reconcile(self, call_id: str, cost_usd: str, cost_nanos: int, now: float) -> None:
+        """Replace a flagged row's booked cost by the provider's bill; the first booking is kept."""
+        self.flush()
+        self.conn.execute(
+            "UPDATE ledger SET booked_nanos = cost_nanos, cost_usd = ?, cost_nanos = ?, reconcile = 0, "
+            "reconciled_at = ? WHERE id = ?",
+            (cost_usd, cost_nanos, now, call_id),
+        )
 
     def totals(self, period: str, key: str) -> dict[str, dict[str, int]]:
         """Per-agent call count, tokens and nano-dollars for a day or month."""
