@@ -11,7 +11,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,26 +27,10 @@ import orjson
 import yaml
 
 from paymaster.config import hash_key
+from paymaster.server import free_port, wait_port
 
 PROVIDER_KEY = "sk-bench-provider"
 ADMIN_KEY = "pm-bench-admin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 @contextmanager

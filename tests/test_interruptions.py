@@ -22,6 +22,7 @@ from paymaster.app import Gateway
 from paymaster.call import Usage
 from paymaster.config import parse
 from paymaster.pricing import PriceTable, to_nanos
+from paymaster.server import free_port, wait_port
 from tests.conftest import ADMIN_KEY, PROVIDER_KEY, fleet
 
 
@@ -143,7 +144,7 @@ def test_unreachable_provider_costs_nothing(gateway, sim):
 def test_gateway_killed_between_reserve_and_settle_loses_no_spend(sim, tmp_path: Path):
     keys = {n: f"pm-{n}" for n in ("alice", "olivia", "bob")}
     raw = fleet(sim.url, keys, tmp_path)
-    port = _free_port()
+    port = free_port()
     raw["listen"] = {"host": "127.0.0.1", "port": port}
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(raw))
     env = {**os.environ, "SIM_KEY": PROVIDER_KEY}
@@ -154,7 +155,7 @@ def test_gateway_killed_between_reserve_and_settle_loses_no_spend(sim, tmp_path:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_port(port)
+        wait_port(port)
         sim.inject("timeout")  # the provider holds the call: the gateway sits between reserve and settle
         client = anthropic.Anthropic(
             base_url=f"http://127.0.0.1:{port}", api_key=keys["alice"], max_retries=0, timeout=30
@@ -196,23 +197,6 @@ def _swallow(fn) -> None:
         fn()
     except Exception:
         pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("gateway did not start")
 
 
 def _wait_reservation(db: Path) -> int:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,19 @@ from .wire import openai as wire_openai
 log = logging.getLogger("paymaster")
 
 SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One admitted call on its way upstream and back."""
+
+    api: ModuleType  # the caller's wire module
+    call: Call
+    rates: Rates
+    up: Upstream
+    ticket: Ticket
+    headers: dict[bytes, bytes]  # the caller's request headers
+    started: float
 
 
 class Gateway:
@@ -162,8 +176,9 @@ class Gateway:
         except Exception as e:
             self.budget.release_unsent(ticket)
             raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
+        x = Exchange(api, call, rates, upstream, ticket, h, time.perf_counter())
         forward = self.forward_stream if call.stream else self.forward  # 5–7. forward, settle, encode
-        await forward(api, call, rates, upstream, ticket, h, receive, send)
+        await forward(x, receive, send)
 
     def decode(
         self, api: ModuleType, agent: Agent, body: dict[str, Any], raw: bytes, h: dict[bytes, bytes]
@@ -222,22 +237,12 @@ class Gateway:
 
     # -- forward, settle, encode ---------------------------------------------------------------------
 
-    async def forward(
-        self,
-        api: ModuleType,
-        call: Call,
-        rates: Rates,
-        up: Upstream,
-        t: Ticket,
-        h: dict[bytes, bytes],
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        started = time.perf_counter()
+    async def forward(self, x: Exchange, receive: Receive, send: Send) -> None:
+        api, call, up = x.api, x.call, x.up
         status, usage, error, rid = "ok", Usage(), "", ""
         try:
             try:
-                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(h))
+                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(x.headers))
                 data = await resp.read()
             except UpstreamError as e:
                 status, error = _failure(e)
@@ -251,21 +256,11 @@ class Gateway:
                 except (orjson.JSONDecodeError, AttributeError):
                     status, error = "bad_upstream_body", "the provider answered 200 without a JSON usage block"
         finally:
-            cost = self._settle(call, rates, up, t, status, usage, error, rid, started, input_known=False)
-        await respond(send, resp.status, data, [*relay_headers(resp), *self._headers(call, t, cost)])
+            cost = self._settle(x, status, usage, error, rid, input_known=False)
+        await respond(send, resp.status, data, [*relay_headers(resp), *self._headers(x, cost)])
 
-    async def forward_stream(
-        self,
-        api: ModuleType,
-        call: Call,
-        rates: Rates,
-        up: Upstream,
-        t: Ticket,
-        h: dict[bytes, bytes],
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        started = time.perf_counter()
+    async def forward_stream(self, x: Exchange, receive: Receive, send: Send) -> None:
+        api, call, up = x.api, x.call, x.up
         status, error, rid = "ok", "", ""
         watch = api.StreamWatch(call.wants_usage_chunk)
         gone = asyncio.Event()
@@ -281,7 +276,7 @@ class Gateway:
         watcher = asyncio.create_task(watch_disconnect())
         try:
             try:
-                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(h))
+                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(x.headers))
             except UpstreamError as e:
                 status, error = _failure(e)
                 raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
@@ -295,7 +290,7 @@ class Gateway:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [*SSE_HEADERS, *relay_headers(resp), *self._headers(call, t, None)],
+                    "headers": [*SSE_HEADERS, *relay_headers(resp), *self._headers(x, None)],
                 }
             )
             frames = SSEFrames()
@@ -317,9 +312,7 @@ class Gateway:
             watcher.cancel()
             if resp is not None:
                 resp.close()
-            cost = self._settle(
-                call, rates, up, t, status, watch.usage(), error, rid, started, input_known=watch.saw_start()
-            )
+            cost = self._settle(x, status, watch.usage(), error, rid, input_known=watch.saw_start())
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
             if status != "ok":  # tell the agent its stream broke, in its own API's words
@@ -328,17 +321,7 @@ class Gateway:
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _settle(
-        self,
-        call: Call,
-        rates: Rates,
-        up: Upstream,
-        t: Ticket,
-        status: str,
-        usage: Usage,
-        error: str,
-        rid: str,
-        started: float,
-        input_known: bool = True,
+        self, x: Exchange, status: str, usage: Usage, error: str, rid: str, input_known: bool = True
     ) -> Decimal:
         """Book the call exactly once, at what the provider will bill.
 
@@ -347,6 +330,7 @@ class Gateway:
         output token it was allowed, so it is booked so, on the input the provider reported or, when
         none was, at the full worst case — and flagged for reconciliation.
         """
+        call, rates, t = x.call, x.rates, x.ticket
         reconcile = 0
         if status == "ok":
             cost_usd = rates.cost(usage)
@@ -369,7 +353,7 @@ class Gateway:
                 ts=t.created,
                 agent=call.agent,
                 api=call.api,
-                provider=up.provider.name,
+                provider=x.up.provider.name,
                 model_requested=call.model,
                 model=call.model,
                 status=status,
@@ -386,14 +370,15 @@ class Gateway:
                 day=t.day,
                 month=t.month,
                 reconcile=reconcile,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                latency_ms=round((time.perf_counter() - x.started) * 1000, 3),
                 upstream_request_id=rid,
                 error=error,
             ),
         )
         return cost_usd
 
-    def _headers(self, call: Call, t: Ticket, cost: Any) -> Headers:
+    def _headers(self, x: Exchange, cost: Any) -> Headers:
+        call, t = x.call, x.ticket
         day, month = self.budget.remaining(call.agent)
         out: Headers = [
             (b"x-paymaster-call-id", t.id.encode()),

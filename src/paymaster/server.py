@@ -37,6 +37,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    """Block until something accepts connections on host:port (a server started in another process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing is listening on {host}:{port} after {timeout:g}s")
+
+
 class ServerThread:
     """An ASGI app served by uvicorn in a daemon thread, for tests and the demo.
 
