@@ -91,7 +91,7 @@ def fleet(sim_url: str, keys: dict[str, str], tmp: Path, **over: Any) -> dict[st
     agents = {
         "alice": {
             "model": "claude-haiku-4-5",
-            "models": ["claude-haiku-4-5", "claude-sonnet-4-5"],
+            "models": ["claude-haiku-4-5", "claude-sonnet-4-6"],
             "daily_usd": 5,
             "monthly_usd": 50,
             "max_tokens": 2048,

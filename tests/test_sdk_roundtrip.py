@@ -179,7 +179,7 @@ def test_async_clients_both_apis(gateway):
 def test_models_lists_the_agents_allowed_models(gateway):
     gw = gateway()
     assert [m.id for m in gw.openai().models.list()] == ["gpt-4.1-mini", "gpt-4o"]
-    assert [m.id for m in gw.anthropic().models.list()] == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    assert [m.id for m in gw.anthropic().models.list()] == ["claude-haiku-4-5", "claude-sonnet-4-6"]
 
 
 def test_count_tokens_is_proxied_without_spend(gateway):

@@ -38,7 +38,7 @@ PIPELINE = [
     ),
     ("researcher", "openai", "gpt-4.1-mini", "2.00", "List the key facts a writer needs about {topic}.", 400),
     ("outliner", "anthropic", "claude-haiku-4-5", "2.00", "Outline a 5-section article on {topic}.", 250),
-    ("drafter", "anthropic", "claude-sonnet-4-5", "0.05", "Write the full article on {topic} from the outline.", 900),
+    ("drafter", "anthropic", "claude-sonnet-4-6", "0.05", "Write the full article on {topic} from the outline.", 900),
     ("validator", "openai", "gpt-4.1-mini", "2.00", "Check this draft about {topic} for factual errors.", 120),
 ]
 TOPICS = [

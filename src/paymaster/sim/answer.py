@@ -1,0 +1,95 @@
+"""What the fake model says, in wire-neutral terms: a wire module turns a request into an `Ask`,
+`answer()` turns that into an `Answer`, and the wire module renders it in its own shape.
+
+Rules (see `text` for the directives):
+
+- text of `[sim:tokens=N]` tokens, else the simulator's default length; clipped to `max_tokens`,
+  which then is the stop reason;
+- `[sim:stop]` with stop sequences given: stops on the first one (not part of the text);
+- a tool call when tools are given and tool choice forces one (any / named) or the prompt says
+  `[sim:tool]`; tool choice "none" forbids it. The input is built from the tool's schema;
+- JSON output (OpenAI `response_format`, Anthropic `output_config.format`): the text is a JSON
+  object, built from the schema when one is given, else `{"answer": <words>}`.
+
+Tool calls and JSON answers are not clipped by `max_tokens`: their length is whatever the schema
+makes it, counted by `count_tokens`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from .schema import example
+from .text import directives, words
+from .tokens import count_tokens
+
+Stop = Literal["end", "max_tokens", "stop_sequence", "tool"]
+ToolMode = Literal["auto", "none", "any", "named"]
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    schema: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Ask:
+    """A validated request, as the model sees it."""
+
+    model: str
+    stream: bool
+    input_tokens: int
+    seed: int
+    prompt: str = ""
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_mode: ToolMode = "auto"
+    tool_name: str | None = None
+    json: bool = False
+    json_schema: dict[str, Any] | None = None
+    include_usage: bool = False  # OpenAI stream_options.include_usage
+
+
+@dataclass(slots=True)
+class Answer:
+    text: str
+    output_tokens: int
+    stop: Stop
+    stop_sequence: str | None = None
+    tool: Tool | None = None
+    arguments: str = ""  # the tool call's input, as JSON text
+
+
+def answer(ask: Ask, default_tokens: int) -> Answer:
+    said = directives(ask.prompt)
+    tool = _tool(ask, said.tool, said.tool_name)
+    if tool is not None:
+        arguments = orjson.dumps(example(tool.schema)).decode()
+        return Answer("", count_tokens(tool.name) + count_tokens(arguments), "tool", tool=tool, arguments=arguments)
+    n = default_tokens if said.tokens is None else said.tokens
+    if ask.json or ask.json_schema is not None:
+        value = example(ask.json_schema, all_properties=True) if ask.json_schema else {"answer": words(ask.seed, n)}
+        text = orjson.dumps(value).decode()
+        return Answer(text, count_tokens(text), "end")
+    if ask.max_tokens is not None and n > ask.max_tokens:
+        return Answer(words(ask.seed, ask.max_tokens), ask.max_tokens, "max_tokens")
+    if said.stop and ask.stop:
+        return Answer(words(ask.seed, n), n, "stop_sequence", stop_sequence=ask.stop[0])
+    return Answer(words(ask.seed, n), n, "end")
+
+
+def _tool(ask: Ask, asked: bool, asked_name: str | None) -> Tool | None:
+    if not ask.tools or ask.tool_mode == "none":
+        return None
+    if ask.tool_mode == "named":
+        name = ask.tool_name
+    elif ask.tool_mode == "any" or asked:
+        name = asked_name
+    else:
+        return None
+    return next((t for t in ask.tools if t.name == name), ask.tools[0])

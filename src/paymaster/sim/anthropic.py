@@ -1,0 +1,394 @@
+"""The Anthropic Messages API as the simulator speaks it: admission, validation, input token
+counting, replies, event streams, errors, and the models list.
+
+Stream order, as the API sends it: message_start (usage with input tokens, output_tokens 1) →
+content_block_start → ping → content_block_delta × n → content_block_stop → message_delta
+(stop_reason, final usage) → message_stop; each as `event: NAME\\ndata: JSON\\n\\n`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from .answer import Answer, Ask, Tool, ToolMode
+from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
+from .faults import Fault
+from .ids import new_id
+from .text import char_deltas, seed, word_deltas
+from .tokens import IMAGE_TOKENS, MESSAGE_TOKENS, count_json, count_text, count_tokens
+
+WORDS_PER_DELTA = 3
+JSON_CHARS_PER_DELTA = 24
+
+_STOP_REASONS = {
+    "end": "end_turn",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool": "tool_use",
+}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_FAULTS = {
+    "429": (429, "Number of request tokens has exceeded your per-minute rate limit (simulated)"),
+    "500": (500, "Internal server error (simulated)"),
+    "529": (529, "Overloaded (simulated)"),
+}
+_TOOL_MODES: dict[str, ToolMode] = {"auto": "auto", "none": "none", "any": "any", "tool": "named"}
+
+MODELS: list[dict[str, Any]] = [
+    {"id": "claude-opus-4-8", "display_name": "Claude Opus 4.8", "created_at": "2026-05-28T00:00:00Z"},
+    {"id": "claude-opus-4-7", "display_name": "Claude Opus 4.7", "created_at": "2026-04-16T00:00:00Z"},
+    {"id": "claude-sonnet-4-6", "display_name": "Claude Sonnet 4.6", "created_at": "2026-02-17T00:00:00Z"},
+    {"id": "claude-opus-4-6", "display_name": "Claude Opus 4.6", "created_at": "2026-02-05T00:00:00Z"},
+    {
+        "id": "claude-haiku-4-5-20251001",
+        "display_name": "Claude Haiku 4.5",
+        "created_at": "2025-10-01T00:00:00Z",
+    },
+    {
+        "id": "claude-opus-4-1-20250805",
+        "display_name": "Claude Opus 4.1",
+        "created_at": "2025-08-05T00:00:00Z",
+    },
+]
+for _m in MODELS:
+    _m.update(type="model", lifecycle="active", max_input_tokens=200_000, max_tokens=64_000)
+MODELS.sort(key=lambda m: m["created_at"], reverse=True)
+
+
+class Invalid(Exception):
+    """A request the API would refuse with 400 invalid_request_error."""
+
+
+class AnthropicWire:
+    name = "anthropic"
+
+    # -- admission and errors
+
+    def admit(self, headers: dict[str, str], accepted: Callable[[str], bool]) -> Reply | None:
+        key = headers.get("x-api-key") or bearer(headers.get("authorization", ""))
+        if not key:
+            return self.error(401, "x-api-key header is required")
+        if not accepted(key):
+            return self.error(401, "invalid x-api-key")
+        if "anthropic-version" not in headers:
+            return self.error(400, "anthropic-version: header is required")
+        return None
+
+    def error(self, status: int, message: str, retry_after: float | None = None) -> Reply:
+        request_id = new_id("req_")
+        body = {
+            "type": "error",
+            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
+            "request_id": request_id,
+        }
+        headers = [(b"request-id", request_id.encode())]
+        if retry_after is not None:
+            headers.append((b"retry-after", seconds(retry_after)))
+        return json_reply(status, body, headers)
+
+    def fault(self, fault: Fault) -> Reply:
+        status, message = _FAULTS[fault.kind]
+        retry_after = fault.retry_after if fault.retry_after is not None or status != 429 else 1
+        return self.error(status, message, retry_after)
+
+    def not_found(self, method: str, path: str) -> Reply:
+        return self.error(404, f"Not found: {method} {path}")
+
+    # -- requests
+
+    def ask(self, body: Any, size: int) -> Ask | Reply:
+        """Validate a Messages request; `size` is its length in bytes."""
+        try:
+            _validate(body, counting=False)
+        except Invalid as e:
+            return self.error(400, str(e))
+        messages: list[dict[str, Any]] = body["messages"]
+        system = body.get("system")
+        tools = [
+            Tool(t["name"], t.get("input_schema") if isinstance(t.get("input_schema"), dict) else {})
+            for t in body.get("tools") or ()
+            if isinstance(t, dict) and isinstance(t.get("name"), str)
+        ]
+        choice = body.get("tool_choice") or {}
+        fmt = (body.get("output_config") or {}).get("format") or {}
+        schema = fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+        return Ask(
+            model=body["model"],
+            stream=body.get("stream") is True,
+            input_tokens=input_tokens(body, size),
+            seed=seed(system, messages),
+            prompt=_last_user_text(messages),
+            max_tokens=body["max_tokens"],
+            stop=[s for s in body.get("stop_sequences") or () if isinstance(s, str)],
+            tools=tools,
+            tool_mode=_TOOL_MODES.get(choice.get("type", "auto"), "auto"),
+            tool_name=choice.get("name"),
+            json_schema=schema if isinstance(schema, dict) else None,
+        )
+
+    def count(self, body: Any, size: int) -> Reply:
+        """POST /v1/messages/count_tokens."""
+        try:
+            _validate(body, counting=True)
+        except Invalid as e:
+            return self.error(400, str(e))
+        return json_reply(200, {"input_tokens": input_tokens(body, size)})
+
+    # -- answers
+
+    def reply(self, ask: Ask, answer: Answer) -> Reply:
+        request_id = new_id("req_")
+        message = _message(ask, answer, final=True)
+        message["content"] = [_block(answer, whole=True)]
+        return Reply(200, [JSON, (b"request-id", request_id.encode())], orjson.dumps(message))
+
+    def stream(self, ask: Ask, answer: Answer) -> Stream:
+        start = {"type": "message_start", "message": _message(ask, answer, final=False)}
+        block = {"type": "content_block_start", "index": 0, "content_block": _block(answer, whole=False)}
+        events: list[tuple[bytes, dict[str, Any], int]] = [
+            (b"message_start", start, 0),
+            (b"content_block_start", block, 0),
+            (b"ping", {"type": "ping"}, 0),
+        ]
+        for delta, tokens in _deltas(answer):
+            events.append((b"content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}, tokens))
+        usage = {
+            "input_tokens": ask.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": answer.output_tokens,
+        }
+        end = {"stop_reason": _STOP_REASONS[answer.stop], "stop_sequence": answer.stop_sequence}
+        events += [
+            (b"content_block_stop", {"type": "content_block_stop", "index": 0}, 0),
+            (b"message_delta", {"type": "message_delta", "delta": end, "usage": usage}, 0),
+            (b"message_stop", {"type": "message_stop"}, 0),
+        ]
+        chunks = [(_event(name, data), tokens) for name, data, tokens in events]
+        headers = [EVENT_STREAM, NO_CACHE, (b"request-id", new_id("req_").encode())]
+        # a "cut" drops the connection after the first delta (or after ping, when there is none)
+        return Stream(headers, chunks, cut_at=min(4, len(chunks) - 3))
+
+    # -- models
+
+    def models(self, query: bytes) -> Reply:
+        """GET /v1/models, paged by limit / after_id / before_id, newest first."""
+        params = parse_qs(query.decode("latin-1"))
+        limit = _int(params.get("limit", ["20"])[0], 20)
+        if not 1 <= limit <= 1000:
+            return self.error(400, "limit: Input should be between 1 and 1000")
+        ids = [m["id"] for m in MODELS]
+        before, after = params.get("before_id", [""])[0], params.get("after_id", [""])[0]
+        for given in (before, after):
+            if given and given not in ids:
+                return self.error(400, f"unknown model id for paging: {given}")
+        if before:
+            stop = ids.index(before)
+            start = max(0, stop - limit)
+            page, more = MODELS[start:stop], start > 0
+        else:
+            start = ids.index(after) + 1 if after else 0
+            page, more = MODELS[start : start + limit], start + limit < len(MODELS)
+        return json_reply(
+            200,
+            {
+                "data": page,
+                "has_more": more,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+            },
+        )
+
+    def model(self, model_id: str) -> Reply:
+        for m in MODELS:
+            if m["id"] == model_id:
+                return json_reply(200, m)
+        return self.error(404, f"model: {model_id}")
+
+
+def input_tokens(body: dict[str, Any], size: int) -> int:
+    """System + messages (+ per-message overhead) + tool definitions, never above the request's bytes."""
+    total = 0
+    system = body.get("system")
+    if isinstance(system, str):
+        total += count_tokens(system)
+    elif isinstance(system, list):
+        total += _content_tokens(system)
+    for message in body["messages"]:
+        total += MESSAGE_TOKENS + _content_tokens(message.get("content"))
+    if tools := body.get("tools"):
+        total += count_json(tools)
+    fmt = (body.get("output_config") or {}).get("format")
+    if isinstance(fmt, dict) and "schema" in fmt:
+        total += count_json(fmt["schema"])
+    return min(total, size)
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return count_tokens(content)
+    if not isinstance(content, list):
+        return 0
+    total = 0
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            total += count_text(block.get("text"))
+        elif kind == "image":
+            total += IMAGE_TOKENS
+        elif kind == "document":
+            source = block.get("source")
+            source = source if isinstance(source, dict) else {}
+            if source.get("type") == "text":
+                total += count_text(source.get("data"))
+            elif source.get("type") == "content":
+                total += _content_tokens(source.get("content"))
+            else:
+                total += IMAGE_TOKENS
+        elif kind == "tool_use":
+            total += count_text(block.get("name")) + count_json(block.get("input") or {})
+        elif kind == "tool_result":
+            total += _content_tokens(block.get("content"))
+        elif kind == "thinking":
+            total += count_text(block.get("thinking"))
+        else:
+            total += count_json(block)
+    return total
+
+
+def _validate(body: Any, *, counting: bool) -> None:
+    if not isinstance(body, dict):
+        raise Invalid("request body must be a JSON object")
+    model = body.get("model")
+    if model is None:
+        raise Invalid("model: Field required")
+    if not isinstance(model, str) or not model:
+        raise Invalid("model: Input should be a non-empty string")
+    if not counting:
+        max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            raise Invalid("max_tokens: Field required")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise Invalid("max_tokens: Input should be a valid integer")
+        if max_tokens < 1:
+            raise Invalid("max_tokens: Input should be greater than or equal to 1")
+        if "stream" in body and not isinstance(body["stream"], bool):
+            raise Invalid("stream: Input should be a valid boolean")
+    messages = body.get("messages")
+    if messages is None:
+        raise Invalid("messages: Field required")
+    if not isinstance(messages, list):
+        raise Invalid("messages: Input should be a valid list")
+    if not messages:
+        raise Invalid("messages: at least one message is required")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise Invalid(f"messages.{i}: Input should be a valid dictionary")
+        if message.get("role") not in ("user", "assistant"):
+            raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        if content is None:
+            raise Invalid(f"messages.{i}.content: Field required")
+        if not isinstance(content, str | list):
+            raise Invalid(f"messages.{i}.content: Input should be a valid string or list of content blocks")
+        if isinstance(content, list):
+            _validate_blocks(content, f"messages.{i}.content")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise Invalid("system: Input should be a valid string or list of text blocks")
+    if isinstance(system, list):
+        _validate_blocks(system, "system")
+    stops = body.get("stop_sequences")
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
+        raise Invalid("stop_sequences: Input should be a valid list of strings")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) and "name" in t for t in tools)):
+        raise Invalid("tools: Input should be a valid list of tools, each with a name")
+    choice = body.get("tool_choice")
+    if choice is not None and not (isinstance(choice, dict) and str(choice.get("type")) in _TOOL_MODES):
+        raise Invalid("tool_choice: Input should be an object with type 'auto', 'any', 'tool' or 'none'")
+    if isinstance(choice, dict) and choice.get("type") == "tool" and not isinstance(choice.get("name"), str):
+        raise Invalid("tool_choice.name: Field required")
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise Invalid("output_config: Input should be a valid dictionary")
+
+
+def _validate_blocks(blocks: list[Any], where: str) -> None:
+    for j, block in enumerate(blocks):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise Invalid(f"{where}.{j}.type: Field required")
+        if block["type"] == "text" and not isinstance(block.get("text"), str):
+            raise Invalid(f"{where}.{j}.text: Input should be a valid string")
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(b["text"] for b in content if b.get("type") == "text" and isinstance(b.get("text"), str))
+    return ""
+
+
+def _message(ask: Ask, answer: Answer, *, final: bool) -> dict[str, Any]:
+    return {
+        "id": new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": ask.model,
+        "content": [],
+        "stop_reason": _STOP_REASONS[answer.stop] if final else None,
+        "stop_sequence": answer.stop_sequence if final else None,
+        "usage": {
+            "input_tokens": ask.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": answer.output_tokens if final else 1,
+            "service_tier": "standard",
+        },
+    }
+
+
+def _block(answer: Answer, *, whole: bool) -> dict[str, Any]:
+    if answer.tool is not None:
+        value = orjson.loads(answer.arguments) if whole else {}
+        return {"type": "tool_use", "id": new_id("toolu_"), "name": answer.tool.name, "input": value}
+    return {"type": "text", "text": answer.text if whole else ""}
+
+
+def _deltas(answer: Answer) -> list[tuple[dict[str, Any], int]]:
+    """The content block's deltas, each with the tokens it carries."""
+    if answer.tool is not None:
+        pieces = char_deltas(answer.arguments, JSON_CHARS_PER_DELTA)
+        return [({"type": "input_json_delta", "partial_json": p}, count_tokens(p)) for p in pieces]
+    return [({"type": "text_delta", "text": t}, n) for t, n in word_deltas(answer.text, WORDS_PER_DELTA)]
+
+
+def _event(name: bytes, data: dict[str, Any]) -> bytes:
+    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _int(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default

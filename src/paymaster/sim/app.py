@@ -1,0 +1,214 @@
+"""The simulator: routing, recording, faults, and the control API, as one raw ASGI app.
+
+POST /v1/messages               Anthropic Messages (stream or not)
+POST /v1/messages/count_tokens  Anthropic token count
+POST /v1/chat/completions       OpenAI Chat Completions (stream or not)
+GET  /v1/models[/{id}]          either list: Anthropic when the request carries
+                                anthropic-version or x-api-key, else OpenAI
+POST /_sim/faults               {"fault", "count", "model", "retry_after"} → queue faults
+GET  /_sim/faults               the queued faults
+GET  /_sim/requests             the recorded requests
+POST /_sim/reset                clear faults and recorded requests, release held requests
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+import orjson
+
+from .answer import Answer, Ask, answer
+from .anthropic import AnthropicWire
+from .asgi import (
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    Stream,
+    drop,
+    hold,
+    json_reply,
+    read_body,
+    send_reply,
+    send_stream,
+)
+from .faults import Fault, Faults
+from .openai import OpenAIWire
+
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Wire(Protocol):
+    """One provider API's shapes: what `anthropic.py` and `openai.py` each implement."""
+
+    name: str
+
+    def admit(self, headers: dict[str, str], accepted: Callable[[str], bool]) -> Reply | None: ...
+    def error(self, status: int, message: str) -> Reply: ...
+    def fault(self, fault: Fault) -> Reply: ...
+    def not_found(self, method: str, path: str) -> Reply: ...
+    def ask(self, body: Any, size: int) -> Ask | Reply: ...
+    def reply(self, ask: Ask, answer: Answer) -> Reply: ...
+    def stream(self, ask: Ask, answer: Answer) -> Stream: ...
+    def models(self, query: bytes) -> Reply: ...
+    def model(self, model_id: str) -> Reply: ...
+
+
+_GENERATE = {"/v1/messages", "/v1/chat/completions"}
+_MODELS = "/v1/models"
+
+
+class Simulator:
+    """A fake Anthropic and OpenAI provider; serve `sim.app` with uvicorn (see `paymaster.server`)."""
+
+    HOLD_LIMIT = 3600.0
+    """Longest a "timeout" fault holds a request whose client never gives up (seconds)."""
+
+    def __init__(
+        self,
+        latency_ms: float = 0.0,
+        token_delay_ms: float = 0.0,
+        default_output_tokens: int = 50,
+        api_keys: Iterable[str] | None = None,
+    ) -> None:
+        if latency_ms < 0 or token_delay_ms < 0 or default_output_tokens < 0:
+            raise ValueError("latency_ms, token_delay_ms and default_output_tokens must not be negative")
+        self.latency = latency_ms / 1000
+        self.token_delay = token_delay_ms / 1000
+        self.default_output_tokens = default_output_tokens
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self.faults = Faults()
+        self._epoch = 0
+        self._anthropic = AnthropicWire()
+        self._openai = OpenAIWire()
+
+    def inject(self, fault: str, count: int = 1, model: str | None = None, retry_after: float | None = None) -> None:
+        """Queue `count` faults ("429", "500", "529", "timeout", "cut") for `model` (any model if None)."""
+        self.faults.inject(fault, count, model, retry_after)
+
+    def reset(self) -> None:
+        """Clear faults and recorded requests; requests held by "timeout" are dropped."""
+        self.faults.clear()
+        self.requests.clear()
+        self._epoch += 1
+
+    # -- ASGI
+
+    @property
+    def app(self) -> App:
+        """The ASGI callable (the simulator itself: uvicorn detects ASGI 3 by an async `__call__`)."""
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if scope["path"].startswith("/_sim/"):
+                await send_reply(send, self._control(scope["method"], scope["path"], await read_body(receive)))
+            else:
+                await self._api(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        raw = await read_body(receive)
+        wire = self._wire(path, headers)
+        try:
+            body: Any = orjson.loads(raw) if raw else None
+            parsed = True
+        except orjson.JSONDecodeError:
+            body, parsed = raw.decode("utf-8", "replace"), False
+        self.requests.append({"api": wire.name, "path": path, "headers": headers, "body": body})
+
+        refusal = wire.admit(headers, self._accepted)
+        if refusal is not None:
+            return await self._send(send, refusal)
+        if not parsed:
+            return await self._send(send, wire.error(400, "The request body is not valid JSON."))
+        if method == "POST" and path in _GENERATE:
+            return await self._generate(wire, body, len(raw), receive, send)
+        if method == "POST" and path == "/v1/messages/count_tokens" and isinstance(wire, AnthropicWire):
+            return await self._send(send, wire.count(body, len(raw)))
+        if method == "GET" and path == _MODELS:
+            return await self._send(send, wire.models(scope.get("query_string", b"")))
+        if method == "GET" and path.startswith(_MODELS + "/"):
+            return await self._send(send, wire.model(path[len(_MODELS) + 1 :]))
+        if path in _GENERATE or path == "/v1/messages/count_tokens" or path == _MODELS:
+            return await self._send(send, wire.error(405, f"Method not allowed: {method} {path}"))
+        await self._send(send, wire.not_found(method, path))
+
+    async def _generate(self, wire: Wire, body: Any, size: int, receive: Receive, send: Send) -> None:
+        """validate → fault? → answer → (latency) → reply, stream, or the fault's misbehaviour."""
+        ask = wire.ask(body, size)
+        if isinstance(ask, Reply):
+            return await self._send(send, ask)
+        fault = self.faults.take(ask.model)
+        if fault is not None and fault.kind == "timeout":
+            epoch = self._epoch
+            if not await hold(send, receive, lambda: self._epoch != epoch, self.HOLD_LIMIT):
+                await drop(send, receive)
+            return
+        if fault is not None and fault.kind != "cut":
+            return await self._send(send, wire.fault(fault))
+        said = answer(ask, self.default_output_tokens)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if ask.stream:
+            await send_stream(send, receive, wire.stream(ask, said), self.token_delay, cut=fault is not None)
+        elif fault is not None:
+            await drop(send, receive)
+        else:
+            await send_reply(send, wire.reply(ask, said))
+
+    async def _send(self, send: Send, reply: Reply) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        await send_reply(send, reply)
+
+    def _wire(self, path: str, headers: dict[str, str]) -> Wire:
+        if path.startswith("/v1/messages"):
+            return self._anthropic
+        if path.startswith("/v1/chat/"):
+            return self._openai
+        if "anthropic-version" in headers or "x-api-key" in headers:
+            return self._anthropic
+        return self._openai
+
+    def _accepted(self, key: str) -> bool:
+        return self.api_keys is None or key in self.api_keys
+
+    # -- control API
+
+    def _control(self, method: str, path: str, raw: bytes) -> Reply:
+        if (method, path) == ("POST", "/_sim/faults"):
+            try:
+                spec = orjson.loads(raw or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("expected a JSON object")
+                self.inject(spec.get("fault", ""), spec.get("count", 1), spec.get("model"), spec.get("retry_after"))
+            except (ValueError, orjson.JSONDecodeError) as e:
+                return json_reply(400, {"error": str(e)})
+            return json_reply(200, {"pending": self.faults.pending()})
+        if (method, path) == ("GET", "/_sim/faults"):
+            return json_reply(200, {"pending": self.faults.pending()})
+        if (method, path) == ("GET", "/_sim/requests"):
+            return json_reply(200, list(self.requests))
+        if (method, path) == ("POST", "/_sim/reset"):
+            self.reset()
+            return json_reply(200, {"ok": True})
+        return json_reply(404, {"error": f"no control endpoint {method} {path}"})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

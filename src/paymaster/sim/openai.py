@@ -1,0 +1,437 @@
+"""OpenAI Chat Completions as the simulator speaks it (and so do vLLM and other compatible servers):
+admission, validation, input token counting, replies, chunk streams, errors, the models list.
+
+Stream: `data: {chat.completion.chunk}\\n\\n` lines: a first chunk with the role, content deltas
+(or tool-call argument deltas), a chunk with an empty delta and the finish_reason; with
+`stream_options.include_usage` every chunk carries `"usage": null` and a last chunk with no
+choices carries the usage; then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from .answer import Answer, Ask, Tool, ToolMode
+from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
+from .faults import Fault
+from .ids import new_id
+from .text import char_deltas, seed, word_deltas
+from .tokens import IMAGE_TOKENS, MESSAGE_TOKENS, REPLY_TOKENS, count_json, count_text, count_tokens
+
+WORDS_PER_DELTA = 3
+JSON_CHARS_PER_DELTA = 24
+FINGERPRINT = "fp_5153a7e0c1"
+
+_FINISH = {"end": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool": "tool_calls"}
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+_ERROR_TYPES = {429: "requests", 500: "server_error", 503: "server_error"}
+_FAULTS = {
+    "429": (
+        429,
+        "Rate limit reached for requests (simulated). Please try again later.",
+        "rate_limit_exceeded",
+    ),
+    "500": (
+        500,
+        "The server had an error while processing your request. Sorry about that! (simulated)",
+        None,
+    ),
+    "529": (503, "The engine is currently overloaded, please try again later. (simulated)", None),
+}
+_DONE = b"data: [DONE]\n\n"
+
+MODELS: list[dict[str, Any]] = [
+    {"id": model, "object": "model", "created": created, "owned_by": owner}
+    for model, created, owner in (
+        ("gpt-5.5", 1776902400, "system"),
+        ("gpt-5.4", 1773705600, "system"),
+        ("gpt-5.4-mini", 1773705600, "system"),
+        ("gpt-5", 1754425777, "system"),
+        ("gpt-5-mini", 1754425928, "system"),
+        ("gpt-4.1", 1744316542, "system"),
+        ("gpt-4o", 1715367049, "system"),
+        ("gpt-4o-mini", 1721172741, "system"),
+    )
+]
+
+
+class Invalid(Exception):
+    """A request the API would refuse with 400 invalid_request_error."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class OpenAIWire:
+    name = "openai"
+
+    # -- admission and errors
+
+    def admit(self, headers: dict[str, str], accepted: Callable[[str], bool]) -> Reply | None:
+        key = bearer(headers.get("authorization", ""))
+        if not key:
+            return self.error(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code="invalid_api_key",
+            )
+        if not accepted(key):
+            return self.error(401, f"Incorrect API key provided: {_masked(key)}.", code="invalid_api_key")
+        return None
+
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> Reply:
+        kind = _ERROR_TYPES.get(status, "invalid_request_error")
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+        headers = [(b"x-request-id", new_id("req_").encode())]
+        if retry_after is not None:
+            headers.append((b"retry-after", seconds(retry_after)))
+        return json_reply(status, body, headers)
+
+    def fault(self, fault: Fault) -> Reply:
+        status, message, code = _FAULTS[fault.kind]
+        retry_after = fault.retry_after if fault.retry_after is not None or status != 429 else 1
+        return self.error(status, message, code=code, retry_after=retry_after)
+
+    def not_found(self, method: str, path: str) -> Reply:
+        return self.error(404, f"Invalid URL ({method} {path})", code="unknown_url")
+
+    # -- requests
+
+    def ask(self, body: Any, size: int) -> Ask | Reply:
+        """Validate a Chat Completions request; `size` is its length in bytes."""
+        try:
+            max_tokens = _validate(body)
+        except Invalid as e:
+            return self.error(400, str(e), param=e.param, code=e.code)
+        messages: list[dict[str, Any]] = body["messages"]
+        tools = [
+            Tool(f["name"], f.get("parameters") if isinstance(f.get("parameters"), dict) else {})
+            for t in body.get("tools") or ()
+            if t.get("type", "function") == "function" and isinstance(f := t.get("function"), dict)
+        ]
+        mode, name = _tool_choice(body.get("tool_choice"))
+        fmt = body.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+        stop = body.get("stop")
+        return Ask(
+            model=body["model"],
+            stream=body.get("stream") is True,
+            input_tokens=input_tokens(body, size),
+            seed=seed(messages),
+            prompt=_last_user_text(messages),
+            max_tokens=max_tokens,
+            stop=[stop] if isinstance(stop, str) else list(stop or ()),
+            tools=tools,
+            tool_mode=mode,
+            tool_name=name,
+            json=fmt.get("type") in ("json_object", "json_schema"),
+            json_schema=schema if isinstance(schema, dict) else None,
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        )
+
+    # -- answers
+
+    def reply(self, ask: Ask, answer: Answer) -> Reply:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if answer.tool is not None:
+            message["content"] = None
+            message["tool_calls"] = [_tool_call(answer, whole=True)]
+        body = {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": ask.model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _FINISH[answer.stop]}],
+            "usage": _usage(ask, answer),
+            "service_tier": "default",
+            "system_fingerprint": FINGERPRINT,
+        }
+        return Reply(200, [JSON, (b"x-request-id", new_id("req_").encode())], orjson.dumps(body))
+
+    def stream(self, ask: Ask, answer: Answer) -> Stream:
+        head = {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": ask.model,
+            "service_tier": "default",
+            "system_fingerprint": FINGERPRINT,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            data: dict[str, Any] = {**head, "choices": [choice]}
+            if ask.include_usage:
+                data["usage"] = None
+            return b"data: " + orjson.dumps(data) + b"\n\n"
+
+        if answer.tool is not None:
+            first = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [_tool_call(answer, whole=False)],
+                "refusal": None,
+            }
+            deltas = [
+                ({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, count_tokens(piece))
+                for piece in char_deltas(answer.arguments, JSON_CHARS_PER_DELTA)
+            ]
+        else:
+            first = {"role": "assistant", "content": "", "refusal": None}
+            deltas = [({"content": text}, n) for text, n in word_deltas(answer.text, WORDS_PER_DELTA)]
+        chunks = [(chunk(first), 0)]
+        chunks += [(chunk(delta), tokens) for delta, tokens in deltas]
+        chunks.append((chunk({}, _FINISH[answer.stop]), 0))
+        if ask.include_usage:
+            last = {**head, "choices": [], "usage": _usage(ask, answer)}
+            chunks.append((b"data: " + orjson.dumps(last) + b"\n\n", 0))
+        chunks.append((_DONE, 0))
+        headers = [EVENT_STREAM, NO_CACHE, (b"x-request-id", new_id("req_").encode())]
+        return Stream(headers, chunks, cut_at=min(2, len(deltas) + 1))
+
+    # -- models
+
+    def models(self, query: bytes) -> Reply:
+        return json_reply(200, {"object": "list", "data": MODELS})
+
+    def model(self, model_id: str) -> Reply:
+        for m in MODELS:
+            if m["id"] == model_id:
+                return json_reply(200, m)
+        return self.error(
+            404,
+            f"The model '{model_id}' does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+
+
+def input_tokens(body: dict[str, Any], size: int) -> int:
+    """Messages (+ per-message and reply overhead) + tools + response schema, at most the request's bytes."""
+    total = REPLY_TOKENS
+    for message in body["messages"]:
+        total += MESSAGE_TOKENS + _content_tokens(message.get("content"))
+        total += count_text(message.get("name"))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                total += count_text(function.get("name")) + count_text(function.get("arguments"))
+    if tools := body.get("tools"):
+        total += count_json(tools)
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        total += count_json(fmt.get("json_schema") or {})
+    return min(total, size)
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return count_tokens(content)
+    if not isinstance(content, list):
+        return 0
+    total = 0
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            total += count_text(part.get("text"))
+        elif kind == "refusal":
+            total += count_text(part.get("refusal"))
+        elif kind in ("image_url", "input_audio", "file"):
+            total += IMAGE_TOKENS
+        else:
+            total += count_json(part)
+    return total
+
+
+def _validate(body: Any) -> int | None:
+    """Check a request; return its output limit (max_completion_tokens, else max_tokens, else None)."""
+    if not isinstance(body, dict):
+        raise Invalid("The request body must be a JSON object.", code="invalid_type")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise Invalid("you must provide a model parameter")
+    messages = body.get("messages")
+    if messages is None:
+        raise Invalid("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
+    if not isinstance(messages, list):
+        raise Invalid("Invalid type for 'messages': expected an array of objects.", "messages", "invalid_type")
+    if not messages:
+        raise Invalid(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+            "messages",
+            "empty_array",
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise Invalid(f"Invalid type for 'messages[{i}]': expected an object.", f"messages[{i}]", "invalid_type")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise Invalid(
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', "
+                "'tool', and 'developer'.",
+                f"messages[{i}].role",
+                "invalid_value",
+            )
+        content = message.get("content")
+        if content is None and not (role == "assistant" and (message.get("tool_calls") or "content" in message)):
+            raise Invalid(
+                f"Missing required parameter: 'messages[{i}].content'.",
+                f"messages[{i}].content",
+                "missing_required_parameter",
+            )
+        if content is not None and not isinstance(content, str | list):
+            raise Invalid(f"Invalid type for 'messages[{i}].content'.", f"messages[{i}].content", "invalid_type")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            where = f"messages[{i}].content[{j}]"
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise Invalid(
+                    f"Missing required parameter: '{where}.type'.",
+                    f"{where}.type",
+                    "missing_required_parameter",
+                )
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise Invalid(f"Invalid type for '{where}.text': expected a string.", f"{where}.text", "invalid_type")
+        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise Invalid(
+                f"Missing required parameter: 'messages[{i}].tool_call_id'.",
+                f"messages[{i}].tool_call_id",
+                "missing_required_parameter",
+            )
+    limit = None
+    for param in ("max_tokens", "max_completion_tokens"):
+        value = body.get(param)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"Invalid type for '{param}': expected an integer.", param, "invalid_type")
+        if value < 1:
+            raise Invalid(
+                f"Invalid '{param}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+                param,
+                "integer_below_min_value",
+            )
+        limit = value
+    if body.get("n") not in (None, 1):
+        raise Invalid("The simulator supports only n=1.", "n", "unsupported_value")
+    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+        raise Invalid("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise Invalid("Invalid type for 'stream_options': expected an object.", "stream_options", "invalid_type")
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        raise Invalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+            "invalid_value",
+        )
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise Invalid("Invalid type for 'stop': expected a string or an array of strings.", "stop", "invalid_type")
+    tools = body.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(t, dict) and isinstance(t.get("function", {}), dict) for t in tools)
+    ):
+        raise Invalid("Invalid type for 'tools': expected an array of tool objects.", "tools", "invalid_type")
+    for i, tool in enumerate(tools or ()):
+        if tool.get("type", "function") == "function" and not isinstance((tool.get("function") or {}).get("name"), str):
+            raise Invalid(
+                f"Missing required parameter: 'tools[{i}].function.name'.",
+                f"tools[{i}].function.name",
+                "missing_required_parameter",
+            )
+    choice = body.get("tool_choice")
+    if choice is not None and not (choice in ("none", "auto", "required") or isinstance(choice, dict)):
+        raise Invalid(
+            f"Invalid value: '{choice}'. Supported values are: 'none', 'auto', and 'required'.",
+            "tool_choice",
+            "invalid_value",
+        )
+    fmt = body.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") in ("text", "json_object", "json_schema")):
+        raise Invalid(
+            "Invalid 'response_format': type must be 'text', 'json_object' or 'json_schema'.",
+            "response_format",
+            "invalid_value",
+        )
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
+        raise Invalid(
+            "Missing required parameter: 'response_format.json_schema'.",
+            "response_format.json_schema",
+            "missing_required_parameter",
+        )
+    return limit
+
+
+def _tool_choice(choice: Any) -> tuple[ToolMode, str | None]:
+    if choice == "none":
+        return "none", None
+    if choice == "required":
+        return "any", None
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        function = choice.get("function")
+        return "named", function.get("name") if isinstance(function, dict) else None
+    return "auto", None
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return ""
+    return ""
+
+
+def _tool_call(answer: Answer, *, whole: bool) -> dict[str, Any]:
+    assert answer.tool is not None
+    call: dict[str, Any] = {
+        "id": new_id("call_"),
+        "type": "function",
+        "function": {"name": answer.tool.name, "arguments": answer.arguments if whole else ""},
+    }
+    if not whole:
+        call = {"index": 0, **call}
+    return call
+
+
+def _usage(ask: Ask, answer: Answer) -> dict[str, Any]:
+    return {
+        "prompt_tokens": ask.input_tokens,
+        "completion_tokens": answer.output_tokens,
+        "total_tokens": ask.input_tokens + answer.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _masked(key: str) -> str:
+    return f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
