@@ -73,8 +73,29 @@ def agent_view(gw: Gateway, name: str) -> dict[str, Any]:
         "remaining_daily_usd": usd_str(day) if day is not None else None,
         "remaining_monthly_usd": usd_str(month) if month is not None else None,
         "windows": gw.budget.view(name),
+        "savings": {"today": savings(gw, name, "day"), "month": savings(gw, name, "month")},
         "open_calls": sum(1 for t in gw.budget.open.values() if t.agent == name),
         "refused_calls": gw.budget.refused[name],
+    }
+
+
+def savings(gw: Gateway, agent: str, period: str) -> dict[str, Any]:
+    """What the levers saved this agent, from the ledger's counterfactual costs."""
+    p = gw.budget.calendar.periods(gw.clock())
+    gw.store.flush()
+    s = gw.store.savings(agent, period, p.day if period == "day" else p.month)
+    provider_calls = s["calls"] - s["response_cache_hits"]
+    return {
+        "calls": s["calls"],
+        "spent_usd": usd_str(s["cost"]),
+        "without_caching_usd": usd_str(s["uncached"]),
+        "caching_saved_usd": usd_str(max(0, s["uncached"] - s["cost"])),
+        "prompt_cache_hit_rate": round(s["prompt_cache_hits"] / provider_calls, 4) if provider_calls else None,
+        "cached_input_share": round(s["cache_read_tokens"] / s["input_tokens"], 4) if s["input_tokens"] else None,
+        "response_cache_hits": s["response_cache_hits"],
+        "response_cache_saved_usd": usd_str(s["response_cache_saved"]),
+        "ceiling_exposure_removed_usd": usd_str(s["exposure_removed"]),
+        "calls_without_max_tokens": s["unbounded_requests"],
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from .errors import (
     UpstreamFailed,
 )
 from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
-from .levers import output
+from .levers import caching, output
+from .levers.response_cache import ResponseCache
 from .pricing import Rates, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
@@ -59,6 +61,8 @@ class Exchange:
     ticket: Ticket
     headers: dict[bytes, bytes]  # the caller's request headers
     started: float
+    payload: bytes  # the request body as sent upstream
+    cache_key: bytes | None = None  # response-cache key, when the answer may be stored
 
 
 class Gateway:
@@ -72,6 +76,7 @@ class Gateway:
             self.board.publish("ledger.recovered", agent=row.agent, call_id=row.id, cost_usd=row.cost_usd)
         self.budget = Budget(config, self.store, self.board, clock)
         self.upstreams = {name: Upstream(p) for name, p in config.providers.items()}
+        self.answers = ResponseCache()
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[tuple[str, str], Callable[..., Any]] = {
             ("POST", "/v1/messages"): self.messages,
@@ -162,26 +167,35 @@ class Gateway:
     async def complete(self, api: ModuleType, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
-        body, raw = await read_json(receive, h, self.config.max_body_bytes)
-        call, rates, upstream = self.decode(api, agent, body, raw, h)  # 2. decode
-        output.apply(call, agent)  # 3. levers
-        ticket = await self.admit(call, rates)  # 4. admit (402 when over a cap)
-        api.set_max_tokens(call.body, ticket.max_tokens, upstream.provider.kind)
-        if ticket.fitted:
-            call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
+        body, _ = await read_json(receive, h, self.config.max_body_bytes)
+        call, rates, upstream = self.decode(api, agent, body, h)  # 2. decode
+        kind = upstream.provider.kind
+        output.apply(call, agent, output.task_of(agent, call))  # 3. levers, in order
+        caching.apply(call, agent, kind)
+        api.set_max_tokens(call.body, call.max_tokens, kind)
         if call.stream and api is wire_openai:
             call.wants_usage_chunk = wire_openai.ask_usage(call.body)
+        cache_key = self.answers.key(call) if agent.response_cache.enabled else None
+        if cache_key is not None and await self.answer_from_cache(call, rates, cache_key, send):
+            return
+        payload = orjson.dumps(call.body)
+        call.input_bound = self.bound(payload, call, rates, h)
+        ticket = await self.admit(call, rates)  # 4. admit (402 when over a cap)
+        if ticket.fitted:
+            api.set_max_tokens(call.body, ticket.max_tokens, kind)
+            call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
+            payload = orjson.dumps(call.body)
         try:
             await self.store.reserve(self.budget.journal(ticket, call.model, call.api))  # durable first
         except Exception as e:
             self.budget.release_unsent(ticket)
             raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
-        x = Exchange(api, call, rates, upstream, ticket, h, time.perf_counter())
+        x = Exchange(api, call, rates, upstream, ticket, h, time.perf_counter(), payload, cache_key)
         forward = self.forward_stream if call.stream else self.forward  # 5–7. forward, settle, encode
         await forward(x, receive, send)
 
     def decode(
-        self, api: ModuleType, agent: Agent, body: dict[str, Any], raw: bytes, h: dict[bytes, bytes]
+        self, api: ModuleType, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes]
     ) -> tuple[Call, Rates, Upstream]:
         model, max_tokens, stream = api.check(body)
         if model not in agent.models:
@@ -196,10 +210,6 @@ class Gateway:
                 f"model {model!r} is served through the {m.provider.api} API; call it at {other}", param="model"
             )
         rates = self.config.prices.rates(model, PRICE_PROVIDER[m.provider.kind])
-        bound = input_bound(len(raw), body, raw)
-        beta = h.get(b"anthropic-beta", b"")
-        if rates.context_window and b"context-1m" not in beta:
-            bound = min(bound, rates.context_window)
         call = Call(
             api=api.API,
             agent=agent.name,
@@ -207,10 +217,63 @@ class Gateway:
             model=model,
             stream=stream,
             max_tokens=max_tokens,
-            input_bound=bound,
             choices=wire_openai.choices(body) if api is wire_openai else 1,
+            task=_task_name(h, body),
         )
         return call, rates, self.upstreams[m.provider.name]
+
+    def bound(self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes]) -> int:
+        """Input tokens of the request as it will be sent (levers included), bounded from above."""
+        bound = input_bound(len(payload), call.body, payload)
+        if rates.context_window and b"context-1m" not in h.get(b"anthropic-beta", b""):
+            bound = min(bound, rates.context_window)
+        return bound
+
+    async def answer_from_cache(self, call: Call, rates: Rates, key: bytes, send: Send) -> bool:
+        """Answer a repeated deterministic request from the response cache, at no cost."""
+        now = self.clock()
+        hit = self.answers.get(key, now)
+        if hit is None:
+            return False
+        p = self.budget.calendar.periods(now)
+        call_id = "pm_" + secrets.token_hex(12)
+        self.store.book(
+            LedgerRow(
+                id=call_id,
+                ts=now,
+                agent=call.agent,
+                api=call.api,
+                provider="gateway",
+                model_requested=call.model,
+                model=hit.model,
+                status="response_cache",
+                stream=0,
+                input_tokens=0,
+                output_tokens=0,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                cache_write_1h_tokens=0,
+                max_tokens=call.max_tokens or 0,
+                cost_usd="0",
+                cost_nanos=0,
+                worst_nanos=0,
+                day=p.day,
+                month=p.month,
+                task=call.task or "",
+                max_tokens_requested=call.max_tokens_requested or 0,
+                uncached_cost_nanos=hit.cost_nanos,
+            )
+        )
+        day, month = self.budget.remaining(call.agent)
+        headers: Headers = [
+            (b"x-paymaster-call-id", call_id.encode()),
+            (b"x-paymaster-cache", b"hit"),
+            (b"x-paymaster-cost-usd", b"0.000000"),
+            (b"x-paymaster-remaining-daily-usd", usd_str(day).encode() if day is not None else b"unlimited"),
+            (b"x-paymaster-remaining-monthly-usd", usd_str(month).encode() if month is not None else b"unlimited"),
+        ]
+        await respond(send, 200, hit.body, headers)
+        return True
 
     async def admit(self, call: Call, rates: Rates) -> Ticket:
         assert call.max_tokens is not None, "output control sets max_tokens"
@@ -242,7 +305,7 @@ class Gateway:
         status, usage, error, rid = "ok", Usage(), "", ""
         try:
             try:
-                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(x.headers))
+                resp = await up.post(up.path, x.payload, up.headers(x.headers))
                 data = await resp.read()
             except UpstreamError as e:
                 status, error = _failure(e)
@@ -255,14 +318,19 @@ class Gateway:
                     usage = api.usage(orjson.loads(data).get("usage"))
                 except (orjson.JSONDecodeError, AttributeError):
                     status, error = "bad_upstream_body", "the provider answered 200 without a JSON usage block"
+                if call.structured_tool and status == "ok":
+                    data = wire_anthropic.unwrap_structured(data, call.structured_tool)
         finally:
             cost = self._settle(x, status, usage, error, rid, input_known=False)
+        if x.cache_key is not None and status == "ok":
+            ttl = self.config.agents[call.agent].response_cache.ttl_s
+            self.answers.put(x.cache_key, self.clock(), ttl, data, to_nanos(cost), call.model)
         await respond(send, resp.status, data, [*relay_headers(resp), *self._headers(x, cost)])
 
     async def forward_stream(self, x: Exchange, receive: Receive, send: Send) -> None:
         api, call, up = x.api, x.call, x.up
         status, error, rid = "ok", "", ""
-        watch = api.StreamWatch(call.wants_usage_chunk)
+        watch = api.StreamWatch(call)
         gone = asyncio.Event()
         resp: Response | None = None
 
@@ -276,7 +344,7 @@ class Gateway:
         watcher = asyncio.create_task(watch_disconnect())
         try:
             try:
-                resp = await up.post(up.path, orjson.dumps(call.body), up.headers(x.headers))
+                resp = await up.post(up.path, x.payload, up.headers(x.headers))
             except UpstreamError as e:
                 status, error = _failure(e)
                 raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
@@ -344,6 +412,11 @@ class Gateway:
             else:
                 cost_usd = rates.worst_case(call.input_bound, t.max_tokens * call.choices)
         nanos = to_nanos(cost_usd)
+        uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens))) if status == "ok" else nanos
+        exposure = 0
+        if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:
+            cut = (call.max_tokens_requested - t.max_tokens) * call.choices
+            exposure = to_nanos(cut * rates.output_rate(call.input_bound))
         if nanos > t.worst:
             log.warning("call %s cost %s above its reserved worst case %s", t.id, nanos, t.worst)
         self.budget.settle(
@@ -373,6 +446,10 @@ class Gateway:
                 latency_ms=round((time.perf_counter() - x.started) * 1000, 3),
                 upstream_request_id=rid,
                 error=error,
+                task=call.task or "",
+                max_tokens_requested=call.max_tokens_requested or 0,
+                uncached_cost_nanos=uncached,
+                exposure_removed_nanos=exposure,
             ),
         )
         return cost_usd
@@ -423,6 +500,21 @@ class Gateway:
         await json_response(
             send, {"status": "ok", "open_calls": len(self.budget.open), "journal_open": self.store.open_reservations()}
         )
+
+
+def _task_name(h: dict[bytes, bytes], body: dict[str, Any]) -> str | None:
+    """The declared task type: the `x-paymaster-task` header, or `metadata.paymaster_task` (taken out of
+    the body: providers reject metadata keys they do not know)."""
+    meta = body.get("metadata")
+    from_body = meta.pop("paymaster_task", None) if isinstance(meta, dict) else None
+    if isinstance(meta, dict) and not meta:
+        del body["metadata"]
+    task = h.get(b"x-paymaster-task")
+    if task:
+        return task.decode("latin-1").strip()
+    if from_body is not None and not isinstance(from_body, str):
+        raise BadRequest("metadata.paymaster_task: must be a string", param="metadata.paymaster_task")
+    return from_body
 
 
 def _failure(e: UpstreamError) -> tuple[str, str]:

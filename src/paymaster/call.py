@@ -36,5 +36,9 @@ class Call:
     max_tokens: int | None  # as requested (None: the caller set none)
     input_bound: int = 0  # tokens; can only over-estimate
     choices: int = 1  # OpenAI `n`: the output bound is multiplied by it
+    task: str | None = None  # the declared task type (x-paymaster-task)
+    max_tokens_requested: int | None = None  # as the caller sent it, before any ceiling
+    system_tail: int = 0  # trailing system blocks the gateway appended (kept out of the cached prefix)
+    structured_tool: str | None = None  # Anthropic: the forced tool carrying a structured answer
     notes: dict[str, str] = field(default_factory=dict)  # response headers the levers want to add
     wants_usage_chunk: bool = False  # OpenAI stream: did the caller ask for the usage chunk itself

@@ -53,6 +53,28 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Task:
+    """Output control for one task type (`x-paymaster-task`), fleet-wide with per-agent overrides."""
+
+    name: str
+    max_tokens: int | None = None  # ceiling for this task type (below the agent's)
+    schema: dict[str, Any] | None = None  # structured output: answers must be JSON of this schema
+    brevity: str | None = None  # system-prompt addendum, e.g. "Respond in JSON only. No preamble."
+
+
+@dataclass(frozen=True)
+class Caching:
+    enabled: bool = True
+    ttl: str = "5m"  # Anthropic cache entries: 5m | 1h
+
+
+@dataclass(frozen=True)
+class ResponseCache:
+    enabled: bool = False
+    ttl_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class Agent:
     name: str
     key_hash: str = field(repr=False)
@@ -61,6 +83,10 @@ class Agent:
     daily_usd: Decimal | None
     monthly_usd: Decimal | None
     max_tokens: int
+    caching: Caching = Caching()
+    response_cache: ResponseCache = ResponseCache()
+    brevity: str | None = None
+    tasks: dict[str, Task] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +175,58 @@ def _secret(m: Mapping[str, Any], path: str, env: Mapping[str, str], *, hashed: 
     return None
 
 
+def _opt_str(v: Any, path: str) -> str | None:
+    return None if v is None else _str(v, path)
+
+
+def _bool(v: Any, path: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{path}: must be true or false, got {v!r}")
+    return v
+
+
+def _caching(v: Any, path: str) -> Caching:
+    m = _mapping(v, path)
+    _unknown(m, {"enabled", "ttl"}, path)
+    ttl = m.get("ttl", "5m")
+    if ttl not in ("5m", "1h"):
+        raise ConfigError(f"{path}.ttl: must be 5m or 1h, got {ttl!r}")
+    return Caching(_bool(m.get("enabled", True), f"{path}.enabled"), ttl)
+
+
+def _response_cache(v: Any, path: str) -> ResponseCache:
+    m = _mapping(v, path)
+    _unknown(m, {"enabled", "ttl_s"}, path)
+    ttl = m.get("ttl_s", 300)
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 86400 * 30:
+        raise ConfigError(f"{path}.ttl_s: must be a number of seconds from 1 to 2592000, got {ttl!r}")
+    return ResponseCache(_bool(m.get("enabled", False), f"{path}.enabled"), float(ttl))
+
+
+def _task(name: str, v: Any, path: str, base: Task | None) -> Task:
+    m = _mapping(v, path)
+    _unknown(m, {"max_tokens", "schema", "brevity"}, path)
+    schema = m.get("schema", base.schema if base else None)
+    if schema is not None and (not isinstance(schema, Mapping) or schema.get("type") != "object"):
+        raise ConfigError(f"{path}.schema: must be a JSON schema of an object (type: object)")
+    mt = m.get("max_tokens")
+    return Task(
+        name=name,
+        max_tokens=_int(mt, f"{path}.max_tokens", 1, 1_000_000)
+        if mt is not None
+        else (base.max_tokens if base else None),
+        schema=dict(schema) if schema is not None else None,
+        brevity=_opt_str(m["brevity"], f"{path}.brevity") if "brevity" in m else (base.brevity if base else None),
+    )
+
+
+def _agent_tasks(fleet_tasks: dict[str, Task], v: Any, path: str) -> dict[str, Task]:
+    out = dict(fleet_tasks)
+    for name, tv in _mapping(v, path).items():
+        out[name] = _task(name, tv, f"{path}.{name}", fleet_tasks.get(name))
+    return out
+
+
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     p = Path(path)
     try:
@@ -177,6 +255,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             "providers",
             "models",
             "agents",
+            "tasks",
         },
         "fleet.yaml",
     )
@@ -301,12 +380,29 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     for name in explicit:
         models[name] = resolve(name, f"models.{name}")
 
+    tasks = {name: _task(name, tv, f"tasks.{name}", None) for name, tv in _mapping(top.get("tasks"), "tasks").items()}
     agents: dict[str, Agent] = {}
     seen_hashes: dict[str, str] = {}
     for name, av in _mapping(top.get("agents"), "agents").items():
         path = f"agents.{name}"
         av = _mapping(av, path)
-        _unknown(av, {"key_env", "key_sha256", "model", "models", "daily_usd", "monthly_usd", "max_tokens"}, path)
+        _unknown(
+            av,
+            {
+                "key_env",
+                "key_sha256",
+                "model",
+                "models",
+                "daily_usd",
+                "monthly_usd",
+                "max_tokens",
+                "caching",
+                "response_cache",
+                "brevity",
+                "tasks",
+            },
+            path,
+        )
         key_hash = _secret(av, path, env, hashed=True)
         if key_hash is None:
             raise ConfigError(f"{path}: needs key_sha256 (see `paymaster keys new`) or key_env")
@@ -332,6 +428,10 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             daily_usd=_usd(av.get("daily_usd"), f"{path}.daily_usd"),
             monthly_usd=_usd(av.get("monthly_usd"), f"{path}.monthly_usd"),
             max_tokens=_int(av.get("max_tokens", default_max), f"{path}.max_tokens", 1, 1_000_000),
+            caching=_caching(av.get("caching"), f"{path}.caching"),
+            response_cache=_response_cache(av.get("response_cache"), f"{path}.response_cache"),
+            brevity=_opt_str(av.get("brevity"), f"{path}.brevity"),
+            tasks=_agent_tasks(tasks, av.get("tasks"), f"{path}.tasks"),
         )
     if not agents:
         raise ConfigError("agents: at least one agent is required")

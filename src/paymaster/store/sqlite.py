@@ -1,24 +1,31 @@
 """The ledger and the reservation journal in SQLite (the embedded default).
 
-Writes are group-committed: everything submitted during one turn of the event loop goes into one
-transaction, flushed on the next turn. A reservation's caller awaits that commit before the call is
-sent upstream (the reservation is durable first); a settlement is not awaited — if the process dies
-before it commits, the reservation row is still there and is counted at its worst case on restart.
+Writes are group-committed. A reservation is committed on the next turn of the event loop, together
+with everything else pending, and its caller awaits that commit before the call is sent upstream
+(the reservation is durable first). A settlement is not awaited and not hurried: it rides along with
+the next reservation's commit, or is flushed within `SETTLE_DELAY` seconds when traffic is quiet.
+If the process dies first, the reservation row is still there and is counted at its worst case on
+restart — over-counted, never under.
 
 WAL with `synchronous=NORMAL` survives a killed process; `durability: power` in fleet.yaml selects
-`synchronous=FULL`, which also survives power loss at the cost of an fsync per commit.
+`synchronous=FULL`, which also survives power loss at the cost of an fsync per commit. WAL
+checkpoints (the only fsyncs in NORMAL mode) run in a background thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..pricing import from_nanos
+
+SETTLE_DELAY = 0.05  # seconds a settlement may wait for a reservation commit to ride along with
+CHECKPOINT_EVERY = 1.0  # seconds between background WAL checkpoints
 
 SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -33,7 +40,7 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
             day TEXT NOT NULL,
             month TEXT NOT NULL,
             worst_nanos INTEGER NOT NULL
-        );
+        ) WITHOUT ROWID;
         CREATE TABLE ledger (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             id TEXT NOT NULL UNIQUE,
@@ -59,23 +66,21 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
             reconcile INTEGER NOT NULL DEFAULT 0,
             latency_ms REAL NOT NULL DEFAULT 0,
             upstream_request_id TEXT NOT NULL DEFAULT '',
-            error TEXT NOT NULL DEFAULT ''
+            error TEXT NOT NULL DEFAULT '',
+            task TEXT NOT NULL DEFAULT '',
+            max_tokens_requested INTEGER NOT NULL DEFAULT 0,
+            uncached_cost_nanos INTEGER NOT NULL DEFAULT 0,
+            exposure_removed_nanos INTEGER NOT NULL DEFAULT 0,
+            reconciled_at REAL,
+            booked_nanos INTEGER
         );
         CREATE INDEX ledger_agent_day ON ledger (agent, day);
-        CREATE INDEX ledger_agent_month ON ledger (agent, month);
         CREATE INDEX ledger_day ON ledger (day);
-        CREATE INDEX ledger_month ON ledger (month);
-        CREATE INDEX ledger_ts ON ledger (ts);
-        """,
-    ),
-    (
-        "002_reconciliation",
-        """
-        ALTER TABLE ledger ADD COLUMN reconciled_at REAL;
-        ALTER TABLE ledger ADD COLUMN booked_nanos INTEGER;
         """,
     ),
 ]
+# Every ledger insert writes one page per b-tree it touches into the WAL, so indexes are few: (agent,
+# day) and (day) serve the per-agent and fleet sums, months included (a month is a range of days).
 
 
 @dataclass(slots=True)
@@ -116,11 +121,16 @@ class LedgerRow:
     latency_ms: float = 0.0
     upstream_request_id: str = ""
     error: str = ""
+    task: str = ""
+    max_tokens_requested: int = 0  # 0: the caller set none
+    uncached_cost_nanos: int = 0  # what the call would have cost with no prompt or response caching
+    exposure_removed_nanos: int = 0  # worst case the max_tokens ceiling took off this call
 
 
 _LEDGER_COLS = [f.name for f in fields(LedgerRow)]
 _INSERT_LEDGER = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({', '.join('?' * len(_LEDGER_COLS))})"
 _RES_COLS = [f.name for f in fields(Reservation)]
+_DELETE_RES = "DELETE FROM reservations WHERE id = ?"
 _INSERT_RES = f"INSERT INTO reservations ({', '.join(_RES_COLS)}) VALUES ({', '.join('?' * len(_RES_COLS))})"
 
 
@@ -137,9 +147,31 @@ class SQLiteStore:
         self.conn.execute("PRAGMA busy_timeout=5000")
         self._migrate()
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._urgent = 0  # how many of the pending ops are reservations someone awaits
         self._waiters: list[asyncio.Future[None]] = []
-        self._scheduled = False
+        self._soon = False
+        self._later: asyncio.TimerHandle | None = None
         self.on_error: Callable[[BaseException], None] = lambda e: None
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if path != ":memory:":
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(target=self._checkpoints, name="wal-checkpoint", daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        """Move the WAL into the database file every CHECKPOINT_EVERY seconds, on this thread's connection:
+        the fsyncs this takes never stall the event loop."""
+        conn = sqlite3.connect(self.path, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            while not self._stop.wait(CHECKPOINT_EVERY):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    continue
+        finally:
+            conn.close()
 
     def _migrate(self) -> None:
         c = self.conn
@@ -161,16 +193,25 @@ class SQLiteStore:
 
     # -- group commit ------------------------------------------------------------------------------
 
-    def _submit(self, ops: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    def _submit(self, ops: Iterable[tuple[str, tuple[Any, ...]]], urgent: bool) -> None:
         self._pending.extend(ops)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        loop = asyncio.get_running_loop()
+        if urgent:
+            if not self._soon:
+                self._soon = True
+                loop.call_soon(self._flush)
+        elif self._later is None and not self._soon:
+            self._later = loop.call_later(SETTLE_DELAY, self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = False
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         ops, self._pending = self._pending, []
         waiters, self._waiters = self._waiters, []
+        if not ops:
+            return
         err: BaseException | None = None
         try:
             self.conn.execute("BEGIN")
@@ -182,6 +223,8 @@ class SQLiteStore:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             self.on_error(e)
+            # settlements are kept for the next commit; until then their reservations still count
+            self._pending[:0] = [op for op in ops if op[0] is not _INSERT_RES]
         for w in waiters:
             if not w.done():
                 w.set_exception(err) if err else w.set_result(None)
@@ -190,22 +233,29 @@ class SQLiteStore:
         """Record a reservation; returns once it is committed."""
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
-        self._submit([(_INSERT_RES, tuple(getattr(r, c) for c in _RES_COLS))])
+        self._submit([(_INSERT_RES, tuple(getattr(r, c) for c in _RES_COLS))], urgent=True)
         await fut
 
     def settle(self, reservation_id: str, row: LedgerRow) -> None:
-        """Replace a reservation by its ledger row, in one transaction (committed on the next loop turn)."""
-        self._submit(
-            [("DELETE FROM reservations WHERE id = ?", (reservation_id,)), (_INSERT_LEDGER, _ledger_values(row))]
-        )
+        """Replace a reservation by its ledger row, in one transaction (committed with the next reservation,
+        or within SETTLE_DELAY)."""
+        self._submit([(_DELETE_RES, (reservation_id,)), (_INSERT_LEDGER, _ledger_values(row))], urgent=False)
+
+    def book(self, row: LedgerRow) -> None:
+        """A ledger row with no reservation behind it (a call answered without a provider)."""
+        self._submit([(_INSERT_LEDGER, _ledger_values(row))], urgent=False)
 
     def flush(self) -> None:
-        """Commit whatever is pending now (shutdown)."""
+        """Commit whatever is pending now (before a read, and at shutdown)."""
         if self._pending:
             self._flush()
 
     def close(self) -> None:
         self.flush()
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
     # -- start-up and queries (synchronous; not on the request path) -------------------------------
@@ -250,12 +300,12 @@ class SQLiteStore:
 
     def spend(self, agent: str | None, period: str, key: str) -> int:
         """Settled nano-dollars of an agent (None: the whole fleet) in a day ('day') or month ('month')."""
-        col = "day" if period == "day" else "month"
+        lo, hi = _days(period, key)
         if agent is None:
-            q = f"SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE {col} = ?"
-            return int(self.conn.execute(q, (key,)).fetchone()[0])
-        q = f"SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE agent = ? AND {col} = ?"
-        return int(self.conn.execute(q, (agent, key)).fetchone()[0])
+            q = "SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE day >= ? AND day < ?"
+            return int(self.conn.execute(q, (lo, hi)).fetchone()[0])
+        q = "SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE agent = ? AND day >= ? AND day < ?"
+        return int(self.conn.execute(q, (agent, lo, hi)).fetchone()[0])
 
     def open_reservations(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM reservations").fetchone()[0])
@@ -307,14 +357,45 @@ class SQLiteStore:
             (cost_usd, cost_nanos, now, call_id),
         )
 
+    def savings(self, agent: str, period: str, key: str) -> dict[str, int]:
+        """What the levers saved an agent in a day or month, and how often the caches hit."""
+        lo, hi = _days(period, key)
+        q = (
+            "SELECT COUNT(*), COALESCE(SUM(cost_nanos), 0), COALESCE(SUM(uncached_cost_nanos), 0), "
+            "COALESCE(SUM(CASE WHEN status = 'response_cache' THEN uncached_cost_nanos ELSE 0 END), 0), "
+            "COALESCE(SUM(status = 'response_cache'), 0), COALESCE(SUM(cache_read_tokens > 0), 0), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), "
+            "COALESCE(SUM(exposure_removed_nanos), 0), COALESCE(SUM(max_tokens_requested = 0), 0) "
+            "FROM ledger WHERE agent = ? AND day >= ? AND day < ? AND status IN ('ok', 'response_cache')"
+        )
+        r = self.conn.execute(q, (agent, lo, hi)).fetchone()
+        names = (
+            "calls",
+            "cost",
+            "uncached",
+            "response_cache_saved",
+            "response_cache_hits",
+            "prompt_cache_hits",
+            "input_tokens",
+            "cache_read_tokens",
+            "exposure_removed",
+            "unbounded_requests",
+        )
+        return dict(zip(names, (int(v) for v in r), strict=True))
+
     def totals(self, period: str, key: str) -> dict[str, dict[str, int]]:
         """Per-agent call count, tokens and nano-dollars for a day or month."""
-        col = "day" if period == "day" else "month"
+        lo, hi = _days(period, key)
         q = (
             "SELECT agent, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos), "
-            f"SUM(status != 'ok') FROM ledger WHERE {col} = ? GROUP BY agent"
+            "SUM(status != 'ok') FROM ledger WHERE day >= ? AND day < ? GROUP BY agent"
         )
         return {
             a: {"calls": n, "input_tokens": i, "output_tokens": o, "cost_nanos": c, "failed": f}
-            for a, n, i, o, c, f in self.conn.execute(q, (key,))
+            for a, n, i, o, c, f in self.conn.execute(q, (lo, hi))
         }
+
+
+def _days(period: str, key: str) -> tuple[str, str]:
+    """The range of `day` values of a day ('2026-11-28') or a month ('2026-11': '2026-11' ≤ day < '2026-11~')."""
+    return (key, key + "~") if period == "month" else (key, key + "\x00")

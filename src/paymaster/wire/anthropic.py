@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from ..call import Usage
+from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
 
@@ -53,14 +53,17 @@ def usage(u: dict[str, Any] | None) -> Usage:
 
 
 class StreamWatch:
-    """Follows a /v1/messages event stream for its usage; frames pass through unchanged."""
+    """Follows a /v1/messages event stream for its usage. Frames pass through unchanged, except that a
+    structured answer's forced tool call is turned back into text (see `unwrap_structured`)."""
 
-    __slots__ = ("usage_in", "output_tokens", "finished")
+    __slots__ = ("usage_in", "output_tokens", "finished", "tool", "tool_blocks")
 
-    def __init__(self, wants_usage_chunk: bool = True) -> None:
+    def __init__(self, call: Call) -> None:
         self.usage_in: dict[str, Any] = {}
         self.output_tokens = 0
         self.finished = False
+        self.tool = call.structured_tool
+        self.tool_blocks: set[int] = set()
 
     def frame(self, f: bytes) -> bytes | None:
         if f.startswith(b"event: message_start"):
@@ -72,11 +75,32 @@ class StreamWatch:
             u = d.get("usage") or {}
             if u.get("output_tokens") is not None:
                 self.output_tokens = u["output_tokens"]
-            for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+            for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation"):
                 if u.get(k) is not None:  # newer API versions repeat cumulative input usage here
                     self.usage_in[k] = u[k]
+            if self.tool and (d.get("delta") or {}).get("stop_reason") == "tool_use":
+                d["delta"]["stop_reason"] = "end_turn"
+                return _event("message_delta", d)
         elif f.startswith(b"event: message_stop"):
             self.finished = True
+        elif self.tool and f.startswith(b"event: content_block_"):
+            return self._untool(f)
+        return f
+
+    def _untool(self, f: bytes) -> bytes:
+        d = orjson.loads(data_of(f) or b"{}")
+        i = d.get("index")
+        if f.startswith(b"event: content_block_start"):
+            block = d.get("content_block") or {}
+            if block.get("type") == "tool_use" and block.get("name") == self.tool:
+                self.tool_blocks.add(i)
+                d["content_block"] = {"type": "text", "text": ""}
+                return _event("content_block_start", d)
+        elif f.startswith(b"event: content_block_delta") and i in self.tool_blocks:
+            delta = d.get("delta") or {}
+            if delta.get("type") == "input_json_delta":
+                d["delta"] = {"type": "text_delta", "text": delta.get("partial_json", "")}
+                return _event("content_block_delta", d)
         return f
 
     def usage(self) -> Usage:
@@ -86,6 +110,27 @@ class StreamWatch:
 
     def saw_start(self) -> bool:
         return bool(self.usage_in)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def unwrap_structured(data: bytes, tool: str) -> bytes:
+    """A forced-tool answer as the JSON text answer the caller asked for."""
+    obj = orjson.loads(data)
+    content = obj.get("content")
+    if not isinstance(content, list):
+        return data
+    obj["content"] = [
+        {"type": "text", "text": orjson.dumps(b.get("input", {})).decode()}
+        if isinstance(b, dict) and b.get("type") == "tool_use" and b.get("name") == tool
+        else b
+        for b in content
+    ]
+    if obj.get("stop_reason") == "tool_use":
+        obj["stop_reason"] = "end_turn"
+    return orjson.dumps(obj)
 
 
 def error_body(e: GatewayError) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..call import Usage
+from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
 
@@ -84,8 +84,8 @@ class StreamWatch:
 
     __slots__ = ("wants_usage_chunk", "usage_raw", "finished", "started")
 
-    def __init__(self, wants_usage_chunk: bool) -> None:
-        self.wants_usage_chunk = wants_usage_chunk
+    def __init__(self, call: Call) -> None:
+        self.wants_usage_chunk = call.wants_usage_chunk
         self.usage_raw: dict[str, Any] | None = None
         self.finished = False
         self.started = False
