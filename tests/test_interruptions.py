@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import anthropic
 import httpx2
 import openai
+import orjson
 import pytest
 import yaml
 
@@ -200,17 +200,12 @@ def _swallow(fn) -> None:
 
 
 def _wait_reservation(db: Path) -> int:
+    """The worst case of the one reservation the gateway journaled (it is durable before the call goes out)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if db.exists():
-            con = sqlite3.connect(db)
-            try:
-                row = con.execute("SELECT worst_nanos FROM reservations").fetchone()
-            except sqlite3.OperationalError:
-                row = None
-            finally:
-                con.close()
-            if row:
-                return int(row[0])
+        for seg in db.parent.glob(db.name + ".reservations.*"):
+            lines = [ln for ln in seg.read_bytes().split(b"\n") if ln]
+            if lines:
+                return int(orjson.loads(lines[0])["worst_nanos"])
         time.sleep(0.02)
     raise AssertionError("no reservation was journaled")

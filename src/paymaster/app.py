@@ -186,8 +186,8 @@ class Gateway:
             call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
             payload = orjson.dumps(call.body)
         try:
-            await self.store.reserve(self.budget.journal(ticket, call.model, call.api))  # durable first
-        except Exception as e:
+            self.store.reserve(self.budget.journal(ticket, call.model, call.api))  # durable first
+        except OSError as e:
             self.budget.release_unsent(ticket)
             raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
         x = Exchange(api, call, rates, upstream, ticket, h, time.perf_counter(), payload, cache_key)

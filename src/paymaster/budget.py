@@ -12,10 +12,10 @@ The cap invariant — for every window W that has a cap, at every instant:
 2. If the worst case does not fit but the tightest window still affords `min_output_tokens`, the
    call's `max_tokens` is lowered until it fits. Otherwise the call is refused (HTTP 402) with
    nothing held, and the agent is marked blocked on the blackboard.
-3. The caller then awaits `store.reserve`: the reservation is durable before the call goes upstream.
+3. The caller then journals the reservation (`store.reserve`): durable before the call goes upstream.
 4. `settle` runs exactly once per admitted call (success, upstream error, timeout, disconnect):
-   held -= worst and spent += cost on the same windows, and the journal row is replaced by the ledger
-   row in one transaction.
+   held -= worst and spent += cost on the same windows; the journal lets go of the reservation once
+   the ledger row is committed.
 5. On start, spent is summed from the ledger, after reservations left by a crashed process have been
    turned into ledger rows at their worst case (flagged for reconciliation): over-counted, never under.
 
@@ -36,7 +36,8 @@ from zoneinfo import ZoneInfo
 from .blackboard import Blackboard
 from .config import Config
 from .pricing import Rates, from_nanos, to_nanos, usd_str
-from .store.sqlite import LedgerRow, Reservation, SQLiteStore
+from .store.journal import Reservation
+from .store.sqlite import LedgerRow, SQLiteStore
 
 
 @dataclass(frozen=True, slots=True)

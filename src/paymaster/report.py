@@ -71,7 +71,7 @@ def print_report(config: Config) -> None:
     store = SQLiteStore(config.ledger)
     try:
         print(render(rows_from_ledger(config, store)))
-        open_ = store.open_reservations()
+        open_ = store.unsettled_on_disk()
         if open_:
             print(f"\n{open_} reservation(s) not settled (a gateway is running, or one stopped mid-call)")
     finally:

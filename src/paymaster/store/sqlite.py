@@ -1,14 +1,14 @@
-"""The ledger and the reservation journal in SQLite (the embedded default).
+"""The ledger in SQLite (the embedded default), and the reservation journal beside it.
 
-Writes are group-committed. A reservation is committed on the next turn of the event loop, together
-with everything else pending, and its caller awaits that commit before the call is sent upstream
-(the reservation is durable first). A settlement is not awaited and not hurried: it rides along with
-the next reservation's commit, or is flushed within `SETTLE_DELAY` seconds when traffic is quiet.
-If the process dies first, the reservation row is still there and is counted at its worst case on
-restart — over-counted, never under.
+A reservation is made durable by the journal (`store/journal.py`: one append per call) before the
+call goes upstream. Ledger rows are group-committed: a settlement is queued and committed with the
+others within `SETTLE_DELAY` seconds (or at once, before anything reads the ledger). Only after its
+row is committed is the reservation marked done in the journal, so a process that dies in between
+leaves the reservation behind, and the next start books it at its worst case: over-counted, never
+under.
 
-WAL with `synchronous=NORMAL` survives a killed process; `durability: power` in fleet.yaml selects
-`synchronous=FULL`, which also survives power loss at the cost of an fsync per commit. WAL
+WAL with `synchronous=NORMAL` survives a killed process; `durability: power` selects
+`synchronous=FULL` and an fdatasync per journal append, which also survive power loss. WAL
 checkpoints (the only fsyncs in NORMAL mode) run in a background thread, off the event loop.
 """
 
@@ -16,31 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..pricing import from_nanos
+from .journal import Journal, Reservation
 
-SETTLE_DELAY = 0.05  # seconds a settlement may wait for a reservation commit to ride along with
+SETTLE_DELAY = 0.05  # seconds a settlement may wait to be committed with others
 CHECKPOINT_EVERY = 1.0  # seconds between background WAL checkpoints
 
 SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
     (
-        "001_ledger_and_reservations",
+        "001_ledger",
         """
-        CREATE TABLE reservations (
-            id TEXT PRIMARY KEY,
-            agent TEXT NOT NULL,
-            created REAL NOT NULL,
-            model TEXT NOT NULL,
-            api TEXT NOT NULL,
-            day TEXT NOT NULL,
-            month TEXT NOT NULL,
-            worst_nanos INTEGER NOT NULL
-        ) WITHOUT ROWID;
         CREATE TABLE ledger (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             id TEXT NOT NULL UNIQUE,
@@ -84,18 +76,6 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
 
 
 @dataclass(slots=True)
-class Reservation:
-    id: str
-    agent: str
-    created: float
-    model: str
-    api: str
-    day: str
-    month: str
-    worst_nanos: int
-
-
-@dataclass(slots=True)
 class LedgerRow:
     id: str
     ts: float
@@ -129,9 +109,6 @@ class LedgerRow:
 
 _LEDGER_COLS = [f.name for f in fields(LedgerRow)]
 _INSERT_LEDGER = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({', '.join('?' * len(_LEDGER_COLS))})"
-_RES_COLS = [f.name for f in fields(Reservation)]
-_DELETE_RES = "DELETE FROM reservations WHERE id = ?"
-_INSERT_RES = f"INSERT INTO reservations ({', '.join(_RES_COLS)}) VALUES ({', '.join('?' * len(_RES_COLS))})"
 
 
 def _ledger_values(row: LedgerRow) -> tuple[Any, ...]:
@@ -146,10 +123,9 @@ class SQLiteStore:
         self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self._migrate()
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
-        self._urgent = 0  # how many of the pending ops are reservations someone awaits
-        self._waiters: list[asyncio.Future[None]] = []
-        self._soon = False
+        self.journal = Journal(path if path != ":memory:" else tempfile.mkdtemp() + "/ledger", durability == "power")
+        self._pending: list[tuple[Any, ...]] = []  # ledger rows to insert
+        self._done: list[str] = []  # reservations whose ledger rows are in _pending
         self._later: asyncio.TimerHandle | None = None
         self.on_error: Callable[[BaseException], None] = lambda e: None
         self._stop = threading.Event()
@@ -193,57 +169,45 @@ class SQLiteStore:
 
     # -- group commit ------------------------------------------------------------------------------
 
-    def _submit(self, ops: Iterable[tuple[str, tuple[Any, ...]]], urgent: bool) -> None:
-        self._pending.extend(ops)
-        loop = asyncio.get_running_loop()
-        if urgent:
-            if not self._soon:
-                self._soon = True
-                loop.call_soon(self._flush)
-        elif self._later is None and not self._soon:
-            self._later = loop.call_later(SETTLE_DELAY, self._flush)
+    def _submit(self, values: tuple[Any, ...]) -> None:
+        self._pending.append(values)
+        if self._later is None:
+            self._later = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._flush)
 
     def _flush(self) -> None:
-        self._soon = False
         if self._later is not None:
             self._later.cancel()
             self._later = None
-        ops, self._pending = self._pending, []
-        waiters, self._waiters = self._waiters, []
-        if not ops:
+        rows, self._pending = self._pending, []
+        done, self._done = self._done, []
+        if not rows:
             return
-        err: BaseException | None = None
         try:
             self.conn.execute("BEGIN")
-            for sql, params in ops:
-                self.conn.execute(sql, params)
+            self.conn.executemany(_INSERT_LEDGER, rows)
             self.conn.execute("COMMIT")
-        except BaseException as e:  # disk full, I/O error: reservations waiting on this commit fail
-            err = e
+        except BaseException as e:  # disk full, I/O error: keep the rows for the next commit
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            self._pending[:0] = rows
+            self._done[:0] = done
             self.on_error(e)
-            # settlements are kept for the next commit; until then their reservations still count
-            self._pending[:0] = [op for op in ops if op[0] is not _INSERT_RES]
-        for w in waiters:
-            if not w.done():
-                w.set_exception(err) if err else w.set_result(None)
+            return
+        for rid in done:
+            self.journal.done(rid)
 
-    async def reserve(self, r: Reservation) -> None:
-        """Record a reservation; returns once it is committed."""
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._submit([(_INSERT_RES, tuple(getattr(r, c) for c in _RES_COLS))], urgent=True)
-        await fut
+    def reserve(self, r: Reservation) -> None:
+        """Make a reservation durable (one journal append) before its call is sent."""
+        self.journal.append(r)
 
     def settle(self, reservation_id: str, row: LedgerRow) -> None:
-        """Replace a reservation by its ledger row, in one transaction (committed with the next reservation,
-        or within SETTLE_DELAY)."""
-        self._submit([(_DELETE_RES, (reservation_id,)), (_INSERT_LEDGER, _ledger_values(row))], urgent=False)
+        """Book a reservation's ledger row; the journal lets go of the reservation once the row is committed."""
+        self._done.append(reservation_id)
+        self._submit(_ledger_values(row))
 
     def book(self, row: LedgerRow) -> None:
         """A ledger row with no reservation behind it (a call answered without a provider)."""
-        self._submit([(_INSERT_LEDGER, _ledger_values(row))], urgent=False)
+        self._submit(_ledger_values(row))
 
     def flush(self) -> None:
         """Commit whatever is pending now (before a read, and at shutdown)."""
@@ -252,6 +216,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         self.flush()
+        self.journal.close()
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=10)
@@ -261,41 +226,21 @@ class SQLiteStore:
     # -- start-up and queries (synchronous; not on the request path) -------------------------------
 
     def recover(self, now: float) -> list[LedgerRow]:
-        """Turn reservations left by a crashed process into ledger rows at their worst case, flagged for
-        reconciliation: spend may be over-counted, never under-counted."""
-        rows = []
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        for rec in c.execute(f"SELECT {', '.join(_RES_COLS)} FROM reservations").fetchall():
-            r = Reservation(*rec)
-            row = LedgerRow(
-                id=r.id,
-                ts=r.created,
-                agent=r.agent,
-                api=r.api,
-                provider="",
-                model_requested=r.model,
-                model=r.model,
-                status="crashed",
-                stream=0,
-                input_tokens=0,
-                output_tokens=0,
-                cache_read_tokens=0,
-                cache_write_tokens=0,
-                cache_write_1h_tokens=0,
-                max_tokens=0,
-                cost_usd=str(from_nanos(r.worst_nanos)),
-                cost_nanos=r.worst_nanos,
-                worst_nanos=r.worst_nanos,
-                day=r.day,
-                month=r.month,
-                reconcile=1,
-                error="gateway stopped between reserve and settle; counted at worst case until reconciled",
-            )
-            c.execute(_INSERT_LEDGER, _ledger_values(row))
-            rows.append(row)
-        c.execute("DELETE FROM reservations")
-        c.execute("COMMIT")
+        """Turn reservations a stopped process left unsettled into ledger rows at their worst case, flagged
+        for reconciliation (spend may be over-counted, never under-counted); then start a fresh journal."""
+        left = self.journal.leftovers()
+        settled: set[str] = set()
+        ids = [r.id for r in left]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = f"SELECT id FROM ledger WHERE id IN ({', '.join('?' * len(chunk))})"
+            settled.update(r[0] for r in self.conn.execute(q, chunk))
+        rows = [_crashed(r) for r in left if r.id not in settled]
+        if rows:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(_INSERT_LEDGER, [_ledger_values(row) for row in rows])
+            self.conn.execute("COMMIT")
+        self.journal.start()
         return rows
 
     def spend(self, agent: str | None, period: str, key: str) -> int:
@@ -308,7 +253,16 @@ class SQLiteStore:
         return int(self.conn.execute(q, (agent, lo, hi)).fetchone()[0])
 
     def open_reservations(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM reservations").fetchone()[0])
+        """Reservations in this process's journal whose ledger rows are not committed yet."""
+        return self.journal.open_count()
+
+    def unsettled_on_disk(self) -> int:
+        """Reservations in the journal on disk with no ledger row (another process may be running)."""
+        left = self.journal.leftovers()
+        if not left:
+            return 0
+        have = {r[0] for r in self.conn.execute("SELECT id FROM ledger WHERE ts >= ?", (min(r.created for r in left),))}
+        return sum(1 for r in left if r.id not in have)
 
     def ledger(
         self,
@@ -399,3 +353,30 @@ class SQLiteStore:
 def _days(period: str, key: str) -> tuple[str, str]:
     """The range of `day` values of a day ('2026-11-28') or a month ('2026-11': '2026-11' ≤ day < '2026-11~')."""
     return (key, key + "~") if period == "month" else (key, key + "\x00")
+
+
+def _crashed(r: Reservation) -> LedgerRow:
+    return LedgerRow(
+        id=r.id,
+        ts=r.created,
+        agent=r.agent,
+        api=r.api,
+        provider="",
+        model_requested=r.model,
+        model=r.model,
+        status="crashed",
+        stream=0,
+        input_tokens=0,
+        output_tokens=0,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        cache_write_1h_tokens=0,
+        max_tokens=0,
+        cost_usd=str(from_nanos(r.worst_nanos)),
+        cost_nanos=r.worst_nanos,
+        worst_nanos=r.worst_nanos,
+        day=r.day,
+        month=r.month,
+        reconcile=1,
+        error="the gateway stopped between reserve and settle; booked at its worst case until reconciled",
+    )
