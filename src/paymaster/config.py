@@ -109,10 +109,17 @@ class Config:
     prices: PriceTable
 
     def agent_by_key(self, key: str) -> Agent | None:
-        return self._by_hash.get(hash_key(key))
+        known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
+        if known is not None:
+            return known
+        agent = self._by_hash.get(hash_key(key))
+        if agent is not None:
+            self._by_key[key] = agent
+        return agent
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_hash", {a.key_hash: a for a in self.agents.values()})
+        object.__setattr__(self, "_by_key", {})
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ the ledger also keeps the exact Decimal.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -73,6 +74,7 @@ class Rates:
     per_request: Decimal = Decimal(0)  # USD per request
     context_window: int | None = None
     source: str = "genai-prices"
+    _flat: tuple[Decimal, Decimal] | None = field(default=None, compare=False, repr=False)
 
     def cost(self, u: Usage) -> Decimal:
         """Exact USD cost of one call's usage."""
@@ -100,15 +102,28 @@ class Rates:
     def worst_case(self, input_bound: int, output_bound: int) -> Decimal:
         """The most a call with at most these tokens can cost: every input token at the highest
         input rate that can apply (cache writes included), every output token at the output rate."""
+        top_in, top_out = self._top(input_bound)
+        return (input_bound * top_in + output_bound * top_out) / MILLION + self.per_request
+
+    def _top(self, input_bound: int) -> tuple[Decimal, Decimal]:
+        """(highest input rate, highest output rate) for inputs up to `input_bound`; flat prices are cached."""
+        flat = self._flat
+        if flat is not None:
+            return flat
         top_in = max(
             _max_upto(t, input_bound) for t in (self.input, self.cache_read, self.cache_write, self.cache_write_1h) if t
         )
-        top_out = _max_upto(self.output, input_bound)
-        return (input_bound * top_in + output_bound * top_out) / MILLION + self.per_request
+        return top_in, _max_upto(self.output, input_bound)
+
+    def __post_init__(self) -> None:
+        tiers = (self.input, self.output, self.cache_read, self.cache_write, self.cache_write_1h)
+        if not any(len(t) > 1 for t in tiers):  # no long-context tiers: the top rates never change
+            flat = max(t[0][1] for t in tiers[:1] + tiers[2:] if t), self.output[0][1]
+            object.__setattr__(self, "_flat", flat)
 
     def output_rate(self, input_bound: int) -> Decimal:
         """Worst-case USD per output token for a call of this input size."""
-        return _max_upto(self.output, input_bound) / MILLION
+        return self._top(input_bound)[1] / MILLION
 
 
 def to_nanos(usd: Decimal) -> int:
@@ -121,10 +136,11 @@ def from_nanos(nanos: int) -> Decimal:
 
 
 def usd_str(usd: Decimal | int) -> str:
-    """A dollar figure for headers and reports: nano-dollars rendered to 6 decimal places (rounded up)."""
-    if isinstance(usd, int):
-        usd = from_nanos(usd)
-    return str(usd.quantize(Decimal("0.000001"), rounding=ROUND_CEILING))
+    """A dollar figure for headers and reports, to 6 decimal places, rounded up."""
+    nanos = usd if isinstance(usd, int) else to_nanos(usd)
+    micros = -(-nanos // 1000)
+    sign, micros = ("-", -micros) if micros < 0 else ("", micros)
+    return f"{sign}{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
 
 class PriceTable:
@@ -132,10 +148,11 @@ class PriceTable:
 
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._overrides = {name: dict(p) for name, p in (overrides or {}).items()}
-        self._cache: dict[tuple[str, str | None, str], Rates] = {}
+        self._cache: dict[tuple[str, str | None, int], Rates] = {}
 
     def rates(self, model: str, provider_id: str | None = None, when: datetime | None = None) -> Rates:
-        day = (when or datetime.now(UTC)).date().isoformat()  # genai-prices prices can change by date
+        # genai-prices prices can change by date: resolved once per model and UTC day
+        day = int((when.timestamp() if when else time.time()) // 86400)
         key = (model, provider_id, day)
         hit = self._cache.get(key)
         if hit is None:

@@ -15,6 +15,7 @@ checkpoints (the only fsyncs in NORMAL mode) run in a background thread, off the
 from __future__ import annotations
 
 import asyncio
+import operator
 import sqlite3
 import tempfile
 import threading
@@ -111,8 +112,7 @@ _LEDGER_COLS = [f.name for f in fields(LedgerRow)]
 _INSERT_LEDGER = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({', '.join('?' * len(_LEDGER_COLS))})"
 
 
-def _ledger_values(row: LedgerRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, c) for c in _LEDGER_COLS)
+_ledger_values: Callable[[LedgerRow], tuple[Any, ...]] = operator.attrgetter(*_LEDGER_COLS)
 
 
 class SQLiteStore:
