@@ -101,7 +101,12 @@ def test_prompt_cache_key_is_stable_per_agent_and_conversation():
     a = {"model": "gpt-4.1-mini", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "1"}]}
     longer = copy.deepcopy(a)
     longer["messages"] += [{"role": "assistant", "content": "2"}, {"role": "user", "content": "3"}]
-    assert cache_key("w", a) == cache_key("w", longer) != cache_key("v", a)
+    other_question = copy.deepcopy(a)
+    other_question["messages"][1]["content"] = "another question"
+    assert cache_key("w", a) == cache_key("w", longer) == cache_key("w", other_question) != cache_key("v", a)
+    other_system = copy.deepcopy(a)
+    other_system["messages"][0]["content"] = "T"
+    assert cache_key("w", a) != cache_key("w", other_system)
 
 
 def test_second_call_reads_the_cache_and_is_priced_exactly(gateway, sim):

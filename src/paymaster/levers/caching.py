@@ -40,9 +40,10 @@ def apply(call: Call, agent: Agent, provider_kind: str) -> None:
 
 
 def cache_key(agent: str, body: dict[str, Any]) -> str:
-    """Per agent and per conversation start: requests that share their opening share a key."""
+    """Per agent and per stable prefix (tools and the opening message, usually the system prompt):
+    requests that can share a cached prefix share a key, and go to the same cache."""
     msgs = body.get("messages") or []
-    head = orjson.dumps([body.get("model"), msgs[:2]], option=orjson.OPT_SORT_KEYS)
+    head = orjson.dumps([body.get("model"), body.get("tools"), msgs[:1]], option=orjson.OPT_SORT_KEYS)
     return f"pm-{agent}-{hashlib.sha256(head).hexdigest()[:16]}"
 
 
