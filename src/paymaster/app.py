@@ -38,6 +38,7 @@ from .errors import (
 from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import caching, output
 from .levers.response_cache import ResponseCache
+from .levers.routing import Route, Router
 from .pricing import Rates, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
@@ -63,6 +64,19 @@ class Exchange:
     started: float
     payload: bytes  # the request body as sent upstream
     cache_key: bytes | None = None  # response-cache key, when the answer may be stored
+    may_retry: bool = False  # a fallback model exists: retryable failures raise Retry instead of answering
+
+
+class Retry(Exception):
+    """The provider failed in a way another model may not (429, 5xx, overloaded, timeout), before
+    any byte reached the agent; the attempt is already settled."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+RETRYABLE = {429, 500, 502, 503, 504, 529}
 
 
 class Gateway:
@@ -77,6 +91,7 @@ class Gateway:
         self.budget = Budget(config, self.store, self.board, clock)
         self.upstreams = {name: Upstream(p) for name, p in config.providers.items()}
         self.answers = ResponseCache()
+        self.router = Router(config, clock, self.rates_of)
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[tuple[str, str], Callable[..., Any]] = {
             ("POST", "/v1/messages"): self.messages,
@@ -168,9 +183,13 @@ class Gateway:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
         body, _ = await read_json(receive, h, self.config.max_body_bytes)
-        call, rates, upstream = self.decode(api, agent, body, h)  # 2. decode
+        call = self.decode(api, agent, body, h)  # 2. decode
+        task = output.task_of(agent, call)
+        output.apply(call, agent, task)  # 3. levers, in order: output → routing → caching
+        route = self.router.route(call, agent, task, self.budget.share(agent.name))
+        self.note_route(call, agent, route)
+        rates, upstream = self.resolve(api, agent, route.model)
         kind = upstream.provider.kind
-        output.apply(call, agent, output.task_of(agent, call))  # 3. levers, in order
         caching.apply(call, agent, kind)
         api.set_max_tokens(call.body, call.max_tokens, kind)
         if call.stream and api is wire_openai:
@@ -178,39 +197,46 @@ class Gateway:
         cache_key = self.answers.key(call) if agent.response_cache.enabled else None
         if cache_key is not None and await self.answer_from_cache(call, rates, cache_key, send):
             return
-        payload = orjson.dumps(call.body)
-        call.input_bound = self.bound(payload, call, rates, h)
-        ticket = await self.admit(call, rates)  # 4. admit (402 when over a cap)
-        if ticket.fitted:
-            api.set_max_tokens(call.body, ticket.max_tokens, kind)
-            call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
+        tried: set[str] = set()
+        while True:
+            tried.add(call.model)
             payload = orjson.dumps(call.body)
-        try:
-            self.store.reserve(self.budget.journal(ticket, call.model, call.api))  # durable first
-        except OSError as e:
-            self.budget.release_unsent(ticket)
-            raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
-        x = Exchange(api, call, rates, upstream, ticket, h, time.perf_counter(), payload, cache_key)
-        forward = self.forward_stream if call.stream else self.forward  # 5–7. forward, settle, encode
-        await forward(x, receive, send)
+            call.input_bound = self.bound(payload, call, rates, h)
+            ticket = await self.admit(call, rates)  # 4. admit (402 when over a cap)
+            if ticket.fitted:
+                api.set_max_tokens(call.body, ticket.max_tokens, kind)
+                call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
+                payload = orjson.dumps(call.body)
+            try:
+                self.store.reserve(self.budget.journal(ticket, call.model, call.api))  # durable first
+            except OSError as e:
+                self.budget.release_unsent(ticket)
+                raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
+            nxt = self.router.fallback(call.model, tried, agent.models, call.input_bound, ticket.max_tokens)
+            if nxt is not None and self.config.models[nxt].provider.api != api.API:
+                nxt = None  # cross-API fallback needs translation
+            x = Exchange(
+                api, call, rates, upstream, ticket, h, time.perf_counter(), payload, cache_key, nxt is not None
+            )
+            forward = self.forward_stream if call.stream else self.forward  # 5–7. forward, settle, encode
+            try:
+                await forward(x, receive, send)
+                return
+            except Retry as r:  # the provider failed before anything reached the agent: next model
+                self.router.failed(call.model)
+                assert nxt is not None
+                self.route_to(call, nxt, f"fallback from {call.model} ({r.why})")
+                rates, upstream = self.resolve(api, agent, nxt)
+                kind = upstream.provider.kind
 
-    def decode(
-        self, api: ModuleType, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes]
-    ) -> tuple[Call, Rates, Upstream]:
+    def decode(self, api: ModuleType, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes]) -> Call:
         model, max_tokens, stream = api.check(body)
-        if model not in agent.models:
+        if model not in agent.models and not (model == "auto" and agent.tiers):
             raise NotFound(
                 f"model {model!r} is not available to agent {agent.name!r} (allowed: {', '.join(agent.models)})",
                 param="model",
             )
-        m = self.config.models[model]
-        if m.provider.api != api.API:
-            other = "/v1/messages" if m.provider.api == "anthropic" else "/v1/chat/completions"
-            raise BadRequest(
-                f"model {model!r} is served through the {m.provider.api} API; call it at {other}", param="model"
-            )
-        rates = self.config.prices.rates(model, PRICE_PROVIDER[m.provider.kind])
-        call = Call(
+        return Call(
             api=api.API,
             agent=agent.name,
             body=body,
@@ -220,7 +246,38 @@ class Gateway:
             choices=wire_openai.choices(body) if api is wire_openai else 1,
             task=_task_name(h, body),
         )
-        return call, rates, self.upstreams[m.provider.name]
+
+    def resolve(self, api: ModuleType, agent: Agent, model: str) -> tuple[Rates, Upstream]:
+        """The price and the upstream of the model a call runs on."""
+        m = self.config.models[model]
+        if m.provider.api != api.API:
+            other = "/v1/messages" if m.provider.api == "anthropic" else "/v1/chat/completions"
+            raise BadRequest(
+                f"model {model!r} is served through the {m.provider.api} API; call it at {other}", param="model"
+            )
+        return self.config.prices.rates(model, PRICE_PROVIDER[m.provider.kind]), self.upstreams[m.provider.name]
+
+    def rates_of(self, model: str) -> Rates:
+        return self.config.prices.rates(model, PRICE_PROVIDER[self.config.models[model].provider.kind])
+
+    def note_route(self, call: Call, agent: Agent, route: Route) -> None:
+        if route.reason == "requested":
+            return
+        call.requested = call.model
+        call.baseline = route.baseline
+        self.route_to(call, route.model, route.reason)
+        st = self.board.status[agent.name]
+        if "degraded" in route.reason and st.state == "active":
+            self.board.degrade(agent.name, route.reason)
+        elif "degraded" not in route.reason and st.state == "degraded":
+            self.board.unblock(agent.name, "back under the degrade threshold")
+
+    def route_to(self, call: Call, model: str, reason: str) -> None:
+        call.model = model
+        call.route = reason
+        call.body["model"] = model
+        call.notes["x-paymaster-model"] = model
+        call.notes["x-paymaster-route"] = reason
 
     def bound(self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes]) -> int:
         """Input tokens of the request as it will be sent (levers included), bounded from above."""
@@ -309,10 +366,14 @@ class Gateway:
                 data = await resp.read()
             except UpstreamError as e:
                 status, error = _failure(e)
+                if x.may_retry and status != "error":
+                    raise Retry(status) from e
                 raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
             rid = resp.headers.get("request-id") or resp.headers.get("x-request-id") or ""
             if resp.status != 200:
                 status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
+                if x.may_retry and resp.status in RETRYABLE:
+                    raise Retry(str(resp.status))
             else:
                 try:
                     usage = api.usage(orjson.loads(data).get("usage"))
@@ -347,11 +408,15 @@ class Gateway:
                 resp = await up.post(up.path, x.payload, up.headers(x.headers))
             except UpstreamError as e:
                 status, error = _failure(e)
+                if x.may_retry and status != "error":
+                    raise Retry(status) from e
                 raise UpstreamFailed(f"provider {up.provider.name!r}: {error}", status=_http_status(status)) from e
             rid = resp.headers.get("request-id") or resp.headers.get("x-request-id") or ""
             if resp.status != 200:
                 data = await resp.read()
                 status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
+                if x.may_retry and resp.status in RETRYABLE:
+                    raise Retry(str(resp.status))
                 await respond(send, resp.status, data, relay_headers(resp))
                 return
             await send(
@@ -427,7 +492,7 @@ class Gateway:
                 agent=call.agent,
                 api=call.api,
                 provider=x.up.provider.name,
-                model_requested=call.model,
+                model_requested=call.requested or call.model,
                 model=call.model,
                 status=status,
                 stream=int(call.stream),
@@ -450,9 +515,18 @@ class Gateway:
                 max_tokens_requested=call.max_tokens_requested or 0,
                 uncached_cost_nanos=uncached,
                 exposure_removed_nanos=exposure,
+                route=call.route,
+                baseline_cost_nanos=self._baseline(call, usage, nanos),
             ),
         )
         return cost_usd
+
+    def _baseline(self, call: Call, usage: Usage, nanos: int) -> int:
+        """What the call would have cost on the model it asked for (or, for `auto`, the agent's top tier)."""
+        baseline = call.baseline or call.requested
+        if not baseline or baseline == call.model or baseline not in self.config.models:
+            return nanos
+        return to_nanos(self.rates_of(baseline).cost(usage))
 
     def _headers(self, x: Exchange, cost: Any) -> Headers:
         call, t = x.call, x.ticket

@@ -1,7 +1,7 @@
 """The blackboard: each agent's status (active / blocked, why, until when) and an event stream.
 
 Orchestrators read `GET /admin/agents` for the state and follow `GET /admin/events` (Server-Sent
-Events) to reroute or shut down a blocked agent's task. Events: `agent.blocked`, `agent.unblocked`,
+Events) to reroute or shut down a blocked agent's task. Events: `agent.blocked`, `agent.degraded`, `agent.unblocked`,
 `budget.threshold` (an agent's or the fleet's spend crossed an alert fraction of a cap).
 """
 
@@ -18,7 +18,7 @@ import orjson
 
 @dataclass(slots=True)
 class Status:
-    state: str = "active"  # active | blocked
+    state: str = "active"  # active | degraded | blocked
     reason: str = ""
     window: str = ""
     until: str = ""  # ISO time the blocking window resets
@@ -53,6 +53,11 @@ class Blackboard:
             return
         self.status[agent] = Status("blocked", reason, window, until, until_ts)
         self.publish("agent.blocked", agent=agent, reason=reason, window=window, until=until)
+
+    def degrade(self, agent: str, reason: str) -> None:
+        """Past the degrade threshold of a cap: calls run one tier down (still served)."""
+        self.status[agent] = Status("degraded", reason)
+        self.publish("agent.degraded", agent=agent, reason=reason)
 
     def unblock(self, agent: str, why: str) -> None:
         if self.status[agent].state == "active":

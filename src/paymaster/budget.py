@@ -224,7 +224,7 @@ class Budget:
             fitted=fitted,
         )
         self.open[t.id] = t
-        if self.board.status[agent].state != "active":
+        if self.board.status[agent].state == "blocked":
             self.board.unblock(agent, "a call was admitted")
         return t
 
@@ -336,6 +336,15 @@ class Budget:
             frees = [w.cap - sum(self._counter(w.key)) for w in ws if w.period == period and w.cap is not None]
             out.append(max(0, min(frees)) if frees else None)
         return out[0], out[1]
+
+    def share(self, agent: str) -> float:
+        """The largest share of any of the agent's own caps already committed (spent + in flight)."""
+        top = 0.0
+        for w in self.windows(agent, self.clock()):
+            if w.scope == "agent" and w.cap:
+                spent, held = self._counter(w.key)
+                top = max(top, (spent + held) / w.cap)
+        return top
 
     def view(self, agent: str) -> list[dict[str, object]]:
         rows = []

@@ -37,6 +37,9 @@ class Call:
     input_bound: int = 0  # tokens; can only over-estimate
     choices: int = 1  # OpenAI `n`: the output bound is multiplied by it
     task: str | None = None  # the declared task type (x-paymaster-task)
+    requested: str | None = None  # the model the caller asked for, when routing chose another
+    baseline: str | None = None  # the model the call would have run on without routing
+    route: str = ""  # why it runs on `model`
     max_tokens_requested: int | None = None  # as the caller sent it, before any ceiling
     system_tail: int = 0  # trailing system blocks the gateway appended (kept out of the cached prefix)
     structured_tool: str | None = None  # Anthropic: the forced tool carrying a structured answer

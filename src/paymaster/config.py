@@ -60,6 +60,7 @@ class Task:
     max_tokens: int | None = None  # ceiling for this task type (below the agent's)
     schema: dict[str, Any] | None = None  # structured output: answers must be JSON of this schema
     brevity: str | None = None  # system-prompt addendum, e.g. "Respond in JSON only. No preamble."
+    tier: str | None = None  # routing: the tier this task type runs on (light | standard | heavy)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,32 @@ class Agent:
     response_cache: ResponseCache = ResponseCache()
     brevity: str | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
+    tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
+
+
+TIERS = ("light", "standard", "heavy")
+# task types every fleet knows, and the tier each runs on unless fleet.yaml says otherwise
+DEFAULT_TASK_TIERS = {
+    "classification": "light",
+    "formatting": "light",
+    "extraction": "light",
+    "summarisation": "standard",
+    "summarization": "standard",
+    "reasoning": "standard",
+    "synthesis": "heavy",
+}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How `model: auto` agents pick a tier, and what happens when a model fails."""
+
+    target_heavy_share: float | None = 0.3  # classifier threshold as a share of calls sent to the top tier
+    min_quality: float | None = None  # … or as the predicted share of strong-model quality to keep
+    fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model -> ordered fallbacks
+    cooldown_s: float = 30.0  # a model that failed is skipped this long
+    allow_pricier_fallback: bool = False
+    degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,7 @@ class Config:
     models: dict[str, Model]
     agents: dict[str, Agent]
     prices: PriceTable
+    routing: Routing = Routing()
 
     def agent_by_key(self, key: str) -> Agent | None:
         known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
@@ -212,7 +240,10 @@ def _response_cache(v: Any, path: str) -> ResponseCache:
 
 def _task(name: str, v: Any, path: str, base: Task | None) -> Task:
     m = _mapping(v, path)
-    _unknown(m, {"max_tokens", "schema", "brevity"}, path)
+    _unknown(m, {"max_tokens", "schema", "brevity", "tier"}, path)
+    tier = m.get("tier", base.tier if base else DEFAULT_TASK_TIERS.get(name))
+    if tier is not None and tier not in TIERS:
+        raise ConfigError(f"{path}.tier: must be one of {', '.join(TIERS)}, got {tier!r}")
     schema = m.get("schema", base.schema if base else None)
     if schema is not None and (not isinstance(schema, Mapping) or schema.get("type") != "object"):
         raise ConfigError(f"{path}.schema: must be a JSON schema of an object (type: object)")
@@ -224,14 +255,74 @@ def _task(name: str, v: Any, path: str, base: Task | None) -> Task:
         else (base.max_tokens if base else None),
         schema=dict(schema) if schema is not None else None,
         brevity=_opt_str(m["brevity"], f"{path}.brevity") if "brevity" in m else (base.brevity if base else None),
+        tier=tier,
     )
 
 
 def _agent_tasks(fleet_tasks: dict[str, Task], v: Any, path: str) -> dict[str, Task]:
-    out = dict(fleet_tasks)
+    out = {name: Task(name, tier=tier) for name, tier in DEFAULT_TASK_TIERS.items()}
+    out.update(fleet_tasks)
     for name, tv in _mapping(v, path).items():
         out[name] = _task(name, tv, f"{path}.{name}", fleet_tasks.get(name))
     return out
+
+
+def _tiers(v: Any, path: str, auto: bool) -> dict[str, str]:
+    m = _mapping(v, path)
+    for k in m:
+        if k not in TIERS:
+            raise ConfigError(f"{path}.{k}: not a tier (use {', '.join(TIERS)})")
+    tiers = {k: _str(m[k], f"{path}.{k}") for k in TIERS if k in m}
+    if auto and len(tiers) < 2:
+        raise ConfigError(f"{path}: model: auto needs at least two tiers, e.g. light: claude-haiku-4-5, heavy: …")
+    if tiers and not auto:
+        raise ConfigError(f"{path}: tiers are for model: auto")
+    return tiers
+
+
+def _routing(v: Any, providers: Mapping[str, Provider]) -> Routing:
+    m = _mapping(v, "routing")
+    _unknown(
+        m,
+        {"target_heavy_share", "min_quality", "fallbacks", "cooldown_s", "allow_pricier_fallback", "degrade_at"},
+        "routing",
+    )
+
+    def fraction(key: str, default: float | None) -> float | None:
+        x = m.get(key, default)
+        if x is None:
+            return None
+        if isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x <= 1:
+            raise ConfigError(f"routing.{key}: must be a fraction from 0 to 1, got {x!r}")
+        return float(x)
+
+    if "target_heavy_share" in m and "min_quality" in m:
+        raise ConfigError("routing: give target_heavy_share or min_quality, not both")
+    fallbacks: dict[str, tuple[str, ...]] = {}
+    for model, chain in _mapping(m.get("fallbacks"), "routing.fallbacks").items():
+        if not isinstance(chain, list) or not chain:
+            raise ConfigError(f"routing.fallbacks.{model}: must be a non-empty list of model names")
+        fallbacks[model] = tuple(_str(x, f"routing.fallbacks.{model}[{i}]") for i, x in enumerate(chain))
+    cooldown = m.get("cooldown_s", 30)
+    if isinstance(cooldown, bool) or not isinstance(cooldown, int | float) or cooldown < 0:
+        raise ConfigError(f"routing.cooldown_s: must be a number of seconds, got {cooldown!r}")
+    return Routing(
+        target_heavy_share=fraction("target_heavy_share", None if "min_quality" in m else 0.3),
+        min_quality=fraction("min_quality", None),
+        fallbacks=fallbacks,
+        cooldown_s=float(cooldown),
+        allow_pricier_fallback=_bool(m.get("allow_pricier_fallback", False), "routing.allow_pricier_fallback"),
+        degrade_at=fraction("degrade_at", 0.8) or 0.8,
+    )
+
+
+def _routing_models(routing: Routing, models: dict[str, Model], resolve: Any) -> Routing:
+    """Fallback models must be priced and served like any other."""
+    for model, chain in routing.fallbacks.items():
+        for i, m in enumerate((model, *chain)):
+            if m not in models:
+                models[m] = resolve(m, f"routing.fallbacks.{model}" + (f"[{i - 1}]" if i else ""))
+    return routing
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -263,6 +354,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             "models",
             "agents",
             "tasks",
+            "routing",
         },
         "fleet.yaml",
     )
@@ -388,6 +480,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         models[name] = resolve(name, f"models.{name}")
 
     tasks = {name: _task(name, tv, f"tasks.{name}", None) for name, tv in _mapping(top.get("tasks"), "tasks").items()}
+    routing = _routing(top.get("routing"), providers)
     agents: dict[str, Agent] = {}
     seen_hashes: dict[str, str] = {}
     for name, av in _mapping(top.get("agents"), "agents").items():
@@ -407,6 +500,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
                 "response_cache",
                 "brevity",
                 "tasks",
+                "tiers",
             },
             path,
         )
@@ -418,15 +512,20 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             raise ConfigError(f"{path}: same key as {other}; every agent needs its own key")
         seen_hashes[key_hash] = path
         model = _str(av.get("model"), f"{path}.model")
-        allowed_raw = av.get("models", [model])
-        if not isinstance(allowed_raw, list) or not allowed_raw:
+        tiers = _tiers(av.get("tiers"), f"{path}.tiers", auto=model == "auto")
+        allowed_raw = av.get("models", [] if tiers else [model])
+        if not isinstance(allowed_raw, list) or not (allowed_raw or tiers):
             raise ConfigError(f"{path}.models: must be a non-empty list of model names")
         allowed = tuple(_str(m, f"{path}.models[{i}]") for i, m in enumerate(allowed_raw))
-        if model not in allowed:
+        if model not in allowed and model != "auto":
             allowed = (model, *allowed)
+        allowed = (*allowed, *(m for m in tiers.values() if m not in allowed))
         for i, m in enumerate(allowed):
             if m not in models:
-                models[m] = resolve(m, f"{path}.models[{i}]" if m != model else f"{path}.model")
+                where = (
+                    f"{path}.model" if m == model else (f"{path}.models[{i}]" if m in allowed_raw else f"{path}.tiers")
+                )
+                models[m] = resolve(m, where)
         agents[name] = Agent(
             name=name,
             key_hash=key_hash,
@@ -439,6 +538,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             response_cache=_response_cache(av.get("response_cache"), f"{path}.response_cache"),
             brevity=_opt_str(av.get("brevity"), f"{path}.brevity"),
             tasks=_agent_tasks(tasks, av.get("tasks"), f"{path}.tasks"),
+            tiers=tiers,
         )
     if not agents:
         raise ConfigError("agents: at least one agent is required")
@@ -460,4 +560,5 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         models=models,
         agents=agents,
         prices=prices,
+        routing=_routing_models(routing, models, resolve),
     )

@@ -65,7 +65,9 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
             uncached_cost_nanos INTEGER NOT NULL DEFAULT 0,
             exposure_removed_nanos INTEGER NOT NULL DEFAULT 0,
             reconciled_at REAL,
-            booked_nanos INTEGER
+            booked_nanos INTEGER,
+            route TEXT NOT NULL DEFAULT '',
+            baseline_cost_nanos INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX ledger_agent_day ON ledger (agent, day);
         CREATE INDEX ledger_day ON ledger (day);
@@ -106,6 +108,8 @@ class LedgerRow:
     max_tokens_requested: int = 0  # 0: the caller set none
     uncached_cost_nanos: int = 0  # what the call would have cost with no prompt or response caching
     exposure_removed_nanos: int = 0  # worst case the max_tokens ceiling took off this call
+    route: str = ""  # why the call ran on `model` (routing, fallback)
+    baseline_cost_nanos: int = 0  # its cost on the model asked for (or the agent's top tier, for auto)
 
 
 _LEDGER_COLS = [f.name for f in fields(LedgerRow)]

@@ -1,0 +1,158 @@
+"""Model routing: the cheapest sufficient model for every call.
+
+An agent configured with `model: auto` and a tier ladder (light / standard / heavy → models) sends
+`model: "auto"`; the router picks the tier, in this order:
+
+1. the task type's tier (`x-paymaster-task`; fleet-wide map, pinned per agent in fleet.yaml);
+2. otherwise the complexity classifier's score of the last user turn (in-process, no network),
+   against thresholds set by `routing.target_heavy_share` (the share of calls the top tier gets)
+   or `routing.min_quality` (the predicted share of strong-model quality to keep);
+3. then degrade-before-cutoff: past `routing.degrade_at` of any of its caps, the agent runs one
+   tier down (the blackboard shows `degraded`) instead of running on into the hard stop.
+
+A request naming a concrete model is not routed. Models that just failed are cooled down for
+`routing.cooldown_s`; `fallback` gives the next model of a failed one's ordered fallback list,
+never a pricier one unless `routing.allow_pricier_fallback`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..call import Call
+from ..config import TIERS, Agent, Config, Task
+from ..pricing import Rates
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    model: str
+    reason: str  # "requested" | "task:<name>" | "classifier:<score>" (+ ", degraded") | "fallback from <m>"
+    tier: str | None = None
+    baseline: str | None = None  # the model the call would have run on without routing
+
+
+class Router:
+    def __init__(self, config: Config, clock: Callable[[], float], rates: Callable[[str], Rates]) -> None:
+        self.config = config
+        self.routing = config.routing
+        self.clock = clock
+        self.rates = rates
+        self.cooling: dict[str, float] = {}  # model -> time it may be used again
+        self._classifier: Any = None
+        self._thresholds: tuple[float, float] | None = None
+
+    # -- picking ----------------------------------------------------------------------------------
+
+    def route(self, call: Call, agent: Agent, task: Task | None, budget_share: float) -> Route:
+        if call.model != "auto":
+            return Route(call.model, "requested")
+        if not agent.tiers:
+            from ..errors import BadRequest
+
+            raise BadRequest(f"agent {agent.name!r} has no tier ladder; name a model (not 'auto')", param="model")
+        baseline = agent.tiers[[t for t in TIERS if t in agent.tiers][-1]]
+        if task is not None and task.tier is not None:
+            tier, reason = task.tier, f"task:{task.name}"
+        else:
+            score = self.classifier().score(last_user_text(call.body))
+            tier, reason = self._tier_for(score, agent), f"classifier:{score:.3f}"
+        if budget_share >= self.routing.degrade_at:
+            lower = _step_down(tier, agent)
+            if lower != tier:
+                tier, reason = lower, f"{reason}, degraded at {budget_share:.0%} of a cap"
+        model = _nearest(tier, agent)
+        if self.cooling_down(model):
+            for t in _ladder_from(tier, agent):  # a cooling model: the next tier down, else up
+                if not self.cooling_down(agent.tiers[t]):
+                    model, reason = agent.tiers[t], f"{reason}, {model} cooling down"
+                    break
+        return Route(model, reason, tier, baseline)
+
+    def _tier_for(self, score: float, agent: Agent) -> str:
+        heavy_at, standard_at = self.thresholds()
+        have = [t for t in TIERS if t in agent.tiers]
+        if score >= heavy_at:
+            return have[-1]
+        if len(have) == 3 and score >= standard_at:
+            return "standard"
+        return have[0]
+
+    def thresholds(self) -> tuple[float, float]:
+        """Scores at or above which a call goes to the top tier, and (with three tiers) to standard."""
+        if self._thresholds is None:
+            clf = self.classifier()
+            if self.routing.min_quality is not None:
+                share = clf.share_for_quality(self.routing.min_quality)
+            else:
+                share = self.routing.target_heavy_share if self.routing.target_heavy_share is not None else 0.3
+            heavy = clf.threshold_for_share(share)
+            standard = clf.threshold_for_share(min(1.0, share + (1 - share) / 2))
+            self._thresholds = (heavy, standard)
+        return self._thresholds
+
+    def classifier(self) -> Any:
+        if self._classifier is None:
+            from .classifier import Classifier
+
+            self._classifier = Classifier.load()
+        return self._classifier
+
+    # -- failures ---------------------------------------------------------------------------------
+
+    def failed(self, model: str) -> None:
+        self.cooling[model] = self.clock() + self.routing.cooldown_s
+
+    def cooling_down(self, model: str) -> bool:
+        until = self.cooling.get(model)
+        return until is not None and self.clock() < until
+
+    def fallback(
+        self, failed: str, tried: set[str], allowed: tuple[str, ...], input_bound: int, out: int
+    ) -> str | None:
+        """The next model to try after `failed`, or None."""
+        limit = self.rates(failed).worst_case(input_bound, out)
+        for m in self.routing.fallbacks.get(failed, ()):
+            if m in tried or m not in allowed or self.cooling_down(m):
+                continue
+            if not self.routing.allow_pricier_fallback and self.rates(m).worst_case(input_bound, out) > limit:
+                continue
+            return m
+        return None
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The text the classifier scores: the last user turn (both APIs' shapes)."""
+    for m in reversed(body.get("messages") or []):
+        if not isinstance(m, dict) or m.get("role") != "user":
+            continue
+        c = m.get("content")
+        if isinstance(c, str):
+            return c
+        if isinstance(c, list):
+            return "\n".join(b.get("text", "") for b in c if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return ""
+
+
+def _nearest(tier: str, agent: Agent) -> str:
+    if tier in agent.tiers:
+        return agent.tiers[tier]
+    for t in _ladder_from(tier, agent):
+        return agent.tiers[t]
+    raise LookupError(tier)
+
+
+def _ladder_from(tier: str, agent: Agent) -> list[str]:
+    """The agent's other tiers, nearest first, lower before higher."""
+    i = TIERS.index(tier)
+    order = sorted(
+        (t for t in TIERS if t in agent.tiers and t != tier), key=lambda t: (abs(TIERS.index(t) - i), TIERS.index(t))
+    )
+    return order
+
+
+def _step_down(tier: str, agent: Agent) -> str:
+    lower = [t for t in TIERS[: TIERS.index(tier)] if t in agent.tiers]
+    return lower[-1] if lower else tier

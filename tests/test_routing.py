@@ -1,0 +1,128 @@
+"""Model routing: task tiers, the classifier, degrade-before-cutoff, fallbacks with cooldown."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import anthropic
+import pytest
+
+from paymaster.call import Usage
+from paymaster.pricing import PriceTable
+
+LADDER = {"light": "claude-haiku-4-5", "standard": "claude-sonnet-4-6", "heavy": "claude-opus-4-8"}
+
+
+def auto_agent(**kw):
+    return {"alice": {"model": "auto", "tiers": LADDER, "daily_usd": 50, "max_tokens": 1000, **kw}}
+
+
+def test_task_types_route_to_their_tier_and_record_the_saving(gateway, sim):
+    gw = gateway(agents=auto_agent())
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="auto",
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Label: refund request [sim:tokens=20]"}],
+        extra_headers={"x-paymaster-task": "classification"},
+    )
+    assert raw.headers["x-paymaster-model"] == "claude-haiku-4-5"
+    assert raw.headers["x-paymaster-route"] == "task:classification"
+    assert sim.requests[-1]["body"]["model"] == "claude-haiku-4-5"
+    msg = raw.parse()
+    row = gw.ledger("alice")[-1]
+    assert row["model_requested"] == "auto" and row["model"] == "claude-haiku-4-5"
+    assert row["route"] == "task:classification"
+    u = Usage(msg.usage.input_tokens, msg.usage.output_tokens)
+    baseline = PriceTable().rates("claude-opus-4-8", "anthropic").cost(u)  # the top tier is the counterfactual
+    assert row["baseline_cost_nanos"] == int((baseline * 10**9).to_integral_value(rounding="ROUND_CEILING"))
+    assert row["baseline_cost_nanos"] > row["cost_nanos"]
+
+    gw.anthropic().messages.create(
+        model="auto",
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Synthesise"}],
+        extra_headers={"x-paymaster-task": "synthesis"},
+    )
+    assert sim.requests[-1]["body"]["model"] == "claude-opus-4-8"
+
+
+def test_agent_pins_a_tier_per_task(gateway, sim):
+    gw = gateway(agents=auto_agent(tasks={"synthesis": {"tier": "standard"}}))
+    gw.anthropic().messages.create(
+        model="auto",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "x"}],
+        extra_headers={"x-paymaster-task": "synthesis"},
+    )
+    assert sim.requests[-1]["body"]["model"] == "claude-sonnet-4-6"
+
+
+def test_a_named_model_is_not_routed(gateway, sim):
+    gw = gateway(agents=auto_agent())
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "x"}]
+    )
+    assert "x-paymaster-route" not in raw.headers and sim.requests[-1]["body"]["model"] == "claude-sonnet-4-6"
+
+
+def test_degrade_one_tier_down_past_the_threshold(gateway, sim):
+    gw = gateway(agents=auto_agent(daily_usd="0.05"), routing={"degrade_at": 0.5})
+    c = gw.anthropic()
+    call = dict(
+        model="auto",
+        max_tokens=400,
+        messages=[{"role": "user", "content": "x [sim:tokens=400]"}],
+        extra_headers={"x-paymaster-task": "synthesis"},
+    )
+    models = []
+    for _ in range(4):
+        raw = c.messages.with_raw_response.create(**call)
+        models.append(raw.headers["x-paymaster-model"])
+    assert models[0] == "claude-opus-4-8" and "claude-sonnet-4-6" in models[1:]
+    state = gw.admin("/admin/agents/alice").json()["status"]
+    assert state["state"] == "degraded" and "degraded at" in state["reason"]
+    assert any("degraded" in r["route"] for r in gw.ledger("alice"))
+
+
+def test_fallback_on_overload_with_cooldown(gateway, sim):
+    gw = gateway(
+        agents={
+            "alice": {"model": "claude-sonnet-4-6", "models": ["claude-sonnet-4-6", "claude-haiku-4-5"], "daily_usd": 5}
+        },
+        routing={"fallbacks": {"claude-sonnet-4-6": ["claude-haiku-4-5"]}, "cooldown_s": 60},
+    )
+    sim.inject("529", model="claude-sonnet-4-6")
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "x"}]
+    )
+    assert raw.headers["x-paymaster-model"] == "claude-haiku-4-5"
+    assert raw.headers["x-paymaster-route"].startswith("fallback from claude-sonnet-4-6 (529)")
+    rows = gw.ledger("alice")
+    assert [(r["model"], r["status"]) for r in rows] == [
+        ("claude-sonnet-4-6", "upstream_error"),
+        ("claude-haiku-4-5", "ok"),
+    ]
+    assert rows[0]["cost_nanos"] == 0
+    assert gw.admin("/healthz").json()["open_calls"] == 0
+
+
+def test_never_a_silent_fallback_to_a_pricier_model(gateway, sim):
+    gw = gateway(
+        agents={
+            "alice": {"model": "claude-haiku-4-5", "models": ["claude-haiku-4-5", "claude-opus-4-8"], "daily_usd": 5}
+        },
+        routing={"fallbacks": {"claude-haiku-4-5": ["claude-opus-4-8"]}},
+    )
+    sim.inject("529", model="claude-haiku-4-5")
+    with pytest.raises(anthropic.InternalServerError):
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "x"}]
+        )
+    assert all(r["model"] == "claude-haiku-4-5" for r in gw.ledger("alice"))
+
+
+def test_auto_without_a_ladder_is_a_clear_error(gateway):
+    gw = gateway()
+    with pytest.raises(anthropic.NotFoundError):
+        gw.anthropic().messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    _ = Decimal
