@@ -20,9 +20,10 @@ demo: $(BIN)/paymaster  ## simulator + gateway + a five-agent pipeline on SQLite
 test: $(BIN)/paymaster  ## the whole suite (official SDKs against the real gateway and simulator)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench: $(BIN)/paymaster  ## overhead, throughput and cap-under-load figures
+bench: $(BIN)/paymaster  ## overhead, throughput, cap-under-load and lever-savings figures
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/cap_under_load.py
+	$(BIN)/python bench/levers.py
 
 lint: $(BIN)/paymaster  ## ruff
 	$(BIN)/ruff check src tests bench
