@@ -12,6 +12,10 @@
 
 Answers are deterministic; `[sim:tokens=N]`, `[sim:stop]` and `[sim:tool]` in the last user message
 steer them (see `paymaster.sim.text`).
+
+Prompts are cached as the providers cache them (see `paymaster.sim.cache`): Anthropic at
+`cache_control` breakpoints, OpenAI automatically from 1,024 tokens, with the usage fields to match.
+Entries expire on the simulator's clock, which tests may replace: `Simulator(clock=fake_clock)`.
 """
 
 from .app import Simulator

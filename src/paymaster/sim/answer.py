@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import orjson
 
+from .cache import UNCACHED, Automatic, Marked, Usage
 from .schema import example
 from .text import directives, words
 from .tokens import count_tokens
@@ -53,6 +54,8 @@ class Ask:
     json: bool = False
     json_schema: dict[str, Any] | None = None
     include_usage: bool = False  # OpenAI stream_options.include_usage
+    cacheable: Marked | Automatic | None = None  # the prompt as the cache sees it, if it may be cached
+    cache: Usage = UNCACHED  # what the cache gave and took, once the request is answered
 
 
 @dataclass(slots=True)

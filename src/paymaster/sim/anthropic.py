@@ -1,5 +1,6 @@
 """The Anthropic Messages API as the simulator speaks it: admission, validation, input token
-counting, replies, event streams, errors, and the models list.
+counting, the prompt's blocks and breakpoints for the cache, replies, event streams, errors, and
+the models list.
 
 Stream order, as the API sends it: message_start (usage with input tokens, output_tokens 1) →
 content_block_start → ping → content_block_delta × n → content_block_stop → message_delta
@@ -9,17 +10,21 @@ content_block_start → ping → content_block_delta × n → content_block_stop
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
+from ..prompt_cache import MAX_BREAKPOINTS, TTL_SECONDS, min_cacheable_tokens
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
+from .cache import UNCACHED, Marked, prefix_hashes
 from .faults import Fault
 from .ids import new_id
 from .text import char_deltas, seed, word_deltas
-from .tokens import IMAGE_TOKENS, MESSAGE_TOKENS, count_json, count_text, count_tokens
+from .tokens import IMAGE_TOKENS, MESSAGE_TOKENS, count_json, count_json_items, count_text, count_tokens
 
 WORDS_PER_DELTA = 3
 JSON_CHARS_PER_DELTA = 24
@@ -68,6 +73,9 @@ for _m in MODELS:
     _m.update(type="model", lifecycle="active", max_input_tokens=200_000, max_tokens=64_000)
 MODELS.sort(key=lambda m: m["created_at"], reverse=True)
 
+_UNCACHEABLE = ("thinking", "redacted_thinking")
+_TTL_NAMES = {seconds: name for name, seconds in TTL_SECONDS.items()}
+
 
 class Invalid(Exception):
     """A request the API would refuse with 400 invalid_request_error."""
@@ -110,14 +118,17 @@ class AnthropicWire:
 
     # -- requests
 
-    def ask(self, body: Any, size: int) -> Ask | Reply:
-        """Validate a Messages request; `size` is its length in bytes."""
+    def ask(self, body: Any, raw: bytes) -> Ask | Reply:
+        """Validate a Messages request (`raw`: its bytes)."""
         try:
             _validate(body, counting=False)
+            total, cacheable = measure(body, raw)
         except Invalid as e:
             return self.error(400, str(e))
         messages: list[dict[str, Any]] = body["messages"]
         system = body.get("system")
+        if b'"cache_control"' in raw:  # caching changes no answer
+            system, messages = _without_cache_control(system), [_without_cache_control(m) for m in messages]
         tools = [
             Tool(t["name"], t.get("input_schema") if isinstance(t.get("input_schema"), dict) else {})
             for t in body.get("tools") or ()
@@ -129,7 +140,7 @@ class AnthropicWire:
         return Ask(
             model=body["model"],
             stream=body.get("stream") is True,
-            input_tokens=input_tokens(body, size),
+            input_tokens=total,
             seed=seed(system, messages),
             prompt=_last_user_text(messages),
             max_tokens=body["max_tokens"],
@@ -138,15 +149,17 @@ class AnthropicWire:
             tool_mode=_TOOL_MODES.get(choice.get("type", "auto"), "auto"),
             tool_name=choice.get("name"),
             json_schema=schema if isinstance(schema, dict) else None,
+            cacheable=cacheable,
         )
 
-    def count(self, body: Any, size: int) -> Reply:
-        """POST /v1/messages/count_tokens."""
+    def count(self, body: Any, raw: bytes) -> Reply:
+        """POST /v1/messages/count_tokens: the same total a Messages call reports, cached or not."""
         try:
             _validate(body, counting=True)
+            total, _ = measure(body, raw)
         except Invalid as e:
             return self.error(400, str(e))
-        return json_reply(200, {"input_tokens": input_tokens(body, size)})
+        return json_reply(200, {"input_tokens": total})
 
     # -- answers
 
@@ -166,12 +179,8 @@ class AnthropicWire:
         ]
         for delta, tokens in _deltas(answer):
             events.append((b"content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}, tokens))
-        usage = {
-            "input_tokens": ask.input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": answer.output_tokens,
-        }
+        usage = _usage(ask, answer.output_tokens)
+        del usage["cache_creation"], usage["service_tier"]  # message_delta carries the counts alone
         end = {"stop_reason": _STOP_REASONS[answer.stop], "stop_sequence": answer.stop_sequence}
         events += [
             (b"content_block_stop", {"type": "content_block_stop", "index": 0}, 0),
@@ -245,31 +254,185 @@ def _content_tokens(content: Any) -> int:
         return 0
     total = 0
     for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text":
-            total += count_text(block.get("text"))
-        elif kind == "image":
-            total += IMAGE_TOKENS
-        elif kind == "document":
-            source = block.get("source")
-            source = source if isinstance(source, dict) else {}
-            if source.get("type") == "text":
-                total += count_text(source.get("data"))
-            elif source.get("type") == "content":
-                total += _content_tokens(source.get("content"))
-            else:
-                total += IMAGE_TOKENS
-        elif kind == "tool_use":
-            total += count_text(block.get("name")) + count_json(block.get("input") or {})
-        elif kind == "tool_result":
-            total += _content_tokens(block.get("content"))
-        elif kind == "thinking":
-            total += count_text(block.get("thinking"))
-        else:
-            total += count_json(block)
+        if isinstance(block, dict):
+            total += _block_tokens(block)
     return total
+
+
+def _block_tokens(block: dict[str, Any]) -> int:
+    kind = block.get("type")
+    if kind == "text":
+        return count_text(block.get("text"))
+    if kind == "image":
+        return IMAGE_TOKENS
+    if kind == "document":
+        source = block.get("source")
+        source = source if isinstance(source, dict) else {}
+        if source.get("type") == "text":
+            return count_text(source.get("data"))
+        if source.get("type") == "content":
+            return _content_tokens(source.get("content"))
+        return IMAGE_TOKENS
+    if kind == "tool_use":
+        return count_text(block.get("name")) + count_json(block.get("input") or {})
+    if kind == "tool_result":
+        return _content_tokens(block.get("content"))
+    if kind == "thinking":
+        return count_text(block.get("thinking"))
+    return count_json(_bare(block))
+
+
+# -- the prompt as the cache sees it
+
+
+def measure(body: dict[str, Any], raw: bytes) -> tuple[int, Marked | None]:
+    """Input tokens, and the prompt as the cache sees it when the request asks for caching.
+
+    Caching needs the prompt block by block. A request whose bytes never say "cache_control" has
+    no breakpoint, so it is only counted, by `input_tokens` (the common case, kept fast); a request
+    that merely mentions the word takes the longer way to the same total.
+    """
+    if b'"cache_control"' not in raw:
+        return input_tokens(body, len(raw)), None
+    blocks = _blocks(body)
+    marks = _breakpoints(blocks, body.get("cache_control"))
+    total = sum(b.tokens for b in blocks)
+    if not marks or total > len(raw):  # past the byte bound (tiny images) the sim does not cache
+        return min(total, len(raw)), None
+    ends = list(accumulate(b.tokens for b in blocks))
+    last = marks[-1][0]  # nothing past the last breakpoint is looked up
+    hashes = prefix_hashes(["anthropic", body["model"]], (b.value for b in blocks[: last + 1]))
+    return total, Marked(ends, hashes, [(pos, ttl) for pos, ttl, _ in marks], min_cacheable_tokens(body["model"]))
+
+
+@dataclass(slots=True)
+class _Block:
+    tokens: int
+    value: Any  # what the cache hashes: the block without its cache_control, after whatever leads to it
+    where: str  # its path in the request, for error messages
+    kind: Any  # its type
+    control: Any  # its cache_control, or None
+    empty: bool = False  # an empty text block, or a message without blocks
+
+    @property
+    def target(self) -> bool:
+        """May the automatic (top-level) breakpoint land here?"""
+        return not self.empty and self.kind not in _UNCACHEABLE
+
+
+def _blocks(body: dict[str, Any]) -> list[_Block]:
+    """Tools, system blocks, message content blocks, in order, each with its tokens.
+
+    What counts but is no block (a message's role and overhead, the output schema, settings that
+    invalidate the system or message cache) rides on the next block, in its tokens and its hash.
+    """
+    blocks: list[_Block] = []
+    tools = list(body.get("tools") or ())
+    if tools:
+        bare = [_bare(t) for t in tools]
+        for i, n in enumerate(count_json_items(bare)):
+            blocks.append(_Block(n, bare[i], f"tools.{i}", "tool", tools[i].get("cache_control")))
+    lead: list[Any] = ["system", body.get("speed")]
+    extra = 0
+    fmt = (body.get("output_config") or {}).get("format")
+    if isinstance(fmt, dict) and "schema" in fmt:
+        extra += count_json(fmt["schema"])
+        lead.append(fmt["schema"])
+    system = body.get("system")
+    if isinstance(system, str):
+        system = [{"type": "text", "text": system}] if system else []
+    for j, block in enumerate(system or ()):
+        blocks.append(_prompt_block(extra, lead, block, f"system.{j}"))
+        lead, extra = [], 0
+    lead += ["messages", body.get("tool_choice"), body.get("thinking")]
+    for i, message in enumerate(body["messages"]):
+        lead.append(message["role"])
+        extra += MESSAGE_TOKENS
+        content = message["content"]
+        if isinstance(content, str):
+            blocks.append(_prompt_block(extra, lead, {"type": "text", "text": content}, f"messages.{i}.content"))
+            lead, extra = [], 0
+            continue
+        for j, block in enumerate(content):
+            blocks.append(_prompt_block(extra, lead, block, f"messages.{i}.content.{j}"))
+            lead, extra = [], 0
+    if extra:  # the last message has no blocks
+        blocks.append(_Block(extra, lead, f"messages.{len(body['messages']) - 1}.content", None, None, empty=True))
+    return blocks
+
+
+def _prompt_block(extra: int, lead: list[Any], block: dict[str, Any], where: str) -> _Block:
+    kind = block.get("type")
+    empty = kind == "text" and not block.get("text")
+    value = [*lead, _bare(block)]
+    return _Block(extra + _block_tokens(block), value, where, kind, block.get("cache_control"), empty)
+
+
+def _breakpoints(blocks: list[_Block], top: Any) -> list[tuple[int, int, str]]:
+    """The breakpoints as (position, TTL seconds, path), the automatic one included; checked as the API does."""
+    marks: list[tuple[int, int, str]] = []
+    for pos, block in enumerate(blocks):
+        if block.control is None:
+            continue
+        if block.kind in _UNCACHEABLE:
+            raise Invalid(f"{block.where}.{block.kind}.cache_control: Extra inputs are not permitted")
+        if block.empty:
+            raise Invalid("cache_control cannot be set for empty text blocks")
+        marks.append((pos, _ttl(block.control, f"{block.where}.cache_control"), block.where))
+    if top is not None:
+        ttl = _ttl(top, "cache_control")
+        target = next((pos for pos in range(len(blocks) - 1, -1, -1) if blocks[pos].target), None)
+        given = next((m for m in marks if m[0] == target), None)
+        if given is not None and given[1] != ttl:
+            raise Invalid(
+                f"Top-level cache_control has ttl='{_TTL_NAMES[ttl]}' but the target block already has "
+                f"cache_control with ttl='{_TTL_NAMES[given[1]]}'"
+            )
+        if target is not None and given is None:
+            marks.append((target, ttl, blocks[target].where))
+            marks.sort()
+    if len(marks) > MAX_BREAKPOINTS:
+        raise Invalid(f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(marks)}.")
+    shortest = None
+    for _, ttl, where in marks:
+        if shortest is not None and ttl > shortest:
+            raise Invalid(
+                f"{where}.cache_control.ttl: a ttl='{_TTL_NAMES[ttl]}' cache_control block must not come after a "
+                f"ttl='{_TTL_NAMES[shortest]}' cache_control block. Note that blocks are processed in the "
+                "following order: `tools`, `system`, `messages`."
+            )
+        shortest = ttl if shortest is None else min(shortest, ttl)
+    return marks
+
+
+def _ttl(control: Any, where: str) -> int:
+    if not isinstance(control, dict):
+        raise Invalid(f"{where}: Input should be a valid dictionary")
+    if control.get("type") != "ephemeral":
+        raise Invalid(f"{where}.type: Input should be 'ephemeral'")
+    name = control.get("ttl", "5m")
+    if name not in TTL_SECONDS:
+        raise Invalid(f"{where}.ttl: Input should be {' or '.join(repr(n) for n in TTL_SECONDS)}")
+    return TTL_SECONDS[name]
+
+
+def _without_cache_control(value: Any) -> Any:
+    """A system prompt or message with no cache_control on it or its blocks."""
+    if isinstance(value, dict):
+        value = _bare(value)
+        if isinstance(value.get("content"), list):
+            value = {**value, "content": [_bare(b) if isinstance(b, dict) else b for b in value["content"]]}
+        return value
+    if isinstance(value, list):
+        return [_bare(b) if isinstance(b, dict) else b for b in value]
+    return value
+
+
+def _bare(block: dict[str, Any]) -> dict[str, Any]:
+    """The block without its cache_control (which neither costs tokens nor changes the prefix)."""
+    if "cache_control" not in block:
+        return block
+    return {k: v for k, v in block.items() if k != "cache_control"}
 
 
 def _validate(body: Any, *, counting: bool) -> None:
@@ -357,14 +520,29 @@ def _message(ask: Ask, answer: Answer, *, final: bool) -> dict[str, Any]:
         "content": [],
         "stop_reason": _STOP_REASONS[answer.stop] if final else None,
         "stop_sequence": answer.stop_sequence if final else None,
-        "usage": {
+        "usage": _usage(ask, answer.output_tokens if final else 1),
+    }
+
+
+def _usage(ask: Ask, output_tokens: int) -> dict[str, Any]:
+    """`input_tokens` is what was neither read from the cache nor written to it."""
+    cache = ask.cache
+    if cache is UNCACHED:
+        return {
             "input_tokens": ask.input_tokens,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-            "output_tokens": answer.output_tokens if final else 1,
+            "output_tokens": output_tokens,
             "service_tier": "standard",
-        },
+        }
+    return {
+        "input_tokens": ask.input_tokens - cache.read - cache.written,
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {"ephemeral_5m_input_tokens": cache.write_5m, "ephemeral_1h_input_tokens": cache.write_1h},
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
     }
 
 

@@ -8,12 +8,13 @@ GET  /v1/models[/{id}]          either list: Anthropic when the request carries
 POST /_sim/faults               {"fault", "count", "model", "retry_after"} → queue faults
 GET  /_sim/faults               the queued faults
 GET  /_sim/requests             the recorded requests
-POST /_sim/reset                clear faults and recorded requests, release held requests
+POST /_sim/reset                clear faults, recorded requests and the prompt cache, release held requests
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from .asgi import (
     send_reply,
     send_stream,
 )
+from .cache import Clock, PromptCache
 from .faults import Fault, Faults
 from .openai import OpenAIWire
 
@@ -50,7 +52,7 @@ class Wire(Protocol):
     def error(self, status: int, message: str) -> Reply: ...
     def fault(self, fault: Fault) -> Reply: ...
     def not_found(self, method: str, path: str) -> Reply: ...
-    def ask(self, body: Any, size: int) -> Ask | Reply: ...
+    def ask(self, body: Any, raw: bytes) -> Ask | Reply: ...
     def reply(self, ask: Ask, answer: Answer) -> Reply: ...
     def stream(self, ask: Ask, answer: Answer) -> Stream: ...
     def models(self, query: bytes) -> Reply: ...
@@ -73,6 +75,7 @@ class Simulator:
         token_delay_ms: float = 0.0,
         default_output_tokens: int = 50,
         api_keys: Iterable[str] | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         if latency_ms < 0 or token_delay_ms < 0 or default_output_tokens < 0:
             raise ValueError("latency_ms, token_delay_ms and default_output_tokens must not be negative")
@@ -82,6 +85,7 @@ class Simulator:
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.faults = Faults()
+        self.cache = PromptCache(clock)
         self._epoch = 0
         self._anthropic = AnthropicWire()
         self._openai = OpenAIWire()
@@ -91,9 +95,10 @@ class Simulator:
         self.faults.inject(fault, count, model, retry_after)
 
     def reset(self) -> None:
-        """Clear faults and recorded requests; requests held by "timeout" are dropped."""
+        """Clear faults, recorded requests and the prompt cache; requests held by "timeout" are dropped."""
         self.faults.clear()
         self.requests.clear()
+        self.cache.clear()
         self._epoch += 1
 
     # -- ASGI
@@ -131,9 +136,9 @@ class Simulator:
         if not parsed:
             return await self._send(send, wire.error(400, "The request body is not valid JSON."))
         if method == "POST" and path in _GENERATE:
-            return await self._generate(wire, body, len(raw), receive, send)
+            return await self._generate(wire, body, raw, receive, send)
         if method == "POST" and path == "/v1/messages/count_tokens" and isinstance(wire, AnthropicWire):
-            return await self._send(send, wire.count(body, len(raw)))
+            return await self._send(send, wire.count(body, raw))
         if method == "GET" and path == _MODELS:
             return await self._send(send, wire.models(scope.get("query_string", b"")))
         if method == "GET" and path.startswith(_MODELS + "/"):
@@ -142,9 +147,9 @@ class Simulator:
             return await self._send(send, wire.error(405, f"Method not allowed: {method} {path}"))
         await self._send(send, wire.not_found(method, path))
 
-    async def _generate(self, wire: Wire, body: Any, size: int, receive: Receive, send: Send) -> None:
-        """validate → fault? → answer → (latency) → reply, stream, or the fault's misbehaviour."""
-        ask = wire.ask(body, size)
+    async def _generate(self, wire: Wire, body: Any, raw: bytes, receive: Receive, send: Send) -> None:
+        """validate → fault? → prompt cache → answer → (latency) → reply, stream, or the fault's misbehaviour."""
+        ask = wire.ask(body, raw)
         if isinstance(ask, Reply):
             return await self._send(send, ask)
         fault = self.faults.take(ask.model)
@@ -155,6 +160,8 @@ class Simulator:
             return
         if fault is not None and fault.kind != "cut":
             return await self._send(send, wire.fault(fault))
+        if ask.cacheable is not None:  # the provider caches once it starts answering (a "cut" included)
+            ask.cache = self.cache.settle(ask.cacheable)
         said = answer(ask, self.default_output_tokens)
         if self.latency:
             await asyncio.sleep(self.latency)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any
 
 import orjson
 
+from ..prompt_cache import OPENAI_EXTENDED_TTL_SECONDS, OPENAI_MIN_TOKENS, OPENAI_TTL_SECONDS
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
+from .cache import Automatic, prefix_hashes
 from .faults import Fault
 from .ids import new_id
 from .text import char_deltas, seed, word_deltas
@@ -112,8 +115,8 @@ class OpenAIWire:
 
     # -- requests
 
-    def ask(self, body: Any, size: int) -> Ask | Reply:
-        """Validate a Chat Completions request; `size` is its length in bytes."""
+    def ask(self, body: Any, raw: bytes) -> Ask | Reply:
+        """Validate a Chat Completions request (`raw`: its bytes)."""
         try:
             max_tokens = _validate(body)
         except Invalid as e:
@@ -128,10 +131,11 @@ class OpenAIWire:
         fmt = body.get("response_format") or {}
         schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
         stop = body.get("stop")
+        total, cacheable = measure(body, len(raw))
         return Ask(
             model=body["model"],
             stream=body.get("stream") is True,
-            input_tokens=input_tokens(body, size),
+            input_tokens=total,
             seed=seed(messages),
             prompt=_last_user_text(messages),
             max_tokens=max_tokens,
@@ -142,6 +146,7 @@ class OpenAIWire:
             json=fmt.get("type") in ("json_object", "json_schema"),
             json_schema=schema if isinstance(schema, dict) else None,
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            cacheable=cacheable,
         )
 
     # -- answers
@@ -225,22 +230,43 @@ class OpenAIWire:
         )
 
 
-def input_tokens(body: dict[str, Any], size: int) -> int:
-    """Messages (+ per-message and reply overhead) + tools + response schema, at most the request's bytes."""
+def measure(body: dict[str, Any], size: int) -> tuple[int, Automatic | None]:
+    """Input tokens: messages (+ per-message and reply overhead) + tools + response schema, at most
+    the request's bytes; and the prompt as the cache sees it, when it is long enough to be cached."""
+    total, parts = _parts(body)
+    if not OPENAI_MIN_TOKENS <= total <= size:
+        return min(total, size), None
+    ends = list(accumulate(n for n, _ in parts))
+    hashes = prefix_hashes(["openai", body["model"], body.get("prompt_cache_key")], (value for _, value in parts))
+    extended = body.get("prompt_cache_retention") == "24h"
+    return total, Automatic(ends, hashes, OPENAI_EXTENDED_TTL_SECONDS if extended else OPENAI_TTL_SECONDS)
+
+
+def _parts(body: dict[str, Any]) -> tuple[int, list[tuple[int, Any]]]:
+    """The prompt's tokens, and the prompt in the order the model reads it as (tokens, content)
+    pairs: tool definitions, response schema, each message, and the priming of the reply."""
+    parts: list[tuple[int, Any]] = []
     total = REPLY_TOKENS
+    if tools := body.get("tools"):
+        n = count_json(tools)
+        parts.append((n, tools))
+        total += n
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        schema = fmt.get("json_schema") or {}
+        n = count_json(schema)
+        parts.append((n, schema))
+        total += n
     for message in body["messages"]:
-        total += MESSAGE_TOKENS + _content_tokens(message.get("content"))
-        total += count_text(message.get("name"))
+        n = MESSAGE_TOKENS + _content_tokens(message.get("content")) + count_text(message.get("name"))
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
-                total += count_text(function.get("name")) + count_text(function.get("arguments"))
-    if tools := body.get("tools"):
-        total += count_json(tools)
-    fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        total += count_json(fmt.get("json_schema") or {})
-    return min(total, size)
+                n += count_text(function.get("name")) + count_text(function.get("arguments"))
+        parts.append((n, message))
+        total += n
+    parts.append((REPLY_TOKENS, "reply"))
+    return total, parts
 
 
 def _content_tokens(content: Any) -> int:
@@ -380,6 +406,16 @@ def _validate(body: Any) -> int | None:
             "response_format.json_schema",
             "missing_required_parameter",
         )
+    key = body.get("prompt_cache_key")
+    if key is not None and not isinstance(key, str):
+        raise Invalid("Invalid type for 'prompt_cache_key': expected a string.", "prompt_cache_key", "invalid_type")
+    retention = body.get("prompt_cache_retention")
+    if retention not in (None, "in_memory", "24h"):
+        raise Invalid(
+            f"Invalid value: '{retention}'. Supported values are: 'in_memory' and '24h'.",
+            "prompt_cache_retention",
+            "invalid_value",
+        )
     return limit
 
 
@@ -423,7 +459,7 @@ def _usage(ask: Ask, answer: Answer) -> dict[str, Any]:
         "prompt_tokens": ask.input_tokens,
         "completion_tokens": answer.output_tokens,
         "total_tokens": ask.input_tokens + answer.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,

@@ -46,3 +46,24 @@ def count_text(value: Any) -> int:
 def count_json(value: Any) -> int:
     """Tokens of a JSON value as the wire would carry it (tool definitions, tool inputs, schemas)."""
     return count_tokens(orjson.dumps(value).decode())
+
+
+def count_json_items(items: list[Any]) -> list[int]:
+    """Tokens of each item of a JSON array, apportioned so the running sums are the tokens of the
+    array's text up to each item (the last one's closing bracket included): the sum is exactly
+    `count_json(items)`, and a prefix of the array is priced as a prefix of its text.
+
+    orjson writes no whitespace and every item's text starts and ends with a non-space, so the
+    separators never split words: each "," or "[" glues the neighbouring words into one.
+    """
+    out: list[int] = []
+    words = size = before = 0
+    last = len(items) - 1
+    for i, item in enumerate(items):
+        text = orjson.dumps(item).decode()
+        words += len(text.split()) - (i > 0)
+        size += (len(text) if text.isascii() else len(text.encode())) + 1  # "[" or ","
+        upto = max(words, (size + (i == last) + 3) >> 2)
+        out.append(upto - before)
+        before = upto
+    return out
