@@ -126,3 +126,8 @@ def test_auto_without_a_ladder_is_a_clear_error(gateway):
     with pytest.raises(anthropic.NotFoundError):
         gw.anthropic().messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     _ = Decimal
+
+
+def test_models_list_offers_auto_to_a_tiered_agent(gateway):
+    gw = gateway(agents=auto_agent())
+    assert [m.id for m in gw.anthropic().models.list()] == ["auto", *LADDER.values()]

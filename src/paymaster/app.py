@@ -549,7 +549,7 @@ class Gateway:
         h = header_map(scope)
         agent = self.agent(h)
         api = wire_anthropic if b"anthropic-version" in h else wire_openai
-        await respond(send, 200, api.models_body(list(agent.models)))
+        await respond(send, 200, api.models_body((["auto"] if agent.tiers else []) + list(agent.models)))
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Anthropic's free token count, proxied with the gateway's credential; no budget involved."""
