@@ -23,6 +23,7 @@ COLUMNS = (
     "left today $",
     "status",
 )
+LEDGER_COLUMNS = ("agent", "model", "calls", "failed", "in tokens", "out tokens", "spent today $", "left today $")
 
 
 def render(rows: Sequence[Sequence[Any]], columns: Sequence[str] = COLUMNS) -> str:
@@ -32,7 +33,7 @@ def render(rows: Sequence[Sequence[Any]], columns: Sequence[str] = COLUMNS) -> s
     for n, r in enumerate(cells):
         lines.append(
             "  ".join(
-                v.ljust(w) if i in (0, 1, len(r) - 1) else v.rjust(w)
+                v.ljust(w) if i in (0, 1) or not v.replace(".", "").replace("-", "").isdigit() else v.rjust(w)
                 for i, (v, w) in enumerate(zip(r, widths, strict=True))
             )
         )
@@ -55,13 +56,11 @@ def rows_from_ledger(config: Config, store: SQLiteStore, now: float | None = Non
                 name,
                 a.model,
                 t["calls"],
-                "",
                 t["failed"],
                 t["input_tokens"],
                 t["output_tokens"],
                 usd_str(t["cost_nanos"]),
                 left or "no cap",
-                "",
             ]
         )
     return out
@@ -70,7 +69,7 @@ def rows_from_ledger(config: Config, store: SQLiteStore, now: float | None = Non
 def print_report(config: Config) -> None:
     store = SQLiteStore(config.ledger)
     try:
-        print(render(rows_from_ledger(config, store)))
+        print(render(rows_from_ledger(config, store), LEDGER_COLUMNS))
         open_ = store.unsettled_on_disk()
         if open_:
             print(f"\n{open_} reservation(s) not settled (a gateway is running, or one stopped mid-call)")
