@@ -42,7 +42,7 @@ from .levers.routing import Route, Router
 from .pricing import Rates, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
-from .wire import SSEFrames, input_bound
+from .wire import SSEFrames, input_bound, translate
 from .wire import anthropic as wire_anthropic
 from .wire import openai as wire_openai
 
@@ -65,6 +65,16 @@ class Exchange:
     payload: bytes  # the request body as sent upstream
     cache_key: bytes | None = None  # response-cache key, when the answer may be stored
     may_retry: bool = False  # a fallback model exists: retryable failures raise Retry instead of answering
+    target: ModuleType | None = None  # the provider's wire, when it differs from the caller's (translation)
+
+    @property
+    def wire(self) -> ModuleType:
+        """The wire format the provider speaks."""
+        return self.target or self.api
+
+    @property
+    def translated(self) -> bool:
+        return self.target is not None and self.target is not self.api
 
 
 class Retry(Exception):
@@ -186,25 +196,23 @@ class Gateway:
         call = self.decode(api, agent, body, h)  # 2. decode
         task = output.task_of(agent, call)
         output.apply(call, agent, task)  # 3. levers, in order: output → routing → caching
-        route = self.router.route(call, agent, task, self.budget.share(agent.name))
-        self.note_route(call, agent, route)
-        rates, upstream = self.resolve(api, agent, route.model)
-        kind = upstream.provider.kind
-        caching.apply(call, agent, kind)
-        api.set_max_tokens(call.body, call.max_tokens, kind)
         if call.stream and api is wire_openai:
             call.wants_usage_chunk = wire_openai.ask_usage(call.body)
+        route = self.router.route(call, agent, task, self.budget.share(agent.name))
+        self.note_route(call, agent, route)
+        source = call.body  # the caller's request, in its own API's shape
         cache_key = self.answers.key(call) if agent.response_cache.enabled else None
-        if cache_key is not None and await self.answer_from_cache(call, rates, cache_key, send):
+        if cache_key is not None and await self.answer_from_cache(call, cache_key, send):
             return
         tried: set[str] = set()
         while True:
             tried.add(call.model)
+            target, rates, upstream = self.prepare(call, agent, source)  # translation, caching
             payload = orjson.dumps(call.body)
             call.input_bound = self.bound(payload, call, rates, h)
             ticket = await self.admit(call, rates)  # 4. admit (402 when over a cap)
             if ticket.fitted:
-                api.set_max_tokens(call.body, ticket.max_tokens, kind)
+                target.set_max_tokens(call.body, ticket.max_tokens, upstream.provider.kind)
                 call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
                 payload = orjson.dumps(call.body)
             try:
@@ -213,10 +221,8 @@ class Gateway:
                 self.budget.release_unsent(ticket)
                 raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
             nxt = self.router.fallback(call.model, tried, agent.models, call.input_bound, ticket.max_tokens)
-            if nxt is not None and self.config.models[nxt].provider.api != api.API:
-                nxt = None  # cross-API fallback needs translation
             x = Exchange(
-                api, call, rates, upstream, ticket, h, time.perf_counter(), payload, cache_key, nxt is not None
+                api, call, rates, upstream, ticket, h, time.perf_counter(), payload, cache_key, nxt is not None, target
             )
             forward = self.forward_stream if call.stream else self.forward  # 5–7. forward, settle, encode
             try:
@@ -226,8 +232,31 @@ class Gateway:
                 self.router.failed(call.model)
                 assert nxt is not None
                 self.route_to(call, nxt, f"fallback from {call.model} ({r.why})")
-                rates, upstream = self.resolve(api, agent, nxt)
-                kind = upstream.provider.kind
+                source["model"] = nxt
+
+    def prepare(self, call: Call, agent: Agent, source: dict[str, Any]) -> tuple[ModuleType, Rates, Upstream]:
+        """Shape the request for the provider of `call.model`: translated when that provider speaks the other
+        API, then the caching lever (which works in the provider's shape). Returns (its wire, rates, upstream)."""
+        m = self.config.models[call.model]
+        kind = m.provider.kind
+        target = wire_anthropic if m.provider.api == "anthropic" else wire_openai
+        assert call.max_tokens is not None
+        if target.API == call.api:
+            call.body = source
+            target.set_max_tokens(source, call.max_tokens, kind)
+        else:
+            shaped = dict(source)
+            (wire_anthropic if call.api == "anthropic" else wire_openai).set_max_tokens(
+                shaped, call.max_tokens, "openai"
+            )
+            if call.api == "openai":
+                call.body = translate.openai_request_to_anthropic(shaped, call.model)
+            else:
+                call.body = translate.anthropic_request_to_openai(shaped, call.model, kind)
+            call.notes["x-paymaster-translated"] = f"{call.api} -> {target.API}"
+        call.target_api = target.API
+        caching.apply(call, agent, kind)
+        return target, self.rates_of(call.model), self.upstreams[m.provider.name]
 
     def decode(self, api: ModuleType, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes]) -> Call:
         model, max_tokens, stream = api.check(body)
@@ -246,16 +275,6 @@ class Gateway:
             choices=wire_openai.choices(body) if api is wire_openai else 1,
             task=_task_name(h, body),
         )
-
-    def resolve(self, api: ModuleType, agent: Agent, model: str) -> tuple[Rates, Upstream]:
-        """The price and the upstream of the model a call runs on."""
-        m = self.config.models[model]
-        if m.provider.api != api.API:
-            other = "/v1/messages" if m.provider.api == "anthropic" else "/v1/chat/completions"
-            raise BadRequest(
-                f"model {model!r} is served through the {m.provider.api} API; call it at {other}", param="model"
-            )
-        return self.config.prices.rates(model, PRICE_PROVIDER[m.provider.kind]), self.upstreams[m.provider.name]
 
     def rates_of(self, model: str) -> Rates:
         return self.config.prices.rates(model, PRICE_PROVIDER[self.config.models[model].provider.kind])
@@ -286,7 +305,7 @@ class Gateway:
             bound = min(bound, rates.context_window)
         return bound
 
-    async def answer_from_cache(self, call: Call, rates: Rates, key: bytes, send: Send) -> bool:
+    async def answer_from_cache(self, call: Call, key: bytes, send: Send) -> bool:
         """Answer a repeated deterministic request from the response cache, at no cost."""
         now = self.clock()
         hit = self.answers.get(key, now)
@@ -358,7 +377,7 @@ class Gateway:
     # -- forward, settle, encode ---------------------------------------------------------------------
 
     async def forward(self, x: Exchange, receive: Receive, send: Send) -> None:
-        api, call, up = x.api, x.call, x.up
+        call, up = x.call, x.up
         status, usage, error, rid = "ok", Usage(), "", ""
         try:
             try:
@@ -374,11 +393,16 @@ class Gateway:
                 status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
                 if x.may_retry and resp.status in RETRYABLE:
                     raise Retry(str(resp.status))
+                if x.translated:
+                    data = _translate_error(call.api, data)
             else:
                 try:
-                    usage = api.usage(orjson.loads(data).get("usage"))
+                    answer = orjson.loads(data)
+                    usage = x.wire.usage(answer.get("usage"))
                 except (orjson.JSONDecodeError, AttributeError):
                     status, error = "bad_upstream_body", "the provider answered 200 without a JSON usage block"
+                if x.translated and status == "ok":
+                    data = orjson.dumps(_translate_answer(call.api, answer, call.model))
                 if call.structured_tool and status == "ok":
                     data = wire_anthropic.unwrap_structured(data, call.structured_tool)
         finally:
@@ -391,7 +415,8 @@ class Gateway:
     async def forward_stream(self, x: Exchange, receive: Receive, send: Send) -> None:
         api, call, up = x.api, x.call, x.up
         status, error, rid = "ok", "", ""
-        watch = api.StreamWatch(call)
+        watch = x.wire.StreamWatch(call)
+        relay = _StreamTranslation(call) if x.translated else None
         gone = asyncio.Event()
         resp: Response | None = None
 
@@ -417,6 +442,8 @@ class Gateway:
                 status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
                 if x.may_retry and resp.status in RETRYABLE:
                     raise Retry(str(resp.status))
+                if x.translated:
+                    data = _translate_error(call.api, data)
                 await respond(send, resp.status, data, relay_headers(resp))
                 return
             await send(
@@ -431,8 +458,11 @@ class Gateway:
                 async for chunk in resp.iter_chunks():
                     for f in frames.feed(chunk):
                         out = watch.frame(f)
-                        if out is not None:
-                            await send({"type": "http.response.body", "body": out, "more_body": True})
+                        for g in relay.frame(f) if relay is not None else (out,) if out is not None else ():
+                            await send({"type": "http.response.body", "body": g, "more_body": True})
+                if relay is not None and watch.finished:
+                    for g in relay.close():
+                        await send({"type": "http.response.body", "body": g, "more_body": True})
             except UpstreamClosed as e:
                 status, error = "cut", f"the provider's stream broke off: {e}"
             except UpstreamError as e:
@@ -574,6 +604,41 @@ class Gateway:
         await json_response(
             send, {"status": "ok", "open_calls": len(self.budget.open), "journal_open": self.store.open_reservations()}
         )
+
+
+def _translate_error(caller_api: str, data: bytes) -> bytes:
+    if caller_api == "openai":
+        return translate.anthropic_error_to_openai(data)
+    return translate.openai_error_to_anthropic(data)
+
+
+def _translate_answer(caller_api: str, answer: dict[str, Any], model: str) -> dict[str, Any]:
+    if caller_api == "openai":
+        return translate.anthropic_response_to_openai(answer, model)
+    return translate.openai_response_to_anthropic(answer, model)
+
+
+class _StreamTranslation:
+    """The provider's stream frames as the caller's API's frames (and a structured answer's forced tool
+    call back as text, for an Anthropic caller)."""
+
+    def __init__(self, call: Call) -> None:
+        if call.api == "openai":
+            self.stream: Any = translate.AnthropicToOpenAIStream(call.model, call.wants_usage_chunk)
+        else:
+            self.stream = translate.OpenAIToAnthropicStream(call.model)
+        self.untool = wire_anthropic.StreamWatch(call) if call.structured_tool else None
+
+    def _post(self, frames: list[bytes]) -> list[bytes]:
+        if self.untool is None:
+            return frames
+        return [g for f in frames if (g := self.untool.frame(f)) is not None]
+
+    def frame(self, f: bytes) -> list[bytes]:
+        return self._post(self.stream.frame(f))
+
+    def close(self) -> list[bytes]:
+        return self._post(self.stream.close())
 
 
 def _task_name(h: dict[bytes, bytes], body: dict[str, Any]) -> str | None:

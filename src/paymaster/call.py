@@ -45,3 +45,4 @@ class Call:
     structured_tool: str | None = None  # Anthropic: the forced tool carrying a structured answer
     notes: dict[str, str] = field(default_factory=dict)  # response headers the levers want to add
     wants_usage_chunk: bool = False  # OpenAI stream: did the caller ask for the usage chunk itself
+    target_api: str = ""  # the wire format of the provider the call goes to (translation when it differs)

@@ -31,7 +31,7 @@ CACHEABLE_BLOCKS = ("text", "image", "document", "tool_use", "tool_result", "sea
 def apply(call: Call, agent: Agent, provider_kind: str) -> None:
     if not agent.caching.enabled:
         return
-    if call.api == "anthropic":
+    if (call.target_api or call.api) == "anthropic":
         n = place_breakpoints(call.body, call.model, agent.caching.ttl, call.system_tail)
         if n:
             call.notes["x-paymaster-cache-breakpoints"] = str(n)

@@ -1,0 +1,65 @@
+"""Cross-provider translation: an agent speaking one API, served by a model behind the other.
+
+    from paymaster.wire import translate as tr
+    body = tr.openai_request_to_anthropic(caller_body, "claude-sonnet-4-6")
+    answer = tr.anthropic_response_to_openai(provider_json, requested_model="gpt-4.1-mini")
+    s = tr.AnthropicToOpenAIStream("gpt-4.1-mini", include_usage=True)
+    out = [g for f in frames for g in s.frame(f)] + s.close()
+
+Pure functions and small classes, no I/O. The rule: what maps exactly is mapped, what does not is
+refused with `BadRequest` naming the field — never dropped. Both directions map system prompts
+(leading system/developer messages ↔ `system`; later ones stay in place as mid-conversation system
+messages), multi-turn text, images (base64 and URL), tools, tool calls (JSON-text arguments ↔ input
+objects) and tool results, tool_choice (auto / required↔any / none / named, parallel_tool_calls=false
+↔ disable_parallel_tool_use), stop sequences, temperature (0–1) and top_p, the end-user id
+(user / safety_identifier ↔ metadata.user_id), service tier (auto, default ↔ standard_only),
+structured output (json_schema ↔ `output_config.format`), streaming, usage, finish/stop reasons and
+error bodies. Tool call ids pass through unchanged, so a tool result always names the provider's id.
+
+Refused, OpenAI caller → Claude: n > 1, logprobs / top_logprobs, logit_bias, frequency / presence
+penalties, seed, audio (input parts, output, modalities), file parts, image detail "low"/"original",
+prediction, reasoning_effort, verbosity, web_search_options, the deprecated functions API, store,
+metadata, moderation, custom tools, json_object (Claude's output format needs a schema, and a prompt
+instruction is not the guarantee json_object gives), json_schema.description, message `name`s,
+assistant refusals, temperature > 1, a missing output limit (Claude has no default), a conversation
+ending on an assistant turn (Claude would continue it), and any field this module does not know.
+
+Refused, Anthropic caller → OpenAI: top_k, thinking (and thinking blocks), documents / PDFs, file
+images, server tools (web search, code execution, …) and their blocks, citations, search results,
+tool results that carry images or is_error, text after a tool_use in one turn, prefill, more than
+four stop sequences, output_config.effort, container, context_management, mcp_servers,
+inference_geo, speed "fast", diagnostics, max_tokens 0, and any field this module does not know.
+
+Not forwarded, because they only steer where a provider caches the prompt and change neither the
+answer nor what its usage fields mean: Anthropic `cache_control`, OpenAI `prompt_cache_key`,
+`prompt_cache_retention`, `prompt_cache_options` and `prompt_cache_breakpoint`; likewise OpenAI's
+`stream_options` (usage is always asked for; obfuscation is padding).
+
+Inexact by nature, and said here rather than hidden: OpenAI's "stop" does not tell a stop sequence
+from the model's own end, so it comes back as end_turn with no stop_sequence; a translated Anthropic
+stream's message_start carries zero tokens, and its message_delta the whole usage (OpenAI reports
+usage at the end only); Claude's thinking is left out of OpenAI answers (its tokens stay counted).
+"""
+
+from __future__ import annotations
+
+from .translate_anthropic_request import anthropic_request_to_openai
+from .translate_openai_request import openai_request_to_anthropic
+from .translate_response import (
+    anthropic_error_to_openai,
+    anthropic_response_to_openai,
+    openai_error_to_anthropic,
+    openai_response_to_anthropic,
+)
+from .translate_stream import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+
+__all__ = [
+    "AnthropicToOpenAIStream",
+    "OpenAIToAnthropicStream",
+    "anthropic_error_to_openai",
+    "anthropic_request_to_openai",
+    "anthropic_response_to_openai",
+    "openai_error_to_anthropic",
+    "openai_request_to_anthropic",
+    "openai_response_to_anthropic",
+]
