@@ -131,3 +131,38 @@ def test_auto_without_a_ladder_is_a_clear_error(gateway):
 def test_models_list_offers_auto_to_a_tiered_agent(gateway):
     gw = gateway(agents=auto_agent())
     assert [m.id for m in gw.anthropic().models.list()] == ["auto", *LADDER.values()]
+
+
+PROMPTS = [
+    "What is 2+2?",
+    "Prove there are infinitely many primes and derive their density step by step.",
+    "Translate 'good morning' into French.",
+    "Summarise the meeting notes in three bullets.",
+]
+
+
+def routed(gw, prompts=PROMPTS):
+    out = []
+    for p in prompts:
+        raw = gw.anthropic().messages.with_raw_response.create(
+            model="auto", max_tokens=50, messages=[{"role": "user", "content": p}]
+        )
+        assert raw.headers["x-paymaster-route"].startswith("classifier:")
+        out.append(raw.headers["x-paymaster-model"])
+    return out
+
+
+def test_classifier_threshold_knob(gateway, sim):
+    everything_heavy = routed(gateway(agents=auto_agent(), routing={"target_heavy_share": 1.0}))
+    assert set(everything_heavy) == {LADDER["heavy"]}
+    nothing_heavy = routed(gateway(agents=auto_agent(), routing={"target_heavy_share": 0.0}))
+    assert LADDER["heavy"] not in nothing_heavy
+    two_tiers = {"alice": {"model": "auto", "tiers": {"light": LADDER["light"], "heavy": LADDER["heavy"]}}}
+    assert set(routed(gateway(agents=two_tiers, routing={"target_heavy_share": 0.0}))) == {LADDER["light"]}
+
+
+def test_classifier_routing_is_deterministic(gateway, sim):
+    gw = gateway(agents=auto_agent())
+    call = dict(model="auto", max_tokens=50, messages=[{"role": "user", "content": "Summarise the meeting notes."}])
+    routes = {gw.anthropic().messages.with_raw_response.create(**call).headers["x-paymaster-route"] for _ in range(3)}
+    assert len(routes) == 1
