@@ -166,3 +166,28 @@ def test_classifier_routing_is_deterministic(gateway, sim):
     call = dict(model="auto", max_tokens=50, messages=[{"role": "user", "content": "Summarise the meeting notes."}])
     routes = {gw.anthropic().messages.with_raw_response.create(**call).headers["x-paymaster-route"] for _ in range(3)}
     assert len(routes) == 1
+
+
+def test_cache_affinity_keeps_a_cached_conversation_where_moving_saves_less(gateway, sim):
+    long_system = "House rules for every answer, kept verbatim across turns. " * 600
+    gw = gateway(agents={"alice": {"model": "auto", "tiers": {"light": LADDER["light"], "heavy": LADDER["standard"]}}})
+    c = gw.anthropic()
+
+    def ask(task, system=long_system):
+        return c.messages.with_raw_response.create(
+            model="auto",
+            max_tokens=50,
+            system=system,
+            messages=[{"role": "user", "content": "next step"}],
+            extra_headers={"x-paymaster-task": task},
+        ).headers
+
+    first = ask("synthesis")
+    assert first["x-paymaster-model"] == LADDER["standard"]
+    assert gw.ledger("alice")[-1]["cache_write_tokens"] > 0
+    light = ask("classification")  # would go light, but the prefix is cached on the heavy model
+    assert light["x-paymaster-model"] == LADDER["standard"]
+    assert "cache affinity" in light["x-paymaster-route"]
+    assert gw.ledger("alice")[-1]["cache_read_tokens"] > 0
+    other = ask("classification", system="A different, short system prompt.")  # no cached prefix: routed as usual
+    assert other["x-paymaster-model"] == LADDER["light"]

@@ -198,6 +198,9 @@ class Gateway:
         output.apply(call, agent, task)  # 3. levers, in order: output → routing → caching
         if call.stream and api is wire_openai:
             call.wants_usage_chunk = wire_openai.ask_usage(call.body)
+        if call.model == "auto":
+            call.prefix_key = caching.cache_key(agent.name, call.body)
+            call.approx_tokens = len(orjson.dumps(call.body)) // 4
         route = self.router.route(call, agent, task, self.budget.share(agent.name))
         self.note_route(call, agent, route)
         source = call.body  # the caller's request, in its own API's shape
@@ -507,6 +510,8 @@ class Gateway:
             else:
                 cost_usd = rates.worst_case(call.input_bound, t.max_tokens * call.choices)
         nanos = to_nanos(cost_usd)
+        if status == "ok" and call.prefix_key:
+            self.router.remember(call, usage.cache_read_tokens + usage.cache_write_tokens)
         uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens))) if status == "ok" else nanos
         exposure = 0
         if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:

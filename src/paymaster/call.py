@@ -40,6 +40,8 @@ class Call:
     requested: str | None = None  # the model the caller asked for, when routing chose another
     baseline: str | None = None  # the model the call would have run on without routing
     route: str = ""  # why it runs on `model`
+    prefix_key: str = ""  # the conversation's stable prefix (routing keeps it where it is cached)
+    approx_tokens: int = 0  # a rough size of the request, for routing estimates
     max_tokens_requested: int | None = None  # as the caller sent it, before any ceiling
     system_tail: int = 0  # trailing system blocks the gateway appended (kept out of the cached prefix)
     structured_tool: str | None = None  # Anthropic: the forced tool carrying a structured answer

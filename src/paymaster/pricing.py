@@ -121,6 +121,14 @@ class Rates:
             flat = max(t[0][1] for t in tiers[:1] + tiers[2:] if t), self.output[0][1]
             object.__setattr__(self, "_flat", flat)
 
+    def input_rate(self) -> Decimal:
+        """USD per uncached input token (base tier)."""
+        return self.input[0][1] / MILLION
+
+    def cache_read_rate(self) -> Decimal:
+        """USD per input token read from the cache (the input rate where the model has no cache price)."""
+        return (self.cache_read or self.input)[0][1] / MILLION
+
     def output_rate(self, input_bound: int) -> Decimal:
         """Worst-case USD per output token for a call of this input size."""
         return self._top(input_bound)[1] / MILLION

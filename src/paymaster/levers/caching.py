@@ -40,10 +40,12 @@ def apply(call: Call, agent: Agent, provider_kind: str) -> None:
 
 
 def cache_key(agent: str, body: dict[str, Any]) -> str:
-    """Per agent and per stable prefix (tools and the opening message, usually the system prompt):
+    """Per agent and per stable prefix (tools, system prompt and the opening message):
     requests that can share a cached prefix share a key, and go to the same cache."""
     msgs = body.get("messages") or []
-    head = orjson.dumps([body.get("model"), body.get("tools"), msgs[:1]], option=orjson.OPT_SORT_KEYS)
+    head = orjson.dumps(
+        [body.get("model"), body.get("tools"), body.get("system"), msgs[:1]], option=orjson.OPT_SORT_KEYS
+    )
     return f"pm-{agent}-{hashlib.sha256(head).hexdigest()[:16]}"
 
 

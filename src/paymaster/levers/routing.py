@@ -8,7 +8,10 @@ An agent configured with `model: auto` and a tier ladder (light / standard / hea
    against thresholds set by `routing.target_heavy_share` (the share of calls the top tier gets)
    or `routing.min_quality` (the predicted share of strong-model quality to keep);
 3. then degrade-before-cutoff: past `routing.degrade_at` of any of its caps, the agent runs one
-   tier down (the blackboard shows `degraded`) instead of running on into the hard stop.
+   tier down (the blackboard shows `degraded`) instead of running on into the hard stop;
+4. cache affinity: a conversation whose prefix is cached on one model stays there when moving to
+   a cheaper one would save less than the cache does (the first call elsewhere pays the whole
+   prefix again).
 
 A request naming a concrete model is not routed. Models that just failed are cooled down for
 `routing.cooldown_s`; `fallback` gives the next model of a failed one's ordered fallback list,
@@ -24,6 +27,8 @@ from typing import Any
 from ..call import Call
 from ..config import TIERS, Agent, Config, Task
 from ..pricing import Rates
+
+AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,7 @@ class Router:
         self.rates = rates
         self.cooling: dict[str, float] = {}  # model -> time it may be used again
         self._classifier: Any = None
+        self.affinity: dict[str, tuple[str, int, float]] = {}  # prefix key -> (model, cached tokens, expiry)
         self._thresholds: tuple[float, float] | None = None
 
     # -- picking ----------------------------------------------------------------------------------
@@ -69,7 +75,34 @@ class Router:
                 if not self.cooling_down(agent.tiers[t]):
                     model, reason = agent.tiers[t], f"{reason}, {model} cooling down"
                     break
+        stay = self._affinity(call, model)
+        if stay is not None:
+            model, reason = stay, f"{reason}, cache affinity: prefix cached on {stay}"
         return Route(model, reason, tier, baseline)
+
+    # -- cache affinity ---------------------------------------------------------------------------
+
+    def remember(self, call: Call, cached_tokens: int) -> None:
+        """A call cached (wrote or read) its prefix on `call.model`: later turns may stay there."""
+        if call.prefix_key and cached_tokens:
+            self.affinity[call.prefix_key] = (call.model, cached_tokens, self.clock() + AFFINITY_TTL)
+
+    def _affinity(self, call: Call, model: str) -> str | None:
+        """The model this conversation's prefix is cached on, when staying there costs less than moving to
+        `model` would save: a move to a cheaper model pays the whole prefix at full price again."""
+        entry = self.affinity.get(call.prefix_key) if call.prefix_key else None
+        if entry is None:
+            return None
+        cached_on, cached, expires = entry
+        if cached_on == model or self.clock() >= expires or self.cooling_down(cached_on):
+            return None
+        total = max(cached, call.approx_tokens)
+        here, there = self.rates(cached_on), self.rates(model)
+        stay = cached * here.cache_read_rate() + (total - cached) * here.input_rate()
+        move = total * there.input_rate()
+        if move >= stay and there.input_rate() <= here.input_rate():  # moving down would save less than the cache
+            return cached_on
+        return None
 
     def _tier_for(self, score: float, agent: Agent) -> str:
         heavy_at, standard_at = self.thresholds()
