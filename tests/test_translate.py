@@ -683,6 +683,25 @@ def test_a_forced_tool_call_streamed_with_finish_stop_is_tool_use() -> None:
     assert b'"stop_reason":"tool_use"' in out[-2]
 
 
+def test_streamed_refusals_and_text_after_a_tool_call() -> None:
+    refusal = [chunk({"role": "assistant", "content": None, "refusal": ""}), chunk({"refusal": "I can't."})]
+    out = translate(tr.OpenAIToAnthropicStream(CLAUDE), [*refusal, *gpt_stream()[7:]])
+    with anthropic_client(200, b"".join(out), stream=True) as client:
+        with client.messages.stream(model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": "x"}]) as s:
+            final = s.get_final_message()
+    assert final.stop_reason == "refusal" and [b.model_dump(include={"type", "text"}) for b in final.content] == [
+        text("I can't.")
+    ]  # noqa: E501
+    frames = gpt_stream()
+    frames.insert(7, chunk({"content": "Done."}))  # text after the tool calls: a block of its own
+    out = translate(tr.OpenAIToAnthropicStream(CLAUDE), frames)
+    with anthropic_client(200, b"".join(out), stream=True) as client:
+        with client.messages.stream(model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": "x"}]) as s:
+            final = s.get_final_message()
+    assert [b.type for b in final.content] == ["text", "tool_use", "tool_use", "text"]
+    assert [getattr(b, "text", None) for b in final.content] == ["Let me check.", None, None, "Done."]
+
+
 def test_close_ends_only_complete_answers() -> None:
     def fed(stream: Any, frames: list[bytes]) -> Any:
         for f in frames:

@@ -6,8 +6,14 @@
     s = tr.AnthropicToOpenAIStream("gpt-4.1-mini", include_usage=True)
     out = [g for f in frames for g in s.frame(f)] + s.close()
 
-Pure functions and small classes, no I/O. The rule: what maps exactly is mapped, what does not is
-refused with `BadRequest` naming the field — never dropped. Both directions map system prompts
+Pure functions and small classes, no I/O, in five modules: `translate_openai_request` and
+`translate_anthropic_request` (one per caller API), `translate_response` (answers, usage, stop
+reasons, error bodies), `translate_stream`, and `translate_refuse` (the field tables' checks).
+
+The rule: what maps exactly is mapped, what does not is refused with `BadRequest` naming the field
+and saying why — never dropped. An answer the caller's API cannot express (a pause_turn, a server
+tool block, tool arguments that are not a JSON object) raises `UpstreamFailed` the same way; in a
+stream it becomes the caller's error event. Both directions map system prompts
 (leading system/developer messages ↔ `system`; later ones stay in place as mid-conversation system
 messages), multi-turn text, images (base64 and URL), tools, tool calls (JSON-text arguments ↔ input
 objects) and tool results, tool_choice (auto / required↔any / none / named, parallel_tool_calls=false
@@ -15,6 +21,15 @@ objects) and tool results, tool_choice (auto / required↔any / none / named, pa
 (user / safety_identifier ↔ metadata.user_id), service tier (auto, default ↔ standard_only),
 structured output (json_schema ↔ `output_config.format`), streaming, usage, finish/stop reasons and
 error bodies. Tool call ids pass through unchanged, so a tool result always names the provider's id.
+
+Structured output uses Claude's own `output_config.format` rather than a forced tool: it constrains
+decoding to the schema and returns the JSON as the text answer, as OpenAI's json_schema does, so
+nothing has to be unwrapped (streams included) and the caller's own tools and tool_choice still work.
+
+Limits a provider enforces per model are left to it, and its 400 reaches the caller translated:
+sampling parameters on Claude Opus 4.7 and later, temperature with top_p on recent Claude models,
+mid-conversation system messages before Opus 4.8, structured outputs before Claude 4.5, stop on
+OpenAI reasoning models.
 
 Refused, OpenAI caller → Claude: n > 1, logprobs / top_logprobs, logit_bias, frequency / presence
 penalties, seed, audio (input parts, output, modalities), file parts, image detail "low"/"original",
@@ -28,7 +43,8 @@ Refused, Anthropic caller → OpenAI: top_k, thinking (and thinking blocks), doc
 images, server tools (web search, code execution, …) and their blocks, citations, search results,
 tool results that carry images or is_error, text after a tool_use in one turn, prefill, more than
 four stop sequences, output_config.effort, container, context_management, mcp_servers,
-inference_geo, speed "fast", diagnostics, max_tokens 0, and any field this module does not know.
+inference_geo, speed "fast", diagnostics, metadata other than user_id, max_tokens 0, and any field
+this module does not know.
 
 Not forwarded, because they only steer where a provider caches the prompt and change neither the
 answer nor what its usage fields mean: Anthropic `cache_control`, OpenAI `prompt_cache_key`,

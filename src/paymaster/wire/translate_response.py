@@ -25,7 +25,7 @@ from ..errors import UpstreamFailed
 FINISH = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "max_tokens": "stop",
+    "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",

@@ -42,8 +42,9 @@ from .translate_response import (
 DONE = b"data: [DONE]\n\n"
 
 
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+def _event(name: str, **data: Any) -> bytes:
+    """An Anthropic event: its name, and the same name as its data's type."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
 
 
 def _data(obj: dict[str, Any]) -> bytes:
@@ -63,7 +64,6 @@ class AnthropicToOpenAIStream:
         self.role_sent = False
         self.tools: dict[int, int] = {}  # Anthropic block index → OpenAI tool call index
         self.args_sent: set[int] = set()  # tool calls whose arguments have begun
-        self.skipped: set[int] = set()  # thinking blocks
         self.usage: dict[str, Any] = {}
         self.finish: str | None = None
         self.done = False
@@ -130,13 +130,12 @@ class AnthropicToOpenAIStream:
             }
             return [self._chunk({"content": None, "tool_calls": [call]})]
         if kind in ("thinking", "redacted_thinking"):
-            self.skipped.add(i)
             return []
         return self._fail(f"the provider's answer cannot be translated: a {kind!r} block has no OpenAI counterpart")
 
     def _delta(self, i: Any, delta: dict[str, Any]) -> list[bytes]:
         kind = delta.get("type")
-        if kind == "text_delta" and i not in self.skipped:
+        if kind == "text_delta":
             return [self._chunk({"content": delta.get("text") or ""})]
         if kind == "input_json_delta" and i in self.tools and delta.get("partial_json"):
             self.args_sent.add(i)
@@ -171,9 +170,9 @@ class OpenAIToAnthropicStream:
     def __init__(self, requested_model: str) -> None:
         self.model = requested_model
         self.started = False
-        self.open: int | None = None  # the content block being written
-        self.text_block: int | None = None
-        self.blocks = 0
+        self.blocks = 0  # content blocks opened so far
+        self.open: int | None = None  # the block being written
+        self.open_kind = ""
         self.tools: dict[int, int] = {}  # OpenAI tool call index → Anthropic block index
         self.refused = False
         self.finish: str | None = None
@@ -189,7 +188,7 @@ class OpenAIToAnthropicStream:
         d = orjson.loads(raw)
         if d.get("error") is not None:
             self.done = True
-            return [_event("error", {"type": "error", "error": error_to_anthropic(d["error"])})]
+            return [_event("error", error=error_to_anthropic(d["error"]))]
         out = []
         if not self.started:
             self.started = True
@@ -203,7 +202,7 @@ class OpenAIToAnthropicStream:
                 "stop_sequence": None,
                 "usage": {"input_tokens": 0, "output_tokens": 0},  # OpenAI tells usage at the end only
             }
-            out.append(_event("message_start", {"type": "message_start", "message": message}))
+            out.append(_event("message_start", message=message))
         for choice in d.get("choices") or ():
             delta = choice.get("delta") or {}
             for key in ("content", "refusal"):
@@ -213,7 +212,7 @@ class OpenAIToAnthropicStream:
             for call in delta.get("tool_calls") or ():
                 out += self._tool(call)
             if choice.get("finish_reason") is not None:
-                out += self._close_block()
+                out += self._close()
                 self.finish = choice["finish_reason"]
         if d.get("usage"):
             self.usage = d["usage"]
@@ -223,73 +222,52 @@ class OpenAIToAnthropicStream:
         return self._end() if self.finish is not None and self.usage is not None and not self.done else []
 
     def _text(self, text: str) -> list[bytes]:
-        out = []
-        if self.open is None or self.open != self.text_block:
-            out += self._close_block()
-            self.text_block = self.open = self._next()
-            block = {"type": "text", "text": ""}
-            out.append(
-                _event(
-                    "content_block_start", {"type": "content_block_start", "index": self.open, "content_block": block}
-                )
-            )
-        delta = {"type": "text_delta", "text": text}
-        return [
-            *out,
-            _event("content_block_delta", {"type": "content_block_delta", "index": self.open, "delta": delta}),
-        ]
+        out = self._open({"type": "text", "text": ""}) if self.open is None or self.open_kind != "text" else []
+        return [*out, _event("content_block_delta", index=self.open, delta={"type": "text_delta", "text": text})]
 
     def _tool(self, call: dict[str, Any]) -> list[bytes]:
-        out = []
         j = call.get("index", 0)
         fn = call.get("function") or {}
+        out = []
         if j not in self.tools:
-            out += self._close_block()
-            self.tools[j] = self.open = self._next()
-            block = {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": {}}
-            out.append(
-                _event(
-                    "content_block_start", {"type": "content_block_start", "index": self.open, "content_block": block}
-                )
-            )
-        if fn.get("arguments"):
+            out = self._open({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": {}})
+            self.tools[j] = self.blocks - 1
+        if fn.get("arguments"):  # pieces of an earlier call, should they come late, still find their block
             delta = {"type": "input_json_delta", "partial_json": fn["arguments"]}
-            out.append(
-                _event("content_block_delta", {"type": "content_block_delta", "index": self.tools[j], "delta": delta})
-            )
+            out.append(_event("content_block_delta", index=self.tools[j], delta=delta))
         return out
 
-    def _next(self) -> int:
+    def _open(self, block: dict[str, Any]) -> list[bytes]:
+        out = self._close()
+        self.open, self.open_kind = self.blocks, block["type"]
         self.blocks += 1
-        return self.blocks - 1
+        return [*out, _event("content_block_start", index=self.open, content_block=block)]
 
-    def _close_block(self) -> list[bytes]:
+    def _close(self) -> list[bytes]:
         if self.open is None:
             return []
         i, self.open = self.open, None
-        return [_event("content_block_stop", {"type": "content_block_stop", "index": i})]
+        return [_event("content_block_stop", index=i)]
 
     def _end(self) -> list[bytes]:
         self.done = True
         if self.finish is None:
             return []  # [DONE] without a finish_reason: broken off, the gateway says so
         if self.usage is None:
-            error = {
-                "type": "api_error",
-                "message": "the provider's stream carried no usage (stream_options.include_usage)",
-            }
-            return [_event("error", {"type": "error", "error": error})]
+            return [_error("the provider's stream carried no usage (ask with stream_options.include_usage)")]
         if self.refused:
             reason = "refusal"
         elif self.finish not in STOP:
-            error = {"type": "api_error", "message": f"finish_reason {self.finish!r} has no Anthropic stop_reason"}
-            return [_event("error", {"type": "error", "error": error})]
-        else:
+            return [_error(f"finish_reason {self.finish!r} has no Anthropic stop_reason")]
+        else:  # OpenAI says "stop" when tool_choice named the function; Claude says tool_use
             reason = "tool_use" if self.tools else STOP[self.finish]
         delta = {"stop_reason": reason, "stop_sequence": None}
-        usage = usage_to_anthropic(self.usage)
         return [
-            *self._close_block(),
-            _event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
-            _event("message_stop", {"type": "message_stop"}),
+            *self._close(),
+            _event("message_delta", delta=delta, usage=usage_to_anthropic(self.usage)),
+            _event("message_stop"),
         ]
+
+
+def _error(message: str) -> bytes:
+    return _event("error", error={"type": "api_error", "message": message})
