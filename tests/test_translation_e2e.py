@@ -144,3 +144,17 @@ def test_fallback_to_the_other_provider(gateway, sim):
     )
     assert raw.headers["x-paymaster-model"] == "gpt-4.1-mini" and raw.parse().usage.output_tokens == 7
     assert [r["status"] for r in gw.ledger("alice")] == ["upstream_error", "ok"]
+
+
+def test_brevity_framing_of_an_openai_caller_goes_into_claudes_system_prompt(gateway, sim):
+    agents = {"olivia": {**MIXED["olivia"], "brevity": "Be brief."}}
+    gw = gateway(agents=agents)
+    gw.openai().chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=[{"role": "system", "content": "You are a poet. " * 1200}, {"role": "user", "content": "x"}],
+    )
+    sent = sim.requests[-1]["body"]
+    assert all(m["role"] != "system" for m in sent["messages"])
+    system = sent["system"]
+    assert system[-1]["text"] == "Be brief." and "cache_control" not in system[-1]
+    assert "cache_control" in system[0], "the breakpoint stays on the agent's own system prompt"

@@ -253,6 +253,9 @@ class Gateway:
                 shaped, call.max_tokens, "openai"
             )
             if call.api == "openai":
+                if call.addendum is not None:  # Claude takes system text up front: the addendum joins it
+                    shaped["messages"] = _addendum_up_front(shaped["messages"], call.addendum)
+                    call.system_tail = 1
                 call.body = translate.openai_request_to_anthropic(shaped, call.model)
             else:
                 call.body = translate.anthropic_request_to_openai(shaped, call.model, kind)
@@ -609,6 +612,15 @@ class Gateway:
         await json_response(
             send, {"status": "ok", "open_calls": len(self.budget.open), "journal_open": self.store.open_reservations()}
         )
+
+
+def _addendum_up_front(messages: list[Any], addendum: str) -> list[Any]:
+    """Move the gateway's closing system message to the end of the leading system messages."""
+    rest = messages[:-1] if messages and messages[-1] == {"role": "system", "content": addendum} else list(messages)
+    lead = 0
+    while lead < len(rest) and isinstance(rest[lead], dict) and rest[lead].get("role") in ("system", "developer"):
+        lead += 1
+    return [*rest[:lead], {"role": "system", "content": addendum}, *rest[lead:]]
 
 
 def _translate_error(caller_api: str, data: bytes) -> bytes:

@@ -44,6 +44,7 @@ class Call:
     approx_tokens: int = 0  # a rough size of the request, for routing estimates
     max_tokens_requested: int | None = None  # as the caller sent it, before any ceiling
     system_tail: int = 0  # trailing system blocks the gateway appended (kept out of the cached prefix)
+    addendum: str | None = None  # OpenAI: the closing system message the gateway appended (brevity)
     structured_tool: str | None = None  # Anthropic: the forced tool carrying a structured answer
     notes: dict[str, str] = field(default_factory=dict)  # response headers the levers want to add
     wants_usage_chunk: bool = False  # OpenAI stream: did the caller ask for the usage chunk itself

@@ -105,4 +105,5 @@ def _frame(call: Call, addendum: str) -> None:
         call.system_tail = 1
     else:
         body["messages"].append({"role": "system", "content": addendum})
+        call.addendum = addendum
     call.notes["x-paymaster-brevity"] = "on"
