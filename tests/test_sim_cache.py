@@ -268,6 +268,8 @@ def test_automatic_caching_on_an_explicit_breakpoint(claude: anthropic.Anthropic
         ([cached(10)], {"type": "ephemeral", "ttl": "1h"}, "a ttl='1h' cache_control block must not come after"),
         ([{**cached(10), "cache_control": {"type": "ephemeral", "ttl": "2h"}}], None, "ttl: Input should be"),
         ([{**cached(10), "cache_control": {"type": "persistent"}}], None, "type: Input should be 'ephemeral'"),
+        ([{**cached(10), "cache_control": {"type": "ephemeral", "ttl": []}}], None, "ttl: Input should be"),
+        ([{**cached(10), "cache_control": "yes"}], None, "system.0.cache_control: Input should be a valid dictionary"),
         ([{"type": "text", "text": "", "cache_control": {"type": "ephemeral"}}], None, "empty text blocks"),
     ],
 )
@@ -293,28 +295,21 @@ def test_thinking_blocks_take_no_breakpoint(claude: anthropic.Anthropic) -> None
 
 
 def test_streams_report_the_same_numbers(claude: anthropic.Anthropic) -> None:
-    system = [cached(3000)]
+    request: Any = {
+        "model": SONNET,
+        "max_tokens": 5,
+        "system": [cached(3000)],
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     for expected in [(0, 3000, 3000, 0, 4), (3000, 0, 0, 0, 4)]:
-        events = list(
-            claude.messages.create(
-                model=SONNET, max_tokens=5, system=system, messages=[{"role": "user", "content": "hi"}], stream=True
-            )
-        )  # type: ignore[arg-type]
+        events = list(claude.messages.create(**request, stream=True))
         start = next(e for e in events if e.type == "message_start")
         delta = next(e for e in events if e.type == "message_delta")
         assert usage(start.message) == expected
-        assert (
-            delta.usage.cache_read_input_tokens,
-            delta.usage.cache_creation_input_tokens,
-            delta.usage.input_tokens,
-        ) == (
-            expected[0],
-            expected[1],
-            expected[4],
-        )
-    with claude.messages.stream(
-        model=SONNET, max_tokens=5, system=system, messages=[{"role": "user", "content": "hi"}]
-    ) as s:  # type: ignore[arg-type]
+        u = delta.usage
+        read, written, *_, rest = expected
+        assert (u.cache_read_input_tokens, u.cache_creation_input_tokens, u.input_tokens) == (read, written, rest)
+    with claude.messages.stream(**request) as s:
         assert usage(s.get_final_message()) == (3000, 0, 0, 0, 4)
 
 
@@ -324,7 +319,7 @@ def test_count_tokens_matches_what_a_call_reports(claude: anthropic.Anthropic) -
         {"tools": [tool, {**tool, "name": "find", "cache_control": {"type": "ephemeral"}}], "system": "Be brief."},
         {
             "system": [cached(2500)],
-            "messages": [{"role": "user", "content": [cached(100, None), {"type": "text", "text": "why"}]}],
+            "messages": [{"role": "user", "content": [cached(100), {"type": "text", "text": "why"}]}],
         },
         {"messages": [{"role": "user", "content": text(2100)}], "cache_control": {"type": "ephemeral"}},
         {"system": "Explain cache_control to me.", "messages": [{"role": "user", "content": '"cache_control"'}]},
@@ -335,6 +330,15 @@ def test_count_tokens_matches_what_a_call_reports(claude: anthropic.Anthropic) -
             read, written, _, _, rest = usage(ask(claude, **body))
             counted = claude.messages.count_tokens(model=SONNET, **body).input_tokens
             assert read + written + rest == counted
+
+
+def test_cached_tokens_keep_to_the_byte_bound(claude: anthropic.Anthropic) -> None:
+    """Never more input tokens than request bytes (what the gateway reserves by), cached or not."""
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+    content = [{"type": "text", "text": text(3000)}, *[image] * 19, {**image, "cache_control": {"type": "ephemeral"}}]
+    read, written, _, _, rest = usage(ask(claude, messages=[{"role": "user", "content": content}]))
+    assert read == rest == 0 and 3003 < written < 3003 + 20 * 1000
+    assert usage(ask(claude, messages=[{"role": "user", "content": content}]))[:2] == (written, 0)
 
 
 def test_both_ways_of_counting_agree() -> None:

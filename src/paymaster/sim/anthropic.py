@@ -20,7 +20,7 @@ import orjson
 from ..prompt_cache import MAX_BREAKPOINTS, TTL_SECONDS, min_cacheable_tokens
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
-from .cache import UNCACHED, Marked, prefix_hashes
+from .cache import Marked, prefix_hashes
 from .faults import Fault
 from .ids import new_id
 from .text import char_deltas, seed, word_deltas
@@ -127,7 +127,7 @@ class AnthropicWire:
             return self.error(400, str(e))
         messages: list[dict[str, Any]] = body["messages"]
         system = body.get("system")
-        if b'"cache_control"' in raw:  # caching changes no answer
+        if cacheable is not None:  # caching changes no answer
             system, messages = _without_cache_control(system), [_without_cache_control(m) for m in messages]
         tools = [
             Tool(t["name"], t.get("input_schema") if isinstance(t.get("input_schema"), dict) else {})
@@ -296,10 +296,10 @@ def measure(body: dict[str, Any], raw: bytes) -> tuple[int, Marked | None]:
         return input_tokens(body, len(raw)), None
     blocks = _blocks(body)
     marks = _breakpoints(blocks, body.get("cache_control"))
-    total = sum(b.tokens for b in blocks)
-    if not marks or total > len(raw):  # past the byte bound (tiny images) the sim does not cache
-        return min(total, len(raw)), None
-    ends = list(accumulate(b.tokens for b in blocks))
+    total = min(sum(b.tokens for b in blocks), len(raw))
+    if not marks:
+        return total, None
+    ends = [min(end, total) for end in accumulate(b.tokens for b in blocks)]
     last = marks[-1][0]  # nothing past the last breakpoint is looked up
     hashes = prefix_hashes(["anthropic", body["model"]], (b.value for b in blocks[: last + 1]))
     return total, Marked(ends, hashes, [(pos, ttl) for pos, ttl, _ in marks], min_cacheable_tokens(body["model"]))
@@ -411,7 +411,7 @@ def _ttl(control: Any, where: str) -> int:
     if control.get("type") != "ephemeral":
         raise Invalid(f"{where}.type: Input should be 'ephemeral'")
     name = control.get("ttl", "5m")
-    if name not in TTL_SECONDS:
+    if not isinstance(name, str) or name not in TTL_SECONDS:
         raise Invalid(f"{where}.ttl: Input should be {' or '.join(repr(n) for n in TTL_SECONDS)}")
     return TTL_SECONDS[name]
 
@@ -527,15 +527,6 @@ def _message(ask: Ask, answer: Answer, *, final: bool) -> dict[str, Any]:
 def _usage(ask: Ask, output_tokens: int) -> dict[str, Any]:
     """`input_tokens` is what was neither read from the cache nor written to it."""
     cache = ask.cache
-    if cache is UNCACHED:
-        return {
-            "input_tokens": ask.input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-            "output_tokens": output_tokens,
-            "service_tier": "standard",
-        }
     return {
         "input_tokens": ask.input_tokens - cache.read - cache.written,
         "cache_creation_input_tokens": cache.written,
