@@ -192,8 +192,9 @@ class Gateway:
     async def complete(self, api: ModuleType, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
-        body, _ = await read_json(receive, h, self.config.max_body_bytes)
+        body, raw = await read_json(receive, h, self.config.max_body_bytes)
         call = self.decode(api, agent, body, h)  # 2. decode
+        call.raw_len = len(raw)
         task = output.task_of(agent, call)
         output.apply(call, agent, task)  # 3. levers, in order: output → routing → caching
         if call.stream and api is wire_openai:

@@ -42,6 +42,7 @@ class Call:
     route: str = ""  # why it runs on `model`
     prefix_key: str = ""  # the conversation's stable prefix (routing keeps it where it is cached)
     approx_tokens: int = 0  # a rough size of the request, for routing estimates
+    raw_len: int = 0  # bytes of the request body as the caller sent it
     max_tokens_requested: int | None = None  # as the caller sent it, before any ceiling
     system_tail: int = 0  # trailing system blocks the gateway appended (kept out of the cached prefix)
     addendum: str | None = None  # OpenAI: the closing system message the gateway appended (brevity)

@@ -146,8 +146,11 @@ class Router:
         self, failed: str, tried: set[str], allowed: tuple[str, ...], input_bound: int, out: int
     ) -> str | None:
         """The next model to try after `failed`, or None."""
+        chain = self.routing.fallbacks.get(failed)
+        if not chain:
+            return None
         limit = self.rates(failed).worst_case(input_bound, out)
-        for m in self.routing.fallbacks.get(failed, ()):
+        for m in chain:
             if m in tried or m not in allowed or self.cooling_down(m):
                 continue
             if not self.routing.allow_pricier_fallback and self.rates(m).worst_case(input_bound, out) > limit:
