@@ -87,19 +87,19 @@ class LedgerRow:
     provider: str
     model_requested: str
     model: str
-    status: str  # ok | upstream_error | timeout | disconnected | cut | crashed
-    stream: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    cache_write_1h_tokens: int
-    max_tokens: int
+    status: str  # ok | upstream_error | unreachable | timeout | disconnected | cut | crashed | response_cache
     cost_usd: str
     cost_nanos: int
-    worst_nanos: int
     day: str
     month: str
+    worst_nanos: int = 0
+    stream: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    max_tokens: int = 0
     reconcile: int = 0
     latency_ms: float = 0.0
     upstream_request_id: str = ""
@@ -369,13 +369,6 @@ def _crashed(r: Reservation) -> LedgerRow:
         model_requested=r.model,
         model=r.model,
         status="crashed",
-        stream=0,
-        input_tokens=0,
-        output_tokens=0,
-        cache_read_tokens=0,
-        cache_write_tokens=0,
-        cache_write_1h_tokens=0,
-        max_tokens=0,
         cost_usd=str(from_nanos(r.worst_nanos)),
         cost_nanos=r.worst_nanos,
         worst_nanos=r.worst_nanos,
