@@ -209,3 +209,13 @@ def _wait_reservation(db: Path) -> int:
                 return int(orjson.loads(lines[0])["worst_nanos"])
         time.sleep(0.02)
     raise AssertionError("no reservation was journaled")
+
+
+def test_power_durability_serves_and_books(gateway):
+    gw = gateway(durability="power")
+    msg = gw.anthropic().messages.create(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "x"}]
+    )
+    assert msg.usage.output_tokens > 0
+    assert gw.gw.store.journal.fsync is True
+    assert gw.ledger("alice")[-1]["status"] == "ok"
