@@ -79,53 +79,28 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
     the system breakpoint so a change in them never breaks the cached prefix.
     """
     minimum = min_cacheable_tokens(model)
-    # the prefix in order, as (block, lower bound of prefix tokens through it)
-    slots: list[tuple[str, dict[str, Any] | _Lazy | None, int]] = []  # (where, block, prefix tokens)
-    existing: list[tuple[int, str]] = []  # (position in prefix order, ttl)
-    pos = 0
-    total = 0
+    # candidate breakpoints: (block, prefix tokens through it, its position in prefix order)
+    slots: list[tuple[dict[str, Any] | _Lazy | None, int, int]] = []
+    prefix = _Prefix()
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
-        for t in tools:
-            if isinstance(t, dict):
-                total += _text_bytes(t)
-                if _ttl(t):
-                    existing.append((pos, _ttl(t) or "5m"))
-            pos += 1
-        last = tools[-1] if isinstance(tools[-1], dict) else None
-        slots.append(("tools", last, total // 4))
+        prefix.add(tools)
+        slots.append((tools[-1] if isinstance(tools[-1], dict) else None, prefix.tokens, prefix.pos - 1))
     system = body.get("system")
     if isinstance(system, str) and system:
-        total += len(system)
-        slots.append(("system", _Lazy(body, "system"), total // 4))
-        pos += 1
+        prefix.add([system])
+        slots.append((_Lazy(body, "system"), prefix.tokens, prefix.pos - 1))
     elif isinstance(system, list) and system:
         own = system[: len(system) - system_tail] if system_tail else system
-        for b in own:
-            if isinstance(b, dict):
-                total += _text_bytes(b)
-                if _ttl(b):
-                    existing.append((pos, _ttl(b) or "5m"))
-            pos += 1
+        prefix.add(own)
         if own and isinstance(own[-1], dict):
-            slots.append(("system", own[-1], total // 4))
-        for b in system[len(own) :]:
-            total += _text_bytes(b)
-            pos += 1
+            slots.append((own[-1], prefix.tokens, prefix.pos - 1))
+        prefix.add(system[len(own) :])
     msgs = body.get("messages") or []
     for m in msgs:
         content = m.get("content")
-        if isinstance(content, str):
-            total += len(content)
-            pos += 1
-            continue
-        if isinstance(content, list):
-            for b in content:
-                if isinstance(b, dict):
-                    total += _text_bytes(b)
-                    if _ttl(b):
-                        existing.append((pos, _ttl(b) or "5m"))
-                pos += 1
+        prefix.add([content] if isinstance(content, str) else content if isinstance(content, list) else [])
+    existing = prefix.existing
     if msgs:
         last_msg = msgs[-1]
         content = last_msg.get("content")
@@ -135,20 +110,17 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
         elif isinstance(content, list) and content and isinstance(content[-1], dict):
             if content[-1].get("type") in CACHEABLE_BLOCKS:
                 last_block = content[-1]
-        slots.append(("conversation", last_block, total // 4))
+        slots.append((last_block, prefix.tokens, prefix.pos - 1))
 
     room = MAX_BREAKPOINTS - len(existing) - (1 if isinstance(body.get("cache_control"), dict) else 0)
     added = 0
-    # positions of our candidate slots in prefix order, for the TTL ordering rule
-    order = _positions(body, system_tail)
-    for where, block, tokens in slots:
+    for block, tokens, p in slots:
         if room <= 0 or block is None or tokens < minimum:
             continue
         if isinstance(block, _Lazy):
             block = block.materialize()
         if "cache_control" in block:
             continue
-        p = order[where]
         mine = ttl
         if any(q < p and t == "5m" for q, t in existing):
             mine = "5m"
@@ -161,6 +133,30 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
     return added
 
 
+class _Prefix:
+    """Walks a prompt in prefix order: a lower bound of its tokens so far, and the breakpoints it meets."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.pos = 0
+        self.existing: list[tuple[int, str]] = []  # (position in prefix order, ttl) of the agent's breakpoints
+
+    def add(self, blocks: list[Any]) -> None:
+        for b in blocks:
+            if isinstance(b, str):
+                self.chars += len(b)
+            elif isinstance(b, dict):
+                self.chars += _text_bytes(b)
+                ttl = _ttl(b)
+                if ttl:
+                    self.existing.append((self.pos, ttl))
+            self.pos += 1
+
+    @property
+    def tokens(self) -> int:
+        return self.chars // 4
+
+
 class _Lazy:
     """A string `system` or message `content`, turned into a one-block list only if a breakpoint goes on it."""
 
@@ -171,17 +167,3 @@ class _Lazy:
         block = {"type": "text", "text": self.owner[self.key]}
         self.owner[self.key] = [block]
         return block
-
-
-def _positions(body: dict[str, Any], system_tail: int) -> dict[str, int]:
-    """Block positions (prefix order) of the end of tools, end of system and end of conversation."""
-    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
-    system = body.get("system")
-    n_system = len(system) if isinstance(system, list) else (1 if system else 0)
-    n_tools = len(tools)
-    n_msgs = sum(len(m["content"]) if isinstance(m.get("content"), list) else 1 for m in body.get("messages") or [])
-    return {
-        "tools": n_tools - 1,
-        "system": n_tools + n_system - system_tail - 1,
-        "conversation": n_tools + n_system + n_msgs - 1,
-    }
