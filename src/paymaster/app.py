@@ -255,7 +255,7 @@ class Gateway:
             )
             if call.api == "openai":
                 if call.addendum is not None:  # Claude takes system text up front: the addendum joins it
-                    shaped["messages"] = _addendum_up_front(shaped["messages"], call.addendum)
+                    shaped["messages"] = translate.addendum_up_front(shaped["messages"], call.addendum)
                     call.system_tail = 1
                 call.body = translate.openai_request_to_anthropic(shaped, call.model)
             else:
@@ -394,7 +394,7 @@ class Gateway:
                 if x.may_retry and resp.status in RETRYABLE:
                     raise Retry(str(resp.status))
                 if x.translated:
-                    data = _translate_error(call.api, data)
+                    data = translate.error_for(call.api, data)
             else:
                 try:
                     answer = orjson.loads(data)
@@ -402,7 +402,7 @@ class Gateway:
                 except (orjson.JSONDecodeError, AttributeError):
                     status, error = "bad_upstream_body", "the provider answered 200 without a JSON usage block"
                 if x.translated and status == "ok":
-                    data = orjson.dumps(_translate_answer(call.api, answer, call.model))
+                    data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
                 if call.structured_tool and status == "ok":
                     data = wire_anthropic.unwrap_structured(data, call.structured_tool)
         finally:
@@ -416,7 +416,7 @@ class Gateway:
         api, call, up = x.api, x.call, x.up
         status, error, rid = "ok", "", ""
         watch = x.wire.StreamWatch(call)
-        relay = _StreamTranslation(call) if x.translated else None
+        relay = translate.StreamFor(call) if x.translated else None
         gone = asyncio.Event()
         resp: Response | None = None
 
@@ -443,7 +443,7 @@ class Gateway:
                 if x.may_retry and resp.status in RETRYABLE:
                     raise Retry(str(resp.status))
                 if x.translated:
-                    data = _translate_error(call.api, data)
+                    data = translate.error_for(call.api, data)
                 await respond(send, resp.status, data, relay_headers(resp))
                 return
             await send(
@@ -606,50 +606,6 @@ class Gateway:
         await json_response(
             send, {"status": "ok", "open_calls": len(self.budget.open), "journal_open": self.store.open_reservations()}
         )
-
-
-def _addendum_up_front(messages: list[Any], addendum: str) -> list[Any]:
-    """Move the gateway's closing system message to the end of the leading system messages."""
-    rest = messages[:-1] if messages and messages[-1] == {"role": "system", "content": addendum} else list(messages)
-    lead = 0
-    while lead < len(rest) and isinstance(rest[lead], dict) and rest[lead].get("role") in ("system", "developer"):
-        lead += 1
-    return [*rest[:lead], {"role": "system", "content": addendum}, *rest[lead:]]
-
-
-def _translate_error(caller_api: str, data: bytes) -> bytes:
-    if caller_api == "openai":
-        return translate.anthropic_error_to_openai(data)
-    return translate.openai_error_to_anthropic(data)
-
-
-def _translate_answer(caller_api: str, answer: dict[str, Any], model: str) -> dict[str, Any]:
-    if caller_api == "openai":
-        return translate.anthropic_response_to_openai(answer, model)
-    return translate.openai_response_to_anthropic(answer, model)
-
-
-class _StreamTranslation:
-    """The provider's stream frames as the caller's API's frames (and a structured answer's forced tool
-    call back as text, for an Anthropic caller)."""
-
-    def __init__(self, call: Call) -> None:
-        if call.api == "openai":
-            self.stream: Any = translate.AnthropicToOpenAIStream(call.model, call.wants_usage_chunk)
-        else:
-            self.stream = translate.OpenAIToAnthropicStream(call.model)
-        self.untool = wire_anthropic.StreamWatch(call) if call.structured_tool else None
-
-    def _post(self, frames: list[bytes]) -> list[bytes]:
-        if self.untool is None:
-            return frames
-        return [g for f in frames if (g := self.untool.frame(f)) is not None]
-
-    def frame(self, f: bytes) -> list[bytes]:
-        return self._post(self.stream.frame(f))
-
-    def close(self) -> list[bytes]:
-        return self._post(self.stream.close())
 
 
 def _task_name(h: dict[bytes, bytes], body: dict[str, Any]) -> str | None:

@@ -280,7 +280,7 @@ def _tiers(v: Any, path: str, auto: bool) -> dict[str, str]:
     return tiers
 
 
-def _routing(v: Any, providers: Mapping[str, Provider]) -> Routing:
+def _routing(v: Any) -> Routing:
     m = _mapping(v, "routing")
     _unknown(
         m,
@@ -480,7 +480,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         models[name] = resolve(name, f"models.{name}")
 
     tasks = {name: _task(name, tv, f"tasks.{name}", None) for name, tv in _mapping(top.get("tasks"), "tasks").items()}
-    routing = _routing(top.get("routing"), providers)
+    routing = _routing(top.get("routing"))
     agents: dict[str, Agent] = {}
     seen_hashes: dict[str, str] = {}
     for name, av in _mapping(top.get("agents"), "agents").items():

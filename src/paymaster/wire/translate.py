@@ -59,6 +59,9 @@ usage at the end only); Claude's thinking is left out of OpenAI answers (its tok
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from . import anthropic as anthropic_wire
 from .translate_anthropic_request import anthropic_request_to_openai
 from .translate_openai_request import openai_request_to_anthropic
 from .translate_response import (
@@ -69,7 +72,63 @@ from .translate_response import (
 )
 from .translate_stream import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..call import Call
+
+# -- the gateway's glue: the caller's API chooses the direction ---------------------------------------
+
+
+def addendum_up_front(messages: list[Any], addendum: str) -> list[Any]:
+    """Move the gateway's closing system message to the end of the leading system messages."""
+    rest = messages[:-1] if messages and messages[-1] == {"role": "system", "content": addendum} else list(messages)
+    lead = 0
+    while lead < len(rest) and isinstance(rest[lead], dict) and rest[lead].get("role") in ("system", "developer"):
+        lead += 1
+    return [*rest[:lead], {"role": "system", "content": addendum}, *rest[lead:]]
+
+
+def error_for(caller_api: str, data: bytes) -> bytes:
+    if caller_api == "openai":
+        return anthropic_error_to_openai(data)
+    return openai_error_to_anthropic(data)
+
+
+def answer_for(caller_api: str, answer: dict[str, Any], model: str) -> dict[str, Any]:
+    if caller_api == "openai":
+        return anthropic_response_to_openai(answer, model)
+    return openai_response_to_anthropic(answer, model)
+
+
+class StreamFor:
+    """The provider's stream frames as the caller's API's frames (and a structured answer's forced tool
+    call back as text, for an Anthropic caller)."""
+
+    def __init__(self, call: Call) -> None:
+        if call.api == "openai":
+            self.stream: Any = AnthropicToOpenAIStream(call.model, call.wants_usage_chunk)
+        else:
+            self.stream = OpenAIToAnthropicStream(call.model)
+        self.untool = anthropic_wire.StreamWatch(call) if call.structured_tool else None
+
+    def _post(self, frames: list[bytes]) -> list[bytes]:
+        if self.untool is None:
+            return frames
+        return [g for f in frames if (g := self.untool.frame(f)) is not None]
+
+    def frame(self, f: bytes) -> list[bytes]:
+        return self._post(self.stream.frame(f))
+
+    def close(self) -> list[bytes]:
+        return self._post(self.stream.close())
+
+
 __all__ = [
+    "StreamFor",
+    "addendum_up_front",
+    "answer_for",
+    "error_for",
     "AnthropicToOpenAIStream",
     "OpenAIToAnthropicStream",
     "anthropic_error_to_openai",
