@@ -21,6 +21,7 @@ def _config(app: Any, host: str, port: int, **kw: Any) -> uvicorn.Config:
         log_level=kw.pop("log_level", "warning"),
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # the gateway never reads the client address; one ASGI layer less per call
         date_header=False,
         **kw,
     )
