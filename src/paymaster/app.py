@@ -202,7 +202,8 @@ class Gateway:
         if call.model == "auto":
             call.prefix_key = caching.cache_key(agent.name, call.body)
             call.approx_tokens = len(orjson.dumps(call.body)) // 4
-        route = self.router.route(call, agent, task, self.budget.share(agent.name))
+        share = self.budget.share(agent.name) if call.model == "auto" else 0.0  # only auto calls degrade
+        route = self.router.route(call, agent, task, share)
         self.note_route(call, agent, route)
         source = call.body  # the caller's request, in its own API's shape
         cache_key = self.answers.key(call) if agent.response_cache.enabled else None

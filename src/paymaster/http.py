@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import orjson
@@ -63,7 +63,9 @@ async def read_json(receive: Receive, h: dict[bytes, bytes], limit: int) -> tupl
     return body, raw
 
 
-async def respond(send: Send, status: int, body: bytes, headers: Headers = (), ctype: bytes = JSON) -> None:  # type: ignore[assignment]
+async def respond(
+    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = (), ctype: bytes = JSON
+) -> None:
     await send(
         {
             "type": "http.response.start",
