@@ -19,6 +19,13 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0  # all cache writes, 5-minute and 1-hour
     cache_write_1h_tokens: int = 0  # the 1-hour part of cache_write_tokens
+    input_audio_tokens: int = 0  # the part of input_tokens the provider bills at its audio input rate
+    cache_audio_read_tokens: int = 0  # the part of cache_read_tokens that is audio
+    output_audio_tokens: int = 0  # the part of output_tokens billed at the audio output rate
+    reasoning_tokens: int = 0  # the part of output_tokens spent thinking (billed as output; kept for reports)
+    server_tool_uses: dict[str, int] = field(default_factory=dict)  # e.g. {"web_search": 3}: per-use fees
+    service_tier: str = ""  # the tier the provider says it served the call at ("priority", "flex", …)
+    unpriced: tuple[str, ...] = ()  # reported usage fields nothing can price: booked at the worst case, flagged
 
 
 @dataclass(slots=True)
