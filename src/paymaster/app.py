@@ -39,7 +39,7 @@ from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json
 from .levers import caching, output
 from .levers.response_cache import ResponseCache
 from .levers.routing import Route, Router
-from .pricing import Rates, to_nanos, usd_str
+from .pricing import Rates, from_nanos, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
 from .wire import SSEFrames, input_bound, translate
@@ -379,7 +379,8 @@ class Gateway:
 
     async def forward(self, x: Exchange, receive: Receive, send: Send) -> None:
         call, up = x.call, x.up
-        status, usage, error, rid = "ok", Usage(), "", ""
+        status, error, rid = "ok", "", ""
+        usage: Usage | None = None
         try:
             try:
                 resp = await up.post(up.path, x.payload, up.headers(x.headers))
@@ -399,16 +400,18 @@ class Gateway:
             else:
                 try:
                     answer = orjson.loads(data)
-                    usage = x.wire.usage(answer.get("usage"))
-                except (orjson.JSONDecodeError, AttributeError):
-                    status, error = "bad_upstream_body", "the provider answered 200 without a JSON usage block"
+                except orjson.JSONDecodeError:
+                    answer = None
+                usage = x.wire.answer_usage(answer)  # None: booked at the worst case, flagged
+                if not isinstance(answer, dict):
+                    status, error = "bad_upstream_body", "the provider answered 200 with no JSON object"
                 if x.translated and status == "ok":
                     data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
                 if call.structured_tool and status == "ok":
                     data = wire_anthropic.unwrap_structured(data, call.structured_tool)
         finally:
-            cost = self._settle(x, status, usage, error, rid, input_known=False)
-        if x.cache_key is not None and status == "ok":
+            cost = self._settle(x, status, usage, error, rid)
+        if x.cache_key is not None and status == "ok" and usage is not None and not usage.unpriced:
             ttl = self.config.agents[call.agent].response_cache.ttl_s
             self.answers.put(x.cache_key, self.clock(), ttl, data, to_nanos(cost), call.model)
         await respond(send, resp.status, data, [*relay_headers(resp), *self._headers(x, cost)])
@@ -476,7 +479,7 @@ class Gateway:
             watcher.cancel()
             if resp is not None:
                 resp.close()
-            cost = self._settle(x, status, watch.usage(), error, rid, input_known=watch.saw_start())
+            cost = self._settle(x, status, watch.usage(), error, rid, watch.input_usage())
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
             if status != "ok":  # tell the agent its stream broke, in its own API's words
@@ -485,32 +488,46 @@ class Gateway:
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _settle(
-        self, x: Exchange, status: str, usage: Usage, error: str, rid: str, input_known: bool = True
+        self, x: Exchange, status: str, usage: Usage | None, error: str, rid: str, partial: Usage | None = None
     ) -> Decimal:
         """Book the call exactly once, at what the provider will bill.
 
         A finished call costs its reported usage; a call the provider refused or never received costs
-        nothing. An interrupted one (timeout, cut stream, agent gone) may have been billed for every
-        output token it was allowed, so it is booked so, on the input the provider reported or, when
-        none was, at the full worst case — and flagged for reconciliation.
+        nothing. A finished call whose answer carried no usable usage (`usage` None: missing, a count
+        missing or malformed, inconsistent), or reported a billable field nothing can price
+        (`usage.unpriced`), is booked at its reserved worst case (never below what its usage prices
+        at) and flagged for reconciliation: never at zero, never dropped. An interrupted one (timeout,
+        cut stream, agent gone) may have been billed for every output token it was allowed, so it is
+        booked so, on the input the provider reported (`partial`) or, when none was, at the full worst
+        case — and flagged for reconciliation.
         """
         call, rates, t = x.call, x.rates, x.ticket
+        worst = from_nanos(t.worst)
         reconcile = 0
         if status == "ok":
-            cost_usd = rates.cost(usage)
+            try:
+                cost_usd = rates.cost(usage) if usage is not None else worst
+            except ValueError as e:  # counts that contradict each other: no bill can be read from them
+                cost_usd, usage, error = worst, None, f"{e}; "
+            if usage is None:
+                reconcile, error = 1, error + "the provider reported no usable usage: booked at the worst case"
+            elif usage.unpriced:
+                reconcile, cost_usd = 1, max(cost_usd, worst)
+                error = f"usage fields with no price ({', '.join(usage.unpriced)}): booked at the worst case"
         elif status in ("upstream_error", "unreachable"):
             cost_usd = Decimal(0)
         else:
-            reconcile = 1
-            if input_known and usage.input_tokens:
-                usage.output_tokens = t.max_tokens * call.choices
-                cost_usd = rates.cost(usage)
-            else:
-                cost_usd = rates.worst_case(call.input_bound, t.max_tokens * call.choices)
+            reconcile, cost_usd = 1, worst
+            if partial is not None and partial.input_tokens and not partial.unpriced:
+                partial.output_tokens = t.max_tokens * call.choices
+                with contextlib.suppress(ValueError):
+                    cost_usd = rates.cost(partial)
+        usage = usage if usage is not None and status == "ok" else (partial or Usage())
         nanos = to_nanos(cost_usd)
-        if status == "ok" and call.prefix_key:
+        exact = status == "ok" and not reconcile  # the cost comes from the provider's own figures
+        if exact and call.prefix_key:
             self.router.remember(call, usage.cache_read_tokens + usage.cache_write_tokens)
-        uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens))) if status == "ok" else nanos
+        uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens))) if exact else nanos
         exposure = 0
         if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:
             cut = (call.max_tokens_requested - t.max_tokens) * call.choices
@@ -549,7 +566,7 @@ class Gateway:
                 uncached_cost_nanos=uncached,
                 exposure_removed_nanos=exposure,
                 route=call.route,
-                baseline_cost_nanos=self._baseline(call, usage, nanos),
+                baseline_cost_nanos=self._baseline(call, usage, nanos) if exact else nanos,
             ),
         )
         return cost_usd
