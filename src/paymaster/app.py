@@ -29,6 +29,7 @@ from .errors import (
     BadRequest,
     BudgetBusy,
     BudgetExceeded,
+    CallTooLarge,
     GatewayError,
     MethodNotAllowed,
     NotFound,
@@ -362,14 +363,15 @@ class Gateway:
                 f"the budget this call needs is held by agent {call.agent!r}'s calls in flight; retry shortly",
                 extra={"retry_after_s": 1},
             )
-        if isinstance(verdict, Refusal):
-            raise BudgetExceeded(
+        if isinstance(verdict, Refusal):  # 402: budget_exceeded (the agent is blocked) or call_too_large
+            raise (CallTooLarge if verdict.too_large else BudgetExceeded)(
                 verdict.message(),
                 extra={
                     "window": verdict.window,
                     "spent_usd": usd_str(verdict.spent),
                     "reserved_usd": usd_str(verdict.held),
                     "cap_usd": usd_str(verdict.cap),
+                    "needed_usd": usd_str(verdict.needed),
                     "resets_at": verdict.resets_at,
                 },
             )
