@@ -408,7 +408,10 @@ class Gateway:
                 if not isinstance(answer, dict):
                     status, error = "bad_upstream_body", "the provider answered 200 with no JSON object"
                 if x.translated and status == "ok":
-                    data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
+                    try:
+                        data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
+                    except TypeError as e:  # nested past what orjson writes (254 levels): not the caller's fault
+                        raise UpstreamFailed(f"the provider's answer cannot be re-encoded for the caller: {e}") from e
                 if call.structured_tool and status == "ok":
                     data = wire_anthropic.unwrap_structured(data, call.structured_tool)
         finally:

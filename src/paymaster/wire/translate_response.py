@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..errors import UpstreamFailed
+from ..http import MAX_JSON_DEPTH, too_deep
 
 # Anthropic stop_reason → OpenAI finish_reason. pause_turn (a server tool's long turn) cannot occur:
 # server tools are refused on the way in.
@@ -197,8 +198,9 @@ def _tool_input(arguments: Any) -> dict[str, Any]:
         value = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
         value = None
-    if not isinstance(value, dict):
-        raise unmappable(f"tool call arguments {str(arguments)[:80]!r} are not a JSON object")
+    if not isinstance(value, dict) or too_deep(value):
+        shown = str(arguments)[:80]
+        raise unmappable(f"tool call arguments {shown!r} are not a JSON object of at most {MAX_JSON_DEPTH} levels")
     return value
 
 
