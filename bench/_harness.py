@@ -61,13 +61,16 @@ class Stack:
 
 
 @contextmanager
-def stack(agents: dict[str, dict[str, Any]], sim_args: list[str] | None = None) -> Iterator[Stack]:
-    """A simulator and a gateway (SQLite ledger, budgets on) in their own processes."""
+def stack(
+    agents: dict[str, dict[str, Any]], sim_args: list[str] | None = None, fleet: dict[str, Any] | None = None
+) -> Iterator[Stack]:
+    """A simulator and a gateway (SQLite ledger, budgets on) in their own processes; `fleet`: the
+    fleet.yaml `fleet:` section."""
     sim_port, gw_port = free_port(), free_port()
     keys = {name: "pm-" + secrets.token_hex(8) for name in agents}
     with tempfile.TemporaryDirectory(prefix="paymaster-bench-") as tmp:
         sim_url = f"http://127.0.0.1:{sim_port}"
-        fleet = {
+        config: dict[str, Any] = {
             "listen": {"host": "127.0.0.1", "port": gw_port},
             "ledger": str(Path(tmp) / "ledger.db"),
             "admin": {"key_sha256": hash_key(ADMIN_KEY)},
@@ -77,7 +80,9 @@ def stack(agents: dict[str, dict[str, Any]], sim_args: list[str] | None = None) 
             },
             "agents": {n: {**a, "key_sha256": hash_key(keys[n])} for n, a in agents.items()},
         }
-        (Path(tmp) / "fleet.yaml").write_text(yaml.safe_dump(fleet))
+        if fleet:
+            config["fleet"] = fleet
+        (Path(tmp) / "fleet.yaml").write_text(yaml.safe_dump(config))
         env = {"BENCH_PROVIDER_KEY": PROVIDER_KEY}
         sim_cmd = ["paymaster.cli", "sim", "--port", str(sim_port), "--api-key", PROVIDER_KEY, *(sim_args or [])]
         with (

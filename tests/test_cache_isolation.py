@@ -87,6 +87,8 @@ def test_a_fleet_can_opt_into_shared_caches(gateway):
     gw = gateway(agents=AGENTS, fleet={"caching": {"share_across_agents": True}})
     claude(gw, "alice", system=LONG)
     assert claude(gw, "bob", system=LONG).cache_read_input_tokens > 4096
+    gpt(gw, "olivia")
+    assert gpt(gw, "oscar") > 1024, "the caching lever's prompt_cache_key is the fleet's, not the agent's"
 
 
 @pytest.mark.parametrize("api", ["anthropic", "openai"])

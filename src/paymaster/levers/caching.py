@@ -26,8 +26,9 @@ agent's own prefixes (its breakpoints and the gateway's) stay byte-identical fro
 - OpenAI does not document where tools go in the rendered prompt, so the tag leads the messages (a
   first system message) and, when there are tools, also ends the first tool's description.
 
-A fleet opts into shared caches with `fleet.caching.share_across_agents: true` (no tag: agents then
-can tell each other's prompts are cached, and pay for nothing extra).
+A fleet opts into shared caches with `fleet.caching.share_across_agents: true`: no tag, and the
+`prompt_cache_key` the lever sets is the fleet's rather than the agent's (agents then read each other's
+entries, and can tell each other's prompts are cached).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def apply(call: Call, agent: Agent, provider_kind: str) -> None:
                 n = place_breakpoints(call.body, call.model, agent.caching.ttl, call.system_tail)
                 if n:
                     call.notes["x-paymaster-cache-breakpoints"] = str(n)
-        elif provider_kind == "openai" and "prompt_cache_key" not in call.body:
-            call.body["prompt_cache_key"] = cache_key(agent.name, call.body)
+        elif provider_kind == "openai" and "prompt_cache_key" not in call.body:  # a fleet that shares, shares keys
+            call.body["prompt_cache_key"] = cache_key(agent.name if agent.caching.scope else "fleet", call.body)
     # isolation, whether or not the lever placed breakpoints: Anthropic caches only at a breakpoint
     # (the agent's own count too), OpenAI every long prompt
     if agent.caching.scope and (api != "anthropic" or has_breakpoint(call.body)):
