@@ -10,8 +10,10 @@ from typing import Any
 import anthropic
 import httpx2
 import openai
+import orjson
 import pytest
 
+from paymaster.call import Call
 from paymaster.wire import anthropic as wire_anthropic
 from paymaster.wire import openai as wire_openai
 from tests.conftest import ADMIN_KEY
@@ -239,3 +241,30 @@ def test_contradictory_usage_is_booked_at_the_worst_case(gateway, sim, monkeypat
     row = gw.ledger("olivia")[-1]
     assert row["reconcile"] == 1 and row["cost_nanos"] == row["worst_nanos"]
     assert not gw.gw.budget.open
+
+
+def _frames(*events: tuple[str, dict]) -> list[bytes]:
+    return [b"event: " + n.encode() + b"\ndata: " + orjson.dumps(d) + b"\n\n" for n, d in events]
+
+
+START = ("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 30, "output_tokens": 1}}})
+BARE_START = ("message_start", {"type": "message_start", "message": {"id": "msg_1"}})
+
+
+@pytest.mark.parametrize(
+    "events,expected",
+    [
+        ((START, ("message_delta", {"usage": {"output_tokens": 12}})), (30, 12)),
+        # message_delta's cumulative input (newer API versions) stands in for a message_start without usage
+        ((BARE_START, ("message_delta", {"usage": {"input_tokens": 30, "output_tokens": 12}})), (30, 12)),
+        ((BARE_START, ("message_delta", {"usage": {"output_tokens": 12}})), None),  # no input count
+        ((START, ("message_delta", {"usage": {}})), None),  # no output count: message_start's 1 is not final
+        ((START, ("message_delta", {"delta": {"stop_reason": "end_turn"}})), None),
+    ],
+)
+def test_anthropic_stream_usage_needs_both_counts(events, expected):
+    watch = wire_anthropic.StreamWatch(Call("anthropic", "a", {}, "m", True, 100))
+    for f in _frames(*events):
+        watch.frame(f)
+    u = watch.usage()
+    assert (u.input_tokens, u.output_tokens) == expected if expected else u is None

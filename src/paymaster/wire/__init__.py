@@ -67,6 +67,11 @@ def count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def optional_count(value: Any) -> int | None:
+    """An optional usage count: absent or null is 0; anything but a non-negative integer is None."""
+    return 0 if value is None else count(value)
+
+
 def unknown_counts(obj: Any, known: Known, where: str = "") -> list[str]:
     """The billable-looking fields of a usage object the gateway does not know: any positive number under
     a name it has no rule for, at any depth (timings — `*_time`, `*_ms`, `*latency*` — excepted, as some

@@ -8,7 +8,7 @@ import orjson
 
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
-from . import Known, count, data_of, unknown_counts
+from . import Known, count, data_of, optional_count, unknown_counts
 
 API = "anthropic"
 MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget question
@@ -80,11 +80,11 @@ def usage(u: Any) -> Usage | None:
     counts = (
         count(u.get("input_tokens")),
         count(u.get("output_tokens")),
-        count(u.get("cache_read_input_tokens") or 0),
-        count(u.get("cache_creation_input_tokens") or 0),
-        count(cc.get("ephemeral_5m_input_tokens") or 0),
-        count(cc.get("ephemeral_1h_input_tokens") or 0),
-        count(details.get("thinking_tokens") or 0),
+        optional_count(u.get("cache_read_input_tokens")),
+        optional_count(u.get("cache_creation_input_tokens")),
+        optional_count(cc.get("ephemeral_5m_input_tokens")),
+        optional_count(cc.get("ephemeral_1h_input_tokens")),
+        optional_count(details.get("thinking_tokens")),
     )
     if None in counts:
         return None
@@ -94,8 +94,10 @@ def usage(u: Any) -> Usage | None:
     tools: dict[str, int] = {}
     stu = u.get("server_tool_use")
     for key, value in stu.items() if isinstance(stu, dict) else ():
-        n = count(value)
-        if n:
+        n = optional_count(value)
+        if n is None:  # a malformed count: nothing can price it
+            unpriced.append(f"server_tool_use.{key}")
+        elif n:
             tools[SERVER_TOOLS.get(key, key.removesuffix("_requests"))] = n
     iterations = u.get("iterations")
     for it in iterations if isinstance(iterations, list) else ():

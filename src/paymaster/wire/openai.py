@@ -9,7 +9,7 @@ import orjson
 
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
-from . import Known, count, data_of, unknown_counts
+from . import Known, count, data_of, optional_count, unknown_counts
 
 API = "openai"
 MAX_TOKENS_LIMIT = 1_000_000
@@ -113,13 +113,13 @@ def usage(u: Any, service_tier: Any = None) -> Usage | None:
     counts = (
         count(u.get("prompt_tokens")),
         count(u.get("completion_tokens")),
-        count(pd.get("cached_tokens") or 0),
-        count(u.get("prompt_cache_hit_tokens") or 0),
-        count(pd.get("cache_write_tokens") or 0),
-        count(pd.get("audio_tokens") or 0),
-        count(ctd.get("audio_tokens") or 0),
-        count(cd.get("audio_tokens") or 0),
-        count(cd.get("reasoning_tokens") or 0),
+        optional_count(pd.get("cached_tokens")),
+        optional_count(u.get("prompt_cache_hit_tokens")),
+        optional_count(pd.get("cache_write_tokens")),
+        optional_count(pd.get("audio_tokens")),
+        optional_count(ctd.get("audio_tokens")),
+        optional_count(cd.get("audio_tokens")),
+        optional_count(cd.get("reasoning_tokens")),
     )
     if None in counts:
         return None
