@@ -47,17 +47,18 @@ CACHEABLE_BLOCKS = ("text", "image", "document", "tool_use", "tool_result", "sea
 
 def apply(call: Call, agent: Agent, provider_kind: str) -> None:
     api = call.target_api or call.api
+    placed = 0
     if agent.caching.enabled:
         if api == "anthropic":
             if call.raw_len >= 4 * min_cacheable_tokens(call.model):  # else no prefix of it can be cached
-                n = place_breakpoints(call.body, call.model, agent.caching.ttl, call.system_tail)
-                if n:
-                    call.notes["x-paymaster-cache-breakpoints"] = str(n)
+                placed = place_breakpoints(call.body, call.model, agent.caching.ttl, call.system_tail)
+                if placed:
+                    call.notes["x-paymaster-cache-breakpoints"] = str(placed)
         elif provider_kind == "openai" and "prompt_cache_key" not in call.body:  # a fleet that shares, shares keys
             call.body["prompt_cache_key"] = cache_key(agent.name if agent.caching.scope else "fleet", call.body)
     # isolation, whether or not the lever placed breakpoints: Anthropic caches only at a breakpoint
     # (the agent's own count too), OpenAI every long prompt
-    if agent.caching.scope and (api != "anthropic" or has_breakpoint(call.body)):
+    if agent.caching.scope and (api != "anthropic" or placed or has_breakpoint(call.body)):
         isolate(call.body, agent.caching.scope, api)
 
 
