@@ -9,7 +9,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,10 +86,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
-    """Block until something accepts connections on host:port (a server started in another process)."""
+def wait_port(
+    port: int, host: str = "127.0.0.1", timeout: float = 30.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Block until something accepts connections on host:port (a server started in another process);
+    `alive` (e.g. `lambda: proc.poll() is None`) ends the wait early when that server has died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if alive and not alive():
+            raise RuntimeError(f"the server meant for {host}:{port} exited before listening")
         try:
             socket.create_connection((host, port), timeout=0.2).close()
             return
