@@ -41,9 +41,13 @@ class LedgerLock:
                 f"ledger {self.ledger} is in use by another gateway ({holder}); one gateway writes a ledger: "
                 "stop that one first, or give this one its own `ledger:`"
             ) from None
-        os.ftruncate(fd, 0)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now(UTC).isoformat()}
-        os.write(fd, orjson.dumps(me) + b"\n")
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, orjson.dumps(me) + b"\n")
+        except OSError as e:
+            os.close(fd)
+            raise LedgerUnavailable(cannot_write(self.ledger, e)) from None
         self.fd = fd
         return self
 

@@ -22,6 +22,7 @@ checkpoints (the only fsyncs in NORMAL mode) run in a background thread, off the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import operator
 import sqlite3
@@ -118,7 +119,6 @@ class SQLiteStore:
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
             self.conn.execute("PRAGMA busy_timeout=5000")
             self._migrate()
-            self.conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")  # from here on, on the event loop
         except (sqlite3.Error, OSError) as e:
             raise LedgerUnavailable(cannot_write(path, e)) from None
         self.journal = Journal(path if path != ":memory:" else tempfile.mkdtemp() + "/ledger", durability == "power")
@@ -178,11 +178,12 @@ class SQLiteStore:
             self.conn.execute("BEGIN")
             self.conn.executemany(_INSERT_LEDGER, rows)
             self.conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as e:  # disk full, I/O error, read-only: keep the rows, retry
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+        except Exception as e:  # disk full, I/O error, read-only, a row it refuses: keep the rows, retry
             self._pending[:0] = rows
             self._done[:0] = done
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
             self._failed(e)
             return
         for rid in done:
@@ -284,6 +285,7 @@ class SQLiteStore:
                     self.journal.rejected,
                 )
             self.journal.start()
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")  # from here on, on the event loop
         except (sqlite3.Error, OSError) as e:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
