@@ -30,7 +30,8 @@ from paymaster.config import ConfigError, hash_key, parse
 from paymaster.pricing import PriceTable, to_nanos
 from paymaster.server import free_port, wait_port
 from paymaster.store import journal
-from paymaster.store.errors import LedgerLocked
+from paymaster.store import sqlite as sqlite_store
+from paymaster.store.errors import LedgerLocked, LedgerUnavailable
 from tests.conftest import ADMIN_KEY, PROVIDER_KEY, fleet
 from tests.test_interruptions import no_open_calls
 
@@ -397,6 +398,20 @@ def test_serve_on_a_ledger_folder_it_cannot_write_says_so_in_one_line(sim, tmp_p
     assert r.returncode == 2
     line = one_line(r.stderr)
     assert line.startswith("paymaster: ledger ") and "cannot be opened for writing" in line and str(folder) in line
+
+
+def test_a_ledger_file_it_cannot_write_stops_start_up(gateway, monkeypatch):
+    gw = gateway()
+    gw.anthropic().messages.create(**ASK)
+    gw.srv.stop()
+    real = sqlite3.connect
+
+    def read_only(path: str, **kw: Any) -> sqlite3.Connection:  # what SQLite opens when the file is not writable
+        return real(f"file:{path}?mode=ro", uri=True, **kw)
+
+    monkeypatch.setattr(sqlite_store.sqlite3, "connect", read_only)
+    with pytest.raises(LedgerUnavailable, match="cannot be opened for writing .*readonly"):
+        Gateway(gw.config)
 
 
 def test_serve_with_a_ledger_in_a_missing_folder_is_a_config_error(sim, tmp_path):

@@ -269,11 +269,12 @@ class Journal:
 
 # -- parsing ----------------------------------------------------------------------------------------
 
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
 
 def _shape(cls: type) -> dict[str, tuple[type, ...]]:
-    return {f.name: _TYPES[str(f.type)] for f in fields(cls)}
+    """Each field's accepted JSON types (a field typed otherwise accepts any value)."""
+    return {f.name: _TYPES.get(str(f.type), (object,)) for f in fields(cls)}
 
 
 _RESERVATION = _shape(Reservation)
@@ -285,7 +286,7 @@ def _build(cls: type, shape: dict[str, tuple[type, ...]], obj: Any) -> Any:
         return None
     for k, v in obj.items():
         types = shape.get(k)
-        if types is None or not isinstance(v, types) or isinstance(v, bool):
+        if types is None or not isinstance(v, types) or (isinstance(v, bool) and types in ((int,), (int, float))):
             return None
     try:
         return cls(**obj)

@@ -270,10 +270,11 @@ class SQLiteStore:
             )
         try:
             rows = self.unbooked(scan)
-            if rows:
-                self.conn.execute("BEGIN IMMEDIATE")
-                self.conn.executemany(_INSERT_LEDGER, [_ledger_values(row) for row in rows])
-                self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(_INSERT_LEDGER, [_ledger_values(row) for row in rows])
+            version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+            self.conn.execute(f"PRAGMA user_version={version}")  # a write: a read-only ledger stops the start here
+            self.conn.execute("COMMIT")
             for path, n, data in scan.torn:
                 self.journal.put_aside(path, n, data, "torn last line (never acknowledged: its call was not sent)")
                 log.warning(
