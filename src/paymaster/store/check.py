@@ -10,9 +10,11 @@ stops on those). `--repair` rewrites the journal without them; each line taken o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ..pricing import usd_str
+from .journal import Journal
 from .lock import LedgerLock
 from .sqlite import SQLiteStore
 
@@ -25,6 +27,8 @@ class Report:
 
 def check(ledger: str, repair: bool = False) -> Report:
     """Raises `LedgerLocked` while a gateway runs on the ledger, `LedgerUnavailable` if it cannot be opened."""
+    if not os.path.exists(ledger) and not Journal(ledger).segments():
+        return Report([f"ledger {ledger} does not exist yet: nothing to check", "ok"])
     store = SQLiteStore(ledger)
     try:
         store.lock = LedgerLock(ledger).take()
