@@ -120,6 +120,8 @@ class SQLiteStore:
             self.conn.execute("PRAGMA busy_timeout=5000")
             self._migrate()
         except (sqlite3.Error, OSError) as e:
+            if hasattr(self, "conn"):
+                self.conn.close()
             raise LedgerUnavailable(cannot_write(path, e)) from None
         self.journal = Journal(path if path != ":memory:" else tempfile.mkdtemp() + "/ledger", durability == "power")
         if path != ":memory:":
