@@ -16,8 +16,9 @@ The cap invariant — for every window W that has a cap, at every instant:
 4. `settle` runs exactly once per admitted call (success, upstream error, timeout, disconnect):
    held -= worst and spent += cost on the same windows; the journal lets go of the reservation once
    the ledger row is committed.
-5. On start, spent is summed from the ledger, after reservations left by a crashed process have been
-   turned into ledger rows at their worst case (flagged for reconciliation): over-counted, never under.
+5. On start, spent is summed from the ledger, after calls a crashed process left uncommitted have been
+   turned into ledger rows: at their journaled cost if they had settled, at their worst case if they were
+   in flight (flagged for reconciliation): over-counted, never under.
 
 A reservation keeps the windows it was made in: a call reserved at 23:59:59 settles in that day.
 """
