@@ -233,6 +233,9 @@ class SQLiteStore:
             self._flush()
 
     def close(self) -> None:
+        """Commit what is pending, stop, and let go of the ledger (its lock); a second call does nothing."""
+        if self._stop.is_set():
+            return
         self.flush()
         if self._later is not None:  # still failing: what is pending stays in the journal
             self._later.cancel()
