@@ -110,6 +110,8 @@ def test_a_second_serve_on_the_same_ledger_refuses_to_start_naming_the_holder(si
         assert second.returncode != 0
         line = one_line(second.stderr)
         assert f"pid {first.pid}" in line and "in use by another gateway" in line and "ledger.db" in line, line
+        checked = paymaster("ledger", "check", "--config", str(path))  # nor may a check touch a live journal
+        assert checked.returncode == 2 and f"pid {first.pid}" in one_line(checked.stderr)
         # the first gateway is untouched: it serves, books, and its journal is its own
         client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{raw['listen']['port']}", api_key=keys["alice"])
         assert client.messages.create(**ASK).usage.output_tokens == 20
