@@ -60,7 +60,7 @@ def run(share: bool, calls: int) -> dict[str, dict[str, Any]]:
     }
     out: dict[str, dict[str, Any]] = {}
     fleet = {"caching": {"share_across_agents": True}} if share else None
-    with stack(agents, fleet=fleet) as st, httpx2.Client(timeout=30) as client:
+    with stack(agents, fleet_section=fleet) as st, httpx2.Client(timeout=30) as client:
 
         def call(agent: str, api: str, turns: int) -> dict[str, Any]:
             path, body = request(api, turns)

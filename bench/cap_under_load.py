@@ -3,7 +3,8 @@
     python bench/cap_under_load.py [--calls 300] [--concurrency 50]
 
 Prints calls admitted and refused, the ledger's spend against the cap, and dollars over the cap
-(read from the gateway's admin API), while a second agent's calls run in the same window.
+(read from the gateway's admin API), while a second agent's calls run in the same window. The gateway
+runs on its own core, the load generator and the simulator on another (see bench/_harness.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
         "bystander": {"model": MODEL, "daily_usd": 100, "max_tokens": 400},
     }
     with stack(agents) as st:
+        print(st.layout())
 
         async def both():
             return await asyncio.gather(

@@ -1,10 +1,17 @@
-"""Added latency and throughput of the gateway versus calling the simulator directly.
+"""What the gateway adds: latency, throughput and CPU per call, against calling the simulator directly.
 
-    python bench/overhead.py [--calls N]
+    python bench/overhead.py [--calls N] [--rounds N] [--api anthropic|openai|both]
+                             [--tls] [--transport NAME] [--concurrency 1,10,50]
 
-Both paths are measured side by side in one run against the same simulator process, with budgets
-and the SQLite ledger on: for concurrency 1, 10 and 50, the p50/p99 latency of direct calls and of
-calls through the gateway, the difference (what the gateway adds), and calls/s.
+The measurement rule: the gateway alone on core 0 (`taskset`), the load generator and the simulator
+on core 1; direct and through-the-gateway calls measured side by side in one run, in alternating
+rounds (direct first in even rounds, the gateway first in odd ones), so that drift on the machine
+hits both alike. Budgets, the SQLite ledger and every lever are on. `--tls`: the simulator serves
+HTTPS from a local CA, which the gateway trusts through `ca_bundle` (the direct calls use TLS too, so
+"added" compares like with like). `--transport NAME` sets `transport: NAME` under each provider.
+
+Prints a Markdown table (paste it into the README with the command line above it) and the gateway's
+CPU time per call, read from /proc/<pid>/stat: on a shared machine that is the steadiest figure.
 """
 
 from __future__ import annotations
@@ -16,80 +23,94 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import PROVIDER_KEY, load, stack  # noqa: E402
+from _harness import CLOCK_TICK, PROVIDER_KEY, Run, Stack, cpu_seconds, load, require_provider_key, stack  # noqa: E402
 
-BODY = {
-    "model": "claude-haiku-4-5",
-    "max_tokens": 256,
-    "messages": [{"role": "user", "content": "Summarise the quarterly report in three bullet points. [sim:tokens=40]"}],
+PROMPT = "Summarise the quarterly report in three bullet points. [sim:tokens=40]"
+APIS = {
+    "anthropic": ("Anthropic", "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 256}),
+    "openai": ("OpenAI", "/v1/chat/completions", {"model": "gpt-4.1-mini", "max_tokens": 256}),
 }
-OPENAI_BODY = {
-    "model": "gpt-4.1-mini",
-    "max_tokens": 256,
-    "messages": [{"role": "user", "content": "Summarise the quarterly report in three bullet points. [sim:tokens=40]"}],
+AGENT = {
+    "model": "claude-haiku-4-5",
+    "models": ["claude-haiku-4-5", "gpt-4.1-mini"],
+    "daily_usd": 1_000_000,
+    "monthly_usd": 10_000_000,
 }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--calls", type=int, default=3000, help="calls per measurement (default 3000)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=3000, help="counted calls per measurement (default 3000)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway rounds (default 3)")
+    ap.add_argument("--api", choices=["anthropic", "openai", "both"], default="both")
+    ap.add_argument("--tls", action="store_true", help="upstream over HTTPS (the gateway trusts the sim's CA)")
+    ap.add_argument("--transport", metavar="NAME", help="the gateway's upstream transport (default: its own default)")
+    ap.add_argument("--concurrency", default="1,10,50", help="comma-separated (default 1,10,50)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores (not the measurement rule)")
     args = ap.parse_args()
-    agents = {
-        "bench": {
-            "model": "claude-haiku-4-5",
-            "models": ["claude-haiku-4-5", "gpt-4.1-mini"],
-            "daily_usd": 1_000_000,
-            "monthly_usd": 10_000_000,
-        },
-    }
-    with stack(agents) as st:
-        key = st.keys["bench"]
-        paths = {
-            "anthropic": (
-                (st.sim_url + "/v1/messages", {"x-api-key": PROVIDER_KEY, "anthropic-version": "2023-06-01"}),
-                (st.gw_url + "/v1/messages", {"x-api-key": key, "anthropic-version": "2023-06-01"}),
-                BODY,
-            ),
-            "openai": (
-                (st.sim_url + "/v1/chat/completions", {"authorization": f"Bearer {PROVIDER_KEY}"}),
-                (st.gw_url + "/v1/chat/completions", {"authorization": f"Bearer {key}"}),
-                OPENAI_BODY,
-            ),
-        }
+    levels = [int(c) for c in args.concurrency.split(",")]
+    apis = list(APIS) if args.api == "both" else [args.api]
+    if args.transport:
+        require_provider_key("transport", "--transport", "which upstream client the gateway uses")
+    provider = {"transport": args.transport} if args.transport else {}
+
+    with stack({"bench": AGENT}, tls=args.tls, provider=provider, pin=not args.no_pin) as st:
+        print(f"upstream: {'HTTPS (local CA)' if args.tls else 'plain HTTP'}; transport: {args.transport or 'default'}")
+        print(f"{st.layout()}" + ("" if st.cores else "  (NOT pinned: figures are not by the measurement rule)"))
+        print(f"{args.calls} counted calls per cell and path, in {args.rounds} alternating rounds\n")
         print(
-            f"{'api':9} {'conc':>4} | {'direct p50':>10} {'p99':>7} {'calls/s':>8} | {'gateway p50':>11} {'p99':>7} "
-            f"{'calls/s':>8} | {'added p50':>9} {'added p99':>9}"
+            "| API | concurrency | direct p50 / p99 | through the gateway p50 / p99 | added p50 / p99 "
+            "| added p50, per round | calls/s direct / gateway | gateway CPU per call |"
         )
-        for api, (direct, via, body) in paths.items():
-            for conc in (1, 10, 50):
-                n = args.calls if conc > 1 else max(500, args.calls // 3)
-                d_runs, g_runs = [], []
-                for _ in range(args.rounds):  # alternate, so drift on the machine hits both alike
-                    d_runs.append(asyncio.run(load(direct[0], direct[1], body, n, conc)))
-                    g_runs.append(asyncio.run(load(via[0], via[1], body, n, conc)))
-                d = _merge(d_runs)
-                g = _merge(g_runs)
-                assert set(g.statuses) == {200}, g.statuses
-                print(
-                    f"{api:9} {conc:>4} | {d.pct(50):>8.2f}ms {d.pct(99):>5.2f}ms {d.rate:>8.0f} | "
-                    f"{g.pct(50):>9.2f}ms {g.pct(99):>5.2f}ms {g.rate:>8.0f} | "
-                    f"{g.pct(50) - d.pct(50):>7.2f}ms {g.pct(99) - d.pct(99):>7.2f}ms"
-                )
-        print("\nlatency: wall clock per call at the client; added = gateway − direct at the same concurrency.")
-        print("calls/s at concurrency 50 through the gateway is its throughput (client, gateway and")
-        print("simulator share this machine's cores).")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for api in apis:
+            for conc in levels:
+                print(row(st, api, conc, args.calls, args.rounds), flush=True)
+    tick_us = 1e6 / CLOCK_TICK
+    print(
+        "\nlatency: wall clock per call at the load generator; added = through the gateway − direct, same"
+        "\nconcurrency, same round. calls/s through the gateway at concurrency 50 is its throughput on one"
+        "\ncore. CPU per call: the gateway process's user + system time over the counted calls; /proc/<pid>/stat"
+        f"\ncounts in ticks of {tick_us:,.0f} µs, so ±{tick_us / (args.calls * args.rounds):.1f} µs per call here."
+    )
 
 
-def _merge(runs):
-    from _harness import Run
+def auth(api: str, key: str) -> dict[str, str]:
+    """The headers each official SDK sends."""
+    if api == "anthropic":
+        return {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    return {"authorization": f"Bearer {key}"}
 
-    lat = [x for r in runs for x in r.latencies]
-    statuses: dict[int, int] = {}
-    for r in runs:
-        for k, v in r.statuses.items():
-            statuses[k] = statuses.get(k, 0) + v
-    return Run(lat, statuses, sum(r.wall for r in runs))
+
+def row(st: Stack, api: str, conc: int, calls: int, rounds: int) -> str:
+    label, path, fields = APIS[api]
+    body = {**fields, "messages": [{"role": "user", "content": PROMPT}]}
+    direct = (st.sim_url + path, auth(api, PROVIDER_KEY))
+    via = (st.gw_url + path, auth(api, st.keys["bench"]))
+    warm = min(calls, max(100, 4 * conc))  # opens every connection (and its TLS session) before counting
+
+    def measure(gateway: bool) -> Run:
+        if gateway:
+            return asyncio.run(
+                load(*via, body, calls, conc, warmup_calls=warm, meter=lambda: cpu_seconds(st.gateway_pid))
+            )
+        return asyncio.run(load(*direct, body, calls, conc, warmup_calls=warm, ssl_context=st.client_ssl()))
+
+    d_runs: list[Run] = []
+    g_runs: list[Run] = []
+    for r in range(rounds):
+        for gateway in (False, True) if r % 2 == 0 else (True, False):
+            (g_runs if gateway else d_runs).append(measure(gateway))
+    d, g = Run.merge(d_runs), Run.merge(g_runs)
+    if set(g.statuses) != {200} or set(d.statuses) != {200}:
+        raise SystemExit(f"{label} at concurrency {conc}: non-200 answers (direct {d.statuses}, gateway {g.statuses})")
+    per_round = sorted(gr.pct(50) - dr.pct(50) for dr, gr in zip(d_runs, g_runs, strict=True))
+    return (
+        f"| {label} | {conc} | {d.pct(50):.2f} / {d.pct(99):.2f} ms | {g.pct(50):.2f} / {g.pct(99):.2f} ms "
+        f"| **{g.pct(50) - d.pct(50):.2f}** / {g.pct(99) - d.pct(99):.2f} ms "
+        f"| {per_round[0]:.2f} – {per_round[-1]:.2f} ms | {d.rate:,.0f} / {g.rate:,.0f} "
+        f"| {g.cpu_per_call_us:.0f} µs |"
+    )
 
 
 if __name__ == "__main__":

@@ -127,6 +127,8 @@ def gateway(sim: Simulator, tmp_path: Path) -> Iterator[Any]:
     started: list[ServerThread] = []
 
     def start(clock: Any = None, **over: Any) -> Running:
+        if "ledger" not in over and any(s.thread.is_alive() for s in started):
+            over["ledger"] = str(tmp_path / f"ledger-{len(started)}.db")  # one writer per ledger: a ledger each
         names = {"alice", "olivia", "bob", *over.get("agents", {})}
         keys = {n: f"pm-{n}-" + secrets.token_hex(8) for n in names}
         raw = fleet(sim.url, keys, tmp_path, **over)  # type: ignore[attr-defined]

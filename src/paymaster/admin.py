@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 KEEPALIVE_S = 15.0
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer
+MAX_TS = 1e11  # epoch seconds (the year 5138)
+MAX_CALL_USD = Decimal(1_000_000)  # a reconciled bill above this for one call is a typo, not a bill
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,17 +109,18 @@ def ledger(gw: Gateway, scope: Scope) -> dict[str, Any]:
         if k not in known:
             raise BadRequest(f"unknown ledger filter {k!r} (use: {', '.join(sorted(known))})", param=k)
 
-    def num(k: str, cast: type, default: Any) -> Any:
+    def num(k: str, cast: type, default: Any, lo: float, hi: float) -> Any:
         if k not in q:
             return default
         try:
-            return cast(q[k])
+            v = cast(q[k])
         except ValueError:
             raise BadRequest(f"{k}: not a number: {q[k]!r}", param=k) from None
+        if not lo <= v <= hi:  # also NaN
+            raise BadRequest(f"{k}: must be from {lo:g} to {hi:g}, got {q[k]!r}", param=k)
+        return v
 
-    limit = num("limit", int, 100)
-    if not 1 <= limit <= 1000:
-        raise BadRequest("limit: must be from 1 to 1000", param="limit")
+    limit = num("limit", int, 100, 1, 1000)
     reconcile = q.get("reconcile")
     if reconcile not in (None, "true", "false", "1", "0"):
         raise BadRequest("reconcile: must be true or false", param="reconcile")
@@ -125,10 +129,10 @@ def ledger(gw: Gateway, scope: Scope) -> dict[str, Any]:
         agent=q.get("agent"),
         status=q.get("status"),
         model=q.get("model"),
-        since=num("since", float, None),
-        until=num("until", float, None),
+        since=num("since", float, None, 0, MAX_TS),
+        until=num("until", float, None, 0, MAX_TS),
         reconcile=None if reconcile is None else reconcile in ("true", "1"),
-        after=num("after", int, 0),
+        after=num("after", int, 0, 0, MAX_SEQ),
         limit=limit,
     )
     return {"data": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
@@ -169,6 +173,9 @@ def reconcile(gw: Gateway, call_id: str, body: dict[str, Any]) -> dict[str, Any]
             cost = rates.cost(Usage(**u))
         except ValueError as e:
             raise BadRequest(str(e), param="usage") from None
+    if cost > MAX_CALL_USD:
+        given = "cost_usd" if "cost_usd" in body else "usage"
+        raise BadRequest(f"{given}: ${cost} for one call is not a bill (at most ${MAX_CALL_USD})", param=given)
     nanos = to_nanos(cost)
     gw.store.reconcile(call_id, str(cost), nanos, time.time())
     gw.budget.rebook(row["agent"], row["day"], row["month"], nanos - row["cost_nanos"])

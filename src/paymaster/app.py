@@ -96,7 +96,13 @@ class Gateway:
         self.clock = clock
         self.board = Blackboard(list(config.agents))
         self.store = SQLiteStore(config.ledger, config.durability)
-        self.recovered = self.store.recover(clock())
+        try:
+            self.recovered = self.store.recover(clock())  # takes the ledger: one writer (LedgerLocked if not)
+        except BaseException:
+            self.store.close()
+            raise
+        self.store.on_error = lambda e: self.board.publish("ledger.failing", reason=self.store.failing)
+        self.store.on_ok = lambda: self.board.publish("ledger.writable")
         for row in self.recovered:
             self.board.publish("ledger.recovered", agent=row.agent, call_id=row.id, cost_usd=row.cost_usd)
         self.budget = Budget(config, self.store, self.board, clock)
@@ -625,10 +631,13 @@ class Gateway:
         await respond(send, resp.status, data, relay_headers(resp))
 
     async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """200 {"status": "ok"}; 503 {"status": "failing", "reason"} while ledger commits fail (calls are refused)."""
         self.store.flush()
-        await json_response(
-            send, {"status": "ok", "open_calls": len(self.budget.open), "journal_open": self.store.open_reservations()}
-        )
+        out: dict[str, Any] = {"status": "ok"}
+        if self.store.failing is not None:
+            out = {"status": "failing", "reason": self.store.failing}
+        out.update(open_calls=len(self.budget.open), journal_open=self.store.open_reservations())
+        await json_response(send, out, 503 if self.store.failing is not None else 200)
 
 
 def _task_name(h: dict[bytes, bytes], body: dict[str, Any]) -> str | None:

@@ -1,8 +1,14 @@
 """The blackboard: each agent's status (active / blocked, why, until when) and an event stream.
 
 Orchestrators read `GET /admin/agents` for the state and follow `GET /admin/events` (Server-Sent
-Events) to reroute or shut down a blocked agent's task. Events: `agent.blocked`, `agent.degraded`, `agent.unblocked`,
-`budget.threshold` (an agent's or the fleet's spend crossed an alert fraction of a cap).
+Events) to reroute or shut down a blocked agent's task. Events:
+
+    agent.blocked / agent.degraded / agent.unblocked   an agent's state changed
+    budget.threshold    an agent's or the fleet's spend crossed an alert fraction of a cap
+    ledger.recovered    at start: a call a stopped gateway left uncommitted, booked (agent, call_id, cost_usd)
+    ledger.reconciled   an operator replaced a flagged row's cost by the provider's bill
+    ledger.failing      ledger commits fail (reason): calls are refused (503) until one succeeds
+    ledger.writable     commits succeed again: calls are admitted again
 """
 
 from __future__ import annotations

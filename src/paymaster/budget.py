@@ -20,8 +20,9 @@ The cap invariant — for every window W that has a cap, at every instant:
 4. `settle` runs exactly once per admitted call (success, upstream error, timeout, disconnect):
    held -= worst and spent += cost on the same windows; the journal lets go of the reservation once
    the ledger row is committed.
-5. On start, spent is summed from the ledger, after reservations left by a crashed process have been
-   turned into ledger rows at their worst case (flagged for reconciliation): over-counted, never under.
+5. On start, spent is summed from the ledger, after calls a crashed process left uncommitted have been
+   turned into ledger rows: at their journaled cost if they had settled, at their worst case if they were
+   in flight (flagged for reconciliation): over-counted, never under.
 
 A reservation keeps the windows it was made in: a call reserved at 23:59:59 settles in that day.
 """
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .blackboard import Blackboard
@@ -79,9 +81,17 @@ class Calendar:
         return datetime.fromtimestamp(ts, self.tz).isoformat()
 
 
+class WindowKey(NamedTuple):
+    """A window's identity as data (never a string to parse back: an agent's name may hold any separator)."""
+
+    agent: str | None  # None: the whole fleet
+    period: str  # "day" | "month"
+    value: str  # "2026-11-28" | "2026-11"
+
+
 @dataclass(slots=True)
 class Window:
-    key: str  # e.g. "agent:writer:day:2026-11-28"
+    key: WindowKey
     scope: str  # "agent" | "fleet"
     period: str  # "daily" | "monthly"
     cap: int | None  # nano-dollars
@@ -98,7 +108,7 @@ class Ticket:
 
     id: str
     agent: str
-    keys: tuple[str, ...]
+    keys: tuple[WindowKey, ...]
     worst: int  # nano-dollars held
     day: str
     month: str
@@ -156,10 +166,10 @@ class Budget:
         self.board = board
         self.clock = clock
         self.calendar = Calendar(config.timezone)
-        self.counters: dict[str, list[int]] = {}  # window key -> [spent, held]
+        self.counters: dict[WindowKey, list[int]] = {}  # window -> [spent, held]
         self.open: dict[str, Ticket] = {}
         self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
-        self._alerted: set[tuple[str, Decimal]] = set()
+        self._alerted: set[tuple[WindowKey, Decimal]] = set()
         self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
         self._windows: dict[str, tuple[Periods, list[Window]]] = {}
@@ -177,21 +187,18 @@ class Budget:
         day_cap, month_cap = self._caps[agent]
         fday, fmonth = self._fleet_caps
         ws = [
-            Window(f"agent:{agent}:day:{p.day}", "agent", "daily", day_cap, p.day_resets),
-            Window(f"agent:{agent}:month:{p.month}", "agent", "monthly", month_cap, p.month_resets),
-            Window(f"fleet:day:{p.day}", "fleet", "daily", fday, p.day_resets),
-            Window(f"fleet:month:{p.month}", "fleet", "monthly", fmonth, p.month_resets),
+            Window(WindowKey(agent, "day", p.day), "agent", "daily", day_cap, p.day_resets),
+            Window(WindowKey(agent, "month", p.month), "agent", "monthly", month_cap, p.month_resets),
+            Window(WindowKey(None, "day", p.day), "fleet", "daily", fday, p.day_resets),
+            Window(WindowKey(None, "month", p.month), "fleet", "monthly", fmonth, p.month_resets),
         ]
         self._windows[agent] = (p, ws)
         return ws
 
-    def _counter(self, key: str) -> list[int]:
+    def _counter(self, key: WindowKey) -> list[int]:
         c = self.counters.get(key)
         if c is None:
-            parts = key.split(":")
-            agent = parts[1] if parts[0] == "agent" else None
-            period, value = parts[-2], parts[-1]
-            c = self.counters[key] = [self.store.spend(agent, period, value), 0]
+            c = self.counters[key] = [self.store.spend(key.agent, key.period, key.value), 0]
         return c
 
     # -- admit / settle ----------------------------------------------------------------------------
@@ -337,10 +344,10 @@ class Budget:
     def rebook(self, agent: str, day: str, month: str, delta: int) -> None:
         """Correct settled spend by `delta` nano-dollars on the windows a past call was booked in."""
         for key in (
-            f"agent:{agent}:day:{day}",
-            f"agent:{agent}:month:{month}",
-            f"fleet:day:{day}",
-            f"fleet:month:{month}",
+            WindowKey(agent, "day", day),
+            WindowKey(agent, "month", month),
+            WindowKey(None, "day", day),
+            WindowKey(None, "month", month),
         ):
             if key in self.counters:
                 self.counters[key][0] += delta
@@ -363,7 +370,7 @@ class Budget:
                 self.counters[key][1] -= t.worst
             self._wake()
 
-    def _alerts(self, agent: str, keys: tuple[str, ...]) -> None:
+    def _alerts(self, agent: str, keys: tuple[WindowKey, ...]) -> None:
         if not self.config.alert_thresholds:
             return
         for w in self.windows(agent, self.clock()):

@@ -1,4 +1,4 @@
-"""paymaster serve | sim | demo | keys | report"""
+"""paymaster serve | sim | demo | keys | report | ledger check"""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import secrets
 import sys
 
-from .config import ConfigError, hash_key, load
+from .config import Config, ConfigError, hash_key, load
+from .store.errors import LedgerError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,15 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("report", help="per-agent spend from the ledger")
     r.add_argument("--config", default="fleet.yaml")
+
+    g = sub.add_parser("ledger", help="check the ledger and its journal (stop the gateway first); --repair fixes")
+    g.add_argument("action", choices=["check"])
+    g.add_argument("--config", default="fleet.yaml")
+    g.add_argument(
+        "--repair",
+        action="store_true",
+        help="take unreadable journal lines out (kept aside in <ledger>.journal-rejected) so the gateway starts",
+    )
 
     args, rest = p.parse_known_args(argv)
     if args.cmd == "sim":
@@ -57,19 +67,34 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"paymaster: bad config: {e}", file=sys.stderr)
         return 2
+    try:
+        return command(args, config)
+    except LedgerError as e:
+        print(f"paymaster: {e}", file=sys.stderr)
+        return 2
+
+
+def command(args: argparse.Namespace, config: Config) -> int:
     if args.cmd == "serve":
         from .app import Gateway
         from .server import serve
 
         host, port = args.host or config.host, args.port or config.port
+        gateway = Gateway(config)
         print(f"paymaster: serving {len(config.agents)} agents on http://{host}:{port} (ledger {config.ledger})")
-        serve(Gateway(config), host, port, log_level="info")
+        serve(gateway, host, port, log_level="info")
         return 0
     if args.cmd == "report":
         from .report import print_report
 
         print_report(config)
         return 0
+    if args.cmd == "ledger":
+        from .store.check import check
+
+        report = check(config.ledger, repair=args.repair)
+        print("\n".join(report.lines))
+        return 1 if report.problems else 0
     return 1
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -26,6 +27,10 @@ PRICE_PROVIDER = {"anthropic": "anthropic", "openai": "openai", "openai-compatib
 
 class ConfigError(ValueError):
     """fleet.yaml is malformed; the message names the field and the problem."""
+
+
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+AGENT_NAME_RULE = "1 to 64 characters: letters A-Z a-z, digits, '.', '_', ':' and '-', starting with a letter or digit"
 
 
 def hash_key(key: str) -> str:
@@ -218,6 +223,14 @@ def _secret(m: Mapping[str, Any], path: str, env: Mapping[str, str], *, hashed: 
     return None
 
 
+def _ledger_path(p: Path) -> None:
+    """The ledger is a file in a folder that exists (whether both can be written is checked when it is opened)."""
+    if p.is_dir():
+        raise ConfigError(f"ledger: {p} is a folder; name a file in it, e.g. {p / 'paymaster.db'}")
+    if not p.parent.is_dir():
+        raise ConfigError(f"ledger: the folder {p.parent} does not exist; create it or name another")
+
+
 def _opt_str(v: Any, path: str) -> str | None:
     return None if v is None else _str(v, path)
 
@@ -381,6 +394,8 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     ledger = _str(top.get("ledger", "paymaster.db"), "ledger")
     if base is not None and ledger != ":memory:" and not Path(ledger).is_absolute():
         ledger = str(base / ledger)
+    if ledger != ":memory:":
+        _ledger_path(Path(ledger))
     durability = top.get("durability", "process")
     if durability not in ("process", "power"):
         raise ConfigError(f"durability: must be 'process' or 'power', got {durability!r}")
@@ -496,6 +511,8 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     seen_hashes: dict[str, str] = {}
     for name, av in _mapping(top.get("agents"), "agents").items():
         path = f"agents.{name}"
+        if not isinstance(name, str) or not AGENT_NAME.fullmatch(name):
+            raise ConfigError(f"agents: {name!r} is not an agent name (agent names are {AGENT_NAME_RULE})")
         av = _mapping(av, path)
         _unknown(
             av,

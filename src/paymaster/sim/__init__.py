@@ -7,8 +7,13 @@
     with ServerThread(sim.app) as srv:
         anthropic.Anthropic(base_url=srv.url, api_key="k")       # /v1/messages
         openai.OpenAI(base_url=srv.url + "/v1", api_key="k")      # /v1/chat/completions
+    with ServerThread(sim.app, tls=True) as srv:                # https, a CA made at start
+        anthropic.Anthropic(base_url=srv.url, api_key="k",
+                            http_client=anthropic.DefaultHttpxClient(verify=srv.tls.client_context()))
     sim.inject("429", count=2, model="claude-x", retry_after=0)
     sim.requests[-1]["body"]
+
+`paymaster sim --tls [--ca-out PATH]` does the same from the command line and prints the CA's path.
 
 Answers are deterministic; `[sim:tokens=N]`, `[sim:stop]` and `[sim:tool]` in the last user message
 steer them (see `paymaster.sim.text`).

@@ -1,33 +1,49 @@
-"""The ledger in SQLite (the embedded default), and the reservation journal beside it.
+"""The ledger in SQLite (the embedded default), and the journal beside it.
 
 A reservation is made durable by the journal (`store/journal.py`: one append per call) before the
-call goes upstream. Ledger rows are group-committed: a settlement is queued and committed with the
-others within `SETTLE_DELAY` seconds (or at once, before anything reads the ledger). Only after its
-row is committed is the reservation marked done in the journal, so a process that dies in between
-leaves the reservation behind, and the next start books it at its worst case: over-counted, never
-under.
+call goes upstream. When the call settles, its ledger row is appended to the journal too, then
+group-committed: queued and committed with the others within `SETTLE_DELAY` seconds (or at once,
+before anything reads the ledger). Only after its row is committed is the call marked done in the
+journal, so a process that dies in between leaves it behind, and the next start books it from the
+journal: at its journaled row (its actual cost) when it had settled, at its worst case when it was
+truly in flight — over-counted, never under.
+
+One writer per ledger (`store/lock.py`): `recover`, the start of a gateway, takes the ledger's lock.
+
+A commit that fails (disk full, I/O error, a read-only file) keeps its rows and is retried every
+`RETRY_S` seconds; meanwhile the store is `failing` and refuses new reservations (the gateway answers
+503 and `/healthz` says why), and `on_error` / `on_ok` tell the gateway when that starts and ends.
 
 WAL with `synchronous=NORMAL` survives a killed process; `durability: power` selects
-`synchronous=FULL` and an fdatasync per journal append, which also survive power loss. WAL
+`synchronous=FULL` and an fdatasync per reservation, which also survive power loss. WAL
 checkpoints (the only fsyncs in NORMAL mode) run in a background thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import operator
 import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from ..pricing import from_nanos
-from .journal import Journal, Reservation
+from .errors import JournalCorrupt, LedgerFailing, LedgerUnavailable, cannot_write
+from .journal import Journal, Reservation, Scan
+from .lock import LedgerLock
+from .row import LedgerRow
+
+log = logging.getLogger("paymaster")
 
 SETTLE_DELAY = 0.05  # seconds a settlement may wait to be committed with others
+RETRY_S = 1.0  # seconds between attempts to commit while commits fail
+BUSY_MS = 200  # longest the event loop waits for SQLite's write lock (only another process writing the file holds it)
 CHECKPOINT_EVERY = 1.0  # seconds between background WAL checkpoints
 
 SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
@@ -78,40 +94,6 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
 # day) and (day) serve the per-agent and fleet sums, months included (a month is a range of days).
 
 
-@dataclass(slots=True)
-class LedgerRow:
-    id: str
-    ts: float
-    agent: str
-    api: str
-    provider: str
-    model_requested: str
-    model: str
-    status: str  # ok | upstream_error | unreachable | timeout | disconnected | cut | crashed | response_cache
-    cost_usd: str
-    cost_nanos: int
-    day: str
-    month: str
-    worst_nanos: int = 0
-    stream: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    max_tokens: int = 0
-    reconcile: int = 0
-    latency_ms: float = 0.0
-    upstream_request_id: str = ""
-    error: str = ""
-    task: str = ""
-    max_tokens_requested: int = 0  # 0: the caller set none
-    uncached_cost_nanos: int = 0  # what the call would have cost with no prompt or response caching
-    exposure_removed_nanos: int = 0  # worst case the max_tokens ceiling took off this call
-    route: str = ""  # why the call ran on `model` (routing, fallback)
-    baseline_cost_nanos: int = 0  # its cost on the model asked for (or the agent's top tier, for auto)
-
-
 _LEDGER_COLS = [f.name for f in fields(LedgerRow)]
 _INSERT_LEDGER = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({', '.join('?' * len(_LEDGER_COLS))})"
 
@@ -122,18 +104,26 @@ _ledger_values: Callable[[LedgerRow], tuple[Any, ...]] = operator.attrgetter(*_L
 class SQLiteStore:
     def __init__(self, path: str, durability: str = "process") -> None:
         self.path = path
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
-        self.journal = Journal(path if path != ":memory:" else tempfile.mkdtemp() + "/ledger", durability == "power")
+        self.lock: LedgerLock | None = None
+        self.failing: str | None = None  # why ledger commits fail, while they do
+        self.on_error: Callable[[BaseException], None] = lambda e: None  # commits started failing
+        self.on_ok: Callable[[], None] = lambda: None  # … and succeed again
         self._pending: list[tuple[Any, ...]] = []  # ledger rows to insert
-        self._done: list[str] = []  # reservations whose ledger rows are in _pending
+        self._done: list[str] = []  # calls whose ledger rows are in _pending
         self._later: asyncio.TimerHandle | None = None
-        self.on_error: Callable[[BaseException], None] = lambda e: None
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except (sqlite3.Error, OSError) as e:
+            if hasattr(self, "conn"):
+                self.conn.close()
+            raise LedgerUnavailable(cannot_write(path, e)) from None
+        self.journal = Journal(path if path != ":memory:" else tempfile.mkdtemp() + "/ledger", durability == "power")
         if path != ":memory:":
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = threading.Thread(target=self._checkpoints, name="wal-checkpoint", daemon=True)
@@ -190,27 +180,51 @@ class SQLiteStore:
             self.conn.execute("BEGIN")
             self.conn.executemany(_INSERT_LEDGER, rows)
             self.conn.execute("COMMIT")
-        except BaseException as e:  # disk full, I/O error: keep the rows for the next commit
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+        except Exception as e:  # disk full, I/O error, read-only, a row it refuses: keep the rows, retry
             self._pending[:0] = rows
             self._done[:0] = done
-            self.on_error(e)
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            self._failed(e)
             return
         for rid in done:
             self.journal.done(rid)
+        if self.failing is not None:
+            self.failing = None
+            log.warning("ledger %s: commits succeed again", self.path)
+            self.on_ok()
+
+    def _failed(self, e: BaseException) -> None:
+        first = self.failing is None
+        self.failing = f"ledger commits fail: {e}"
+        try:
+            self._later = asyncio.get_running_loop().call_later(RETRY_S, self._flush)
+        except RuntimeError:  # no event loop (shutting down): the journal keeps the rows for the next start
+            pass
+        if first:
+            log.error("ledger %s: %s; new calls are refused until a commit succeeds", self.path, self.failing)
+            self.on_error(e)
 
     def reserve(self, r: Reservation) -> None:
-        """Make a reservation durable (one journal append) before its call is sent."""
+        """Make a reservation durable (one journal append) before its call is sent. Raises OSError (nothing
+        written) when it cannot be, or while ledger commits fail."""
+        if self.failing is not None:
+            raise LedgerFailing(f"{self.failing}; calls are refused until it can be written")
         self.journal.append(r)
 
     def settle(self, reservation_id: str, row: LedgerRow) -> None:
-        """Book a reservation's ledger row; the journal lets go of the reservation once the row is committed."""
-        self._done.append(reservation_id)
-        self._submit(_ledger_values(row))
+        """Book a reservation's ledger row (`row.id` is the reservation's id): journaled now, committed with
+        the next group; the journal lets go of the call once the row is committed."""
+        self.book(row)
 
     def book(self, row: LedgerRow) -> None:
-        """A ledger row with no reservation behind it (a call answered without a provider)."""
+        """Book a ledger row (also one with no reservation behind it: a call answered without a provider)."""
+        try:
+            self.journal.settled(row)
+        except OSError as e:  # the reservation stays in the journal: a crash now books the worst case
+            log.warning("call %s: its settlement could not be journaled (%s)", row.id, e)
+        self._done.append(row.id)
         self._submit(_ledger_values(row))
 
     def flush(self) -> None:
@@ -219,32 +233,82 @@ class SQLiteStore:
             self._flush()
 
     def close(self) -> None:
+        """Commit what is pending, stop, and let go of the ledger (its lock); a second call does nothing."""
+        if self._stop.is_set():
+            return
         self.flush()
+        if self._later is not None:  # still failing: what is pending stays in the journal
+            self._later.cancel()
+            self._later = None
         self.journal.close()
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=10)
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
         self.conn.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # -- start-up and queries (synchronous; not on the request path) -------------------------------
 
     def recover(self, now: float) -> list[LedgerRow]:
-        """Turn reservations a stopped process left unsettled into ledger rows at their worst case, flagged
-        for reconciliation (spend may be over-counted, never under-counted); then start a fresh journal."""
-        left = self.journal.leftovers()
-        settled: set[str] = set()
-        ids = [r.id for r in left]
+        """Start writing the ledger: take its lock (one writer), book what a stopped process left in the
+        journal and had not committed — a settled call at its journaled row, a call in flight at its worst
+        case flagged for reconciliation — then start a fresh journal. Returns the rows booked.
+
+        Raises `LedgerLocked` when another gateway holds the ledger, `JournalCorrupt` (naming the file and
+        line) when a journal line cannot be read, `LedgerUnavailable` when the files cannot be written."""
+        if self.path != ":memory:":
+            self.lock = LedgerLock(self.path).take()
+        scan = self.journal.scan()
+        if scan.bad:
+            b = scan.bad[0]
+            more = f" (and {len(scan.bad) - 1} more)" if len(scan.bad) > 1 else ""
+            raise JournalCorrupt(
+                f"journal {b.where()}{more} is not a journal entry, so the call it records cannot be booked; "
+                "see and repair it with `paymaster ledger check --config <fleet.yaml> --repair` "
+                "(the line is kept aside, not dropped)"
+            )
+        try:
+            rows = self.unbooked(scan)
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(_INSERT_LEDGER, [_ledger_values(row) for row in rows])
+            version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+            self.conn.execute(f"PRAGMA user_version={version}")  # a write: a read-only ledger stops the start here
+            self.conn.execute("COMMIT")
+            for path, n, data in scan.torn:
+                self.journal.put_aside(path, n, data, "torn last line (never acknowledged: its call was not sent)")
+                log.warning(
+                    "journal %s line %d: torn last line of %d bytes dropped (never acknowledged, so its call "
+                    "was not sent); kept in %s",
+                    path,
+                    n,
+                    len(data),
+                    self.journal.rejected,
+                )
+            self.journal.start()
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")  # from here on, on the event loop
+        except (sqlite3.Error, OSError) as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise LedgerUnavailable(cannot_write(self.path, e)) from None
+        return rows
+
+    def unbooked(self, scan: Scan) -> list[LedgerRow]:
+        """The ledger rows the journal holds that the ledger does not: settled calls at their rows, calls
+        with no settlement at their worst case (flagged for reconciliation)."""
+        ids = list(scan.reservations.keys() | scan.settled.keys())
+        booked: set[str] = set()
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             q = f"SELECT id FROM ledger WHERE id IN ({', '.join('?' * len(chunk))})"
-            settled.update(r[0] for r in self.conn.execute(q, chunk))
-        rows = [_crashed(r) for r in left if r.id not in settled]
-        if rows:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(_INSERT_LEDGER, [_ledger_values(row) for row in rows])
-            self.conn.execute("COMMIT")
-        self.journal.start()
+            booked.update(r[0] for r in self.conn.execute(q, chunk))
+        rows = [row for rid, row in scan.settled.items() if rid not in booked]
+        rows += [_crashed(r) for rid, r in scan.reservations.items() if rid not in booked and rid not in scan.settled]
         return rows
 
     def spend(self, agent: str | None, period: str, key: str) -> int:
@@ -261,12 +325,9 @@ class SQLiteStore:
         return self.journal.open_count()
 
     def unsettled_on_disk(self) -> int:
-        """Reservations in the journal on disk with no ledger row (another process may be running)."""
-        left = self.journal.leftovers()
-        if not left:
-            return 0
-        have = {r[0] for r in self.conn.execute("SELECT id FROM ledger WHERE ts >= ?", (min(r.created for r in left),))}
-        return sum(1 for r in left if r.id not in have)
+        """Calls in the journal on disk with neither a settlement nor a ledger row (another process may be
+        running, or one stopped mid-call)."""
+        return sum(1 for row in self.unbooked(self.journal.scan()) if row.status == "crashed")
 
     def ledger(
         self,
