@@ -151,7 +151,7 @@ class Refusal:
         if self.too_large:
             return (
                 f"call too large: this call cannot fit in the {self.window} window of agent {self.agent!r} "
-                f"({figures}); smaller calls still fit: lower max_tokens or send less input"
+                f"({figures}); smaller calls still fit: send less input, a lower max_tokens or use a cheaper model"
             )
         return (
             f"budget exceeded: the {self.window} cap for agent {self.agent!r} is reached ({figures}); not even a "
