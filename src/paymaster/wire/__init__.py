@@ -72,6 +72,21 @@ def optional_count(value: Any) -> int | None:
     return 0 if value is None else count(value)
 
 
+def read_counts(u: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> list[int] | None:
+    """The counts at these dotted paths of a usage object, required ones first; None when a required one
+    is missing or any is malformed (an optional one may be absent or null: 0)."""
+    out: list[int] = []
+    for i, path in enumerate((*required, *optional)):
+        node: Any = u
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        n = count(node) if i < len(required) else optional_count(node)
+        if n is None:
+            return None
+        out.append(n)
+    return out
+
+
 def unknown_counts(obj: Any, known: Known, where: str = "") -> list[str]:
     """The billable-looking fields of a usage object the gateway does not know: any positive number under
     a name it has no rule for, at any depth (timings — `*_time`, `*_ms`, `*latency*` — excepted, as some

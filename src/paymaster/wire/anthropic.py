@@ -8,7 +8,7 @@ import orjson
 
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
-from . import Known, count, data_of, optional_count, unknown_counts
+from . import Known, data_of, optional_count, read_counts, unknown_counts
 
 API = "anthropic"
 MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget question
@@ -75,20 +75,20 @@ def usage(u: Any) -> Usage | None:
     """
     if not isinstance(u, dict):
         return None
-    cc = u.get("cache_creation") if isinstance(u.get("cache_creation"), dict) else {}
-    details = u.get("output_tokens_details") if isinstance(u.get("output_tokens_details"), dict) else {}
-    counts = (
-        count(u.get("input_tokens")),
-        count(u.get("output_tokens")),
-        optional_count(u.get("cache_read_input_tokens")),
-        optional_count(u.get("cache_creation_input_tokens")),
-        optional_count(cc.get("ephemeral_5m_input_tokens")),
-        optional_count(cc.get("ephemeral_1h_input_tokens")),
-        optional_count(details.get("thinking_tokens")),
+    counts = read_counts(
+        u,
+        ("input_tokens", "output_tokens"),
+        (
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+            "cache_creation.ephemeral_5m_input_tokens",
+            "cache_creation.ephemeral_1h_input_tokens",
+            "output_tokens_details.thinking_tokens",
+        ),
     )
-    if None in counts:
+    if counts is None:
         return None
-    uncached, out, read, written, w5m, w1h, thinking = (c or 0 for c in counts)
+    uncached, out, read, written, w5m, w1h, thinking = counts
     written = max(written, w5m + w1h)  # the split never makes the writes smaller than their sum
     unpriced = unknown_counts(u, KNOWN)
     tools: dict[str, int] = {}

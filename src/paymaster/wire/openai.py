@@ -9,7 +9,7 @@ import orjson
 
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
-from . import Known, count, data_of, optional_count, unknown_counts
+from . import Known, data_of, read_counts, unknown_counts
 
 API = "openai"
 MAX_TOKENS_LIMIT = 1_000_000
@@ -107,23 +107,22 @@ def usage(u: Any, service_tier: Any = None) -> Usage | None:
     cached tokens; billable-looking fields without a rule here land in `Usage.unpriced`."""
     if not isinstance(u, dict):
         return None
-    pd = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) else {}
-    cd = u.get("completion_tokens_details") if isinstance(u.get("completion_tokens_details"), dict) else {}
-    ctd = pd.get("cached_tokens_details") if isinstance(pd.get("cached_tokens_details"), dict) else {}
-    counts = (
-        count(u.get("prompt_tokens")),
-        count(u.get("completion_tokens")),
-        optional_count(pd.get("cached_tokens")),
-        optional_count(u.get("prompt_cache_hit_tokens")),
-        optional_count(pd.get("cache_write_tokens")),
-        optional_count(pd.get("audio_tokens")),
-        optional_count(ctd.get("audio_tokens")),
-        optional_count(cd.get("audio_tokens")),
-        optional_count(cd.get("reasoning_tokens")),
+    counts = read_counts(
+        u,
+        ("prompt_tokens", "completion_tokens"),
+        (
+            "prompt_tokens_details.cached_tokens",
+            "prompt_cache_hit_tokens",
+            "prompt_tokens_details.cache_write_tokens",
+            "prompt_tokens_details.audio_tokens",
+            "prompt_tokens_details.cached_tokens_details.audio_tokens",
+            "completion_tokens_details.audio_tokens",
+            "completion_tokens_details.reasoning_tokens",
+        ),
     )
-    if None in counts:
+    if counts is None:
         return None
-    prompt, completion, cached, hit, written, audio_in, audio_read, audio_out, reasoning = (c or 0 for c in counts)
+    prompt, completion, cached, hit, written, audio_in, audio_read, audio_out, reasoning = counts
     return Usage(
         prompt,
         completion,
