@@ -8,7 +8,8 @@ import orjson
 
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
-from . import Known, data_of, optional_count, read_counts, unknown_counts
+from . import data_of
+from .usage_fields import Known, optional_count, read_counts, unknown_counts
 
 API = "anthropic"
 MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget question

@@ -9,7 +9,8 @@ import orjson
 
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
-from . import Known, data_of, read_counts, unknown_counts
+from . import data_of
+from .usage_fields import Known, read_counts, unknown_counts
 
 API = "openai"
 MAX_TOKENS_LIMIT = 1_000_000
