@@ -139,10 +139,6 @@ class Refusal:
     resets_at: str
     too_large: bool = False  # only this call cannot fit: a minimal call still does (the agent is not blocked)
 
-    @property
-    def kind(self) -> str:
-        return "call_too_large" if self.too_large else "budget_exceeded"
-
     def message(self) -> str:
         figures = (
             f"cap ${usd_str(self.cap)}, spent ${usd_str(self.spent)}, in flight ${usd_str(self.held)}, "
