@@ -268,3 +268,24 @@ def test_anthropic_stream_usage_needs_both_counts(events, expected):
         watch.frame(f)
     u = watch.usage()
     assert (u.input_tokens, u.output_tokens) == expected if expected else u is None
+
+
+@pytest.mark.parametrize("fault", ["no_usage", "no_output_usage"])
+def test_a_translated_stream_without_usage_tells_no_made_up_usage(gateway, sim, fault):
+    """An OpenAI caller streaming from Claude asked for the usage chunk: without the provider's counts it
+    gets none (as from a server that omits usage) rather than zeros; the ledger still books the worst case."""
+    gw = gateway(agents=MIXED)
+    sim.inject(fault)
+    chunks = list(
+        gw.openai("olivia").chat.completions.create(
+            model="claude-haiku-4-5",
+            max_tokens=300,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "go [sim:tokens=20]"}],
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert all(c.usage is None for c in chunks)
+    row = gw.ledger("olivia")[-1]
+    assert row["reconcile"] == 1 and row["cost_nanos"] == row["worst_nanos"]
