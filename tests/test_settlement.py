@@ -289,3 +289,14 @@ def test_a_translated_stream_without_usage_tells_no_made_up_usage(gateway, sim, 
     assert all(c.usage is None for c in chunks)
     row = gw.ledger("olivia")[-1]
     assert row["reconcile"] == 1 and row["cost_nanos"] == row["worst_nanos"]
+
+
+@pytest.mark.parametrize("caller,model", ROUTES[2:], ids=["anthropic-on-gpt", "openai-on-claude"])
+def test_a_translated_answer_without_its_counts_is_an_error_not_zeros(gateway, sim, caller, model):
+    gw = gateway(agents=MIXED)
+    sim.inject("no_output_usage")
+    with pytest.raises((anthropic.APIStatusError, openai.APIStatusError)) as e:
+        _call(gw, caller, model, stream=False)
+    assert e.value.status_code == 502 and "usage" in str(e.value)
+    row = gw.ledger("alice" if caller == "anthropic" else "olivia")[-1]
+    assert row["reconcile"] == 1 and row["cost_nanos"] == row["worst_nanos"]

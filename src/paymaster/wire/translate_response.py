@@ -133,7 +133,7 @@ def anthropic_response_to_openai(resp: dict[str, Any], requested_model: str) -> 
     if calls:
         message["tool_calls"] = calls
     usage = resp.get("usage")
-    if not isinstance(usage, dict):
+    if not isinstance(usage, dict) or not {"input_tokens", "output_tokens"} <= usage.keys():
         raise unmappable("it carries no usage")
     out: dict[str, Any] = {
         "id": chat_id(resp.get("id")),
@@ -175,7 +175,7 @@ def openai_response_to_anthropic(resp: dict[str, Any], requested_model: str) -> 
             {"type": "tool_use", "id": call["id"], "name": fn["name"], "input": _tool_input(fn.get("arguments"))}
         )
     usage = resp.get("usage")
-    if not isinstance(usage, dict):
+    if not isinstance(usage, dict) or not {"prompt_tokens", "completion_tokens"} <= usage.keys():
         raise unmappable("it carries no usage")
     u = usage_to_anthropic(usage)
     if resp.get("service_tier") in _TIERS_TO_ANTHROPIC:
