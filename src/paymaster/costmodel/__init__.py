@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.resources
 import math
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -65,10 +66,13 @@ def spec_for(table: dict[str, Any], model: str) -> Any:
         return hit
     best = ""
     for key in table:
-        if key != "default" and model.startswith(key + "-") and model[len(key) + 1 : len(key) + 2].isdigit():
+        if key != "default" and model.startswith(key + "-") and _SNAPSHOT.fullmatch(model[len(key) + 1 :]):
             if len(key) > len(best):
                 best = key
     return table[best] if best else table["default"]
+
+
+_SNAPSHOT = re.compile(r"\d{8}|\d{4}-\d{2}-\d{2}|latest")
 
 
 @dataclass(slots=True)

@@ -115,7 +115,7 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
         if refined < m.text + m.media:
             m.text, m.media, m.exact = max(0, refined - m.media), min(m.media, refined), True
     if w.last:
-        _cache_prefixes(m, w, sections)
+        _cache_prefixes(m, w, sections, overhead)
     return m
 
 
@@ -197,14 +197,14 @@ class _Walk:
         self.m.media += pages * (anthropic_tokens(None, self.img) + int(self.pdf["text_tokens_per_page"]))
 
 
-def _cache_prefixes(m: Measure, w: _Walk, sections: list[Any]) -> None:
+def _cache_prefixes(m: Measure, w: _Walk, sections: list[Any], overhead: int) -> None:
     """Tokens of the prefix up to the last breakpoint of each TTL: its sections' bytes (without the
     base64 of media, priced by their tokens instead), bounded by the whole input."""
     sizes = [len(orjson.dumps(s)) for s in sections]
     whole = m.text + m.media
     for ttl, section in w.last.items():
         # the whole section holding the breakpoint: its JSON bytes bound its text, plus its media tokens
-        prefix = sum(sizes[: section + 1]) + w.media_upto[section]
+        prefix = overhead + sum(sizes[: section + 1]) + w.media_upto[section]
         bound = min(whole, prefix)
         if ttl == "1h":
             m.cache_1h = bound
