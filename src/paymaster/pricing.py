@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -137,10 +137,11 @@ class Rates:
         """
         tier = u.service_tier
         if tier and tier not in STANDARD_TIERS and self.tiers:
+            plain = replace(u, service_tier="")
             variant = self.tiers.get(tier)
             if variant is not None:
-                return variant.cost(u)
-            return max(r.cost(u) for r in (self, *self.tiers.values()))
+                return variant.cost(plain)
+            return max(r.cost(plain) for r in (self, *self.tiers.values()))
         values = {
             "input": u.input_tokens,
             "cache_read": u.cache_read_tokens,
