@@ -115,6 +115,7 @@ class Rates:
     tiers: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # service tier → its prices
     _flat: tuple[Decimal, Decimal] | None = field(default=None, compare=False, repr=False)
     _plan: tuple[tuple[str, Tiered, tuple[int, ...]], ...] = field(default=(), compare=False, repr=False)
+    _unit: dict[str, Decimal] | None = field(default=None, compare=False, repr=False)  # flat prices, per token
 
     def __post_init__(self) -> None:
         priced = [(n, d) for n, _, d in TOKEN_UNITS if getattr(self, n)]
@@ -127,6 +128,16 @@ class Rates:
         tiered = [getattr(self, n) for n, _, _ in TOKEN_UNITS if getattr(self, n)]
         if not any(len(t) > 1 for t in tiered):  # no long-context tiers: the top rates never change
             object.__setattr__(self, "_flat", self._tops(0))
+            units = (
+                "input",
+                "cache_write",
+                "cache_write_1h",
+                "input_audio",
+                "cache_audio_read",
+                "output",
+                "output_audio",
+            )
+            object.__setattr__(self, "_unit", {u: self._rate(u, 0) for u in units})
 
     # -- exact cost
 
@@ -206,6 +217,10 @@ class Rates:
     def rate(self, unit: str, input_bound: int) -> Decimal:
         """USD per token of one unit ("input", "cache_write_1h", …) at the highest tier an input of up
         to `input_bound` tokens can reach; a unit the model does not price falls back to its parent's."""
+        flat = self._unit
+        return flat[unit] if flat is not None else self._rate(unit, input_bound)
+
+    def _rate(self, unit: str, input_bound: int) -> Decimal:
         tiers = getattr(self, unit) or (self.input if unit != "output_audio" else self.output)
         if unit in ("cache_write_1h",) and not self.cache_write_1h:
             tiers = self.cache_write or self.input

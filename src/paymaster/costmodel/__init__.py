@@ -139,22 +139,23 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
         request = min(request, context_cap)
     total = request + m.server_results
     plain = rates.rate("input", total)
-    buckets = sorted(
-        (
-            (rates.rate("input_audio", total), m.audio),
-            (rates.rate("cache_write_1h", total), m.cache_1h),
-            (rates.rate("cache_write", total), m.cache_5m),
-        ),
-        key=lambda b: -b[0],
-    )
-    left = request
-    usd = Decimal(0)
-    for rate, bound in buckets:
-        take = min(bound, left)
-        if take > 0 and rate > plain:
-            usd += take * rate
-            left -= take
-    usd += (left + m.server_results) * plain
+    usd = (request + m.server_results) * plain
+    if m.audio or m.cache_1h or m.cache_5m:
+        # the dearest buckets first, each up to its own bound; what they take is no longer plain input
+        buckets = sorted(
+            (
+                (rates.rate("input_audio", total), m.audio),
+                (rates.rate("cache_write_1h", total), m.cache_1h),
+                (rates.rate("cache_write", total), m.cache_5m),
+            ),
+            key=lambda b: -b[0],
+        )
+        left = request
+        for rate, bound in buckets:
+            take = min(bound, left)
+            if take > 0 and rate > plain:
+                usd += take * (rate - plain)
+                left -= take
     for tool, uses in m.server_uses.items():
         fee = rates.fee(tool)
         if fee is None:
@@ -185,11 +186,10 @@ def estimate(
     bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
     Anthropic's count_tokens answer for it."""
     if api == "anthropic":
-        from .anthropic import measure as anthropic_measure
-
-        m = anthropic_measure(body, size, rates.model, counted)
+        m = anthropic.measure(body, size, rates.model, counted)
     else:
-        from .openai import measure as openai_measure
-
-        m = openai_measure(body, size, rates.model, exact)
+        m = openai.measure(body, size, rates.model, exact)
     return price(m, rates, context_cap)
+
+
+from . import anthropic, openai  # noqa: E402  (they use the types above)

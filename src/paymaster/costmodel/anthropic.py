@@ -22,7 +22,7 @@ import orjson
 
 from . import Measure, Unbounded, data, margin, spec_for
 from .images import anthropic_tokens
-from .media import HEAD, PDF_SCAN, b64_prefix, image_size, pdf_pages
+from .media import HEAD, PDF_SCAN, b64_prefix, image_size, pdf_pages, pdf_text_bytes
 
 BASE = 16  # tokens of the chat template the JSON does not show (ours; JSON syntax covers per-message markers)
 COUNT_TOKENS_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
@@ -186,15 +186,17 @@ class _Walk:
             return
         if kind == "text":
             return  # plain text: its bytes bound it
-        pages = None
+        pages = text = None
         data_ = source.get("data")
         if kind == "base64" and isinstance(data_, str):
             self.m.media_bytes += len(data_)
             if len(data_) <= PDF_SCAN * 4 // 3:
-                pages = pdf_pages(b64_prefix(data_, PDF_SCAN))
+                raw = b64_prefix(data_, PDF_SCAN)
+                pages, text = pdf_pages(raw), pdf_text_bytes(raw)
         pages = min(pages or self.pdf["max_pages"], self.pdf["max_pages"])
+        most_text = pages * int(self.pdf["text_tokens_per_page"])
         # platform.claude.com/docs/en/build-with-claude/pdf-support: each page is its text plus its image
-        self.m.media += pages * (anthropic_tokens(None, self.img) + int(self.pdf["text_tokens_per_page"]))
+        self.m.media += pages * anthropic_tokens(None, self.img) + min(most_text, text or most_text)
 
 
 def _cache_prefixes(m: Measure, w: _Walk, sections: list[Any], overhead: int) -> None:

@@ -2,7 +2,7 @@
 
 - `image_size`: (width, height) from a PNG, GIF, WebP or JPEG header, or None.
 - `pdf_pages`: the pages of a PDF, counted from its objects (compressed object streams included),
-  or None when they cannot be counted within the work allowed.
+  or None when they cannot be counted within the work allowed; `pdf_text_bytes` bounds its text.
 - `audio_seconds`: the length of a WAV from its header, else an upper bound from its byte size.
 
 Each reads a bounded prefix of the data (base64 is decoded only as far as needed), so a huge or
@@ -113,6 +113,14 @@ def pdf_pages(pdf: bytes) -> int | None:
         for a, b in _COUNT.findall(t):
             pages = max(pages, int(a or b))
     return pages or None
+
+
+def pdf_text_bytes(pdf: bytes) -> int | None:
+    """An upper bound on the bytes of text a PDF can yield: its own size when none of its streams is
+    compressed (a page's text is in its content streams, literally or in hex), else None."""
+    if not pdf.startswith(b"%PDF-") or b"/Filter" in pdf:
+        return None
+    return len(pdf)
 
 
 def audio_seconds(audio: bytes, size: int) -> float:

@@ -20,7 +20,7 @@ import orjson
 
 from . import Measure, Unbounded, data, margin, spec_for
 from .images import openai_tokens
-from .media import HEAD, PDF_SCAN, audio_seconds, b64_prefix, image_size, pdf_pages
+from .media import HEAD, PDF_SCAN, audio_seconds, b64_prefix, image_size, pdf_pages, pdf_text_bytes
 from .tokenizer import Counter, encoding, encoding_for
 
 TOKENIZE_LIMIT = 1 << 20  # bytes of text tokenized per request; the rest is bounded by its bytes
@@ -142,15 +142,17 @@ class _Walk:
         self.m.audio += math.ceil(seconds * self.conf["audio_tokens_per_second"]) + 1
 
     def file(self, file: Any) -> None:
-        pages = None
+        pages = text = None
         if isinstance(file, dict):
             url = file.get("file_data")
             if isinstance(url, str):
                 self.m.media_bytes += len(url)
                 b64 = url[url.find(",") + 1 :] if url.startswith("data:") else url
                 if len(b64) <= PDF_SCAN * 4 // 3:
-                    pages = pdf_pages(b64_prefix(b64, PDF_SCAN))
+                    raw = b64_prefix(b64, PDF_SCAN)
+                    pages, text = pdf_pages(raw), pdf_text_bytes(raw)
         pdf = self.conf["pdf"]
         pages = min(pages or pdf["max_pages"], pdf["max_pages"])
+        most_text = pages * int(pdf["text_tokens_per_page"])
         # developers.openai.com/api/docs/guides/pdf-files: each page's text and an image of the page
-        self.m.media += pages * (openai_tokens(None, "high", self.img) + int(pdf["text_tokens_per_page"]))
+        self.m.media += pages * openai_tokens(None, "high", self.img) + min(most_text, text or most_text)
