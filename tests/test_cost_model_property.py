@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from paymaster.call import Usage
-from paymaster.costmodel import estimate
+from paymaster.costmodel import Unbounded, estimate
 from paymaster.pricing import PriceTable
 from tests.attachments import b64, gif, jpeg, pdf, png, wav, webp
 
@@ -179,6 +179,43 @@ IMAGE = st.tuples(
     st.sampled_from(["low", "high", "auto", None]),
     st.sampled_from(["png", "gif", "webp", "jpeg", "url"]),
 )
+# the fields and content types both APIs know, so generated junk reaches every branch
+KEYS = [
+    "messages",
+    "system",
+    "tools",
+    "content",
+    "role",
+    "type",
+    "source",
+    "data",
+    "image_url",
+    "url",
+    "detail",
+    "input_audio",
+    "file",
+    "file_data",
+    "tool_calls",
+    "function",
+    "arguments",
+    "input",
+    "text",
+    "name",
+    "cache_control",
+    "ttl",
+    "max_uses",
+    "service_tier",
+    "modalities",
+    "prediction",
+    "response_format",
+    "json_schema",
+    "document",
+    "image",
+    "tool_result",
+    "tool_use",
+    "base64",
+    "web_search_20250305",
+]
 FORMATS = {"png": png, "gif": gif, "webp": webp, "jpeg": lambda w, h: jpeg(w, h, exif=2000)}
 PDFS = st.tuples(st.integers(1, 4), st.text(alphabet="abc xyz", min_size=1, max_size=200))
 
@@ -378,3 +415,28 @@ def test_anthropic_bill_never_exceeds_the_reservation(
     bill = rates.cost(Usage(billed_in, out, cache_write_tokens=written, cache_write_1h_tokens=one_hour))
     counted = billed_in if refined else None  # count_tokens answering the bill itself
     assert bill <= held(body, "anthropic", model, out, counted=counted)
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | TEXT, inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(KEYS), ANY_JSON, max_size=8),
+    st.sampled_from(["anthropic", "openai"]),
+    st.booleans(),
+)
+def test_any_body_is_bounded_or_refused_never_crashes(body: dict[str, Any], api: str, tight: bool) -> None:
+    """Malformed requests reach the cost model only after decoding; whatever they hold, the model
+    answers with a bound (never zero) or refuses with Unbounded (a 400), never another exception."""
+    model = "claude-haiku-4-5" if api == "anthropic" else "gpt-4.1-mini"
+    rates = TABLE.rates(model, api)
+    kw: dict[str, Any] = {"counted": 10} if api == "anthropic" and tight else {"exact": tight}
+    try:
+        e = estimate(body, api, len(orjson.dumps(body)), rates, rates.context_window, **kw)
+    except Unbounded:
+        return
+    assert e.worst_case(0, 0) > 0 and e.tokens > 0

@@ -88,6 +88,7 @@ class Measure:
     server_uses: dict[str, int] = field(default_factory=dict)  # per-use fees: tool → most uses
     fee_defaults: dict[str, Decimal] = field(default_factory=dict)  # USD per use where the table has none
     output_audio: bool = False  # the answer may be audio (billed at the audio output rate)
+    extra_output: int = 0  # tokens billed at the output rate beyond max_tokens (OpenAI rejected predictions)
     service_tier: str = ""
     exact: bool = False  # text counted by the provider's tokenizer (else bounded by bytes)
     media_bytes: int = 0  # base64 bytes of the media priced above (the byte bound leaves them out)
@@ -162,6 +163,7 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
             fee = m.fee_defaults.get(tool, Decimal(0))
         usd += uses * fee
     out = rates.rate("output", total)
+    usd += m.extra_output * out
     if m.output_audio:
         out = max(out, rates.rate("output_audio", total))
     return Estimate(total, usd + rates.per_request, out, m)

@@ -35,6 +35,8 @@ def bound_server_tools(body: dict[str, Any]) -> list[str]:
     charge per use (platform.claude.com/docs/en/agents-and-tools/tool-use/web-search-tool: `max_uses`
     "limits the number of searches"); without it nothing bounds them.
     """
+    if body.get("mcp_servers"):  # remote tools whose results join the input: nothing bounds them
+        raise Unbounded("mcp_servers: the cost of remote MCP tool results cannot be bounded", "mcp_servers")
     tools = body.get("tools")
     if not isinstance(tools, list):
         return []
@@ -101,12 +103,13 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
     if system is not None:
         sections.append(system)
         w.media_upto.append(m.media)
-    for message in body.get("messages") or ():
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
         if isinstance(message, dict):
             w.content(message.get("content"), len(sections))
         sections.append(message)
         w.media_upto.append(m.media)
-    if isinstance(body.get("cache_control"), dict):  # automatic caching: the breakpoint moves to the end
+    if isinstance(body.get("cache_control"), dict) and sections:  # automatic caching: a breakpoint at the end
         w.mark(body["cache_control"], len(sections) - 1)
     m.text = size - m.media_bytes + overhead
     if counted is not None:

@@ -42,7 +42,8 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False) ->
     m.output_audio = isinstance(modalities, list) and "audio" in modalities
     counter = Counter(encoding(encoding_for(model)), TOKENIZE_LIMIT) if exact else None
     w = _Walk(m, spec_for(conf["images"], model), conf, counter)
-    messages = body.get("messages") or ()
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else ()
     text = conf["per_reply"]
     for message in messages:
         if not isinstance(message, dict):
@@ -51,7 +52,8 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False) ->
         if "name" in message:
             text += conf["per_name"] + w.text(message.get("name"))
         text += w.content(message.get("content"))
-        for call in message.get("tool_calls") or ():
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
             text += conf["per_message"] + w.json(call)  # name, arguments (text to the provider) and framing
         if isinstance(message.get("function_call"), dict):
             text += conf["per_message"] + w.json(message["function_call"])
@@ -64,6 +66,13 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False) ->
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         text += w.json(fmt.get("json_schema"))
+    prediction = body.get("prediction")
+    if isinstance(prediction, dict):
+        # developers.openai.com/api/docs/guides/predicted-outputs: rejected prediction tokens are
+        # billed at completion rates; at most the whole prediction (its bytes, or its tokens).
+        content = prediction.get("content")
+        whole = orjson.dumps(content) if content is not None else b""
+        m.extra_output = w.content(content) if exact else len(whole)
     if "web_search_options" in body:  # search models: one search per call, its results in the input
         server = data()["anthropic"]["server_tools"]["web_search"]
         m.server_uses["web_search"] = 1
