@@ -271,6 +271,7 @@ def main() -> None:
     items = corpus(rng, args.n)
     ratios: dict[tuple[str, str, str], list[float]] = {}
     refusals = total = 0
+    refused: list[str] = []
     cpu: dict[str, list[float]] = {
         "coarse anthropic": [],
         "coarse openai": [],
@@ -312,11 +313,12 @@ def main() -> None:
             total += 1
             if tight.worst_case(0, max_tokens) > billed * 3 / 2:  # would not fit a budget of 1.5x its cost
                 refusals += 1
+                refused.append(f"{api} {model} {group}")
     print(f"bound tightness on {args.n} generated requests x 2 providers (reserved / billed, output at max_tokens)")
     print(f"{'provider':10} {'kind':6} {'bound':14} {'n':>4} {'p50':>6} {'p99':>6} {'max':>6}")
     for (api, group, how), xs in sorted(ratios.items()):
         print(f"{api:10} {group:6} {how:14} {len(xs):4d} {pct(xs, 0.5):6.2f} {pct(xs, 0.99):6.2f} {max(xs):6.2f}")
-    print(f"false refusals (remaining budget = 1.5x the call's billed cost): {refusals} of {total}")
+    print(f"false refusals (remaining budget = 1.5x the call's billed cost): {refusals} of {total}", *refused)
     for name, xs in cpu.items():
         print(f"cost model CPU, {name:18}: p50 {statistics.median(xs):7.1f} µs  p99 {pct(xs, 0.99):8.1f} µs")
 

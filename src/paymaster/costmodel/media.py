@@ -86,6 +86,7 @@ _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _COUNT = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)|/Count\s+(\d+)[^>]*?/Type\s*/Pages\b")
 _OBJSTM = re.compile(rb"/Type\s*/ObjStm")
 _STREAM = re.compile(rb"stream\r?\n")
+_STREAM_BODY = re.compile(rb"stream\r?\n(.*?)endstream", re.DOTALL)
 
 
 def pdf_pages(pdf: bytes) -> int | None:
@@ -115,12 +116,34 @@ def pdf_pages(pdf: bytes) -> int | None:
     return pages or None
 
 
+_BOX = re.compile(rb"/(?:MediaBox|CropBox)\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]")
+
+
+def pdf_page_shapes(pdf: bytes) -> list[tuple[float, float]] | None:
+    """The (width, height) of every MediaBox and CropBox in an uncompressed PDF, in points: the
+    shapes its pages can be rendered in. None when there is none or objects may be compressed."""
+    if not pdf.startswith(b"%PDF-") or _OBJSTM.search(pdf):
+        return None
+    shapes = []
+    for m in _BOX.finditer(pdf):
+        try:
+            x0, y0, x1, y1 = (float(v) for v in m.groups())
+        except ValueError:
+            return None
+        w, h = abs(x1 - x0), abs(y1 - y0)
+        if w < 1 or h < 1:
+            return None
+        shapes.append((w, h))
+    return shapes or None
+
+
 def pdf_text_bytes(pdf: bytes) -> int | None:
-    """An upper bound on the bytes of text a PDF can yield: its own size when none of its streams is
-    compressed (a page's text is in its content streams, literally or in hex), else None."""
+    """An upper bound on the bytes of text a PDF can yield when none of its streams is compressed:
+    a page's text is drawn by its content streams (literal or hex strings), so it is at most their
+    bytes; with compressed streams there is no such bound (None)."""
     if not pdf.startswith(b"%PDF-") or b"/Filter" in pdf:
         return None
-    return len(pdf)
+    return sum(len(m.group(1)) for m in _STREAM_BODY.finditer(pdf))
 
 
 def audio_seconds(audio: bytes, size: int) -> float:

@@ -20,7 +20,16 @@ import orjson
 
 from . import Measure, Unbounded, data, margin, spec_for
 from .images import openai_tokens
-from .media import HEAD, PDF_SCAN, audio_seconds, b64_prefix, image_size, pdf_pages, pdf_text_bytes
+from .media import (
+    HEAD,
+    PDF_SCAN,
+    audio_seconds,
+    b64_prefix,
+    image_size,
+    pdf_page_shapes,
+    pdf_pages,
+    pdf_text_bytes,
+)
 from .tokenizer import Counter, encoding, encoding_for
 
 TOKENIZE_LIMIT = 1 << 20  # bytes of text tokenized per request; the rest is bounded by its bytes
@@ -151,7 +160,7 @@ class _Walk:
         self.m.audio += math.ceil(seconds * self.conf["audio_tokens_per_second"]) + 1
 
     def file(self, file: Any) -> None:
-        pages = text = None
+        pages = text = shapes = None
         if isinstance(file, dict):
             url = file.get("file_data")
             if isinstance(url, str):
@@ -159,9 +168,14 @@ class _Walk:
                 b64 = url[url.find(",") + 1 :] if url.startswith("data:") else url
                 if len(b64) <= PDF_SCAN * 4 // 3:
                     raw = b64_prefix(b64, PDF_SCAN)
-                    pages, text = pdf_pages(raw), pdf_text_bytes(raw)
+                    pages, text, shapes = pdf_pages(raw), pdf_text_bytes(raw), pdf_page_shapes(raw)
         pdf = self.conf["pdf"]
         pages = min(pages or pdf["max_pages"], pdf["max_pages"])
         most_text = pages * int(pdf["text_tokens_per_page"])
-        # developers.openai.com/api/docs/guides/pdf-files: each page's text and an image of the page
-        self.m.media += pages * openai_tokens(None, "high", self.img) + min(most_text, text or most_text)
+        # developers.openai.com/api/docs/guides/pdf-files: each page's text and an image of the page.
+        # The render size is not documented: for tile models a page's shape bounds its tiles (any
+        # size of that shape scales to the same 768 px short side); patch models take their cap.
+        page = openai_tokens(None, "high", self.img)
+        if shapes and "multiplier" not in self.img:
+            page = max(openai_tokens((math.ceil(w), math.ceil(h)), "high", self.img) for w, h in shapes)
+        self.m.media += pages * page + min(most_text, text or most_text)
