@@ -234,3 +234,15 @@ def test_cache_writes_only_at_the_rate_of_a_breakpoint_that_is_there() -> None:
     plain, five, hour = worst(None), worst({"type": "ephemeral"}), worst({"type": "ephemeral", "ttl": "1h"})
     assert plain < five < hour
     assert five <= plain * Decimal("1.26") and hour <= plain * Decimal("2.01")
+
+
+def test_mcp_servers_are_refused_their_results_cannot_be_bounded(gateway: Any) -> None:
+    gw = gateway()
+    with pytest.raises(anthropic.BadRequestError) as e:
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"mcp_servers": [{"type": "url", "url": "https://mcp.example.com", "name": "x"}]},
+        )
+    assert e.value.body["error"]["type"] == "invalid_request_error"

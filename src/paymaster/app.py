@@ -312,7 +312,7 @@ class Gateway:
         """The request's worst case as it will be sent (levers included), from the cost model; and the
         payload, re-encoded when a server tool was given its configured `max_uses`."""
         try:
-            if call.target_api == "anthropic" and b'"type"' in payload and b'"tools"' in payload:
+            if call.target_api == "anthropic":
                 if set_uses := bound_server_tools(call.body):
                     call.notes["x-paymaster-max-uses"] = ", ".join(set_uses)
                     payload = orjson.dumps(call.body)
