@@ -24,6 +24,7 @@ from .faults import Fault
 from .ids import new_id
 from .text import char_deltas, seed, word_deltas
 from .tokens import (
+    AUDIO,
     MESSAGE_TOKENS,
     MODEL,
     REPLY_TOKENS,
@@ -157,6 +158,7 @@ class OpenAIWire:
             json_schema=schema if isinstance(schema, dict) else None,
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             cacheable=cacheable,
+            audio_tokens=AUDIO.get([0])[0],
         )
 
     # -- answers
@@ -244,6 +246,7 @@ def measure(body: dict[str, Any], size: int) -> tuple[int, Automatic | None]:
     """Input tokens: messages (+ per-message and reply overhead) + tools + response schema, at most
     the request's bytes for its text; and the prompt as the cache sees it, when it is long enough to be cached."""
     MODEL.set(body["model"])
+    AUDIO.set([0])
     total, parts = _parts(body)
     if total < OPENAI_MIN_TOKENS:
         return total, None
@@ -474,7 +477,7 @@ def _usage(ask: Ask, answer: Answer) -> dict[str, Any]:
         "prompt_tokens": ask.input_tokens,
         "completion_tokens": answer.output_tokens,
         "total_tokens": ask.input_tokens + answer.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": ask.audio_tokens},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,

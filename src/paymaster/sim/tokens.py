@@ -25,6 +25,8 @@ from ..costmodel.media import audio_seconds, b64_prefix, image_size
 
 MODEL: ContextVar[str] = ContextVar("sim_model", default="")
 """The model the request being counted is for (set by each API's `measure`): images cost by family."""
+AUDIO: ContextVar[list[int]] = ContextVar("sim_audio")
+"""The audio tokens of the request being counted (a fresh [0] set by `measure`), for its usage."""
 
 MESSAGE_TOKENS = 3
 """Overhead per message (role and separators), as in OpenAI's published counting recipe."""
@@ -190,4 +192,6 @@ def openai_audio(audio: Any) -> int:
     head = b64_prefix(data, 64)
     size = len(data) * 3 // 4
     seconds = audio_seconds(head, size) if head[:4] == b"RIFF" else size * 8 / 32000
-    return math.ceil(seconds * 10)
+    tokens = math.ceil(seconds * 10)
+    AUDIO.get([0])[0] += tokens
+    return tokens
