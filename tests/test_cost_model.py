@@ -246,3 +246,22 @@ def test_mcp_servers_are_refused_their_results_cannot_be_bounded(gateway: Any) -
             extra_body={"mcp_servers": [{"type": "url", "url": "https://mcp.example.com", "name": "x"}]},
         )
     assert e.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_count_tokens_is_asked_only_when_the_coarse_bound_would_not_fit(gateway: Any) -> None:
+    gw = gateway(agents={"pia": {"model": "claude-sonnet-4-6", "daily_usd": "0.10", "max_tokens": 256}})
+    up = gw.gw.upstreams["anthropic"]
+    paths: list[str] = []
+    post = up.post
+
+    async def spy(path: str, *a: Any, **kw: Any) -> Any:
+        paths.append(path)
+        return await post(path, *a, **kw)
+
+    up.post = spy
+    c = gw.anthropic("pia")
+    c.messages.create(model="claude-sonnet-4-6", max_tokens=256, messages=[{"role": "user", "content": "short"}])
+    assert up.count_tokens_path not in paths  # the hot path: bytes only
+    prose = "The committee reviews the findings of the quarterly report in detail. " * 500  # ~35 kB
+    c.messages.create(model="claude-sonnet-4-6", max_tokens=256, messages=[{"role": "user", "content": prose}])
+    assert paths.count(up.count_tokens_path) == 1
