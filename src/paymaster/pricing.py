@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from .call import Usage
 
@@ -66,6 +66,16 @@ OVERRIDE_KEYS = (
 )
 
 Tiered = tuple[tuple[int, Decimal], ...]  # ((start, $/MTok), ...) ascending; the base tier has start -1
+
+
+class Priced(Protocol):
+    """What the budget asks of a call's prices: its worst case for an output bound, and the rate of
+    one more output token. `Rates` answers from token counts; a request's `costmodel.Estimate`
+    answers with its input side already fixed (and ignores `input_bound`)."""
+
+    def worst_case(self, input_bound: int, output_bound: int) -> Decimal: ...
+
+    def output_rate(self, input_bound: int) -> Decimal: ...
 
 
 class UnknownModel(LookupError):
