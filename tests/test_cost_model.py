@@ -265,3 +265,17 @@ def test_count_tokens_is_asked_only_when_the_coarse_bound_would_not_fit(gateway:
     prose = "The committee reviews the findings of the quarterly report in detail. " * 500  # ~35 kB
     c.messages.create(model="claude-sonnet-4-6", max_tokens=256, messages=[{"role": "user", "content": prose}])
     assert paths.count(up.count_tokens_path) == 1
+
+
+def test_long_context_tier_follows_the_bound() -> None:
+    """Sonnet 4.5 doubles its input price past 200k input tokens (genai-prices tiers): a request whose
+    bound passes the threshold is held at the higher tier; one the context window caps is not."""
+    rates = TABLE.rates("claude-sonnet-4-5", "anthropic")
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 1, "messages": [{"role": "user", "content": "x " * 150_000}]}
+    size = len(orjson.dumps(body))
+    long = estimate(body, "anthropic", size, rates, None)  # the context-1m beta: no cap
+    capped = estimate(body, "anthropic", size, rates, 200_000)
+    assert long.tokens > 200_000 and capped.tokens == 200_000
+    assert long.worst_case(0, 0) >= long.tokens * Decimal(6) / 1_000_000
+    assert capped.worst_case(0, 0) == 200_000 * Decimal(3) / 1_000_000
+    assert long.output_rate(0) > capped.output_rate(0)

@@ -7,6 +7,8 @@ from decimal import Decimal
 import pytest
 from genai_prices import Usage as GUsage
 from genai_prices import calc_price
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paymaster.call import Usage
 from paymaster.pricing import PriceTable, Rates, UnknownModel, to_nanos, usd_str
@@ -157,3 +159,64 @@ def test_overrides_price_audio_fees_and_tiers():
     assert r.cost(u) == Decimal(1) + Decimal(20) + Decimal(6) + Decimal(20)
     assert r.cost(Usage(0, 0, server_tool_uses={"web_search": 4})) == Decimal("0.1")
     assert r.cost(Usage(1_000_000, 1_000_000, service_tier="priority")) == Decimal(20)
+
+
+@st.composite
+def usages(draw):
+    """Usage whose parts fit inside their totals, as providers report them."""
+    total = draw(st.integers(0, 400_000))
+    read = draw(st.integers(0, total))
+    write = draw(st.integers(0, total - read))
+    write_1h = draw(st.integers(0, write))
+    audio = draw(st.integers(0, total - write))
+    audio_read = draw(st.integers(0, min(audio, read)))
+    out = draw(st.integers(0, 100_000))
+    out_audio = draw(st.integers(0, out))
+    searches = draw(st.integers(0, 20))
+    return Usage(
+        total,
+        out,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        cache_write_1h_tokens=write_1h,
+        input_audio_tokens=audio,
+        cache_audio_read_tokens=audio_read,
+        output_audio_tokens=out_audio,
+        server_tool_uses={"web_search": searches} if searches else {},
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(MODELS + [("gpt-realtime", "openai"), ("claude-sonnet-4-6", "anthropic")]),
+    usages(),
+    st.sampled_from(["", "priority", "flex"]),
+)
+def test_any_usage_costs_what_genai_prices_says(model_provider, u, tier):
+    model, provider = model_provider
+    rates = PriceTable().rates(model, provider)
+    if tier and tier not in rates.tiers:
+        tier = ""
+    u.service_tier = tier
+    try:
+        theirs = calc_price(
+            GUsage(
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                cache_read_tokens=u.cache_read_tokens,
+                cache_write_tokens=u.cache_write_tokens,
+                cache_write_1h_tokens=u.cache_write_1h_tokens,
+                input_audio_tokens=u.input_audio_tokens,
+                cache_audio_read_tokens=u.cache_audio_read_tokens,
+                output_audio_tokens=u.output_audio_tokens,
+                web_searches=u.server_tool_uses.get("web_search", 0),
+            ),
+            model,
+            provider_id=provider,
+            price_context={"service_tier": tier} if tier else None,
+        ).total_price
+    except ValueError:  # genai-prices refuses usage whose priced parts exceed their totals; so do we
+        with pytest.raises(ValueError):
+            rates.cost(u)
+        return
+    assert rates.cost(u) == theirs
