@@ -44,8 +44,8 @@ def test_blocked_and_threshold_events_reach_an_orchestrator(gateway):
     assert ready.wait(5)
     c = gw.anthropic()
     call = dict(model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "q [sim:tokens=100]"}])
-    c.messages.create(**call)
-    c.messages.create(**call)
+    for _ in range(3):  # each ~$0.0005: the fourth cannot fit
+        c.messages.create(**call)
     with pytest.raises(anthropic.APIStatusError):
         c.messages.create(**call)
     t.join(5)

@@ -105,7 +105,7 @@ def test_window_resets_at_local_midnight_across_dst(gateway):
     gw = gateway(
         clock=clock,
         timezone="America/New_York",
-        agents={"alice": {"model": "claude-haiku-4-5", "daily_usd": "0.0015", "max_tokens": 100}},
+        agents={"alice": {"model": "claude-haiku-4-5", "daily_usd": "0.0013", "max_tokens": 100}},
     )
     c = gw.anthropic()
     call = dict(model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "q [sim:tokens=100]"}])
@@ -150,11 +150,11 @@ def test_max_tokens_is_fitted_to_the_remaining_budget(gateway, sim):
 
 
 def test_fleet_cap_applies_across_agents(gateway):
-    gw = gateway(fleet={"daily_usd": "0.0015"})
+    gw = gateway(fleet={"daily_usd": "0.0013"})
     call = dict(model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "q [sim:tokens=100]"}])
     gw.anthropic("alice").messages.create(**call)
     gw.anthropic("bob").messages.create(**call)
     with pytest.raises(anthropic.APIStatusError) as e:
         gw.anthropic("bob").messages.create(**call)
     assert e.value.body["error"]["window"] == "fleet daily"
-    assert sum(Decimal(r["cost_usd"]) for r in gw.ledger()) <= Decimal("0.0015")
+    assert sum(Decimal(r["cost_usd"]) for r in gw.ledger()) <= Decimal("0.0013")

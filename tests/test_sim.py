@@ -27,6 +27,7 @@ from paymaster.server import ServerThread, free_port
 from paymaster.sim import Simulator, count_tokens
 from paymaster.sim.schema import example
 from paymaster.sim.text import MAX_TOKENS, directives, words
+from tests.attachments import png_b64
 
 MODEL = "claude-sim"  # not a real model: the SDK warns on deprecated names, and warnings are errors
 GPT = "gpt-sim"
@@ -348,7 +349,7 @@ def test_anthropic_stream_tool_use(claude: anthropic.Anthropic) -> None:
 def test_anthropic_input_tokens_count_tools_images_and_history(claude: anthropic.Anthropic) -> None:
     image = {
         "type": "image",
-        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo" * 200},
+        "source": {"type": "base64", "media_type": "image/png", "data": png_b64(200, 100)},
     }
     history = [
         {"role": "user", "content": [{"type": "text", "text": "What is here?"}, image]},
@@ -362,7 +363,7 @@ def test_anthropic_input_tokens_count_tools_images_and_history(claude: anthropic
     expected = (
         3 * 3
         + count_tokens("What is here?")
-        + 1000
+        + 8 * 4  # the vision docs: ceil(200/28) * ceil(100/28) visual tokens
         + count_tokens("get_time")
         + count_tokens('{"tz":"UTC"}')
         + count_tokens("noon")
@@ -372,7 +373,9 @@ def test_anthropic_input_tokens_count_tools_images_and_history(claude: anthropic
     assert claude.messages.count_tokens(model=MODEL, tools=[CLOCK], messages=history).input_tokens == expected  # type: ignore[arg-type]
 
 
-def test_anthropic_input_tokens_never_exceed_request_bytes(url: str) -> None:
+def test_anthropic_image_by_url_costs_the_largest_image(url: str) -> None:
+    """The sim cannot fetch a URL: it bills the largest image the model takes (8000 px scaled to
+    ~1.15 MP: 1072 x 1072, 39 x 39 visual tokens)."""
     body = {
         "model": "m",
         "max_tokens": 5,
@@ -385,7 +388,7 @@ def test_anthropic_input_tokens_never_exceed_request_bytes(url: str) -> None:
     }
     status, _, data = raw(url, "/v1/messages", body, ANTHROPIC_HEADERS)
     assert status == 200
-    assert json.loads(data)["usage"]["input_tokens"] == len(json.dumps(body).encode()) < 1000
+    assert json.loads(data)["usage"]["input_tokens"] == 3 + 39 * 39
 
 
 @pytest.mark.parametrize(

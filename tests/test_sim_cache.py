@@ -27,6 +27,7 @@ from paymaster.sim import Simulator
 from paymaster.sim.anthropic import input_tokens, measure
 from paymaster.sim.cache import Automatic
 from paymaster.sim.tokens import count_json, count_json_items, count_tokens
+from tests.attachments import png_b64
 
 SONNET = "claude-sonnet-4-6"  # caches prefixes of 2,048+ tokens
 HAIKU = "claude-haiku-4-5"  # 4,096+
@@ -333,11 +334,11 @@ def test_count_tokens_matches_what_a_call_reports(claude: anthropic.Anthropic) -
 
 
 def test_cached_tokens_keep_to_the_byte_bound(claude: anthropic.Anthropic) -> None:
-    """Never more input tokens than request bytes (what the gateway reserves by), cached or not."""
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+    """Images cost their documented tokens, cached or not (100 x 100 px: 4 x 4 visual tokens)."""
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png_b64(100, 100)}}
     content = [{"type": "text", "text": text(3000)}, *[image] * 19, {**image, "cache_control": {"type": "ephemeral"}}]
     read, written, _, _, rest = usage(ask(claude, messages=[{"role": "user", "content": content}]))
-    assert read == rest == 0 and 3003 < written < 3003 + 20 * 1000
+    assert read == rest == 0 and written == 3003 + 20 * 16
     assert usage(ask(claude, messages=[{"role": "user", "content": content}]))[:2] == (written, 0)
 
 

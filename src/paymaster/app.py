@@ -25,6 +25,8 @@ from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config
+from .costmodel import Estimate, Unbounded, estimate
+from .costmodel.anthropic import bound_server_tools, count_tokens_body
 from .errors import (
     BadRequest,
     BudgetBusy,
@@ -43,7 +45,7 @@ from .levers.routing import Route, Router
 from .pricing import Rates, from_nanos, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
-from .wire import SSEFrames, input_bound, translate
+from .wire import SSEFrames, translate
 from .wire import anthropic as wire_anthropic
 from .wire import openai as wire_openai
 
@@ -221,8 +223,8 @@ class Gateway:
             tried.add(call.model)
             target, rates, upstream = self.prepare(call, agent, source)  # translation, caching
             payload = orjson.dumps(call.body)
-            call.input_bound = self.bound(payload, call, rates, h)
-            ticket = await self.admit(call, rates)  # 4. admit (402 when over a cap)
+            worst, payload = self.bound(payload, call, rates, h)
+            ticket = await self.admit(call, worst, upstream, h)  # 4. admit (402 when over a cap)
             if ticket.fitted:
                 target.set_max_tokens(call.body, ticket.max_tokens, upstream.provider.kind)
                 call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
@@ -313,12 +315,49 @@ class Gateway:
         call.notes["x-paymaster-model"] = model
         call.notes["x-paymaster-route"] = reason
 
-    def bound(self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes]) -> int:
-        """Input tokens of the request as it will be sent (levers included), bounded from above."""
-        bound = input_bound(len(payload), call.body, payload)
-        if rates.context_window and b"context-1m" not in h.get(b"anthropic-beta", b""):
-            bound = min(bound, rates.context_window)
-        return bound
+    def bound(self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes]) -> tuple[Estimate, bytes]:
+        """The request's worst case as it will be sent (levers included), from the cost model; and the
+        payload, re-encoded when a server tool was given its configured `max_uses`."""
+        try:
+            if call.target_api == "anthropic":
+                if set_uses := bound_server_tools(call.body):
+                    call.notes["x-paymaster-max-uses"] = ", ".join(set_uses)
+                    payload = orjson.dumps(call.body)
+            long_context = b"context-1m" in h.get(b"anthropic-beta", b"")
+            cap = None if long_context else rates.context_window
+            worst = estimate(call.body, call.target_api, len(payload), rates, cap)
+        except Unbounded as e:
+            raise BadRequest(str(e), param=e.param) from e
+        call.input_bound = worst.tokens
+        return worst, payload
+
+    async def refine(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Estimate:
+        """A tighter worst case, when the coarse one would not fit what the agent has left: OpenAI text
+        counted with its public tokenizer; Claude's from the provider's count_tokens (plus a margin).
+        Anything going wrong keeps the coarse bound, which is always safe."""
+        assert call.max_tokens is not None
+        left = [r for r in self.budget.remaining(call.agent) if r is not None]
+        if not left or to_nanos(worst.worst_case(0, call.max_tokens * call.choices)) <= min(left):
+            return worst
+        rates = self.rates_of(call.model)
+        cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
+        if call.target_api == "openai":
+            tight = estimate(call.body, "openai", 0, rates, cap, exact=True)
+        else:
+            try:
+                resp = await up.post(up.count_tokens_path, orjson.dumps(count_tokens_body(call.body)), up.headers(h))
+                data = await resp.read()
+                counted = orjson.loads(data)["input_tokens"] if resp.status == 200 else None
+            except (UpstreamError, ValueError, KeyError, TypeError):
+                counted = None
+            if not isinstance(counted, int) or isinstance(counted, bool) or counted < 0:
+                return worst
+            payload = orjson.dumps(call.body)
+            tight = estimate(call.body, "anthropic", len(payload), rates, cap, counted=counted)
+        if tight.worst_case(0, 1) < worst.worst_case(0, 1):
+            call.input_bound = tight.tokens
+            return tight
+        return worst
 
     async def answer_from_cache(self, call: Call, key: bytes, send: Send) -> bool:
         """Answer a repeated deterministic request from the response cache, at no cost."""
@@ -359,10 +398,11 @@ class Gateway:
         await respond(send, 200, hit.body, headers)
         return True
 
-    async def admit(self, call: Call, rates: Rates) -> Ticket:
+    async def admit(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Ticket:
         assert call.max_tokens is not None, "output control sets max_tokens"
+        worst = await self.refine(call, worst, up, h)
         verdict = await self.budget.admit_waiting(
-            call.agent, rates, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s
+            call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s
         )
         if isinstance(verdict, Wait):
             raise BudgetBusy(

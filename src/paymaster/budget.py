@@ -122,9 +122,9 @@ class Wait:
     """Not now: in-flight reservations hold the budget this call needs."""
 
 
-# A minimal call: this many input tokens (a one-line prompt as the gateway bounds it: a ~190-byte
-# request plus the chat-template overhead) and `defaults.min_output_tokens` of output, at the worst-case
-# rates of the cheapest model the agent may call. An agent is `blocked` when not even that fits.
+# A minimal call: this many input tokens (a short prompt of a few sentences, its chat-template overhead
+# included) and `defaults.min_output_tokens` of output, at the worst-case rates of the cheapest model
+# the agent may call. An agent is `blocked` when not even that fits.
 MINIMAL_INPUT_TOKENS = 256
 
 

@@ -5,10 +5,14 @@ arithmetic: genai-prices' own `calc_price` takes ~0.3 ms, too slow for every cal
 `price:` overrides in fleet.yaml. The arithmetic follows genai-prices exactly, and the test-suite
 checks it against `genai_prices.calc_price` to the micro-dollar:
 
-- `input_tokens` is the total input; priced cache reads / writes are carved out of it and the rest
-  is charged at the input rate;
+- every usage count is a *total* that includes its more specific parts: `input_tokens` includes cache
+  reads, cache writes and audio; `cache_write_tokens` includes the 1-hour writes; `cache_read_tokens`
+  includes audio cache reads; `output_tokens` includes audio output. Each priced unit is charged for
+  what is left of it once its priced, more specific parts are carved out (genai-prices' "leaf
+  values"); a part the model has no price for stays in its parent and is charged at the parent's rate;
 - a tiered price applies the tier whose `start` the *total* input exceeds to all tokens;
-- `requests_kcount` is a per-request price.
+- per-use fees (`web_searches_kcount`, `code_executions_kcount`) and `requests_kcount` are per 1,000;
+- a service tier ("priority", "flex") is priced from genai-prices' price variants for that tier.
 
 Money in the budget is integer nano-dollars (`to_nanos` rounds up, so spend is never under-counted);
 the ledger also keeps the exact Decimal.
@@ -18,21 +22,60 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from .call import Usage
 
 MILLION = Decimal(1_000_000)
+THOUSAND = Decimal(1_000)
 NANOS = Decimal(1_000_000_000)
 
-# price keys we apply, by the usage they price (genai-prices names)
-PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok")
-OVERRIDE_KEYS = frozenset(PRICE_KEYS) | {"requests_kcount"}
+# Token units we price: (Rates field, genai-prices price key, the unit's dimensions). A unit is a
+# descendant of another when its dimensions include the other's (genai-prices' unit registry).
+TOKEN_UNITS: tuple[tuple[str, str, frozenset[tuple[str, str]]], ...] = tuple(
+    (name, key, frozenset(dims.items()))
+    for name, key, dims in (
+        ("input", "input_mtok", {"direction": "input"}),
+        ("cache_read", "cache_read_mtok", {"direction": "input", "token_type": "cache_read"}),
+        ("cache_write", "cache_write_mtok", {"direction": "input", "token_type": "cache_write"}),
+        ("cache_write_1h", "cache_write_1h_mtok", {"direction": "input", "token_type": "cache_write", "ttl": "1h"}),
+        ("input_audio", "input_audio_mtok", {"direction": "input", "modality": "audio"}),
+        (
+            "cache_audio_read",
+            "cache_audio_read_mtok",
+            {"direction": "input", "modality": "audio", "token_type": "cache_read"},
+        ),
+        ("output", "output_mtok", {"direction": "output"}),
+        ("output_audio", "output_audio_mtok", {"direction": "output", "modality": "audio"}),
+    )
+)
+# per-use fees, per 1,000 uses: Rates field → genai-prices price key (and the Usage.server_tool_uses name)
+FEE_UNITS = (("web_search", "web_searches_kcount"), ("code_execution", "code_executions_kcount"))
+PRICE_KEYS = tuple(k for _, k, _ in TOKEN_UNITS)
+SERVICE_TIERS = ("priority", "flex")
+STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
+# fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok`
+OVERRIDE_KEYS = (
+    frozenset(PRICE_KEYS)
+    | {k for _, k in FEE_UNITS}
+    | {"requests_kcount"}
+    | {f"{t}_{k}" for t in SERVICE_TIERS for k in ("input_mtok", "output_mtok")}
+)
 
 Tiered = tuple[tuple[int, Decimal], ...]  # ((start, $/MTok), ...) ascending; the base tier has start -1
+
+
+class Priced(Protocol):
+    """What the budget asks of a call's prices: its worst case for an output bound, and the rate of
+    one more output token. `Rates` answers from token counts; a request's `costmodel.Estimate`
+    answers with its input side already fixed (and ignores `input_bound`)."""
+
+    def worst_case(self, input_bound: int, output_bound: int) -> Decimal: ...
+
+    def output_rate(self, input_bound: int) -> Decimal: ...
 
 
 class UnknownModel(LookupError):
@@ -71,55 +114,129 @@ class Rates:
     cache_read: Tiered = ()
     cache_write: Tiered = ()
     cache_write_1h: Tiered = ()
+    input_audio: Tiered = ()
+    cache_audio_read: Tiered = ()
+    output_audio: Tiered = ()
+    web_search: Decimal | None = None  # USD per 1,000 uses
+    code_execution: Decimal | None = None  # USD per 1,000 uses
     per_request: Decimal = Decimal(0)  # USD per request
     context_window: int | None = None
     source: str = "genai-prices"
+    tiers: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # service tier → its prices
     _flat: tuple[Decimal, Decimal] | None = field(default=None, compare=False, repr=False)
+    _plan: tuple[tuple[str, Tiered, tuple[int, ...]], ...] = field(default=(), compare=False, repr=False)
+    _unit: dict[str, Decimal] | None = field(default=None, compare=False, repr=False)  # flat prices, per token
+
+    def __post_init__(self) -> None:
+        priced = [(n, d) for n, _, d in TOKEN_UNITS if getattr(self, n)]
+        # most specific first, as genai-prices computes leaf values; each with its priced descendants
+        priced.sort(key=lambda nd: -len(nd[1]))
+        plan = tuple(
+            (n, getattr(self, n), tuple(j for j, (m, e) in enumerate(priced) if m != n and d <= e)) for n, d in priced
+        )
+        object.__setattr__(self, "_plan", plan)
+        tiered = [getattr(self, n) for n, _, _ in TOKEN_UNITS if getattr(self, n)]
+        if not any(len(t) > 1 for t in tiered):  # no long-context tiers: the top rates never change
+            object.__setattr__(self, "_flat", self._tops(0))
+            units = (
+                "input",
+                "cache_write",
+                "cache_write_1h",
+                "input_audio",
+                "cache_audio_read",
+                "output",
+                "output_audio",
+            )
+            object.__setattr__(self, "_unit", {u: self._rate(u, 0) for u in units})
+
+    # -- exact cost
 
     def cost(self, u: Usage) -> Decimal:
-        """Exact USD cost of one call's usage."""
+        """Exact USD cost of one call's usage (its service tier's prices when the table has them).
+
+        A service tier the table cannot price is charged at the dearest prices the model has.
+        """
+        tier = u.service_tier
+        if tier and tier not in STANDARD_TIERS and self.tiers:
+            plain = replace(u, service_tier="")
+            variant = self.tiers.get(tier)
+            if variant is not None:
+                return variant.cost(plain)
+            return max(r.cost(plain) for r in (self, *self.tiers.values()))
+        values = {
+            "input": u.input_tokens,
+            "cache_read": u.cache_read_tokens,
+            "cache_write": u.cache_write_tokens,
+            "cache_write_1h": u.cache_write_1h_tokens,
+            "input_audio": u.input_audio_tokens,
+            "cache_audio_read": u.cache_audio_read_tokens,
+            "output": u.output_tokens,
+            "output_audio": u.output_audio_tokens,
+        }
         total = u.input_tokens
-        uncached = total
+        leaves: list[int] = []
         usd = Decimal(0)
-        if self.cache_read and u.cache_read_tokens:
-            usd += u.cache_read_tokens * _at(self.cache_read, total)
-            uncached -= u.cache_read_tokens
-        if u.cache_write_tokens:
-            write_5m = u.cache_write_tokens
-            if self.cache_write_1h and u.cache_write_1h_tokens:
-                usd += u.cache_write_1h_tokens * _at(self.cache_write_1h, total)
-                write_5m -= u.cache_write_1h_tokens
-                uncached -= u.cache_write_1h_tokens
-            if self.cache_write:
-                usd += write_5m * _at(self.cache_write, total)
-                uncached -= write_5m
-        if uncached < 0:
-            raise ValueError(f"usage reports more cached than total input tokens: {u}")
-        usd += uncached * _at(self.input, total)
-        usd += u.output_tokens * _at(self.output, total)
-        return usd / MILLION + self.per_request
+        for name, tiers, below in self._plan:
+            leaf = values[name] - sum(leaves[j] for j in below)
+            if leaf < 0:
+                raise ValueError(f"usage reports more {name.replace('_', ' ')} parts than its total: {u}")
+            leaves.append(leaf)
+            usd += _at(tiers, total) * leaf / MILLION
+        for name, _ in FEE_UNITS:
+            fee = getattr(self, name)
+            uses = u.server_tool_uses.get(name, 0)
+            if fee is not None and uses:
+                usd += fee * uses / THOUSAND
+        return usd + self.per_request
+
+    def prices_tier(self, tier: str) -> bool:
+        """Whether a call served at this service tier can be priced exactly."""
+        return tier in STANDARD_TIERS or tier in self.tiers
+
+    def fee(self, tool: str) -> Decimal | None:
+        """USD per use of a server tool ("web_search", "code_execution"), when the table prices it."""
+        per_k = getattr(self, tool, None) if tool in ("web_search", "code_execution") else None
+        return per_k / THOUSAND if per_k is not None else None
+
+    # -- bounds
 
     def worst_case(self, input_bound: int, output_bound: int) -> Decimal:
-        """The most a call with at most these tokens can cost: every input token at the highest
-        input rate that can apply (cache writes included), every output token at the output rate."""
+        """The most a call with at most these tokens can cost, knowing nothing else about it: every
+        input token at the highest input rate that can apply (cache writes and audio included), every
+        output token at the highest output rate. The cost model (`paymaster.costmodel`) is tighter."""
         top_in, top_out = self._top(input_bound)
         return (input_bound * top_in + output_bound * top_out) / MILLION + self.per_request
 
     def _top(self, input_bound: int) -> tuple[Decimal, Decimal]:
-        """(highest input rate, highest output rate) for inputs up to `input_bound`; flat prices are cached."""
         flat = self._flat
-        if flat is not None:
-            return flat
-        top_in = max(
-            _max_upto(t, input_bound) for t in (self.input, self.cache_read, self.cache_write, self.cache_write_1h) if t
-        )
-        return top_in, _max_upto(self.output, input_bound)
+        return flat if flat is not None else self._tops(input_bound)
 
-    def __post_init__(self) -> None:
-        tiers = (self.input, self.output, self.cache_read, self.cache_write, self.cache_write_1h)
-        if not any(len(t) > 1 for t in tiers):  # no long-context tiers: the top rates never change
-            flat = max(t[0][1] for t in tiers[:1] + tiers[2:] if t), self.output[0][1]
-            object.__setattr__(self, "_flat", flat)
+    def _tops(self, input_bound: int) -> tuple[Decimal, Decimal]:
+        ins = (
+            self.input,
+            self.cache_read,
+            self.cache_write,
+            self.cache_write_1h,
+            self.input_audio,
+            self.cache_audio_read,
+        )
+        top_in = max(_max_upto(t, input_bound) for t in ins if t)
+        top_out = max(_max_upto(t, input_bound) for t in (self.output, self.output_audio) if t)
+        return top_in, top_out
+
+    def rate(self, unit: str, input_bound: int) -> Decimal:
+        """USD per token of one unit ("input", "cache_write_1h", …) at the highest tier an input of up
+        to `input_bound` tokens can reach; a unit the model does not price falls back to its parent's."""
+        flat = self._unit
+        return flat[unit] if flat is not None else self._rate(unit, input_bound)
+
+    def _rate(self, unit: str, input_bound: int) -> Decimal:
+        tiers = getattr(self, unit) or (self.input if unit != "output_audio" else self.output)
+        if unit in ("cache_write_1h",) and not self.cache_write_1h:
+            tiers = self.cache_write or self.input
+        if unit == "cache_audio_read" and not self.cache_audio_read:
+            tiers = self.input_audio or self.cache_read or self.input
+        return _max_upto(tiers, input_bound) / MILLION
 
     def input_rate(self) -> Decimal:
         """USD per uncached input token (base tier)."""
@@ -151,6 +268,39 @@ def usd_str(usd: Decimal | int) -> str:
     return f"{sign}{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
 
+def _rates(model: str, price: Any, context_window: int | None, source: str, tiers: Mapping[str, Rates]) -> Rates:
+    """Rates from anything with genai-prices' price attributes (a ModelPrice, or config overrides)."""
+    per_request = getattr(price, "requests_kcount", None)
+    fees = {name: getattr(price, key, None) for name, key in FEE_UNITS}
+    return Rates(
+        model=model,
+        input=_tiered(price.input_mtok) or ((-1, Decimal(0)),),
+        output=_tiered(price.output_mtok) or ((-1, Decimal(0)),),
+        cache_read=_tiered(price.cache_read_mtok),
+        cache_write=_tiered(price.cache_write_mtok),
+        cache_write_1h=_tiered(price.cache_write_1h_mtok),
+        input_audio=_tiered(price.input_audio_mtok),
+        cache_audio_read=_tiered(price.cache_audio_read_mtok),
+        output_audio=_tiered(price.output_audio_mtok),
+        web_search=Decimal(fees["web_search"]) if fees["web_search"] is not None else None,
+        code_execution=Decimal(fees["code_execution"]) if fees["code_execution"] is not None else None,
+        per_request=Decimal(per_request) / 1000 if per_request is not None else Decimal(0),
+        context_window=context_window,
+        source=source,
+        tiers=tiers,
+    )
+
+
+class _Prices:
+    """Config overrides seen through genai-prices' attribute names (absent keys read as None)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        return self._values.get(name)
+
+
 class PriceTable:
     """Model name → Rates, from genai-prices plus fleet.yaml overrides."""
 
@@ -180,17 +330,14 @@ class PriceTable:
     def _resolve(self, model: str, provider_id: str | None, when: datetime | None) -> Rates:
         override = self._overrides.get(model)
         if override is not None:
-            return Rates(
-                model=model,
-                input=_tiered(override.get("input_mtok", 0)),
-                output=_tiered(override.get("output_mtok", 0)),
-                cache_read=_tiered(override.get("cache_read_mtok")),
-                cache_write=_tiered(override.get("cache_write_mtok")),
-                cache_write_1h=_tiered(override.get("cache_write_1h_mtok")),
-                per_request=Decimal(override.get("requests_kcount", 0)) / 1000,
-                context_window=override.get("context_window"),
-                source="config",
-            )
+            tiers = {}
+            for t in SERVICE_TIERS:
+                if f"{t}_input_mtok" in override or f"{t}_output_mtok" in override:
+                    tier_price = dict(override)
+                    tier_price["input_mtok"] = override.get(f"{t}_input_mtok", override.get("input_mtok", 0))
+                    tier_price["output_mtok"] = override.get(f"{t}_output_mtok", override.get("output_mtok", 0))
+                    tiers[t] = _rates(model, _Prices(tier_price), override.get("context_window"), "config", {})
+            return _rates(model, _Prices(override), override.get("context_window"), "config", tiers)
         from genai_prices import data_snapshot
 
         try:
@@ -201,15 +348,11 @@ class PriceTable:
                 + (f" at provider {provider_id!r}" if provider_id else "")
                 + " in genai-prices; add a `price:` override for it under `models:` in fleet.yaml"
             ) from e
-        price = info.get_prices(when or datetime.now(UTC))
-        per_request = price.requests_kcount
-        return Rates(
-            model=model,
-            input=_tiered(price.input_mtok) or ((-1, Decimal(0)),),
-            output=_tiered(price.output_mtok) or ((-1, Decimal(0)),),
-            cache_read=_tiered(price.cache_read_mtok),
-            cache_write=_tiered(price.cache_write_mtok),
-            cache_write_1h=_tiered(price.cache_write_1h_mtok),
-            per_request=Decimal(per_request) / 1000 if per_request is not None else Decimal(0),
-            context_window=info.context_window,
-        )
+        at = when or datetime.now(UTC)
+        standard = info.get_prices(at)
+        tiers = {}
+        for t in SERVICE_TIERS:
+            variant = info.get_prices(at, {"service_tier": t})
+            if variant != standard:
+                tiers[t] = _rates(model, variant, info.context_window, "genai-prices", {})
+        return _rates(model, standard, info.context_window, "genai-prices", tiers)

@@ -56,6 +56,7 @@ class Ask:
     include_usage: bool = False  # OpenAI stream_options.include_usage
     cacheable: Marked | Automatic | None = None  # the prompt as the cache sees it, if it may be cached
     cache: Usage = UNCACHED  # what the cache gave and took, once the request is answered
+    audio_tokens: int = 0  # OpenAI: the part of input_tokens that is audio (prompt_tokens_details)
 
 
 @dataclass(slots=True)

@@ -24,7 +24,16 @@ from .cache import Marked, prefix_hashes
 from .faults import Fault
 from .ids import new_id
 from .text import char_deltas, seed, word_deltas
-from .tokens import IMAGE_TOKENS, MESSAGE_TOKENS, count_json, count_json_items, count_text, count_tokens
+from .tokens import (
+    MESSAGE_TOKENS,
+    MODEL,
+    anthropic_document,
+    anthropic_image,
+    count_json,
+    count_json_items,
+    count_text,
+    count_tokens,
+)
 
 WORDS_PER_DELTA = 3
 JSON_CHARS_PER_DELTA = 24
@@ -244,7 +253,7 @@ def input_tokens(body: dict[str, Any], size: int) -> int:
     fmt = (body.get("output_config") or {}).get("format")
     if isinstance(fmt, dict) and "schema" in fmt:
         total += count_json(fmt["schema"])
-    return min(total, size)
+    return total
 
 
 def _content_tokens(content: Any) -> int:
@@ -264,7 +273,7 @@ def _block_tokens(block: dict[str, Any]) -> int:
     if kind == "text":
         return count_text(block.get("text"))
     if kind == "image":
-        return IMAGE_TOKENS
+        return anthropic_image(block.get("source"))
     if kind == "document":
         source = block.get("source")
         source = source if isinstance(source, dict) else {}
@@ -272,7 +281,7 @@ def _block_tokens(block: dict[str, Any]) -> int:
             return count_text(source.get("data"))
         if source.get("type") == "content":
             return _content_tokens(source.get("content"))
-        return IMAGE_TOKENS
+        return anthropic_document(source)
     if kind == "tool_use":
         return count_text(block.get("name")) + count_json(block.get("input") or {})
     if kind == "tool_result":
@@ -292,11 +301,12 @@ def measure(body: dict[str, Any], raw: bytes) -> tuple[int, Marked | None]:
     no breakpoint, so it is only counted, by `input_tokens` (the common case, kept fast); a request
     that merely mentions the word takes the longer way to the same total.
     """
+    MODEL.set(body["model"])
     if b'"cache_control"' not in raw:
         return input_tokens(body, len(raw)), None
     blocks = _blocks(body)
     marks = _breakpoints(blocks, body.get("cache_control"))
-    total = min(sum(b.tokens for b in blocks), len(raw))
+    total = sum(b.tokens for b in blocks)
     if not marks:
         return total, None
     ends = [min(end, total) for end in accumulate(b.tokens for b in blocks)]

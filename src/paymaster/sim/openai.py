@@ -23,7 +23,18 @@ from .cache import Automatic, prefix_hashes
 from .faults import Fault
 from .ids import new_id
 from .text import char_deltas, seed, word_deltas
-from .tokens import IMAGE_TOKENS, MESSAGE_TOKENS, REPLY_TOKENS, count_json, count_text, count_tokens
+from .tokens import (
+    AUDIO,
+    MESSAGE_TOKENS,
+    MODEL,
+    REPLY_TOKENS,
+    count_json,
+    count_text,
+    count_tokens,
+    openai_audio,
+    openai_file,
+    openai_image,
+)
 
 WORDS_PER_DELTA = 3
 JSON_CHARS_PER_DELTA = 24
@@ -147,6 +158,7 @@ class OpenAIWire:
             json_schema=schema if isinstance(schema, dict) else None,
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             cacheable=cacheable,
+            audio_tokens=AUDIO.get([0])[0],
         )
 
     # -- answers
@@ -232,10 +244,12 @@ class OpenAIWire:
 
 def measure(body: dict[str, Any], size: int) -> tuple[int, Automatic | None]:
     """Input tokens: messages (+ per-message and reply overhead) + tools + response schema, at most
-    the request's bytes; and the prompt as the cache sees it, when it is long enough to be cached."""
+    the request's bytes for its text; and the prompt as the cache sees it, when it is long enough to be cached."""
+    MODEL.set(body["model"])
+    AUDIO.set([0])
     total, parts = _parts(body)
-    if not OPENAI_MIN_TOKENS <= total <= size:
-        return min(total, size), None
+    if total < OPENAI_MIN_TOKENS:
+        return total, None
     ends = list(accumulate(n for n, _ in parts))
     hashes = prefix_hashes(["openai", body["model"], body.get("prompt_cache_key")], (value for _, value in parts))
     extended = body.get("prompt_cache_retention") == "24h"
@@ -283,8 +297,12 @@ def _content_tokens(content: Any) -> int:
             total += count_text(part.get("text"))
         elif kind == "refusal":
             total += count_text(part.get("refusal"))
-        elif kind in ("image_url", "input_audio", "file"):
-            total += IMAGE_TOKENS
+        elif kind == "image_url":
+            total += openai_image(part.get("image_url"))
+        elif kind == "input_audio":
+            total += openai_audio(part.get("input_audio"))
+        elif kind == "file":
+            total += openai_file(part.get("file"))
         else:
             total += count_json(part)
     return total
@@ -463,7 +481,7 @@ def _usage(ask: Ask, answer: Answer) -> dict[str, Any]:
         "prompt_tokens": ask.input_tokens,
         "completion_tokens": answer.output_tokens,
         "total_tokens": ask.input_tokens + answer.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": ask.audio_tokens},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,

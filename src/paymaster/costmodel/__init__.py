@@ -1,0 +1,197 @@
+"""The request cost model: a request in its provider's shape → the most it can cost.
+
+    request ──measure (per provider)──▶ Measure: input tokens bounded from above, per billable kind
+            ──price (Rates)──────────▶ Estimate: fixed USD for the input side + USD per output token
+
+One number for the budget comes out of it: `Estimate.worst_case(_, max_tokens)`. Every billable input
+is bounded by a rule from the provider's documents (named where each rule is coded, figures in
+data/costmodel.yaml):
+
+- text, tool definitions, tool inputs and tool results, wherever they sit: by the request's bytes
+  (a byte-level BPE token covers at least one byte; JSON never makes text shorter), or exactly with
+  OpenAI's public tokenizer; Claude's tokenizer is not public, so its tight count is the provider's
+  own `count_tokens` plus a margin, asked only when the byte bound would refuse or shrink the call;
+- the tool-use system prompt each provider adds, and Anthropic's client tools' own prompts;
+- images by each model family's documented formula from the image's header, else its maximum;
+- PDFs and files: pages (counted from the bytes, else the documented page limit) × (page image +
+  page text);
+- audio at the audio rate (duration from the header, else from the bytes);
+- server tools: per-use fee × `max_uses` and the result tokens each use can add;
+- service tiers at their own prices (a tier the table does not price is refused);
+- long-context tiers: the tier an input of the bound's size reaches;
+- cache writes only for the prefix before a `cache_control` breakpoint the request carries, at
+  that breakpoint's TTL rate; the rest at the plain input rate.
+
+Anything the model does not recognise is bounded by its bytes (text) or by the largest documented
+cost of its kind; never zero.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import yaml
+
+from ..pricing import Rates
+
+__all__ = ["Estimate", "Measure", "Unbounded", "data", "estimate", "price", "spec_for"]
+
+
+class Unbounded(ValueError):
+    """The request carries something whose cost cannot be bounded (or priced): it is refused."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@cache
+def data() -> dict[str, Any]:
+    """data/costmodel.yaml, parsed once."""
+    text = (importlib.resources.files("paymaster") / "data" / "costmodel.yaml").read_text()
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def spec_for(table: dict[str, Any], model: str) -> Any:
+    """The entry for `model`: its exact name, or its name with a dated snapshot suffix, else `default`."""
+    hit = table.get(model)
+    if hit is not None:
+        return hit
+    best = ""
+    for key in table:
+        if key != "default" and model.startswith(key + "-") and _SNAPSHOT.fullmatch(model[len(key) + 1 :]):
+            if len(key) > len(best):
+                best = key
+    return table[best] if best else table["default"]
+
+
+_SNAPSHOT = re.compile(r"\d{8}|\d{4}-\d{2}-\d{2}|latest")
+
+
+@dataclass(slots=True)
+class Measure:
+    """A request's input, bounded from above, by what it is billed as (tokens unless said)."""
+
+    text: int = 0  # text, tool definitions and calls, tool results, chat-format and tool-prompt overhead
+    media: int = 0  # images and document pages
+    audio: int = 0  # input audio (billed at the audio rate)
+    cache_5m: int = 0  # the prefix before the last 5-minute cache breakpoint (written at 1.25x)
+    cache_1h: int = 0  # the prefix before the last 1-hour cache breakpoint (written at 2x)
+    server_results: int = 0  # what server tools (web search, web fetch) can add to the input
+    server_uses: dict[str, int] = field(default_factory=dict)  # per-use fees: tool → most uses
+    fee_defaults: dict[str, Decimal] = field(default_factory=dict)  # USD per use where the table has none
+    output_audio: bool = False  # the answer may be audio (billed at the audio output rate)
+    extra_output: int = 0  # tokens billed at the output rate beyond max_tokens (OpenAI rejected predictions)
+    service_tier: str = ""
+    exact: bool = False  # text counted by the provider's tokenizer (else bounded by bytes)
+    media_bytes: int = 0  # base64 bytes of the media priced above (the byte bound leaves them out)
+
+    @property
+    def tokens(self) -> int:
+        return self.text + self.media + self.audio + self.server_results
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A request's worst case, priced: what the budget holds for it.
+
+    It answers the budget's two questions (the same as `Rates.worst_case` / `Rates.output_rate`),
+    with the input side already fixed by the request, so `input_bound` is ignored.
+    """
+
+    tokens: int  # input tokens, bounded from above (every kind)
+    input_usd: Decimal  # the input side: every input token at its own worst rate, fees, per-request price
+    output_usd: Decimal  # USD per output token, at the highest rate that can apply
+    measure: Measure
+
+    def worst_case(self, input_bound: int, output_bound: int) -> Decimal:
+        return self.input_usd + output_bound * self.output_usd
+
+    def output_rate(self, input_bound: int) -> Decimal:
+        return self.output_usd
+
+
+def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
+    """The most `m` can cost at `rates`: each input token in the dearest bucket it could be billed in.
+
+    The request part (text, media, audio) is capped by the context window when the provider enforces
+    it; server-tool results come on top. Buckets are filled dearest first, each up to its own bound
+    (audio, 1-hour writes, 5-minute writes), and what is left is plain input: no real split of at
+    most that many tokens can cost more.
+    """
+    if m.service_tier:
+        variant = rates.tiers.get(m.service_tier)
+        if variant is None:
+            raise Unbounded(
+                f"service_tier {m.service_tier!r} has no price for model {rates.model!r}; "
+                "send it without service_tier or add its prices under models.<name>.price",
+                param="service_tier",
+            )
+        rates = variant
+    request = m.text + m.media + m.audio
+    if context_cap:
+        request = min(request, context_cap)
+    total = request + m.server_results
+    plain = rates.rate("input", total)
+    usd = (request + m.server_results) * plain
+    if m.audio or m.cache_1h or m.cache_5m:
+        # the dearest buckets first, each up to its own bound; what they take is no longer plain input
+        buckets = sorted(
+            (
+                (rates.rate("input_audio", total), m.audio),
+                (rates.rate("cache_write_1h", total), m.cache_1h),
+                (rates.rate("cache_write", total), m.cache_5m),
+            ),
+            key=lambda b: -b[0],
+        )
+        left = request
+        for rate, bound in buckets:
+            take = min(bound, left)
+            if take > 0 and rate > plain:
+                usd += take * (rate - plain)
+                left -= take
+    for tool, uses in m.server_uses.items():
+        fee = rates.fee(tool)
+        if fee is None:
+            fee = m.fee_defaults.get(tool, Decimal(0))
+        usd += uses * fee
+    out = rates.rate("output", total)
+    usd += m.extra_output * out
+    if m.output_audio:
+        out = max(out, rates.rate("output_audio", total))
+    return Estimate(total, usd + rates.per_request, out, m)
+
+
+def margin(tokens: int, ratio: str, extra: int) -> int:
+    """`tokens` plus a safety margin, rounded up."""
+    return math.ceil(Decimal(tokens) * (1 + Decimal(ratio))) + extra
+
+
+def estimate(
+    body: dict[str, Any],
+    api: str,
+    size: int,
+    rates: Rates,
+    context_cap: int | None,
+    *,
+    exact: bool = False,
+    counted: int | None = None,
+) -> Estimate:
+    """The worst case of a request in provider wire format `api` ("anthropic" | "openai"), `size`
+    bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
+    Anthropic's count_tokens answer for it."""
+    if api == "anthropic":
+        m = anthropic.measure(body, size, rates.model, counted)
+    else:
+        m = openai.measure(body, size, rates.model, exact)
+    return price(m, rates, context_cap)
+
+
+from . import anthropic, openai  # noqa: E402  (they use the types above)
