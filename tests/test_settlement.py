@@ -13,7 +13,8 @@ import openai
 import orjson
 import pytest
 
-from paymaster.call import Call
+from paymaster.app import _unpriceable
+from paymaster.call import Call, Usage
 from paymaster.wire import anthropic as wire_anthropic
 from paymaster.wire import openai as wire_openai
 from tests.conftest import ADMIN_KEY
@@ -300,3 +301,39 @@ def test_a_translated_answer_without_its_counts_is_an_error_not_zeros(gateway, s
     assert e.value.status_code == 502 and "usage" in str(e.value)
     row = gw.ledger("alice" if caller == "anthropic" else "olivia")[-1]
     assert row["reconcile"] == 1 and row["cost_nanos"] == row["worst_nanos"]
+
+
+@pytest.mark.parametrize(
+    "agent,tier",
+    [("alice", "priority"), ("olivia", "flex")],  # tiers genai-prices has no price for on these models
+)
+def test_a_service_tier_the_table_cannot_price_is_booked_at_the_worst_case(gateway, monkeypatch, agent, tier):
+    gw = gateway()
+    wire = wire_anthropic if agent == "alice" else wire_openai
+    real = wire.answer_usage
+
+    def tiered(answer: Any) -> Any:
+        u = real(answer)
+        u.service_tier = tier
+        return u
+
+    monkeypatch.setattr(wire, "answer_usage", tiered)
+    if agent == "alice":
+        _call(gw, "anthropic", "claude-haiku-4-5", stream=False)
+    else:
+        _call(gw, "openai", "gpt-4.1-mini", stream=False)
+    row = gw.ledger(agent)[-1]
+    assert row["reconcile"] == 1 and f"service_tier={tier}" in row["error"]
+    assert row["cost_nanos"] == row["worst_nanos"]
+
+
+def test_server_tool_uses_without_a_fee_are_flagged_and_free_ones_are_not(gateway):
+    gw = gateway()
+    haiku = gw.gw.rates_of("claude-haiku-4-5")
+    assert _unpriceable(haiku, Usage(10, 5, server_tool_uses={"web_search": 2, "web_fetch": 3})) == []
+    assert _unpriceable(haiku, Usage(10, 5, server_tool_uses={"code_execution": 1})) == [
+        "server_tool_use.code_execution"
+    ]
+    assert _unpriceable(haiku, Usage(10, 5, service_tier="standard")) == []
+    gpt = gw.gw.rates_of("gpt-4.1-mini")
+    assert _unpriceable(gpt, Usage(10, 5, service_tier="priority")) == []  # genai-prices prices it

@@ -25,7 +25,7 @@ from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config
-from .costmodel import Estimate, Unbounded, estimate
+from .costmodel import Estimate, Unbounded, data, estimate
 from .costmodel.anthropic import bound_server_tools, count_tokens_body
 from .errors import (
     BadRequest,
@@ -562,9 +562,9 @@ class Gateway:
                 cost_usd, usage, error = worst, None, f"{e}; "
             if usage is None:
                 reconcile, error = 1, error + "the provider reported no usable usage: booked at the worst case"
-            elif usage.unpriced:
+            elif unpriced := (*usage.unpriced, *_unpriceable(rates, usage)):
                 reconcile, cost_usd = 1, max(cost_usd, worst)
-                error = f"usage fields with no price ({', '.join(usage.unpriced)}): booked at the worst case"
+                error = f"usage fields with no price ({', '.join(unpriced)}): booked at the worst case"
         elif status in ("upstream_error", "unreachable"):
             cost_usd = Decimal(0)
         else:
@@ -693,6 +693,22 @@ def _task_name(h: dict[bytes, bytes], body: dict[str, Any]) -> str | None:
     if from_body is not None and not isinstance(from_body, str):
         raise BadRequest("metadata.paymaster_task: must be a string", param="metadata.paymaster_task")
     return from_body
+
+
+def _unpriceable(rates: Rates, u: Usage) -> list[str]:
+    """What the call reported that the price table has no price for, so `Rates.cost` would leave it out:
+    server-tool uses without a per-use fee (the cost model's data says which tools are free), and a
+    service tier the table does not price."""
+    out = []
+    if u.server_tool_uses:
+        tools = data()["anthropic"]["server_tools"]
+        for name, n in u.server_tool_uses.items():
+            free = name in tools and Decimal(tools[name]["fee_usd"]) == 0
+            if n and not free and rates.fee(name) is None:
+                out.append(f"server_tool_use.{name}")
+    if u.service_tier and not rates.prices_tier(u.service_tier):
+        out.append(f"service_tier={u.service_tier}")
+    return out
 
 
 def _failure(e: UpstreamError) -> tuple[str, str]:
