@@ -101,7 +101,10 @@ class AiohttpTransport:
         self.target = t = target
         self.base = t.origin + t.base_path
         self.proxy = None if t.proxy is None else t.proxy.url
-        self.proxy_headers = {"proxy-authorization": t.proxy.auth} if t.proxy and t.proxy.auth else None
+        auth = {"proxy-authorization": t.proxy.auth} if t.proxy and t.proxy.auth else None
+        # CONNECT carries the credentials for https providers; plain-http requests carry them themselves
+        self.proxy_headers = auth if t.ssl is not None else None
+        self.request_headers = auth if t.ssl is None else None
         self.ssl: ssl.SSLContext | bool = t.ssl if t.ssl is not None else (t.proxy.ssl if t.proxy and t.proxy.ssl else False)
         self.timeout = aiohttp.ClientTimeout(
             total=t.total_timeout, connect=t.connect_timeout, sock_read=t.read_timeout
@@ -123,6 +126,8 @@ class AiohttpTransport:
     async def send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> AiohttpResponse:
         t = self.target
         session = self.session or self._open()
+        if self.request_headers:
+            headers = {**headers, **self.request_headers}
         slots = self.slots
         assert slots is not None
         try:
