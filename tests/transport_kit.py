@@ -69,11 +69,13 @@ class Origin:
         *,
         drop_reused: bool = False,
         idle_close: float | None = None,
+        hold: float = 0.0,
     ) -> None:
         self.loop = loop
         self.ssl = ssl_ctx
         self.drop_reused = drop_reused
         self.idle_close = idle_close
+        self.hold = hold  # seconds before answering /v1/messages
         self.connections = 0
         self.open = 0
         self.most_open = 0
@@ -188,6 +190,7 @@ class Origin:
             data = json.dumps({"method": method, "target": target, "headers": headers, "body": len(body)}).encode()
             w.write(head(200, f"content-length: {len(data)}\r\n") + data)
         elif path == "/v1/messages":
+            await asyncio.sleep(self.hold)
             req = json.loads(body)
             data = json.dumps(
                 {
