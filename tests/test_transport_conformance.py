@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import transport_kit
 import uvloop
 from transport_kit import PKI, ConnectProxy, Loop, Origin, Silent, body_of
 
@@ -34,16 +35,7 @@ MiB = 1 << 20
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
-@pytest.fixture(scope="module")
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.stop()
-
-
-@pytest.fixture(scope="module")
-def pki() -> PKI:
-    return PKI()
+loop, pki = transport_kit.loop, transport_kit.pki  # module-scoped fixtures
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
+import transport_kit
 from transport_kit import PKI, ConnectProxy, Loop, Origin
 
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.stop()
-
-
-@pytest.fixture(scope="module")
-def pki() -> PKI:
-    return PKI()
+loop, pki = transport_kit.loop, transport_kit.pki  # module-scoped fixtures
 
 
 def providers(origin: Origin, sim: Any, **hop: Any) -> dict[str, Any]:

@@ -25,10 +25,11 @@ import json
 import ssl
 import threading
 import zlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import trustme
 
 
@@ -138,7 +139,9 @@ class Origin:
             with contextlib.suppress(Exception):
                 await w.wait_closed()
 
-    async def answer(self, w: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], body: bytes) -> bool:
+    async def answer(
+        self, w: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> bool:
         """Write one answer; False closes the connection."""
         u = urlsplit(target)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
@@ -341,3 +344,15 @@ class PKI:
         self.ca.cert_pem.write_to_path(str(p))
         return str(p)
 
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[Loop]:
+    """The servers' event loop (tests take it as `loop = transport_kit.loop`)."""
+    lp = Loop()
+    yield lp
+    lp.stop()
+
+
+@pytest.fixture(scope="module")
+def pki() -> PKI:
+    return PKI()

@@ -1,4 +1,4 @@
-"""paymaster serve | sim | demo | keys | report"""
+"""paymaster serve | sim | demo | keys | report | doctor"""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("report", help="per-agent spend from the ledger")
     r.add_argument("--config", default="fleet.yaml")
+
+    dr = sub.add_parser("doctor", help="check each provider: reachable, TLS, proxy, key (one free call each)")
+    dr.add_argument("--config", default="fleet.yaml")
 
     args, rest = p.parse_known_args(argv)
     if args.cmd == "sim":
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print_report(config)
         return 0
+    if args.cmd == "doctor":
+        from .doctor import run as run_doctor
+
+        return run_doctor(config)
     return 1
 
 

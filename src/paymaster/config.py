@@ -355,7 +355,9 @@ def _hop(pv: Mapping[str, Any], path: str, base: Path | None) -> dict[str, Any]:
         try:
             import aiohttp  # noqa: F401
         except ImportError:
-            raise ConfigError(f"{path}.transport: aiohttp is not installed (pip install 'paymaster[aiohttp]')") from None
+            raise ConfigError(
+                f"{path}.transport: aiohttp is not installed (pip install 'paymaster[aiohttp]')"
+            ) from None
     out["transport"] = transport
     return out
 

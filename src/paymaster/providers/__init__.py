@@ -43,7 +43,11 @@ class Upstream:
             self.auth = {"authorization": f"Bearer {provider.api_key}"}
         # identity: decoding gzip would cost the gateway CPU on every answer for bytes that cross a
         # datacenter link; a provider that compresses anyway is decoded by the transport
-        self.base_headers = {"content-type": "application/json", "user-agent": "paymaster", "accept-encoding": "identity"}
+        self.base_headers = {
+            "content-type": "application/json",
+            "user-agent": "paymaster",
+            "accept-encoding": "identity",
+        }
 
     async def close(self) -> None:
         await self.transport.close()

@@ -105,10 +105,10 @@ class AiohttpTransport:
         # CONNECT carries the credentials for https providers; plain-http requests carry them themselves
         self.proxy_headers = auth if t.ssl is not None else None
         self.request_headers = auth if t.ssl is None else None
-        self.ssl: ssl.SSLContext | bool = t.ssl if t.ssl is not None else (t.proxy.ssl if t.proxy and t.proxy.ssl else False)
-        self.timeout = aiohttp.ClientTimeout(
-            total=t.total_timeout, connect=t.connect_timeout, sock_read=t.read_timeout
+        self.ssl: ssl.SSLContext | bool = (
+            t.ssl if t.ssl is not None else (t.proxy.ssl if t.proxy and t.proxy.ssl else False)
         )
+        self.timeout = aiohttp.ClientTimeout(total=t.total_timeout, connect=t.connect_timeout, sock_read=t.read_timeout)
         self.session: aiohttp.ClientSession | None = None
         self.slots: asyncio.Semaphore | None = None
 

@@ -465,7 +465,9 @@ class Builtin:
             status, reason = await tun.reply
             if status != 200:
                 hint = " (check the proxy's user:password)" if status == 407 else ""
-                raise ProxyFailure(f"the proxy {p.url} refused the tunnel to {t.host}:{t.port}: {status} {reason}{hint}")
+                raise ProxyFailure(
+                    f"the proxy {p.url} refused the tunnel to {t.host}:{t.port}: {status} {reason}{hint}"
+                )
             tls = await loop.start_tls(tr, conn, t.ssl, server_hostname=t.host)
             assert tls is not None
             conn.connection_made(tls)

@@ -35,6 +35,7 @@ class Proxy:
     port: int
     auth: str | None  # the Proxy-Authorization header value
     url: str  # without credentials, for messages
+    source: str = "proxy"  # where it was configured: fleet.yaml's field or the environment variable
     ssl: ssl.SSLContext | None = None  # https proxies: the context their certificate is checked with
 
     def with_ssl(self, ctx: ssl.SSLContext | None) -> Proxy:
@@ -57,7 +58,7 @@ def parse_proxy(url: str, where: str = "proxy") -> Proxy:
         auth = "Basic " + base64.b64encode(cred).decode()
     port = port or (443 if u.scheme == "https" else 80)
     host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
-    return Proxy(u.scheme, u.hostname, port, auth, f"{u.scheme}://{host}:{port}")
+    return Proxy(u.scheme, u.hostname, port, auth, f"{u.scheme}://{host}:{port}", where)
 
 
 def resolve_proxy(
@@ -75,7 +76,7 @@ def resolve_proxy(
     if configured is not None:
         if configured.strip().lower() == "none":
             return None
-        url, where = configured, "proxy"
+        url, where = configured, "fleet.yaml"
     else:
         for var in (f"{scheme}_proxy", "all_proxy"):
             url = env.get(var) or env.get(var.upper()) or ""

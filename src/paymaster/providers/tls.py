@@ -28,4 +28,6 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
 def _has_capath() -> bool:
     """OpenSSL may trust a hashed directory it loads lazily (cert_store_stats counts it as empty)."""
     paths = ssl.get_default_verify_paths()
-    return bool(paths.capath and os.path.isdir(paths.capath) and any(f.endswith(".0") for f in os.listdir(paths.capath)))
+    return bool(
+        paths.capath and os.path.isdir(paths.capath) and any(f.endswith(".0") for f in os.listdir(paths.capath))
+    )
