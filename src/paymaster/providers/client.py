@@ -364,7 +364,7 @@ class Builtin:
         head.extend(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
         head.append(b"\r\n")
         data = b"".join(head) + body
-        conn = await self._acquire(deadline, fresh=False)
+        conn = self._idle() or await self._acquire(deadline, fresh=False)
         try:
             return await conn.send(data, deadline)
         except Stale:
@@ -374,19 +374,31 @@ class Builtin:
             conn.abort(None)
             raise
 
+    def _idle(self) -> Connection | None:
+        """A kept-alive connection young enough to reuse (the hot path: no await)."""
+        now = self.loop.time()
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.closed or now - conn.idle_since > KEEPALIVE_EXPIRY_S:
+                conn.abort(None)
+                continue
+            self.busy.add(conn)
+            return conn
+        return None
+
     async def _acquire(self, deadline: float | None, *, fresh: bool) -> Connection:
         t = self.target
         loop = self.loop
         wait_until = loop.time() + t.pool_timeout
         while True:
             now = loop.time()
-            while self.idle:
-                conn = self.idle.pop()
-                if fresh or conn.closed or now - conn.idle_since > KEEPALIVE_EXPIRY_S:
-                    conn.abort(None)
-                    continue
-                self.busy.add(conn)
-                return conn
+            if fresh:
+                while self.idle:
+                    self.idle.pop().abort(None)
+            else:
+                conn = self._idle()
+                if conn is not None:
+                    return conn
             if len(self.busy) + self.opening < t.max_connections:
                 self.opening += 1
                 try:
