@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import transport_kit
 import uvloop
-from transport_kit import PKI, ConnectProxy, Loop, Origin, Silent, body_of
+from transport_kit import PKI, PROVIDER_HOST, ConnectProxy, Loop, Origin, Silent, body_of
 
 from paymaster.config import TRANSPORTS, Provider
 from paymaster.providers import (
@@ -292,27 +292,38 @@ def test_https_proxy(kind: str, loop: Loop, pki: PKI, tls: Origin, bundle: str) 
         assert px.tunnels == 1
 
 
-def test_proxy_from_the_environment_and_no_proxy(
+def test_proxy_from_the_environment(
     kind: str, loop: Loop, tls: Origin, bundle: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    named = f"https://{PROVIDER_HOST}:{tls.port}"  # resolvable only through the proxy
     with ConnectProxy(loop) as px:
         monkeypatch.setenv("HTTPS_PROXY", px.url())
-        assert run(fetch_once(make(kind, tls.url, ca_bundle=bundle), "/length?n=10"))[0] == 200
+        assert run(fetch_once(make(kind, named, ca_bundle=bundle), "/length?n=10")) == (200, body_of(10))
         assert px.tunnels == 1
-        # fleet.yaml's no_proxy, `proxy: none`, and NO_PROXY each send it direct
-        assert run(fetch_once(make(kind, tls.url, ca_bundle=bundle, no_proxy=("127.0.0.1",)), "/length"))[0] == 200
-        assert run(fetch_once(make(kind, tls.url, ca_bundle=bundle, proxy="none"), "/length"))[0] == 200
-        monkeypatch.setenv("no_proxy", "localhost,127.0.0.0/8")
+        # a loopback provider (a local model server, the simulator) never takes the environment's proxy
         assert run(fetch_once(make(kind, tls.url, ca_bundle=bundle), "/length"))[0] == 200
         assert px.tunnels == 1
+
+
+def test_no_proxy_from_the_environment_and_fleet_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    def proxied(**kw: Any) -> bool:
+        return Target.of(Provider("p", "anthropic", f"https://{PROVIDER_HOST}", "k", **kw)).proxy is not None
+
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:3128")
+    assert proxied()
+    assert not proxied(no_proxy=("provider.test",)) and not proxied(proxy="none")
+    monkeypatch.delenv("https_proxy")
+    assert proxied(proxy="http://127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "example.com,.test")
+    assert not proxied(proxy="http://127.0.0.1:3128")  # NO_PROXY applies to fleet.yaml's proxy too
 
 
 def test_plain_http_provider_through_a_proxy(kind: str, loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
     with Origin(loop) as o, ConnectProxy(loop, auth=("u", "p")) as px:
         monkeypatch.setenv("http_proxy", px.url("u", "p"))
-        status, data = run(fetch_once(make(kind, o.url + "/base"), "/echo"))
+        status, data = run(fetch_once(make(kind, f"http://{PROVIDER_HOST}:{o.port}/base"), "/echo"))
         assert status == 200 and px.forwarded == 1
-        assert b'"target": "http://127.0.0.1:%d/base/echo"' % o.port in data
+        assert b'"target": "http://%s:%d/base/echo"' % (PROVIDER_HOST.encode(), o.port) in data
 
 
 def test_unreachable_proxy_is_named(kind: str, tls: Origin, bundle: str) -> None:

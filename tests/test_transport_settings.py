@@ -94,6 +94,9 @@ def test_environment_proxy_precedence() -> None:
     assert resolve_proxy("https", "x.io", None, "http://cfg:5", env=env).host == "cfg"  # type: ignore[union-attr]
     assert resolve_proxy("https", "x.io", None, "http://cfg:5", ["x.io"], env=env) is None
     assert resolve_proxy("https", "x.io", None, None, env={**env, "NO_PROXY": "*.io"}) is None
+    assert resolve_proxy("https", "localhost", None, None, env=env) is None  # loopback: not from the env
+    assert resolve_proxy("https", "::1", None, None, env=env) is None
+    assert resolve_proxy("https", "127.0.0.1", None, "http://cfg:5", env=env) is not None  # fleet.yaml's: yes
     with pytest.raises(ValueError, match="ALL_PROXY: only http:// and https://"):
         resolve_proxy("https", "x.io", None, None, env={"ALL_PROXY": "socks5://s:1"})
 

@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import trustme
 
+PROVIDER_HOST = "provider.test"  # a name only the ConnectProxy knows: it dials 127.0.0.1 for it
+
 
 def body_of(n: int) -> bytes:
     """A deterministic body of n bytes (varied, so a byte lost or repeated shows)."""
@@ -219,7 +221,10 @@ class Origin:
 
 
 class ConnectProxy:
-    """An HTTP proxy on loopback: CONNECT tunnels and absolute-form forwarding, to 127.0.0.1 only."""
+    """An HTTP proxy on loopback: CONNECT tunnels and absolute-form forwarding, to 127.0.0.1 only.
+
+    It knows `provider.test` as 127.0.0.1, so a test can reach a provider by a name that is not loopback
+    (environment proxies skip loopback providers) while nothing but 127.0.0.1 is ever dialled."""
 
     def __init__(self, loop: Loop, ssl_ctx: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None) -> None:
         self.loop = loop
@@ -273,7 +278,7 @@ class ConnectProxy:
             u = urlsplit(target)
             host, port = u.hostname or "", str(u.port or 80)
             first = head
-        if host not in ("127.0.0.1", "localhost"):
+        if host not in ("127.0.0.1", "localhost", PROVIDER_HOST):
             w.write(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
             await w.drain()
             w.close()
@@ -336,7 +341,7 @@ class PKI:
 
     def server_ctx(self, *names: str, ca: trustme.CA | None = None) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        (ca or self.ca).issue_cert(*(names or ("127.0.0.1", "localhost"))).configure_cert(ctx)
+        (ca or self.ca).issue_cert(*(names or ("127.0.0.1", "localhost", PROVIDER_HOST))).configure_cert(ctx)
         return ctx
 
     def bundle(self, tmp: Any) -> str:

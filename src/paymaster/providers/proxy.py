@@ -6,6 +6,8 @@ Resolved once per provider when the gateway starts (never per call):
   whatever the environment says;
 - otherwise `https_proxy` / `HTTPS_PROXY` for https providers (`http_proxy` / `HTTP_PROXY` for http ones),
   then `all_proxy` / `ALL_PROXY`; lower case wins, as in curl;
+- a provider on the loopback interface (localhost, 127.0.0.0/8, ::1: a local model server, the
+  simulator) never takes a proxy from the environment, as in Go's net/http; fleet.yaml's `proxy` still applies;
 - `no_proxy` / `NO_PROXY` plus `providers.<name>.no_proxy` list hosts that go direct: `*`, a host, a domain
   (`example.com` and `.example.com` both cover its subdomains), an IP, a CIDR block, each optionally `:port`.
 
@@ -85,9 +87,21 @@ def resolve_proxy(
                 break
         else:
             return None
+        if _loopback(host):
+            return None
     if bypassed(host, port, bypass):
         return None
     return parse_proxy(url, where)
+
+
+def _loopback(host: str) -> bool:
+    host = host.lower().strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _env_list(env: Mapping[str, str], var: str) -> list[str]:
