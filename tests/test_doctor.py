@@ -79,3 +79,18 @@ def test_cli_doctor(
     path.write_text(yaml.safe_dump(fleet({"base_url": sim.url}, {"base_url": sim.url + "/v1"})))
     assert main(["doctor", "--config", str(path)]) == 0
     assert "2 of 2 providers usable" in capsys.readouterr().out
+
+
+def test_serve_refuses_an_unusable_environment_proxy(
+    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SIM_KEY", PROVIDER_KEY)
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    raw = fleet({"base_url": "https://api.anthropic.example"}, {"base_url": sim.url + "/v1"})
+    raw["ledger"] = str(tmp_path / "ledger.db")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["serve", "--config", str(path)]) == 2
+    assert "bad proxy setting: ALL_PROXY: only http:// and https:// proxies" in capsys.readouterr().err
+    assert main(["doctor", "--config", str(path)]) == 1
+    assert "anthropic  FAIL" in capsys.readouterr().out

@@ -62,11 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.cmd == "serve":
         from .app import Gateway
+        from .providers import Target
+        from .providers.proxy import ProxyURLError
         from .server import serve
 
         host, port = args.host or config.host, args.port or config.port
+        try:  # a proxy variable in the environment the gateway cannot use: say so before opening the ledger
+            for provider in config.providers.values():
+                Target.of(provider)
+        except ProxyURLError as e:
+            print(f"paymaster: bad proxy setting: {e}", file=sys.stderr)
+            return 2
+        gateway = Gateway(config)
         print(f"paymaster: serving {len(config.agents)} agents on http://{host}:{port} (ledger {config.ledger})")
-        serve(Gateway(config), host, port, log_level="info")
+        serve(gateway, host, port, log_level="info")
         return 0
     if args.cmd == "report":
         from .report import print_report
