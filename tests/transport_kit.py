@@ -6,6 +6,7 @@ loop exactly as it does in the gateway. Only 127.0.0.1 is ever bound or dialled.
 Origin paths (the query's `n` is a body size in bytes):
     /length?n=   content-length body            /chunked?n=   chunked body
     /close?n=    body delimited by closing       /gzip?n=      gzip-encoded, chunked
+    /close-reset?n=  half a close-delimited body, then a TCP reset
     /deflate?n=  deflate-encoded (zlib), content-length
     /hold?s=     answer after s seconds         /silent       read the request, never answer
     /drip        head, then a byte every 50 ms  /die          half of a content-length body, then close
@@ -22,7 +23,9 @@ import base64
 import contextlib
 import gzip
 import json
+import socket
 import ssl
+import struct
 import threading
 import zlib
 from collections.abc import Coroutine, Iterator
@@ -166,6 +169,13 @@ class Origin:
         elif path == "/close":
             w.write(head(200, "") + body_of(n))
             await w.drain()
+            return False
+        elif path == "/close-reset":  # a close-delimited body cut by a reset, not a clean close
+            w.write(head(200, "") + body_of(n // 2))
+            await w.drain()
+            sock = w.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.transport.abort()
             return False
         elif path == "/gzip":
             data = gzip.compress(body_of(n))

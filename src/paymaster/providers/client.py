@@ -142,8 +142,8 @@ class Connection(asyncio.Protocol):
         self._cancel_timers()
         self.pool.forget(self)
         r = self.resp
-        if r is not None and r.status and not self._framed and not r._done and r._error is None:
-            self.on_message_complete()  # a body delimited by the connection's close
+        if r is not None and r.status and not self._framed and not r._done and r._error is None and exc is None:
+            self.on_message_complete()  # a body delimited by the connection's (clean) close; a reset cuts it
         elif self.head is not None or (r is not None and not r._done):
             if not self._got and self.requests > 1:
                 self._fail(Stale("the provider closed a kept-alive connection"))
