@@ -1,4 +1,4 @@
-"""paymaster serve | sim | demo | keys | report | ledger check"""
+"""paymaster serve | sim | demo | keys | report | ledger check | doctor"""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="take unreadable journal lines out (kept aside in <ledger>.journal-rejected) so the gateway starts",
     )
+    dr = sub.add_parser("doctor", help="check each provider: reachable, TLS, proxy, key (one free call each)")
+    dr.add_argument("--config", default="fleet.yaml")
 
     args, rest = p.parse_known_args(argv)
     if args.cmd == "sim":
@@ -77,9 +79,17 @@ def main(argv: list[str] | None = None) -> int:
 def command(args: argparse.Namespace, config: Config) -> int:
     if args.cmd == "serve":
         from .app import Gateway
+        from .providers import Target
+        from .providers.proxy import ProxyURLError
         from .server import serve
 
         host, port = args.host or config.host, args.port or config.port
+        try:  # a proxy variable in the environment the gateway cannot use: say so before opening the ledger
+            for provider in config.providers.values():
+                Target.of(provider)
+        except ProxyURLError as e:
+            print(f"paymaster: bad proxy setting: {e}", file=sys.stderr)
+            return 2
         gateway = Gateway(config)
         print(f"paymaster: serving {len(config.agents)} agents on http://{host}:{port} (ledger {config.ledger})")
         serve(gateway, host, port, log_level="info")
@@ -95,6 +105,10 @@ def command(args: argparse.Namespace, config: Config) -> int:
         report = check(config.ledger, repair=args.repair)
         print("\n".join(report.lines))
         return 1 if report.problems else 0
+    if args.cmd == "doctor":
+        from .doctor import run as run_doctor
+
+        return run_doctor(config)
     return 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -43,7 +44,16 @@ class Provider:
     kind: str  # anthropic | openai | openai-compatible
     base_url: str  # without a trailing slash; OpenAI-style URLs end in /v1
     api_key: str = field(repr=False)
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0  # read timeout: longest silence from the provider once the request is sent
+    # the upstream hop (providers/): see providers/transport.py, proxy.py, tls.py
+    ca_bundle: str | None = None  # PEM file trusted instead of the system store (None: system, else certifi)
+    proxy: str | None = None  # URL, or "none" to ignore the environment; None: HTTPS_PROXY & co.
+    no_proxy: tuple[str, ...] = ()  # hosts/domains that go direct, added to NO_PROXY
+    connect_timeout_s: float = 10.0  # TCP + proxy tunnel + TLS handshake
+    total_timeout_s: float | None = None  # the whole exchange, answer included
+    max_connections: int = 100  # open connections to this provider
+    pool_timeout_s: float = 10.0  # longest wait for a free connection (then refused, not billed)
+    transport: str = "builtin"  # builtin | aiohttp
 
     @property
     def api(self) -> str:
@@ -301,6 +311,78 @@ def _tiers(v: Any, path: str, auto: bool) -> dict[str, str]:
     return tiers
 
 
+PROVIDER_HOP_FIELDS = {
+    "timeout_s",
+    "connect_timeout_s",
+    "total_timeout_s",
+    "ca_bundle",
+    "proxy",
+    "no_proxy",
+    "max_connections",
+    "pool_timeout_s",
+    "transport",
+}
+TRANSPORTS = ("builtin", "aiohttp")
+
+
+def _seconds(v: Any, path: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 86400:
+        raise ConfigError(f"{path}: must be a positive number of seconds (at most 86400), got {v!r}")
+    return float(v)
+
+
+def _hop(pv: Mapping[str, Any], path: str, base: Path | None) -> dict[str, Any]:
+    """providers.<name>: how the gateway reaches it (TLS trust, proxy, timeouts, pool, transport)."""
+    from .providers.proxy import ProxyURLError, parse_proxy
+
+    out: dict[str, Any] = {
+        "timeout_s": _seconds(pv.get("timeout_s", 600), f"{path}.timeout_s"),
+        "connect_timeout_s": _seconds(pv.get("connect_timeout_s", 10), f"{path}.connect_timeout_s"),
+        "pool_timeout_s": _seconds(pv.get("pool_timeout_s", 10), f"{path}.pool_timeout_s"),
+        "max_connections": _int(pv.get("max_connections", 100), f"{path}.max_connections", 1, 100_000),
+    }
+    if pv.get("total_timeout_s") is not None:
+        out["total_timeout_s"] = _seconds(pv["total_timeout_s"], f"{path}.total_timeout_s")
+    if pv.get("ca_bundle") is not None:
+        ca = Path(_str(pv["ca_bundle"], f"{path}.ca_bundle")).expanduser()
+        if not ca.is_absolute() and base is not None:
+            ca = base / ca
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}.ca_bundle: no such file: {ca}") from None
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise ConfigError(f"{path}.ca_bundle: not a PEM file of CA certificates: {ca} ({e})") from None
+        out["ca_bundle"] = str(ca)
+    if pv.get("proxy") is not None:
+        proxy = _str(pv["proxy"], f"{path}.proxy")
+        if proxy.strip().lower() != "none":
+            try:
+                parse_proxy(proxy, f"{path}.proxy")
+            except ProxyURLError as e:
+                raise ConfigError(str(e)) from None
+        out["proxy"] = proxy
+    if pv.get("no_proxy") is not None:
+        hosts = pv["no_proxy"]
+        if isinstance(hosts, str):
+            hosts = [h.strip() for h in hosts.split(",") if h.strip()]
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+            raise ConfigError(f"{path}.no_proxy: must be a list of hosts or domains, got {pv['no_proxy']!r}")
+        out["no_proxy"] = tuple(hosts)
+    transport = pv.get("transport", "builtin")
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"{path}.transport: must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+    if transport == "aiohttp":
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                f"{path}.transport: aiohttp is not installed (pip install 'paymaster[aiohttp]')"
+            ) from None
+    out["transport"] = transport
+    return out
+
+
 def _routing(v: Any) -> Routing:
     m = _mapping(v, "routing")
     _unknown(
@@ -435,7 +517,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     for name, pv in _mapping(top.get("providers"), "providers").items():
         path = f"providers.{name}"
         pv = _mapping(pv, path)
-        _unknown(pv, {"kind", "base_url", "api_key_env", "timeout_s"}, path)
+        _unknown(pv, {"kind", "base_url", "api_key_env", *PROVIDER_HOP_FIELDS}, path)
         kind = pv.get("kind", name if name in PROVIDER_KINDS else None)
         if kind not in PROVIDER_KINDS:
             raise ConfigError(f"{path}.kind: must be one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
@@ -447,10 +529,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             raise ConfigError(f"{path}.api_key_env: required (the environment variable holding the key)")
         key = _secret(pv, path, env, hashed=False)
         assert key is not None
-        timeout = pv.get("timeout_s", 600)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigError(f"{path}.timeout_s: must be a positive number of seconds, got {timeout!r}")
-        providers[name] = Provider(name, kind, url, key, float(timeout))
+        providers[name] = Provider(name, kind, url, key, **_hop(pv, path, base))
     if not providers:
         raise ConfigError("providers: at least one provider is required")
 

@@ -1,37 +1,59 @@
-"""Upstream clients: where a call goes and with which credential. One pooled session per provider."""
+"""Upstream clients: where a call goes and with which credential, over one transport per provider."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
 
 from ..config import Provider
-from .client import Pool, Response, Unreachable, UpstreamClosed, UpstreamError, UpstreamTimeout
+from .transport import (
+    ConnectTimeout,
+    PoolTimeout,
+    ProxyFailure,
+    Response,
+    Target,
+    TLSFailure,
+    Transport,
+    Unreachable,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamTimeout,
+    open_transport,
+)
 
 # request headers an agent may pass through to the provider (credentials never pass)
 PASS_HEADERS = {"anthropic": ("anthropic-version", "anthropic-beta"), "openai": ("openai-beta",)}
 # response headers relayed back to the agent
 RELAY_HEADERS = ("request-id", "x-request-id", "retry-after", "anthropic-organization-id", "openai-processing-ms")
 PATHS = {"anthropic": "/v1/messages", "openai": "/chat/completions"}
+MODELS_PATH = {"anthropic": "/v1/models", "openai": "/models"}  # the cheapest authenticated call (doctor)
 
 
 class Upstream:
-    """A provider's endpoint and credential, with a keep-alive connection pool."""
+    """A provider's endpoint and credential, with its transport (connection pool, TLS, proxy, timeouts)."""
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
-        self.pool = Pool(provider.base_url, read_timeout=provider.timeout_s)
+        self.target = Target.of(provider)
+        self.transport: Transport = open_transport(self.target, provider.transport)
         self.path = PATHS[provider.api]
         self.count_tokens_path = "/v1/messages/count_tokens"
         if provider.api == "anthropic":
             self.auth = {"x-api-key": provider.api_key}
         else:
             self.auth = {"authorization": f"Bearer {provider.api_key}"}
+        # identity: decoding gzip would cost the gateway CPU on every answer for bytes that cross a
+        # datacenter link; a provider that compresses anyway is decoded by the transport
+        self.base_headers = {
+            "content-type": "application/json",
+            "user-agent": "paymaster",
+            "accept-encoding": "identity",
+        }
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self.transport.close()
 
     def headers(self, incoming: dict[bytes, bytes]) -> dict[str, str]:
-        h = {"content-type": "application/json", "user-agent": "paymaster", **self.auth}
+        h = {**self.base_headers, **self.auth}
         for name in PASS_HEADERS[self.provider.api]:
             v = incoming.get(name.encode())
             if v:
@@ -40,9 +62,13 @@ class Upstream:
             h["anthropic-version"] = "2023-06-01"
         return h
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Any:
-        """Send; awaits the response head (`Response`)."""
-        return self.pool.post(path, headers, body)
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Awaitable[Response]:
+        """Send; awaits the response head."""
+        return self.transport.send("POST", path, headers, body)
+
+    def list_models(self) -> Awaitable[Response]:
+        """GET the model list: reaches the provider, checks TLS, proxy and key, costs nothing."""
+        return self.transport.send("GET", MODELS_PATH[self.provider.api], self.headers({}), b"")
 
 
 def relay_headers(resp: Response) -> list[tuple[bytes, bytes]]:
@@ -57,8 +83,14 @@ def relay_headers(resp: Response) -> list[tuple[bytes, bytes]]:
 __all__ = [
     "Upstream",
     "Response",
+    "Transport",
+    "Target",
     "UpstreamError",
     "Unreachable",
+    "TLSFailure",
+    "ProxyFailure",
+    "ConnectTimeout",
+    "PoolTimeout",
     "UpstreamTimeout",
     "UpstreamClosed",
     "relay_headers",

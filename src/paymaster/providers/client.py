@@ -1,52 +1,54 @@
-"""A small HTTP/1.1 client for the upstream hop: keep-alive pool, streaming bodies, idle timeouts.
+"""The in-house HTTP/1.1 transport: keep-alive pool, streaming bodies, proxies, timeouts, pool limits.
 
-Why not aiohttp or httpx: on the gateway's hot path the general-purpose clients cost more CPU per
-call than everything else the gateway does (see bench/upstream_client.py). The gateway needs one
-thing — POST a JSON body to one host and read the answer as it arrives — so this client is built
-on asyncio protocols and `httptools` (the parser uvicorn already uses), and does only that.
+Why keep one: on the gateway's hot path a general-purpose client costs more CPU per call than the
+rest of the gateway (bench/transport.py measures it against aiohttp over TLS). The gateway needs one
+thing — send a request to one origin and read the answer as it arrives — so this is asyncio
+protocols plus `httptools` (the parser uvicorn already uses), and it passes the same conformance
+suite as the maintained client (tests/test_transport_conformance.py).
 
-    pool = Pool("https://api.anthropic.com", read_timeout=600)
-    resp = await pool.post("/v1/messages", headers, body)
-    resp.status, resp.headers            # after the head arrives
-    await resp.read()                    # the whole body, or:
-    async for chunk in resp.iter_chunks(): ...
-    resp.close()                         # drop a response before its end (closes the connection)
+    t = Builtin(Target.of(provider))
+    resp = await t.send("POST", "/v1/messages", headers, body)
 
-Errors: `Unreachable` (nothing was sent), `UpstreamTimeout`, `UpstreamClosed` (the connection ended
-before the response did).
+Connections: at most `max_connections` per provider, open or opening; a call finding them all busy
+waits up to `pool_timeout` (then `PoolTimeout`, nothing sent). An idle connection is reused for
+`KEEPALIVE_EXPIRY_S`; if a reused one turns out dead before any byte of the answer arrived (the
+provider closed it while it sat idle), the request is sent once more on a fresh connection — the
+gateway sees one exchange, so the ledger books the call once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 import httptools
 
-HIGH_WATER = 1 << 20  # pause reading when this much of a streamed body waits unread
+from .transport import (
+    KEEPALIVE_EXPIRY_S,
+    ConnectTimeout,
+    PoolTimeout,
+    ProxyFailure,
+    Target,
+    TLSFailure,
+    Unreachable,
+    UpstreamClosed,
+    UpstreamTimeout,
+    tls_message,
+)
+
+HIGH_WATER = 1 << 20  # a streamed body pauses reading when this much waits unread
 
 
-class UpstreamError(Exception):
-    """The upstream exchange failed."""
+class Stale(UpstreamClosed):
+    """A reused connection ended before any byte of the answer: safe to send again on a fresh one."""
 
 
-class Unreachable(UpstreamError):
-    """Could not connect: the request was never sent."""
-
-
-class UpstreamTimeout(UpstreamError, TimeoutError):
-    """No byte arrived within the read timeout."""
-
-
-class UpstreamClosed(UpstreamError):
-    """The connection ended before the response was complete."""
-
-
-class Response:
-    __slots__ = ("status", "headers", "_conn", "_chunks", "_done", "_error", "_waiter", "_buffered")
+class BuiltinResponse:
+    __slots__ = ("status", "headers", "_conn", "_chunks", "_done", "_error", "_waiter", "_buffered", "_whole")
 
     def __init__(self, conn: Connection) -> None:
         self.status = 0
@@ -55,6 +57,7 @@ class Response:
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._done = False
+        self._whole = False  # read(): the caller wants it all, no back-pressure
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
 
@@ -86,9 +89,9 @@ class Response:
             await self._wait()
 
     async def read(self) -> bytes:
-        while not self._done:
-            if self._error is not None:
-                raise self._error
+        self._whole = True
+        self._conn.resume()
+        while not self._done and self._error is None:
             await self._wait()
         if self._error is not None:
             raise self._error
@@ -103,18 +106,23 @@ class Response:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Builtin) -> None:
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.resp: Response | None = None
-        self.head: asyncio.Future[Response] | None = None
+        self.resp: BuiltinResponse | None = None
+        self.head: asyncio.Future[BuiltinResponse] | None = None
         self.closed = False
         self.paused = False
-        self._header_name = b""
+        self.requests = 0
+        self.idle_since = 0.0
+        self._got = False  # a byte of the current answer arrived
+        self._framed = False  # the answer says where it ends (content-length or chunked)
+        self._decoder: Decoder | None = None
         self._activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     # -- protocol --------------------------------------------------------------------------------------
 
@@ -122,6 +130,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self._got = True
         self._activity = self.loop.time()
         try:
             self.parser.feed_data(data)
@@ -130,55 +139,97 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._cancel_timers()
         self.pool.forget(self)
-        if self.head is not None or (self.resp is not None and not self.resp._done):
-            self._fail(UpstreamClosed("the provider closed the connection mid-response"))
+        r = self.resp
+        if r is not None and r.status and not self._framed and not r._done and r._error is None and exc is None:
+            self.on_message_complete()  # a body delimited by the connection's (clean) close; a reset cuts it
+        elif self.head is not None or (r is not None and not r._done):
+            if not self._got and self.requests > 1:
+                self._fail(Stale("the provider closed a kept-alive connection"))
+            else:
+                self._fail(UpstreamClosed("the provider closed the connection mid-response"))
 
     # -- httptools callbacks ---------------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.resp is not None
-        self.resp.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key = name.decode("latin-1").lower()
+        v = value.decode("latin-1")
+        self.resp.headers[key] = v
+        if key == "content-length" or (key == "transfer-encoding" and "chunked" in v.lower()):
+            self._framed = True
 
     def on_headers_complete(self) -> None:
-        assert self.resp is not None
-        self.resp.status = self.parser.get_status_code()
+        r = self.resp
+        assert r is not None
+        r.status = self.parser.get_status_code()
+        if r.status < 200:  # 1xx: an interim head; the real one follows
+            r.headers.clear()
+            r.status = 0
+            return
+        enc = r.headers.get("content-encoding", "identity").strip().lower()
+        if enc not in ("identity", ""):
+            if enc not in WBITS:
+                self.abort(UpstreamClosed(f"the provider answered in an unsupported content-encoding {enc!r}"))
+                return
+            self._decoder = Decoder(enc)
         head, self.head = self.head, None
         if head is not None and not head.done():
-            head.set_result(self.resp)
+            head.set_result(r)
 
     def on_body(self, body: bytes) -> None:
         r = self.resp
-        assert r is not None
+        if r is None or r._error is not None:
+            return
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decode(body)
+            except zlib.error as e:
+                self.abort(UpstreamClosed(f"the provider's compressed answer is corrupt: {e}"))
+                return
+            if not body:
+                return
         r._chunks.append(body)
         r._buffered += len(body)
-        if r._buffered > HIGH_WATER and not self.paused and self.transport is not None:
+        if r._buffered > HIGH_WATER and not r._whole and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         r._wake()
 
     def on_message_complete(self) -> None:
         r = self.resp
-        assert r is not None
+        if r is None or r.status == 0:
+            return
+        if self._decoder is not None:
+            with contextlib.suppress(zlib.error):
+                tail = self._decoder.flush()
+                if tail:
+                    r._chunks.append(tail)
         r._done = True
         self.resp = None
-        self._cancel_timer()
-        keep = self.parser.should_keep_alive()
+        self._cancel_timers()
+        keep = self._framed and self.parser.should_keep_alive()
         r._wake()
         if keep and not self.closed:
             self.pool.release(self)
-        else:
+        elif not self.closed:
             self.abort(None)
 
     # -- driving ---------------------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> asyncio.Future[Response]:
+    def send(self, data: bytes, deadline: float | None) -> asyncio.Future[BuiltinResponse]:
         assert self.transport is not None
-        self.resp = Response(self)
+        self.requests += 1
+        self._got = False
+        self._framed = False
+        self._decoder = None
+        self.resp = BuiltinResponse(self)
         self.head = self.loop.create_future()
         self._activity = self.loop.time()
         self._arm()
+        if deadline is not None:
+            self._deadline = self.loop.call_at(deadline, self._expire)
         self.transport.write(data)
         return self.head
 
@@ -191,7 +242,7 @@ class Connection(asyncio.Protocol):
         if exc is not None:
             self._fail(exc)
         self.closed = True
-        self._cancel_timer()
+        self._cancel_timers()
         self.pool.forget(self)
         if self.transport is not None:
             self.transport.abort()
@@ -206,38 +257,94 @@ class Connection(asyncio.Protocol):
             r._wake()
 
     def _arm(self) -> None:
-        self._timer = self.loop.call_at(self._activity + self.pool.read_timeout, self._check)
+        self._timer = self.loop.call_at(self._activity + self.pool.target.read_timeout, self._check)
 
     def _check(self) -> None:
-        idle = self.loop.time() - self._activity
-        if idle >= self.pool.read_timeout:
-            self.abort(UpstreamTimeout(f"no answer from the provider for {self.pool.read_timeout:g}s"))
+        read_timeout = self.pool.target.read_timeout
+        if self.loop.time() - self._activity >= read_timeout:
+            self.abort(UpstreamTimeout(f"no answer from the provider for {read_timeout:g}s (timeout_s)"))
         else:
             self._arm()
 
-    def _cancel_timer(self) -> None:
+    def _expire(self) -> None:
+        total = self.pool.target.total_timeout
+        self.abort(UpstreamTimeout(f"the exchange with the provider passed total_timeout_s={total:g}"))
+
+    def _cancel_timers(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
 
-class Pool:
-    """Keep-alive connections to one origin."""
+WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
-    def __init__(self, base_url: str, *, read_timeout: float = 600.0, connect_timeout: float = 10.0) -> None:
-        u = urlsplit(base_url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
-        self.host = u.hostname
-        self.port = u.port or (443 if u.scheme == "https" else 80)
-        self.ssl = ssl.create_default_context() if u.scheme == "https" else None
-        self.base_path = u.path.rstrip("/")
-        default_port = self.port == (443 if self.ssl else 80)
-        self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
-        self.read_timeout = read_timeout
-        self.connect_timeout = connect_timeout
+
+class Decoder:
+    """gzip / deflate bodies (a provider should not send them: the gateway asks for identity)."""
+
+    def __init__(self, encoding: str) -> None:
+        self.deflate = encoding == "deflate"
+        self.z = zlib.decompressobj(WBITS[encoding])
+        self.started = False
+
+    def decode(self, data: bytes) -> bytes:
+        if self.deflate and not self.started:  # "deflate" is zlib-wrapped by the RFC, raw in practice
+            self.started = True
+            try:
+                return self.z.decompress(data)
+            except zlib.error:
+                self.z = zlib.decompressobj(-zlib.MAX_WBITS)
+        self.started = True
+        return self.z.decompress(data)
+
+    def flush(self) -> bytes:
+        return self.z.flush()
+
+
+class Tunnel(asyncio.Protocol):
+    """The proxy's answer to CONNECT."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.buf = b""
+        self.reply: asyncio.Future[tuple[int, str]] = loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end >= 0 and not self.reply.done():
+            line = self.buf[: self.buf.find(b"\r\n")].decode("latin-1")
+            parts = line.split(" ", 2)
+            try:
+                self.reply.set_result((int(parts[1]), parts[2] if len(parts) > 2 else ""))
+            except (IndexError, ValueError):
+                self.reply.set_exception(ProxyFailure(f"the proxy answered CONNECT with {line[:80]!r}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(ProxyFailure("the proxy closed the connection during CONNECT"))
+
+
+class Builtin:
+    """Keep-alive connections to one provider (the `builtin` transport)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = t = target
+        default_port = t.port == (443 if t.scheme == "https" else 80)
+        host = f"[{t.host}]" if ":" in t.host else t.host
+        self.host_header = (host if default_port else f"{host}:{t.port}").encode()
+        self.prefix = t.base_path.encode()
+        self.extra = b""
+        if t.proxy is not None and t.ssl is None:  # plain http through a proxy: absolute-form requests
+            self.prefix = f"http://{self.host_header.decode()}{t.base_path}".encode()
+            if t.proxy.auth:
+                self.extra = b"proxy-authorization: %s\r\n" % t.proxy.auth.encode()
         self.idle: list[Connection] = []
         self.busy: set[Connection] = set()
+        self.opening = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -246,47 +353,153 @@ class Pool:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    async def _connect(self) -> Connection:
-        try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: Connection(self),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None,
-                ),
-                self.connect_timeout,
-            )
-        except (OSError, TimeoutError) as e:
-            raise Unreachable(f"cannot connect to {self.host}:{self.port}: {e or type(e).__name__}") from e
-        return conn
-
-    async def post(self, path: str, headers: dict[str, str], body: bytes) -> Response:
-        """Send a POST; returns once the response head has arrived."""
-        while self.idle:
-            conn = self.idle.pop()
-            if not conn.closed:
-                break
-        else:
-            conn = await self._connect()
-        self.busy.add(conn)
+    async def send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> BuiltinResponse:
+        """Send a request; returns once the response head has arrived."""
+        total = self.target.total_timeout
+        deadline = self.loop.time() + total if total is not None else None
         head = [
-            b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n"
-            % ((self.base_path + path).encode(), self.host_header, len(body))
+            b"%s %s%s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n%s"
+            % (method.encode(), self.prefix, path.encode(), self.host_header, len(body), self.extra)
         ]
         head.extend(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
         head.append(b"\r\n")
-        return await conn.send(b"".join(head) + body)
+        data = b"".join(head) + body
+        conn = self._idle() or await self._acquire(deadline, fresh=False)
+        try:
+            return await conn.send(data, deadline)
+        except Stale:
+            conn = await self._acquire(deadline, fresh=True)
+            return await conn.send(data, deadline)
+        except asyncio.CancelledError:
+            conn.abort(None)
+            raise
+
+    def _idle(self) -> Connection | None:
+        """A kept-alive connection young enough to reuse (the hot path: no await)."""
+        now = self.loop.time()
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.closed or now - conn.idle_since > KEEPALIVE_EXPIRY_S:
+                conn.abort(None)
+                continue
+            self.busy.add(conn)
+            return conn
+        return None
+
+    async def _acquire(self, deadline: float | None, *, fresh: bool) -> Connection:
+        t = self.target
+        loop = self.loop
+        wait_until = loop.time() + t.pool_timeout
+        while True:
+            now = loop.time()
+            if fresh:
+                while self.idle:
+                    self.idle.pop().abort(None)
+            else:
+                conn = self._idle()
+                if conn is not None:
+                    return conn
+            if len(self.busy) + self.opening < t.max_connections:
+                self.opening += 1
+                try:
+                    conn = await self._connect(deadline)
+                finally:
+                    self.opening -= 1
+                    self._wake()
+                self.busy.add(conn)
+                return conn
+            until = wait_until if deadline is None else min(wait_until, deadline)
+            fut: asyncio.Future[None] = loop.create_future()
+            self.waiters.append(fut)
+            try:
+                async with asyncio.timeout_at(until):
+                    await fut
+            except TimeoutError:
+                raise PoolTimeout(
+                    f"all {t.max_connections} connections to {t.origin} stayed busy for {until - now:g}s"
+                    " (max_connections, pool_timeout_s)"
+                ) from None
+            finally:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(fut)
+
+    def _wake(self) -> None:
+        while self.waiters:
+            w = self.waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                return
+
+    async def _connect(self, deadline: float | None) -> Connection:
+        t = self.target
+        timeout = t.connect_timeout
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - self.loop.time()))
+        via = f" through the proxy {t.proxy.url}" if t.proxy is not None else ""
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await self._open()
+        except TimeoutError:
+            raise ConnectTimeout(f"cannot connect to {t.origin}{via}: no connection within {timeout:g}s") from None
+        except ssl.SSLCertVerificationError as e:
+            raise TLSFailure(tls_message(t, e)) from e
+        except ssl.SSLError as e:
+            raise TLSFailure(f"{t.host}:{t.port}: TLS handshake failed{via} ({e.reason or e})") from e
+        except OSError as e:
+            raise Unreachable(f"cannot connect to {t.origin}{via}: {e.strerror or e}") from e
+        return conn
+
+    async def _open(self) -> Connection:
+        t, loop = self.target, self.loop
+        p = t.proxy
+        if p is None:
+            _, conn = await loop.create_connection(
+                lambda: Connection(self), t.host, t.port, ssl=t.ssl, server_hostname=t.host if t.ssl else None
+            )
+            return conn
+        try:
+            tr, tun = await loop.create_connection(
+                lambda: Tunnel(loop), p.host, p.port, ssl=p.ssl, server_hostname=p.host if p.ssl else None
+            )
+        except ssl.SSLError:
+            raise
+        except OSError as e:
+            raise ProxyFailure(f"cannot reach the proxy {p.url}: {e.strerror or e}") from e
+        conn = Connection(self)
+        try:
+            if t.ssl is None:
+                tr.set_protocol(conn)
+                conn.connection_made(tr)
+                return conn
+            auth = b"proxy-authorization: %s\r\n" % p.auth.encode() if p.auth else b""
+            authority = self.host_header if b":" in self.host_header else b"%s:%d" % (self.host_header, t.port)
+            tr.write(b"CONNECT %s HTTP/1.1\r\nhost: %s\r\n%s\r\n" % (authority, authority, auth))
+            status, reason = await tun.reply
+            if status != 200:
+                hint = " (check the proxy's user:password)" if status == 407 else ""
+                raise ProxyFailure(
+                    f"the proxy {p.url} refused the tunnel to {t.host}:{t.port}: {status} {reason}{hint}"
+                )
+            tls = await loop.start_tls(tr, conn, t.ssl, server_hostname=t.host)
+            assert tls is not None
+            conn.connection_made(tls)
+            return conn
+        except BaseException:
+            tr.abort()
+            raise
 
     def release(self, conn: Connection) -> None:
         self.busy.discard(conn)
         if not conn.closed:
+            conn.idle_since = self.loop.time()
             self.idle.append(conn)
+        self._wake()
 
     def forget(self, conn: Connection) -> None:
-        self.busy.discard(conn)
-        if conn in self.idle:
+        if conn in self.busy:
+            self.busy.discard(conn)
+            self._wake()
+        elif conn in self.idle:
             self.idle.remove(conn)
 
     async def close(self) -> None:
