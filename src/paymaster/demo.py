@@ -64,7 +64,12 @@ def fleet(sim_url: str, keys: dict[str, str], ca_bundle: str | None = None) -> d
         "fleet": {"daily_usd": 50, "monthly_usd": 500},
         "defaults": {"max_tokens": 1024},
         "providers": {
-            "anthropic": {"kind": "anthropic", "base_url": sim_url, "api_key_env": "PAYMASTER_DEMO_PROVIDER_KEY", **tls},
+            "anthropic": {
+                "kind": "anthropic",
+                "base_url": sim_url,
+                "api_key_env": "PAYMASTER_DEMO_PROVIDER_KEY",
+                **tls,
+            },
             "openai": {
                 "kind": "openai",
                 "base_url": sim_url + "/v1",
