@@ -562,6 +562,8 @@ class Gateway:
                 usage.server_tool_uses.setdefault("web_search", 1)
             try:
                 cost_usd = rates.cost(usage) if usage is not None else worst
+                if usage is not None and call.target_api == "openai":
+                    cost_usd += _search_fee_shortfall(rates, usage)
             except ValueError as e:  # counts that contradict each other: no bill can be read from them
                 cost_usd, usage, error = worst, None, f"{e}; "
             if usage is None:
@@ -573,7 +575,9 @@ class Gateway:
             cost_usd = Decimal(0)
         else:
             reconcile, cost_usd = 1, worst
-            if partial is not None and partial.input_tokens and not partial.unpriced:
+            # server tools (web search, web fetch) run after the first counts were sent: the searches made
+            # and the results they added are unknown, so such a call stays at its worst case
+            if partial is not None and partial.input_tokens and not partial.unpriced and not _server_tools(call):
                 partial.output_tokens = t.max_tokens * call.choices
                 with contextlib.suppress(ValueError):
                     cost_usd = rates.cost(partial)
@@ -712,7 +716,28 @@ def _unpriceable(rates: Rates, u: Usage) -> list[str]:
                 out.append(f"server_tool_use.{name}")
     if u.service_tier and not rates.prices_tier(u.service_tier):
         out.append(f"service_tier={u.service_tier}")
+    if u.input_audio_tokens and not rates.input_audio:  # audio has its own rate; text's is far below it
+        out.append("input audio tokens")
+    if u.output_audio_tokens and not rates.output_audio:
+        out.append("output audio tokens")
     return out
+
+
+def _server_tools(call: Call) -> bool:
+    """Whether the request as sent can run server tools, whose uses and results only the final counts tell."""
+    if call.target_api == "openai":
+        return "web_search_options" in call.body
+    tools = call.body.get("tools")
+    return isinstance(tools, list) and any(isinstance(t, dict) and "max_uses" in t for t in tools)
+
+
+def _search_fee_shortfall(rates: Rates, u: Usage) -> Decimal:
+    """What an OpenAI search call's documented per-search fee adds over the price table's, when the
+    table has a lower one (data/costmodel.yaml `openai.web_search`); the table's own is in `Rates.cost`."""
+    n, fee = u.server_tool_uses.get("web_search", 0), rates.fee("web_search")
+    if not n or fee is None:
+        return Decimal(0)
+    return n * max(Decimal(0), Decimal(str(data()["openai"]["web_search"]["fee_usd"])) - fee)
 
 
 def _failure(e: UpstreamError) -> tuple[str, str]:

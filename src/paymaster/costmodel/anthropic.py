@@ -181,13 +181,12 @@ class _Walk:
         self.m.media += anthropic_tokens(size, self.img)
 
     def document(self, source: Any, section: int) -> None:
-        if not isinstance(source, dict):
-            return
+        source = source if isinstance(source, dict) else {}  # unreadable: bounded at the page limit below
         kind = source.get("type")
-        if kind == "content":  # a document made of content blocks: its images are images
-            self.content(source.get("content"), section)
+        if kind == "content" and isinstance(source.get("content"), list | str):
+            self.content(source.get("content"), section)  # a document made of content blocks: its images are images
             return
-        if kind == "text":
+        if kind == "text" and isinstance(source.get("data"), str):
             return  # plain text: its bytes bound it
         pages = text = None
         data_ = source.get("data")

@@ -1,0 +1,174 @@
+"""Attacks on the cap: requests the providers accept whose bill could pass the reservation, and the
+ways a settled call could be booked below the provider's bill. Each test failed on the code before
+its fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+import httpx2
+import openai
+import orjson
+import pytest
+
+from paymaster.costmodel import Unbounded, estimate
+from paymaster.pricing import PriceTable
+from tests.attachments import b64, wav
+
+TABLE = PriceTable()
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+def post(gw: Any, path: str, agent: str, body: Any) -> httpx2.Response:
+    auth = {"x-api-key": gw.keys[agent]} if path == "/v1/messages" else {"authorization": f"Bearer {gw.keys[agent]}"}
+    return httpx2.post(gw.url + path, content=orjson.dumps(body), headers={**ANTHROPIC_HEADERS, **auth}, timeout=30)
+
+
+def worst(body: dict[str, Any], api: str, model: str) -> Decimal:
+    rates = TABLE.rates(model, api)
+    return estimate(body, api, len(orjson.dumps(body)), rates, rates.context_window).worst_case(0, 0)
+
+
+# -- a document whose source is not an object: bounded at the page limit, refused by the provider -----
+
+
+@pytest.mark.parametrize("source", [None, True, 0, "x", [], {}, {"type": "text"}, {"type": "content", "content": 3}])
+def test_a_document_with_an_unreadable_source_is_never_bounded_at_zero(source: Any) -> None:
+    doc = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+    plain = worst(doc, "anthropic", "claude-haiku-4-5")
+    doc["messages"][0]["content"] = [{"type": "text", "text": "x"}, {"type": "document", "source": source}]
+    # the most a document can be: 100 pages of page image plus page text
+    assert worst(doc, "anthropic", "claude-haiku-4-5") >= plain + 100 * 1500 * Decimal(1) / 1_000_000
+
+
+@pytest.mark.parametrize("source", [None, True, "x", [], {}, {"type": "pdf"}, {"type": "base64"}])
+def test_a_document_or_image_without_a_valid_source_is_refused_and_spends_nothing(gateway: Any, source: Any) -> None:
+    gw = gateway()
+    before = gw.spend()
+    for kind in ("document", "image"):
+        body = {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 10,
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "x"}, {"type": kind, "source": source}]}
+            ],
+        }
+        r = post(gw, "/v1/messages", "alice", body)
+        assert r.status_code == 400, r.text
+        assert r.json()["type"] == "error"
+    rows = gw.ledger("alice")
+    assert all(r["cost_nanos"] == 0 for r in rows)  # the provider refused: nothing billed
+    assert gw.spend()[:-1] == before[:-1]
+
+
+# -- a non-string tool or block type: a 400, not a crash in a lever -------------------------------------
+
+
+@pytest.mark.parametrize("kind", [[], {}, [1], {"a": 1}, 3])
+def test_a_tool_or_block_type_that_is_not_a_string_is_a_400_in_the_callers_shape(gateway: Any, kind: Any) -> None:
+    gw = gateway()
+    before = gw.spend()
+    oai = {
+        "model": "gpt-4.1-mini",
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": kind, "function": {"name": "f", "parameters": {"type": "object"}}}],
+    }
+    r = post(gw, "/v1/chat/completions", "olivia", oai)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools", r.text
+    oai = {"model": "gpt-4.1-mini", "max_tokens": 20, "messages": [{"role": "user", "content": [{"type": kind}]}]}
+    r = post(gw, "/v1/chat/completions", "olivia", oai)
+    assert r.status_code == 400 and "error" in r.json(), r.text
+    for blocks in (
+        [{"type": "text", "text": "a"}, {"type": kind}],
+        [{"type": "tool_result", "content": [{"type": kind}]}],
+    ):
+        body = {"model": "claude-haiku-4-5", "max_tokens": 20, "messages": [{"role": "user", "content": blocks}]}
+        r = post(gw, "/v1/messages", "alice", body)
+        assert r.status_code == 400 and r.json()["type"] == "error", r.text
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": kind, "name": "t", "input_schema": {"type": "object"}}],
+    }
+    r = post(gw, "/v1/messages", "alice", body)
+    assert r.status_code == 400 and r.json()["type"] == "error", r.text
+    assert gw.spend() == before
+
+
+# -- audio on a model whose audio price the table lacks ------------------------------------------------
+
+
+def test_audio_on_a_model_without_an_audio_price_is_refused_not_reserved_at_text_rates(gateway: Any) -> None:
+    # gpt-4o-audio-preview bills audio at $40 / $80 per MTok (text: $2.50 / $10); genai-prices has only the text
+    rates = TABLE.rates("gpt-4o-audio-preview", "openai")
+    assert not rates.input_audio and not rates.output_audio
+    clip = {"type": "input_audio", "input_audio": {"data": b64(wav(30)), "format": "wav"}}
+    heard = {"model": "gpt-4o-audio-preview", "messages": [{"role": "user", "content": [clip]}]}
+    spoken = {
+        "model": "gpt-4o-audio-preview",
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+        "messages": [{"role": "user", "content": "say hi"}],
+    }
+    replayed = {
+        "model": "gpt-4o-audio-preview",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "audio": {"id": "audio_abc123"}},
+            {"role": "user", "content": "again"},
+        ],
+    }
+    for body, param in ((heard, "messages"), (spoken, "modalities"), (replayed, "messages")):
+        with pytest.raises(Unbounded) as e:
+            estimate(body, "openai", len(orjson.dumps(body)), rates, rates.context_window)
+        assert e.value.param == param
+    # through the gateway: a 400 in OpenAI's shape, no spend
+    gw = gateway(agents={"olivia": {"model": "gpt-4o-audio-preview", "daily_usd": 5, "max_tokens": 100}})
+    before = gw.spend()
+    with pytest.raises(openai.BadRequestError) as err:
+        gw.openai().chat.completions.create(**heard)
+    assert "audio" in err.value.message
+    assert gw.spend() == before
+    # with the audio prices configured, the call is reserved at them
+    table = PriceTable({"voice": {"input_mtok": "2.5", "output_mtok": "10", "input_audio_mtok": "40"}})
+    ok = estimate(dict(replayed, model="voice"), "openai", 300, table.rates("voice"), None)
+    assert ok.measure.audio >= 16384 and ok.worst_case(0, 0) >= 16384 * Decimal(40) / 1_000_000
+
+
+# -- an OpenAI search model's per-search fee ------------------------------------------------------------
+
+
+def test_an_openai_search_call_reserves_the_documented_search_fee() -> None:
+    body = {"model": "gpt-4o-search-preview", "web_search_options": {}, "messages": [{"role": "user", "content": "q"}]}
+    # the table has no fee for gpt-4o-search-preview; OpenAI bills up to $50 per 1,000 searches
+    assert TABLE.rates("gpt-4o-search-preview", "openai").fee("web_search") is None
+    rates = TABLE.rates("gpt-4o-search-preview", "openai")
+    e = estimate(body, "openai", len(orjson.dumps(body)), rates, rates.context_window)
+    results = e.measure.server_results * rates.rate("input", e.tokens)
+    assert e.worst_case(0, 0) - results >= Decimal("0.05")
+
+
+# -- a cut stream with server tools: the searches it may have made are still owed -------------------------
+
+
+def test_a_cut_stream_with_web_search_stays_at_its_worst_case(gateway: Any, sim: Any) -> None:
+    gw = gateway()
+    sim.inject("cut")
+    with pytest.raises(anthropic.APIError):
+        with gw.anthropic().messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=50,
+            tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+            messages=[{"role": "user", "content": "x [sim:tokens=40]"}],
+        ) as s:
+            for _ in s:
+                pass
+    row = gw.ledger("alice")[-1]
+    assert row["status"] == "cut" and row["reconcile"] == 1
+    # three searches may have run ($0.01 each) and added their results to the input
+    assert Decimal(row["cost_usd"]) >= Decimal("0.03")
+    assert row["cost_nanos"] == row["worst_nanos"]
