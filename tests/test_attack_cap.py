@@ -172,3 +172,53 @@ def test_a_cut_stream_with_web_search_stays_at_its_worst_case(gateway: Any, sim:
     # three searches may have run ($0.01 each) and added their results to the input
     assert Decimal(row["cost_usd"]) >= Decimal("0.03")
     assert row["cost_nanos"] == row["worst_nanos"]
+
+
+# -- the tight bound counts what the provider bills: a structured output's schema ----------------------
+
+
+def test_the_count_tokens_bound_includes_a_structured_outputs_schema(gateway: Any) -> None:
+    """count_tokens takes `output_config` (its schema is billed input); left out, the tightened bound of a
+    call with a large schema was below its bill."""
+    gw = gateway(agents={"sam": {"model": "claude-haiku-4-5", "daily_usd": "0.02", "max_tokens": 64}})
+    props = {
+        f"field_{i}": {"type": "string", "description": "the value of field number %d in words" % i} for i in range(400)
+    }
+    schema = {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "output_config": {"format": {"type": "json_schema", "schema": schema}},
+        "messages": [{"role": "user", "content": "fill it [sim:tokens=10]"}],
+    }
+    r = post(gw, "/v1/messages", "sam", body)
+    assert r.status_code == 200, r.text  # the coarse bound (~$0.03) does not fit: tightened by count_tokens
+    row = gw.ledger("sam")[-1]
+    assert row["input_tokens"] > 5_000  # the schema, billed
+    assert row["output_tokens"] <= 64  # a provider never writes past max_tokens, JSON or not
+    assert row["cost_nanos"] <= row["worst_nanos"], row
+
+
+def test_the_simulator_never_answers_past_max_tokens_json_or_tool_call(gateway: Any) -> None:
+    """Both APIs stop generating at max_tokens (finish reason `length` / stop reason `max_tokens`); the
+    simulator used to write a whole schema-sized JSON or tool call past it, billing above any reservation."""
+    gw = gateway()
+    props = {f"f{i}": {"type": "string"} for i in range(200)}
+    schema = {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+    o = gw.openai().chat.completions.create(
+        model="gpt-4.1-mini",
+        max_tokens=16,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+        messages=[{"role": "user", "content": "fill"}],
+    )
+    assert o.usage is not None and o.usage.completion_tokens <= 16 and o.choices[0].finish_reason == "length"
+    a = gw.anthropic().messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=16,
+        tools=[{"name": "fill", "input_schema": schema}],
+        tool_choice={"type": "tool", "name": "fill"},
+        messages=[{"role": "user", "content": "fill"}],
+    )
+    assert a.usage.output_tokens <= 16 and a.stop_reason == "max_tokens"
+    for row in gw.ledger("olivia") + gw.ledger("alice"):
+        assert row["cost_nanos"] <= row["worst_nanos"], row

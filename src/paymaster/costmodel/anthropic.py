@@ -25,7 +25,20 @@ from .images import anthropic_tokens
 from .media import HEAD, PDF_SCAN, b64_prefix, image_size, pdf_pages, pdf_text_bytes
 
 BASE = 16  # tokens of the chat template the JSON does not show (ours; JSON syntax covers per-message markers)
-COUNT_TOKENS_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
+# what count_tokens takes that can change the count (API reference, "Count tokens in a Message"): a
+# structured output's schema is billed input too
+COUNT_TOKENS_FIELDS = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+    "output_config",
+    "output_format",
+    "context_management",
+)
 
 
 def bound_server_tools(body: dict[str, Any]) -> list[str]:
