@@ -182,7 +182,7 @@ def test_the_count_tokens_bound_includes_a_structured_outputs_schema(gateway: An
     call with a large schema was below its bill."""
     gw = gateway(agents={"sam": {"model": "claude-haiku-4-5", "daily_usd": "0.02", "max_tokens": 64}})
     props = {
-        f"field_{i}": {"type": "string", "description": "the value of field number %d in words" % i} for i in range(400)
+        f"field_{i}": {"type": "string", "description": f"the value of field number {i} in words"} for i in range(400)
     }
     schema = {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
     body = {
