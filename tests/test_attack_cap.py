@@ -4,6 +4,7 @@ its fix."""
 
 from __future__ import annotations
 
+import struct
 from decimal import Decimal
 from typing import Any
 
@@ -222,3 +223,16 @@ def test_the_simulator_never_answers_past_max_tokens_json_or_tool_call(gateway: 
     assert a.usage.output_tokens <= 16 and a.stop_reason == "max_tokens"
     for row in gw.ledger("olivia") + gw.ledger("alice"):
         assert row["cost_nanos"] <= row["worst_nanos"], row
+
+
+@pytest.mark.parametrize("offset, value", [(28, 0xFFFFFFFF), (20, 2)])  # byte_rate 4 GB/s; a non-PCM format tag
+def test_a_wav_header_cannot_shorten_its_audio(offset: int, value: int) -> None:
+    """WAV's byte_rate repeats sample_rate x block_align; a header claiming 4 GB/s made 30 s of 8 kHz audio
+    cost one token. The bound takes the lowest rate the header gives (compressed formats: 8 kbit/s)."""
+    clip = bytearray(wav(30))
+    clip[offset : offset + (4 if offset == 28 else 2)] = struct.pack("<I" if offset == 28 else "<H", value)
+    table = PriceTable({"voice": {"input_mtok": "2.5", "output_mtok": "10", "input_audio_mtok": "40"}})
+    part = {"type": "input_audio", "input_audio": {"data": b64(bytes(clip)), "format": "wav"}}
+    body = {"model": "voice", "messages": [{"role": "user", "content": [part]}]}
+    e = estimate(body, "openai", len(orjson.dumps(body)), table.rates("voice"), None)
+    assert e.measure.audio >= 300  # 30 s at 10 tokens a second
