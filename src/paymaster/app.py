@@ -90,6 +90,8 @@ class Retry(Exception):
 
 
 RETRYABLE = {429, 500, 502, 503, 504, 529}
+MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+"""What reading a provider's answer whose fields have the wrong shape raises (orjson's errors included)."""
 
 
 class Gateway:
@@ -453,13 +455,13 @@ class Gateway:
                 usage = x.wire.answer_usage(answer)  # None: booked at the worst case, flagged
                 if not isinstance(answer, dict):
                     status, error = "bad_upstream_body", "the provider answered 200 with no JSON object"
-                if x.translated and status == "ok":
-                    try:
+                try:
+                    if x.translated and status == "ok":
                         data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
-                    except TypeError as e:  # nested past what orjson writes (254 levels): not the caller's fault
-                        raise UpstreamFailed(f"the provider's answer cannot be re-encoded for the caller: {e}") from e
-                if call.structured_tool and status == "ok":
-                    data = wire_anthropic.unwrap_structured(data, call.structured_tool)
+                    if call.structured_tool and status == "ok":
+                        data = wire_anthropic.unwrap_structured(data, call.structured_tool)
+                except MALFORMED as e:  # a field of the wrong type, or nested past what orjson writes (254 levels)
+                    raise UpstreamFailed(f"the provider's answer cannot be re-encoded for the caller: {e}") from e
         finally:
             cost = self._settle(x, status, usage, error, rid)
         if x.cache_key is not None and status == "ok" and usage is not None and not usage.unpriced:
@@ -522,6 +524,8 @@ class Gateway:
                 status, error = "cut", f"the provider's stream broke off: {e}"
             except UpstreamError as e:
                 status, error = _failure(e)
+            except MALFORMED as e:  # an event the wire or translation could not read: the stream ends there
+                status, error = "cut", f"the provider's stream carried an unreadable event: {e!r}"
             if gone.is_set():
                 status, error = "disconnected", "the agent closed the stream; upstream closed"
             elif not watch.finished and status == "ok":
