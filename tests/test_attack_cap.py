@@ -103,10 +103,13 @@ def test_a_tool_or_block_type_that_is_not_a_string_is_a_400_in_the_callers_shape
 # -- audio on a model whose audio price the table lacks ------------------------------------------------
 
 
-def test_audio_on_a_model_without_an_audio_price_is_refused_not_reserved_at_text_rates(gateway: Any) -> None:
-    # gpt-4o-audio-preview bills audio at $40 / $80 per MTok (text: $2.50 / $10); genai-prices has only the text
+def test_audio_is_reserved_and_booked_at_audio_rates_or_refused_when_unpriced(gateway: Any) -> None:
+    """gpt-4o-audio-preview bills audio at $40 / $80 per MTok (text: $2.50 / $10); genai-prices has only
+    its text prices, so audio was reserved and booked 8x under. Its audio prices now come from
+    data/extra_prices.yaml; a model with no audio price at all refuses audio (a 400)."""
     rates = TABLE.rates("gpt-4o-audio-preview", "openai")
-    assert not rates.input_audio and not rates.output_audio
+    assert rates.rate("input_audio", 0) == Decimal(40) / 1_000_000
+    assert rates.rate("output_audio", 0) == Decimal(80) / 1_000_000
     clip = {"type": "input_audio", "input_audio": {"data": b64(wav(30)), "format": "wav"}}
     heard = {"model": "gpt-4o-audio-preview", "messages": [{"role": "user", "content": [clip]}]}
     spoken = {
@@ -123,21 +126,32 @@ def test_audio_on_a_model_without_an_audio_price_is_refused_not_reserved_at_text
             {"role": "user", "content": "again"},
         ],
     }
+
+    def held(body: dict[str, Any], r: Any, out: int = 0) -> Decimal:
+        return estimate(body, "openai", len(orjson.dumps(body)), r, r.context_window).worst_case(0, out)
+
+    assert held(heard, rates) >= 300 * Decimal(40) / 1_000_000  # 30 s at 10 tokens a second, audio rate
+    assert held(spoken, rates, 1000) >= 1000 * Decimal(80) / 1_000_000  # every output token may be audio
+    assert held(replayed, rates) >= 16384 * Decimal(40) / 1_000_000  # an earlier answer's audio, sent back
+    plain = TABLE.rates("gpt-4o", "openai")  # no audio price at all: audio cannot be bounded
     for body, param in ((heard, "messages"), (spoken, "modalities"), (replayed, "messages")):
         with pytest.raises(Unbounded) as e:
-            estimate(body, "openai", len(orjson.dumps(body)), rates, rates.context_window)
+            held({**body, "model": "gpt-4o"}, plain)
         assert e.value.param == param
-    # through the gateway: a 400 in OpenAI's shape, no spend
-    gw = gateway(agents={"olivia": {"model": "gpt-4o-audio-preview", "daily_usd": 5, "max_tokens": 100}})
+    # through the gateway: booked at the audio rate, within the reservation; unpriced audio is a 400
+    gw = gateway(
+        agents={
+            "olivia": {"model": "gpt-4o-audio-preview", "models": ["gpt-4o-audio-preview", "gpt-4o"], "daily_usd": 5}
+        }
+    )
+    gw.openai().chat.completions.create(**heard, max_tokens=50)
+    row = gw.ledger("olivia")[-1]
+    assert Decimal(row["cost_usd"]) >= 300 * Decimal(40) / 1_000_000 and row["cost_nanos"] <= row["worst_nanos"]
     before = gw.spend()
     with pytest.raises(openai.BadRequestError) as err:
-        gw.openai().chat.completions.create(**heard)
+        gw.openai().chat.completions.create(**{**heard, "model": "gpt-4o"}, max_tokens=50)
     assert "audio" in err.value.message
     assert gw.spend() == before
-    # with the audio prices configured, the call is reserved at them
-    table = PriceTable({"voice": {"input_mtok": "2.5", "output_mtok": "10", "input_audio_mtok": "40"}})
-    ok = estimate(dict(replayed, model="voice"), "openai", 300, table.rates("voice"), None)
-    assert ok.measure.audio >= 16384 and ok.worst_case(0, 0) >= 16384 * Decimal(40) / 1_000_000
 
 
 # -- an OpenAI search model's per-search fee ------------------------------------------------------------
