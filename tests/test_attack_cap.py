@@ -250,3 +250,33 @@ def test_a_wav_header_cannot_shorten_its_audio(offset: int, value: int) -> None:
     body = {"model": "voice", "messages": [{"role": "user", "content": [part]}]}
     e = estimate(body, "openai", len(orjson.dumps(body)), table.rates("voice"), None)
     assert e.measure.audio >= 300  # 30 s at 10 tokens a second
+
+
+# -- an openai-compatible server's tokenizer is not OpenAI's ---------------------------------------------
+
+
+def test_an_openai_compatible_model_is_not_tightened_with_openais_tokenizer(gateway: Any, sim: Any) -> None:
+    """A model on an openai-compatible server (vLLM, Ollama, ...) has its own tokenizer, which can need
+    several times o200k's tokens for the same text (CJK on a 32k vocabulary: about one per byte). Its
+    bound stays the byte bound: the call that only fits when counted with o200k is refused, not admitted."""
+    gw = gateway(
+        providers={
+            "anthropic": {"kind": "anthropic", "base_url": sim.url, "api_key_env": "SIM_KEY", "timeout_s": 5},
+            "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+            "local": {"kind": "openai-compatible", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY"},
+        },
+        models={"llama-local": {"provider": "local", "price": {"input_mtok": "1", "output_mtok": "1"}}},
+        agents={"lia": {"model": "llama-local", "daily_usd": "0.005", "max_tokens": 16}},
+    )
+    text = "数据库连接池在高并发下的表现" * 200  # 2,800 CJK characters, 8,400 bytes: o200k needs ~2,000 tokens
+    with pytest.raises(openai.APIStatusError) as e:
+        gw.openai("lia").chat.completions.create(
+            model="llama-local", max_tokens=16, messages=[{"role": "user", "content": text}]
+        )
+    assert e.value.status_code == 402 and e.value.code == "call_too_large"
+    assert not gw.ledger("lia")
+    # on OpenAI itself the tokenizer is public, and the same call is admitted by its exact count
+    gw2 = gateway(agents={"olivia": {"model": "gpt-4.1-mini", "daily_usd": "0.0035", "max_tokens": 16}})
+    gw2.openai().chat.completions.create(
+        model="gpt-4.1-mini", max_tokens=16, messages=[{"role": "user", "content": text}]
+    )

@@ -335,7 +335,8 @@ class Gateway:
 
     async def refine(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Estimate:
         """A tighter worst case, when the coarse one would not fit what the agent has left: OpenAI text
-        counted with its public tokenizer; Claude's from the provider's count_tokens (plus a margin).
+        counted with its public tokenizer (OpenAI's models only: an openai-compatible server tokenizes its
+        own way); Claude's from the provider's count_tokens (plus a margin).
         Anything going wrong keeps the coarse bound, which is always safe."""
         assert call.max_tokens is not None
         left = [r for r in self.budget.remaining(call.agent) if r is not None]
@@ -344,6 +345,8 @@ class Gateway:
         rates = self.rates_of(call.model)
         cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
         if call.target_api == "openai":
+            if up.provider.kind != "openai":  # an openai-compatible server's tokenizer is its own: bytes bound it
+                return worst
             tight = estimate(call.body, "openai", 0, rates, cap, exact=True)
         else:
             try:
