@@ -16,6 +16,7 @@ import pytest
 
 from paymaster.costmodel import Unbounded, estimate
 from paymaster.pricing import PriceTable
+from paymaster.wire import anthropic as wire_anthropic
 from tests.attachments import b64, wav
 
 TABLE = PriceTable()
@@ -280,3 +281,27 @@ def test_an_openai_compatible_model_is_not_tightened_with_openais_tokenizer(gate
     gw2.openai().chat.completions.create(
         model="gpt-4.1-mini", max_tokens=16, messages=[{"role": "user", "content": text}]
     )
+
+
+# -- a max_tokens the gateway lowers keeps a thinking request valid --------------------------------------
+
+
+def test_a_lowered_max_tokens_lowers_a_thinking_budget_that_no_longer_fits(gateway: Any, sim: Any) -> None:
+    """Anthropic refuses `budget_tokens` >= `max_tokens`. The agent's ceiling (or fitting to budget) lowered
+    max_tokens under the caller's thinking budget, so every such call came back a 400."""
+    body: dict[str, Any] = {"max_tokens": 8000, "thinking": {"type": "enabled", "budget_tokens": 4000}}
+    wire_anthropic.set_max_tokens(body, 2048, "anthropic")
+    assert body["max_tokens"] == 2048 and body["thinking"]["budget_tokens"] == 2047
+    untouched: dict[str, Any] = {"max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 8000}}
+    wire_anthropic.set_max_tokens(untouched, 2000, "anthropic")  # the caller's own choice (interleaved thinking)
+    assert untouched["thinking"]["budget_tokens"] == 8000
+    gw = gateway()  # alice's ceiling: 2,048 tokens
+    r = gw.anthropic().messages.with_raw_response.create(
+        model="claude-haiku-4-5",
+        max_tokens=8000,
+        thinking={"type": "enabled", "budget_tokens": 4000},
+        messages=[{"role": "user", "content": "think [sim:tokens=5]"}],
+    )
+    assert r.status_code == 200
+    sent = [q["body"] for q in sim.requests if q["path"] == "/v1/messages"][-1]
+    assert sent["thinking"]["budget_tokens"] < sent["max_tokens"] <= 2048

@@ -55,8 +55,23 @@ def _check_blocks(content: Any, where: str) -> None:
             _check_blocks(inner, f"{where}.{j}.content")
 
 
+MIN_THINKING_BUDGET = 1024  # extended thinking: budget_tokens is at least 1,024 and below max_tokens
+
+
 def set_max_tokens(body: dict[str, Any], n: int, provider_kind: str) -> None:
+    """Set max_tokens; when that lowers the caller's, a thinking budget that no longer fits under it
+    (platform.claude.com …/extended-thinking: `budget_tokens` must be less than `max_tokens`) is lowered
+    with it, so the fitted call stays one the provider accepts."""
+    before = body.get("max_tokens")
     body["max_tokens"] = n
+    thinking = body.get("thinking")
+    if not (
+        isinstance(before, int) and n < before and isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    ):
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget >= n > MIN_THINKING_BUDGET:
+        body["thinking"] = {**thinking, "budget_tokens": n - 1}
 
 
 # The Messages API's usage object (API reference: Messages → `Usage`, and `MessageDeltaUsage` in a stream).
