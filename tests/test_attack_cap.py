@@ -17,7 +17,7 @@ import pytest
 from paymaster.costmodel import Unbounded, estimate
 from paymaster.pricing import PriceTable
 from paymaster.wire import anthropic as wire_anthropic
-from tests.attachments import b64, wav
+from tests.attachments import b64, pdf, wav
 
 TABLE = PriceTable()
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
@@ -305,3 +305,32 @@ def test_a_lowered_max_tokens_lowers_a_thinking_budget_that_no_longer_fits(gatew
     assert r.status_code == 200
     sent = [q["body"] for q in sim.requests if q["path"] == "/v1/messages"][-1]
     assert sent["thinking"]["budget_tokens"] < sent["max_tokens"] <= 2048
+
+
+# -- a dense PDF page holds more than the typical page's text ----------------------------------------------
+
+
+@pytest.mark.parametrize("api, model", [("anthropic", "claude-haiku-4-5"), ("openai", "gpt-4o")])
+def test_a_dense_pdf_page_is_bounded_by_its_text_not_a_typical_page(gateway: Any, api: str, model: str) -> None:
+    """The PDF bound took the smaller of the page's content-stream bytes and 4,000 tokens a page (a
+    typical page holds 1,500-3,000): one page of 24 kB of text was bounded at 4,000 text tokens and billed
+    above its reservation. Text known from the bytes bounds it; 4,000 a page only when it cannot be read."""
+    doc = b64(pdf(1, "dense " * 4000))
+    if api == "anthropic":
+        part: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": doc},
+        }
+        agents = {"alice": {"model": model, "daily_usd": 5, "max_tokens": 64}}
+    else:
+        part = {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64," + doc}}
+        agents = {"olivia": {"model": model, "daily_usd": 5, "max_tokens": 64}}
+    gw = gateway(agents=agents)
+    msgs = [{"role": "user", "content": [part, {"type": "text", "text": "summarise [sim:tokens=10]"}]}]
+    if api == "anthropic":
+        gw.anthropic().messages.create(model=model, max_tokens=64, messages=msgs)
+        row = gw.ledger("alice")[-1]
+    else:
+        gw.openai().chat.completions.create(model=model, max_tokens=64, messages=msgs)
+        row = gw.ledger("olivia")[-1]
+    assert row["input_tokens"] > 6000 and row["cost_nanos"] <= row["worst_nanos"], row

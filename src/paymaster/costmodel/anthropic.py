@@ -211,7 +211,7 @@ class _Walk:
         pages = min(pages or self.pdf["max_pages"], self.pdf["max_pages"])
         most_text = pages * int(self.pdf["text_tokens_per_page"])
         # platform.claude.com/docs/en/build-with-claude/pdf-support: each page is its text plus its image
-        self.m.media += pages * anthropic_tokens(None, self.img) + min(most_text, text or most_text)
+        self.m.media += pages * anthropic_tokens(None, self.img) + (most_text if text is None else text)
 
 
 def _cache_prefixes(m: Measure, w: _Walk, sections: list[Any], overhead: int) -> None:

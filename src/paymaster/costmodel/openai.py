@@ -184,4 +184,4 @@ class _Walk:
         page = openai_tokens(None, "high", self.img)
         if shapes and "multiplier" not in self.img:
             page = max(openai_tokens((math.ceil(w), math.ceil(h)), "high", self.img) for w, h in shapes)
-        self.m.media += pages * page + min(most_text, text or most_text)
+        self.m.media += pages * page + (most_text if text is None else text)
