@@ -16,6 +16,7 @@ import openai
 import orjson
 import pytest
 
+from paymaster.costmodel.tokenizer import encoding
 from paymaster.prompt_cache import (
     MAX_BREAKPOINTS,
     OPENAI_MIN_TOKENS,
@@ -28,6 +29,12 @@ from paymaster.sim.anthropic import input_tokens, measure
 from paymaster.sim.cache import Automatic
 from paymaster.sim.tokens import count_json, count_json_items, count_tokens
 from tests.attachments import png_b64
+
+
+def o200k(text: str) -> int:
+    """OpenAI bills a prompt's text by its public tokenizer, and so does the simulator."""
+    return len(encoding("o200k_base").encode_ordinary(text))
+
 
 SONNET = "claude-sonnet-4-6"  # caches prefixes of 2,048+ tokens
 HAIKU = "claude-haiku-4-5"  # 4,096+
@@ -422,7 +429,7 @@ def test_short_prompts_are_never_cached(gpt: openai.OpenAI) -> None:
 def test_hits_come_in_128_token_steps_past_1024(gpt: openai.OpenAI, shared: int, expected: int) -> None:
     assert chat(gpt, shared - 3, "first question")[1] == 0
     prompt, hit = chat(gpt, shared - 3, "second question")
-    assert hit == expected and prompt == shared + 3 + count_tokens("second question") + 3
+    assert hit == expected and prompt == shared + 3 + o200k("second question") + 3
 
 
 def test_an_identical_prompt_is_cached_up_to_its_last_whole_step(gpt: openai.OpenAI) -> None:
