@@ -148,11 +148,13 @@ def stack(
     tls: bool = False,
     provider: dict[str, Any] | None = None,
     pin: bool = True,
+    fleet_section: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """A simulator and a gateway (SQLite ledger, budgets on) in their own processes.
 
     `tls`: the simulator serves HTTPS and the gateway trusts its CA (`ca_bundle` under each provider);
-    `provider`: more keys under each provider (e.g. `transport`); `pin`: the measurement rule's cores.
+    `provider`: more keys under each provider (e.g. `transport`); `pin`: the measurement rule's cores;
+    `fleet_section`: fleet.yaml's `fleet:` section.
     """
     if tls:
         require_provider_key("ca_bundle", "--tls", "the gateway trusting the simulator's CA")
@@ -174,6 +176,8 @@ def stack(
             },
             "agents": {n: {**a, "key_sha256": hash_key(keys[n])} for n, a in agents.items()},
         }
+        if fleet_section:
+            fleet["fleet"] = fleet_section
         (Path(tmp) / "fleet.yaml").write_text(yaml.safe_dump(fleet))
         env = {"BENCH_PROVIDER_KEY": PROVIDER_KEY}
         sim_cmd = ["paymaster.cli", "sim", "--port", str(sim_port), "--api-key", PROVIDER_KEY, *(sim_args or [])]

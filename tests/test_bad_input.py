@@ -5,6 +5,7 @@ from __future__ import annotations
 import anthropic
 import httpx2
 import openai
+import orjson
 import pytest
 
 
@@ -226,3 +227,149 @@ def test_unknown_routes_and_methods(gateway):
     assert r.status_code == 405 and anthropic_error(r)["type"] == "invalid_request_error"
     r = httpx2.post(gw.url + "/v1/embeddings", json={}, headers={"authorization": f"Bearer {gw.keys['olivia']}"})
     assert r.status_code == 404 and openai_error(r)
+
+
+# -- JSON the gateway can read but not write back, and malformed-but-JSON fields: 4xx, never a 500
+
+ROUTES = {
+    "anthropic": ("/v1/messages", "alice", {"model": "claude-haiku-4-5", "max_tokens": 50}),
+    "openai": ("/v1/chat/completions", "olivia", {"model": "gpt-4.1-mini"}),
+}
+MIXED = {
+    "alice": {"model": "claude-haiku-4-5", "models": ["claude-haiku-4-5", "gpt-4.1-mini"], "daily_usd": 5},
+    "olivia": {"model": "gpt-4.1-mini", "models": ["gpt-4.1-mini", "claude-haiku-4-5"], "daily_usd": 5},
+}
+
+
+def _post(gw, kind: str, body: bytes, path: str | None = None, client: httpx2.Client | None = None) -> httpx2.Response:
+    route, agent, _ = ROUTES[kind]
+    headers = {"content-type": "application/json"}
+    headers.update(
+        {"x-api-key": gw.keys[agent]} if kind == "anthropic" else {"authorization": f"Bearer {gw.keys[agent]}"}
+    )
+    return (client or httpx2).post(gw.url + (path or route), content=body, headers=headers)
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def test_deeply_nested_json_is_a_400_in_the_callers_shape(gateway, sim):
+    gw = gateway()
+    before = gw.spend()
+    for kind in ("anthropic", "openai"):
+        for depth in (130, 255, 600, 1020):  # orjson reads up to 1,024 levels and writes at most 254
+            model = ROUTES[kind][2]["model"].encode()
+            head = (
+                b'{"model":"%s","max_tokens":50,"messages":[{"role":"user","content":"x"}],"metadata":{"deep":' % model
+            )
+            r = _post(gw, kind, head + _nested(depth) + b"}}")
+            assert r.status_code == 400, (kind, depth, r.text)
+            err = anthropic_error(r) if kind == "anthropic" else openai_error(r)
+            assert err["type"] == "invalid_request_error" and "levels deep" in err["message"]
+    assert gw.spend() == before and not sim.requests
+
+
+def test_deep_json_on_count_tokens_is_a_400(gateway, sim):
+    gw = gateway()
+    body = b'{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"x"}],"x":' + _nested(300) + b"}"
+    r = _post(gw, "anthropic", body, "/v1/messages/count_tokens")
+    assert r.status_code == 400 and anthropic_error(r)["type"] == "invalid_request_error"
+    assert not sim.requests
+
+
+def test_nesting_within_the_limit_still_goes_through(gateway, sim):
+    gw = gateway()
+    schema: dict = {"type": "object"}
+    for _ in range(40):  # a deep but legitimate tool schema
+        schema = {"type": "object", "properties": {"child": schema}}
+    gw.anthropic().messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=20,
+        tools=[{"name": "f", "input_schema": schema}],
+        messages=[{"role": "user", "content": "x"}],
+    )
+    assert sim.requests
+
+
+def test_deep_tool_call_arguments_translated_for_claude_are_a_400(gateway, sim):
+    """OpenAI tool-call arguments are JSON text; translated for Claude they become an object the
+    gateway must write: nested too deep, they are refused like a deep body."""
+    gw = gateway(agents=MIXED)
+    before = gw.spend()
+    args = '{"a":' * 300 + "1" + "}" * 300
+    with pytest.raises(openai.BadRequestError) as e:
+        gw.openai().chat.completions.create(
+            model="claude-haiku-4-5",
+            max_tokens=50,
+            messages=[
+                {"role": "user", "content": "go"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": args}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "done"},
+            ],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        )
+    assert "levels deep" in e.value.body["message"]
+    assert gw.spend() == before and not sim.requests
+
+
+# (field, value) pairs, each set on an otherwise valid request
+WRONG_TYPES = [
+    (field, value)
+    for field in (
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "stream_options",
+        "n",
+        "temperature",
+        "top_p",
+        "stop",
+        "stop_sequences",
+        "response_format",
+        "thinking",
+        "service_tier",
+        "output_config",
+        "prompt_cache_key",
+        "max_completion_tokens",
+    )
+    for value in (True, -1, 1.5, "x", [], [1], ["x"], {}, {"a": 1}, [{}], [{"type": 5}], [{"type": "text", "text": 5}])
+]
+MESSAGE_FIELDS = [
+    (field, value)
+    for field in ("content", "tool_calls", "role", "name", "tool_call_id")
+    for value in (None, True, 7, [], [1], {}, [{"type": "image"}], [{"type": "image_url", "image_url": 5}])
+]
+
+
+@pytest.mark.parametrize("translated", [False, True], ids=["direct", "translated"])
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_wrong_types_anywhere_are_4xx_in_the_callers_shape(gateway, sim, kind, translated):
+    gw = gateway(agents=MIXED)
+    _, _, base = ROUTES[kind]
+    model = {"anthropic": "gpt-4.1-mini", "openai": "claude-haiku-4-5"}[kind] if translated else base["model"]
+    failures = []
+    bodies = [
+        {**base, "model": model, "max_tokens": 50, "messages": [{"role": "user", "content": "x"}], f: v}
+        for f, v in WRONG_TYPES
+    ]
+    for f, v in MESSAGE_FIELDS:
+        message = {"role": "user", "content": "x", f: v}
+        bodies.append(
+            {**base, "model": model, "max_tokens": 50, "messages": [{"role": "user", "content": "q"}, message]}
+        )
+    client = httpx2.Client()
+    for body in bodies:
+        r = _post(gw, kind, orjson.dumps(body), client=client)
+        if r.status_code >= 500:
+            failures.append((body, r.status_code, r.text[:200]))
+        elif r.status_code >= 400:
+            anthropic_error(r) if kind == "anthropic" else openai_error(r)
+    client.close()
+    assert not failures, failures[:5]

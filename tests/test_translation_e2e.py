@@ -157,4 +157,4 @@ def test_brevity_framing_of_an_openai_caller_goes_into_claudes_system_prompt(gat
     assert all(m["role"] != "system" for m in sent["messages"])
     system = sent["system"]
     assert system[-1]["text"] == "Be brief." and "cache_control" not in system[-1]
-    assert "cache_control" in system[0], "the breakpoint stays on the agent's own system prompt"
+    assert "cache_control" in system[-2], "the breakpoint stays on the agent's own system prompt"

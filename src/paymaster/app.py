@@ -25,12 +25,13 @@ from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config
-from .costmodel import Estimate, Unbounded, estimate
+from .costmodel import Estimate, Unbounded, data, estimate
 from .costmodel.anthropic import bound_server_tools, count_tokens_body
 from .errors import (
     BadRequest,
     BudgetBusy,
     BudgetExceeded,
+    CallTooLarge,
     GatewayError,
     MethodNotAllowed,
     NotFound,
@@ -408,14 +409,15 @@ class Gateway:
                 f"the budget this call needs is held by agent {call.agent!r}'s calls in flight; retry shortly",
                 extra={"retry_after_s": 1},
             )
-        if isinstance(verdict, Refusal):
-            raise BudgetExceeded(
+        if isinstance(verdict, Refusal):  # 402: budget_exceeded (the agent is blocked) or call_too_large
+            raise (CallTooLarge if verdict.too_large else BudgetExceeded)(
                 verdict.message(),
                 extra={
                     "window": verdict.window,
                     "spent_usd": usd_str(verdict.spent),
                     "reserved_usd": usd_str(verdict.held),
                     "cap_usd": usd_str(verdict.cap),
+                    "needed_usd": usd_str(verdict.needed),
                     "resets_at": verdict.resets_at,
                 },
             )
@@ -425,7 +427,8 @@ class Gateway:
 
     async def forward(self, x: Exchange, receive: Receive, send: Send) -> None:
         call, up = x.call, x.up
-        status, usage, error, rid = "ok", Usage(), "", ""
+        status, error, rid = "ok", "", ""
+        usage: Usage | None = None
         try:
             try:
                 resp = await up.post(up.path, x.payload, up.headers(x.headers))
@@ -445,16 +448,21 @@ class Gateway:
             else:
                 try:
                     answer = orjson.loads(data)
-                    usage = x.wire.usage(answer.get("usage"))
-                except (orjson.JSONDecodeError, AttributeError):
-                    status, error = "bad_upstream_body", "the provider answered 200 without a JSON usage block"
+                except orjson.JSONDecodeError:
+                    answer = None
+                usage = x.wire.answer_usage(answer)  # None: booked at the worst case, flagged
+                if not isinstance(answer, dict):
+                    status, error = "bad_upstream_body", "the provider answered 200 with no JSON object"
                 if x.translated and status == "ok":
-                    data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
+                    try:
+                        data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
+                    except TypeError as e:  # nested past what orjson writes (254 levels): not the caller's fault
+                        raise UpstreamFailed(f"the provider's answer cannot be re-encoded for the caller: {e}") from e
                 if call.structured_tool and status == "ok":
                     data = wire_anthropic.unwrap_structured(data, call.structured_tool)
         finally:
-            cost = self._settle(x, status, usage, error, rid, input_known=False)
-        if x.cache_key is not None and status == "ok":
+            cost = self._settle(x, status, usage, error, rid)
+        if x.cache_key is not None and status == "ok" and usage is not None and not usage.unpriced:
             ttl = self.config.agents[call.agent].response_cache.ttl_s
             self.answers.put(x.cache_key, self.clock(), ttl, data, to_nanos(cost), call.model)
         await respond(send, resp.status, data, [*relay_headers(resp), *self._headers(x, cost)])
@@ -522,7 +530,7 @@ class Gateway:
             watcher.cancel()
             if resp is not None:
                 resp.close()
-            cost = self._settle(x, status, watch.usage(), error, rid, input_known=watch.saw_start())
+            cost = self._settle(x, status, watch.usage(), error, rid, watch.input_usage())
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
             if status != "ok":  # tell the agent its stream broke, in its own API's words
@@ -531,32 +539,46 @@ class Gateway:
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _settle(
-        self, x: Exchange, status: str, usage: Usage, error: str, rid: str, input_known: bool = True
+        self, x: Exchange, status: str, usage: Usage | None, error: str, rid: str, partial: Usage | None = None
     ) -> Decimal:
         """Book the call exactly once, at what the provider will bill.
 
         A finished call costs its reported usage; a call the provider refused or never received costs
-        nothing. An interrupted one (timeout, cut stream, agent gone) may have been billed for every
-        output token it was allowed, so it is booked so, on the input the provider reported or, when
-        none was, at the full worst case — and flagged for reconciliation.
+        nothing. A finished call whose answer carried no usable usage (`usage` None: missing, a count
+        missing or malformed, inconsistent), or reported a billable field nothing can price
+        (`usage.unpriced`), is booked at its reserved worst case (never below what its usage prices
+        at) and flagged for reconciliation: never at zero, never dropped. An interrupted one (timeout,
+        cut stream, agent gone) may have been billed for every output token it was allowed, so it is
+        booked so, on the input the provider reported (`partial`) or, when none was, at the full worst
+        case — and flagged for reconciliation.
         """
         call, rates, t = x.call, x.rates, x.ticket
+        worst = from_nanos(t.worst)
         reconcile = 0
         if status == "ok":
-            cost_usd = rates.cost(usage)
+            try:
+                cost_usd = rates.cost(usage) if usage is not None else worst
+            except ValueError as e:  # counts that contradict each other: no bill can be read from them
+                cost_usd, usage, error = worst, None, f"{e}; "
+            if usage is None:
+                reconcile, error = 1, error + "the provider reported no usable usage: booked at the worst case"
+            elif unpriced := (*usage.unpriced, *_unpriceable(rates, usage)):
+                reconcile, cost_usd = 1, max(cost_usd, worst)
+                error = f"usage fields with no price ({', '.join(unpriced)}): booked at the worst case"
         elif status in ("upstream_error", "unreachable"):
             cost_usd = Decimal(0)
         else:
-            reconcile = 1
-            if input_known and usage.input_tokens:
-                usage.output_tokens = t.max_tokens * call.choices
-                cost_usd = rates.cost(usage)
-            else:
-                cost_usd = from_nanos(t.worst)  # the reservation: the cost model's worst case
+            reconcile, cost_usd = 1, worst
+            if partial is not None and partial.input_tokens and not partial.unpriced:
+                partial.output_tokens = t.max_tokens * call.choices
+                with contextlib.suppress(ValueError):
+                    cost_usd = rates.cost(partial)
+        usage = usage if usage is not None and status == "ok" else (partial or Usage())
         nanos = to_nanos(cost_usd)
-        if status == "ok" and call.prefix_key:
+        exact = status == "ok" and not reconcile  # the cost comes from the provider's own figures
+        if exact and call.prefix_key:
             self.router.remember(call, usage.cache_read_tokens + usage.cache_write_tokens)
-        uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens))) if status == "ok" else nanos
+        uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens))) if exact else nanos
         exposure = 0
         if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:
             cut = (call.max_tokens_requested - t.max_tokens) * call.choices
@@ -595,7 +617,7 @@ class Gateway:
                 uncached_cost_nanos=uncached,
                 exposure_removed_nanos=exposure,
                 route=call.route,
-                baseline_cost_nanos=self._baseline(call, usage, nanos),
+                baseline_cost_nanos=self._baseline(call, usage, nanos) if exact else nanos,
             ),
         )
         return cost_usd
@@ -671,6 +693,22 @@ def _task_name(h: dict[bytes, bytes], body: dict[str, Any]) -> str | None:
     if from_body is not None and not isinstance(from_body, str):
         raise BadRequest("metadata.paymaster_task: must be a string", param="metadata.paymaster_task")
     return from_body
+
+
+def _unpriceable(rates: Rates, u: Usage) -> list[str]:
+    """What the call reported that the price table has no price for, so `Rates.cost` would leave it out:
+    server-tool uses without a per-use fee (the cost model's data says which tools are free), and a
+    service tier the table does not price."""
+    out = []
+    if u.server_tool_uses:
+        tools = data()["anthropic"]["server_tools"]
+        for name, n in u.server_tool_uses.items():
+            free = name in tools and Decimal(tools[name]["fee_usd"]) == 0
+            if n and not free and rates.fee(name) is None:
+                out.append(f"server_tool_use.{name}")
+    if u.service_tier and not rates.prices_tier(u.service_tier):
+        out.append(f"service_tier={u.service_tier}")
+    return out
 
 
 def _failure(e: UpstreamError) -> tuple[str, str]:

@@ -11,7 +11,11 @@ The cap invariant — for every window W that has a cap, at every instant:
    `await` between them — so concurrent calls on the event loop can never both take the last dollar.
 2. If the worst case does not fit but the tightest window still affords `min_output_tokens`, the
    call's `max_tokens` is lowered until it fits. Otherwise the call is refused (HTTP 402) with
-   nothing held, and the agent is marked blocked on the blackboard.
+   nothing held. The refusal says which window and why: `call_too_large` when a minimal call
+   (`minimal_call`) would still fit once calls in flight settle — only this call is too big, the
+   agent is not blocked and no event is sent; `budget_exceeded` when not even a minimal call fits,
+   and only then is the agent marked blocked on the blackboard. A blocked agent is unblocked when a
+   call is admitted, when its window resets, or when a reconcile gives a minimal call room again.
 3. The caller then journals the reservation (`store.reserve`): durable before the call goes upstream.
 4. `settle` runs exactly once per admitted call (success, upstream error, timeout, disconnect):
    held -= worst and spent += cost on the same windows; the journal lets go of the reservation once
@@ -36,7 +40,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .blackboard import Blackboard
-from .config import Config
+from .config import PRICE_PROVIDER, Config
 from .pricing import Rates, from_nanos, to_nanos, usd_str
 from .store.journal import Reservation
 from .store.sqlite import LedgerRow, SQLiteStore
@@ -118,6 +122,12 @@ class Wait:
     """Not now: in-flight reservations hold the budget this call needs."""
 
 
+# A minimal call: this many input tokens (a short prompt of a few sentences, its chat-template overhead
+# included) and `defaults.min_output_tokens` of output, at the worst-case rates of the cheapest model
+# the agent may call. An agent is `blocked` when not even that fits.
+MINIMAL_INPUT_TOKENS = 256
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     agent: str
@@ -127,12 +137,21 @@ class Refusal:
     cap: int
     needed: int
     resets_at: str
+    too_large: bool = False  # only this call cannot fit: a minimal call still does (the agent is not blocked)
 
     def message(self) -> str:
+        figures = (
+            f"cap ${usd_str(self.cap)}, spent ${usd_str(self.spent)}, in flight ${usd_str(self.held)}, "
+            f"this call needs up to ${usd_str(self.needed)}"
+        )
+        if self.too_large:
+            return (
+                f"call too large: this call cannot fit in the {self.window} window of agent {self.agent!r} "
+                f"({figures}); smaller calls still fit: send less input, a lower max_tokens or use a cheaper model"
+            )
         return (
-            f"budget exceeded: the {self.window} cap of ${usd_str(self.cap)} for agent {self.agent!r} is "
-            f"reached (spent ${usd_str(self.spent)}, in flight ${usd_str(self.held)}, this call needs up to "
-            f"${usd_str(self.needed)}); resets at {self.resets_at}"
+            f"budget exceeded: the {self.window} cap for agent {self.agent!r} is reached ({figures}); not even a "
+            f"minimal call fits until it resets at {self.resets_at}"
         )
 
 
@@ -191,14 +210,12 @@ class Budget:
         now = self.clock()
         ws = self.windows(agent, now)
         worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
-        tight: Window | None = None
         free_now = free_settled = math.inf
         for w in ws:
             if w.cap is None:
                 continue
             spent, held = self._counter(w.key)
-            if w.cap - spent - held < free_now:
-                free_now, tight = w.cap - spent - held, w
+            free_now = min(free_now, w.cap - spent - held)
             free_settled = min(free_settled, w.cap - spent)
         fitted = False
         if worst > free_now:
@@ -208,12 +225,7 @@ class Budget:
             if fit is None or fit >= max_tokens:
                 if self._fit(rates, input_bound, choices, int(free_settled)) is not None and free_settled > free_now:
                     return Wait()
-                assert tight is not None and tight.cap is not None
-                spent, held = self._counter(tight.key)
-                refusal = Refusal(agent, tight.label, spent, held, tight.cap, worst, self.calendar.iso(tight.resets))
-                self.board.block(agent, refusal.message(), tight.label, refusal.resets_at, tight.resets)
-                self.refused[agent] += 1
-                return refusal
+                return self._refuse(agent, ws, worst)
             max_tokens, fitted = fit, True
             worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
         for w in ws:
@@ -234,6 +246,44 @@ class Budget:
         if self.board.status[agent].state == "blocked":
             self.board.unblock(agent, "a call was admitted")
         return t
+
+    def _refuse(self, agent: str, ws: list[Window], worst: int) -> Refusal:
+        """Say why the call cannot fit; block the agent only when not even a minimal call can."""
+        minimal = self.minimal_call(agent)
+        room = self._room(ws)  # what the windows leave once the calls in flight settle
+        capped = [(w, w.cap, *self._counter(w.key)) for w in ws if w.cap is not None]
+        blocking = [c for c in capped if c[1] - c[2] < minimal]
+        tight, cap, spent, held = blocking[0] if blocking else min(capped, key=lambda c: c[1] - c[2] - c[3])
+        too_large = minimal <= room
+        refusal = Refusal(agent, tight.label, spent, held, cap, worst, self.calendar.iso(tight.resets), too_large)
+        if not refusal.too_large:
+            self.board.block(agent, refusal.message(), tight.label, refusal.resets_at, tight.resets)
+        self.refused[agent] += 1
+        return refusal
+
+    def _room(self, ws: list[Window]) -> float:
+        """Nano-dollars the tightest capped window leaves once the calls in flight settle (spent alone)."""
+        return min((w.cap - self._counter(w.key)[0] for w in ws if w.cap is not None), default=math.inf)
+
+    def minimal_call(self, agent: str) -> int:
+        """Nano-dollars of a minimal call (MINIMAL_INPUT_TOKENS in, `min_output_tokens` out) on the cheapest
+        model the agent may call, at worst-case rates."""
+        cfg = self.config
+        return min(
+            to_nanos(
+                cfg.prices.rates(m, PRICE_PROVIDER[cfg.models[m].provider.kind]).worst_case(
+                    MINIMAL_INPUT_TOKENS, cfg.min_output_tokens
+                )
+            )
+            for m in cfg.agents[agent].models
+        )
+
+    def _unblock_if_room(self, why: str) -> None:
+        """Unblock every blocked agent a minimal call fits again (spent went down: a reconcile)."""
+        now = self.clock()
+        for agent, st in self.board.status.items():
+            if st.state == "blocked" and self.minimal_call(agent) <= self._room(self.windows(agent, now)):
+                self.board.unblock(agent, why)
 
     async def admit_waiting(
         self, agent: str, rates: Rates, input_bound: int, max_tokens: int, choices: int, timeout: float
@@ -297,6 +347,8 @@ class Budget:
         ):
             if key in self.counters:
                 self.counters[key][0] += delta
+        if delta < 0:
+            self._unblock_if_room("a reconcile made room in its window")
         self._wake()
 
     def _wake(self) -> None:

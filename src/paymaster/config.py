@@ -82,6 +82,14 @@ class Task:
 class Caching:
     enabled: bool = True
     ttl: str = "5m"  # Anthropic cache entries: 5m | 1h
+    # the agent's prompt-cache scope, salted into the start of every prompt it sends so that no other agent
+    # can read (or learn of) its cache entries; "" when the fleet shares caches (fleet.caching.share_across_agents)
+    scope: str = ""
+
+
+def cache_scope(agent: str) -> str:
+    """A fixed-length tag per agent name: two agents' prompts differ from their first element."""
+    return hashlib.sha256(b"paymaster-cache-scope\0" + agent.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -243,13 +251,13 @@ def _bool(v: Any, path: str) -> bool:
     return v
 
 
-def _caching(v: Any, path: str) -> Caching:
+def _caching(v: Any, path: str, scope: str = "") -> Caching:
     m = _mapping(v, path)
     _unknown(m, {"enabled", "ttl"}, path)
     ttl = m.get("ttl", "5m")
     if ttl not in ("5m", "1h"):
         raise ConfigError(f"{path}.ttl: must be 5m or 1h, got {ttl!r}")
-    return Caching(_bool(m.get("enabled", True), f"{path}.enabled"), ttl)
+    return Caching(_bool(m.get("enabled", True), f"{path}.enabled"), ttl, scope)
 
 
 def _response_cache(v: Any, path: str) -> ResponseCache:
@@ -491,7 +499,10 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         raise ConfigError(f"defaults.admission_wait_s: must be a number of seconds from 0 to 3600, got {wait!r}")
 
     fleet = _mapping(top.get("fleet"), "fleet")
-    _unknown(fleet, {"daily_usd", "monthly_usd", "alert_thresholds"}, "fleet")
+    _unknown(fleet, {"daily_usd", "monthly_usd", "alert_thresholds", "caching"}, "fleet")
+    fleet_caching = _mapping(fleet.get("caching"), "fleet.caching")
+    _unknown(fleet_caching, {"share_across_agents"}, "fleet.caching")
+    share_caches = _bool(fleet_caching.get("share_across_agents", False), "fleet.caching.share_across_agents")
     thresholds_raw = fleet.get("alert_thresholds", [0.5, 0.8, 0.95])
     if not isinstance(thresholds_raw, list):
         raise ConfigError("fleet.alert_thresholds: must be a list of fractions like [0.5, 0.8]")
@@ -630,7 +641,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             daily_usd=_usd(av.get("daily_usd"), f"{path}.daily_usd"),
             monthly_usd=_usd(av.get("monthly_usd"), f"{path}.monthly_usd"),
             max_tokens=_int(av.get("max_tokens", default_max), f"{path}.max_tokens", 1, 1_000_000),
-            caching=_caching(av.get("caching"), f"{path}.caching"),
+            caching=_caching(av.get("caching"), f"{path}.caching", "" if share_caches else cache_scope(name)),
             response_cache=_response_cache(av.get("response_cache"), f"{path}.response_cache"),
             brevity=_opt_str(av.get("brevity"), f"{path}.brevity"),
             tasks=_agent_tasks(tasks, av.get("tasks"), f"{path}.tasks"),

@@ -8,7 +8,9 @@
      ├── MethodNotAllowed     405 invalid_request_error
      ├── TooLarge             413 request_too_large
      ├── UnsupportedMedia     415 invalid_request_error
-     ├── BudgetExceeded       402 budget_exceeded   (carries the window, spent, cap, reset time)
+     ├── BudgetExceeded       402 budget_exceeded   (not even a minimal call fits a window: the agent is blocked;
+     │                                               carries the window, spent, cap, reset time)
+     ├── CallTooLarge         402 call_too_large    (this call cannot fit a window, smaller calls still do)
      ├── BudgetBusy           429 rate_limit_error  (only calls in flight hold the budget; retry)
      └── UpstreamFailed       502 / 504 api_error   (the provider could not be reached or timed out)
 
@@ -62,6 +64,10 @@ class UnsupportedMedia(GatewayError):
 
 class BudgetExceeded(GatewayError):
     status, kind, code = 402, "budget_exceeded", "budget_exceeded"
+
+
+class CallTooLarge(GatewayError):
+    status, kind, code = 402, "call_too_large", "call_too_large"
 
 
 class BudgetBusy(GatewayError):

@@ -16,6 +16,11 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON = b"application/json"
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of arrays and objects a request body (or JSON text inside it the gateway parses, such
+as OpenAI tool-call arguments) may have. orjson reads up to 1,024 levels but writes at most 254, and the
+gateway re-encodes every body it forwards (levers, translation, cache keys): 128 leaves room for what
+translation wraps around it, and is far beyond any real tool schema or tool input."""
 
 
 def header_map(scope: Scope) -> dict[bytes, bytes]:
@@ -60,7 +65,23 @@ async def read_json(receive: Receive, h: dict[bytes, bytes], limit: int) -> tupl
         raise BadRequest(f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body):  # the count: no walk for most bodies
+        raise BadRequest(f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
     return body, raw
+
+
+def too_deep(node: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed JSON value nests arrays and objects more than `limit` levels deep."""
+    stack = [(node, 1)]
+    while stack:
+        n, depth = stack.pop()
+        items = n.values() if isinstance(n, dict) else n if isinstance(n, list) else None
+        if items is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((v, depth + 1) for v in items if isinstance(v, dict | list))
+    return False
 
 
 async def respond(

@@ -12,6 +12,23 @@ one is 5-minute too, and one before an agent's 1-hour one is 1-hour.
 OpenAI caches automatically (prompts of 1,024+ tokens, in 128-token steps); the gateway raises the
 hit rate by routing an agent's requests that share a prefix together with `prompt_cache_key`. It
 never reorders content.
+
+Isolation. Both providers cache per organization, by exact prefix, and the gateway sends every agent's
+calls with one provider key: agent B sending agent A's exact prompt would read A's entry and see it in
+`cache_read_input_tokens` / `cached_tokens`. So each agent's prompts start with its own scope tag
+(`config.cache_scope`, a fixed-length hash of its name), placed at the very start of what the provider
+caches — then no prefix of any length, tools-only prefixes included, is shared by two agents, while an
+agent's own prefixes (its breakpoints and the gateway's) stay byte-identical from call to call:
+
+- Anthropic renders tools → system → messages: the tag ends the description of the first custom tool
+  (tool definitions ahead of it are server tools, far below any cacheable length), or, without
+  custom tools, leads the system prompt.
+- OpenAI does not document where tools go in the rendered prompt, so the tag leads the messages (a
+  first system message) and, when there are tools, also ends the first tool's description.
+
+A fleet opts into shared caches with `fleet.caching.share_across_agents: true`: no tag, and the
+`prompt_cache_key` the lever sets is the fleet's rather than the agent's (agents then read each other's
+entries, and can tell each other's prompts are cached).
 """
 
 from __future__ import annotations
@@ -29,16 +46,97 @@ CACHEABLE_BLOCKS = ("text", "image", "document", "tool_use", "tool_result", "sea
 
 
 def apply(call: Call, agent: Agent, provider_kind: str) -> None:
-    if not agent.caching.enabled:
-        return
-    if (call.target_api or call.api) == "anthropic":
-        if call.raw_len < 4 * min_cacheable_tokens(call.model):
-            return  # the whole request is too short for any prefix of it to be cached
-        n = place_breakpoints(call.body, call.model, agent.caching.ttl, call.system_tail)
-        if n:
-            call.notes["x-paymaster-cache-breakpoints"] = str(n)
-    elif provider_kind == "openai" and "prompt_cache_key" not in call.body:
-        call.body["prompt_cache_key"] = cache_key(agent.name, call.body)
+    api = call.target_api or call.api
+    placed = 0
+    if agent.caching.enabled:
+        if api == "anthropic":
+            if call.raw_len >= 4 * min_cacheable_tokens(call.model):  # else no prefix of it can be cached
+                placed = place_breakpoints(call.body, call.model, agent.caching.ttl, call.system_tail)
+                if placed:
+                    call.notes["x-paymaster-cache-breakpoints"] = str(placed)
+        elif provider_kind == "openai" and "prompt_cache_key" not in call.body:  # a fleet that shares, shares keys
+            call.body["prompt_cache_key"] = cache_key(agent.name if agent.caching.scope else "fleet", call.body)
+    # isolation, whether or not the lever placed breakpoints: Anthropic caches only at a breakpoint
+    # (the agent's own count too), OpenAI every long prompt
+    if agent.caching.scope and (api != "anthropic" or placed or has_breakpoint(call.body)):
+        isolate(call.body, agent.caching.scope, api)
+
+
+def scope_tag(scope: str) -> str:
+    return f"(cache scope {scope})"
+
+
+def isolate(body: dict[str, Any], scope: str, api: str) -> None:
+    """Put the agent's scope tag at the start of the prompt as the provider caches it (see the module
+    docstring). Idempotent: a body prepared twice (a fallback to another model) is tagged once."""
+    tag = scope_tag(scope)
+    tools = body.get("tools")
+    tagged_tool = False
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        holder = _describable(tool, api)
+        if holder is not None:
+            described = holder.get("description")
+            if not (isinstance(described, str) and described.endswith(tag)):
+                text = f"{described}\n{tag}" if isinstance(described, str) and described else tag
+                tools[i] = _with_description(tool, api, text)
+            tagged_tool = True
+            break
+    if api == "anthropic":
+        if not tagged_tool:
+            system = body.get("system")
+            if isinstance(system, list):
+                first = system[0] if system else None
+                if not (isinstance(first, dict) and first.get("text") == tag):
+                    body["system"] = [{"type": "text", "text": tag}, *system]
+            elif isinstance(system, str) and system:
+                if not system.startswith(tag):
+                    body["system"] = f"{tag}\n{system}"
+            else:
+                body["system"] = tag
+    else:
+        msgs = body.get("messages")
+        if isinstance(msgs, list) and msgs != [] and msgs[0] != {"role": "system", "content": tag}:
+            body["messages"] = [{"role": "system", "content": tag}, *msgs]
+
+
+def has_breakpoint(body: dict[str, Any]) -> bool:
+    """Whether an Anthropic body asks for caching anywhere: top-level `cache_control`, or on a tool, a
+    system block, a message block or a block inside a tool result."""
+    if "cache_control" in body:
+        return True
+    blocks: list[Any] = []
+    for key in ("tools", "system"):
+        if isinstance(body.get(key), list):
+            blocks += body[key]
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):
+            blocks += content
+            blocks += [
+                inner
+                for b in content
+                if isinstance(b, dict) and isinstance(b.get("content"), list)
+                for inner in b["content"]
+            ]
+    return any(isinstance(b, dict) and "cache_control" in b for b in blocks)
+
+
+def _describable(tool: Any, api: str) -> dict[str, Any] | None:
+    """The object holding a tool's description, for a tool the caller defines (not a server tool)."""
+    if not isinstance(tool, dict):
+        return None
+    if api == "anthropic":
+        return tool if tool.get("type") in (None, "custom") and isinstance(tool.get("input_schema"), dict) else None
+    inner = tool.get(tool.get("type", "function"))
+    return inner if isinstance(inner, dict) and isinstance(inner.get("name"), str) else None
+
+
+def _with_description(tool: dict[str, Any], api: str, text: str) -> dict[str, Any]:
+    """A copy of `tool` with a new description (the caller's own dict is left as it was sent)."""
+    if api == "anthropic":
+        return {**tool, "description": text}
+    kind = tool.get("type", "function")
+    return {**tool, kind: {**tool[kind], "description": text}}
 
 
 def cache_key(agent: str, body: dict[str, Any]) -> str:

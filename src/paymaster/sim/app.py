@@ -37,7 +37,7 @@ from .asgi import (
     send_stream,
 )
 from .cache import Clock, PromptCache
-from .faults import Fault, Faults
+from .faults import USAGE_FAULTS, Fault, Faults, alter_frame, alter_usage
 from .openai import OpenAIWire
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -91,7 +91,8 @@ class Simulator:
         self._openai = OpenAIWire()
 
     def inject(self, fault: str, count: int = 1, model: str | None = None, retry_after: float | None = None) -> None:
-        """Queue `count` faults ("429", "500", "529", "timeout", "cut") for `model` (any model if None)."""
+        """Queue `count` faults (`faults.KINDS`: "429", "500", "529", "timeout", "cut", usage faults) for
+        `model` (any model if None)."""
         self.faults.inject(fault, count, model, retry_after)
 
     def reset(self) -> None:
@@ -158,6 +159,9 @@ class Simulator:
             if not await hold(send, receive, lambda: self._epoch != epoch, self.HOLD_LIMIT):
                 await drop(send, receive)
             return
+        usage_fault = fault.kind if fault is not None and fault.kind in USAGE_FAULTS else None
+        if usage_fault is not None:
+            fault = None
         if fault is not None and fault.kind != "cut":
             return await self._send(send, wire.fault(fault))
         if ask.cacheable is not None:  # the provider caches once it starts answering (a "cut" included)
@@ -166,11 +170,18 @@ class Simulator:
         if self.latency:
             await asyncio.sleep(self.latency)
         if ask.stream:
-            await send_stream(send, receive, wire.stream(ask, said), self.token_delay, cut=fault is not None)
+            stream = wire.stream(ask, said)
+            if usage_fault is not None:
+                altered = [(alter_frame(usage_fault, data), n) for data, n in stream.chunks]
+                stream.chunks = [(data, n) for data, n in altered if data is not None]
+            await send_stream(send, receive, stream, self.token_delay, cut=fault is not None)
         elif fault is not None:
             await drop(send, receive)
         else:
-            await send_reply(send, wire.reply(ask, said))
+            reply = wire.reply(ask, said)
+            if usage_fault is not None:
+                reply.body = orjson.dumps(alter_usage(usage_fault, orjson.loads(reply.body)))
+            await send_reply(send, reply)
 
     async def _send(self, send: Send, reply: Reply) -> None:
         if self.latency:

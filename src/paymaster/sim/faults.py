@@ -5,6 +5,13 @@
 "529"      overloaded (Anthropic 529; OpenAI answers 503)
 "timeout"  no answer: the request is held open until the client gives up
 "cut"      streaming: a few events, then the connection drops; otherwise dropped at once
+
+Usage faults answer 200 as usual, with the usage an openai-compatible server or a misbehaving
+proxy might send (see `alter_usage`):
+"no_usage"         no usage at all: no `usage` in the answer, no usage chunk in an OpenAI stream,
+                   neither message_start nor message_delta usage in an Anthropic stream
+"no_output_usage"  usage without its output count (`output_tokens` / `completion_tokens`)
+"extra_usage"      usage with a billable-looking count no price table knows (`web_crawl_requests: 2`)
 """
 
 from __future__ import annotations
@@ -13,7 +20,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("429", "500", "529", "timeout", "cut")
+import orjson
+
+USAGE_FAULTS = ("no_usage", "no_output_usage", "extra_usage")
+KINDS = ("429", "500", "529", "timeout", "cut", *USAGE_FAULTS)
+OUTPUT_COUNTS = ("output_tokens", "completion_tokens")
 
 
 @dataclass(slots=True)
@@ -72,3 +83,31 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
+
+
+def alter_usage(kind: str, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """One answer, or one stream event's data, as a usage fault sends it (None: the event is not sent)."""
+    holders = [obj, obj["message"]] if isinstance(obj.get("message"), dict) else [obj]
+    for holder in holders:
+        usage = holder.get("usage")
+        if not isinstance(usage, dict):
+            continue
+        if kind == "no_usage":
+            if obj.get("object") == "chat.completion.chunk" and not obj.get("choices"):
+                return None  # the usage chunk, left out
+            del holder["usage"]
+        elif kind == "no_output_usage":
+            for key in OUTPUT_COUNTS:
+                usage.pop(key, None)
+        elif kind == "extra_usage":
+            usage["web_crawl_requests"] = 2
+    return obj
+
+
+def alter_frame(kind: str, frame: bytes) -> bytes | None:
+    """`alter_usage` on one server-sent event (`event: …` / `data: {…}`); other frames pass unchanged."""
+    head, sep, data = frame.partition(b"data: ")
+    if not sep or not data.startswith(b"{"):
+        return frame
+    obj = alter_usage(kind, orjson.loads(data))
+    return None if obj is None else head + b"data: " + orjson.dumps(obj) + b"\n\n"

@@ -345,6 +345,10 @@ def _validate(body: Any) -> int | None:
             )
         if content is not None and not isinstance(content, str | list):
             raise Invalid(f"Invalid type for 'messages[{i}].content'.", f"messages[{i}].content", "invalid_type")
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            where = f"messages[{i}].tool_calls"
+            raise Invalid(f"Invalid type for '{where}': expected an array of objects.", where, "invalid_type")
         for j, part in enumerate(content if isinstance(content, list) else ()):
             where = f"messages[{i}].content[{j}]"
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):

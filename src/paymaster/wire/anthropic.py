@@ -9,6 +9,7 @@ import orjson
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
+from .usage_fields import Known, optional_count, read_counts, unknown_counts
 
 API = "anthropic"
 MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget question
@@ -40,27 +41,100 @@ def set_max_tokens(body: dict[str, Any], n: int, provider_kind: str) -> None:
     body["max_tokens"] = n
 
 
-def usage(u: dict[str, Any] | None) -> Usage:
-    """Anthropic reports input_tokens *excluding* cache reads and writes; Usage counts the total."""
-    if not u:
-        return Usage()
-    uncached = u.get("input_tokens") or 0
-    cr = u.get("cache_read_input_tokens") or 0
-    cw = u.get("cache_creation_input_tokens") or 0
-    cc = u.get("cache_creation") or {}
-    cw1h = cc.get("ephemeral_1h_input_tokens") or 0 if isinstance(cc, dict) else 0
-    return Usage(uncached + cr + cw, u.get("output_tokens") or 0, cr, cw, cw1h)
+# The Messages API's usage object (API reference: Messages → `Usage`, and `MessageDeltaUsage` in a stream).
+SERVER_TOOLS = {"web_search_requests": "web_search", "web_fetch_requests": "web_fetch"}
+"""server_tool_use counts the gateway knows, by the name Usage.server_tool_uses gives them (other tools'
+counts are still carried, and flagged as unpriced)."""
+STANDARD_GEO = (None, "", "global", "not_available")  # inference_geo values billed at the standard rate
+KNOWN: Known = {
+    "input_tokens": None,
+    "output_tokens": None,
+    "cache_creation_input_tokens": None,
+    "cache_read_input_tokens": None,
+    "cache_creation": {"ephemeral_5m_input_tokens": None, "ephemeral_1h_input_tokens": None},
+    "output_tokens_details": {"thinking_tokens": None},  # a part of output_tokens
+    "server_tool_use": dict.fromkeys(SERVER_TOOLS),
+    "service_tier": None,
+    "speed": None,
+    "inference_geo": None,
+    "iterations": None,  # `message` entries are in the totals; any other kind is not (see `usage`)
+}
+
+
+def answer_usage(answer: Any) -> Usage | None:
+    return usage(answer.get("usage")) if isinstance(answer, dict) else None
+
+
+def usage(u: Any) -> Usage | None:
+    """The usage the provider will bill, normalised; None when it is missing or a count is missing or
+    malformed (the call is then booked at its worst case and flagged).
+
+    Anthropic reports input_tokens *excluding* cache reads and writes; Usage counts the total.
+    Everything billable-looking without a rule here lands in `Usage.unpriced`: unknown counts, other
+    server tools, `speed` other than standard, `inference_geo` other than global, and usage
+    `iterations` other than the `message` ones the totals include (compaction, advisor, fallback).
+    """
+    if not isinstance(u, dict):
+        return None
+    counts = read_counts(
+        u,
+        ("input_tokens", "output_tokens"),
+        (
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+            "cache_creation.ephemeral_5m_input_tokens",
+            "cache_creation.ephemeral_1h_input_tokens",
+            "output_tokens_details.thinking_tokens",
+        ),
+    )
+    if counts is None:
+        return None
+    uncached, out, read, written, w5m, w1h, thinking = counts
+    written = max(written, w5m + w1h)  # the split never makes the writes smaller than their sum
+    unpriced = unknown_counts(u, KNOWN)
+    tools: dict[str, int] = {}
+    stu = u.get("server_tool_use")
+    for key, value in stu.items() if isinstance(stu, dict) else ():
+        n = optional_count(value)
+        if n is None:  # a malformed count: nothing can price it
+            unpriced.append(f"server_tool_use.{key}")
+        elif n:
+            tools[SERVER_TOOLS.get(key, key.removesuffix("_requests"))] = n
+    iterations = u.get("iterations")
+    for it in iterations if isinstance(iterations, list) else ():
+        if isinstance(it, dict) and it.get("type") != "message":
+            unpriced += unknown_counts(it, {"type": None, "model": None}, f"iterations.{it.get('type')}")
+    if u.get("speed") not in (None, "standard"):
+        unpriced.append(f"speed={u['speed']}")
+    if u.get("inference_geo") not in STANDARD_GEO:
+        unpriced.append(f"inference_geo={u['inference_geo']}")
+    tier = u.get("service_tier")
+    return Usage(
+        uncached + read + written,
+        out,
+        read,
+        written,
+        w1h,
+        reasoning_tokens=thinking,
+        server_tool_uses=tools,
+        service_tier=tier if isinstance(tier, str) else "",
+        unpriced=tuple(dict.fromkeys(unpriced)),
+    )
 
 
 class StreamWatch:
     """Follows a /v1/messages event stream for its usage. Frames pass through unchanged, except that a
-    structured answer's forced tool call is turned back into text (see `unwrap_structured`)."""
+    structured answer's forced tool call is turned back into text (see `unwrap_structured`).
+
+    The input side comes from message_start (and message_delta's cumulative repeats of it, newer API
+    versions), the output count from message_delta alone: message_start's `output_tokens` is not the
+    final count, so a stream whose message_delta carries none has no usable usage."""
 
     __slots__ = ("usage_in", "output_tokens", "finished", "tool", "tool_blocks")
 
     def __init__(self, call: Call) -> None:
         self.usage_in: dict[str, Any] = {}
-        self.output_tokens = 0
+        self.output_tokens: Any = None
         self.finished = False
         self.tool = call.structured_tool
         self.tool_blocks: set[int] = set()
@@ -68,16 +142,17 @@ class StreamWatch:
     def frame(self, f: bytes) -> bytes | None:
         if f.startswith(b"event: message_start"):
             d = orjson.loads(data_of(f) or b"{}")
-            self.usage_in = dict(d.get("message", {}).get("usage") or {})
-            self.output_tokens = self.usage_in.get("output_tokens") or 0
+            message = d.get("message")
+            u = message.get("usage") if isinstance(message, dict) else None
+            self.usage_in = {k: v for k, v in u.items() if k != "output_tokens"} if isinstance(u, dict) else {}
         elif f.startswith(b"event: message_delta"):
             d = orjson.loads(data_of(f) or b"{}")
-            u = d.get("usage") or {}
-            if u.get("output_tokens") is not None:
-                self.output_tokens = u["output_tokens"]
-            for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation"):
-                if u.get(k) is not None:  # newer API versions repeat cumulative input usage here
-                    self.usage_in[k] = u[k]
+            u = d.get("usage")
+            for k, v in u.items() if isinstance(u, dict) else ():
+                if k == "output_tokens":
+                    self.output_tokens = v
+                elif v is not None:  # cumulative counts: input, cache, server tool use
+                    self.usage_in[k] = v
             if self.tool and (d.get("delta") or {}).get("stop_reason") == "tool_use":
                 d["delta"]["stop_reason"] = "end_turn"
                 return _event("message_delta", d)
@@ -103,13 +178,15 @@ class StreamWatch:
                 return _event("content_block_delta", d)
         return f
 
-    def usage(self) -> Usage:
-        u = usage(self.usage_in)
-        u.output_tokens = self.output_tokens
-        return u
+    def usage(self) -> Usage | None:
+        """The whole call's usage, or None when the stream did not report it all."""
+        if self.output_tokens is None:
+            return None
+        return usage({**self.usage_in, "output_tokens": self.output_tokens})
 
-    def saw_start(self) -> bool:
-        return bool(self.usage_in)
+    def input_usage(self) -> Usage | None:
+        """The input side the stream reported, output left at zero (for a stream that broke off)."""
+        return usage({**self.usage_in, "output_tokens": 0}) if "input_tokens" in self.usage_in else None
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:

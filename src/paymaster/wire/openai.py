@@ -10,6 +10,7 @@ import orjson
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
+from .usage_fields import Known, read_counts, unknown_counts
 
 API = "openai"
 MAX_TOKENS_LIMIT = 1_000_000
@@ -70,23 +71,83 @@ def ask_usage(body: dict[str, Any]) -> bool:
     return wanted
 
 
-def usage(u: dict[str, Any] | None) -> Usage:
-    """OpenAI's prompt_tokens already include cached tokens."""
-    if not u:
-        return Usage()
-    details = u.get("prompt_tokens_details") or {}
-    cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    return Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0, cached, 0, 0)
+# The Chat Completions usage object (API reference: `CompletionUsage`); `service_tier` is on the answer.
+KNOWN: Known = {
+    "prompt_tokens": None,
+    "completion_tokens": None,
+    "total_tokens": None,
+    "prompt_tokens_details": {
+        "cached_tokens": None,
+        "audio_tokens": None,
+        "cache_write_tokens": None,
+        "text_tokens": None,  # parts of prompt_tokens at the text input rate
+        "image_tokens": None,
+        "cached_tokens_details": {"text_tokens": None, "audio_tokens": None},
+    },
+    "completion_tokens_details": {
+        "reasoning_tokens": None,  # parts of completion_tokens, billed as output
+        "audio_tokens": None,
+        "accepted_prediction_tokens": None,
+        "rejected_prediction_tokens": None,
+        "text_tokens": None,
+    },
+    "prompt_cache_hit_tokens": None,  # DeepSeek's name for cached_tokens
+    "prompt_cache_miss_tokens": None,
+}
+
+
+def answer_usage(answer: Any) -> Usage | None:
+    if not isinstance(answer, dict):
+        return None
+    return usage(answer.get("usage"), answer.get("service_tier"))
+
+
+def usage(u: Any, service_tier: Any = None) -> Usage | None:
+    """The usage the provider will bill, normalised; None when it is missing or a count is missing or
+    malformed (the call is then booked at its worst case and flagged). prompt_tokens already include
+    cached tokens; billable-looking fields without a rule here land in `Usage.unpriced`."""
+    if not isinstance(u, dict):
+        return None
+    counts = read_counts(
+        u,
+        ("prompt_tokens", "completion_tokens"),
+        (
+            "prompt_tokens_details.cached_tokens",
+            "prompt_cache_hit_tokens",
+            "prompt_tokens_details.cache_write_tokens",
+            "prompt_tokens_details.audio_tokens",
+            "prompt_tokens_details.cached_tokens_details.audio_tokens",
+            "completion_tokens_details.audio_tokens",
+            "completion_tokens_details.reasoning_tokens",
+        ),
+    )
+    if counts is None:
+        return None
+    prompt, completion, cached, hit, written, audio_in, audio_read, audio_out, reasoning = counts
+    return Usage(
+        prompt,
+        completion,
+        max(cached, hit),
+        written,
+        0,
+        input_audio_tokens=audio_in,
+        cache_audio_read_tokens=audio_read,
+        output_audio_tokens=audio_out,
+        reasoning_tokens=reasoning,
+        service_tier=service_tier if isinstance(service_tier, str) else "",
+        unpriced=tuple(unknown_counts(u, KNOWN)),
+    )
 
 
 class StreamWatch:
     """Follows a chat.completion.chunk stream for its usage chunk, hiding it if the caller did not ask."""
 
-    __slots__ = ("wants_usage_chunk", "usage_raw", "finished", "started")
+    __slots__ = ("wants_usage_chunk", "usage_raw", "tier", "finished", "started")
 
     def __init__(self, call: Call) -> None:
         self.wants_usage_chunk = call.wants_usage_chunk
         self.usage_raw: dict[str, Any] | None = None
+        self.tier: Any = None
         self.finished = False
         self.started = False
 
@@ -103,15 +164,21 @@ class StreamWatch:
             u = obj.get("usage")
             if u:
                 self.usage_raw = u
+                self.tier = obj.get("service_tier")
                 if not self.wants_usage_chunk and not obj.get("choices"):
                     return None
         return f
 
-    def usage(self) -> Usage:
-        return usage(self.usage_raw)
+    def usage(self) -> Usage | None:
+        """The whole call's usage, or None when the stream carried no (usable) usage chunk."""
+        return usage(self.usage_raw, self.tier)
 
-    def saw_start(self) -> bool:
-        return self.started
+    def input_usage(self) -> Usage | None:
+        """OpenAI reports input only in the closing usage chunk: a stream that broke off has none."""
+        u = self.usage()
+        if u is not None:
+            u.output_tokens = u.output_audio_tokens = u.reasoning_tokens = 0
+        return u
 
 
 _TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}

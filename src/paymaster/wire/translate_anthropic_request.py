@@ -70,7 +70,7 @@ def anthropic_request_to_openai(body: dict[str, Any], target_model: str, provide
             out["safety_identifier" if provider_kind == "openai" else "user"] = metadata["user_id"]
     tier = body.get("service_tier")
     if tier is not None:
-        if tier not in _TIERS:
+        if not isinstance(tier, str) or tier not in _TIERS:
             refuse("service_tier", "must be 'auto' or 'standard_only'", to)
         out["service_tier"] = _TIERS[tier]
     if body.get("stream"):

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from ..http import MAX_JSON_DEPTH, too_deep
 from .translate_refuse import TO_ANTHROPIC, Unmappable, check_fields, number, only, refuse
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # what Claude reads
@@ -84,7 +85,7 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str) -> dict
         out["metadata"] = {"user_id": users[0][1]}
     tier = body.get("service_tier")
     if tier is not None:
-        if tier not in _TIERS:
+        if not isinstance(tier, str) or tier not in _TIERS:
             refuse("service_tier", "Anthropic offers 'auto' and standard ('default') capacity only", to)
         out["service_tier"] = _TIERS[tier]
     stream = body.get("stream")
@@ -274,6 +275,8 @@ def _assistant_to_anthropic(m: dict[str, Any], where: str) -> str | list[dict[st
             value = None
         if not isinstance(value, dict):
             refuse(f"{at}.function.arguments", "must be a JSON object, which is what a Claude tool_use input is", to)
+        if too_deep(value):
+            refuse(f"{at}.function.arguments", f"nests more than {MAX_JSON_DEPTH} levels deep", to)
         blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"], "input": value})
     return content if isinstance(content, str) and not calls else blocks
 

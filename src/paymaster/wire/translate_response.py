@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..errors import UpstreamFailed
+from ..http import MAX_JSON_DEPTH, too_deep
 
 # Anthropic stop_reason → OpenAI finish_reason. pause_turn (a server tool's long turn) cannot occur:
 # server tools are refused on the way in.
@@ -132,7 +133,7 @@ def anthropic_response_to_openai(resp: dict[str, Any], requested_model: str) -> 
     if calls:
         message["tool_calls"] = calls
     usage = resp.get("usage")
-    if not isinstance(usage, dict):
+    if not isinstance(usage, dict) or not {"input_tokens", "output_tokens"} <= usage.keys():
         raise unmappable("it carries no usage")
     out: dict[str, Any] = {
         "id": chat_id(resp.get("id")),
@@ -174,7 +175,7 @@ def openai_response_to_anthropic(resp: dict[str, Any], requested_model: str) -> 
             {"type": "tool_use", "id": call["id"], "name": fn["name"], "input": _tool_input(fn.get("arguments"))}
         )
     usage = resp.get("usage")
-    if not isinstance(usage, dict):
+    if not isinstance(usage, dict) or not {"prompt_tokens", "completion_tokens"} <= usage.keys():
         raise unmappable("it carries no usage")
     u = usage_to_anthropic(usage)
     if resp.get("service_tier") in _TIERS_TO_ANTHROPIC:
@@ -197,8 +198,9 @@ def _tool_input(arguments: Any) -> dict[str, Any]:
         value = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
         value = None
-    if not isinstance(value, dict):
-        raise unmappable(f"tool call arguments {str(arguments)[:80]!r} are not a JSON object")
+    if not isinstance(value, dict) or too_deep(value):
+        shown = str(arguments)[:80]
+        raise unmappable(f"tool call arguments {shown!r} are not a JSON object of at most {MAX_JSON_DEPTH} levels")
     return value
 
 

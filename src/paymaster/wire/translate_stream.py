@@ -65,6 +65,7 @@ class AnthropicToOpenAIStream:
         self.tools: dict[int, int] = {}  # Anthropic block index → OpenAI tool call index
         self.args_sent: set[int] = set()  # tool calls whose arguments have begun
         self.usage: dict[str, Any] = {}
+        self.counted = False  # message_delta gave the final output count (message_start's is not final)
         self.finish: str | None = None
         self.done = False
 
@@ -92,6 +93,7 @@ class AnthropicToOpenAIStream:
             for k, v in (d.get("usage") or {}).items():  # cumulative counts
                 if v is not None:
                     self.usage[k] = v
+                    self.counted = self.counted or k == "output_tokens"
             try:
                 self.finish = finish_reason((d.get("delta") or {}).get("stop_reason"))
             except UpstreamFailed as e:
@@ -157,7 +159,7 @@ class AnthropicToOpenAIStream:
     def _end(self) -> list[bytes]:
         self.done = True
         out = []
-        if self.include_usage:
+        if self.include_usage and self.counted and "input_tokens" in self.usage:  # no made-up usage
             obj = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
             out.append(_data({**obj, "choices": [], "usage": usage_to_openai(self.usage)}))
         return [*out, DONE]

@@ -1,0 +1,63 @@
+"""Usage objects on the wire: reading their counts strictly, and finding the billable-looking fields
+no decoder has a rule for. Shared by `wire.anthropic` and `wire.openai`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Known = dict[str, "Known | None"]
+"""A usage object's known fields: a name maps to None (a value the decoder reads) or to the known fields
+of the object under it."""
+
+
+def count(value: Any) -> int | None:
+    """A usage count as the providers send it (a non-negative integer), or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def optional_count(value: Any) -> int | None:
+    """An optional usage count: absent or null is 0; anything but a non-negative integer is None."""
+    return 0 if value is None else count(value)
+
+
+def read_counts(u: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> list[int] | None:
+    """The counts at these dotted paths of a usage object, required ones first; None when a required one
+    is missing or any is malformed (an optional one may be absent or null: 0)."""
+    out: list[int] = []
+    for i, path in enumerate((*required, *optional)):
+        node: Any = u
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        n = count(node) if i < len(required) else optional_count(node)
+        if n is None:
+            return None
+        out.append(n)
+    return out
+
+
+def unknown_counts(obj: Any, known: Known, where: str = "") -> list[str]:
+    """The billable-looking fields of a usage object the gateway does not know: any positive number under
+    a name it has no rule for, at any depth (timings — `*_time`, `*_ms`, `*latency*` — excepted, as some
+    compatible servers report them). They are booked at the worst case and flagged, never dropped."""
+    out: list[str] = []
+    if isinstance(obj, list):
+        for item in obj:
+            out += unknown_counts(item, known, where)
+        return out
+    if not isinstance(obj, dict):
+        return out
+    for key, value in obj.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key in known:
+            sub = known[key]
+            if sub is not None:
+                out += unknown_counts(value, sub, name)
+        elif isinstance(value, dict | list):
+            out += unknown_counts(value, {}, name)
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and not _timing(key):
+            out.append(name)
+    return out
+
+
+def _timing(key: str) -> bool:
+    return key.endswith(("_time", "_ms")) or "latency" in key
