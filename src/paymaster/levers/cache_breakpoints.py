@@ -89,13 +89,14 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
     if not spots:
         return 0
     marks = [(i, t) for i, s in enumerate(spots) for t in [*s.nested, *([s.ttl] if s.ttl else [])]]
+    room = MAX_BREAKPOINTS - len(marks)
     top = body.get("cache_control")
     auto = None
     if isinstance(top, dict):
+        room -= 1  # the automatic breakpoint's slot, even where it would add nothing (4 explicit ones + it: a 400)
         auto = next((i for i in range(len(spots) - 1, -1, -1) if spots[i].target), None)
         if auto is not None and spots[auto].ttl is None:
             marks.append((auto, "1h" if top.get("ttl") == "1h" else "5m"))
-    room = MAX_BREAKPOINTS - len(marks)
     if room <= 0:
         return 0
     taken = {i for i, _ in marks} | ({auto} if auto is not None else set())
@@ -157,9 +158,7 @@ def _previous_turn(spots: list[_Spot]) -> int | None:
     if not before:
         return None
     reply = max(before)
-    return next(
-        (i for i in range(len(spots) - 1, -1, -1) if spots[i].message < reply and spots[i].markable), None
-    )
+    return next((i for i in range(len(spots) - 1, -1, -1) if spots[i].message < reply and spots[i].markable), None)
 
 
 def _allowed_ttl(i: int, wanted: str, marks: list[tuple[int, str]]) -> str | None:

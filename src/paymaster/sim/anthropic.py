@@ -410,6 +410,10 @@ def _breakpoints(blocks: list[_Block], top: Any) -> list[tuple[int, int, str]]:
         marks.append((pos, _ttl(block.control, f"{block.where}.cache_control"), block.where))
     if top is not None:
         ttl = _ttl(top, "cache_control")
+        if len(marks) >= MAX_BREAKPOINTS:  # no slot left for the automatic one, even where it would add nothing
+            raise Invalid(
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(marks) + 1}."
+            )
         target = next((pos for pos in range(len(blocks) - 1, -1, -1) if blocks[pos].target), None)
         given = next((m for m in marks if m[0] == target and m[2] == blocks[target].where), None)
         if given is not None and given[1] != ttl:

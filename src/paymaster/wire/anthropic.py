@@ -53,7 +53,9 @@ def _prewarm(body: dict[str, Any]) -> None:
         refused = "tool_choice"
     else:
         return
-    raise BadRequest(f"{refused}: not allowed with max_tokens 0 (a cache pre-warming call generates nothing)", param=refused)
+    raise BadRequest(
+        f"{refused}: not allowed with max_tokens 0 (a cache pre-warming call generates nothing)", param=refused
+    )
 
 
 def set_max_tokens(body: dict[str, Any], n: int, provider_kind: str) -> None:
