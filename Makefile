@@ -20,9 +20,13 @@ demo: $(BIN)/paymaster  ## simulator + gateway + a five-agent pipeline on SQLite
 test: $(BIN)/paymaster  ## the whole suite (official SDKs against the real gateway and simulator)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench: $(BIN)/paymaster  ## overhead, throughput, cap-under-load and lever-savings figures
+bench: $(BIN)/paymaster  ## overhead (plain and TLS), transports, cap under load, bound tightness, journal, lever savings
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/overhead.py --tls
+	$(BIN)/python bench/transport.py
 	$(BIN)/python bench/cap_under_load.py
+	$(BIN)/python bench/bound_tightness.py
+	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/levers.py
 
 lint: $(BIN)/paymaster  ## ruff

@@ -337,3 +337,15 @@ def test_server_tool_uses_without_a_fee_are_flagged_and_free_ones_are_not(gatewa
     assert _unpriceable(haiku, Usage(10, 5, service_tier="standard")) == []
     gpt = gw.gw.rates_of("gpt-4.1-mini")
     assert _unpriceable(gpt, Usage(10, 5, service_tier="priority")) == []  # genai-prices prices it
+
+
+def test_an_openai_search_call_books_its_search_fee(gateway):
+    gw = gateway()
+    o = gw.openai("olivia")
+    plain = dict(model="gpt-4.1-mini", max_tokens=50, messages=[{"role": "user", "content": "news [sim:tokens=10]"}])
+    o.chat.completions.create(**plain)
+    o.chat.completions.create(**plain, extra_body={"web_search_options": {}})
+    without, with_search = gw.ledger("olivia")[-2:]
+    fee = gw.gw.rates_of("gpt-4.1-mini").fee("web_search")
+    assert fee is not None and with_search["reconcile"] == 0
+    assert Decimal(with_search["cost_usd"]) - Decimal(without["cost_usd"]) >= fee

@@ -556,6 +556,10 @@ class Gateway:
         worst = from_nanos(t.worst)
         reconcile = 0
         if status == "ok":
+            if usage is not None and call.target_api == "openai" and "web_search_options" in call.body:
+                # a search model searches once per request and reports it nowhere in usage
+                # (developers.openai.com/api/docs/guides/tools-web-search, Chat Completions)
+                usage.server_tool_uses.setdefault("web_search", 1)
             try:
                 cost_usd = rates.cost(usage) if usage is not None else worst
             except ValueError as e:  # counts that contradict each other: no bill can be read from them

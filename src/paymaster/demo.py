@@ -55,7 +55,8 @@ TOPICS = [
 ]
 
 
-def fleet(sim_url: str, keys: dict[str, str]) -> dict[str, Any]:
+def fleet(sim_url: str, keys: dict[str, str], ca_bundle: str | None = None) -> dict[str, Any]:
+    tls = {"ca_bundle": ca_bundle} if ca_bundle else {}
     return {
         "timezone": "UTC",
         "ledger": "ledger.db",
@@ -63,8 +64,18 @@ def fleet(sim_url: str, keys: dict[str, str]) -> dict[str, Any]:
         "fleet": {"daily_usd": 50, "monthly_usd": 500},
         "defaults": {"max_tokens": 1024},
         "providers": {
-            "anthropic": {"kind": "anthropic", "base_url": sim_url, "api_key_env": "PAYMASTER_DEMO_PROVIDER_KEY"},
-            "openai": {"kind": "openai", "base_url": sim_url + "/v1", "api_key_env": "PAYMASTER_DEMO_PROVIDER_KEY"},
+            "anthropic": {
+                "kind": "anthropic",
+                "base_url": sim_url,
+                "api_key_env": "PAYMASTER_DEMO_PROVIDER_KEY",
+                **tls,
+            },
+            "openai": {
+                "kind": "openai",
+                "base_url": sim_url + "/v1",
+                "api_key_env": "PAYMASTER_DEMO_PROVIDER_KEY",
+                **tls,
+            },
         },
         "agents": {
             name: {"key_env": f"PAYMASTER_DEMO_KEY_{name.upper()}", "model": model, "daily_usd": cap, "monthly_usd": 20}
@@ -80,9 +91,10 @@ def run(tasks: int = 6, keep: bool = False) -> int:
     os.environ.update(env)
     with tempfile.TemporaryDirectory(prefix="paymaster-demo-") as tmp:
         sim = Simulator(latency_ms=2.0, api_keys={provider_key})
-        with ServerThread(sim.app) as sim_srv:
+        with ServerThread(sim.app, tls=True) as sim_srv:  # the real path: the provider hop over HTTPS
+            assert sim_srv.tls is not None
             path = Path(tmp) / "fleet.yaml"
-            path.write_text(yaml.safe_dump(fleet(sim_srv.url, env)))
+            path.write_text(yaml.safe_dump(fleet(sim_srv.url, env, str(sim_srv.tls.ca_pem))))
             gw = Gateway(load(path))
             with ServerThread(gw) as gw_srv:
                 print(f"paymaster demo: simulator on {sim_srv.url}, gateway on {gw_srv.url}, ledger in {tmp}")

@@ -9,7 +9,7 @@ import orjson
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
-from .usage_fields import Known, optional_count, read_counts, unknown_counts
+from .usage_fields import Known, optional_count, paths, read_counts, unknown_counts
 
 API = "anthropic"
 MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget question
@@ -82,6 +82,16 @@ KNOWN: Known = {
 }
 
 
+REQUIRED = paths("input_tokens", "output_tokens")
+OPTIONAL = paths(
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation.ephemeral_5m_input_tokens",
+    "cache_creation.ephemeral_1h_input_tokens",
+    "output_tokens_details.thinking_tokens",
+)
+
+
 def answer_usage(answer: Any) -> Usage | None:
     return usage(answer.get("usage")) if isinstance(answer, dict) else None
 
@@ -97,17 +107,7 @@ def usage(u: Any) -> Usage | None:
     """
     if not isinstance(u, dict):
         return None
-    counts = read_counts(
-        u,
-        ("input_tokens", "output_tokens"),
-        (
-            "cache_read_input_tokens",
-            "cache_creation_input_tokens",
-            "cache_creation.ephemeral_5m_input_tokens",
-            "cache_creation.ephemeral_1h_input_tokens",
-            "output_tokens_details.thinking_tokens",
-        ),
-    )
+    counts = read_counts(u, REQUIRED, OPTIONAL)
     if counts is None:
         return None
     uncached, out, read, written, w5m, w1h, thinking = counts

@@ -10,7 +10,7 @@ import orjson
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
-from .usage_fields import Known, read_counts, unknown_counts
+from .usage_fields import Known, paths, read_counts, unknown_counts
 
 API = "openai"
 MAX_TOKENS_LIMIT = 1_000_000
@@ -96,6 +96,18 @@ KNOWN: Known = {
 }
 
 
+REQUIRED = paths("prompt_tokens", "completion_tokens")
+OPTIONAL = paths(
+    "prompt_tokens_details.cached_tokens",
+    "prompt_cache_hit_tokens",
+    "prompt_tokens_details.cache_write_tokens",
+    "prompt_tokens_details.audio_tokens",
+    "prompt_tokens_details.cached_tokens_details.audio_tokens",
+    "completion_tokens_details.audio_tokens",
+    "completion_tokens_details.reasoning_tokens",
+)
+
+
 def answer_usage(answer: Any) -> Usage | None:
     if not isinstance(answer, dict):
         return None
@@ -108,19 +120,7 @@ def usage(u: Any, service_tier: Any = None) -> Usage | None:
     cached tokens; billable-looking fields without a rule here land in `Usage.unpriced`."""
     if not isinstance(u, dict):
         return None
-    counts = read_counts(
-        u,
-        ("prompt_tokens", "completion_tokens"),
-        (
-            "prompt_tokens_details.cached_tokens",
-            "prompt_cache_hit_tokens",
-            "prompt_tokens_details.cache_write_tokens",
-            "prompt_tokens_details.audio_tokens",
-            "prompt_tokens_details.cached_tokens_details.audio_tokens",
-            "completion_tokens_details.audio_tokens",
-            "completion_tokens_details.reasoning_tokens",
-        ),
-    )
+    counts = read_counts(u, REQUIRED, OPTIONAL)
     if counts is None:
         return None
     prompt, completion, cached, hit, written, audio_in, audio_read, audio_out, reasoning = counts

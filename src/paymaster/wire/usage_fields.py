@@ -20,18 +20,27 @@ def optional_count(value: Any) -> int | None:
     return 0 if value is None else count(value)
 
 
-def read_counts(u: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> list[int] | None:
-    """The counts at these dotted paths of a usage object, required ones first; None when a required one
-    is missing or any is malformed (an optional one may be absent or null: 0)."""
+Paths = tuple[tuple[str, ...], ...]
+
+
+def paths(*dotted: str) -> Paths:
+    """Dotted paths into a usage object ("cache_creation.ephemeral_1h_input_tokens"), split once."""
+    return tuple(tuple(d.split(".")) for d in dotted)
+
+
+def read_counts(u: dict[str, Any], required: Paths, optional: Paths) -> list[int] | None:
+    """The counts at these paths of a usage object, required ones first; None when a required one is
+    missing or any is malformed (an optional one may be absent or null: 0)."""
     out: list[int] = []
-    for i, path in enumerate((*required, *optional)):
-        node: Any = u
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        n = count(node) if i < len(required) else optional_count(node)
-        if n is None:
-            return None
-        out.append(n)
+    for group, read in ((required, count), (optional, optional_count)):
+        for path in group:
+            node: Any = u
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            n = read(node)
+            if n is None:
+                return None
+            out.append(n)
     return out
 
 
