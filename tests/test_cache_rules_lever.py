@@ -122,7 +122,8 @@ def loop_turn(messages: list[dict[str, Any]], turn: int, calls: int = 10) -> Non
     messages.append({"role": "user", "content": results})
 
 
-def test_every_turn_reads_the_previous_one_however_many_blocks_it_adds(gateway: Any, sim: Any) -> None:
+@pytest.mark.parametrize("top", [None, C5], ids=["explicit", "automatic caching too"])
+def test_every_turn_reads_the_previous_one_however_many_blocks_it_adds(gateway: Any, sim: Any, top: Any) -> None:
     gw = gateway(agents=agent())
     client = gw.anthropic()
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Reconcile the March accounts."}]
@@ -132,7 +133,10 @@ def test_every_turn_reads_the_previous_one_however_many_blocks_it_adds(gateway: 
     for turn in range(5):
         if turn:
             loop_turn(messages, turn)
-        reply = client.messages.create(model=MODEL, max_tokens=20, system=system, tools=[tool(0)], messages=messages)
+        extra = {"cache_control": top} if top else {}
+        reply = client.messages.create(
+            model=MODEL, max_tokens=20, system=system, tools=[tool(0)], messages=messages, **extra
+        )
         u = reply.usage
         sent(sim)
         totals.append(u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens)
@@ -150,6 +154,22 @@ def test_the_previous_turn_gets_a_breakpoint_when_the_last_one_cannot_see_it() -
     assert violations(body) == []
     marked = [path for path, _ in breakpoints(body)]
     assert "messages.2.content.9" in marked and marked[-1] == "messages.4.content.9"
+
+
+def test_with_two_slots_left_the_previous_turn_and_this_one_outweigh_the_system_prompt() -> None:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [text("Reconcile the March accounts. " * 200, C5)]}]
+    loop_turn(messages, 1)
+    loop_turn(messages, 2)
+    body = {"model": MODEL, "max_tokens": 10, "system": SYSTEM_1500 * 2, "messages": messages}
+    body["tools"] = [tool(0, cache_control=C5)]
+    assert place_breakpoints(body, MODEL, "5m") == 2
+    assert violations(body) == []
+    assert [p for p, _ in breakpoints(body)] == [
+        "tools.0",
+        "messages.0.content.0",
+        "messages.2.content.9",  # the previous turn: read now
+        "messages.4.content.9",  # this turn: read by the next
+    ]
 
 
 # -- 4. breakpoints nested in a tool result count toward the four

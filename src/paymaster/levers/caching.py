@@ -99,25 +99,17 @@ def isolate(body: dict[str, Any], scope: str, api: str) -> None:
 
 
 def has_breakpoint(body: dict[str, Any]) -> bool:
-    """Whether an Anthropic body asks for caching anywhere: top-level `cache_control`, or on a tool, a
-    system block, a message block or a block inside a tool result."""
-    if "cache_control" in body:
-        return True
-    blocks: list[Any] = []
-    for key in ("tools", "system"):
-        if isinstance(body.get(key), list):
-            blocks += body[key]
-    for m in body.get("messages") or ():
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, list):
-            blocks += content
-            blocks += [
-                inner
-                for b in content
-                if isinstance(b, dict) and isinstance(b.get("content"), list)
-                for inner in b["content"]
-            ]
-    return any(isinstance(b, dict) and "cache_control" in b for b in blocks)
+    """Whether an Anthropic body asks for caching anywhere: top-level `cache_control`, or on any block of
+    its tools, system prompt or messages, however deeply nested (a tool result's, a document's content)."""
+    return "cache_control" in body or any(_asks(body.get(key)) for key in ("tools", "system", "messages"))
+
+
+def _asks(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "cache_control" in node or any(_asks(v) for v in node.values() if isinstance(v, list | dict))
+    if isinstance(node, list):
+        return any(_asks(v) for v in node)
+    return False
 
 
 def _describable(tool: Any, api: str) -> dict[str, Any] | None:
