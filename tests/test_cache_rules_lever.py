@@ -208,25 +208,37 @@ def test_a_1500_token_prompt_on_sonnet_4_6_is_cached(gateway: Any, sim: Any) -> 
 # -- max_tokens 0: cache pre-warming passes through and is booked at its input alone
 
 
-def test_pre_warming_passes_and_reserves_no_output(gateway: Any, sim: Any) -> None:
+@pytest.mark.parametrize("control", [C5, C1H], ids=["5m", "1h"])
+def test_pre_warming_passes_and_reserves_no_output(gateway: Any, sim: Any, control: dict[str, str]) -> None:
     gw = gateway(agents=agent())
     client = gw.anthropic()
-    ask = dict(model=MODEL, system=[text(SYSTEM_1500, C5)], messages=[{"role": "user", "content": "warmup"}])
+    ask = dict(model=MODEL, system=[text(SYSTEM_1500, control)], messages=[{"role": "user", "content": "warmup"}])
     warm = client.messages.create(max_tokens=0, **ask)
     assert warm.content == [] and warm.stop_reason == "max_tokens" and warm.usage.output_tokens == 0
-    assert sent(sim)["max_tokens"] == 0
-    one = client.messages.create(max_tokens=1, **ask)
+    forwarded = sent(sim)
+    assert forwarded["max_tokens"] == 0 and forwarded["messages"][-1]["content"] == "warmup"  # no write on it
+    assert warm.usage.cache_creation_input_tokens == (
+        warm.usage.cache_creation.ephemeral_1h_input_tokens
+        if control == C1H
+        else warm.usage.cache_creation.ephemeral_5m_input_tokens
+    )
     rows = gw.ledger("alice")
-    assert [r["max_tokens"] for r in rows] == [0, 1] and rows[0]["output_tokens"] == 0
+    assert rows[0]["max_tokens"] == 0 and rows[0]["output_tokens"] == 0
     rates = PriceTable().rates(MODEL, "anthropic")
     u = warm.usage
     total = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
+    write_1h = u.cache_creation.ephemeral_1h_input_tokens if u.cache_creation else 0
     assert Decimal(rows[0]["cost_usd"]) == rates.cost(
-        Usage(total, 0, u.cache_read_input_tokens, u.cache_creation_input_tokens)
+        Usage(total, 0, u.cache_read_input_tokens, u.cache_creation_input_tokens, write_1h)
     )
-    # the reservation: the same input bound, and not one output token more (one costs $15/MTok)
-    assert 0 < rows[1]["worst_nanos"] - rows[0]["worst_nanos"] <= 15_001
-    assert one.usage.output_tokens == 1
+    assert 0 < rows[0]["cost_nanos"] <= rows[0]["worst_nanos"]  # the cache write is within what was reserved
+
+    # the reservation is the input's alone: the same call with max_tokens 1 holds one output token more ($15/MTok)
+    plain = gateway(agents=agent(caching={"enabled": False}))
+    for n in (0, 1):
+        plain.anthropic().messages.create(max_tokens=n, **ask)
+    zero, one = (r["worst_nanos"] for r in plain.ledger("alice"))
+    assert 0 < one - zero <= 15_001
 
 
 def test_pre_warming_a_stream_is_refused_in_the_callers_shape(gateway: Any, sim: Any) -> None:

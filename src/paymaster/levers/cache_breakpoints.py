@@ -25,6 +25,7 @@ themselves, only the tokens they make written or read):
    past it (a turn of many tool calls and results), a cheap safeguard otherwise.
 2. the conversation: the last block, so the next turn reads this one. It makes the new tail a write
    (+25 %, +100 % at 1 h) for reads on the turns to come.
+   Not on a `max_tokens: 0` (pre-warming) call: its last message is a placeholder no request repeats.
 3. the end of the system prompt, and 4. the end of the tools: prefixes other conversations share.
 
 With room for all, all go in; with less, the most valuable ones. A new breakpoint takes the agent's
@@ -100,7 +101,8 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
     if room <= 0:
         return 0
     taken = {i for i, _ in marks} | ({auto} if auto is not None else set())
-    chosen = _choose(spots, marks, taken, min_cacheable_tokens(model), ttl, auto)[:room]
+    warming = body.get("max_tokens") == 0  # a pre-warming call: its last message is a placeholder
+    chosen = _choose(spots, marks, taken, min_cacheable_tokens(model), ttl, auto, warming)[:room]
     added = 0
     for i in sorted(chosen):
         mine = _allowed_ttl(i, ttl, marks)
@@ -113,7 +115,13 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
 
 
 def _choose(
-    spots: list[_Spot], marks: list[tuple[int, str]], taken: set[int], minimum: int, ttl: str, auto: int | None
+    spots: list[_Spot],
+    marks: list[tuple[int, str]],
+    taken: set[int],
+    minimum: int,
+    ttl: str,
+    auto: int | None,
+    warming: bool,
 ) -> list[int]:
     """Candidate positions, most valuable first (those worth nothing left out)."""
     worth: dict[int, float] = {}
@@ -134,7 +142,7 @@ def _choose(
         reached = any(0 <= spots[e].blocks - spots[previous].blocks < LOOKBACK_BLOCKS for e in ends)
         value = READ_SAVING * P_PREVIOUS_WRITTEN * spots[previous].tokens
         offer(previous, value if not reached else value * 0.01)  # a safeguard when the lookback reaches it
-    if conversation is not None and auto is None:
+    if conversation is not None and auto is None and not warming:
         start = spots[previous].tokens if previous is not None else 0
         start = max(start, spots[read_from].tokens if read_from >= 0 else 0)
         written = max(spots[conversation].tokens - start, 1)  # a message adds a few tokens at least
