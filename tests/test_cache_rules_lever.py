@@ -267,7 +267,7 @@ def agent_requests(draw: st.DrawFn) -> dict[str, Any]:
         tools.append({"name": f"t{i}", "description": draw(WORDS) or "d", "input_schema": {"type": "object"}, **extra})
     body: dict[str, Any] = {
         "model": draw(st.sampled_from([MODEL, "claude-opus-4-8", "claude-haiku-4-5"])),
-        "max_tokens": 10,
+        "max_tokens": draw(st.sampled_from([10, 10, 0])),  # 0: a pre-warming call
     }
     if tools:
         body["tools"] = tools
