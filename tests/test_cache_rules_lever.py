@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from paymaster.call import Usage
-from paymaster.levers.caching import place_breakpoints
+from paymaster.levers.caching import isolate, place_breakpoints, scope_tag
 from paymaster.pricing import PriceTable
 
 MODEL = "claude-sonnet-4-6"
@@ -102,6 +102,17 @@ def test_deferred_tools_take_no_breakpoint(gateway: Any, sim: Any) -> None:
     )
     forwarded = sent(sim)
     assert "cache_control" in forwarded["tools"][17]
+
+
+def test_isolation_tags_a_tool_that_is_in_the_prefix() -> None:
+    body = {"model": MODEL, "max_tokens": 10, "tools": [tool(0, defer_loading=True), tool(1)]}
+    body["messages"] = [{"role": "user", "content": "hi"}]
+    isolate(body, "abc", "anthropic")
+    assert body["tools"][0] == tool(0, defer_loading=True)  # deferred: not in the cached prefix
+    assert body["tools"][1]["description"].endswith(scope_tag("abc"))
+    only_deferred = {"model": MODEL, "max_tokens": 10, "tools": [tool(0, defer_loading=True)], "system": "s"}
+    isolate(only_deferred, "abc", "anthropic")
+    assert only_deferred["system"].startswith(scope_tag("abc"))
 
 
 # -- 3. a tool-heavy loop: each turn adds 21 blocks, and still reads the whole previous turn

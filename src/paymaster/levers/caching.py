@@ -19,8 +19,8 @@ caches — then no prefix of any length, tools-only prefixes included, is shared
 agent's own prefixes (its breakpoints and the gateway's) stay byte-identical from call to call:
 
 - Anthropic renders tools → system → messages: the tag ends the description of the first custom tool
-  (tool definitions ahead of it are server tools, far below any cacheable length), or, without
-  custom tools, leads the system prompt.
+  that is not deferred (tool definitions ahead of it are server tools, far below any cacheable
+  length, or deferred ones, not in the prefix at all), or, without such a tool, leads the system prompt.
 - OpenAI does not document where tools go in the rendered prompt, so the tag leads the messages (a
   first system message) and, when there are tools, also ends the first tool's description.
 
