@@ -35,7 +35,7 @@ costs nothing more: the 1-hour stretch ends at the last 1-hour breakpoint either
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..prompt_cache import LOOKBACK_BLOCKS, MAX_BREAKPOINTS, WRITE_MULTIPLIERS, min_cacheable_tokens
@@ -61,13 +61,14 @@ class _Spot:
     section: str  # "tools" | "system" | "tail" (system blocks the gateway appended) | "messages"
     message: int  # its message's index (-1 outside messages)
     block: dict[str, Any] | None  # the block; None for a string system prompt / message content
-    owner: dict[str, Any] | None = None  # ... and then what holds the string, under `key`
-    key: str = ""
-    markable: bool = False  # the lever may put a breakpoint here
-    target: bool = False  # the API's automatic breakpoint may land here
+    owner: dict[str, Any] | None  # ... and then what holds the string, under `key`
+    key: str
+    markable: bool  # the lever may put a breakpoint here
+    target: bool  # the API's automatic breakpoint may land here
     ttl: str | None = None  # the block's own breakpoint
-    nested: list[str] = field(default_factory=list)  # TTLs of breakpoints on blocks inside it
+    nested: tuple[str, ...] = ()  # TTLs of breakpoints on blocks inside it
     role: Any = None  # its message's role
+    inner: int = 0  # blocks nested in it
 
     def mark(self, ttl: str) -> None:
         block = self.block
@@ -184,27 +185,30 @@ def _allowed_ttl(i: int, wanted: str, marks: list[tuple[int, str]]) -> str | Non
 
 
 def _spots(body: dict[str, Any], system_tail: int) -> list[_Spot]:
+    """The prompt's top-level blocks in prefix order, with running totals: text characters (a quarter
+    of them: tokens from below) and blocks (nested ones counted: what the lookback walks)."""
     spots: list[_Spot] = []
-    walk = _Walk()
+    chars = blocks = 0
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else ():
-        if not isinstance(tool, dict):
-            continue
-        deferred = tool.get("defer_loading") is True  # not in the prefix, and never marked
-        spot = walk.add(tool if not deferred else {}, "tools", -1, tool)
-        spot.markable = spot.target = not deferred
-        spot.ttl = _ttl(tool)
-        spots.append(spot)
+        if isinstance(tool, dict):
+            deferred = tool.get("defer_loading") is True  # not in the prefix, and never marked
+            chars += 0 if deferred else _text_chars(tool)
+            blocks += 1
+            ttl = _ttl(tool.get("cache_control"))
+            spots.append(_Spot(chars // 4, blocks, "tools", -1, tool, None, "", not deferred, not deferred, ttl))
     system = body.get("system")
     if isinstance(system, str) and system:
-        spot = walk.add(system, "system", -1, None, owner=body, key="system")
-        spot.markable = spot.target = True
-        spots.append(spot)
+        chars += len(system)
+        blocks += 1
+        spots.append(_Spot(chars // 4, blocks, "system", -1, None, body, "system", True, True))
     elif isinstance(system, list):
         own = len(system) - system_tail
         for j, block in enumerate(system):
             if isinstance(block, dict):
-                spots.append(_block_spot(walk, block, "system" if j < own else "tail", -1))
+                chars += _text_chars(block)
+                blocks += 1
+                spots.append(_block_spot(block, chars // 4, blocks, "system" if j < own else "tail", -1, None))
     messages = body.get("messages")
     for m, message in enumerate(messages if isinstance(messages, list) else ()):
         if not isinstance(message, dict):
@@ -212,27 +216,32 @@ def _spots(body: dict[str, Any], system_tail: int) -> list[_Spot]:
         content = message.get("content")
         role = message.get("role")
         if isinstance(content, str):
-            spot = walk.add(content, "messages", m, None, owner=message, key="content")
-            spot.markable = spot.target = bool(content)
-            spot.role = role
-            spots.append(spot)
-        for block in content if isinstance(content, list) else ():
-            if isinstance(block, dict):
-                spot = _block_spot(walk, block, "messages", m)
-                spot.role = role
-                spots.append(spot)
+            chars += len(content)
+            blocks += 1
+            ok = bool(content)
+            spots.append(_Spot(chars // 4, blocks, "messages", m, None, message, "content", ok, ok, None, (), role))
+        elif isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict):
+                    chars += _text_chars(block)
+                    blocks += 1
+                    spot = _block_spot(block, chars // 4, blocks, "messages", m, role)
+                    blocks += spot.inner
+                    spot.blocks = blocks
+                    spots.append(spot)
     return spots
 
 
-def _block_spot(walk: _Walk, block: dict[str, Any], section: str, message: int) -> _Spot:
+def _block_spot(block: dict[str, Any], tokens: int, blocks: int, section: str, message: int, role: Any) -> _Spot:
     kind = block.get("type")
-    inner = _inner(block)
-    spot = walk.add(block, section, message, block, nested=len(inner))
-    empty = kind == "text" and not block.get("text")
-    spot.target = kind not in NEVER_MARKED and not empty
-    spot.markable = spot.target and kind in CACHEABLE_BLOCKS
-    spot.ttl = _ttl(block)
-    spot.nested = [t for b in inner if (t := _ttl(b))]
+    target = kind not in NEVER_MARKED and not (kind == "text" and not block.get("text"))
+    markable = target and kind in CACHEABLE_BLOCKS
+    ttl = _ttl(block.get("cache_control"))
+    spot = _Spot(tokens, blocks, section, message, block, None, "", markable, target, ttl, (), role)
+    if kind == "tool_result" or kind == "document":
+        inner = _inner(block)
+        spot.inner = len(inner)
+        spot.nested = tuple(t for b in inner if (t := _ttl(b.get("cache_control"))))
     return spot
 
 
@@ -245,45 +254,29 @@ def _inner(block: dict[str, Any]) -> list[dict[str, Any]]:
     return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
 
 
-class _Walk:
-    """Running totals in prefix order: text characters (a quarter of them: tokens from below) and blocks."""
-
-    def __init__(self) -> None:
-        self.chars = 0
-        self.blocks = 0
-
-    def add(
-        self,
-        node: Any,
-        section: str,
-        message: int,
-        block: dict[str, Any] | None,
-        *,
-        owner: dict[str, Any] | None = None,
-        key: str = "",
-        nested: int = 0,
-    ) -> _Spot:
-        self.chars += _text_chars(node)
-        self.blocks += 1 + nested
-        return _Spot(self.chars // 4, self.blocks, section, message, block, owner, key)
-
-
 def _text_chars(node: Any) -> int:
     """Characters of every string in a JSON node, media data and cache_control left out: no more than
     its UTF-8 bytes, so a quarter of it undercounts tokens the way the minimum-length rule needs."""
-    if isinstance(node, str):
+    kind = type(node)
+    if kind is str:
         return len(node)
-    if isinstance(node, list):
-        return sum(_text_chars(n) for n in node)
-    if isinstance(node, dict):
+    total = 0
+    if kind is list:
+        for v in node:
+            total += len(v) if type(v) is str else _text_chars(v)
+    elif kind is dict:
         if node.get("type") == "base64" and "data" in node:
             return 0
-        return sum(_text_chars(v) for k, v in node.items() if k != "cache_control")
-    return 0
+        for k, v in node.items():
+            if type(v) is str:
+                total += len(v)
+            elif k != "cache_control" and type(v) in (dict, list):
+                total += _text_chars(v)
+    return total
 
 
-def _ttl(block: Any) -> str | None:
-    cc = block.get("cache_control") if isinstance(block, dict) else None
+def _ttl(cc: Any) -> str | None:
+    """The TTL a cache_control asks for (None: none)."""
     if not isinstance(cc, dict):
         return None
     return "1h" if cc.get("ttl") == "1h" else "5m"
