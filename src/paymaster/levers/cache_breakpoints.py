@@ -127,9 +127,8 @@ def _choose(
     """Candidate positions, most valuable first (those worth nothing left out)."""
     worth: dict[int, float] = {}
 
-    def last(pred: Any, upto: int | None = None) -> int | None:
-        end = len(spots) if upto is None else upto
-        return next((i for i in range(end - 1, -1, -1) if pred(spots[i])), None)
+    def last(pred: Any) -> int | None:
+        return next((i for i in range(len(spots) - 1, -1, -1) if pred(spots[i])), None)
 
     def offer(i: int | None, value: float) -> None:
         if i is not None and i not in taken and spots[i].markable and spots[i].tokens >= minimum and value > 0:
@@ -137,7 +136,7 @@ def _choose(
 
     conversation = last(lambda s: s.section == "messages" and s.markable)
     previous = _previous_turn(spots)
-    read_from = max((i for i, _ in marks), default=-1)  # the furthest breakpoint the caller set
+    read_from = max((i for i, _ in marks), default=-1)  # the furthest breakpoint the caller set (or automatic)
     if previous is not None:
         ends = [i for i, _ in marks] + ([conversation] if conversation is not None else [])
         reached = any(0 <= spots[e].blocks - spots[previous].blocks < LOOKBACK_BLOCKS for e in ends)
