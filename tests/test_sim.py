@@ -395,7 +395,7 @@ def test_anthropic_image_by_url_costs_the_largest_image(url: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"max_tokens": 0, "messages": user("hi")}, "max_tokens"),
+        ({"max_tokens": -1, "messages": user("hi")}, "max_tokens"),  # 0 is pre-warming
         ({"max_tokens": 10, "messages": []}, "at least one message"),
         ({"max_tokens": 10, "messages": [{"role": "system", "content": "hi"}]}, "messages.0.role"),
         ({"max_tokens": 10, "messages": [{"role": "user"}]}, "messages.0.content"),

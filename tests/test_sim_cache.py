@@ -114,7 +114,8 @@ def test_the_shared_table() -> None:
     assert min_cacheable_tokens("claude-opus-4-6") == min_cacheable_tokens("claude-opus-4-5") == 4096
     assert min_cacheable_tokens("claude-opus-4-7") == 2048 and min_cacheable_tokens("claude-opus-4-8") == 1024
     assert min_cacheable_tokens("claude-opus-4-20250514") == min_cacheable_tokens("claude-opus-4-1-20250805") == 1024
-    assert min_cacheable_tokens("claude-sonnet-4-6") == 2048 and min_cacheable_tokens("claude-sonnet-4-5") == 1024
+    assert min_cacheable_tokens("claude-sonnet-4-6") == 1024 == min_cacheable_tokens("claude-sonnet-4-5")
+    assert min_cacheable_tokens("claude-opus-5") == 512
     assert min_cacheable_tokens("claude-3-haiku-20240307") == min_cacheable_tokens("claude-3-5-haiku-latest") == 2048
     assert min_cacheable_tokens("us.anthropic.claude-haiku-4-5-20251001-v1:0") == 4096
     assert min_cacheable_tokens("claude-sim") == 1024
