@@ -74,11 +74,11 @@ def _spots(body: dict[str, Any]) -> list[Spot]:
         for j, block in enumerate(content if isinstance(content, list) else ()):
             if not isinstance(block, dict):
                 continue
-            out.append(_block(block, f"messages.{i}.content.{j}"))
-            for k, inner in enumerate(_nested(block)):
+            for k, inner in enumerate(_nested(block)):  # a block's content comes before its own end
                 nested = _block(inner, f"messages.{i}.content.{j}.content.{k}")
                 nested.top = False
                 out.append(nested)
+            out.append(_block(block, f"messages.{i}.content.{j}"))
     return out
 
 
