@@ -229,6 +229,7 @@ def to_openai(model: str, turns: list[dict[str, Any]], max_tokens: int) -> dict[
 def openai_billed(body: dict[str, Any]) -> int:
     """o200k tokens + the cookbook's 3 per message and 3 for the reply + documented image/PDF tokens."""
     sim_tokens.MODEL.set(body["model"])
+    sim_tokens.ENCODING.set(O200K)  # as the simulator bills an OpenAI prompt: its public tokenizer
     total = 3
     for m in body["messages"]:
         total += 3

@@ -8,6 +8,10 @@
 2. Output control: a structured-extraction task, `--calls` calls without output control (the
    model's usual verbose answer) and with it (task type with a JSON schema, a 200-token ceiling
    and brevity framing): output tokens and dollars.
+3. A tool-heavy agent loop on claude-sonnet-4-6: `--turns` turns, each adding the assistant's text,
+   10 tool calls and their 10 results (21 blocks, past the API's 20-block cache lookback), with
+   caching off and on: dollars, and per turn the share of the previous turn's prompt read from the
+   cache (target: at least 95 % from turn 2 on).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def spent(rows: list[dict]) -> Decimal:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--turns", type=int, default=8)
     args = ap.parse_args()
     n = args.calls
     agents = {
@@ -61,6 +66,8 @@ def main() -> None:
         "claude_on": {"model": "claude-sonnet-4-6", "daily_usd": 1000},
         "gpt_on": {"model": "gpt-4.1-mini", "daily_usd": 1000},
         "extract_off": {"model": "gpt-4.1-mini", "daily_usd": 1000},
+        "loop_off": {"model": "claude-sonnet-4-6", "caching": {"enabled": False}, "daily_usd": 1000},
+        "loop_on": {"model": "claude-sonnet-4-6", "daily_usd": 1000},
         "extract_on": {
             "model": "gpt-4.1-mini",
             "daily_usd": 1000,
@@ -155,6 +162,55 @@ def main() -> None:
             f"  → output tokens {1 - out_after / out_before:.1%} lower, spend {1 - spent(after) / spent(before):.1%} "
             "lower; every answer is JSON of the schema"
         )
+
+        print(f"\n3. Tool-heavy agent loop — {args.turns} turns of 21 blocks (text + 10 tool calls + 10 results)")
+        loops = {name: agent_loop(st.gw_url, st.keys[name], args.turns) for name in ("loop_off", "loop_on")}
+        rows_off, rows_on = (ledger(st.gw_url, name) for name in loops)
+        print(f"{'turn':>4} {'prompt tok':>10} {'cache read':>10} {'cache write':>11} {'read / previous prompt':>23}")
+        for t, row in enumerate(rows_on):
+            share = f"{row['cache_read_tokens'] / rows_on[t - 1]['input_tokens']:.1%}" if t else "—"
+            print(
+                f"{t + 1:>4} {row['input_tokens']:>10} {row['cache_read_tokens']:>10} "
+                f"{row['cache_write_tokens']:>11} {share:>23}"
+            )
+        print(
+            f"  → caching off ${spent(rows_off):.4f}, on ${spent(rows_on):.4f}: "
+            f"{1 - spent(rows_on) / spent(rows_off):.1%} lower"
+        )
+
+
+def agent_loop(url: str, key: str, turns: int) -> None:
+    """One agent's tool loop, call after call (each turn sends the whole conversation so far)."""
+    tool = {"name": "lookup", "description": "Looks up one account record by id.", "input_schema": {"type": "object"}}
+    messages: list[dict] = [{"role": "user", "content": "Reconcile the March accounts, record by record."}]
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    with httpx2.Client(timeout=30) as client:
+        for turn in range(turns):
+            if turn:
+                uses = [
+                    {"type": "tool_use", "id": f"t{turn}_{k}", "name": "lookup", "input": {"id": f"{turn}-{k}"}}
+                    for k in range(10)
+                ]
+                said = {"type": "text", "text": f"Checking records {turn}-0 to {turn}-9."}
+                messages.append({"role": "assistant", "content": [said, *uses]})
+                results = [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": u["id"],
+                        "content": f"Record {u['input']['id']}: " + "status ok, balance 12.40; " * 25,
+                    }
+                    for u in uses
+                ]
+                messages.append({"role": "user", "content": results})
+            body = {
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 200,
+                "system": SYSTEM,
+                "tools": [tool],
+                "messages": messages,
+            }
+            r = client.post(url + "/v1/messages", json=body, headers=headers)
+            r.raise_for_status()
 
 
 if __name__ == "__main__":

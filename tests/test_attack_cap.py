@@ -333,4 +333,4 @@ def test_a_dense_pdf_page_is_bounded_by_its_text_not_a_typical_page(gateway: Any
     else:
         gw.openai().chat.completions.create(model=model, max_tokens=64, messages=msgs)
         row = gw.ledger("olivia")[-1]
-    assert row["input_tokens"] > 6000 and row["cost_nanos"] <= row["worst_nanos"], row
+    assert row["input_tokens"] > 4000 and row["cost_nanos"] <= row["worst_nanos"], row  # more than a typical page

@@ -46,9 +46,12 @@ def test_breakpoints_on_system_and_conversation_above_the_minimum():
             {"role": "user", "content": "q2"},
         ]
     )
-    assert place_breakpoints(b, "claude-sonnet-4-6", "5m") == 2
-    assert breakpoints(b) == [("system", {"type": "ephemeral"}), ("user", {"type": "ephemeral"})]
+    assert place_breakpoints(b, "claude-sonnet-4-6", "5m") == 3  # system, the previous turn (q1), this one
+    assert breakpoints(b) == [("system", {"type": "ephemeral"}), ("user", {"type": "ephemeral"})] + [
+        ("user", {"type": "ephemeral"})
+    ]
     assert b["system"][0]["text"] == LONG and b["messages"][-1]["content"][0]["text"] == "q2"
+    assert b["messages"][0]["content"][0]["text"] == "q1" and b["messages"][1]["content"] == "a1"
 
 
 def test_no_breakpoint_below_the_minimum():

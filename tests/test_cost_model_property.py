@@ -101,8 +101,8 @@ def openai_bill(body: dict[str, Any], media: list[tuple[str, Any]], model: str) 
         elif kind == "audio":
             total += math.ceil(item * 10)
         elif kind == "pdf":
-            pages, text = item
-            total += pages * (oa_image(1275, 1650, "high", model) + oa_tokens(text))
+            pages, page_text = item  # every page carries the same text; the extractor joins the pages
+            total += pages * oa_image(1275, 1650, "high", model) + oa_tokens("\n".join([page_text] * pages))
     return total
 
 
@@ -136,7 +136,7 @@ def claude_bill(body: dict[str, Any], media: list[tuple[str, Any]], model: str) 
             return claude_image(w, h, model)
         if kind == "document":
             _, (pages, page_text) = next(media_iter)
-            return pages * (claude_image(1275, 1650, model) + text(page_text))
+            return pages * claude_image(1275, 1650, model) + text("\n".join([page_text] * pages))
         if kind == "tool_use":
             return text(b["name"]) + text(orjson.dumps(b["input"]).decode())
         if kind == "tool_result":
@@ -258,7 +258,7 @@ def openai_request(draw: st.DrawFn) -> tuple[dict[str, Any], list[tuple[str, Any
                 pages, text = draw(PDFS)
                 data = "data:application/pdf;base64," + b64(pdf(pages, text))
                 parts.append({"type": "file", "file": {"filename": "a.pdf", "file_data": data}})
-                media.append(("pdf", (pages, text * pages)))
+                media.append(("pdf", (pages, text)))  # (pages, the text on each page)
         messages.append(
             {"role": "user", "content": parts if len(parts) > 1 or draw(st.booleans()) else parts[0]["text"]}
         )
@@ -323,7 +323,7 @@ def anthropic_request(draw: st.DrawFn) -> tuple[dict[str, Any], list[tuple[str, 
                 content.append(cache(image()))
             else:
                 pages, text = draw(PDFS)
-                media.append(("pdf", (pages, text * pages)))
+                media.append(("pdf", (pages, text)))  # (pages, the text on each page)
                 content.append(
                     cache(
                         {

@@ -41,18 +41,7 @@ MODELS = [
     "u", USAGES, ids=lambda u: f"{u.input_tokens}in-{u.cache_read_tokens}cr-{u.cache_write_tokens}cw"
 )
 def test_cost_equals_genai_prices(model, provider, u):
-    ours = PriceTable().rates(model, provider).cost(u)
-    theirs = calc_price(
-        GUsage(
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            cache_write_1h_tokens=u.cache_write_1h_tokens,
-        ),
-        model,
-        provider_id=provider,
-    ).total_price
+    ours, theirs = PriceTable().rates(model, provider).cost(u), genai_price(u, model, provider, None)
     assert ours == theirs
     assert to_nanos(ours) == to_nanos(theirs)
 
@@ -109,12 +98,9 @@ EXTRAS = [
 ]
 
 
-@pytest.mark.parametrize("model,provider,u", EXTRAS)
-def test_audio_fees_and_service_tiers_equal_genai_prices(model, provider, u):
-    """Every component Usage carries is priced as genai-prices prices it (audio carved out of the
-    input / output / cache reads, per-use fees, the service tier's price variant)."""
-    tier = u.service_tier if u.service_tier not in ("", "default") else None
-    theirs = calc_price(
+def genai_price(u: Usage, model: str, provider: str, tier: str | None) -> Decimal:
+    """genai-prices' own price for a Usage: what `Rates.cost` must equal."""
+    return calc_price(
         GUsage(
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
@@ -130,6 +116,14 @@ def test_audio_fees_and_service_tiers_equal_genai_prices(model, provider, u):
         provider_id=provider,
         price_context={"service_tier": tier} if tier else None,
     ).total_price
+
+
+@pytest.mark.parametrize("model,provider,u", EXTRAS)
+def test_audio_fees_and_service_tiers_equal_genai_prices(model, provider, u):
+    """Every component Usage carries is priced as genai-prices prices it (audio carved out of the
+    input / output / cache reads, per-use fees, the service tier's price variant)."""
+    tier = u.service_tier if u.service_tier not in ("", "default") else None
+    theirs = genai_price(u, model, provider, tier)
     assert PriceTable().rates(model, provider).cost(u) == theirs
 
 
@@ -199,22 +193,7 @@ def test_any_usage_costs_what_genai_prices_says(model_provider, u, tier):
         tier = ""
     u.service_tier = tier
     try:
-        theirs = calc_price(
-            GUsage(
-                input_tokens=u.input_tokens,
-                output_tokens=u.output_tokens,
-                cache_read_tokens=u.cache_read_tokens,
-                cache_write_tokens=u.cache_write_tokens,
-                cache_write_1h_tokens=u.cache_write_1h_tokens,
-                input_audio_tokens=u.input_audio_tokens,
-                cache_audio_read_tokens=u.cache_audio_read_tokens,
-                output_audio_tokens=u.output_audio_tokens,
-                web_searches=u.server_tool_uses.get("web_search", 0),
-            ),
-            model,
-            provider_id=provider,
-            price_context={"service_tier": tier} if tier else None,
-        ).total_price
+        theirs = genai_price(u, model, provider, tier)
     except ValueError:  # genai-prices refuses usage whose priced parts exceed their totals; so do we
         with pytest.raises(ValueError):
             rates.cost(u)

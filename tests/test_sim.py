@@ -23,6 +23,7 @@ import pydantic
 import pytest
 
 import paymaster.sim
+from paymaster.costmodel.tokenizer import encoding
 from paymaster.server import ServerThread, free_port
 from paymaster.sim import Simulator, count_tokens
 from paymaster.sim.schema import example
@@ -394,7 +395,7 @@ def test_anthropic_image_by_url_costs_the_largest_image(url: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"max_tokens": 0, "messages": user("hi")}, "max_tokens"),
+        ({"max_tokens": -1, "messages": user("hi")}, "max_tokens"),  # 0 is pre-warming
         ({"max_tokens": 10, "messages": []}, "at least one message"),
         ({"max_tokens": 10, "messages": [{"role": "system", "content": "hi"}]}, "messages.0.role"),
         ({"max_tokens": 10, "messages": [{"role": "user"}]}, "messages.0.content"),
@@ -459,7 +460,8 @@ def test_openai_completion_fields_usage_and_headers(gpt: openai.OpenAI) -> None:
     assert count_tokens(choice.message.content or "") == 50
     usage = completion.usage
     assert usage is not None
-    prompt = 3 + 3 + count_tokens("Be brief.") + 3 + count_tokens("Hello there")
+    o200k = encoding("o200k_base").encode_ordinary  # OpenAI bills a prompt by its public tokenizer
+    prompt = 3 + 3 + len(o200k("Be brief.")) + 3 + len(o200k("Hello there"))
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (prompt, 50, prompt + 50)
     assert usage.prompt_tokens_details and usage.prompt_tokens_details.cached_tokens == 0
     assert usage.completion_tokens_details and usage.completion_tokens_details.reasoning_tokens == 0

@@ -16,6 +16,7 @@ import openai
 import orjson
 import pytest
 
+from paymaster.costmodel.tokenizer import encoding
 from paymaster.prompt_cache import (
     MAX_BREAKPOINTS,
     OPENAI_MIN_TOKENS,
@@ -28,6 +29,12 @@ from paymaster.sim.anthropic import input_tokens, measure
 from paymaster.sim.cache import Automatic
 from paymaster.sim.tokens import count_json, count_json_items, count_tokens
 from tests.attachments import png_b64
+
+
+def o200k(text: str) -> int:
+    """OpenAI bills a prompt's text by its public tokenizer, and so does the simulator."""
+    return len(encoding("o200k_base").encode_ordinary(text))
+
 
 SONNET = "claude-sonnet-4-6"  # caches prefixes of 2,048+ tokens
 HAIKU = "claude-haiku-4-5"  # 4,096+
@@ -107,7 +114,8 @@ def test_the_shared_table() -> None:
     assert min_cacheable_tokens("claude-opus-4-6") == min_cacheable_tokens("claude-opus-4-5") == 4096
     assert min_cacheable_tokens("claude-opus-4-7") == 2048 and min_cacheable_tokens("claude-opus-4-8") == 1024
     assert min_cacheable_tokens("claude-opus-4-20250514") == min_cacheable_tokens("claude-opus-4-1-20250805") == 1024
-    assert min_cacheable_tokens("claude-sonnet-4-6") == 2048 and min_cacheable_tokens("claude-sonnet-4-5") == 1024
+    assert min_cacheable_tokens("claude-sonnet-4-6") == 1024 == min_cacheable_tokens("claude-sonnet-4-5")
+    assert min_cacheable_tokens("claude-opus-5") == 512
     assert min_cacheable_tokens("claude-3-haiku-20240307") == min_cacheable_tokens("claude-3-5-haiku-latest") == 2048
     assert min_cacheable_tokens("us.anthropic.claude-haiku-4-5-20251001-v1:0") == 4096
     assert min_cacheable_tokens("claude-sim") == 1024
@@ -422,7 +430,7 @@ def test_short_prompts_are_never_cached(gpt: openai.OpenAI) -> None:
 def test_hits_come_in_128_token_steps_past_1024(gpt: openai.OpenAI, shared: int, expected: int) -> None:
     assert chat(gpt, shared - 3, "first question")[1] == 0
     prompt, hit = chat(gpt, shared - 3, "second question")
-    assert hit == expected and prompt == shared + 3 + count_tokens("second question") + 3
+    assert hit == expected and prompt == shared + 3 + o200k("second question") + 3
 
 
 def test_an_identical_prompt_is_cached_up_to_its_last_whole_step(gpt: openai.OpenAI) -> None:

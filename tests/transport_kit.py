@@ -29,7 +29,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Coroutine, Iterator
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -67,7 +67,35 @@ class Loop:
         self.thread.join(5)
 
 
-class Origin:
+class Listener:
+    """A loopback server on a `Loop`'s thread, started and stopped as a context manager; subclasses
+    answer each connection in `serve`."""
+
+    loop: Loop
+    ssl: ssl.SSLContext | None
+    server: asyncio.Server | None
+    port: int
+
+    def __enter__(self) -> Self:
+        async def start() -> None:
+            self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0, ssl=self.ssl)
+            self.port = self.server.sockets[0].getsockname()[1]
+
+        self.loop.run(start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+
+        self.loop.run(stop())
+
+    async def serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class Origin(Listener):
     def __init__(
         self,
         loop: Loop,
@@ -93,21 +121,6 @@ class Origin:
     @property
     def url(self) -> str:
         return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Origin:
-        async def start() -> None:
-            self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0, ssl=self.ssl)
-            self.port = self.server.sockets[0].getsockname()[1]
-
-        self.loop.run(start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            assert self.server is not None
-            self.server.close()
-
-        self.loop.run(stop())
 
     async def serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -230,7 +243,7 @@ class Origin:
         return True
 
 
-class ConnectProxy:
+class ConnectProxy(Listener):
     """An HTTP proxy on loopback: CONNECT tunnels and absolute-form forwarding, to 127.0.0.1 only.
 
     It knows `provider.test` as 127.0.0.1, so a test can reach a provider by a name that is not loopback
@@ -249,21 +262,6 @@ class ConnectProxy:
     def url(self, user: str | None = None, password: str | None = None) -> str:
         cred = f"{user}:{password}@" if user is not None else ""
         return f"{'https' if self.ssl else 'http'}://{cred}127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ConnectProxy:
-        async def start() -> None:
-            self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0, ssl=self.ssl)
-            self.port = self.server.sockets[0].getsockname()[1]
-
-        self.loop.run(start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            assert self.server is not None
-            self.server.close()
-
-        self.loop.run(stop())
 
     async def serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         try:

@@ -344,9 +344,9 @@ class Gateway:
             return worst
         rates = self.rates_of(call.model)
         cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
+        if up.provider.kind == "openai-compatible":
+            return worst  # its tokenizer is the served model's, not one we can count with: bytes bound it
         if call.target_api == "openai":
-            if up.provider.kind != "openai":  # an openai-compatible server's tokenizer is its own: bytes bound it
-                return worst
             tight = estimate(call.body, "openai", 0, rates, cap, exact=True)
         else:
             try:

@@ -137,13 +137,76 @@ def pdf_page_shapes(pdf: bytes) -> list[tuple[float, float]] | None:
     return shapes or None
 
 
+# A string operand in a content stream: a literal `( … )` (escapes and balanced parentheses inside)
+# or a hex string `< … >` (not a `<<` dictionary).
+_LITERAL_OR_HEX = re.compile(rb"\((?:[^()\\]|\\.|\((?:[^()\\]|\\.)*\))*\)|<(?!<)[0-9A-Fa-f\s]*>", re.DOTALL)
+
+
 def pdf_text_bytes(pdf: bytes) -> int | None:
-    """An upper bound on the bytes of text a PDF can yield when none of its streams is compressed:
-    a page's text is drawn by its content streams (literal or hex strings), so it is at most their
-    bytes; with compressed streams there is no such bound (None)."""
+    """An upper bound on the characters of text a PDF can yield when none of its streams is
+    compressed. A page's text is drawn only by the string operands of its content streams' text
+    operators (PDF 32000-1, 9.4.3), one character per byte at most for the simple fonts an
+    uncompressed file can carry without a font program, and an extractor adds at most one separator
+    per string: so the strings' bytes plus their count. A stream without any string draws no text.
+    With compressed streams (or a parenthesis this does not follow) there is no such bound (None)."""
     if not pdf.startswith(b"%PDF-") or b"/Filter" in pdf:
         return None
-    return sum(len(m.group(1)) for m in _STREAM_BODY.finditer(pdf))
+    if b"/ToUnicode" in pdf or b"/Type0" in pdf:  # a code may map to several characters: no byte bound
+        return None
+    total = 0
+    for m in _STREAM_BODY.finditer(pdf):
+        body = m.group(1)
+        strings = _LITERAL_OR_HEX.findall(body)
+        if body.count(b"(") - body.count(b"\\(") > sum(s.count(b"(") for s in strings):
+            return len(pdf)  # a string this scan cannot delimit: the whole file bounds it
+        total += sum(len(s) for s in strings) + len(strings)
+    return total
+
+
+_ESCAPES = {ord("n"): "\n", ord("r"): "\r", ord("t"): "\t", ord("b"): "\b", ord("f"): "\f"}
+
+
+def pdf_strings(pdf: bytes) -> list[str] | None:
+    """The text strings a PDF's content streams draw, decoded (escapes, octal codes, hex strings),
+    one character per byte: what an extractor can read from it, for a tokenizer to count. None where
+    `pdf_text_bytes` gives no bound (compressed streams, fonts whose codes map to several characters)."""
+    if pdf_text_bytes(pdf) in (None, len(pdf)):
+        return None
+    out = []
+    for m in _STREAM_BODY.finditer(pdf):
+        for raw in _LITERAL_OR_HEX.findall(m.group(1)):
+            out.append(_hex(raw) if raw[:1] == b"<" else _literal(raw[1:-1]))
+    return out
+
+
+def _hex(raw: bytes) -> str:
+    digits = bytes(c for c in raw[1:-1] if c not in b" \t\r\n\f")
+    if len(digits) % 2:
+        digits += b"0"
+    return bytes.fromhex(digits.decode()).decode("latin-1")
+
+
+def _literal(raw: bytes) -> str:
+    out, i = [], 0
+    while i < len(raw):
+        c = raw[i]
+        if c != 0x5C or i + 1 == len(raw):  # not a backslash
+            out.append(chr(c))
+            i += 1
+            continue
+        n = raw[i + 1]
+        if 0x30 <= n <= 0x37:  # up to three octal digits
+            j = i + 1
+            while j < len(raw) and j < i + 4 and 0x30 <= raw[j] <= 0x37:
+                j += 1
+            out.append(chr(int(raw[i + 1 : j], 8) & 0xFF))
+            i = j
+        elif n in (0x0A, 0x0D):  # a line continuation
+            i += 3 if raw[i + 1 : i + 3] == b"\r\n" else 2
+        else:
+            out.append(_ESCAPES.get(n, chr(n)))
+            i += 2
+    return "".join(out)
 
 
 def audio_seconds(audio: bytes, size: int) -> float:

@@ -29,6 +29,7 @@ from .media import (
     image_size,
     pdf_page_shapes,
     pdf_pages,
+    pdf_strings,
     pdf_text_bytes,
 )
 from .tokenizer import Counter, encoding, encoding_for
@@ -175,6 +176,11 @@ class _Walk:
                 if len(b64) <= PDF_SCAN * 4 // 3:
                     raw = b64_prefix(b64, PDF_SCAN)
                     pages, text, shapes = pdf_pages(raw), pdf_text_bytes(raw), pdf_page_shapes(raw)
+                    strings = pdf_strings(raw) if self.counter is not None else None
+                    if strings is not None and text is not None:  # exact: the drawn text, tokenized
+                        assert self.counter is not None
+                        counted = sum(self.counter.count(x) for x in strings) + len(strings)
+                        text = min(text, counted + counted // 50 + 16)
         pdf = self.conf["pdf"]
         pages = min(pages or pdf["max_pages"], pdf["max_pages"])
         most_text = pages * int(pdf["text_tokens_per_page"])

@@ -71,6 +71,8 @@ class Answer:
 
 
 def answer(ask: Ask, default_tokens: int) -> Answer:
+    if ask.max_tokens == 0:  # Anthropic's cache pre-warming: prefill only, nothing generated
+        return Answer("", 0, "max_tokens")
     said = directives(ask.prompt)
     tool = _tool(ask, said.tool, said.tool_name)
     if tool is not None:

@@ -10,7 +10,7 @@ content_block_start → ping → content_block_delta × n → content_block_stop
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs
@@ -175,7 +175,7 @@ class AnthropicWire:
     def reply(self, ask: Ask, answer: Answer) -> Reply:
         request_id = new_id("req_")
         message = _message(ask, answer, final=True)
-        message["content"] = [_block(answer, whole=True)]
+        message["content"] = [_block(answer, whole=True)] if ask.max_tokens else []  # 0: a pre-warming call
         return Reply(200, [JSON, (b"request-id", request_id.encode())], orjson.dumps(message))
 
     def stream(self, ask: Ask, answer: Answer) -> Stream:
@@ -323,11 +323,12 @@ class _Block:
     kind: Any  # its type
     control: Any  # its cache_control, or None
     empty: bool = False  # an empty text block, or a message without blocks
+    nested: list[tuple[Any, str]] = field(default_factory=list)  # (cache_control, path) of blocks inside it
 
     @property
     def target(self) -> bool:
         """May the automatic (top-level) breakpoint land here?"""
-        return not self.empty and self.kind not in _UNCACHEABLE
+        return not self.empty and self.kind not in _UNCACHEABLE and self.kind != "deferred tool"
 
 
 def _blocks(body: dict[str, Any]) -> list[_Block]:
@@ -341,7 +342,8 @@ def _blocks(body: dict[str, Any]) -> list[_Block]:
     if tools:
         bare = [_bare(t) for t in tools]
         for i, n in enumerate(count_json_items(bare)):
-            blocks.append(_Block(n, bare[i], f"tools.{i}", "tool", tools[i].get("cache_control")))
+            kind = "deferred tool" if tools[i].get("defer_loading") is True else "tool"
+            blocks.append(_Block(n, bare[i], f"tools.{i}", kind, tools[i].get("cache_control")))
     lead: list[Any] = ["system", body.get("speed")]
     extra = 0
     fmt = (body.get("output_config") or {}).get("format")
@@ -375,15 +377,32 @@ def _prompt_block(extra: int, lead: list[Any], block: dict[str, Any], where: str
     kind = block.get("type")
     empty = kind == "text" and not block.get("text")
     value = [*lead, _bare(block)]
-    return _Block(extra + _block_tokens(block), value, where, kind, block.get("cache_control"), empty)
+    inner = block.get("content") if kind == "tool_result" else None
+    source = block.get("source") if kind == "document" else None
+    if isinstance(source, dict) and source.get("type") == "content":
+        inner = source.get("content")
+    nested = [
+        (b["cache_control"], f"{where}.content.{k}")
+        for k, b in enumerate(inner if isinstance(inner, list) else ())
+        if isinstance(b, dict) and b.get("cache_control") is not None
+    ]
+    return _Block(extra + _block_tokens(block), value, where, kind, block.get("cache_control"), empty, nested)
 
 
 def _breakpoints(blocks: list[_Block], top: Any) -> list[tuple[int, int, str]]:
     """The breakpoints as (position, TTL seconds, path), the automatic one included; checked as the API does."""
     marks: list[tuple[int, int, str]] = []
     for pos, block in enumerate(blocks):
+        for control, where in block.nested:  # a breakpoint inside a block: its entry is at the block's end
+            marks.append((pos, _ttl(control, f"{where}.cache_control"), where))
         if block.control is None:
             continue
+        if block.kind == "deferred tool":
+            name = blocks[pos].value.get("name") if isinstance(blocks[pos].value, dict) else None
+            raise Invalid(
+                f"Tool '{name}' cannot have both defer_loading=true and cache_control set. "
+                "Tools with defer_loading cannot use prompt caching."
+            )
         if block.kind in _UNCACHEABLE:
             raise Invalid(f"{block.where}.{block.kind}.cache_control: Extra inputs are not permitted")
         if block.empty:
@@ -391,8 +410,12 @@ def _breakpoints(blocks: list[_Block], top: Any) -> list[tuple[int, int, str]]:
         marks.append((pos, _ttl(block.control, f"{block.where}.cache_control"), block.where))
     if top is not None:
         ttl = _ttl(top, "cache_control")
+        if len(marks) >= MAX_BREAKPOINTS:  # no slot left for the automatic one, even where it would add nothing
+            raise Invalid(
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(marks) + 1}."
+            )
         target = next((pos for pos in range(len(blocks) - 1, -1, -1) if blocks[pos].target), None)
-        given = next((m for m in marks if m[0] == target), None)
+        given = next((m for m in marks if m[0] == target and m[2] == blocks[target].where), None)
         if given is not None and given[1] != ttl:
             raise Invalid(
                 f"Top-level cache_control has ttl='{_TTL_NAMES[ttl]}' but the target block already has "
@@ -400,7 +423,7 @@ def _breakpoints(blocks: list[_Block], top: Any) -> list[tuple[int, int, str]]:
             )
         if target is not None and given is None:
             marks.append((target, ttl, blocks[target].where))
-            marks.sort()
+            marks.sort(key=lambda m: m[0])  # stable: blocks nested in a block come before its own mark
     if len(marks) > MAX_BREAKPOINTS:
         raise Invalid(f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(marks)}.")
     shortest = None
@@ -459,10 +482,12 @@ def _validate(body: Any, *, counting: bool) -> None:
             raise Invalid("max_tokens: Field required")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
             raise Invalid("max_tokens: Input should be a valid integer")
-        if max_tokens < 1:
-            raise Invalid("max_tokens: Input should be greater than or equal to 1")
+        if max_tokens < 0:
+            raise Invalid("max_tokens: Input should be greater than or equal to 0")
         if "stream" in body and not isinstance(body["stream"], bool):
             raise Invalid("stream: Input should be a valid boolean")
+        if max_tokens == 0:
+            _prewarm(body)
     messages = body.get("messages")
     if messages is None:
         raise Invalid("messages: Field required")
@@ -501,6 +526,21 @@ def _validate(body: Any, *, counting: bool) -> None:
     config = body.get("output_config")
     if config is not None and not isinstance(config, dict):
         raise Invalid("output_config: Input should be a valid dictionary")
+
+
+def _prewarm(body: dict[str, Any]) -> None:
+    """`max_tokens: 0` writes the cache and generates nothing; refused where an answer is required."""
+    thinking = body.get("thinking")
+    choice = body.get("tool_choice")
+    config = body.get("output_config")
+    if body.get("stream") is True:
+        raise Invalid("max_tokens: 0 is not supported with stream: true")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        raise Invalid("max_tokens: 0 is not supported with thinking enabled")
+    if isinstance(config, dict) and config.get("format") is not None:
+        raise Invalid("max_tokens: 0 is not supported with output_config.format")
+    if isinstance(choice, dict) and choice.get("type") in ("tool", "any"):
+        raise Invalid(f"max_tokens: 0 is not supported with tool_choice type '{choice['type']}'")
 
 
 def _validate_blocks(blocks: list[Any], where: str) -> None:

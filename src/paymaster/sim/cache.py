@@ -27,7 +27,8 @@ Where the providers' rules are unwritten the sim picks one, deterministically:
 - a prefix matches only up to a position: an OpenAI prompt that diverges inside a message shares
   the messages before it, none of that message (the real cache matches to the 128-token block);
 - the refresh in rule 4 reaches every live entry inside the read prefix, not only the hit;
-- cache_control on blocks nested in a tool_result or document is ignored;
+- a breakpoint on a block nested in a tool_result or document counts toward the limit and the TTL
+  order like any other, and writes its entry at the end of the enclosing block;
 - entries are per simulator and model, not per workspace or organization; they become readable
   once the request that writes them is answered (the API: once its response begins);
 - no request ever overflows a cache: the providers' load-dependent misses are not simulated.

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ..costmodel.tokenizer import encoding, encoding_for
 from ..prompt_cache import OPENAI_EXTENDED_TTL_SECONDS, OPENAI_MIN_TOKENS, OPENAI_TTL_SECONDS
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
@@ -25,6 +26,7 @@ from .ids import new_id
 from .text import char_deltas, seed, word_deltas
 from .tokens import (
     AUDIO,
+    ENCODING,
     MESSAGE_TOKENS,
     MODEL,
     REPLY_TOKENS,
@@ -247,7 +249,11 @@ def measure(body: dict[str, Any], size: int) -> tuple[int, Automatic | None]:
     the request's bytes for its text; and the prompt as the cache sees it, when it is long enough to be cached."""
     MODEL.set(body["model"])
     AUDIO.set([0])
-    total, parts = _parts(body)
+    token = ENCODING.set(encoding(encoding_for(body["model"])))  # OpenAI's tokenizer is public: bill by it
+    try:
+        total, parts = _parts(body)
+    finally:
+        ENCODING.reset(token)
     if total < OPENAI_MIN_TOKENS:
         return total, None
     ends = list(accumulate(n for n, _ in parts))

@@ -35,8 +35,16 @@ REPLY_TOKENS = 3
 """Overhead priming the assistant's reply, once per request."""
 
 
+ENCODING: ContextVar[Any] = ContextVar("sim_encoding", default=None)
+"""The public tokenizer of the request being counted, when its provider publishes one (OpenAI's
+models: set by `openai.measure` for the prompt, so a prompt is billed exactly as OpenAI bills it)."""
+
+
 def count_tokens(text: str) -> int:
     """Tokens in `text`; never more than `len(text.encode())`."""
+    enc = ENCODING.get()
+    if enc is not None:
+        return len(enc.encode_ordinary(text))
     size = len(text) if text.isascii() else len(text.encode())
     return max(len(text.split()), (size + 3) >> 2)
 

@@ -23,8 +23,8 @@ def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     mt = body.get("max_tokens")
     if mt is None:
         raise BadRequest("max_tokens: field required", param="max_tokens")
-    if isinstance(mt, bool) or not isinstance(mt, int) or not 1 <= mt <= MAX_TOKENS_LIMIT:
-        raise BadRequest(f"max_tokens: must be an integer from 1 to {MAX_TOKENS_LIMIT}, got {mt!r}", param="max_tokens")
+    if isinstance(mt, bool) or not isinstance(mt, int) or not 0 <= mt <= MAX_TOKENS_LIMIT:
+        raise BadRequest(f"max_tokens: must be an integer from 0 to {MAX_TOKENS_LIMIT}, got {mt!r}", param="max_tokens")
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise BadRequest("messages: must be a non-empty list", param="messages")
@@ -42,6 +42,8 @@ def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream: must be a boolean", param="stream")
+    if mt == 0:
+        _prewarm(body)
     return model, mt, stream
 
 
@@ -53,6 +55,25 @@ def _check_blocks(content: Any, where: str) -> None:
         inner = block.get("content")
         if block["type"] == "tool_result" and isinstance(inner, list):
             _check_blocks(inner, f"{where}.{j}.content")
+
+
+def _prewarm(body: dict[str, Any]) -> None:
+    """`max_tokens: 0` pre-warms the prompt cache (prefill, no output); the API refuses it with the
+    settings that need an answer."""
+    thinking, choice, config = body.get("thinking"), body.get("tool_choice"), body.get("output_config")
+    if body.get("stream") is True:
+        refused = "stream"
+    elif isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        refused = "thinking"
+    elif isinstance(config, dict) and config.get("format") is not None:
+        refused = "output_config"
+    elif isinstance(choice, dict) and choice.get("type") in ("tool", "any"):
+        refused = "tool_choice"
+    else:
+        return
+    raise BadRequest(
+        f"{refused}: not allowed with max_tokens 0 (a cache pre-warming call generates nothing)", param=refused
+    )
 
 
 MIN_THINKING_BUDGET = 1024  # extended thinking: budget_tokens is at least 1,024 and below max_tokens
