@@ -187,7 +187,10 @@ def reconcile(gw: Gateway, call_id: str, body: dict[str, Any]) -> dict[str, Any]
 
 async def events(gw: Gateway, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:
     last = h.get(b"last-event-id", b"0")
-    q = gw.board.subscribe(int(last) if last.isdigit() else 0)
+    since = int(last) if last.isdigit() and len(last) <= 18 else 0
+    if last.isdigit() and len(last) > 18:  # beyond any event's id (and, past 4,300 digits, what int() reads)
+        since = MAX_SEQ
+    q = gw.board.subscribe(since)
     gone = asyncio.Event()
 
     async def watch() -> None:

@@ -90,6 +90,8 @@ class Retry(Exception):
 
 
 RETRYABLE = {429, 500, 502, 503, 504, 529}
+MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+"""What reading a provider's answer whose fields have the wrong shape raises (orjson's errors included)."""
 
 
 class Gateway:
@@ -333,7 +335,8 @@ class Gateway:
 
     async def refine(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Estimate:
         """A tighter worst case, when the coarse one would not fit what the agent has left: OpenAI text
-        counted with its public tokenizer; Claude's from the provider's count_tokens (plus a margin).
+        counted with its public tokenizer (OpenAI's models only: an openai-compatible server tokenizes its
+        own way); Claude's from the provider's count_tokens (plus a margin).
         Anything going wrong keeps the coarse bound, which is always safe."""
         assert call.max_tokens is not None
         left = [r for r in self.budget.remaining(call.agent) if r is not None]
@@ -455,13 +458,13 @@ class Gateway:
                 usage = x.wire.answer_usage(answer)  # None: booked at the worst case, flagged
                 if not isinstance(answer, dict):
                     status, error = "bad_upstream_body", "the provider answered 200 with no JSON object"
-                if x.translated and status == "ok":
-                    try:
+                try:
+                    if x.translated and status == "ok":
                         data = orjson.dumps(translate.answer_for(call.api, answer, call.model))
-                    except TypeError as e:  # nested past what orjson writes (254 levels): not the caller's fault
-                        raise UpstreamFailed(f"the provider's answer cannot be re-encoded for the caller: {e}") from e
-                if call.structured_tool and status == "ok":
-                    data = wire_anthropic.unwrap_structured(data, call.structured_tool)
+                    if call.structured_tool and status == "ok":
+                        data = wire_anthropic.unwrap_structured(data, call.structured_tool)
+                except MALFORMED as e:  # a field of the wrong type, or nested past what orjson writes (254 levels)
+                    raise UpstreamFailed(f"the provider's answer cannot be re-encoded for the caller: {e}") from e
         finally:
             cost = self._settle(x, status, usage, error, rid)
         if x.cache_key is not None and status == "ok" and usage is not None and not usage.unpriced:
@@ -524,6 +527,8 @@ class Gateway:
                 status, error = "cut", f"the provider's stream broke off: {e}"
             except UpstreamError as e:
                 status, error = _failure(e)
+            except MALFORMED as e:  # an event the wire or translation could not read: the stream ends there
+                status, error = "cut", f"the provider's stream carried an unreadable event: {e!r}"
             if gone.is_set():
                 status, error = "disconnected", "the agent closed the stream; upstream closed"
             elif not watch.finished and status == "ok":
@@ -564,6 +569,8 @@ class Gateway:
                 usage.server_tool_uses.setdefault("web_search", 1)
             try:
                 cost_usd = rates.cost(usage) if usage is not None else worst
+                if usage is not None and call.target_api == "openai":
+                    cost_usd += _search_fee_shortfall(rates, usage)
             except ValueError as e:  # counts that contradict each other: no bill can be read from them
                 cost_usd, usage, error = worst, None, f"{e}; "
             if usage is None:
@@ -575,7 +582,9 @@ class Gateway:
             cost_usd = Decimal(0)
         else:
             reconcile, cost_usd = 1, worst
-            if partial is not None and partial.input_tokens and not partial.unpriced:
+            # server tools (web search, web fetch) run after the first counts were sent: the searches made
+            # and the results they added are unknown, so such a call stays at its worst case
+            if partial is not None and partial.input_tokens and not partial.unpriced and not _server_tools(call):
                 partial.output_tokens = t.max_tokens * call.choices
                 with contextlib.suppress(ValueError):
                     cost_usd = rates.cost(partial)
@@ -714,7 +723,28 @@ def _unpriceable(rates: Rates, u: Usage) -> list[str]:
                 out.append(f"server_tool_use.{name}")
     if u.service_tier and not rates.prices_tier(u.service_tier):
         out.append(f"service_tier={u.service_tier}")
+    if u.input_audio_tokens and not rates.input_audio:  # audio has its own rate; text's is far below it
+        out.append("input audio tokens")
+    if u.output_audio_tokens and not rates.output_audio:
+        out.append("output audio tokens")
     return out
+
+
+def _server_tools(call: Call) -> bool:
+    """Whether the request as sent can run server tools, whose uses and results only the final counts tell."""
+    if call.target_api == "openai":
+        return "web_search_options" in call.body
+    tools = call.body.get("tools")
+    return isinstance(tools, list) and any(isinstance(t, dict) and "max_uses" in t for t in tools)
+
+
+def _search_fee_shortfall(rates: Rates, u: Usage) -> Decimal:
+    """What an OpenAI search call's documented per-search fee adds over the price table's, when the
+    table has a lower one (data/costmodel.yaml `openai.web_search`); the table's own is in `Rates.cost`."""
+    n, fee = u.server_tool_uses.get("web_search", 0), rates.fee("web_search")
+    if not n or fee is None:
+        return Decimal(0)
+    return n * max(Decimal(0), Decimal(str(data()["openai"]["web_search"]["fee_usd"])) - fee)
 
 
 def _failure(e: UpstreamError) -> tuple[str, str]:

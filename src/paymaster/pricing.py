@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
+from functools import cache
 from typing import Any, Protocol
 
 from .call import Usage
@@ -354,5 +355,31 @@ class PriceTable:
         for t in SERVICE_TIERS:
             variant = info.get_prices(at, {"service_tier": t})
             if variant != standard:
-                tiers[t] = _rates(model, variant, info.context_window, "genai-prices", {})
-        return _rates(model, standard, info.context_window, "genai-prices", tiers)
+                tiers[t] = _with_extras(_rates(model, variant, info.context_window, "genai-prices", {}), provider_id)
+        return _with_extras(_rates(model, standard, info.context_window, "genai-prices", tiers), provider_id)
+
+
+def _with_extras(rates: Rates, provider_id: str | None) -> Rates:
+    """`rates` with the units genai-prices leaves unpriced filled from data/extra_prices.yaml."""
+    extra = _extra_prices().get(provider_id or "", {})
+    key = next((k for k in extra if rates.model == k or rates.model.startswith(k + "-20")), None)
+    if key is None:
+        return rates
+    fill = {
+        name: _tiered(extra[key][price_key])
+        for name, price_key, _ in TOKEN_UNITS
+        if price_key in extra[key] and not getattr(rates, name)
+    }
+    return replace(rates, **fill, _flat=None, _plan=(), _unit=None) if fill else rates
+
+
+@cache
+def _extra_prices() -> dict[str, Any]:
+    import importlib.resources
+
+    import yaml
+
+    loaded: dict[str, Any] = yaml.safe_load(
+        (importlib.resources.files("paymaster") / "data" / "extra_prices.yaml").read_text()
+    )
+    return loaded

@@ -135,6 +135,18 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
                 param="service_tier",
             )
         rates = variant
+    for needed, unit, key in (
+        (m.audio, "input_audio", "input_audio_mtok"),
+        (m.output_audio, "output_audio", "output_audio_mtok"),
+    ):
+        # audio is billed at its own rate (e.g. gpt-4o-audio-preview: $40 / $80 per MTok against $2.50 / $10
+        # for text, developers.openai.com/api/docs/pricing); genai-prices does not carry it for every model
+        if needed and not getattr(rates, unit):
+            raise Unbounded(
+                f"model {rates.model!r} has no {unit.replace('_', ' ')} price, so this call's audio cannot be "
+                f"bounded; add {key} under models.<name>.price",
+                param="modalities" if unit == "output_audio" else "messages",
+            )
     request = m.text + m.media + m.audio
     if context_cap:
         request = min(request, context_cap)
@@ -158,9 +170,8 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
                 usd += take * (rate - plain)
                 left -= take
     for tool, uses in m.server_uses.items():
-        fee = rates.fee(tool)
-        if fee is None:
-            fee = m.fee_defaults.get(tool, Decimal(0))
+        # the table's fee, or the documented one when the table has none or a lower one (a bound)
+        fee = max(rates.fee(tool) or Decimal(0), m.fee_defaults.get(tool, Decimal(0)))
         usd += uses * fee
     out = rates.rate("output", total)
     usd += m.extra_output * out

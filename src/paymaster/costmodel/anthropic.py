@@ -25,7 +25,20 @@ from .images import anthropic_tokens
 from .media import HEAD, PDF_SCAN, b64_prefix, image_size, pdf_pages, pdf_text_bytes
 
 BASE = 16  # tokens of the chat template the JSON does not show (ours; JSON syntax covers per-message markers)
-COUNT_TOKENS_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
+# what count_tokens takes that can change the count (API reference, "Count tokens in a Message"): a
+# structured output's schema is billed input too
+COUNT_TOKENS_FIELDS = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+    "output_config",
+    "output_format",
+    "context_management",
+)
 
 
 def bound_server_tools(body: dict[str, Any]) -> list[str]:
@@ -181,13 +194,12 @@ class _Walk:
         self.m.media += anthropic_tokens(size, self.img)
 
     def document(self, source: Any, section: int) -> None:
-        if not isinstance(source, dict):
-            return
+        source = source if isinstance(source, dict) else {}  # unreadable: bounded at the page limit below
         kind = source.get("type")
-        if kind == "content":  # a document made of content blocks: its images are images
-            self.content(source.get("content"), section)
+        if kind == "content" and isinstance(source.get("content"), list | str):
+            self.content(source.get("content"), section)  # a document made of content blocks: its images are images
             return
-        if kind == "text":
+        if kind == "text" and isinstance(source.get("data"), str):
             return  # plain text: its bytes bound it
         pages = text = None
         data_ = source.get("data")
@@ -199,7 +211,7 @@ class _Walk:
         pages = min(pages or self.pdf["max_pages"], self.pdf["max_pages"])
         most_text = pages * int(self.pdf["text_tokens_per_page"])
         # platform.claude.com/docs/en/build-with-claude/pdf-support: each page is its text plus its image
-        self.m.media += pages * anthropic_tokens(None, self.img) + min(most_text, text or most_text)
+        self.m.media += pages * anthropic_tokens(None, self.img) + (most_text if text is None else text)
 
 
 def _cache_prefixes(m: Measure, w: _Walk, sections: list[Any], overhead: int) -> None:

@@ -216,8 +216,17 @@ def audio_seconds(audio: bytes, size: int) -> float:
         i = 12
         while i + 8 <= len(audio):
             kind, length = audio[i : i + 4], struct.unpack("<I", audio[i + 4 : i + 8])[0]
-            if kind == b"fmt " and i + 16 <= len(audio):
-                byte_rate = struct.unpack("<I", audio[i + 16 : i + 20])[0] if i + 20 <= len(audio) else 0
+            if kind == b"fmt " and i + 24 <= len(audio):
+                fmt, channels, sample_rate, byte_rate, block_align, bits = struct.unpack(
+                    "<HHIIHH", audio[i + 8 : i + 24]
+                )
+                # byte_rate repeats sample_rate × block_align; a decoder times the samples, so a header
+                # whose byte_rate claims more than its samples hold must not shorten the bound
+                if fmt in (1, 3):  # PCM, IEEE float: the sample layout gives the rate too; the lowest reading
+                    rates = (byte_rate, sample_rate * block_align, sample_rate * channels * ((bits + 7) // 8))
+                    byte_rate = min((r for r in rates if r), default=0)
+                else:  # compressed in a WAV container: no more bytes a second than the compressed bound
+                    byte_rate = min(byte_rate or 1000, 1000)
                 if byte_rate:
                     return size / byte_rate
                 break

@@ -14,6 +14,7 @@ tool message's content are text, whatever they contain.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -36,7 +37,7 @@ from .tokenizer import Counter, encoding, encoding_for
 TOKENIZE_LIMIT = 256 * 1024  # bytes of text tokenized per request (~20 ms at most); the rest by its bytes
 STANDARD_TIERS = (None, "auto", "default")
 # message fields the walk prices itself; any other field is bounded as the text of its JSON
-KNOWN_FIELDS = frozenset({"role", "content", "name", "tool_calls", "function_call"})
+KNOWN_FIELDS = frozenset({"role", "content", "name", "tool_calls", "function_call", "audio"})
 
 
 def measure(body: dict[str, Any], size: int, model: str, exact: bool = False) -> Measure:
@@ -65,6 +66,10 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False) ->
         calls = message.get("tool_calls")
         for call in calls if isinstance(calls, list) else ():
             text += conf["per_message"] + w.json(call)  # name, arguments (text to the provider) and framing
+        if message.get("audio") is not None:
+            # an earlier audio answer, referenced by id (API reference: assistant message `audio`): its
+            # audio tokens are input again, at most what one answer can hold
+            m.audio += conf["audio_reference_tokens"]
         if isinstance(message.get("function_call"), dict):
             text += conf["per_message"] + w.json(message["function_call"])
         for key, value in message.items():
@@ -84,8 +89,9 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False) ->
         whole = orjson.dumps(content) if content is not None else b""
         m.extra_output = w.content(content) if exact else len(whole)
     if "web_search_options" in body:  # search models: one search per call, its results in the input
-        server = data()["anthropic"]["server_tools"]["web_search"]
+        server = conf["web_search"]
         m.server_uses["web_search"] = 1
+        m.fee_defaults["web_search"] = Decimal(str(server["fee_usd"]))
         m.server_results += server["result_tokens"]
     if exact:
         ratio, extra = conf["margin"]["ratio"], conf["margin"]["tokens"]
@@ -184,4 +190,4 @@ class _Walk:
         page = openai_tokens(None, "high", self.img)
         if shapes and "multiplier" not in self.img:
             page = max(openai_tokens((math.ceil(w), math.ceil(h)), "high", self.img) for w, h in shapes)
-        self.m.media += pages * page + min(most_text, text or most_text)
+        self.m.media += pages * page + (most_text if text is None else text)

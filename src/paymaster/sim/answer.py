@@ -11,8 +11,9 @@ Rules (see `text` for the directives):
 - JSON output (OpenAI `response_format`, Anthropic `output_config.format`): the text is a JSON
   object, built from the schema when one is given, else `{"answer": <words>}`.
 
-Tool calls and JSON answers are not clipped by `max_tokens`: their length is whatever the schema
-makes it, counted by `count_tokens`.
+Tool calls and JSON answers are as long as the schema makes them (counted by `count_tokens`), but
+like every answer never longer than `max_tokens` (both APIs stop generating there: stop reason
+`max_tokens` / finish reason `length`): a JSON text is cut off, a tool call keeps an empty input.
 """
 
 from __future__ import annotations
@@ -76,17 +77,30 @@ def answer(ask: Ask, default_tokens: int) -> Answer:
     tool = _tool(ask, said.tool, said.tool_name)
     if tool is not None:
         arguments = orjson.dumps(example(tool.schema)).decode()
-        return Answer("", count_tokens(tool.name) + count_tokens(arguments), "tool", tool=tool, arguments=arguments)
+        n = count_tokens(tool.name) + count_tokens(arguments)
+        if ask.max_tokens is not None and n > ask.max_tokens:
+            return Answer("", ask.max_tokens, "max_tokens", tool=tool, arguments="{}")
+        return Answer("", n, "tool", tool=tool, arguments=arguments)
     n = default_tokens if said.tokens is None else said.tokens
     if ask.json or ask.json_schema is not None:
         value = example(ask.json_schema, all_properties=True) if ask.json_schema else {"answer": words(ask.seed, n)}
         text = orjson.dumps(value).decode()
+        if ask.max_tokens is not None and count_tokens(text) > ask.max_tokens:
+            return Answer(_clip(text, ask.max_tokens), ask.max_tokens, "max_tokens")
         return Answer(text, count_tokens(text), "end")
     if ask.max_tokens is not None and n > ask.max_tokens:
         return Answer(words(ask.seed, ask.max_tokens), ask.max_tokens, "max_tokens")
     if said.stop and ask.stop:
         return Answer(words(ask.seed, n), n, "stop_sequence", stop_sequence=ask.stop[0])
     return Answer(words(ask.seed, n), n, "end")
+
+
+def _clip(text: str, tokens: int) -> str:
+    """The longest start of `text` (roughly) that counts at most `tokens`."""
+    cut = text[: max(0, 4 * tokens - 3)]
+    while cut and count_tokens(cut) > tokens:
+        cut = cut[: len(cut) * 9 // 10]
+    return cut
 
 
 def _tool(ask: Ask, asked: bool, asked_name: str | None) -> Tool | None:

@@ -549,6 +549,23 @@ def _validate_blocks(blocks: list[Any], where: str) -> None:
             raise Invalid(f"{where}.{j}.type: Field required")
         if block["type"] == "text" and not isinstance(block.get("text"), str):
             raise Invalid(f"{where}.{j}.text: Input should be a valid string")
+        kinds = _SOURCE_TYPES.get(block["type"])
+        if kinds is not None:  # Messages API reference: an image's or a document's `source` is one of these
+            source = block.get("source")
+            if not isinstance(source, dict) or source.get("type") not in kinds:
+                raise Invalid(f"{where}.{j}.source: Input should be one of the {block['type']} source types")
+            if source["type"] == "content" and not isinstance(source.get("content"), str | list):
+                raise Invalid(f"{where}.{j}.source.content: Input should be a valid string or list")
+            if source["type"] in ("base64", "text") and not isinstance(source.get("data"), str):
+                raise Invalid(f"{where}.{j}.source.data: Input should be a valid string")
+        if block["type"] == "tool_result" and isinstance(block.get("content"), list):
+            _validate_blocks(block["content"], f"{where}.{j}.content")
+
+
+_SOURCE_TYPES = {
+    "image": ("base64", "url", "file"),
+    "document": ("base64", "text", "content", "url", "file"),
+}
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:

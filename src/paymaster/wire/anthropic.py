@@ -31,12 +31,30 @@ def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             raise BadRequest(f"messages.{i}.role: must be 'user' or 'assistant'", param=f"messages.{i}.role")
+        _check_blocks(m.get("content"), f"messages.{i}.content")
+    system = body.get("system")
+    _check_blocks(system, "system")
+    tools = body.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(t, dict) and isinstance(t.get("type", ""), str) for t in tools)
+    ):
+        raise BadRequest("tools: must be a list of tool objects, each with a string type", param="tools")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream: must be a boolean", param="stream")
     if mt == 0:
         _prewarm(body)
     return model, mt, stream
+
+
+def _check_blocks(content: Any, where: str) -> None:
+    """Content blocks are objects with a string `type` (the levers read it before the provider does)."""
+    for j, block in enumerate(content if isinstance(content, list) else ()):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise BadRequest(f"{where}.{j}.type: required (a string)", param=f"{where}.{j}.type")
+        inner = block.get("content")
+        if block["type"] == "tool_result" and isinstance(inner, list):
+            _check_blocks(inner, f"{where}.{j}.content")
 
 
 def _prewarm(body: dict[str, Any]) -> None:
@@ -58,8 +76,23 @@ def _prewarm(body: dict[str, Any]) -> None:
     )
 
 
+MIN_THINKING_BUDGET = 1024  # extended thinking: budget_tokens is at least 1,024 and below max_tokens
+
+
 def set_max_tokens(body: dict[str, Any], n: int, provider_kind: str) -> None:
+    """Set max_tokens; when that lowers the caller's, a thinking budget that no longer fits under it
+    (platform.claude.com …/extended-thinking: `budget_tokens` must be less than `max_tokens`) is lowered
+    with it, so the fitted call stays one the provider accepts."""
+    before = body.get("max_tokens")
     body["max_tokens"] = n
+    thinking = body.get("thinking")
+    if not (
+        isinstance(before, int) and n < before and isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    ):
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget >= n > MIN_THINKING_BUDGET:
+        body["thinking"] = {**thinking, "budget_tokens": n - 1}
 
 
 # The Messages API's usage object (API reference: Messages → `Usage`, and `MessageDeltaUsage` in a stream).

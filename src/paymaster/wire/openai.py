@@ -27,6 +27,16 @@ def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"messages[{i}].role: required", param=f"messages[{i}].role")
+    for i, m in enumerate(msgs):
+        content = m.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise BadRequest(f"messages[{i}].content[{j}].type: required", param=f"messages[{i}].content")
+    tools = body.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(t, dict) and isinstance(t.get("type", ""), str) for t in tools)
+    ):
+        raise BadRequest("tools: must be a list of tool objects, each with a string type", param="tools")
     limits = []
     for key in ("max_completion_tokens", "max_tokens"):
         v = body.get(key)

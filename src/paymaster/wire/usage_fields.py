@@ -10,9 +10,14 @@ Known = dict[str, "Known | None"]
 of the object under it."""
 
 
+MAX_COUNT = 10**12
+"""More tokens (or uses) than any one call can hold, by orders of magnitude: a count above it is malformed.
+Booked as it stands it would not even fit the ledger's 64-bit integers."""
+
+
 def count(value: Any) -> int | None:
-    """A usage count as the providers send it (a non-negative integer), or None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A usage count as the providers send it (a non-negative integer, below MAX_COUNT), or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT else None
 
 
 def optional_count(value: Any) -> int | None:
