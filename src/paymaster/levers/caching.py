@@ -119,7 +119,8 @@ def _describable(tool: Any, api: str) -> dict[str, Any] | None:
     if api == "anthropic":  # a deferred tool is not in the cached prefix: a tag there would isolate nothing
         custom = tool.get("type") in (None, "custom") and isinstance(tool.get("input_schema"), dict)
         return tool if custom and tool.get("defer_loading") is not True else None
-    inner = tool.get(tool.get("type", "function"))
+    kind = tool.get("type", "function")
+    inner = tool.get(kind) if isinstance(kind, str) else None  # a malformed type is the wire check's 400
     return inner if isinstance(inner, dict) and isinstance(inner.get("name"), str) else None
 
 
