@@ -94,13 +94,16 @@ def test_a_translated_answer_of_the_wrong_shape_is_a_502_in_the_callers_shape(
     app.body, app.ctype = orjson.dumps(answer), b"application/json"
     gw = gateway_on(gateway, url)
     msgs = [{"role": "user", "content": "hi"}]
+    # the SDKs' default retries: the provider already answered and billed, so the gateway says not to retry
     if caller == "openai":
         with pytest.raises(openai.APIStatusError) as e:
-            gw.openai("x").chat.completions.create(model=model, max_tokens=20, messages=msgs)
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.keys["x"], max_retries=2)
+            client.chat.completions.create(model=model, max_tokens=20, messages=msgs)
         assert e.value.status_code == 502 and isinstance(e.value.body, dict) and "message" in e.value.body
     else:
         with pytest.raises(anthropic.APIStatusError) as e2:
-            gw.anthropic("x").messages.create(model=model, max_tokens=20, messages=msgs)
+            claude = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["x"], max_retries=2)
+            claude.messages.create(model=model, max_tokens=20, messages=msgs)
         assert e2.value.status_code == 502 and isinstance(e2.value.body, dict) and e2.value.body["type"] == "error"
     rows = gw.ledger("x")
     assert len(rows) == 1 and rows[0]["cost_nanos"] > 0  # the provider answered: its bill is booked, once

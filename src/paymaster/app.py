@@ -176,7 +176,8 @@ class Gateway:
             await self.refuse(send, api, e)
 
     async def refuse(self, send: Send, api: ModuleType, e: GatewayError) -> None:
-        headers: Headers = [(b"x-should-retry", b"false")] if e.status in (402, 413) else []
+        final = e.status in (402, 413) or (isinstance(e, UpstreamFailed) and not e.retry)
+        headers: Headers = [(b"x-should-retry", b"false")] if final else []
         if isinstance(e, BudgetBusy):
             headers = [(b"retry-after", b"1")]
         await respond(send, e.status, api.error_body(e), headers)
@@ -464,7 +465,9 @@ class Gateway:
                     if call.structured_tool and status == "ok":
                         data = wire_anthropic.unwrap_structured(data, call.structured_tool)
                 except MALFORMED as e:  # a field of the wrong type, or nested past what orjson writes (254 levels)
-                    raise UpstreamFailed(f"the provider's answer cannot be re-encoded for the caller: {e}") from e
+                    raise UpstreamFailed(
+                        f"the provider's answer cannot be re-encoded for the caller: {e}", retry=False
+                    ) from e
         finally:
             cost = self._settle(x, status, usage, error, rid)
         if x.cache_key is not None and status == "ok" and usage is not None and not usage.unpriced:

@@ -77,6 +77,7 @@ class BudgetBusy(GatewayError):
 class UpstreamFailed(GatewayError):
     status, kind = 502, "api_error"
 
-    def __init__(self, message: str, *, status: int = 502) -> None:
+    def __init__(self, message: str, *, status: int = 502, retry: bool = True) -> None:
         super().__init__(message)
         self.status = status
+        self.retry = retry  # False: the provider answered (and billed); a retry would be billed again
