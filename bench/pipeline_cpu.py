@@ -5,7 +5,8 @@ side, no load generator) against the simulator in another process, pinned to cor
 
 One agent (budgets, ledger and journal on, no response cache), one short non-streaming request per call,
 sent one after another after `--warmup` calls. The figure is this process's CPU time per call
-(`time.process_time`, the ledger's commit thread included) and the wall time per call; the provider's time
+(`time.process_time`, the ledger's commit thread included; split into user and system time) and the
+wall time per call; the provider's time
 is in the wall figure only. `--profile` runs the measured calls under cProfile and prints its top functions
 (the CPU figure is then inflated by the profiler). Pin it (`taskset -c 0`) and alternate runs when
 comparing two checkouts: the script runs unchanged against an older tree (`cd <tree> && taskset -c 0
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import resource
 import secrets
 import socket
 import subprocess
@@ -113,16 +115,20 @@ async def run(args: argparse.Namespace, port: int) -> None:
     for _ in range(args.warmup):
         await one()
     prof = cProfile.Profile() if args.profile else None
-    c0, w0 = time.process_time(), time.perf_counter()
+    r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
     if prof:
         prof.enable()
     for _ in range(args.calls):
         await one()
     if prof:
         prof.disable()
-    c1, w1 = time.process_time(), time.perf_counter()
+    r1, c1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
     await gw.stop()
-    print(f"{args.api}: {(c1 - c0) / args.calls * 1e6:.1f} µs CPU per call, wall {(w1 - w0) / args.calls * 1e3:.3f} ms")
+    user, system = ((b - a) / args.calls * 1e6 for a, b in ((r0.ru_utime, r1.ru_utime), (r0.ru_stime, r1.ru_stime)))
+    print(
+        f"{args.api}: {(c1 - c0) / args.calls * 1e6:.1f} µs CPU per call (user {user:.1f}, system {system:.1f}),"
+        f" wall {(w1 - w0) / args.calls * 1e3:.3f} ms"
+    )
     if prof:
         pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
 

@@ -389,12 +389,18 @@ class Budget:
 
     def remaining(self, agent: str) -> tuple[int | None, int | None]:
         """Nano-dollars an agent can still commit today and this month (agent and fleet caps), None = no cap."""
-        out: list[int | None] = []
-        ws = self.windows(agent, self.clock())
-        for period in ("daily", "monthly"):
-            frees = [w.cap - sum(self._counter(w.key)) for w in ws if w.period == period and w.cap is not None]
-            out.append(max(0, min(frees)) if frees else None)
-        return out[0], out[1]
+        day: int | None = None
+        month: int | None = None
+        for w in self.windows(agent, self.clock()):  # one pass: it runs twice per call (admission, headers)
+            if w.cap is None:
+                continue
+            spent, held = self._counter(w.key)
+            free = w.cap - spent - held
+            if w.period == "daily":
+                day = free if day is None else min(day, free)
+            else:
+                month = free if month is None else min(month, free)
+        return (None if day is None else max(0, day)), (None if month is None else max(0, month))
 
     def share(self, agent: str) -> float:
         """The largest share of any of the agent's own caps already committed (spent + in flight)."""

@@ -20,12 +20,13 @@ def optional_count(value: Any) -> int | None:
     return 0 if value is None else count(value)
 
 
-Paths = tuple[tuple[str, ...], ...]
+Paths = tuple[tuple[str, tuple[str, ...]], ...]
+"""Paths into a usage object, each as (its first key, the keys below it)."""
 
 
 def paths(*dotted: str) -> Paths:
     """Dotted paths into a usage object ("cache_creation.ephemeral_1h_input_tokens"), split once."""
-    return tuple(tuple(d.split(".")) for d in dotted)
+    return tuple((head, tuple(rest)) for head, *rest in (d.split(".") for d in dotted))
 
 
 def read_counts(u: dict[str, Any], required: Paths, optional: Paths) -> list[int] | None:
@@ -33,11 +34,12 @@ def read_counts(u: dict[str, Any], required: Paths, optional: Paths) -> list[int
     missing or any is malformed (an optional one may be absent or null: 0)."""
     out: list[int] = []
     for group, read in ((required, count), (optional, optional_count)):
-        for path in group:
-            node: Any = u
-            for part in path:
+        for head, rest in group:
+            node: Any = u.get(head)
+            for part in rest:
                 node = node.get(part) if isinstance(node, dict) else None
-            n = read(node)
+            # a plain non-negative int reads as itself either way; anything else goes through `read`
+            n = node if type(node) is int and node >= 0 else read(node)
             if n is None:
                 return None
             out.append(n)
@@ -56,16 +58,20 @@ def unknown_counts(obj: Any, known: Known, where: str = "") -> list[str]:
     if not isinstance(obj, dict):
         return out
     for key, value in obj.items():
-        name = f"{where}.{key}" if where else str(key)
         if key in known:
             sub = known[key]
             if sub is not None:
-                out += unknown_counts(value, sub, name)
+                out += unknown_counts(value, sub, _name(where, key))
         elif isinstance(value, dict | list):
-            out += unknown_counts(value, {}, name)
+            out += unknown_counts(value, {}, _name(where, key))
         elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and not _timing(key):
-            out.append(name)
+            out.append(_name(where, key))
     return out
+
+
+def _name(where: str, key: Any) -> str:
+    """A field's dotted name, built only for the fields that need one (the walk runs on every call)."""
+    return f"{where}.{key}" if where else str(key)
 
 
 def _timing(key: str) -> bool:
