@@ -166,6 +166,7 @@ class Budget:
         self.open: dict[str, Ticket] = {}
         self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
         self._alerted: set[tuple[WindowKey, Decimal]] = set()
+        self._alert_from: dict[int, int] = {}  # cap → spent at which its lowest alert threshold is reached
         self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
         self._windows: dict[str, tuple[Periods, list[Window]]] = {}
@@ -371,6 +372,11 @@ class Budget:
             return
         for w in self.windows(agent, self.clock()):
             if w.cap is None or w.key not in keys or w.cap == 0:
+                continue
+            first = self._alert_from.get(w.cap)
+            if first is None:  # nano-dollars where the lowest threshold starts, once per cap
+                first = self._alert_from[w.cap] = math.ceil(min(self.config.alert_thresholds) * w.cap)
+            if self.counters[w.key][0] < first:  # under every threshold (most settlements): no Decimal share
                 continue
             share = Decimal(self.counters[w.key][0]) / w.cap
             for th in self.config.alert_thresholds:
