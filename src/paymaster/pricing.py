@@ -167,7 +167,8 @@ class Rates:
         Left empty (no fast path) when a rate is too fine or too large for the sums to stay exact."""
         plan = {n: tiers for n, tiers, _ in self._plan}
         rates = [p for tiers in plan.values() for _, p in tiers]
-        exact = all(p.is_finite() and p.as_tuple().exponent >= -9 and p.adjusted() < 5 for p in rates)  # type: ignore[operator]
+        # rates under $100,000/MTok with at most 9 decimals: below EXACT_TOKENS, sums stay within 28 digits
+        exact = all(p.is_finite() and int(p.as_tuple().exponent) >= -9 and p.adjusted() < 5 for p in rates)
         if not exact or "input" not in plan or "output" not in plan:
             return
         starts = tuple(sorted({s for tiers in plan.values() for s, _ in tiers[1:]}))
@@ -175,7 +176,7 @@ class Rates:
         for j in range(len(starts) + 1):
             total = starts[j - 1] + 1 if j else (starts[0] if starts else 0)  # a total input inside band j
             at = {n: _at(tiers, total) for n, tiers in plan.items()}
-            exponent = min(0, *(p.as_tuple().exponent for p in at.values()))  # type: ignore[arg-type]
+            exponent = min(0, *(int(p.as_tuple().exponent) for p in at.values()))
             zero = Decimal((0, (0,), exponent))
             bands.append(
                 (at.get("cache_write_1h"), at.get("cache_read"), at.get("cache_write"), at["input"], at["output"], zero)

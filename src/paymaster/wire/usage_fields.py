@@ -36,13 +36,14 @@ def read_counts(u: dict[str, Any], required: Paths, optional: Paths) -> list[int
     for group, read in ((required, count), (optional, optional_count)):
         for head, rest in group:
             node: Any = u.get(head)
-            for part in rest:
-                node = node.get(part) if isinstance(node, dict) else None
-            # a plain non-negative int reads as itself either way; anything else goes through `read`
-            n = node if type(node) is int and node >= 0 else read(node)
-            if n is None:
-                return None
-            out.append(n)
+            if rest:
+                for part in rest:
+                    node = node.get(part) if isinstance(node, dict) else None
+            if type(node) is not int or node < 0:  # a plain non-negative int reads as itself either way
+                node = read(node)
+                if node is None:
+                    return None
+            out.append(node)
     return out
 
 
