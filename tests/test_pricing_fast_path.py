@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paymaster.call import Usage
-from paymaster.pricing import EXACT_TOKENS, PriceTable
+from paymaster.pricing import EXACT_TOKENS, PriceTable, plain_tokens
 
 MODELS = [
     ("claude-haiku-4-5", "anthropic"),
@@ -102,3 +102,36 @@ def test_audio_huge_counts_and_fine_rates_take_the_general_path():
     fine = PriceTable({"fine": {"input_mtok": "0.0000000001", "output_mtok": "1"}}).rates("fine")
     assert fine._text_cost(Usage(10, 10)) is None  # too fine a rate: sums could round; general path
     assert fine.cost(Usage(10, 10)) == Decimal("0.0000000001") * 10 / 1_000_000 + Decimal(10) / 1_000_000
+
+
+@st.composite
+def any_usages(draw):
+    """Usage with any mix of parts (zero most of the time, as most calls report), any tier, fees or not."""
+    part = st.integers(0, 50_000) if draw(st.booleans()) else st.just(0)  # half of them plain
+    total = draw(st.integers(0, 400_000))
+    return Usage(
+        total,
+        draw(st.integers(0, 100_000)),
+        cache_read_tokens=draw(part),
+        cache_write_tokens=draw(part),
+        input_audio_tokens=draw(part),
+        output_audio_tokens=draw(st.just(0)),
+        server_tool_uses=draw(st.sampled_from([{}, {}, {"web_search": 2}]) if draw(st.booleans()) else st.just({})),
+        service_tier=draw(st.sampled_from(["", "standard", "default", "priority", "flex"])),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(RATES), any_usages())
+def test_plain_tokens_cost_what_input_and_output_alone_cost(rates, u):
+    """Settlement takes a plain usage's cost as its uncached cost instead of pricing it again."""
+    if plain_tokens(u):
+        assert str(rates.cost(u)) == str(rates.cost(Usage(u.input_tokens, u.output_tokens)))
+    else:
+        assert (
+            u.cache_read_tokens
+            or u.cache_write_tokens
+            or u.input_audio_tokens
+            or u.server_tool_uses
+            or (u.service_tier not in ("", "standard", "default"))
+        )

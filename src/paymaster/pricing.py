@@ -326,6 +326,24 @@ class Rates:
         return self._top(input_bound)[1] / MILLION
 
 
+def plain_tokens(u: Usage) -> bool:
+    """Whether a usage is nothing but input and output tokens at the standard tier, so it costs exactly
+    what `Usage(u.input_tokens, u.output_tokens)` costs (a call's uncached cost is then its cost: most
+    calls, and settlement prices every call's uncached cost)."""
+    return (
+        not (
+            u.cache_read_tokens
+            or u.cache_write_tokens
+            or u.cache_write_1h_tokens
+            or u.input_audio_tokens
+            or u.cache_audio_read_tokens
+            or u.output_audio_tokens
+            or u.server_tool_uses
+        )
+        and u.service_tier in STANDARD_TIERS
+    )
+
+
 def to_nanos(usd: Decimal) -> int:
     """USD → integer nano-dollars, rounded up (the budget never under-counts)."""
     return int((usd * NANOS).to_integral_value(rounding=ROUND_CEILING))
