@@ -210,12 +210,12 @@ class Rates:
         return usd + self.per_request
 
     def _text_cost(self, u: Usage) -> Decimal | None:
-        """`_plan_cost` for the common usage, ~4× faster: no audio counts, every count below EXACT_TOKENS and
-        consistent with its total (None otherwise: the general path then prices it, or raises). Every call
-        is priced at least twice (its cost and its uncached cost), so this is on the hot path. With no
-        audio, the audio units' leaves are all zero; the text units' leaves are computed directly, only
-        non-zero terms are added (the band's zero keeps the Decimal exactly as `_plan_cost` builds it:
-        same value, same exponent; tests/test_pricing.py holds the two paths equal)."""
+        """`_plan_cost` for the common usage, ~5× faster: no audio counts, every count below EXACT_TOKENS and
+        consistent with its total (None otherwise: the general path then prices it, or raises). Every
+        settlement prices its call (and, for a call with cache parts, its uncached cost), so this is on the
+        hot path. With no audio, the audio units' leaves are all zero; the text units' leaves are computed
+        directly and only non-zero terms added (the band's zero keeps the Decimal exactly as `_plan_cost`
+        builds it: same value, same exponent; tests/test_pricing_fast_path.py holds the two paths equal)."""
         if not self._text or u.input_audio_tokens or u.cache_audio_read_tokens or u.output_audio_tokens:
             return None
         total, out = u.input_tokens, u.output_tokens
