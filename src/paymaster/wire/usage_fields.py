@@ -59,15 +59,20 @@ def unknown_counts(obj: Any, known: Known, where: str = "") -> list[str]:
     if not isinstance(obj, dict):
         return out
     for key, value in obj.items():
-        if key in known:
-            sub = known[key]
-            if sub is not None:
+        sub = known.get(key, _UNKNOWN)
+        if sub is None:  # a count the decoder reads (most fields)
+            continue
+        if sub is not _UNKNOWN:
+            if value:  # an empty or null object holds nothing
                 out += unknown_counts(value, sub, _name(where, key))
         elif isinstance(value, dict | list):
             out += unknown_counts(value, {}, _name(where, key))
         elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and not _timing(key):
             out.append(_name(where, key))
     return out
+
+
+_UNKNOWN: Known = {}  # `known.get`'s answer for a field with no rule (one lookup per field, not two)
 
 
 def _name(where: str, key: Any) -> str:
