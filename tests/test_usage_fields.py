@@ -92,3 +92,17 @@ def test_unknown_counts_flags_what_the_plain_walk_flags(data):
     wire = data.draw(st.sampled_from([anthropic, openai]))
     obj = data.draw(json_like(_known_names(wire.KNOWN)))
     assert unknown_counts(obj, wire.KNOWN) == reference_unknown(obj, wire.KNOWN)
+
+
+CASES = [  # (usage object, Anthropic fields flagged)
+    ({"cache_creation": [{"ephemeral_5m_input_tokens": 3, "x_tokens": 2}]}, ["cache_creation.x_tokens"]),
+    ({"cache_creation": None, "server_tool_use": {}, "output_tokens_details": 0}, []),
+    ({"server_tool_use": {"web_search_requests": 1, "code_runs": 4}}, ["server_tool_use.code_runs"]),
+    ({"novel": {"deep": [{"n": 2.5}]}, "novel_ms": 40, "input_tokens": 5}, ["novel.deep.n"]),
+    ({"iterations": [{"input_tokens": 9}], "speed": 3}, []),
+]
+
+
+def test_unknown_counts_cases():
+    for obj, flagged in CASES:
+        assert unknown_counts(obj, anthropic.KNOWN) == reference_unknown(obj, anthropic.KNOWN) == flagged
