@@ -42,7 +42,7 @@ from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json
 from .levers import caching, output
 from .levers.response_cache import ResponseCache
 from .levers.routing import Route, Router
-from .pricing import Rates, from_nanos, to_nanos, usd_str
+from .pricing import Rates, from_nanos, plain_tokens, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
 from .wire import SSEFrames, translate
@@ -596,7 +596,9 @@ class Gateway:
         exact = status == "ok" and not reconcile  # the cost comes from the provider's own figures
         if exact and call.prefix_key:
             self.router.remember(call, usage.cache_read_tokens + usage.cache_write_tokens)
-        uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens))) if exact else nanos
+        uncached = nanos
+        if exact and not plain_tokens(usage):  # what it would have cost with no prompt caching
+            uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens)))
         exposure = 0
         if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:
             cut = (call.max_tokens_requested - t.max_tokens) * call.choices

@@ -166,6 +166,7 @@ class Budget:
         self.open: dict[str, Ticket] = {}
         self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
         self._alerted: set[tuple[WindowKey, Decimal]] = set()
+        self._alert_from: dict[int, int] = {}  # cap → spent at which its lowest alert threshold is reached
         self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
         self._windows: dict[str, tuple[Periods, list[Window]]] = {}
@@ -372,6 +373,11 @@ class Budget:
         for w in self.windows(agent, self.clock()):
             if w.cap is None or w.key not in keys or w.cap == 0:
                 continue
+            first = self._alert_from.get(w.cap)
+            if first is None:  # nano-dollars where the lowest threshold starts, once per cap
+                first = self._alert_from[w.cap] = math.ceil(min(self.config.alert_thresholds) * w.cap)
+            if self.counters[w.key][0] < first:  # under every threshold (most settlements): no Decimal share
+                continue
             share = Decimal(self.counters[w.key][0]) / w.cap
             for th in self.config.alert_thresholds:
                 if share >= th and (w.key, th) not in self._alerted:
@@ -389,12 +395,18 @@ class Budget:
 
     def remaining(self, agent: str) -> tuple[int | None, int | None]:
         """Nano-dollars an agent can still commit today and this month (agent and fleet caps), None = no cap."""
-        out: list[int | None] = []
-        ws = self.windows(agent, self.clock())
-        for period in ("daily", "monthly"):
-            frees = [w.cap - sum(self._counter(w.key)) for w in ws if w.period == period and w.cap is not None]
-            out.append(max(0, min(frees)) if frees else None)
-        return out[0], out[1]
+        day: int | None = None
+        month: int | None = None
+        for w in self.windows(agent, self.clock()):  # one pass: it runs twice per call (admission, headers)
+            if w.cap is None:
+                continue
+            spent, held = self._counter(w.key)
+            free = w.cap - spent - held
+            if w.period == "daily":
+                day = free if day is None else min(day, free)
+            else:
+                month = free if month is None else min(month, free)
+        return (None if day is None else max(0, day)), (None if month is None else max(0, month))
 
     def share(self, agent: str) -> float:
         """The largest share of any of the agent's own caps already committed (spent + in flight)."""

@@ -25,12 +25,13 @@ def optional_count(value: Any) -> int | None:
     return 0 if value is None else count(value)
 
 
-Paths = tuple[tuple[str, ...], ...]
+Paths = tuple[tuple[str, tuple[str, ...]], ...]
+"""Paths into a usage object, each as (its first key, the keys below it)."""
 
 
 def paths(*dotted: str) -> Paths:
     """Dotted paths into a usage object ("cache_creation.ephemeral_1h_input_tokens"), split once."""
-    return tuple(tuple(d.split(".")) for d in dotted)
+    return tuple((head, tuple(rest)) for head, *rest in (d.split(".") for d in dotted))
 
 
 def read_counts(u: dict[str, Any], required: Paths, optional: Paths) -> list[int] | None:
@@ -38,14 +39,16 @@ def read_counts(u: dict[str, Any], required: Paths, optional: Paths) -> list[int
     missing or any is malformed (an optional one may be absent or null: 0)."""
     out: list[int] = []
     for group, read in ((required, count), (optional, optional_count)):
-        for path in group:
-            node: Any = u
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            n = read(node)
-            if n is None:
-                return None
-            out.append(n)
+        for head, rest in group:
+            node: Any = u.get(head)
+            if rest:
+                for part in rest:
+                    node = node.get(part) if isinstance(node, dict) else None
+            if type(node) is not int or node < 0:  # a plain non-negative int reads as itself either way
+                node = read(node)
+                if node is None:
+                    return None
+            out.append(node)
     return out
 
 
@@ -61,16 +64,25 @@ def unknown_counts(obj: Any, known: Known, where: str = "") -> list[str]:
     if not isinstance(obj, dict):
         return out
     for key, value in obj.items():
-        name = f"{where}.{key}" if where else str(key)
-        if key in known:
-            sub = known[key]
-            if sub is not None:
-                out += unknown_counts(value, sub, name)
+        sub = known.get(key, _UNKNOWN)
+        if sub is None:  # a count the decoder reads (most fields)
+            continue
+        if sub is not _UNKNOWN:
+            if value:  # an empty or null object holds nothing
+                out += unknown_counts(value, sub, _name(where, key))
         elif isinstance(value, dict | list):
-            out += unknown_counts(value, {}, name)
+            out += unknown_counts(value, {}, _name(where, key))
         elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and not _timing(key):
-            out.append(name)
+            out.append(_name(where, key))
     return out
+
+
+_UNKNOWN: Known = {}  # `known.get`'s answer for a field with no rule (one lookup per field, not two)
+
+
+def _name(where: str, key: Any) -> str:
+    """A field's dotted name, built only for the fields that need one (the walk runs on every call)."""
+    return f"{where}.{key}" if where else str(key)
 
 
 def _timing(key: str) -> bool:

@@ -1,0 +1,49 @@
+"""The gateway's user-space instructions per call: `bench/pipeline_cpu.py` run twice under valgrind
+(callgrind), with LONG and SHORT measured calls; (I(LONG) - I(SHORT)) / (LONG - SHORT) cancels start-up.
+
+    python bench/pipeline_instructions.py [--api anthropic|openai] [--long 400] [--short 100] [--tree DIR]
+
+Unlike CPU time, the count does not move with the machine's load, so it compares two checkouts on a busy
+machine (`--tree` runs the bench against another checkout's venv and sources). It leaves out kernel time
+(socket I/O, the journal's writes), which `bench/pipeline_cpu.py` includes. Needs valgrind; ~1 minute per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).with_name("pipeline_cpu.py")
+
+
+def instructions(tree: Path, api: str, calls: int) -> int:
+    cmd = [
+        "taskset", "-c", "0", "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        str(tree / ".venv/bin/python"), str(BENCH), "--api", api, "--calls", str(calls), "--warmup", "20",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts in both runs
+    out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        sys.exit(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--api", choices=("anthropic", "openai"), default="anthropic")
+    ap.add_argument("--long", type=int, default=400, help="measured calls in the long run (default 400)")
+    ap.add_argument("--short", type=int, default=100, help="measured calls in the short run (default 100)")
+    ap.add_argument("--tree", type=Path, default=BENCH.parent.parent, help="checkout to measure (its .venv)")
+    args = ap.parse_args()
+    long_, short = (instructions(args.tree, args.api, n) for n in (args.long, args.short))
+    per_call = (long_ - short) / (args.long - args.short)
+    print(f"{args.api}: {per_call:,.0f} instructions per call ({args.tree})")
+
+
+if __name__ == "__main__":
+    main()
