@@ -44,7 +44,7 @@ def read_counts(u: dict[str, Any], required: Paths, optional: Paths) -> list[int
             if rest:
                 for part in rest:
                     node = node.get(part) if isinstance(node, dict) else None
-            if type(node) is not int or node < 0:  # a plain non-negative int reads as itself either way
+            if type(node) is not int or not 0 <= node <= MAX_COUNT:  # a plain count reads as itself either way
                 node = read(node)
                 if node is None:
                     return None
