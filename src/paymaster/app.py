@@ -328,7 +328,8 @@ class Gateway:
                     payload = orjson.dumps(call.body)
             long_context = b"context-1m" in h.get(b"anthropic-beta", b"")
             cap = None if long_context else rates.context_window
-            worst = estimate(call.body, call.target_api, len(payload), rates, cap)
+            tier = self.config.models[call.model].provider.service_tier
+            worst = estimate(call.body, call.target_api, len(payload), rates, cap, default_tier=tier)
         except Unbounded as e:
             raise BadRequest(str(e), param=e.param) from e
         call.input_bound = worst.tokens
@@ -348,7 +349,7 @@ class Gateway:
         if up.provider.kind == "openai-compatible":
             return worst  # its tokenizer is the served model's, not one we can count with: bytes bound it
         if call.target_api == "openai":
-            tight = estimate(call.body, "openai", 0, rates, cap, exact=True)
+            tight = estimate(call.body, "openai", 0, rates, cap, exact=True, default_tier=up.provider.service_tier)
         else:
             try:
                 resp = await up.post(up.count_tokens_path, orjson.dumps(count_tokens_body(call.body)), up.headers(h))

@@ -54,6 +54,7 @@ class Provider:
     max_connections: int = 100  # open connections to this provider
     pool_timeout_s: float = 10.0  # longest wait for a free connection (then refused, not billed)
     transport: str = "builtin"  # builtin | aiohttp
+    service_tier: str = "default"  # OpenAI: the tier the project serves a request naming none (or "auto")
 
     @property
     def api(self) -> str:
@@ -323,6 +324,8 @@ PROVIDER_HOP_FIELDS = {
     "transport",
 }
 TRANSPORTS = ("builtin", "aiohttp")
+# OpenAI's service tiers a project can default to (platform.openai.com/docs/api-reference/chat/create: service_tier)
+SERVICE_TIERS = ("default", "priority", "flex", "scale")
 
 
 def _seconds(v: Any, path: str) -> float:
@@ -517,7 +520,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     for name, pv in _mapping(top.get("providers"), "providers").items():
         path = f"providers.{name}"
         pv = _mapping(pv, path)
-        _unknown(pv, {"kind", "base_url", "api_key_env", *PROVIDER_HOP_FIELDS}, path)
+        _unknown(pv, {"kind", "base_url", "api_key_env", "service_tier", *PROVIDER_HOP_FIELDS}, path)
         kind = pv.get("kind", name if name in PROVIDER_KINDS else None)
         if kind not in PROVIDER_KINDS:
             raise ConfigError(f"{path}.kind: must be one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
@@ -529,7 +532,12 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             raise ConfigError(f"{path}.api_key_env: required (the environment variable holding the key)")
         key = _secret(pv, path, env, hashed=False)
         assert key is not None
-        providers[name] = Provider(name, kind, url, key, **_hop(pv, path, base))
+        tier = pv.get("service_tier", "default")
+        if kind == "anthropic" and "service_tier" in pv:
+            raise ConfigError(f"{path}.service_tier: only for OpenAI-style providers (a project's default tier)")
+        if not isinstance(tier, str) or tier not in SERVICE_TIERS:
+            raise ConfigError(f"{path}.service_tier: must be one of {', '.join(SERVICE_TIERS)}, got {tier!r}")
+        providers[name] = Provider(name, kind, url, key, **_hop(pv, path, base), service_tier=tier)
     if not providers:
         raise ConfigError("providers: at least one provider is required")
 

@@ -194,14 +194,16 @@ def estimate(
     *,
     exact: bool = False,
     counted: int | None = None,
+    default_tier: str = "",
 ) -> Estimate:
     """The worst case of a request in provider wire format `api` ("anthropic" | "openai"), `size`
     bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
-    Anthropic's count_tokens answer for it."""
+    Anthropic's count_tokens answer for it; `default_tier` the OpenAI project's tier for a request
+    that names none."""
     if api == "anthropic":
         m = anthropic.measure(body, size, rates.model, counted)
     else:
-        m = openai.measure(body, size, rates.model, exact)
+        m = openai.measure(body, size, rates.model, exact, default_tier)
     return price(m, rates, context_cap)
 
 

@@ -40,12 +40,15 @@ STANDARD_TIERS = (None, "auto", "default")
 KNOWN_FIELDS = frozenset({"role", "content", "name", "tool_calls", "function_call", "audio"})
 
 
-def measure(body: dict[str, Any], size: int, model: str, exact: bool = False) -> Measure:
-    """Bound the input of an OpenAI request of `size` JSON bytes; `exact` counts its text with tiktoken."""
+def measure(body: dict[str, Any], size: int, model: str, exact: bool = False, default_tier: str = "") -> Measure:
+    """Bound the input of an OpenAI request of `size` JSON bytes; `exact` counts its text with tiktoken.
+    `default_tier`: the tier the provider serves a request that names none or "auto" (the project's)."""
     conf = data()["openai"]
     m = Measure(exact=exact)
     tier = body.get("service_tier")
-    if tier not in STANDARD_TIERS:
+    if tier in (None, "auto") and default_tier not in ("", "default"):
+        m.service_tier = default_tier  # "auto" and no tier mean the project's default, which may cost more
+    elif tier not in STANDARD_TIERS:
         if not isinstance(tier, str):
             raise Unbounded("service_tier must be a string", "service_tier")
         m.service_tier = tier
