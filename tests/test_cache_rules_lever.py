@@ -333,3 +333,15 @@ def test_every_request_the_lever_produces_keeps_the_rules(body: dict[str, Any], 
     assert violations(body) == []
     after = breakpoints(body)
     assert set(before) <= set(after), "every breakpoint the caller set is kept, with its TTL"
+
+
+def test_pre_warming_a_structured_task_sends_its_tool_without_forcing_it(gateway: Any, sim: Any) -> None:
+    """A task with a schema gets a forced tool; the API refuses a forced tool_choice with max_tokens 0,
+    so a pre-warm call carries the tool (the same cached prefix as the task's real calls) unforced."""
+    schema = {"type": "object", "properties": {"vendor": {"type": "string"}}, "required": ["vendor"]}
+    gw = gateway(agents=agent(), tasks={"extraction": {"schema": schema}})
+    ask = dict(model=MODEL, system=[text(SYSTEM_1500, C5)], messages=[{"role": "user", "content": "warmup"}])
+    warm = gw.anthropic().messages.create(max_tokens=0, extra_headers={"x-paymaster-task": "extraction"}, **ask)
+    assert warm.content == [] and warm.usage.output_tokens == 0
+    forwarded = sent(sim)
+    assert [t["name"] for t in forwarded["tools"]] == ["extraction"] and "tool_choice" not in forwarded

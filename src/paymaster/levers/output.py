@@ -79,6 +79,9 @@ def _structured(call: Call, task: Task, addendum: str | None) -> str | None:
         return addendum
     name = _name(task.name)
     body["tools"] = [{"name": name, "description": f"Give the {task.name} answer.", "input_schema": schema}]
+    if call.max_tokens == 0:  # cache pre-warming: the API refuses a forced tool_choice with max_tokens 0,
+        call.notes["x-paymaster-structured"] = "tool only (max_tokens 0)"  # and tools alone warm the same prefix
+        return addendum
     body["tool_choice"] = {"type": "tool", "name": name}
     call.structured_tool = name
     call.notes["x-paymaster-structured"] = "forced tool"
