@@ -344,10 +344,10 @@ class Gateway:
         left = [r for r in self.budget.remaining(call.agent) if r is not None]
         if not left or to_nanos(worst.worst_case(0, call.max_tokens * call.choices)) <= min(left):
             return worst
-        rates = self.rates_of(call.model)
-        cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
         if up.provider.kind == "openai-compatible":
             return worst  # its tokenizer is the served model's, not one we can count with: bytes bound it
+        rates = self.rates_of(call.model)
+        cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
         if call.target_api == "openai":
             tight = estimate(call.body, "openai", 0, rates, cap, exact=True, default_tier=up.provider.service_tier)
         else:

@@ -5,10 +5,11 @@ The cap invariant — for every window W that has a cap, at every instant:
         spent(W) + held(W) <= cap(W)
 
 1. `admit` finds the windows that apply (agent daily, agent monthly, fleet daily, fleet monthly;
-   days and months in the fleet's timezone) and the call's worst case in nano-dollars: input tokens
-   bounded from above times the highest input rate that can apply, plus the output bound times the
-   output rate (`pricing.Rates.worst_case`). Check and hold happen in one synchronous step — no
-   `await` between them — so concurrent calls on the event loop can never both take the last dollar.
+   days and months in the fleet's timezone) and the call's worst case in nano-dollars, as the cost
+   model priced it (`costmodel.Estimate`: every billable input bounded and priced, plus the output
+   bound times the output rate; the budget only asks it through `pricing.Priced`). Check and hold
+   happen in one synchronous step — no `await` between them — so concurrent calls on the event loop
+   can never both take the last dollar.
 2. If the worst case does not fit but the tightest window still affords `min_output_tokens`, the
    call's `max_tokens` is lowered until it fits. Otherwise the call is refused (HTTP 402) with
    nothing held. The refusal says which window and why: `call_too_large` when a minimal call
@@ -41,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from .blackboard import Blackboard
 from .config import PRICE_PROVIDER, Config
-from .pricing import Rates, from_nanos, to_nanos, usd_str
+from .pricing import Priced, from_nanos, to_nanos, usd_str
 from .store.journal import Reservation
 from .store.sqlite import LedgerRow, SQLiteStore
 
@@ -201,7 +202,7 @@ class Budget:
     # -- admit / settle ----------------------------------------------------------------------------
 
     def admit(
-        self, agent: str, rates: Rates, input_bound: int, max_tokens: int, choices: int = 1
+        self, agent: str, rates: Priced, input_bound: int, max_tokens: int, choices: int = 1
     ) -> Ticket | Refusal | Wait:
         """Hold the call's worst case on every window, or say why not.
 
@@ -287,7 +288,7 @@ class Budget:
                 self.board.unblock(agent, why)
 
     async def admit_waiting(
-        self, agent: str, rates: Rates, input_bound: int, max_tokens: int, choices: int, timeout: float
+        self, agent: str, rates: Priced, input_bound: int, max_tokens: int, choices: int, timeout: float
     ) -> Ticket | Refusal | Wait:
         """`admit`, waiting (up to `timeout` seconds) while only in-flight reservations stand in the way."""
         verdict = self.admit(agent, rates, input_bound, max_tokens, choices)
@@ -308,7 +309,7 @@ class Budget:
             verdict = self.admit(agent, rates, input_bound, max_tokens, choices)
         return verdict
 
-    def _fit(self, rates: Rates, input_bound: int, choices: int, free: int) -> int | None:
+    def _fit(self, rates: Priced, input_bound: int, choices: int, free: int) -> int | None:
         """The largest max_tokens (per choice) whose worst case fits in `free`, if it is still useful."""
         rate = rates.output_rate(input_bound) * choices
         base = rates.worst_case(input_bound, 0)
