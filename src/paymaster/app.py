@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from . import admin
+from . import admin, savings
 from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
@@ -392,6 +392,8 @@ class Gateway:
                 task=call.task or "",
                 max_tokens_requested=call.max_tokens_requested or 0,
                 uncached_cost_nanos=hit.cost_nanos,
+                baseline_cost_nanos=hit.cost_nanos,
+                savings=savings.Attribution(hit.cost_nanos, 0, {"response_cache": hit.cost_nanos}).json(),
             )
         )
         day, month = self.budget.remaining(call.agent)
@@ -606,6 +608,7 @@ class Gateway:
             exposure = to_nanos(cut * rates.output_rate(call.input_bound))
         if nanos > t.worst:
             log.warning("call %s cost %s above its reserved worst case %s", t.id, nanos, t.worst)
+        saved = self._attribution(call, usage, nanos, exact)
         self.budget.settle(
             t,
             LedgerRow(
@@ -638,17 +641,20 @@ class Gateway:
                 uncached_cost_nanos=uncached,
                 exposure_removed_nanos=exposure,
                 route=call.route,
-                baseline_cost_nanos=self._baseline(call, usage, nanos) if exact else nanos,
+                baseline_cost_nanos=saved.baseline_nanos,
+                savings=saved.json(),
             ),
         )
         return cost_usd
 
-    def _baseline(self, call: Call, usage: Usage, nanos: int) -> int:
-        """What the call would have cost on the model it asked for (or, for `auto`, the agent's top tier)."""
+    def _attribution(self, call: Call, usage: Usage, nanos: int, exact: bool) -> savings.Attribution:
+        """The call's counterfactual baseline (on the model it asked for, or for `auto` the agent's top tier)
+        and its split by lever (savings.py); a call not booked from the provider's figures saved nothing."""
         baseline = call.baseline or call.requested
-        if not baseline or baseline == call.model or baseline not in self.config.models:
-            return nanos
-        return to_nanos(self.rates_of(baseline).cost(usage))
+        if not exact or (baseline is not None and baseline not in self.config.models):
+            return savings.Attribution(nanos, nanos, {})
+        price = savings.pricer(self.rates_of)
+        return savings.of_call(price, model=call.model, baseline_model=baseline, billed=usage, actual_nanos=nanos)
 
     def _headers(self, x: Exchange, cost: Any) -> Headers:
         call, t = x.call, x.ticket

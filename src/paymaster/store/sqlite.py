@@ -89,6 +89,12 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX ledger_day ON ledger (day);
         """,
     ),
+    (
+        "002_ledger_savings",
+        """
+        ALTER TABLE ledger ADD COLUMN savings TEXT NOT NULL DEFAULT '{}'
+        """,
+    ),
 ]
 # Every ledger insert writes one page per b-tree it touches into the WAL, so indexes are few: (agent,
 # day) and (day) serve the per-agent and fleet sums, months included (a month is a range of days).
