@@ -4,35 +4,34 @@ The baseline is the same call as the agent would have sent it without the gatewa
 model it asked for (the agent's top tier for `model: auto`), uncached, real-time, uncompressed, with
 the output it would have produced. The saving is `baseline − actual`, split by these rules:
 
-1. Start from the baseline *shape* (model, usage, batch, served free) and walk the levers in `ORDER`.
-   Each lever that acted hands over a `Change`: the part of the shape it changed. Applying it gives
-   the next shape; levers that did not act change nothing and are credited nothing.
-2. A lever's saving is the price of the shape before it minus the price of the shape after it.
-   Prices are rounded to nano-dollars *before* subtracting, so the savings telescope: their sum is
-   exactly `price(baseline shape) − price(final shape)`.
-3. The final shape is the call as billed. The booked baseline is `actual + Σ savings`, so the
-   per-lever savings add up exactly to `baseline − actual` even when the booked cost carries something
-   no lever touched (a per-search fee, a service tier): that part is in both, and in no lever's saving.
+1. Start from the call as billed (its *bill*: model and usage; a call answered by the gateway itself
+   is a bill of no tokens) and walk the levers in reverse pipeline order (`ORDER` backwards). Each
+   lever that acted undoes its change: the bill as it would have been without it. A lever that did
+   not act, or whose counterfactual cannot be known, leaves the bill as it is and is credited nothing.
+2. A lever's saving is the price of the bill after its undo minus the price before it. Prices are
+   rounded to nano-dollars *before* subtracting, so the savings telescope: their sum is exactly
+   `price(baseline bill) − price(actual bill)`.
+3. The booked baseline is `actual + Σ savings`, so the per-lever savings add up exactly to
+   `baseline − actual` even when the booked cost carries something no lever touched (a per-search fee,
+   a service tier): that part is in both, and in no lever's saving.
 4. A saving can be negative: a cache write costs more than plain input, a fallback may run on a
    pricier model. It is booked as it is, never clipped, so the sum stays exact.
 
-The order is the pipeline's (output control → compression → routing → caching), then batch and the
-response cache: output tokens are priced on the baseline model, compression's tokens on the baseline
-model too (it acts before routing), routing moves the remaining usage to the model that ran, caching
-reprices that usage with its cache reads and writes, batch applies the batch rate, and the response
-cache takes what is left to zero. A lever that lands later adds its name to `ORDER` and hands over a
-`Change`; nothing else changes.
+What each lever undoes (the pipeline's order is output control → compression → routing → caching →
+response cache, then batch): the response cache puts back the call as it ran when its answer was
+made; batch puts back the real-time price; caching bills cache reads and writes as plain input;
+routing moves the usage to the model asked for; compression puts back the input tokens it removed,
+output control the output tokens it kept from being generated. Undone in reverse, compression's and
+output control's tokens are priced on the baseline model, routing's move on uncached usage.
 
-What the gateway can see for itself: the model (routing), cache reads and writes (caching), tokens a
-lever took out of the prompt (compression hands over how many), a response-cache hit. What it cannot
-see is how long an answer would have been without structured output or brevity framing: output
-control's saving is credited only when something hands over the output tokens it removed (the demo's
-before run measures them; live, it is zero unless a lever reports it).
+What the gateway cannot see is how long an answer would have been without structured output or
+brevity framing: output control is credited only when something measured the tokens it removed (the
+demo's before run does; live, it is zero). Never guessed upward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import orjson
@@ -40,33 +39,20 @@ import orjson
 from .call import Usage
 from .pricing import Rates, to_nanos
 
-ORDER = ("output", "compression", "routing", "caching", "batch", "response_cache")
+ORDER = ("output", "compression", "routing", "caching", "response_cache", "batch")  # the pipeline's order
 
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """What a call is billed on."""
+    """A call as it is (or would have been) billed."""
 
     model: str
     usage: Usage
-    batch: bool = False
-    free: bool = False  # answered without a provider (the response cache): costs nothing
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What one lever changed in a call's shape; fields left at their defaults are untouched."""
-
-    lever: str
-    model: str | None = None  # routing: the model the call ran on instead
-    input_tokens_removed: int = 0  # compression: prompt tokens it took out
-    output_tokens_removed: int = 0  # output control: answer tokens it kept from being generated (when known)
-    cache: Usage | None = None  # caching: the usage as billed, cache reads and writes included
-    batch: bool = False  # batch: sent through the provider's batch API
-    free: bool = False  # response cache: answered from the gateway's store
+    batch: bool = False  # sent through the provider's batch API
 
 
 Price = Callable[[Shape], int]  # nano-dollars, rounded up as the ledger books them
+Undo = Callable[[Shape], Shape]  # a lever's counterfactual: the bill without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,83 +69,73 @@ class Attribution:
         return orjson.dumps(self.by_lever).decode() if self.by_lever else "{}"
 
 
+def walk(price: Price, actual: Shape, actual_nanos: int, undos: Sequence[tuple[str, Undo]]) -> Attribution:
+    """Undo the levers (given in pipeline order) from the last to the first, crediting each the price
+    its undo puts back (rules above)."""
+    bill, before = actual, price(actual)
+    start = before
+    by_lever: dict[str, int] = {}
+    for name, undo in reversed(undos):
+        prior = undo(bill)
+        if prior == bill:
+            continue
+        after = price(prior)
+        by_lever[name] = by_lever.get(name, 0) + after - before
+        bill, before = prior, after
+    return Attribution(actual_nanos + before - start, actual_nanos, by_lever)
+
+
 def uncached(u: Usage) -> Usage:
     """The usage with its cache reads and writes billed as plain input (input_tokens already counts them)."""
     return replace(u, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, cache_audio_read_tokens=0)
 
 
-def baseline_shape(model: str, billed: Usage, changes: Iterable[Change]) -> Shape:
-    """The call before any lever: `billed` with every change undone (tokens put back, cache reads and
-    writes billed as plain input) on `model`."""
-    u = uncached(billed)
-    for c in changes:
-        u = replace(
-            u,
-            input_tokens=u.input_tokens + c.input_tokens_removed,
-            output_tokens=u.output_tokens + c.output_tokens_removed,
-        )
-    return Shape(model, u)
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one lever changed, handed over for attribution; fields left at their defaults are untouched."""
+
+    lever: str
+    model: str | None = None  # routing: the model asked for; response cache: the model that made the answer
+    usage: Usage | None = None  # response cache: the usage that made the answer
+    input_tokens_removed: int = 0  # compression: prompt tokens it took out
+    output_tokens_removed: int = 0  # output control: answer tokens it kept from being generated (measured)
+    uncached: bool = False  # caching: cache reads and writes were billed as such
+    batch: bool = False  # batch: sent through the batch API
+
+    def undo(self, bill: Shape) -> Shape:
+        u = bill.usage
+        if self.usage is not None:
+            u = self.usage
+        if self.uncached:
+            u = uncached(u)
+        if self.input_tokens_removed or self.output_tokens_removed:
+            u = replace(
+                u,
+                input_tokens=u.input_tokens + self.input_tokens_removed,
+                output_tokens=u.output_tokens + self.output_tokens_removed,
+            )
+        return Shape(self.model or bill.model, u, bill.batch and not self.batch)
 
 
-def apply(shape: Shape, c: Change) -> Shape:
-    u = shape.usage
-    if c.output_tokens_removed:
-        u = replace(u, output_tokens=max(0, u.output_tokens - c.output_tokens_removed))
-    if c.input_tokens_removed:
-        u = replace(u, input_tokens=max(0, u.input_tokens - c.input_tokens_removed))
-    if c.cache is not None:
-        u = c.cache
-    return Shape(
-        c.model or shape.model,
-        u,
-        batch=shape.batch or c.batch,
-        free=shape.free or c.free,
-    )
-
-
-def attribute(price: Price, baseline: Shape, changes: Iterable[Change], actual_nanos: int) -> Attribution:
-    """Split `price(baseline) − price(final shape)` between the levers that acted, in `ORDER` (rules above)."""
-    by_name: dict[str, list[Change]] = {}
+def attribute(price: Price, actual: Shape, actual_nanos: int, changes: Iterable[Change]) -> Attribution:
+    """`walk` over handed-over changes, put in pipeline order."""
+    undos: list[tuple[str, Undo]] = []
     for c in changes:
         if c.lever not in ORDER:
             raise ValueError(f"unknown lever {c.lever!r}: add it to savings.ORDER")
-        by_name.setdefault(c.lever, []).append(c)
-    shape, before = baseline, price(baseline)
-    start = before
-    by_lever: dict[str, int] = {}
-    for lever in ORDER:
-        for c in by_name.get(lever, ()):
-            shape = apply(shape, c)
-        if lever in by_name:
-            after = price(shape)
-            by_lever[lever] = by_lever.get(lever, 0) + before - after
-            before = after
-    return Attribution(actual_nanos + start - before, actual_nanos, by_lever)
-
-
-def add(total: dict[str, int], by_lever: Mapping[str, int]) -> None:
-    for k, v in by_lever.items():
-        total[k] = total.get(k, 0) + v
-
-
-def parse(column: str) -> dict[str, int]:
-    """A ledger row's `savings` column."""
-    if not column:
-        return {}
-    value = orjson.loads(column)
-    return {str(k): int(v) for k, v in value.items()} if isinstance(value, dict) else {}
+        undos.append((c.lever, c.undo))
+    undos.sort(key=lambda u: ORDER.index(u[0]))
+    return walk(price, actual, actual_nanos, undos)
 
 
 def pricer(rates_of: Callable[[str], Rates]) -> Price:
-    """Price a shape with the gateway's rates (genai-prices plus overrides). Batch is half the real-time
+    """Price a bill with the gateway's rates (genai-prices plus overrides). Batch is half the real-time
     price on both providers (Anthropic: docs.claude.com/en/docs/build-with-claude/batch-processing,
     "50% of standard API prices"; OpenAI: platform.openai.com/docs/guides/batch, "50% lower costs")."""
 
-    def price(shape: Shape) -> int:
-        if shape.free:
-            return 0
-        cost = rates_of(shape.model).cost(shape.usage)
-        return to_nanos(cost / 2 if shape.batch else cost)
+    def price(bill: Shape) -> int:
+        cost = rates_of(bill.model).cost(bill.usage)
+        return to_nanos(cost / 2 if bill.batch else cost)
 
     return price
 
@@ -177,12 +153,25 @@ def of_call(
     reads and writes in `billed`) plus what levers handed over (tokens compression removed, …)."""
     changes = list(handed)
     if baseline_model and baseline_model != model:
-        changes.append(Change("routing", model=model))
+        changes.append(Change("routing", model=baseline_model))
     if billed.cache_read_tokens or billed.cache_write_tokens:
-        changes.append(Change("caching", cache=billed))
+        changes.append(Change("caching", uncached=True))
     if not changes:
         return Attribution(actual_nanos, actual_nanos, {})
     try:
-        return attribute(price, baseline_shape(baseline_model or model, billed, changes), changes, actual_nanos)
+        return attribute(price, Shape(model, billed), actual_nanos, changes)
     except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book
         return Attribution(actual_nanos, actual_nanos, {})
+
+
+def add(total: dict[str, int], by_lever: Mapping[str, int]) -> None:
+    for k, v in by_lever.items():
+        total[k] = total.get(k, 0) + v
+
+
+def parse(column: str) -> dict[str, int]:
+    """A ledger row's `savings` column."""
+    if not column:
+        return {}
+    value = orjson.loads(column)
+    return {str(k): int(v) for k, v in value.items()} if isinstance(value, dict) else {}
