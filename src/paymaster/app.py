@@ -419,6 +419,7 @@ class Gateway:
                 extra={"retry_after_s": 1},
             )
         if isinstance(verdict, Refusal):  # 402: budget_exceeded (the agent is blocked) or call_too_large
+            self.book_refusal(call, verdict)
             raise (CallTooLarge if verdict.too_large else BudgetExceeded)(
                 verdict.message(),
                 extra={
@@ -431,6 +432,32 @@ class Gateway:
                 },
             )
         return verdict
+
+    def book_refusal(self, call: Call, verdict: Refusal) -> None:
+        """A refused call is a ledger row too (status `refused`, cost 0), so reports count refusals from the ledger."""
+        now = self.clock()
+        p = self.budget.calendar.periods(now)
+        kind = "call_too_large" if verdict.too_large else "budget_exceeded"
+        self.store.book(
+            LedgerRow(
+                id="pm_" + secrets.token_hex(12),
+                ts=now,
+                agent=call.agent,
+                api=call.api,
+                provider="gateway",
+                model_requested=call.requested or call.model,
+                model=call.model,
+                status="refused",
+                cost_usd="0",
+                cost_nanos=0,
+                day=p.day,
+                month=p.month,
+                worst_nanos=verdict.needed,
+                error=f"{kind}: {verdict.window}",
+                task=call.task or "",
+                max_tokens_requested=call.max_tokens_requested or 0,
+            )
+        )
 
     # -- forward, settle, encode ---------------------------------------------------------------------
 

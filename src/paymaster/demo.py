@@ -41,6 +41,18 @@ PIPELINE = [
     ("drafter", "anthropic", "claude-sonnet-4-6", "0.05", "Write the full article on {topic} from the outline.", 900),
     ("validator", "openai", "gpt-4.1-mini", "2.00", "Check this draft about {topic} for factual errors.", 120),
 ]
+COLUMNS = (
+    "agent",
+    "model",
+    "calls",
+    "refused",
+    "failed",
+    "in tokens",
+    "out tokens",
+    "spent today $",
+    "left today $",
+    "status",
+)
 TOPICS = [
     "solar storage",
     "urban beekeeping",
@@ -175,4 +187,4 @@ def table(url: str, admin_key: str) -> str:
                     a["status"]["state"],
                 ]
             )
-    return render(rows)
+    return render(rows, COLUMNS)

@@ -352,6 +352,8 @@ class SQLiteStore:
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
+        if status is None:  # refused calls (booked for reports) are listed only when asked for by status
+            where.append("status != 'refused'")
         if since is not None:
             where.append("ts >= ?")
             args.append(since)
