@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from . import admin, savings
+from .alerts import Alerts
 from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
@@ -114,6 +115,7 @@ class Gateway:
         self.answers = ResponseCache()
         self.router = Router(config, clock, self.rates_of)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.alerts = Alerts(config, self.board, self.budget, clock)  # projections and webhooks (alerts.py)
         self.routes: dict[tuple[str, str], Callable[..., Any]] = {
             ("POST", "/v1/messages"): self.messages,
             ("POST", "/v1/chat/completions"): self.chat_completions,
@@ -144,6 +146,7 @@ class Gateway:
 
     async def start(self) -> None:
         self._tasks.add(asyncio.create_task(self._tick()))
+        self._tasks.update(self.alerts.tasks())
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -140,6 +140,93 @@ class Routing:
     degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
 
 
+# -- alerts and webhooks (issue 11; src/paymaster/alerts.py) -------------------------------------------
+ALERT_EVENTS = ("budget.threshold", "budget.projected", "agent.blocked", "agent.degraded", "ledger.failing")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    secret: str = field(repr=False)  # HMAC-SHA256 key (from secret_env)
+    format: str = "json"  # json | slack
+    events: tuple[str, ...] = ALERT_EVENTS
+    timeout_s: float = 5.0
+    retries: int = 5  # attempts after the first
+    backoff_s: float = 1.0  # first retry delay, doubled each time (at most 60 s)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    thresholds: dict[str, tuple[Decimal, ...]] = field(default_factory=dict)  # per agent, over fleet.alert_thresholds
+    projected: bool = True  # budget.projected: a window's burn rate reaches its cap before it resets
+    check_s: float = 60.0
+    webhooks: tuple[Webhook, ...] = ()
+
+
+def _fractions(raw: Any, path: str) -> tuple[Decimal, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: must be a list of fractions like [0.5, 0.8, 1]")
+    out = []
+    for i, t in enumerate(raw):
+        d = _usd(t, f"{path}[{i}]")
+        if d is None or not 0 < d <= 1:
+            raise ConfigError(f"{path}[{i}]: must be a fraction above 0 and at most 1, got {t!r}")
+        out.append(d)
+    return tuple(sorted(out))
+
+
+def _alert_settings(raw: Any, env: Mapping[str, str], agents: Mapping[str, Any]) -> AlertSettings:
+    """`alerts:` — per-agent thresholds, the projection check, webhooks."""
+    a = _mapping(raw, "alerts")
+    _unknown(a, {"thresholds", "projected", "check_s", "webhooks"}, "alerts")
+    thresholds = {}
+    for name, ths in _mapping(a.get("thresholds"), "alerts.thresholds").items():
+        if name not in agents:
+            raise ConfigError(f"alerts.thresholds.{name}: no such agent")
+        thresholds[name] = _fractions(ths, f"alerts.thresholds.{name}")
+    check = a.get("check_s", 60)
+    if isinstance(check, bool) or not isinstance(check, int | float) or not 1 <= check <= 86400:
+        raise ConfigError(f"alerts.check_s: must be a number of seconds from 1 to 86400, got {check!r}")
+    hooks = []
+    raw_hooks = a.get("webhooks", [])
+    if not isinstance(raw_hooks, list):
+        raise ConfigError("alerts.webhooks: must be a list")
+    for i, h in enumerate(raw_hooks):
+        path = f"alerts.webhooks[{i}]"
+        h = _mapping(h, path)
+        _unknown(h, {"url", "secret_env", "format", "events", "timeout_s", "retries", "backoff_s"}, path)
+        url = _str(h.get("url"), f"{path}.url")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.url: must be an http(s) URL, got {url!r}")
+        if "secret_env" not in h:
+            raise ConfigError(f"{path}.secret_env: required (the environment variable holding the signing secret)")
+        var = _str(h["secret_env"], f"{path}.secret_env")
+        secret = env.get(var)
+        if not secret:
+            raise ConfigError(f"{path}.secret_env: environment variable {var} is not set")
+        fmt = h.get("format", "json")
+        if fmt not in ("json", "slack"):
+            raise ConfigError(f"{path}.format: must be json or slack, got {fmt!r}")
+        events = h.get("events", list(ALERT_EVENTS))
+        if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
+            raise ConfigError(f"{path}.events: must be a list of event types, e.g. {list(ALERT_EVENTS)}")
+        nums = {}
+        for k, default, lo, hi in (("timeout_s", 5, 0.1, 300), ("retries", 5, 0, 20), ("backoff_s", 1, 0.01, 60)):
+            v = h.get(k, default)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+                raise ConfigError(f"{path}.{k}: must be a number from {lo:g} to {hi:g}, got {v!r}")
+            nums[k] = v
+        hooks.append(
+            Webhook(url, secret, fmt, tuple(events), float(nums["timeout_s"]), int(nums["retries"]),
+                    float(nums["backoff_s"]))
+        )  # fmt: skip
+    projected = _bool(a.get("projected", True), "alerts.projected")
+    return AlertSettings(thresholds, projected, float(check), tuple(hooks))
+
+
+# -- end of alerts and webhooks ------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Config:
     timezone: ZoneInfo
@@ -159,6 +246,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    alerts: AlertSettings = AlertSettings()  # issue 11: alerts and webhooks (block below)
 
     def agent_by_key(self, key: str) -> Agent | None:
         known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
@@ -461,6 +549,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             "agents",
             "tasks",
             "routing",
+            "alerts",
         },
         "fleet.yaml",
     )
@@ -512,8 +601,8 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     thresholds = []
     for i, t in enumerate(thresholds_raw):
         d = _usd(t, f"fleet.alert_thresholds[{i}]")
-        if d is None or not 0 < d < 1:
-            raise ConfigError(f"fleet.alert_thresholds[{i}]: must be a fraction between 0 and 1, got {t!r}")
+        if d is None or not 0 < d <= 1:
+            raise ConfigError(f"fleet.alert_thresholds[{i}]: must be a fraction above 0 and at most 1, got {t!r}")
         thresholds.append(d)
 
     providers: dict[str, Provider] = {}
@@ -676,4 +765,5 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         agents=agents,
         prices=prices,
         routing=_routing_models(routing, models, resolve),
+        alerts=_alert_settings(top.get("alerts"), env, agents),
     )
