@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("sim", help="run the provider simulator (Anthropic- and OpenAI-compatible)", add_help=False)
 
-    d = sub.add_parser("demo", help="simulator + gateway + a five-agent pipeline on SQLite in a temp dir")
+    d = sub.add_parser(
+        "demo",
+        help="the five-agent reference pipeline before and after the levers, then the gateway up until Ctrl-C",
+    )
     d.add_argument("--tasks", type=int, default=6, help="pipeline runs (default 6)")
-    d.add_argument("--keep", action="store_true", help="keep serving after the run (Ctrl-C to stop)")
+    d.add_argument("--exit", action="store_true", help="stop after printing (for CI) instead of serving until Ctrl-C")
 
     k = sub.add_parser("keys", help="make agent / admin keys")
     k.add_argument("action", choices=["new", "hash"])
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "demo":
         from .demo import run
 
-        return run(tasks=args.tasks, keep=args.keep)
+        run(tasks=args.tasks, keep=not args.exit)
+        return 0
     if args.cmd == "report":
         from .report_cli import run as run_report
 
