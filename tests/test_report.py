@@ -175,6 +175,13 @@ def test_json_matches_its_schema_and_csv_its_header(tmp_path):
     )
 
 
+def report(*args: str) -> subprocess.CompletedProcess[str]:
+    """`paymaster report …` in its own process, with no provider key in its environment."""
+    env = {k: v for k, v in os.environ.items() if k != "SIM_KEY"}
+    cmd = [sys.executable, "-m", "paymaster.cli", "report", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+
+
 def test_cli_reads_the_ledger_alone_while_a_gateway_holds_it(tmp_path, gateway):
     gw = gateway(ledger=str(tmp_path / "live.db"))
     gw.anthropic().messages.create(
@@ -183,36 +190,19 @@ def test_cli_reads_the_ledger_alone_while_a_gateway_holds_it(tmp_path, gateway):
     gw.ledger()  # committed
     config = dict(gw.raw, ledger="live.db")
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if k != "SIM_KEY"}  # no provider key anywhere
-    out = subprocess.run(
-        [sys.executable, "-m", "paymaster.cli", "report", "--config", str(tmp_path / "fleet.yaml"), "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    out = report("--config", str(tmp_path / "fleet.yaml"), "--format", "json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["totals"]["calls"] == 1 and r["groups"][0]["agent"] == "alice"
     assert gw.anthropic().messages.create(  # the gateway still writes its ledger
         model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
     )
-    table = subprocess.run(
-        [sys.executable, "-m", "paymaster.cli", "report", "--ledger", str(tmp_path / "live.db"), "--by", "model,day"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    table = report("--ledger", str(tmp_path / "live.db"), "--by", "model,day")
     assert table.returncode == 0, table.stderr
     assert "claude-haiku-4-5" in table.stdout and "burn rate" in table.stdout
 
 
 def test_cli_says_what_is_wrong(tmp_path):
-    def report(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "paymaster.cli", "report", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-
     missing = report("--ledger", str(tmp_path / "nope.db"))
     assert missing.returncode == 2 and "no ledger" in missing.stderr
     make_ledger(tmp_path / "l.db")

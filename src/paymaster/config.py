@@ -595,15 +595,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     fleet_caching = _mapping(fleet.get("caching"), "fleet.caching")
     _unknown(fleet_caching, {"share_across_agents"}, "fleet.caching")
     share_caches = _bool(fleet_caching.get("share_across_agents", False), "fleet.caching.share_across_agents")
-    thresholds_raw = fleet.get("alert_thresholds", [0.5, 0.8, 0.95])
-    if not isinstance(thresholds_raw, list):
-        raise ConfigError("fleet.alert_thresholds: must be a list of fractions like [0.5, 0.8]")
-    thresholds = []
-    for i, t in enumerate(thresholds_raw):
-        d = _usd(t, f"fleet.alert_thresholds[{i}]")
-        if d is None or not 0 < d <= 1:
-            raise ConfigError(f"fleet.alert_thresholds[{i}]: must be a fraction above 0 and at most 1, got {t!r}")
-        thresholds.append(d)
+    thresholds = _fractions(fleet.get("alert_thresholds", [0.5, 0.8, 0.95]), "fleet.alert_thresholds")
 
     providers: dict[str, Provider] = {}
     for name, pv in _mapping(top.get("providers"), "providers").items():
