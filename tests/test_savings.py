@@ -3,6 +3,8 @@ for any combination of levers, and the ledger rows the gateway books carry them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -153,3 +155,38 @@ def test_ledger_rows_carry_the_baseline_and_savings_by_lever(gateway, sim):
     r = rows[1]
     assert r["baseline_cost_nanos"] == to_nanos(opus.cost(Usage(r["input_tokens"], r["output_tokens"])))
     assert orjson.loads(rows[3]["savings"]) == {"response_cache": rows[2]["cost_nanos"]}
+
+
+class _Lever:
+    """A lever as the protocol has it: a name and, optionally, `undo(bill, call, ctx)`."""
+
+    def __init__(self, name, undo=None):
+        self.name = name
+        if undo is not None:
+            self.undo = lambda bill, call, ctx: undo(bill)
+
+
+def test_levers_are_undone_in_reverse_list_order():
+    seen = []
+
+    def note(name, f):
+        def undo(bill):
+            seen.append(name)
+            return f(bill)
+
+        return undo
+
+    levers = [
+        _Lever("output"),  # no undo: never credited
+        _Lever("compression", note("compression", lambda b: Shape(b.model, replace(b.usage, input_tokens=25_000)))),
+        _Lever("routing", note("routing", lambda b: Shape("claude-opus-4-8", b.usage))),
+        _Lever("caching", note("caching", lambda b: Shape(b.model, savings.uncached(b.usage)))),
+        _Lever("response_cache", note("response_cache", lambda b: b)),  # acted on nothing: credited nothing
+    ]  # fmt: skip
+    billed = Usage(20_000, 300, 15_000, 0)
+    actual = Shape("claude-haiku-4-5", billed)
+    a = savings.of_levers(levers, PRICE, actual, PRICE(actual), "call", "ctx")
+    assert seen == ["response_cache", "caching", "routing", "compression"]
+    assert set(a.by_lever) == {"caching", "routing", "compression"}
+    assert a.baseline_nanos == PRICE(Shape("claude-opus-4-8", Usage(25_000, 300)))
+    assert sum(a.by_lever.values()) == a.baseline_nanos - PRICE(actual)

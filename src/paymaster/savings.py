@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -69,7 +70,7 @@ class Attribution:
         return orjson.dumps(self.by_lever).decode() if self.by_lever else "{}"
 
 
-def walk(price: Price, actual: Shape, actual_nanos: int, undos: Sequence[tuple[str, Undo]]) -> Attribution:
+def walk(price: Callable[[Any], int], actual: Any, actual_nanos: int, undos: Sequence[tuple[str, Any]]) -> Attribution:
     """Undo the levers (given in pipeline order) from the last to the first, crediting each the price
     its undo puts back (rules above)."""
     bill, before = actual, price(actual)
@@ -126,6 +127,22 @@ def attribute(price: Price, actual: Shape, actual_nanos: int, changes: Iterable[
         undos.append((c.lever, c.undo))
     undos.sort(key=lambda u: ORDER.index(u[0]))
     return walk(price, actual, actual_nanos, undos)
+
+
+def of_levers(
+    levers: Iterable[Any], price: Callable[[Any], int], actual: Any, actual_nanos: int, *args: Any
+) -> Attribution:
+    """The pipeline's attribution: `walk` over the levers (in list order) that define `undo(bill, *args)`
+    (the lever protocol's hook: `undo(bill, call, ctx) -> Bill`), from the call's actual bill."""
+    undos = [(lv.name, _bound(lv, args)) for lv in levers if callable(getattr(lv, "undo", None))]
+    try:
+        return walk(price, actual, actual_nanos, undos)
+    except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book
+        return Attribution(actual_nanos, actual_nanos, {})
+
+
+def _bound(lever: Any, args: tuple[Any, ...]) -> Callable[[Any], Any]:
+    return lambda bill: lever.undo(bill, *args)
 
 
 def pricer(rates_of: Callable[[str], Rates]) -> Price:
