@@ -70,10 +70,16 @@ class Attribution:
         return orjson.dumps(self.by_lever).decode() if self.by_lever else "{}"
 
 
-def walk(price: Callable[[Any], int], actual: Any, actual_nanos: int, undos: Sequence[tuple[str, Any]]) -> Attribution:
+def walk(
+    price: Callable[[Any], int],
+    actual: Any,
+    actual_nanos: int,
+    undos: Sequence[tuple[str, Any]],
+    priced: int | None = None,
+) -> Attribution:
     """Undo the levers (given in pipeline order) from the last to the first, crediting each the price
-    its undo puts back (rules above)."""
-    bill, before = actual, price(actual)
+    its undo puts back (rules above). `priced`: `price(actual)`, when the caller has it already."""
+    bill, before = actual, price(actual) if priced is None else priced
     start = before
     by_lever: dict[str, int] = {}
     for name, undo in reversed(undos):
@@ -88,7 +94,16 @@ def walk(price: Callable[[Any], int], actual: Any, actual_nanos: int, undos: Seq
 
 def uncached(u: Usage) -> Usage:
     """The usage with its cache reads and writes billed as plain input (input_tokens already counts them)."""
-    return replace(u, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, cache_audio_read_tokens=0)
+    return Usage(  # built, not `dataclasses.replace`d: this runs on every cached call's settlement
+        u.input_tokens,
+        u.output_tokens,
+        input_audio_tokens=u.input_audio_tokens,
+        output_audio_tokens=u.output_audio_tokens,
+        reasoning_tokens=u.reasoning_tokens,
+        server_tool_uses=u.server_tool_uses,
+        service_tier=u.service_tier,
+        unpriced=u.unpriced,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +133,9 @@ class Change:
         return Shape(self.model or bill.model, u, bill.batch and not self.batch)
 
 
-def attribute(price: Price, actual: Shape, actual_nanos: int, changes: Iterable[Change]) -> Attribution:
+def attribute(
+    price: Price, actual: Shape, actual_nanos: int, changes: Iterable[Change], priced: int | None = None
+) -> Attribution:
     """`walk` over handed-over changes, put in pipeline order."""
     undos: list[tuple[str, Undo]] = []
     for c in changes:
@@ -126,7 +143,7 @@ def attribute(price: Price, actual: Shape, actual_nanos: int, changes: Iterable[
             raise ValueError(f"unknown lever {c.lever!r}: add it to savings.ORDER")
         undos.append((c.lever, c.undo))
     undos.sort(key=lambda u: ORDER.index(u[0]))
-    return walk(price, actual, actual_nanos, undos)
+    return walk(price, actual, actual_nanos, undos, priced)
 
 
 def of_levers(
@@ -176,7 +193,9 @@ def of_call(
     if not changes:
         return Attribution(actual_nanos, actual_nanos, {})
     try:
-        return attribute(price, Shape(model, billed), actual_nanos, changes)
+        # the booked cost is the bill's price unless a per-use fee was added to it (OpenAI's search fee)
+        priced = None if billed.server_tool_uses else actual_nanos
+        return attribute(price, Shape(model, billed), actual_nanos, changes, priced)
     except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book
         return Attribution(actual_nanos, actual_nanos, {})
 
