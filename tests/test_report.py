@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -208,3 +209,13 @@ def test_cli_says_what_is_wrong(tmp_path):
     make_ledger(tmp_path / "l.db")
     assert "not-a-date" in report("--ledger", str(tmp_path / "l.db"), "--since", "not-a-date").stderr
     assert "cannot group by 'colour'" in report("--ledger", str(tmp_path / "l.db"), "--by", "colour").stderr
+
+
+def test_a_ledger_from_before_the_savings_column_still_reports(tmp_path):
+    make_ledger(tmp_path / "old.db")
+    with sqlite3.connect(tmp_path / "old.db") as c:
+        c.execute("ALTER TABLE ledger DROP COLUMN savings")
+    with open_ledger(tmp_path / "old.db") as conn:
+        t = build(conn, CAPS, "2026-11-01", "2026-11-20", ["agent"], NOW)["totals"]
+    assert t["spend_nanos"] == 8_000_000 and t["baseline_nanos"] == 12_000_000
+    assert all(v == 0 for v in t["saved_by_lever_nanos"].values())  # the split is unknown, the total is not
