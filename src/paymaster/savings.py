@@ -147,13 +147,18 @@ def attribute(
 
 
 def of_levers(
-    levers: Iterable[Any], price: Callable[[Any], int], actual: Any, actual_nanos: int, *args: Any
+    levers: Iterable[Any],
+    price: Callable[[Any], int],
+    actual: Any,
+    actual_nanos: int,
+    *args: Any,
+    priced: int | None = None,
 ) -> Attribution:
     """The pipeline's attribution: `walk` over the levers (in list order) that define `undo(bill, *args)`
     (the lever protocol's hook: `undo(bill, call, ctx) -> Bill`), from the call's actual bill."""
     undos = [(lv.name, _bound(lv, args)) for lv in levers if callable(getattr(lv, "undo", None))]
     try:
-        return walk(price, actual, actual_nanos, undos)
+        return walk(price, actual, actual_nanos, undos, priced)
     except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book
         return Attribution(actual_nanos, actual_nanos, {})
 
