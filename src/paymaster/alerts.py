@@ -85,6 +85,7 @@ class Delivery:
         self.queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue(MAX_BACKLOG)
         self.delivered = 0
         self.failed = 0
+        self.waits: list[float] = []  # the backoff delays slept, in order (what the retry schedule did)
         self._transport: Transport | None = None
 
     def offer(self, seq: int, event: dict[str, Any]) -> None:
@@ -114,7 +115,8 @@ class Delivery:
         delay = self.hook.backoff_s
         for attempt in range(self.hook.retries + 1):
             if attempt:
-                await asyncio.sleep(min(delay, MAX_BACKOFF_S))
+                self.waits.append(min(delay, MAX_BACKOFF_S))
+                await asyncio.sleep(self.waits[-1])
                 delay *= 2
             status = await self.post(seq, str(event.get("type", "")), body)
             if status is not None and 200 <= status < 300:
