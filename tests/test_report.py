@@ -58,7 +58,7 @@ LEDGER = [
     row(4, "bob", "2026-11-19", "upstream_error", model_ran="claude-sonnet-4-6"),
     row(5, "bob", "2026-11-20", "refused", error="budget_exceeded: agent daily"),
     row(6, "bob", "2026-11-20", "refused", error="budget_exceeded: agent daily"),
-    row(7, "bob", "2026-11-02", cost=5_000_000, baseline_cost_nanos=6_000_000, route="task:x, degraded",
+    row(7, "bob", "2026-11-02", cost=5_000_000, baseline_cost_nanos=6_000_000, route="task:x, degraded at 80% of a cap",
         model_ran="claude-sonnet-4-6", savings='{"routing": 1000000}', reconcile=1),
     row(8, "carol", "2026-10-31", cost=9_000_000, baseline_cost_nanos=9_000_000),
 ]  # fmt: skip

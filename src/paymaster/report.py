@@ -212,7 +212,7 @@ def _events(
             (row["agent"], row["day"], window),
             {"type": "agent.blocked", "agent": row["agent"], "day": row["day"], "window": window, "calls": 0},
         )
-    elif row["route"] and row["route"].endswith("degraded"):
+    elif ", degraded" in (row["route"] or ""):
         e = degraded.setdefault(
             (row["agent"], row["day"]),
             {"type": "agent.degraded", "agent": row["agent"], "day": row["day"], "window": "", "calls": 0},
