@@ -111,12 +111,6 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
     problems = Problems()
     admin_hash = _key_hash(f.admin.key_sha256, f.admin.key_env, env)
 
-    thresholds = []
-    for i, t in enumerate(f.fleet.alert_thresholds):
-        if not 0 < t < 1:
-            problems.add(f"fleet.alert_thresholds[{i}]", f"must be a fraction between 0 and 1, got {t}")
-        thresholds.append(t)
-
     providers: dict[str, Provider] = {}
     for name, pf in f.providers.items():
         try:
@@ -179,7 +173,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
     if not f.agents:
         problems.add("agents", "at least one agent is required")
 
-    routing = _routing(f.routing, problems)
+    routing = _routing(f.routing)
     for model, chain in routing.fallbacks.items():
         for i, m in enumerate((model, *chain)):
             resolve(m, f"routing.fallbacks.{model}" + (f"[{i - 1}]" if i else ""))
@@ -197,7 +191,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         admission_wait_s=f.defaults.admission_wait_s,
         fleet_daily_usd=f.fleet.daily_usd,
         fleet_monthly_usd=f.fleet.monthly_usd,
-        alert_thresholds=tuple(sorted(thresholds)),
+        alert_thresholds=tuple(sorted(f.fleet.alert_thresholds)),
         providers=providers,
         models=models,
         agents=agents,
@@ -366,16 +360,7 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
     )
 
 
-def _routing(r: RoutingFile, problems: Problems) -> Routing:
-    given = r.model_fields_set
-    if "target_heavy_share" in given and "min_quality" in given:
-        problems.add("routing", "give target_heavy_share or min_quality, not both")
-    if r.degrade_at == 0:
-        problems.add(
-            "routing.degrade_at",
-            "0 would run every auto agent one tier down from its first call; give a share above 0 "
-            "(1: never degrade before the cap)",
-        )
+def _routing(r: RoutingFile) -> Routing:
     share = r.target_heavy_share if r.target_heavy_share is not None else (None if r.min_quality is not None else 0.3)
     return Routing(
         target_heavy_share=share,

@@ -77,6 +77,26 @@ def _fraction(v: Any) -> float:
     return float(d)
 
 
+def _degrade_at(v: Any) -> float:
+    x = _fraction(v)
+    if x == 0:
+        raise _fail(
+            "must be above 0: 0 would run every auto agent one tier down from its first call "
+            "(1: never degrade before the cap)"
+        )
+    return x
+
+
+def _threshold(v: Any) -> Decimal:
+    try:
+        d = Decimal(v.strip()) if isinstance(v, str) else _number(v)
+    except InvalidOperation:
+        d = None
+    if d is None or not d.is_finite() or not 0 < d < 1:
+        raise _fail(f"must be a fraction between 0 and 1, got {_show(v)}")
+    return d
+
+
 def _text(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise _fail(f"must be a non-empty string, got {_show(v)}")
@@ -261,7 +281,13 @@ class FleetCaching(Part):
 class Fleet(Part):
     daily_usd: Usd | None = Field(None, description="cap on the whole fleet's spend per day")
     monthly_usd: Usd | None = Field(None, description="cap on the whole fleet's spend per month")
-    alert_thresholds: list[Usd] = Field(
+    alert_thresholds: list[
+        Annotated[
+            Decimal,
+            PlainValidator(_threshold),
+            WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}),
+        ]
+    ] = Field(
         default_factory=lambda: [Decimal("0.5"), Decimal("0.8"), Decimal("0.95")],
         description="shares of a cap at which an alert is posted",
     )
@@ -359,9 +385,20 @@ class RoutingFile(Part):
         float, PlainValidator(_seconds(False, 86400)), WithJsonSchema({"type": "number", "minimum": 0})
     ] = Field(30, description="a model that failed is skipped this long")
     allow_pricier_fallback: Flag = Field(False, description="fall back to a model that costs more")
-    degrade_at: Fraction = Field(
+    degrade_at: Annotated[
+        float,
+        PlainValidator(_degrade_at),
+        WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+    ] = Field(
         0.8, description="share of a cap past which an auto agent runs one tier down (0 < x <= 1; 1: never)"
     )
+
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> RoutingFile:
+        if {"target_heavy_share", "min_quality"} <= self.model_fields_set:
+            raise _fail("give target_heavy_share or min_quality, not both")
+        return self
 
 
 class FleetFile(Part):
