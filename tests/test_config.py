@@ -187,7 +187,9 @@ def test_any_decimal_written_in_yaml_is_read_exactly(amount: Decimal):
     assert read(f"daily_usd: {text}\n")["daily_usd"] == amount
 
 
-@pytest.mark.parametrize("secret", ["sk-ant-api03-Zx9fQ2mL7pR4tW8yB1cD", "sk-proj-abcDEF123456ghiJKL789mno", "a" * 20 + "B7" * 10])
+@pytest.mark.parametrize(
+    "secret", ["sk-ant-api03-Zx9fQ2mL7pR4tW8yB1cD", "sk-proj-abcDEF123456ghiJKL789mno", "a" * 20 + "B7" * 10]
+)
 def test_a_key_pasted_where_a_variable_name_belongs_is_not_echoed(secret: str, tmp_path: Path):
     with pytest.raises(ConfigError) as e:
         parse(with_("providers.openai.api_key_env", secret), env=ENV)
@@ -237,9 +239,12 @@ def test_config_schema_describes_every_section_and_refuses_unknown_keys():
 def test_a_task_schema_keeps_json_numbers(tmp_path: Path):
     (tmp_path / "fleet.yaml").write_text(
         "providers:\n  anthropic: {api_key_env: SIM_KEY}\n"
-        "tasks:\n  scoring:\n    schema: {type: object, properties: {score: {type: number, minimum: 0.5, maximum: 10}}}\n"
+        "tasks:\n  scoring:\n    schema:\n      type: object\n"
+        "      properties: {score: {type: number, minimum: 0.5, maximum: 10}}\n"
         f"agents:\n  writer: {{key_sha256: {hash_key('pm-a')}, model: claude-haiku-4-5}}\n"
     )
     schema = load(tmp_path / "fleet.yaml", env=ENV).agents["writer"].tasks["scoring"].schema
     assert schema == {"type": "object", "properties": {"score": {"type": "number", "minimum": 0.5, "maximum": 10}}}
-    assert orjson.dumps(schema) == b'{"type":"object","properties":{"score":{"type":"number","minimum":0.5,"maximum":10}}}'
+    assert (
+        orjson.dumps(schema) == b'{"type":"object","properties":{"score":{"type":"number","minimum":0.5,"maximum":10}}}'
+    )

@@ -131,7 +131,9 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         if mf.price is not None:
             unknown = sorted(set(mf.price) - OVERRIDE_KEYS)
             for k in unknown:
-                problems.add(f"{path}.price.{k}", f"unknown field (expected one of: {', '.join(sorted(OVERRIDE_KEYS))})")
+                problems.add(
+                    f"{path}.price.{k}", f"unknown field (expected one of: {', '.join(sorted(OVERRIDE_KEYS))})"
+                )
             if "input_mtok" not in mf.price or "output_mtok" not in mf.price:
                 problems.add(f"{path}.price", "input_mtok and output_mtok are required")
             ov: dict[str, Any] = dict(mf.price)
@@ -232,7 +234,9 @@ def _hop(pv: Mapping[str, Any], path: str, base: Path | None) -> dict[str, Any]:
     try:
         pf = ProviderFile.model_validate({"api_key_env": "UNCHECKED", **pv})
     except ValidationError as e:
-        raise ConfigError([f"{path}.{_line(err)}" for err in e.errors(include_input=False, include_url=False)]) from None
+        raise ConfigError(
+            [f"{path}.{_line(err)}" for err in e.errors(include_input=False, include_url=False)]
+        ) from None
     return _hop_of(pf, path, base)
 
 
@@ -370,6 +374,3 @@ def _routing(r: RoutingFile) -> Routing:
         allow_pricier_fallback=r.allow_pricier_fallback,
         degrade_at=r.degrade_at,
     )
-
-
-

@@ -13,11 +13,23 @@ import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from ..pricing import OVERRIDE_KEYS
 from .model import AGENT_NAME, AGENT_NAME_RULE, PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
@@ -221,19 +233,39 @@ Flag = Annotated[bool, PlainValidator(_flag), WithJsonSchema({"type": "boolean"}
 EnvVar = Annotated[str, PlainValidator(_env_var), WithJsonSchema({"type": "string", "pattern": ENV_NAME.pattern})]
 Sha256 = Annotated[str, PlainValidator(_sha256), WithJsonSchema({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})]
 Seconds = Annotated[float, PlainValidator(_seconds(True, 86400)), WithJsonSchema({**SECONDS, "maximum": 86400})]
-AgentName = Annotated[str, PlainValidator(_agent_name), WithJsonSchema({"type": "string", "pattern": AGENT_NAME.pattern})]
+AgentName = Annotated[
+    str, PlainValidator(_agent_name), WithJsonSchema({"type": "string", "pattern": AGENT_NAME.pattern})
+]
 
 
-def Whole(lo: int, hi: int) -> Any:  # noqa: N802 — a type, spelled like one
-    return Annotated[int, PlainValidator(_whole(lo, hi)), WithJsonSchema({"type": "integer", "minimum": lo, "maximum": hi})]
+class Whole:
+    """`Annotated[int, Whole(lo, hi)]`: a whole number in [lo, hi] (booleans refused), schema included."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(_whole(self.lo, self.hi))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"type": "integer", "minimum": self.lo, "maximum": self.hi}
 
 
-def OneOf(*choices: str) -> Any:  # noqa: N802 — a type, spelled like one
-    return Annotated[str, PlainValidator(_one_of(*choices)), WithJsonSchema({"enum": list(choices)})]
+class Choice:
+    """`Annotated[str, Choice("a", "b")]`: one of the given strings, schema included (an editor offers them)."""
+
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(_one_of(*self.choices))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"enum": list(self.choices)}
 
 
-def Section(t: Any) -> Any:  # noqa: N802 — a mapping of names to sections; `key:` with nothing under it is {}
-    return Annotated[dict[str, t], BeforeValidator(_none_is_empty)]
+T = TypeVar("T")
+Section = Annotated[dict[str, T], BeforeValidator(_none_is_empty)]  # names -> sections; `key:` alone is {}
 
 
 class Part(BaseModel):
@@ -252,7 +284,7 @@ class Part(BaseModel):
 
 class Listen(Part):
     host: Text = Field("127.0.0.1", description="address the gateway listens on")
-    port: Whole(0, 65535) = Field(8080, description="TCP port (0: any free port)")  # type: ignore[valid-type]
+    port: Annotated[int, Whole(0, 65535)] = Field(8080, description="TCP port (0: any free port)")
 
 
 class Admin(Part):
@@ -261,12 +293,14 @@ class Admin(Part):
 
 
 class Limits(Part):
-    max_body_mb: Whole(1, 1024) = Field(32, description="largest request body accepted, in MiB")  # type: ignore[valid-type]
+    max_body_mb: Annotated[int, Whole(1, 1024)] = Field(32, description="largest request body accepted, in MiB")
 
 
 class Defaults(Part):
-    max_tokens: Whole(1, 1_000_000) = Field(4096, description="an agent's output ceiling unless it sets its own")  # type: ignore[valid-type]
-    min_output_tokens: Whole(1, 1_000_000) = Field(  # type: ignore[valid-type]
+    max_tokens: Annotated[int, Whole(1, 1_000_000)] = Field(
+        4096, description="an agent's output ceiling unless it sets its own"
+    )
+    min_output_tokens: Annotated[int, Whole(1, 1_000_000)] = Field(
         64, description="smallest max_tokens a call is shrunk to before it is refused for budget"
     )
     admission_wait_s: Annotated[
@@ -295,25 +329,27 @@ class Fleet(Part):
 
 
 class ProviderFile(Part):
-    kind: OneOf(*PROVIDER_KINDS) | None = Field(  # type: ignore[valid-type]
+    kind: Annotated[str, Choice(*PROVIDER_KINDS)] | None = Field(
         None, description="wire format and pricing; defaults to the provider's name if that is a kind"
     )
     base_url: Text | None = Field(None, description="default: the provider's public API (OpenAI-style ends in /v1)")
     api_key_env: EnvVar = Field(description="environment variable holding the provider key")
-    service_tier: OneOf(*SERVICE_TIERS) | None = Field(  # type: ignore[valid-type]
+    service_tier: Annotated[str, Choice(*SERVICE_TIERS)] | None = Field(
         None, description="OpenAI: the tier the project bills a request naming none (default: default)"
     )
     timeout_s: Seconds = Field(600, description="longest silence from the provider once the request is sent")
     connect_timeout_s: Seconds = Field(10, description="TCP + proxy tunnel + TLS handshake")
     total_timeout_s: Seconds | None = Field(None, description="the whole exchange, answer included")
     pool_timeout_s: Seconds = Field(10, description="longest wait for a free connection (then refused, not billed)")
-    max_connections: Whole(1, 100_000) = Field(100, description="open connections to this provider")  # type: ignore[valid-type]
+    max_connections: Annotated[int, Whole(1, 100_000)] = Field(100, description="open connections to this provider")
     ca_bundle: Text | None = Field(None, description="PEM file of CAs trusted instead of the system store")
     proxy: Text | None = Field(None, description='proxy URL, or "none" to ignore HTTPS_PROXY & co.')
     no_proxy: Annotated[
-        tuple[str, ...], PlainValidator(_hosts), WithJsonSchema({"type": ["array", "string"], "items": {"type": "string"}})
+        tuple[str, ...],
+        PlainValidator(_hosts),
+        WithJsonSchema({"type": ["array", "string"], "items": {"type": "string"}}),
     ] = Field((), description="hosts or domains that go direct (added to NO_PROXY)")
-    transport: OneOf(*TRANSPORTS) = Field("builtin", description="HTTP client for this provider")  # type: ignore[valid-type]
+    transport: Annotated[str, Choice(*TRANSPORTS)] = Field("builtin", description="HTTP client for this provider")
 
 
 Price = Annotated[dict[str, Usd], BeforeValidator(_none_is_empty)]
@@ -326,21 +362,23 @@ class ModelFile(Part):
         description=f"USD per million tokens overriding genai-prices; input_mtok and output_mtok required; "
         f"keys: {', '.join(sorted(OVERRIDE_KEYS))}",
     )
-    context_window: Whole(1, 100_000_000) | None = Field(None, description="tokens; with price")  # type: ignore[valid-type]
+    context_window: Annotated[int, Whole(1, 100_000_000)] | None = Field(None, description="tokens; with price")
 
 
 class TaskFile(Part):
-    max_tokens: Whole(1, 1_000_000) | None = Field(None, description="output ceiling for this task type")  # type: ignore[valid-type]
-    json_schema: Annotated[
-        dict[str, Any], PlainValidator(_json_schema), WithJsonSchema({"type": "object"})
-    ] | None = Field(None, alias="schema", description="structured output: answers are JSON of this object schema")
+    max_tokens: Annotated[int, Whole(1, 1_000_000)] | None = Field(
+        None, description="output ceiling for this task type"
+    )
+    json_schema: Annotated[dict[str, Any], PlainValidator(_json_schema), WithJsonSchema({"type": "object"})] | None = (
+        Field(None, alias="schema", description="structured output: answers are JSON of this object schema")
+    )
     brevity: Text | None = Field(None, description="system-prompt addendum, e.g. 'Respond in JSON only.'")
-    tier: OneOf(*TIERS) | None = Field(None, description="routing: the tier this task type runs on")  # type: ignore[valid-type]
+    tier: Annotated[str, Choice(*TIERS)] | None = Field(None, description="routing: the tier this task type runs on")
 
 
 class CachingFile(Part):
     enabled: Flag = Field(True, description="mark stable prompt prefixes for the provider's prompt cache")
-    ttl: OneOf("5m", "1h") = Field("5m", description="Anthropic cache entry lifetime")  # type: ignore[valid-type]
+    ttl: Annotated[str, Choice("5m", "1h")] = Field("5m", description="Anthropic cache entry lifetime")
 
 
 class ResponseCacheFile(Part):
@@ -365,11 +403,13 @@ class AgentFile(Part):
     )
     daily_usd: Usd | None = Field(None, description="hard cap per day (timezone)")
     monthly_usd: Usd | None = Field(None, description="hard cap per calendar month")
-    max_tokens: Whole(1, 1_000_000) | None = Field(None, description="output ceiling (default: defaults.max_tokens)")  # type: ignore[valid-type]
+    max_tokens: Annotated[int, Whole(1, 1_000_000)] | None = Field(
+        None, description="output ceiling (default: defaults.max_tokens)"
+    )
     caching: CachingFile = Field(default_factory=CachingFile)
     response_cache: ResponseCacheFile = Field(default_factory=ResponseCacheFile)
     brevity: Text | None = Field(None, description="system-prompt addendum for every call")
-    tasks: Section(TaskFile) = Field(default_factory=dict, description="per-task overrides of the fleet's tasks")  # type: ignore[valid-type]
+    tasks: Section[TaskFile] = Field(default_factory=dict, description="per-task overrides of the fleet's tasks")
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
 
 
@@ -378,9 +418,9 @@ class RoutingFile(Part):
         None, description="classifier threshold as a share of calls sent to the top tier (default 0.3)"
     )
     min_quality: Fraction | None = Field(None, description="… or the predicted share of strong-model quality to keep")
-    fallbacks: Section(  # type: ignore[valid-type]
-        Annotated[list[Text], BeforeValidator(_model_list), Field(min_length=1)]
-    ) = Field(default_factory=dict, description="model -> ordered fallback models")
+    fallbacks: Section[Annotated[list[Text], BeforeValidator(_model_list), Field(min_length=1)]] = Field(
+        default_factory=dict, description="model -> ordered fallback models"
+    )
     cooldown_s: Annotated[
         float, PlainValidator(_seconds(False, 86400)), WithJsonSchema({"type": "number", "minimum": 0})
     ] = Field(30, description="a model that failed is skipped this long")
@@ -389,10 +429,7 @@ class RoutingFile(Part):
         float,
         PlainValidator(_degrade_at),
         WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
-    ] = Field(
-        0.8, description="share of a cap past which an auto agent runs one tier down (0 < x <= 1; 1: never)"
-    )
-
+    ] = Field(0.8, description="share of a cap past which an auto agent runs one tier down (0 < x <= 1; 1: never)")
 
     @model_validator(mode="after")
     def _one_threshold(self) -> RoutingFile:
@@ -413,21 +450,20 @@ class FleetFile(Part):
     ledger: Annotated[str, PlainValidator(_ledger), WithJsonSchema({"type": "string"})] = Field(
         "paymaster.db", validate_default=True, description="SQLite file (relative to fleet.yaml), or :memory:"
     )
-    durability: OneOf("process", "power") = Field(  # type: ignore[valid-type]
+    durability: Annotated[str, Choice("process", "power")] = Field(
         "process", description="process: survives a crash of the gateway; power: also a power cut (slower)"
     )
     admin: Admin = Field(default_factory=Admin)
     limits: Limits = Field(default_factory=Limits)
     defaults: Defaults = Field(default_factory=Defaults)
     fleet: Fleet = Field(default_factory=Fleet)
-    providers: Section(ProviderFile) = Field(default_factory=dict)  # type: ignore[valid-type]
-    models: Section(ModelFile) = Field(default_factory=dict)  # type: ignore[valid-type]
+    providers: Section[ProviderFile] = Field(default_factory=dict)
+    models: Section[ModelFile] = Field(default_factory=dict)
     agents: Annotated[dict[AgentName, AgentFile], BeforeValidator(_none_is_empty)] = Field(default_factory=dict)
-    tasks: Section(TaskFile) = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")  # type: ignore[valid-type]
+    tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile)
 
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of fleet.yaml, for editors (yaml-language-server) and `paymaster config schema`."""
     return FleetFile.model_json_schema(by_alias=True)
-

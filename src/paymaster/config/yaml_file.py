@@ -48,7 +48,7 @@ def _decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal:
         return Decimal(repr(loader.construct_yaml_float(node)))
 
 
-_Loader.add_constructor("tag:yaml.org,2002:float", _decimal)  # type: ignore[arg-type]
+_Loader.add_constructor("tag:yaml.org,2002:float", _decimal)
 
 
 def read(text: str, name: str = "fleet.yaml") -> Any:
