@@ -21,9 +21,9 @@ import base64
 import ipaddress
 import os
 import ssl
-from ssl import SSLContext  # the annotation inside Proxy, whose field `ssl` shadows the module
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from ssl import SSLContext  # the annotation inside Proxy, whose field `ssl` shadows the module
 from urllib.parse import unquote, urlsplit
 
 
