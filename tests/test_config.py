@@ -248,3 +248,22 @@ def test_a_task_schema_keeps_json_numbers(tmp_path: Path):
     assert (
         orjson.dumps(schema) == b'{"type":"object","properties":{"score":{"type":"number","minimum":0.5,"maximum":10}}}'
     )
+
+
+def test_the_json_schema_accepts_the_demo_fleet_and_flags_what_the_loader_refuses():
+    from jsonschema import Draft202012Validator
+
+    from paymaster.config import json_schema
+    from paymaster.demo import fleet
+
+    validator = Draft202012Validator(json_schema())
+    demo = yaml.safe_load(yaml.safe_dump(fleet("https://127.0.0.1:9", {"w": "pm-w"}, "/tmp/ca.pem")))
+    assert list(validator.iter_errors(demo)) == []
+    for bad in (
+        with_("agents.writer.colour", "red"),
+        with_("providers.openai.api_key_env", "sk-proj-abc-123"),
+        with_("routing.degrade_at", 0),
+        with_("listen.port", 70000),
+        {**base(), "agents": {"team a": base()["agents"]["writer"]}},
+    ):
+        assert list(validator.iter_errors(yaml.safe_load(yaml.safe_dump(bad)))), bad

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("config", help="check a fleet.yaml (every problem at once), or print its JSON Schema")
     c.add_argument("action", choices=["check", "schema"])
     c.add_argument("file", nargs="?", default="fleet.yaml", help="for `check`: the fleet.yaml (default ./fleet.yaml)")
+    c.add_argument("--markdown", action="store_true", help="for `schema`: the config reference as a Markdown table")
 
     args, rest = p.parse_known_args(argv)
     if args.cmd == "sim":
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"key_sha256: {hash_key(key)}")
         return 0
     if args.cmd == "config":
-        return config_command(args.action, args.file)
+        return config_command(args.action, args.file, markdown=args.markdown)
     if args.cmd == "demo":
         from .demo import run
 
@@ -83,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def config_command(action: str, file: str) -> int:
+def config_command(action: str, file: str, markdown: bool = False) -> int:
     """`config schema`: JSON Schema of fleet.yaml on stdout; `config check`: 0 if the file loads, else 1."""
     if action == "schema":
-        print(json.dumps(json_schema(), indent=2))
+        from .config.reference import markdown as reference
+
+        print(reference() if markdown else json.dumps(json_schema(), indent=2))
         return 0
     try:
         config = load(file)

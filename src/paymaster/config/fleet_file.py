@@ -230,11 +230,13 @@ Usd = Annotated[Decimal, PlainValidator(_usd), WithJsonSchema({"type": ["number"
 Fraction = Annotated[float, PlainValidator(_fraction), WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1})]
 Text = Annotated[str, PlainValidator(_text), WithJsonSchema({"type": "string", "minLength": 1})]
 Flag = Annotated[bool, PlainValidator(_flag), WithJsonSchema({"type": "boolean"})]
-EnvVar = Annotated[str, PlainValidator(_env_var), WithJsonSchema({"type": "string", "pattern": ENV_NAME.pattern})]
+EnvVar = Annotated[
+    str, PlainValidator(_env_var), WithJsonSchema({"type": "string", "pattern": f"^{ENV_NAME.pattern}$"})
+]
 Sha256 = Annotated[str, PlainValidator(_sha256), WithJsonSchema({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})]
 Seconds = Annotated[float, PlainValidator(_seconds(True, 86400)), WithJsonSchema({**SECONDS, "maximum": 86400})]
 AgentName = Annotated[
-    str, PlainValidator(_agent_name), WithJsonSchema({"type": "string", "pattern": AGENT_NAME.pattern})
+    str, PlainValidator(_agent_name), WithJsonSchema({"type": "string", "pattern": f"^{AGENT_NAME.pattern}$"})
 ]
 
 
@@ -322,10 +324,11 @@ class Fleet(Part):
             WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}),
         ]
     ] = Field(
-        default_factory=lambda: [Decimal("0.5"), Decimal("0.8"), Decimal("0.95")],
+        [0.5, 0.8, 0.95],
+        validate_default=True,
         description="shares of a cap at which an alert is posted",
     )
-    caching: FleetCaching = Field(default_factory=FleetCaching)
+    caching: FleetCaching = Field(default_factory=FleetCaching, description="prompt caching across the fleet")
 
 
 class ProviderFile(Part):
@@ -406,8 +409,10 @@ class AgentFile(Part):
     max_tokens: Annotated[int, Whole(1, 1_000_000)] | None = Field(
         None, description="output ceiling (default: defaults.max_tokens)"
     )
-    caching: CachingFile = Field(default_factory=CachingFile)
-    response_cache: ResponseCacheFile = Field(default_factory=ResponseCacheFile)
+    caching: CachingFile = Field(default_factory=CachingFile, description="the provider's prompt cache")
+    response_cache: ResponseCacheFile = Field(
+        default_factory=ResponseCacheFile, description="the gateway's own cache of whole answers"
+    )
     brevity: Text | None = Field(None, description="system-prompt addendum for every call")
     tasks: Section[TaskFile] = Field(default_factory=dict, description="per-task overrides of the fleet's tasks")
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
@@ -446,22 +451,30 @@ class FleetFile(Part):
     timezone: Annotated[str, PlainValidator(_timezone), WithJsonSchema({"type": "string"})] = Field(
         "UTC", description="IANA time zone of the daily and monthly cap boundaries"
     )
-    listen: Listen = Field(default_factory=Listen)
+    listen: Listen = Field(default_factory=Listen, description="where the gateway serves")
     ledger: Annotated[str, PlainValidator(_ledger), WithJsonSchema({"type": "string"})] = Field(
         "paymaster.db", validate_default=True, description="SQLite file (relative to fleet.yaml), or :memory:"
     )
     durability: Annotated[str, Choice("process", "power")] = Field(
         "process", description="process: survives a crash of the gateway; power: also a power cut (slower)"
     )
-    admin: Admin = Field(default_factory=Admin)
-    limits: Limits = Field(default_factory=Limits)
-    defaults: Defaults = Field(default_factory=Defaults)
-    fleet: Fleet = Field(default_factory=Fleet)
-    providers: Section[ProviderFile] = Field(default_factory=dict)
-    models: Section[ModelFile] = Field(default_factory=dict)
-    agents: Annotated[dict[AgentName, AgentFile], BeforeValidator(_none_is_empty)] = Field(default_factory=dict)
+    admin: Admin = Field(default_factory=Admin, description="the admin API's key (key_env or key_sha256)")
+    limits: Limits = Field(default_factory=Limits, description="request limits")
+    defaults: Defaults = Field(default_factory=Defaults, description="what agents get unless they say otherwise")
+    fleet: Fleet = Field(default_factory=Fleet, description="caps and alerts over the whole fleet")
+    providers: Section[ProviderFile] = Field(
+        default_factory=dict, description="upstreams by name (at least one); the name anthropic/openai sets kind"
+    )
+    models: Section[ModelFile] = Field(
+        default_factory=dict, description="models by name: provider and price overrides (genai-prices otherwise)"
+    )
+    agents: Annotated[dict[AgentName, AgentFile], BeforeValidator(_none_is_empty)] = Field(
+        default_factory=dict,
+        description="agents by name (at least one): key, models, caps",
+        json_schema_extra={"additionalProperties": False},  # a name outside the pattern is flagged by editors
+    )
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
-    routing: RoutingFile = Field(default_factory=RoutingFile)
+    routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
 
 
 def json_schema() -> dict[str, Any]:
