@@ -10,7 +10,8 @@ Every problem is reported at start, e.g. `agents.writer.daily_usd: must be a dol
 never as a stack trace mid-request.
 """
 
-from .build import _hop, load, parse, validate
+from .build import _hop as _hop  # the provider-hop check alone (tests of the transports)
+from .build import load, parse, validate
 from .errors import ConfigError
 from .fleet_file import json_schema
 from .model import (
@@ -52,7 +53,6 @@ __all__ = [
     "ResponseCache",
     "Routing",
     "Task",
-    "_hop",
     "cache_scope",
     "hash_key",
     "json_schema",
