@@ -267,3 +267,17 @@ def test_the_json_schema_accepts_the_demo_fleet_and_flags_what_the_loader_refuse
         {**base(), "agents": {"team a": base()["agents"]["writer"]}},
     ):
         assert list(validator.iter_errors(yaml.safe_load(yaml.safe_dump(bad)))), bad
+
+
+def test_a_proxy_password_is_not_echoed_in_a_proxy_error():
+    url = "http://ops:hunter2-secret@proxy.internal:80800"
+    with pytest.raises(ConfigError, match="providers.anthropic.proxy: bad port") as e:
+        parse(with_("providers.anthropic.proxy", url), env=ENV)
+    assert "hunter2" not in str(e.value) and "proxy.internal" in str(e.value)
+
+
+def test_empty_sections_mean_their_defaults():
+    raw = {**base(), "listen": None, "routing": None, "fleet": {"caching": None}, "models": None, "tasks": None}
+    cfg = parse(raw, env=ENV)
+    assert (cfg.host, cfg.port, cfg.routing.degrade_at) == ("127.0.0.1", 8080, 0.8)
+    assert cfg.alert_thresholds == (Decimal("0.5"), Decimal("0.8"), Decimal("0.95"))

@@ -270,7 +270,7 @@ def _hop_of(pf: ProviderFile, path: str, base: Path | None) -> dict[str, Any]:
             try:
                 parse_proxy(pf.proxy, f"{path}.proxy")
             except ProxyURLError as e:
-                problems.lines.append(str(e))
+                problems.lines.append(_without_password(str(e), pf.proxy))
         out["proxy"] = pf.proxy
     if pf.transport == "aiohttp":
         try:
@@ -279,6 +279,15 @@ def _hop_of(pf: ProviderFile, path: str, base: Path | None) -> dict[str, Any]:
             problems.add(f"{path}.transport", "aiohttp is not installed (pip install 'paymaster[aiohttp]')")
     problems.raise_any()
     return out
+
+
+def _without_password(message: str, url: str) -> str:
+    """`message` with the user:password of `url` (a proxy's credentials) masked."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not (sep and at):
+        return message
+    return message.replace(url, f"{scheme}://***@{host}").replace(userinfo, "***")
 
 
 def _resolve(
