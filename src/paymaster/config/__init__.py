@@ -1,10 +1,12 @@
 """fleet.yaml → typed, validated configuration.
 
     fleet_file.py  the file as pydantic models: every setting's type, default and description (one place)
+    values.py      the value types those settings use (Usd, Seconds, EnvVar …): check, message, JSON Schema
     yaml_file.py   YAML reading: duplicate keys refused with their line, decimals exact
     build.py       validated file → Config, resolving models, prices and keys; load() and parse()
     model.py       the frozen dataclasses the gateway reads on the hot path
     errors.py      ConfigError: every problem at once, `path: problem` per line, secrets never echoed
+    reference.py   the Markdown config reference, generated from the models
 
 Every problem is reported at start, e.g. `agents.writer.daily_usd: must be a dollar amount, got 'ten'`,
 never as a stack trace mid-request.
