@@ -281,3 +281,22 @@ def test_empty_sections_mean_their_defaults():
     cfg = parse(raw, env=ENV)
     assert (cfg.host, cfg.port, cfg.routing.degrade_at) == ("127.0.0.1", 8080, 0.8)
     assert cfg.alert_thresholds == (Decimal("0.5"), Decimal("0.8"), Decimal("0.95"))
+
+
+def test_serve_with_bad_config_names_every_problem(tmp_path: Path):
+    bad = with_("agents.writer.daily_usd", "ten")
+    bad["durability"] = "disk"
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(bad))
+    r = cli("serve", "--config", str(tmp_path / "fleet.yaml"), env={"SIM_KEY": "x"})
+    assert r.returncode == 2
+    assert "bad config: durability: must be one of process, power, got 'disk'" in r.stderr
+    assert "bad config: agents.writer.daily_usd: must be a dollar amount" in r.stderr
+
+
+def test_the_package_exports_what_it_names():
+    import paymaster.config as config
+
+    assert all(hasattr(config, name) for name in config.__all__)
+    public = {n for n in vars(config) if not n.startswith("_")} - {"build", "errors", "fleet_file", "model", "values"}
+    public -= {"yaml_file", "reference", "annotations"}
+    assert public == set(config.__all__)

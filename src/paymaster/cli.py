@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.config)
     except ConfigError as e:
-        print(f"paymaster: bad config: {e}", file=sys.stderr)
+        print(f"paymaster: bad config: {e.problems[0]}", file=sys.stderr)
+        for line in e.problems[1:]:
+            print(f"paymaster: bad config: {line}", file=sys.stderr)
         return 2
     try:
         return command(args, config)
@@ -89,7 +91,10 @@ def config_command(action: str, file: str, markdown: bool = False) -> int:
     if action == "schema":
         from .config.reference import markdown as reference
 
-        print(reference() if markdown else json.dumps(json_schema(), indent=2))
+        try:
+            print(reference() if markdown else json.dumps(json_schema(), indent=2))
+        except BrokenPipeError:  # `paymaster config schema | head`
+            sys.stderr.close()
         return 0
     try:
         config = load(file)
