@@ -325,13 +325,12 @@ def pipeline(url: str, env: dict[str, str], tasks: int, after: bool, admin_key: 
 def table(r: Result) -> str:
     rows = []
     for s in STEPS:
-        b, a = r.before.rows[s.task], r.after.rows[s.task]
         rows.append(
             [
                 s.task,
-                b[0]["model"],
+                r.before.rows[s.task][0]["model"],
                 usd_str(r.per_task(r.before.cost(s.task))),
-                a[0]["model"],
+                r.after.rows[s.task][0]["model"],
                 usd_str(r.per_task(r.after.cost(s.task))),
                 _what(s, r.compression),
             ]
