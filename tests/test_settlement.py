@@ -13,7 +13,7 @@ import openai
 import orjson
 import pytest
 
-from paymaster.app import _unpriceable
+from paymaster.settle import unpriceable as _unpriceable
 from paymaster.call import Call, Usage
 from paymaster.wire import anthropic as wire_anthropic
 from paymaster.wire import openai as wire_openai

@@ -5,7 +5,7 @@ A lever is an object with a `name` and an async `apply(call, ctx)`; the pipeline
 hooks (a lever defines only those it needs; the pipeline calls only the levers that define them):
 
     shape(call, ctx)               each attempt, on the request as the provider will get it (translated)
-    fallback(call, tried, ctx)     a model to retry on should this attempt fail retryably, or None
+    fallback(call, tried, out, ctx) a model to retry on should this attempt fail retryably, or None
     retried(call, model, why, ctx) the attempt failed retryably: the call moves to `model`
     settled(call, outcome, ctx)    after each settlement, before its ledger row is written
     undo(bill, call, ctx)          savings attribution: the bill as it would have been without this lever
