@@ -173,6 +173,8 @@ class Gateway:
                 return await self.answer(call, answer, send)
         if call.max_tokens is None:  # output control sets a ceiling; without it, the agent's own
             call.max_tokens = agent.max_tokens
+        if call.model not in self.config.models:  # "auto" that no lever routed
+            raise BadRequest(f"model {call.model!r} needs the routing lever, which this gateway runs without")
         source = call.body  # the caller's request, in its own API's shape
         tried: set[str] = set()
         while True:
