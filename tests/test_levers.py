@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import PIPE
@@ -152,3 +153,36 @@ def test_deleting_a_levers_module_and_its_line_leaves_the_gateway_working(tmp_pa
     for gone, run in runs.items():
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0 and out.strip().endswith("ok"), f"without {gone}: {err[-3000:]}"
+
+
+class Faulty:
+    """A lever added by one line, whose after-settlement hook breaks."""
+
+    name = "faulty"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def apply(self, call: Any, ctx: Any) -> None:
+        call.notes["x-paymaster-faulty"] = "applied"
+        ctx.state[self.name] = call.model
+
+    def settled(self, call: Any, outcome: Any, ctx: Any) -> None:
+        self.seen.append(f"{ctx.state[self.name]} {outcome.status} {outcome.cost_nanos}")
+        raise RuntimeError("a lever's bug")
+
+
+def test_a_new_lever_plugs_in_by_name_and_its_failing_hook_never_loses_a_booking(gateway, monkeypatch):
+    faulty = Faulty()
+    module = types.ModuleType("paymaster.levers.faulty")
+    module.make = lambda config, gateway: faulty  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "paymaster.levers.faulty", module)
+    gw = gateway(levers=(*LEVERS, "faulty"))
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-paymaster-faulty"] == "applied" and raw.parse().usage.output_tokens > 0
+    (row,) = gw.ledger("alice")
+    assert row["status"] == "ok" and row["cost_nanos"] > 0
+    assert faulty.seen == [f"claude-haiku-4-5 ok {row['cost_nanos']}"]
+    assert gw.admin("/admin/agents/alice").json()["windows"][0]["reserved_usd"] == "0.000000"
