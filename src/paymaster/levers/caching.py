@@ -96,9 +96,10 @@ def isolate(body: dict[str, Any], scope: str, api: str) -> None:
     """Put the agent's scope tag at the start of the prompt as the provider caches it (see the module
     docstring). Idempotent: a body prepared twice (a fallback to another model) is tagged once."""
     tag = scope_tag(scope)
-    tools = body.get("tools")
+    found = body.get("tools")
+    tools: list[Any] = found if isinstance(found, list) else []
     tagged_tool = False
-    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+    for i, tool in enumerate(tools):
         holder = _describable(tool, api)
         if holder is not None:
             described = holder.get("description")

@@ -28,7 +28,9 @@ class Wire(Protocol):
     """One API's shapes, as the gateway speaks them to callers and providers: a wire module."""
 
     API: str  # "anthropic" | "openai"
-    StreamWatch: Callable[[Call], StreamWatcher]
+
+    @property
+    def StreamWatch(self) -> Callable[[Call], StreamWatcher]: ...  # the module's StreamWatch class
 
     def check(self, body: dict[str, Any]) -> tuple[str, int | None, bool]: ...
     def set_max_tokens(self, body: dict[str, Any], n: int, provider_kind: str) -> None: ...
