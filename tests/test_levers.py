@@ -10,11 +10,13 @@ import sys
 import textwrap
 import types
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
 
 import anthropic
+import orjson
 import pytest
 
 import paymaster
@@ -186,3 +188,37 @@ def test_a_new_lever_plugs_in_by_name_and_its_failing_hook_never_loses_a_booking
     assert row["status"] == "ok" and row["cost_nanos"] > 0
     assert faulty.seen == [f"claude-haiku-4-5 ok {row['cost_nanos']}"]
     assert gw.admin("/admin/agents/alice").json()["windows"][0]["reserved_usd"] == "0.000000"
+
+
+class Asker:
+    """A lever that calls a model through the gateway itself (as summarisation does)."""
+
+    name = "asker"
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, bytes]] = []
+
+    async def apply(self, call: Any, ctx: Any) -> None:
+        if call.task == "compression":  # its own call passes through the levers too
+            return
+        ask = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "sum up"}]}
+        self.replies.append(await ctx.gateway.ask(ctx.agent, "anthropic", ask, "compression"))
+
+
+def test_a_lever_calls_a_model_through_the_gateway_on_the_agents_budget(gateway, monkeypatch):
+    asker = Asker()
+    module = types.ModuleType("paymaster.levers.asker")
+    module.make = lambda config, gateway: asker  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "paymaster.levers.asker", module)
+    gw = gateway(
+        levers=("asker", *LEVERS), agents={"alice": {"model": "claude-haiku-4-5", "tasks": {"compression": {}}}}
+    )
+    gw.anthropic().messages.create(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    )
+    ((status, body),) = asker.replies
+    assert status == 200 and orjson.loads(body)["type"] == "message"
+    rows = gw.ledger("alice")
+    assert sorted(r["task"] for r in rows) == ["", "compression"] and all(r["cost_nanos"] > 0 for r in rows)
+    spent = gw.admin("/admin/agents/alice").json()["windows"][0]["spent_usd"]
+    assert Decimal(spent) * 10**9 >= sum(r["cost_nanos"] for r in rows)

@@ -164,9 +164,11 @@ class Gateway:
         h: dict[bytes, bytes],
         receive: Receive,
         send: Send,
+        internal: bool = False,
     ) -> None:
+        """`internal`: a lever's own call (`ask`), whose task type need not be one the agent configured."""
         call = decode(api, agent, body, h, size)  # 2. decode
-        ctx = LeverContext(agent, task_of(agent, call), h, self)
+        ctx = LeverContext(agent, task_of(agent, call, internal), h, self)
         for lever in self.levers:  # 3. the levers, in list order (an Answer ends the call)
             answer = await lever.apply(call, ctx)
             if answer is not None:
@@ -265,7 +267,7 @@ class Gateway:
         h = {b"x-paymaster-task": task.encode()}
         wire = WIRES[api]
         try:
-            await self.run(wire, agent, body, len(orjson.dumps(body)), h, receive, send)
+            await self.run(wire, agent, body, len(orjson.dumps(body)), h, receive, send, internal=True)
         except GatewayError as e:
             return e.status, wire.error_body(e)
         return reply["status"], reply["body"]
@@ -329,12 +331,13 @@ def decode(api: Wire, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes],
     )
 
 
-def task_of(agent: Agent, call: Call) -> Task | None:
-    """The call's declared task type, as the agent's config defines it (a 400 for one it does not know)."""
+def task_of(agent: Agent, call: Call, internal: bool = False) -> Task | None:
+    """The call's declared task type, as the agent's config defines it (a 400 for one it does not know,
+    unless the gateway made the call itself)."""
     if call.task is None:
         return None
     task = agent.tasks.get(call.task)
-    if task is None:
+    if task is None and not internal:
         known = ", ".join(sorted(agent.tasks)) or "none configured"
         raise BadRequest(f"unknown task type {call.task!r} (known: {known})", param="x-paymaster-task")
     return task
