@@ -59,7 +59,9 @@ class Gateway:
         self.budget = Budget(config, self.store, self.board, clock)
         self.upstreams = {name: Upstream(p) for name, p in config.providers.items()}
         self.levers = build(config, self, levers)  # levers.LEVERS, or the sub-list given
-        self.shapers, self.fallbacks, self.retried = (hooked(self.levers, h) for h in ("shape", "fallback", "retried"))
+        self.appliers, self.shapers, self.fallbacks, self.retried = (
+            hooked(self.levers, h) for h in ("apply", "shape", "fallback", "retried")
+        )
         self.admission = Admission(config, self.budget, self.rates_of)
         self.exchange = Forwarder(self.budget, Settler(self.budget, hooked(self.levers, "settled")))
         self.admin = admin.Admin(config, self.store, self.budget, self.board, clock)
@@ -169,7 +171,7 @@ class Gateway:
         """`internal`: a lever's own call (`ask`), whose task type need not be one the agent configured."""
         call = decode(api, agent, body, h, size)  # 2. decode
         ctx = LeverContext(agent, task_of(agent, call, internal), h, self)
-        for lever in self.levers:  # 3. the levers, in list order (an Answer ends the call)
+        for lever in self.appliers:  # 3. the levers, in list order (an Answer ends the call)
             answer = await lever.apply(call, ctx)
             if answer is not None:
                 return await self.answer(call, answer, send)

@@ -44,9 +44,10 @@ class Answer:
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settlement:
-    """One attempt, booked: what the provider will bill for it."""
+    """One attempt, booked: what the provider will bill for it. Read-only for the levers (not frozen:
+    one is made for every call, and a frozen dataclass costs several times as much to make)."""
 
     status: str  # ok | upstream_error | unreachable | timeout | disconnected | cut | bad_upstream_body
     model: str
@@ -102,11 +103,12 @@ class Lever(Protocol):
 
     async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
         """May change the request (`call.body`, `call.model`, `call.max_tokens`), say so in `call.notes`
-        (response headers) and keep notes in `ctx.state[self.name]`; an Answer ends the call there."""
+        (response headers) and keep notes in `ctx.state[self.name]`; an Answer ends the call there.
+        A lever that only works on the provider's shape (`shape`) may leave `apply` out."""
         ...
 
 
-HOOKS = ("shape", "fallback", "retried", "settled", "undo")
+HOOKS = ("apply", "shape", "fallback", "retried", "settled", "undo")
 
 
 def hooked(levers: list[Any], hook: str) -> tuple[Any, ...]:

@@ -38,7 +38,7 @@ from ..call import Call
 from ..config import Agent, Config
 from ..prefix import prefix_key as cache_key
 from ..prompt_cache import min_cacheable_tokens
-from .base import Answer, Bill, LeverContext, Services
+from .base import Bill, LeverContext, Services
 from .cache_breakpoints import place_breakpoints
 
 __all__ = ["Caching", "apply", "cache_key", "has_breakpoint", "isolate", "make", "place_breakpoints", "scope_tag"]
@@ -51,9 +51,6 @@ class Caching:
 
     def __init__(self, config: Config) -> None:
         self.models = config.models
-
-    async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
-        return None
 
     def shape(self, call: Call, ctx: LeverContext) -> None:
         apply(call, ctx.agent, self.models[call.model].provider.kind)

@@ -224,17 +224,13 @@ class Routing:
         self.router = Router(config, gateway.clock, gateway.rates_of)
 
     async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
-        note = RouteNote()
-        ctx.state[self.name] = note
         agent = ctx.agent
-        share = 0.0
-        if call.model == "auto":  # only auto calls are routed, and only they degrade
-            note.prefix = prefix_key(agent.name, call.body)
-            note.size = len(orjson.dumps(call.body)) // 4
-            share = self.gateway.budget.share(agent.name)
-        route = self.router.route(call, agent, ctx.task, share, note.prefix, note.size)
-        if route.reason == "requested":
+        if call.model != "auto":  # a concrete model is not routed (fallbacks may still move it)
             return None
+        note = ctx.state[self.name] = RouteNote(prefix=prefix_key(agent.name, call.body))
+        note.size = len(orjson.dumps(call.body)) // 4
+        share = self.gateway.budget.share(agent.name)  # only auto calls degrade
+        route = self.router.route(call, agent, ctx.task, share, note.prefix, note.size)
         note.requested, note.baseline = call.model, route.baseline
         route_to(call, note, route.model, route.reason)
         board = self.gateway.board
@@ -250,10 +246,13 @@ class Routing:
 
     def retried(self, call: Call, model: str, why: str, ctx: LeverContext) -> None:
         self.router.failed(call.model)
-        route_to(call, ctx.state[self.name], model, f"fallback from {call.model} ({why})")
+        note = ctx.state.get(self.name) or ctx.state.setdefault(self.name, RouteNote())
+        route_to(call, note, model, f"fallback from {call.model} ({why})")
 
     def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
-        note: RouteNote = ctx.state[self.name]
+        note: RouteNote | None = ctx.state.get(self.name)
+        if note is None:  # neither routed nor moved
+            return
         if note.requested:
             ctx.ledger["model_requested"] = note.requested
         ctx.ledger["route"] = note.route
@@ -267,7 +266,8 @@ class Routing:
 
     def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
         """On the model asked for (for `auto`, the agent's top tier)."""
-        baseline = self._baseline(call, ctx.state[self.name])
+        note = ctx.state.get(self.name)
+        baseline = self._baseline(call, note) if note is not None else None
         return Bill(baseline, bill.usage) if baseline is not None else bill
 
     def _baseline(self, call: Call, note: RouteNote) -> str | None:
