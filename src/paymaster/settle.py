@@ -37,7 +37,7 @@ log = logging.getLogger("paymaster")
 
 
 @dataclass(slots=True)
-class Priced:
+class Charge:
     """What an attempt costs under the settlement rules."""
 
     cost_usd: Decimal
@@ -55,7 +55,7 @@ def price(
     usage: Usage | None,
     error: str,
     partial: Usage | None,
-) -> Priced:
+) -> Charge:
     """The settlement rules (see the module docstring) for one attempt."""
     worst = from_nanos(worst_nanos)
     reconcile = 0
@@ -86,7 +86,7 @@ def price(
             with contextlib.suppress(ValueError):
                 cost_usd = rates.cost(partial)
     usage = usage if usage is not None and status == "ok" else (partial or Usage())
-    return Priced(cost_usd, usage, reconcile, error)
+    return Charge(cost_usd, usage, reconcile, error)
 
 
 class Settler:
