@@ -179,32 +179,6 @@ def pricer(rates_of: Callable[[str], Rates]) -> Price:
     return price
 
 
-def of_call(
-    price: Price,
-    *,
-    model: str,
-    baseline_model: str | None,
-    billed: Usage,
-    actual_nanos: int,
-    handed: Iterable[Change] = (),
-) -> Attribution:
-    """A settled call's attribution: what the gateway sees for itself (the model routing chose, the cache
-    reads and writes in `billed`) plus what levers handed over (tokens compression removed, …)."""
-    changes = list(handed)
-    if baseline_model and baseline_model != model:
-        changes.append(Change("routing", model=baseline_model))
-    if billed.cache_read_tokens or billed.cache_write_tokens:
-        changes.append(Change("caching", uncached=True))
-    if not changes:
-        return Attribution(actual_nanos, actual_nanos, {})
-    try:
-        # the booked cost is the bill's price unless a per-use fee was added to it (OpenAI's search fee)
-        priced = None if billed.server_tool_uses else actual_nanos
-        return attribute(price, Shape(model, billed), actual_nanos, changes, priced)
-    except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book
-        return Attribution(actual_nanos, actual_nanos, {})
-
-
 def add(total: dict[str, int], by_lever: Mapping[str, int]) -> None:
     for k, v in by_lever.items():
         total[k] = total.get(k, 0) + v
