@@ -223,54 +223,39 @@ def answered(
 ) -> str:
     """Book a call a lever answered in the provider's place (the response cache): zero cost, a ledger row
     saying where the answer came from and what making it cost. Returns the call's id."""
-    p = budget.calendar.periods(now)
-    call_id = "pm_" + secrets.token_hex(12)
-    store.book(
-        LedgerRow(
-            id=call_id,
-            ts=now,
-            agent=call.agent,
-            api=call.api,
-            provider="gateway",
-            model_requested=call.model,
-            model=answer.model,
-            status=answer.source,
-            max_tokens=call.max_tokens or 0,
-            cost_usd="0",
-            cost_nanos=0,
-            day=p.day,
-            month=p.month,
-            task=call.task or "",
-            max_tokens_requested=call.max_tokens_requested or 0,
-            uncached_cost_nanos=answer.cost_nanos,
-            baseline_cost_nanos=saved.baseline_nanos if saved else 0,
-            savings=saved.json() if saved else "{}",
-        )
-    )
-    return call_id
+    row = free_row(call, answer.source, answer.model, now, budget.calendar.periods(now))
+    row.max_tokens = call.max_tokens or 0
+    row.uncached_cost_nanos = answer.cost_nanos
+    if saved is not None:
+        row.baseline_cost_nanos, row.savings = saved.baseline_nanos, saved.json()
+    store.book(row)
+    return row.id
 
 
 def refused(call: Call, verdict: Refusal, store: SQLiteStore, now: float, periods: Periods) -> None:
     """A refused call is a ledger row too (status `refused`, cost 0, why in `error`), so reports count
     refusals from the ledger alone; `GET /admin/ledger` lists them only when asked for by status."""
-    kind = "call_too_large" if verdict.too_large else "budget_exceeded"
-    store.book(
-        LedgerRow(
-            id="pm_" + secrets.token_hex(12),
-            ts=now,
-            agent=call.agent,
-            api=call.api,
-            provider="gateway",
-            model_requested=call.model,
-            model=call.model,
-            status="refused",
-            cost_usd="0",
-            cost_nanos=0,
-            day=periods.day,
-            month=periods.month,
-            worst_nanos=verdict.needed,
-            error=f"{kind}: {verdict.window}",
-            task=call.task or "",
-            max_tokens_requested=call.max_tokens_requested or 0,
-        )
+    row = free_row(call, "refused", call.model, now, periods)
+    row.worst_nanos = verdict.needed
+    row.error = f"{'call_too_large' if verdict.too_large else 'budget_exceeded'}: {verdict.window}"
+    store.book(row)
+
+
+def free_row(call: Call, status: str, model: str, now: float, periods: Periods) -> LedgerRow:
+    """The ledger row of a call no provider was paid for (answered by the gateway, or refused)."""
+    return LedgerRow(
+        id="pm_" + secrets.token_hex(12),
+        ts=now,
+        agent=call.agent,
+        api=call.api,
+        provider="gateway",
+        model_requested=call.model,
+        model=model,
+        status=status,
+        cost_usd="0",
+        cost_nanos=0,
+        day=periods.day,
+        month=periods.month,
+        task=call.task or "",
+        max_tokens_requested=call.max_tokens_requested or 0,
     )
