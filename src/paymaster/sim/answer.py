@@ -6,8 +6,9 @@ Rules (see `text` for the directives):
 - text of `[sim:tokens=N]` tokens, else the simulator's default length; clipped to `max_tokens`,
   which then is the stop reason;
 - `[sim:stop]` with stop sequences given: stops on the first one (not part of the text);
-- a tool call when tools are given and tool choice forces one (any / named) or the prompt says
-  `[sim:tool]`; tool choice "none" forbids it. The input is built from the tool's schema;
+- a tool call when tools are given and tool choice forces one (any / named) or the prompt's tool
+  script has a step left (`[sim:tool]`, one step per tool-call turn since the prompt, so a loop
+  ends in text); tool choice "none" forbids it. The input is built from the tool's schema;
 - JSON output (OpenAI `response_format`, Anthropic `output_config.format`): the text is a JSON
   object, built from the schema when one is given, else `{"answer": <words>}`.
 
@@ -52,6 +53,7 @@ class Ask:
     tools: list[Tool] = field(default_factory=list)
     tool_mode: ToolMode = "auto"
     tool_name: str | None = None
+    tool_turns: int = 0  # assistant tool-call turns since the last user message: the tool script's step
     json: bool = False
     json_schema: dict[str, Any] | None = None
     include_usage: bool = False  # OpenAI stream_options.include_usage
@@ -74,7 +76,8 @@ def answer(ask: Ask, default_tokens: int) -> Answer:
     if ask.max_tokens == 0:  # Anthropic's cache pre-warming: prefill only, nothing generated
         return Answer("", 0, "max_tokens")
     said = directives(ask.prompt)
-    tool = _tool(ask, said.tool, said.tool_name)
+    script = said.tools[ask.tool_turns :]
+    tool = _tool(ask, bool(script), script[0] if script else None)
     if tool is not None:
         arguments = orjson.dumps(example(tool.schema)).decode()
         n = count_tokens(tool.name) + count_tokens(arguments)

@@ -146,17 +146,19 @@ class AnthropicWire:
         choice = body.get("tool_choice") or {}
         fmt = (body.get("output_config") or {}).get("format") or {}
         schema = fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+        prompt, turns = _prompt(messages)
         return Ask(
             model=body["model"],
             stream=body.get("stream") is True,
             input_tokens=total,
             seed=seed(system, messages),
-            prompt=_last_user_text(messages),
+            prompt=prompt,
             max_tokens=body["max_tokens"],
             stop=[s for s in body.get("stop_sequences") or () if isinstance(s, str)],
             tools=tools,
             tool_mode=_TOOL_MODES.get(choice.get("type", "auto"), "auto"),
             tool_name=choice.get("name"),
+            tool_turns=turns,
             json_schema=schema if isinstance(schema, dict) else None,
             cacheable=cacheable,
         )
@@ -568,14 +570,24 @@ _SOURCE_TYPES = {
 }
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
+def _prompt(messages: list[dict[str, Any]]) -> tuple[str, int]:
+    """The last user message's text, and how many assistant tool-call turns came after it.
+
+    A user message carrying only tool results continues the loop; one with anything else is a new prompt.
+    """
+    turns = 0
     for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            return " ".join(b["text"] for b in content if b.get("type") == "text" and isinstance(b.get("text"), str))
-    return ""
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        if message.get("role") == "assistant":
+            turns += any(b.get("type") == "tool_use" for b in blocks)
+        elif isinstance(content, str):
+            return content, turns
+        elif any(b.get("type") != "tool_result" for b in blocks):
+            return " ".join(
+                b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)
+            ), turns
+    return "", turns
 
 
 def _message(ask: Ask, answer: Answer, *, final: bool) -> dict[str, Any]:

@@ -145,17 +145,19 @@ class OpenAIWire:
         schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
         stop = body.get("stop")
         total, cacheable = measure(body, len(raw))
+        prompt, turns = _prompt(messages)
         return Ask(
             model=body["model"],
             stream=body.get("stream") is True,
             input_tokens=total,
             seed=seed(messages),
-            prompt=_last_user_text(messages),
+            prompt=prompt,
             max_tokens=max_tokens,
             stop=[stop] if isinstance(stop, str) else list(stop or ()),
             tools=tools,
             tool_mode=mode,
             tool_name=name,
+            tool_turns=turns,
             json=fmt.get("type") in ("json_object", "json_schema"),
             json_schema=schema if isinstance(schema, dict) else None,
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
@@ -458,16 +460,19 @@ def _tool_choice(choice: Any) -> tuple[ToolMode, str | None]:
     return "auto", None
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
+def _prompt(messages: list[dict[str, Any]]) -> tuple[str, int]:
+    """The last user message's text, and how many assistant tool-call turns came after it."""
+    turns = 0
     for message in reversed(messages):
-        if message.get("role") == "user":
+        role = message.get("role")
+        if role == "assistant" and message.get("tool_calls"):
+            turns += 1
+        elif role == "user":
             content = message.get("content")
-            if isinstance(content, str):
-                return content
             if isinstance(content, list):
-                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-            return ""
-    return ""
+                content = " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return (content if isinstance(content, str) else ""), turns
+    return "", turns
 
 
 def _tool_call(answer: Answer, *, whole: bool) -> dict[str, Any]:
