@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from . import admin
+from . import admin, model_route
 from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
@@ -43,7 +43,16 @@ from .levers import caching, output
 from .levers.response_cache import ResponseCache
 from .levers.routing import Route, Router
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos, usd_str
-from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
+from .providers import (
+    Response,
+    Unreachable,
+    Upstream,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamTimeout,
+    relay_headers,
+    request_ids,
+)
 from .store.sqlite import LedgerRow, SQLiteStore
 from .wire import SSEFrames, translate
 from .wire import anthropic as wire_anthropic
@@ -166,12 +175,14 @@ class Gateway:
                 await handler(scope, receive, send)
             elif path.startswith("/admin/"):
                 await admin.handle(self, scope, receive, send)
+            elif method == "GET" and path.startswith(model_route.PREFIX):
+                await model_route.retrieve(self, scope, receive, send)
             elif any(p == path for _, p in self.routes):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise NotFound(f"no route {method} {path}")
         except GatewayError as e:
-            if path == "/v1/models" and b"anthropic-version" in header_map(scope):
+            if path.startswith("/v1/models") and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
 
@@ -180,6 +191,7 @@ class Gateway:
         headers: Headers = [(b"x-should-retry", b"false")] if final else []
         if isinstance(e, BudgetBusy):
             headers = [(b"retry-after", b"1")]
+        headers += request_ids("req_" + secrets.token_hex(12))  # the gateway's own answer has its own id
         await respond(send, e.status, api.error_body(e), headers)
 
     # -- authenticate --------------------------------------------------------------------------------
@@ -398,6 +410,7 @@ class Gateway:
         headers: Headers = [
             (b"x-paymaster-call-id", call_id.encode()),
             (b"x-paymaster-cache", b"hit"),
+            *request_ids(call_id),
             (b"x-paymaster-cost-usd", b"0.000000"),
             (b"x-paymaster-remaining-daily-usd", usd_str(day).encode() if day is not None else b"unlimited"),
             (b"x-paymaster-remaining-monthly-usd", usd_str(month).encode() if month is not None else b"unlimited"),
