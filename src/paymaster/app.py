@@ -282,7 +282,10 @@ class Gateway:
                 if call.addendum is not None:  # Claude takes system text up front: the addendum joins it
                     shaped["messages"] = translate.addendum_up_front(shaped["messages"], call.addendum)
                     call.system_tail = 1
-                call.body = translate.openai_request_to_anthropic(shaped, call.model)
+                drops = translate.Drops(strict=self.config.translation == "strict")
+                call.body = translate.openai_request_to_anthropic(shaped, call.model, drops)
+                if dropped := drops.header():
+                    call.notes["x-paymaster-dropped"] = dropped
             else:
                 call.body = translate.anthropic_request_to_openai(shaped, call.model, kind)
             call.notes["x-paymaster-translated"] = f"{call.api} -> {target.API}"

@@ -159,6 +159,11 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    # -- compat (issue 18): translation between the two APIs ------------------------------------------
+    # translation.policy: what a translation does with a field whose dropping cannot change the answer's
+    # meaning (OpenAI `store`, metadata tags, image `detail`, …): "lenient" leaves it out and says so in
+    # the `x-paymaster-dropped` header; "strict" refuses the call with a 400 naming the field.
+    translation: str = "lenient"
 
     def agent_by_key(self, key: str) -> Agent | None:
         known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
@@ -461,6 +466,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             "agents",
             "tasks",
             "routing",
+            "translation",
         },
         "fleet.yaml",
     )
@@ -676,4 +682,15 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         agents=agents,
         prices=prices,
         routing=_routing_models(routing, models, resolve),
+        translation=_translation(top.get("translation")),
     )
+
+
+def _translation(v: Any) -> str:
+    """The `translation:` block (compat, issue 18): `policy: lenient | strict`."""
+    m = _mapping(v, "translation")
+    _unknown(m, {"policy"}, "translation")
+    policy = m.get("policy", "lenient")
+    if policy not in ("lenient", "strict"):
+        raise ConfigError(f"translation.policy: must be 'lenient' or 'strict', got {policy!r}")
+    return str(policy)

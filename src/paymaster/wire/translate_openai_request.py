@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from ..http import MAX_JSON_DEPTH, too_deep
-from .translate_refuse import TO_ANTHROPIC, Unmappable, check_fields, number, only, refuse
+from .translate_refuse import TO_ANTHROPIC, Drops, Unmappable, check_fields, number, only, refuse
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # what Claude reads
 
@@ -30,27 +30,41 @@ UNMAPPABLE: Unmappable = {
     "modalities": ((["text"],), "Claude answers in text only"),
     "audio": ((), "Claude has no audio output"),
     "prediction": ((), "Claude has no predicted outputs"),
-    "reasoning_effort": ((), "Claude's thinking and effort settings do not match OpenAI's reasoning effort"),
     "verbosity": ((), "Claude has no verbosity setting"),
     "web_search_options": ((), "web search is a provider-side tool with its own results and prices on each side"),
     "functions": ((), "the deprecated functions API is not translated; send tools"),
     "function_call": ((), "the deprecated functions API is not translated; send tool_choice"),
-    "store": ((False,), "Anthropic does not store completions"),
-    "metadata": (({},), "Anthropic keeps no request metadata beyond a user id"),
     "moderation": ((), "Anthropic has no moderation option"),
 }
 MAPPED = frozenset(
     "model messages max_tokens max_completion_tokens stream stream_options stop temperature top_p tools"
-    " tool_choice parallel_tool_calls response_format user safety_identifier service_tier".split()
+    " tool_choice parallel_tool_calls response_format user safety_identifier service_tier store metadata"
+    " reasoning_effort".split()
 )
+JSON_TOOL = "json_object_answer"
+"""The tool a json_object answer is given through (Claude's structured output needs a schema; a tool's
+input is always a JSON object): its input comes back to the caller as the answer's text."""
+_JSON_TOOL_DEF = {
+    "name": JSON_TOOL,
+    "description": "Give your whole answer as a JSON object: the object is this tool's input.",
+    "input_schema": {"type": "object", "additionalProperties": True},
+}
+# reasoning_effort → extended thinking's budget, as a share of the output limit (the budget is at least
+# 1,024 tokens and below max_tokens: platform.claude.com/docs/en/build-with-claude/extended-thinking)
+THINKING_SHARE = {"low": 0.25, "medium": 0.5, "high": 0.75, "xhigh": 0.9}
+MIN_THINKING = 1024
 _TIERS = {"auto": "auto", "default": "standard_only"}  # service_tier → Anthropic
 
 
-def openai_request_to_anthropic(body: dict[str, Any], target_model: str) -> dict[str, Any]:
-    """An OpenAI Chat Completions body as the Anthropic Messages body asking the same of `target_model`."""
+def openai_request_to_anthropic(body: dict[str, Any], target_model: str, drops: Drops | None = None) -> dict[str, Any]:
+    """An OpenAI Chat Completions body as the Anthropic Messages body asking the same of `target_model`.
+
+    `drops` collects what was left out because it cannot change the answer's meaning; without one
+    (or with a strict one), such fields are refused."""
     to = TO_ANTHROPIC
+    drops = Drops() if drops is None else drops
     check_fields(body, MAPPED, UNMAPPABLE, to, CACHE_HINTS)
-    system, messages = _messages_to_anthropic(body.get("messages"))
+    system, messages = _messages_to_anthropic(body.get("messages"), drops)
     out: dict[str, Any] = {"model": target_model, "max_tokens": _openai_limit(body)}
     if system:
         out["system"] = system
@@ -73,9 +87,15 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str) -> dict
         out["top_p"] = top_p
     _tools_to_anthropic(body, out)
     fmt = _format_to_anthropic(body.get("response_format"))
-    if fmt is not None:
+    if fmt == "json_object":
+        _json_object_tool(out)
+    elif fmt is not None:
         out["output_config"] = {"format": fmt}
+    _thinking(body.get("reasoning_effort"), out, drops)
+    if body.get("store"):
+        drops.drop("store", "Anthropic keeps no completions; the answer is the same", to)
     users = [(k, body[k]) for k in ("safety_identifier", "user") if body.get(k) is not None]
+    users += _metadata_user(body.get("metadata"), drops)
     for key, user in users:
         if not isinstance(user, str):
             refuse(key, "must be a string", to)
@@ -97,6 +117,69 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str) -> dict
     return out
 
 
+def _metadata_user(metadata: Any, drops: Drops) -> list[tuple[str, Any]]:
+    """OpenAI's metadata tags a stored completion; its `user_id`, if any, is Claude's `metadata.user_id`."""
+    if metadata is None:
+        return []
+    if not isinstance(metadata, dict):
+        refuse("metadata", "must be an object of string values", TO_ANTHROPIC)
+    if set(metadata) - {"user_id"}:
+        drops.drop("metadata", "tags for stored completions, which Anthropic does not keep", TO_ANTHROPIC)
+    return [("metadata.user_id", metadata["user_id"])] if metadata.get("user_id") is not None else []
+
+
+def _json_object_tool(out: dict[str, Any]) -> None:
+    """json_object: the answer is any JSON object. Claude gives one as a tool's input: the answer tool is
+    forced when the caller's tools may not be called, else offered beside them with a call required (the
+    model calls one of the caller's tools or answers through it, as an OpenAI model answers in JSON or
+    calls a tool). A call the caller itself requires (required / a named function) needs no answer tool."""
+    tools = out.get("tools") or []
+    if any(t["name"] == JSON_TOOL for t in tools):
+        refuse("tools", f"a tool may not be named {JSON_TOOL!r} with response_format json_object", TO_ANTHROPIC)
+    choice = out.get("tool_choice") or {"type": "auto"}
+    if choice["type"] in ("any", "tool"):
+        return
+    out["tools"] = [*tools, _JSON_TOOL_DEF]
+    forced = choice["type"] == "none" or not tools
+    out["tool_choice"] = {**choice, "type": "tool", "name": JSON_TOOL} if forced else {**choice, "type": "any"}
+
+
+def _thinking(effort: Any, out: dict[str, Any], drops: Drops) -> None:
+    """reasoning_effort → extended thinking with a budget of the effort's share of max_tokens (thinking
+    tokens are output tokens, inside max_tokens, so the call's worst case is unchanged). "none" and
+    "minimal" ask for no thinking. Thinking cannot be added where Claude would refuse it: under a forced
+    tool choice, with a temperature, on a turn continuing a tool call (Claude wants that call's thinking
+    blocks back, which OpenAI messages cannot carry), or when max_tokens leaves no room for the minimum."""
+    to = TO_ANTHROPIC
+    if effort is None or effort in ("none", "minimal"):
+        return
+    if effort not in THINKING_SHARE:
+        refuse("reasoning_effort", f"must be one of none, minimal, {', '.join(THINKING_SHARE)}", to)
+    limit = out["max_tokens"]
+    budget = max(MIN_THINKING, int(limit * THINKING_SHARE[effort]))
+    last = out["messages"][-1]
+    continuing = last["role"] == "user" and any(
+        isinstance(b, dict) and b.get("type") == "tool_result"
+        for b in last["content"]
+        if isinstance(last["content"], list)
+    )
+    blocked = (
+        "the output limit leaves no room for Claude's minimum thinking budget of 1024 tokens"
+        if budget >= limit
+        else "Claude thinks only when free to choose its tool"
+        if (out.get("tool_choice") or {}).get("type") in ("any", "tool")
+        else "Claude thinks only at the default temperature"
+        if "temperature" in out
+        else "Claude cannot think on a turn continuing a tool call whose thinking the caller cannot send back"
+        if continuing
+        else None
+    )
+    if blocked is not None:
+        drops.drop("reasoning_effort", f"answered without thinking: {blocked}", to)
+        return
+    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+
+
 def _openai_limit(body: dict[str, Any]) -> int:
     limits = [body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None]
     for v in limits:
@@ -107,13 +190,16 @@ def _openai_limit(body: dict[str, Any]) -> int:
     return min(limits)
 
 
-def _messages_to_anthropic(msgs: Any) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
-    """(system prompt, messages). System and developer messages before the first turn become the system
-    prompt; later ones stay in place as `system` messages (mid-conversation system messages). Content
-    keeps its form: a string stays a string, a list of parts becomes a list of blocks."""
+def _messages_to_anthropic(msgs: Any, drops: Drops) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system prompt, messages). System and developer messages become the system prompt, in order,
+    wherever they stand (Claude takes system text up front only; instructions an agent framework
+    injects between turns still read as instructions). Content keeps its form: a string stays a string,
+    a list of parts becomes a list of blocks. A conversation ending on an assistant turn becomes a
+    prefill: Claude continues that text."""
     to = TO_ANTHROPIC
     if not isinstance(msgs, list) or not msgs:
         refuse("messages", "must be a non-empty list", to)
+    _names(msgs, drops)
     system: list[dict[str, Any]] = []
     leading: list[Any] = []  # the leading system messages' contents
     out: list[dict[str, Any]] = []
@@ -124,17 +210,12 @@ def _messages_to_anthropic(msgs: Any) -> tuple[str | list[dict[str, Any]], list[
             refuse(where, "must be an object", to)
         role = m.get("role")
         if role in ("system", "developer"):
-            only(m, {"role", "content"}, where, to)
-            blocks = _text_parts(m.get("content"), where, to)
-            if out:
-                out.append({"role": "system", "content": _like(m["content"], blocks)})
-            else:
-                system += blocks
-                leading.append(m["content"])
-            results = None
+            only(m, {"role", "content", "name"}, where, to)
+            system += _text_parts(m.get("content"), where, to)
+            leading.append(m["content"])
         elif role == "user":
-            only(m, {"role", "content"}, where, to)
-            content = _user_content(m.get("content"), where)
+            only(m, {"role", "content", "name"}, where, to)
+            content = _user_content(m.get("content"), where, drops)
             if results is not None:  # text after tool results joins their turn, as Claude needs
                 results.extend([{"type": "text", "text": content}] if isinstance(content, str) else content)
                 results = None
@@ -155,20 +236,34 @@ def _messages_to_anthropic(msgs: Any) -> tuple[str | list[dict[str, Any]], list[
                 out.append({"role": "user", "content": results})
             results.append(block)
         elif role == "assistant":
-            out.append({"role": "assistant", "content": _assistant_to_anthropic(m, where)})
+            out.append({"role": "assistant", "content": _assistant_to_anthropic(m, where, drops)})
             results = None
         else:
             refuse(f"{where}.role", f"{role!r} messages are not translated", to)
-    if out and out[-1]["role"] == "assistant":
-        refuse(
-            f"messages[{len(msgs) - 1}]",
-            "ends the conversation as the assistant, and Claude would continue "
-            "that message (prefill) where OpenAI writes a new one",
-            to,
-        )
     if not out:
         refuse("messages", "holds only system messages, and Claude needs a turn to answer", to)
     return (leading[0] if len(leading) == 1 and isinstance(leading[0], str) else system), out
+
+
+_NAMED_ROLES = ("system", "developer", "user", "assistant")
+
+
+def _names(msgs: list[Any], drops: Drops) -> None:
+    """`name` tells participants of one role apart. Claude messages have no name: with one name per role
+    there is nobody to tell apart and it is dropped; with several, the conversation would lose who said
+    what, and it is refused."""
+    seen: dict[Any, set[Any]] = {}
+    for m in msgs:
+        if isinstance(m, dict) and m.get("name") is not None and m.get("role") in _NAMED_ROLES:
+            seen.setdefault(m.get("role"), set()).add(m["name"])
+    for role, names in seen.items():
+        if len(names) > 1:
+            refuse(
+                "messages[].name",
+                f"{role} messages come from {len(names)} named participants, and Claude messages carry no name",
+                TO_ANTHROPIC,
+            )
+        drops.drop("messages[].name", f"one {role} participant, nobody to tell apart", TO_ANTHROPIC)
 
 
 def _like(original: Any, blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -191,7 +286,7 @@ def _text_parts(content: Any, where: str, to: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
+def _user_content(content: Any, where: str, drops: Drops) -> str | list[dict[str, Any]]:
     to = TO_ANTHROPIC
     if isinstance(content, str):
         return content
@@ -210,7 +305,7 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
         elif kind == "image_url":
             assert isinstance(part, dict)
             only(part, {"type", "image_url"}, at, to, hints=("prompt_cache_breakpoint",))
-            blocks.append(_image_to_anthropic(part.get("image_url"), f"{at}.image_url"))
+            blocks.append(_image_to_anthropic(part.get("image_url"), f"{at}.image_url", drops))
         elif kind in ("input_audio", "file"):
             refuse(
                 at, f"{kind} parts have no Claude counterpart here (Claude reads no audio; files go by other means)", to
@@ -220,13 +315,15 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
     return blocks
 
 
-def _image_to_anthropic(image: Any, where: str) -> dict[str, Any]:
+def _image_to_anthropic(image: Any, where: str, drops: Drops) -> dict[str, Any]:
     to = TO_ANTHROPIC
     if not isinstance(image, dict) or not isinstance(image.get("url"), str):
         refuse(f"{where}.url", "must be a string", to)
     only(image, {"url", "detail"}, where, to)
     if image.get("detail") not in (None, "auto", "high"):  # Claude has one fidelity: the full image
-        refuse(f"{where}.detail", "Claude always reads the whole image; only 'auto' and 'high' mean that", to)
+        if not isinstance(image["detail"], str):
+            refuse(f"{where}.detail", "must be a string", to)
+        drops.drop(f"{where}.detail", "Claude reads every image at its own full resolution", to)
     url: str = image["url"]
     if not url.startswith("data:"):
         if not url.startswith(("https://", "http://")):
@@ -241,9 +338,9 @@ def _image_to_anthropic(image: Any, where: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
-def _assistant_to_anthropic(m: dict[str, Any], where: str) -> str | list[dict[str, Any]]:
+def _assistant_to_anthropic(m: dict[str, Any], where: str, drops: Drops) -> str | list[dict[str, Any]]:
     to = TO_ANTHROPIC
-    only(m, {"role", "content", "tool_calls"}, where, to, hints=("annotations",))
+    only(m, {"role", "content", "tool_calls", "name"}, where, to, hints=("annotations",))
     content = m.get("content")
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
@@ -270,11 +367,12 @@ def _assistant_to_anthropic(m: dict[str, Any], where: str) -> str | list[dict[st
         only(fn, {"name", "arguments"}, f"{at}.function", to)
         args = fn.get("arguments") or "{}"
         try:
-            value = orjson.loads(args)
+            value = args if isinstance(args, dict) else orjson.loads(args) if isinstance(args, str) else None
         except orjson.JSONDecodeError:
             value = None
-        if not isinstance(value, dict):
-            refuse(f"{at}.function.arguments", "must be a JSON object, which is what a Claude tool_use input is", to)
+        if not isinstance(value, dict):  # the model's own malformed output, kept as text in an object
+            drops.drop(f"{at}.function.arguments", 'not a JSON object: sent as {"arguments": <its text>}', to)
+            value = {"arguments": args if isinstance(args, str) else ""}
         if too_deep(value):
             refuse(f"{at}.function.arguments", f"nests more than {MAX_JSON_DEPTH} levels deep", to)
         blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"], "input": value})
@@ -338,16 +436,16 @@ def _tools_to_anthropic(body: dict[str, Any], out: dict[str, Any]) -> None:
         out["tool_choice"] = mode
 
 
-def _format_to_anthropic(fmt: Any) -> dict[str, Any] | None:
+def _format_to_anthropic(fmt: Any) -> dict[str, Any] | str | None:
     """json_schema → Claude's structured output (`output_config.format`): constrained decoding to the
-    schema, the answer in the text. json_object has no counterpart: Claude's format needs a schema, and an
-    instruction in the prompt would not be the guarantee the caller asked for."""
+    schema, the answer in the text. json_object returns "json_object": Claude's format needs a schema,
+    so the answer goes through a tool (`_json_object_tool`)."""
     to = TO_ANTHROPIC
     if fmt is None or fmt == {"type": "text"}:
         return None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     if kind == "json_object":
-        refuse("response_format", "json_object (any JSON object) has no Claude counterpart; send a json_schema", to)
+        return "json_object"
     if kind != "json_schema" or not isinstance(fmt.get("json_schema"), dict):
         refuse("response_format", "must be text or json_schema", to)
     spec = fmt["json_schema"]
