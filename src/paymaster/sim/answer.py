@@ -19,7 +19,7 @@ like every answer never longer than `max_tokens` (both APIs stop generating ther
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -60,6 +60,8 @@ class Ask:
     cacheable: Marked | Automatic | None = None  # the prompt as the cache sees it, if it may be cached
     cache: Usage = UNCACHED  # what the cache gave and took, once the request is answered
     audio_tokens: int = 0  # OpenAI: the part of input_tokens that is audio (prompt_tokens_details)
+    choices: int = 1  # OpenAI `n`: each further choice is answered with the next seed
+    logprobs: int | None = None  # OpenAI: top_logprobs per token when `logprobs` is true, else None
 
 
 @dataclass(slots=True)
@@ -70,9 +72,25 @@ class Answer:
     stop_sequence: str | None = None
     tool: Tool | None = None
     arguments: str = ""  # the tool call's input, as JSON text
+    others: list[Answer] = field(default_factory=list)  # choices 1… when n > 1
+
+    @property
+    def all(self) -> list[Answer]:
+        return [self, *self.others]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(a.output_tokens for a in self.all)
 
 
 def answer(ask: Ask, default_tokens: int) -> Answer:
+    """The answer; with n > 1 the further choices in `others`, each from its own seed."""
+    first = _answer(ask, default_tokens)
+    first.others = [_answer(replace(ask, seed=ask.seed + i), default_tokens) for i in range(1, ask.choices)]
+    return first
+
+
+def _answer(ask: Ask, default_tokens: int) -> Answer:
     if ask.max_tokens == 0:  # Anthropic's cache pre-warming: prefill only, nothing generated
         return Answer("", 0, "max_tokens")
     said = directives(ask.prompt)
