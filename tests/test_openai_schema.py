@@ -120,3 +120,16 @@ def test_models_validate(gateway: Any) -> None:
     valid("ListModelsResponse", listed.json())
     one = httpx2.get(gw.url + f"/v1/models/{CLAUDE}", headers=headers)
     valid("Model", one.json())
+
+
+@pytest.mark.parametrize("model", [GPT, CLAUDE])
+def test_a_broken_stream_ends_in_an_error_that_validates(gateway: Any, sim: Any, model: str) -> None:
+    gw = gateway(agents=MIXED)
+    sim.inject("cut", count=1, model=model)
+    r = post(gw, {"model": model, "max_tokens": 50, "stream": True, **ASKS["text"]})
+    got = chunks(r)
+    *answer, last = got
+    assert "error" in last and "choices" not in last
+    valid("ErrorResponse", last)
+    for chunk in answer:
+        valid("CreateChatCompletionStreamResponse", chunk)
