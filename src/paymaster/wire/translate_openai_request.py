@@ -92,6 +92,8 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str, drops: 
     elif fmt is not None:
         out["output_config"] = {"format": fmt}
     _thinking(body.get("reasoning_effort"), out, drops)
+    if body.get("store") is not None and not isinstance(body["store"], bool):
+        refuse("store", "must be a boolean", to)
     if body.get("store"):
         drops.drop("store", "Anthropic keeps no completions; the answer is the same", to)
     users = [(k, body[k]) for k in ("safety_identifier", "user") if body.get(k) is not None]
@@ -153,16 +155,13 @@ def _thinking(effort: Any, out: dict[str, Any], drops: Drops) -> None:
     to = TO_ANTHROPIC
     if effort is None or effort in ("none", "minimal"):
         return
-    if effort not in THINKING_SHARE:
+    if not isinstance(effort, str) or effort not in THINKING_SHARE:
         refuse("reasoning_effort", f"must be one of none, minimal, {', '.join(THINKING_SHARE)}", to)
     limit = out["max_tokens"]
     budget = max(MIN_THINKING, int(limit * THINKING_SHARE[effort]))
     last = out["messages"][-1]
-    continuing = last["role"] == "user" and any(
-        isinstance(b, dict) and b.get("type") == "tool_result"
-        for b in last["content"]
-        if isinstance(last["content"], list)
-    )
+    blocks = last["content"] if last["role"] == "user" and isinstance(last["content"], list) else []
+    continuing = any(b.get("type") == "tool_result" for b in blocks)
     blocked = (
         "the output limit leaves no room for Claude's minimum thinking budget of 1024 tokens"
         if budget >= limit
@@ -255,6 +254,8 @@ def _names(msgs: list[Any], drops: Drops) -> None:
     seen: dict[Any, set[Any]] = {}
     for m in msgs:
         if isinstance(m, dict) and m.get("name") is not None and m.get("role") in _NAMED_ROLES:
+            if not isinstance(m["name"], str):
+                refuse("messages[].name", "must be a string", TO_ANTHROPIC)
             seen.setdefault(m.get("role"), set()).add(m["name"])
     for role, names in seen.items():
         if len(names) > 1:
