@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -76,3 +77,20 @@ def test_n_choices_through_the_gateway(gateway: Any) -> None:
     done = gw.openai().chat.completions.create(model="gpt-4.1-mini", messages=USER, n=2, logprobs=True, max_tokens=50)
     assert len(done.choices) == 2 and all(c.logprobs for c in done.choices)
     assert gw.ledger("olivia")[-1]["output_tokens"] == 12
+
+
+def test_whole_number_floats_and_nulls_are_accepted(sim: Simulator) -> None:
+    base = {"messages": USER, "stream": None, "max_tokens": 4.0, "n": 2.0}
+    r = httpx2.post(
+        sim.url + "/v1/chat/completions",
+        json={"model": "gpt-4o", **base},
+        headers={"authorization": f"Bearer {PROVIDER_KEY}"},
+    )  # type: ignore[attr-defined]
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 2 and r.json()["usage"]["completion_tokens"] == 8
+    headers = {"x-api-key": PROVIDER_KEY, "anthropic-version": "2023-06-01"}
+    r = httpx2.post(
+        sim.url + "/v1/messages", json={"model": "claude-x", "max_tokens": 4.0, "messages": USER}, headers=headers
+    )  # type: ignore[attr-defined]
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["output_tokens"] == 4

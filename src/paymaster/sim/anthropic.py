@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..prompt_cache import MAX_BREAKPOINTS, TTL_SECONDS, min_cacheable_tokens
+from ..wire.fields import whole
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
 from .cache import Marked, prefix_hashes
@@ -128,7 +129,10 @@ class AnthropicWire:
     # -- requests
 
     def ask(self, body: Any, raw: bytes) -> Ask | Reply:
-        """Validate a Messages request (`raw`: its bytes)."""
+        """Validate a Messages request (`raw`: its bytes). `max_tokens` takes a whole-number float, as the
+        API's validation does (the recorded body is kept as sent)."""
+        if isinstance(body, dict) and isinstance(body.get("max_tokens"), float):
+            body = {**body, "max_tokens": whole(body["max_tokens"])}
         try:
             _validate(body, counting=False)
             total, cacheable = measure(body, raw)

@@ -20,6 +20,7 @@ import orjson
 
 from ..costmodel.tokenizer import encoding, encoding_for
 from ..prompt_cache import OPENAI_EXTENDED_TTL_SECONDS, OPENAI_MIN_TOKENS, OPENAI_TTL_SECONDS
+from ..wire.fields import plain
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
 from .cache import Automatic, prefix_hashes
@@ -133,7 +134,11 @@ class OpenAIWire:
     # -- requests
 
     def ask(self, body: Any, raw: bytes) -> Ask | Reply:
-        """Validate a Chat Completions request (`raw`: its bytes)."""
+        """Validate a Chat Completions request (`raw`: its bytes). Null fields are not set, and integer
+        fields take whole-number floats, as the API's own validation has it (the recorded body is kept as sent)."""
+        if isinstance(body, dict):
+            body = {**body}
+            plain(body, ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed"))
         try:
             max_tokens = _validate(body)
         except Invalid as e:
