@@ -241,7 +241,22 @@ def _messages_to_anthropic(msgs: Any, drops: Drops) -> tuple[str | list[dict[str
             refuse(f"{where}.role", f"{role!r} messages are not translated", to)
     if not out:
         refuse("messages", "holds only system messages, and Claude needs a turn to answer", to)
+    if out[-1]["role"] == "assistant":
+        out[-1]["content"] = _prefill(out[-1]["content"])
     return (leading[0] if len(leading) == 1 and isinstance(leading[0], str) else system), out
+
+
+def _prefill(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A closing assistant turn as Claude takes a prefill: without trailing whitespace (the API refuses it;
+    the model writes its own next space), and without text blocks left empty by that."""
+    if isinstance(content, str):
+        return content.rstrip()
+    blocks = list(content)
+    while blocks and blocks[-1]["type"] == "text" and not blocks[-1]["text"].rstrip():
+        blocks.pop()
+    if blocks and blocks[-1]["type"] == "text":
+        blocks[-1] = {**blocks[-1], "text": blocks[-1]["text"].rstrip()}
+    return blocks
 
 
 _NAMED_ROLES = ("system", "developer", "user", "assistant")
@@ -431,6 +446,10 @@ def _tools_to_anthropic(body: dict[str, Any], out: dict[str, Any]) -> None:
         refuse("tool_choice", "must be 'auto', 'required', 'none', a function, or allowed_tools", to)
     if parallel is False and converted and (mode is None or mode["type"] != "none"):
         mode = {**(mode or {"type": "auto"}), "disable_parallel_tool_use": True}
+    if mode is not None and not converted:  # a choice among no tools: Claude (like OpenAI) takes none
+        if mode["type"] in ("any", "tool"):
+            refuse("tool_choice", "asks for a tool call, and no tools are given", to)
+        mode = None
     if converted:
         out["tools"] = converted
     if mode is not None:
