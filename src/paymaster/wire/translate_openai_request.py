@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from ..http import MAX_JSON_DEPTH, too_deep
+from .fields import whole
 from .translate_refuse import TO_ANTHROPIC, Drops, Unmappable, check_fields, number, only, refuse
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # what Claude reads
@@ -180,10 +181,15 @@ def _thinking(effort: Any, out: dict[str, Any], drops: Drops) -> None:
 
 
 def _openai_limit(body: dict[str, Any]) -> int:
-    limits = [body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None]
-    for v in limits:
+    """max_completion_tokens or its deprecated name max_tokens (the smaller, when both are given)."""
+    limits = []
+    for key in ("max_completion_tokens", "max_tokens"):
+        v = whole(body.get(key))
+        if v is None:
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            refuse("max_completion_tokens", "must be a positive integer", TO_ANTHROPIC)
+            refuse(key, "must be a positive integer", TO_ANTHROPIC)
+        limits.append(v)
     if not limits:
         refuse("max_completion_tokens", "is required by Claude, which has no default output limit", TO_ANTHROPIC)
     return min(limits)
