@@ -6,9 +6,10 @@
     s = tr.AnthropicToOpenAIStream("gpt-4.1-mini", include_usage=True)
     out = [g for f in frames for g in s.frame(f)] + s.close()
 
-Pure functions and small classes, no I/O, in five modules: `translate_openai_request` and
+Pure functions and small classes, no I/O, in six modules: `translate_openai_request` and
 `translate_anthropic_request` (one per caller API), `translate_response` (answers, usage, stop
-reasons, error bodies), `translate_stream`, and `translate_refuse` (the field tables' checks).
+reasons, error bodies), `translate_stream`, and `translate_refuse` (the field tables' checks); OpenAI
+fields Claude has no same-named field for are given their nearest form in `translate_openai_options`.
 
 The rule: what maps exactly is mapped; a field whose dropping cannot change the answer's meaning is
 left out with a note in `x-paymaster-dropped` (the fleet's `translation.policy: lenient`, the default)

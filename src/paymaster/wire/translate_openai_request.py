@@ -11,6 +11,7 @@ import orjson
 
 from ..http import MAX_JSON_DEPTH, too_deep
 from .fields import whole
+from .translate_openai_options import json_object_tool, metadata_user, names, prefill, thinking
 from .translate_refuse import TO_ANTHROPIC, Drops, Unmappable, check_fields, number, only, refuse
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # what Claude reads
@@ -42,18 +43,6 @@ MAPPED = frozenset(
     " tool_choice parallel_tool_calls response_format user safety_identifier service_tier store metadata"
     " reasoning_effort".split()
 )
-JSON_TOOL = "json_object_answer"
-"""The tool a json_object answer is given through (Claude's structured output needs a schema; a tool's
-input is always a JSON object): its input comes back to the caller as the answer's text."""
-_JSON_TOOL_DEF = {
-    "name": JSON_TOOL,
-    "description": "Give your whole answer as a JSON object: the object is this tool's input.",
-    "input_schema": {"type": "object", "additionalProperties": True},
-}
-# reasoning_effort → extended thinking's budget, as a share of the output limit (the budget is at least
-# 1,024 tokens and below max_tokens: platform.claude.com/docs/en/build-with-claude/extended-thinking)
-THINKING_SHARE = {"low": 0.25, "medium": 0.5, "high": 0.75, "xhigh": 0.9}
-MIN_THINKING = 1024
 _TIERS = {"auto": "auto", "default": "standard_only"}  # service_tier → Anthropic
 
 
@@ -89,16 +78,16 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str, drops: 
     _tools_to_anthropic(body, out)
     fmt = _format_to_anthropic(body.get("response_format"))
     if fmt == "json_object":
-        _json_object_tool(out)
+        json_object_tool(out)
     elif fmt is not None:
         out["output_config"] = {"format": fmt}
-    _thinking(body.get("reasoning_effort"), out, drops)
+    thinking(body.get("reasoning_effort"), out, drops)
     if body.get("store") is not None and not isinstance(body["store"], bool):
         refuse("store", "must be a boolean", to)
     if body.get("store"):
         drops.drop("store", "Anthropic keeps no completions; the answer is the same", to)
     users = [(k, body[k]) for k in ("safety_identifier", "user") if body.get(k) is not None]
-    users += _metadata_user(body.get("metadata"), drops)
+    users += metadata_user(body.get("metadata"), drops)
     for key, user in users:
         if not isinstance(user, str):
             refuse(key, "must be a string", to)
@@ -118,66 +107,6 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str, drops: 
     if isinstance(options, dict):  # usage always arrives on an Anthropic stream; obfuscation is padding only
         only(options, {"include_usage", "include_obfuscation"}, "stream_options", to)
     return out
-
-
-def _metadata_user(metadata: Any, drops: Drops) -> list[tuple[str, Any]]:
-    """OpenAI's metadata tags a stored completion; its `user_id`, if any, is Claude's `metadata.user_id`."""
-    if metadata is None:
-        return []
-    if not isinstance(metadata, dict):
-        refuse("metadata", "must be an object of string values", TO_ANTHROPIC)
-    if set(metadata) - {"user_id"}:
-        drops.drop("metadata", "tags for stored completions, which Anthropic does not keep", TO_ANTHROPIC)
-    return [("metadata.user_id", metadata["user_id"])] if metadata.get("user_id") is not None else []
-
-
-def _json_object_tool(out: dict[str, Any]) -> None:
-    """json_object: the answer is any JSON object. Claude gives one as a tool's input: the answer tool is
-    forced when the caller's tools may not be called, else offered beside them with a call required (the
-    model calls one of the caller's tools or answers through it, as an OpenAI model answers in JSON or
-    calls a tool). A call the caller itself requires (required / a named function) needs no answer tool."""
-    tools = out.get("tools") or []
-    if any(t["name"] == JSON_TOOL for t in tools):
-        refuse("tools", f"a tool may not be named {JSON_TOOL!r} with response_format json_object", TO_ANTHROPIC)
-    choice = out.get("tool_choice") or {"type": "auto"}
-    if choice["type"] in ("any", "tool"):
-        return
-    out["tools"] = [*tools, _JSON_TOOL_DEF]
-    forced = choice["type"] == "none" or not tools
-    out["tool_choice"] = {**choice, "type": "tool", "name": JSON_TOOL} if forced else {**choice, "type": "any"}
-
-
-def _thinking(effort: Any, out: dict[str, Any], drops: Drops) -> None:
-    """reasoning_effort → extended thinking with a budget of the effort's share of max_tokens (thinking
-    tokens are output tokens, inside max_tokens, so the call's worst case is unchanged). "none" and
-    "minimal" ask for no thinking. Thinking cannot be added where Claude would refuse it: under a forced
-    tool choice, with a temperature, on a turn continuing a tool call (Claude wants that call's thinking
-    blocks back, which OpenAI messages cannot carry), or when max_tokens leaves no room for the minimum."""
-    to = TO_ANTHROPIC
-    if effort is None or effort in ("none", "minimal"):
-        return
-    if not isinstance(effort, str) or effort not in THINKING_SHARE:
-        refuse("reasoning_effort", f"must be one of none, minimal, {', '.join(THINKING_SHARE)}", to)
-    limit = out["max_tokens"]
-    budget = max(MIN_THINKING, int(limit * THINKING_SHARE[effort]))
-    last = out["messages"][-1]
-    blocks = last["content"] if last["role"] == "user" and isinstance(last["content"], list) else []
-    continuing = any(b.get("type") == "tool_result" for b in blocks)
-    blocked = (
-        "the output limit leaves no room for Claude's minimum thinking budget of 1024 tokens"
-        if budget >= limit
-        else "Claude thinks only when free to choose its tool"
-        if (out.get("tool_choice") or {}).get("type") in ("any", "tool")
-        else "Claude thinks only at the default temperature"
-        if "temperature" in out
-        else "Claude cannot think on a turn continuing a tool call whose thinking the caller cannot send back"
-        if continuing
-        else None
-    )
-    if blocked is not None:
-        drops.drop("reasoning_effort", f"answered without thinking: {blocked}", to)
-        return
-    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 def _openai_limit(body: dict[str, Any]) -> int:
@@ -204,7 +133,7 @@ def _messages_to_anthropic(msgs: Any, drops: Drops) -> tuple[str | list[dict[str
     to = TO_ANTHROPIC
     if not isinstance(msgs, list) or not msgs:
         refuse("messages", "must be a non-empty list", to)
-    _names(msgs, drops)
+    names(msgs, drops)
     system: list[dict[str, Any]] = []
     leading: list[Any] = []  # the leading system messages' contents
     out: list[dict[str, Any]] = []
@@ -248,44 +177,8 @@ def _messages_to_anthropic(msgs: Any, drops: Drops) -> tuple[str | list[dict[str
     if not out:
         refuse("messages", "holds only system messages, and Claude needs a turn to answer", to)
     if out[-1]["role"] == "assistant":
-        out[-1]["content"] = _prefill(out[-1]["content"])
+        out[-1]["content"] = prefill(out[-1]["content"])
     return (leading[0] if len(leading) == 1 and isinstance(leading[0], str) else system), out
-
-
-def _prefill(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-    """A closing assistant turn as Claude takes a prefill: without trailing whitespace (the API refuses it;
-    the model writes its own next space), and without text blocks left empty by that."""
-    if isinstance(content, str):
-        return content.rstrip()
-    blocks = list(content)
-    while blocks and blocks[-1]["type"] == "text" and not blocks[-1]["text"].rstrip():
-        blocks.pop()
-    if blocks and blocks[-1]["type"] == "text":
-        blocks[-1] = {**blocks[-1], "text": blocks[-1]["text"].rstrip()}
-    return blocks
-
-
-_NAMED_ROLES = ("system", "developer", "user", "assistant")
-
-
-def _names(msgs: list[Any], drops: Drops) -> None:
-    """`name` tells participants of one role apart. Claude messages have no name: with one name per role
-    there is nobody to tell apart and it is dropped; with several, the conversation would lose who said
-    what, and it is refused."""
-    seen: dict[Any, set[Any]] = {}
-    for m in msgs:
-        if isinstance(m, dict) and m.get("name") is not None and m.get("role") in _NAMED_ROLES:
-            if not isinstance(m["name"], str):
-                refuse("messages[].name", "must be a string", TO_ANTHROPIC)
-            seen.setdefault(m.get("role"), set()).add(m["name"])
-    for role, names in seen.items():
-        if len(names) > 1:
-            refuse(
-                "messages[].name",
-                f"{role} messages come from {len(names)} named participants, and Claude messages carry no name",
-                TO_ANTHROPIC,
-            )
-        drops.drop("messages[].name", f"one {role} participant, nobody to tell apart", TO_ANTHROPIC)
 
 
 def _like(original: Any, blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -465,7 +358,7 @@ def _tools_to_anthropic(body: dict[str, Any], out: dict[str, Any]) -> None:
 def _format_to_anthropic(fmt: Any) -> dict[str, Any] | str | None:
     """json_schema → Claude's structured output (`output_config.format`): constrained decoding to the
     schema, the answer in the text. json_object returns "json_object": Claude's format needs a schema,
-    so the answer goes through a tool (`_json_object_tool`)."""
+    so the answer goes through a tool (`translate_openai_options.json_object_tool`)."""
     to = TO_ANTHROPIC
     if fmt is None or fmt == {"type": "text"}:
         return None

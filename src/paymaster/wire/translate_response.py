@@ -20,7 +20,7 @@ import orjson
 
 from ..errors import UpstreamFailed
 from ..http import MAX_JSON_DEPTH, too_deep
-from .translate_openai_request import JSON_TOOL
+from .translate_openai_options import JSON_TOOL
 
 # Anthropic stop_reason → OpenAI finish_reason. pause_turn (a server tool's long turn) cannot occur:
 # server tools are refused on the way in.

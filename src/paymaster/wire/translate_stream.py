@@ -29,7 +29,7 @@ import orjson
 
 from ..errors import UpstreamFailed
 from . import data_of
-from .translate_openai_request import JSON_TOOL
+from .translate_openai_options import JSON_TOOL
 from .translate_response import (
     STOP,
     chat_id,
