@@ -81,7 +81,7 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(bodies())
 def test_what_is_not_refused_is_a_request_claude_accepts(body: dict[str, Any]) -> None:
     drops = tr.Drops(strict=False)
@@ -96,7 +96,7 @@ def test_what_is_not_refused_is_a_request_claude_accepts(body: dict[str, Any]) -
     assert ("thinking" in out) == (asked and not unthought)  # effort is thinking, or a note says why not
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(bodies())
 def test_strict_refuses_exactly_what_lenient_drops(body: dict[str, Any]) -> None:
     lenient = tr.Drops(strict=False)
