@@ -158,4 +158,3 @@ def test_anthropic_tool_error_results_reach_an_openai_model(gateway: Any, sim: A
     assert done.stop_reason == "end_turn"
     sent = sim.requests[-1]["body"]["messages"][-1]
     assert sent == {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: command not found"}
-
