@@ -158,3 +158,19 @@ def test_anthropic_tool_error_results_reach_an_openai_model(gateway: Any, sim: A
     assert done.stop_reason == "end_turn"
     sent = sim.requests[-1]["body"]["messages"][-1]
     assert sent == {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: command not found"}
+
+
+def test_a_tool_message_may_name_its_function(gateway: Any, sim: Any) -> None:
+    gw = gateway(agents=MIXED)
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    msgs: Any = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "f", "content": "done"},
+    ]
+    tool: Any = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    raw = gw.openai().chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=msgs, max_tokens=50, tools=[tool]
+    )
+    assert raw.parse().choices[0].finish_reason == "stop" and "x-paymaster-dropped" not in raw.headers
+    assert sim.requests[-1]["body"]["messages"][-1]["content"][0]["tool_use_id"] == "call_1"

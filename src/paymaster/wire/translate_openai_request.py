@@ -156,7 +156,9 @@ def _messages_to_anthropic(msgs: Any, drops: Drops) -> tuple[str | list[dict[str
             else:
                 out.append({"role": "user", "content": content})
         elif role == "tool":
-            only(m, {"role", "content", "tool_call_id"}, where, to)
+            only(
+                m, {"role", "content", "tool_call_id", "name"}, where, to
+            )  # name: the function, which the id names too
             call_id = m.get("tool_call_id")
             if not isinstance(call_id, str):
                 refuse(f"{where}.tool_call_id", "must be a string", to)
