@@ -246,3 +246,35 @@ def test_two_tool_loop(framework: Any) -> None:
 def test_structured_output(framework: Any) -> None:
     out = framework.structured()
     assert out == Weather(city="x", temp_c=1)  # the simulator fills a schema with "x" and 1
+
+
+@pytest.mark.parametrize("model", MODELS, ids=["gpt", "claude"])
+def test_claude_code_style_loop(gw: Running, model: str) -> None:
+    """What Claude Code sends: the Anthropic SDK streaming, system blocks and tools with cache_control, a tool
+    result marked is_error, the loop driven until the model answers in text."""
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["olivia"], max_retries=0)
+    schema = {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}
+    tools: Any = [
+        {"name": "get_weather", "description": "Weather.", "input_schema": schema},
+        {"name": "get_time", "description": "Time.", "input_schema": schema, "cache_control": {"type": "ephemeral"}},
+    ]
+    system: Any = [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}]
+    messages: Any = [{"role": "user", "content": [{"type": "text", "text": LOOP}]}]
+    called = []
+    for _ in range(5):
+        with client.messages.stream(model=model, max_tokens=300, system=system, tools=tools, messages=messages) as s:
+            final = s.get_final_message()
+        if final.stop_reason != "tool_use":
+            break
+        uses = [b for b in final.content if b.type == "tool_use"]
+        called += [u.name for u in uses]
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in final.content]})
+        results = [
+            {"type": "tool_result", "tool_use_id": u.id, "content": "exit 1", "is_error": len(called) == 1}
+            for u in uses
+        ]
+        messages.append({"role": "user", "content": results})
+    assert called == ["get_weather", "get_time"]
+    assert final.stop_reason == "end_turn" and len(final.content[0].text.split()) == 5  # type: ignore[union-attr]
