@@ -174,3 +174,27 @@ def test_a_tool_message_may_name_its_function(gateway: Any, sim: Any) -> None:
     )
     assert raw.parse().choices[0].finish_reason == "stop" and "x-paymaster-dropped" not in raw.headers
     assert sim.requests[-1]["body"]["messages"][-1]["content"][0]["tool_use_id"] == "call_1"
+
+
+def test_parallel_tool_calls_cross_both_ways(gateway: Any) -> None:
+    gw = gateway(agents=MIXED)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    functions: Any = [{"type": "function", "function": {"name": n, "parameters": schema}} for n in ("a", "b")]
+    both: Any = [{"role": "user", "content": "Both [sim:tool=a,b]"}]
+    done = gw.openai().chat.completions.create(model=CLAUDE, messages=both, tools=functions, max_tokens=100)
+    assert [c.function.name for c in done.choices[0].message.tool_calls or []] == ["a", "b"]  # type: ignore[union-attr]
+    chunks = list(
+        gw.openai().chat.completions.create(model=CLAUDE, messages=both, tools=functions, max_tokens=100, stream=True)
+    )
+    names = {
+        d.index: d.function.name
+        for c in chunks
+        if c.choices
+        for d in c.choices[0].delta.tool_calls or []
+        if d.function and d.function.name
+    }
+    assert names == {0: "a", 1: "b"}
+    tools: Any = [{"name": n, "input_schema": schema} for n in ("a", "b")]
+    with gw.anthropic().messages.stream(model=GPT, messages=both, tools=tools, max_tokens=100) as s:
+        final = s.get_final_message()
+    assert [getattr(b, "name", None) for b in final.content] == ["a", "b"] and final.stop_reason == "tool_use"

@@ -73,3 +73,34 @@ def test_a_new_user_message_starts_a_new_script(sim: Simulator) -> None:
     ]
     done = client.chat.completions.create(model="gpt-4o", messages=messages, tools=FUNCTIONS)
     assert [c.function.name for c in done.choices[0].message.tool_calls or []] == ["get_time"]  # type: ignore[union-attr]
+
+
+def test_parallel_tool_calls_in_one_turn(sim: Simulator) -> None:
+    gpt = openai.OpenAI(base_url=sim.url + "/v1", api_key=PROVIDER_KEY, max_retries=0)  # type: ignore[attr-defined]
+    claude = anthropic.Anthropic(base_url=sim.url, api_key=PROVIDER_KEY, max_retries=0)  # type: ignore[attr-defined]
+    both: Any = [{"role": "user", "content": "Both at once [sim:tool=get_weather,get_time]"}]
+    done = gpt.chat.completions.create(model="gpt-4o", messages=both, tools=FUNCTIONS)
+    calls = done.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]  # type: ignore[union-attr]
+    assert len({c.id for c in calls}) == 2 and done.choices[0].finish_reason == "tool_calls"
+    chunks = list(gpt.chat.completions.create(model="gpt-4o", messages=both, tools=FUNCTIONS, stream=True))
+    streamed = {
+        d.index: d.function.name
+        for c in chunks
+        if c.choices
+        for d in c.choices[0].delta.tool_calls or []
+        if d.function and d.function.name
+    }
+    assert streamed == {0: "get_weather", 1: "get_time"}
+    one = gpt.chat.completions.create(model="gpt-4o", messages=both, tools=FUNCTIONS, parallel_tool_calls=False)
+    assert len(one.choices[0].message.tool_calls or []) == 1
+    message = claude.messages.create(model="claude-x", max_tokens=200, messages=both, tools=TOOLS)
+    assert [b.name for b in message.content if b.type == "tool_use"] == ["get_weather", "get_time"]
+    with claude.messages.stream(model="claude-x", max_tokens=200, messages=both, tools=TOOLS) as s:
+        final = s.get_final_message()
+    assert [(b.type, getattr(b, "input", None)) for b in final.content] == [(b.type, b.input) for b in message.content]  # type: ignore[union-attr]
+    single = claude.messages.create(
+        model="claude-x", max_tokens=200, messages=both, tools=TOOLS,
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )  # fmt: skip
+    assert [b.type for b in single.content] == ["tool_use"]

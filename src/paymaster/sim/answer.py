@@ -60,6 +60,8 @@ class Ask:
     cacheable: Marked | Automatic | None = None  # the prompt as the cache sees it, if it may be cached
     cache: Usage = UNCACHED  # what the cache gave and took, once the request is answered
     audio_tokens: int = 0  # OpenAI: the part of input_tokens that is audio (prompt_tokens_details)
+    parallel: bool = True  # several tool calls in one turn allowed (OpenAI parallel_tool_calls, Anthropic
+    # tool_choice.disable_parallel_tool_use)
     choices: int = 1  # OpenAI `n`: each further choice is answered with the next seed
     logprobs: int | None = None  # OpenAI: top_logprobs per token when `logprobs` is true, else None
 
@@ -72,11 +74,17 @@ class Answer:
     stop_sequence: str | None = None
     tool: Tool | None = None
     arguments: str = ""  # the tool call's input, as JSON text
+    also: list[tuple[Tool, str]] = field(default_factory=list)  # further tool calls of the same turn (parallel)
     others: list[Answer] = field(default_factory=list)  # choices 1… when n > 1
 
     @property
     def all(self) -> list[Answer]:
         return [self, *self.others]
+
+    @property
+    def calls(self) -> list[tuple[Tool, str]]:
+        """Every tool call of the turn, as (tool, arguments as JSON text)."""
+        return [(self.tool, self.arguments), *self.also] if self.tool is not None else []
 
     @property
     def total_tokens(self) -> int:
@@ -95,13 +103,15 @@ def _answer(ask: Ask, default_tokens: int) -> Answer:
         return Answer("", 0, "max_tokens")
     said = directives(ask.prompt)
     script = said.tools[ask.tool_turns :]
-    tool = _tool(ask, bool(script), script[0] if script else None)
+    names: list[str | None] = list((script[0] or "").split(",")) if script and script[0] else [None]
+    tool = _tool(ask, bool(script), names[0])
     if tool is not None:
-        arguments = orjson.dumps(example(tool.schema)).decode()
-        n = count_tokens(tool.name) + count_tokens(arguments)
+        more = [t for name in names[1:] if ask.parallel and (t := _tool(ask, True, name)) is not None]
+        calls = [(t, orjson.dumps(example(t.schema)).decode()) for t in [tool, *more]]
+        n = sum(count_tokens(t.name) + count_tokens(arguments) for t, arguments in calls)
         if ask.max_tokens is not None and n > ask.max_tokens:
             return Answer("", ask.max_tokens, "max_tokens", tool=tool, arguments="{}")
-        return Answer("", n, "tool", tool=tool, arguments=arguments)
+        return Answer("", n, "tool", tool=tool, arguments=calls[0][1], also=calls[1:])
     n = default_tokens if said.tokens is None else said.tokens
     if ask.json or ask.json_schema is not None:
         value = example(ask.json_schema, all_properties=True) if ask.json_schema else {"answer": words(ask.seed, n)}

@@ -172,6 +172,7 @@ class OpenAIWire:
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             cacheable=cacheable,
             audio_tokens=AUDIO.get([0])[0],
+            parallel=body.get("parallel_tool_calls") is not False,
             choices=body.get("n") or 1,
             logprobs=(body.get("top_logprobs") or 0) if body.get("logprobs") is True else None,
         )
@@ -184,7 +185,7 @@ class OpenAIWire:
             message: dict[str, Any] = {"role": "assistant", "content": one.text, "refusal": None, "annotations": []}
             if one.tool is not None:
                 message["content"] = None
-                message["tool_calls"] = [_tool_call(one, whole=True)]
+                message["tool_calls"] = [_tool_call(t, args, k, whole=True) for k, (t, args) in enumerate(one.calls)]
             logprobs = _logprobs(ask, one.text if one.tool is None else None)
             choices.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": _FINISH[one.stop]})
         body = {
@@ -219,17 +220,16 @@ class OpenAIWire:
 
         chunks: list[tuple[bytes, int]] = []
         for i, one in enumerate(answer.all):  # with n > 1, one choice after the other
-            if one.tool is not None:
-                first = {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [_tool_call(one, whole=False)],
-                    "refusal": None,
-                }
-                deltas = [
-                    ({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, count_tokens(piece))
-                    for piece in char_deltas(one.arguments, JSON_CHARS_PER_DELTA)
-                ]
+            if one.tool is not None:  # each call opens with its id and name, then its arguments in pieces
+                first = {"role": "assistant", "content": None, "refusal": None}
+                deltas = []
+                for k, (t, args) in enumerate(one.calls):
+                    deltas.append(({"tool_calls": [_tool_call(t, args, k, whole=False)]}, count_tokens(t.name)))
+                    deltas += [
+                        ({"tool_calls": [{"index": k, "function": {"arguments": piece}}]}, count_tokens(piece))
+                        for piece in char_deltas(args, JSON_CHARS_PER_DELTA)
+                    ]
+                first["tool_calls"] = deltas.pop(0)[0]["tool_calls"]
             else:
                 first = {"role": "assistant", "content": "", "refusal": None}
                 deltas = [({"content": text}, n) for text, n in word_deltas(one.text, WORDS_PER_DELTA)]
@@ -505,15 +505,14 @@ def _prompt(messages: list[dict[str, Any]]) -> tuple[str, int]:
     return "", turns
 
 
-def _tool_call(answer: Answer, *, whole: bool) -> dict[str, Any]:
-    assert answer.tool is not None
+def _tool_call(tool: Tool, arguments: str, index: int, *, whole: bool) -> dict[str, Any]:
     call: dict[str, Any] = {
         "id": new_id("call_"),
         "type": "function",
-        "function": {"name": answer.tool.name, "arguments": answer.arguments if whole else ""},
+        "function": {"name": tool.name, "arguments": arguments if whole else ""},
     }
     if not whole:
-        call = {"index": 0, **call}
+        call = {"index": index, **call}
     return call
 
 

@@ -10,6 +10,7 @@ Directives, read from the last user message:
     [sim:stop]       stop on the request's first stop sequence
     [sim:tool]       call a tool (the first one given)
     [sim:tool=NAME]  call the tool named NAME
+    [sim:tool=A,B]   call A and B in one turn (parallel tool calls, unless the request disables them)
 
 Tool directives are a script, one step per model turn: with `[sim:tool=a] [sim:tool=b]` the first
 answer calls `a`, the answer after its result calls `b`, the next one is text. The step is the number
