@@ -10,6 +10,8 @@ from typing import Any
 import openai
 import pytest
 
+from tests.stream_chunks import call_names
+
 GPT, CLAUDE = "gpt-4.1-mini", "claude-haiku-4-5"
 MIXED = {
     "alice": {"model": CLAUDE, "models": [CLAUDE, GPT], "daily_usd": 5},
@@ -17,6 +19,16 @@ MIXED = {
 }
 USER: Any = [{"role": "user", "content": "hi [sim:tokens=3]"}]
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def after_a_call(arguments: str, result: dict[str, Any]) -> Any:
+    """A conversation ending on the result of a call of tool `f` with `arguments`."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    return [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", **result},
+    ]
 
 
 def test_mid_conversation_system_messages_join_the_system_prompt(gateway: Any, sim: Any) -> None:
@@ -130,12 +142,7 @@ def test_trailing_assistant_turn_is_a_prefill(gateway: Any, sim: Any) -> None:
 
 def test_tool_arguments_that_are_no_object_are_kept_as_text(gateway: Any, sim: Any) -> None:
     gw = gateway(agents=MIXED)
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"city": "Os'}}
-    msgs: Any = [
-        {"role": "user", "content": "go"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "bad arguments"},
-    ]
+    msgs = after_a_call('{"city": "Os', {"content": "bad arguments"})
     tool: Any = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     raw = gw.openai().chat.completions.with_raw_response.create(
         model=CLAUDE, messages=msgs, max_tokens=50, tools=[tool]
@@ -162,12 +169,7 @@ def test_anthropic_tool_error_results_reach_an_openai_model(gateway: Any, sim: A
 
 def test_a_tool_message_may_name_its_function(gateway: Any, sim: Any) -> None:
     gw = gateway(agents=MIXED)
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    msgs: Any = [
-        {"role": "user", "content": "go"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "call_1", "name": "f", "content": "done"},
-    ]
+    msgs = after_a_call("{}", {"name": "f", "content": "done"})
     tool: Any = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     raw = gw.openai().chat.completions.with_raw_response.create(
         model=CLAUDE, messages=msgs, max_tokens=50, tools=[tool]
@@ -186,13 +188,7 @@ def test_parallel_tool_calls_cross_both_ways(gateway: Any) -> None:
     chunks = list(
         gw.openai().chat.completions.create(model=CLAUDE, messages=both, tools=functions, max_tokens=100, stream=True)
     )
-    names = {
-        d.index: d.function.name
-        for c in chunks
-        if c.choices
-        for d in c.choices[0].delta.tool_calls or []
-        if d.function and d.function.name
-    }
+    names = call_names(chunks)
     assert names == {0: "a", 1: "b"}
     tools: Any = [{"name": n, "input_schema": schema} for n in ("a", "b")]
     with gw.anthropic().messages.stream(model=GPT, messages=both, tools=tools, max_tokens=100) as s:

@@ -11,6 +11,7 @@ import openai
 
 from paymaster.sim import Simulator
 from tests.conftest import PROVIDER_KEY
+from tests.stream_chunks import call_names
 
 PROMPT = "Weather and time in Oslo? [sim:tool=get_weather] [sim:tool=get_time] [sim:tokens=4]"
 SCHEMAS = {
@@ -84,13 +85,7 @@ def test_parallel_tool_calls_in_one_turn(sim: Simulator) -> None:
     assert [c.function.name for c in calls] == ["get_weather", "get_time"]  # type: ignore[union-attr]
     assert len({c.id for c in calls}) == 2 and done.choices[0].finish_reason == "tool_calls"
     chunks = list(gpt.chat.completions.create(model="gpt-4o", messages=both, tools=FUNCTIONS, stream=True))
-    streamed = {
-        d.index: d.function.name
-        for c in chunks
-        if c.choices
-        for d in c.choices[0].delta.tool_calls or []
-        if d.function and d.function.name
-    }
+    streamed = call_names(chunks)
     assert streamed == {0: "get_weather", 1: "get_time"}
     one = gpt.chat.completions.create(model="gpt-4o", messages=both, tools=FUNCTIONS, parallel_tool_calls=False)
     assert len(one.choices[0].message.tool_calls or []) == 1
