@@ -203,6 +203,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         prices=prices,
         routing=routing,
         alerts=alerts,
+        translation=f.translation.policy,
     )
 
 
