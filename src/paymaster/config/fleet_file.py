@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from ..pricing import OVERRIDE_KEYS
 from .model import ALERT_EVENTS, PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
@@ -38,7 +38,6 @@ from .values import (
     Timezone,
     Usd,
     Whole,
-    _seconds,
     fail,
     none_is_empty,
 )
@@ -201,17 +200,17 @@ class RoutingFile(Part):
 
 
 class WebhookFile(Part):
-    url: Annotated[str, AfterValidator(_http_url)] = Field(description="where events are POSTed (http or https)")
+    url: Annotated[str, PlainValidator(_http_url), WithJsonSchema({"type": "string", "pattern": "^https?://"})] = Field(
+        description="where events are POSTed (http or https)"
+    )
     secret_env: EnvVar = Field(description="environment variable holding the HMAC-SHA256 signing secret")
     format: Annotated[str, Choice("json", "slack")] = Field(
         "json", description="json: the event; slack: a Slack incoming-webhook message {text}"
     )
     events: list[Text] = Field(list(ALERT_EVENTS), description="event types sent to this webhook")
-    timeout_s: Annotated[float, PlainValidator(_seconds(True, 300))] = Field(5, description="per attempt")
+    timeout_s: Seconds = Field(5, description="per attempt")
     retries: Annotated[int, Whole(0, 20)] = Field(5, description="attempts after the first (failures, 408, 429, 5xx)")
-    backoff_s: Annotated[float, PlainValidator(_seconds(True, 60))] = Field(
-        1, description="first retry delay, doubled each retry (at most 60 s)"
-    )
+    backoff_s: Seconds = Field(1, description="first retry delay, doubled each retry (waits of at most 60 s)")
 
 
 class AlertsFile(Part):
@@ -219,9 +218,7 @@ class AlertsFile(Part):
         default_factory=dict, description="agent -> its own alert thresholds (instead of fleet.alert_thresholds)"
     )
     projected: Flag = Field(True, description="budget.projected: a window's burn rate reaches its cap before reset")
-    check_s: Annotated[float, PlainValidator(_seconds(True, 86400))] = Field(
-        60, description="seconds between projection checks"
-    )
+    check_s: Seconds = Field(60, description="seconds between projection checks")
     webhooks: list[WebhookFile] = Field(default_factory=list, description="where alert events are POSTed, signed")
 
 
