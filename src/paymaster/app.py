@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from . import admin
+from . import admin, dashboard
 from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
@@ -42,6 +42,7 @@ from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json
 from .levers import caching, output
 from .levers.response_cache import ResponseCache
 from .levers.routing import Route, Router
+from .metrics import Metrics
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
@@ -114,6 +115,7 @@ class Gateway:
         self.answers = ResponseCache()
         self.router = Router(config, clock, self.rates_of)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.metrics = Metrics(self)  # /metrics and the access log; dashboard.py serves /metrics and /dashboard
         self.routes: dict[tuple[str, str], Callable[..., Any]] = {
             ("POST", "/v1/messages"): self.messages,
             ("POST", "/v1/chat/completions"): self.chat_completions,
@@ -151,29 +153,39 @@ class Gateway:
         for up in self.upstreams.values():
             await up.close()
         self.store.close()
+        self.metrics.log.close()
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.board.expire(self.clock())
+            self.metrics.log.flush()
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         api: ModuleType = wire_anthropic if path.startswith("/v1/messages") else wire_openai
+        trace = self.metrics.begin(path)  # None unless a call endpoint
         try:
             handler = self.routes.get((method, path))
             if handler is not None:
                 await handler(scope, receive, send)
             elif path.startswith("/admin/"):
                 await admin.handle(self, scope, receive, send)
+            elif path == "/metrics" or path == "/dashboard" or path.startswith("/dashboard/"):
+                await dashboard.handle(self, scope, receive, send)
             elif any(p == path for _, p in self.routes):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise NotFound(f"no route {method} {path}")
         except GatewayError as e:
+            if trace is not None:
+                trace.error = e
             if path == "/v1/models" and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
+        finally:
+            if trace is not None:
+                self.metrics.end(trace, header_map(scope))
 
     async def refuse(self, send: Send, api: ModuleType, e: GatewayError) -> None:
         final = e.status in (402, 413) or (isinstance(e, UpstreamFailed) and not e.retry)
@@ -375,7 +387,9 @@ class Gateway:
         p = self.budget.calendar.periods(now)
         call_id = "pm_" + secrets.token_hex(12)
         self.store.book(
-            LedgerRow(
+            self.metrics.settled(
+                call,
+                LedgerRow(
                 id=call_id,
                 ts=now,
                 agent=call.agent,
@@ -392,6 +406,7 @@ class Gateway:
                 task=call.task or "",
                 max_tokens_requested=call.max_tokens_requested or 0,
                 uncached_cost_nanos=hit.cost_nanos,
+            ),
             )
         )
         day, month = self.budget.remaining(call.agent)
@@ -608,7 +623,9 @@ class Gateway:
             log.warning("call %s cost %s above its reserved worst case %s", t.id, nanos, t.worst)
         self.budget.settle(
             t,
-            LedgerRow(
+            self.metrics.settled(
+                call,
+                LedgerRow(
                 id=t.id,
                 ts=t.created,
                 agent=call.agent,
@@ -639,6 +656,7 @@ class Gateway:
                 exposure_removed_nanos=exposure,
                 route=call.route,
                 baseline_cost_nanos=self._baseline(call, usage, nanos) if exact else nanos,
+            ),
             ),
         )
         return cost_usd

@@ -140,6 +140,27 @@ class Routing:
     degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
 
 
+# -- observability (dashboard, /metrics, access log): issue 11 ----------------------------------------
+@dataclass(frozen=True)
+class Observability:
+    access_log: str = "stderr"  # "stderr" | "off" | a file path (relative to fleet.yaml): one JSON line per call
+    log_prompts: bool = False  # the fleet opts in to the request body in each access-log line
+    metrics_max_series: int = 1000  # (agent, model) pairs /metrics keeps apart; the rest fold into agent="_other"
+
+
+def _observability(v: Any, base: Path | None) -> Observability:
+    m = _mapping(v, "observability")
+    _unknown(m, {"access_log", "log_prompts", "metrics_max_series"}, "observability")
+    log = _str(m.get("access_log", "stderr"), "observability.access_log")
+    if log not in ("stderr", "off") and base is not None and not Path(log).is_absolute():
+        log = str(base / log)
+    series = _int(m.get("metrics_max_series", 1000), "observability.metrics_max_series", 1, 100_000)
+    return Observability(log, _bool(m.get("log_prompts", False), "observability.log_prompts"), series)
+
+
+# -- end observability ----------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Config:
     timezone: ZoneInfo
@@ -159,6 +180,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    observability: Observability = Observability()  # issue 11
 
     def agent_by_key(self, key: str) -> Agent | None:
         known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
@@ -461,6 +483,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             "agents",
             "tasks",
             "routing",
+            "observability",
         },
         "fleet.yaml",
     )
@@ -676,4 +699,5 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         agents=agents,
         prices=prices,
         routing=_routing_models(routing, models, resolve),
+        observability=_observability(top.get("observability"), base),
     )
