@@ -50,11 +50,11 @@ def test_metrics_match_the_ledger(gateway: Any) -> None:
         assert total(m, "paymaster_calls_total", agent=agent, model=model, status="ok") == len(mine)
         assert total(m, "paymaster_tokens_total", agent=agent, kind="input") == sum(r["input_tokens"] for r in mine)
         assert total(m, "paymaster_tokens_total", agent=agent, kind="output") == sum(r["output_tokens"] for r in mine)
-        assert total(m, "paymaster_upstream_seconds_count", agent=agent, model=model) == len(mine)
-        assert total(m, "paymaster_overhead_seconds_count", agent=agent, model=model) == len(mine)
+        assert total(m, "paymaster_upstream_seconds_count", model=model) == len(mine)
+        assert total(m, "paymaster_overhead_seconds_count", model=model) == len(mine)
         assert total(m, "paymaster_cache_hit_ratio", agent=agent, model=model) == 0
     # the buckets are cumulative and end at the count
-    inf = total(m, "paymaster_overhead_seconds_bucket", agent="alice", le="+Inf")
+    inf = total(m, "paymaster_overhead_seconds_bucket", model="claude-haiku-4-5", le="+Inf")
     assert inf == 3
     assert total(m, "paymaster_reservations_outstanding", agent="alice") == 0
     assert total(m, "paymaster_reserved_usd", agent="alice") == 0

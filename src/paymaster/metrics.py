@@ -8,8 +8,9 @@ per-call lock or label lookup inside the client library.
 
 Label cardinality is bounded: at most `observability.metrics_max_series` (agent, model) pairs
 (default 1,000) are kept apart; calls of any further pair are counted under
-agent="_other", model="_other". Refusal and reservation series are per agent, under the same
-bound. Every series carries at most 6 token kinds, 8 statuses and 15 buckets.
+agent="_other", model="_other". Refusal and reservation series are per agent, the latency
+histograms per model, each under the same bound. A pair carries at most 5 token kinds, 8 statuses
+and 2 caches; a model's two histograms 13 and 12 buckets.
 
 Overhead is the request's whole time in the gateway minus the provider's share (from sending the
 request to settling the answer, the ledger's `latency_ms`): authentication, body reading, levers,
@@ -81,7 +82,7 @@ class Histogram:
 class Series:
     """One (agent, model) pair's counters."""
 
-    __slots__ = ("calls", "spend", "tokens", "prompt_hits", "response_hits", "upstream", "overhead")
+    __slots__ = ("calls", "spend", "tokens", "prompt_hits", "response_hits")
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
@@ -89,6 +90,14 @@ class Series:
         self.tokens = [0] * len(TOKEN_KINDS)
         self.prompt_hits = 0  # calls that read the provider's prompt cache
         self.response_hits = 0  # calls answered from the gateway's response cache
+
+
+class Latency:
+    """One model's latency histograms (per model only: buckets per agent would multiply the series by 15)."""
+
+    __slots__ = ("upstream", "overhead")
+
+    def __init__(self) -> None:
         self.upstream = Histogram(UPSTREAM_BUCKETS)
         self.overhead = Histogram(OVERHEAD_BUCKETS)
 
@@ -120,19 +129,18 @@ class AccessLog:
         self._buf: list[bytes] = []
         self._size = 0
 
-    def write(self, line: dict[str, Any]) -> None:
+    def write(self, line: bytes) -> None:
         if self.out is None:
             return
-        b = orjson.dumps(line) + b"\n"
-        self._buf.append(b)
-        self._size += len(b)
+        self._buf.append(line)
+        self._size += len(line) + 1
         if self._size >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if self.out is None or not self._buf:
             return
-        data, self._buf, self._size = b"".join(self._buf), [], 0
+        data, self._buf, self._size = b"\n".join(self._buf) + b"\n", [], 0
         try:
             self.out.write(data)
             self.out.flush()
@@ -153,6 +161,7 @@ class Metrics:
         self.max_series = obs.metrics_max_series
         self.log_prompts = obs.log_prompts
         self.series: dict[tuple[str, str], Series] = {}
+        self.latency: dict[str, Latency] = {}
         self.refusals: dict[str, dict[str, int]] = {}
         self.settled_count = 0  # the dashboard's live view polls this
         self.log = AccessLog(obs.access_log)
@@ -178,6 +187,12 @@ class Metrics:
                 s = self.series[key] = Series()
         return s
 
+    def _latency(self, model: str) -> Latency:
+        h = self.latency.get(model)
+        if h is None:
+            h = self.latency.setdefault(model if len(self.latency) < self.max_series else OTHER, Latency())
+        return h
+
     def settled(self, call: Call, row: LedgerRow) -> LedgerRow:
         """A call is being booked (an attempt of a request, or a response-cache answer); returns the row."""
         s = self._series(row.agent, row.model)
@@ -194,7 +209,7 @@ class Metrics:
         else:
             if row.cache_read_tokens:
                 s.prompt_hits += 1
-            s.upstream.observe(row.latency_ms / 1000)
+            self._latency(row.model).upstream.observe(row.latency_ms / 1000)
         self.settled_count += 1
         trace = _trace.get()
         if trace is not None:
@@ -211,7 +226,7 @@ class Metrics:
         row = rows[-1] if rows else None
         if row is not None:
             agent = row.agent
-            self._series(agent, row.model).overhead.observe(max(0.0, total - upstream))
+            self._latency(row.model).overhead.observe(max(0.0, total - upstream))
         else:
             key = bearer_or_key(headers)
             found = self.gw.config.agent_by_key(key) if key else None
@@ -225,53 +240,26 @@ class Metrics:
                     per = self.refusals.setdefault(agent if len(self.refusals) < self.max_series else OTHER, {})
                 per[code] = per.get(code, 0) + 1
         if self.log.out is not None:
-            self.log.write(self._line(trace, row, agent, error, code, total, upstream))
-
-    def _line(
-        self,
-        trace: Trace,
-        row: LedgerRow | None,
-        agent: str,
-        error: BaseException | None,
-        code: str,
-        total: float,
-        upstream: float,
-    ) -> dict[str, Any]:
-        line: dict[str, Any] = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "call_id": row.id if row is not None else None,
-            "agent": agent or None,
-            "path": trace.path,
-            "http_status": _http_status(row, error),
-            "duration_ms": round(total * 1000, 3),
-            "overhead_ms": round(max(0.0, total - upstream) * 1000, 3),
-        }
-        if row is not None:
-            line.update(
-                status=row.status,
-                model_requested=row.model_requested,
-                model=row.model,
-                route=row.route or None,
-                task=row.task or None,
-                stream=bool(row.stream),
-                input_tokens=row.input_tokens,
-                output_tokens=row.output_tokens,
-                cache_read_tokens=row.cache_read_tokens,
-                cache_write_tokens=row.cache_write_tokens,
-                cost_usd=row.cost_usd,
-                reserved_usd=f"{row.worst_nanos / NANOS:.9f}",
-                upstream_ms=round(upstream * 1000, 3),
-                upstream_request_id=row.upstream_request_id or None,
-                attempts=len(trace.rows),
-            )
-            if row.reconcile:
-                line["reconcile"] = True
-        if error is not None:
-            line["status"] = "refused" if row is None else line["status"]
-            line["error"] = code
-        if trace.prompt is not None:
-            line["request"] = trace.prompt
-        return line
+            head: dict[str, Any] = {
+                "ts": datetime.now(UTC),
+                "call_id": row.id if row is not None else None,
+                "agent": agent or None,
+                "path": trace.path,
+                "http_status": _http_status(row, error),
+                "status": row.status if row is not None else "refused" if error is not None else "ok",
+                "duration_ms": round(total * 1000, 3),
+                "overhead_ms": round(max(0.0, total - upstream) * 1000, 3),
+            }
+            if error is not None:
+                head["error"] = code
+            if len(rows) > 1:
+                head["attempts"] = len(rows)
+            if trace.prompt is not None:
+                head["request"] = trace.prompt
+            line = orjson.dumps(head)
+            if row is not None:  # the ledger row as booked: model, route, task, tokens, cost, worst case, latency
+                line = line[:-1] + b',"call":' + orjson.dumps(row) + b"}"
+            self.log.write(line)
 
     # -- the scrape --------------------------------------------------------------------------------
 
@@ -292,17 +280,19 @@ class Metrics:
             "paymaster_cache_hit_ratio", "Share of booked calls that read a cache (prompt or response)", labels=labels
         )
         upstream = HistogramMetricFamily(
-            "paymaster_upstream_seconds", "Provider time of each call (request sent to answer settled)", labels=labels
+            "paymaster_upstream_seconds",
+            "Provider time of each call (request sent to answer settled)",
+            labels=["model"],
         )
         overhead = HistogramMetricFamily(
             "paymaster_overhead_seconds",
             "The gateway's own time per call request (total minus provider)",
-            labels=labels,
+            labels=["model"],
         )
         for (agent, model), s in list(self.series.items()):
             lv = [agent, model]
             n = 0
-            for status, c in s.calls.items():
+            for status, c in list(s.calls.items()):  # rendered in a thread while calls settle
                 calls.add_metric([*lv, status], c)
                 n += c
             spend.add_metric(lv, s.spend / NANOS)
@@ -312,9 +302,10 @@ class Metrics:
             hits.add_metric([*lv, "response"], s.response_hits)
             if n:
                 ratio.add_metric(lv, (s.prompt_hits + s.response_hits) / n)
-            for fam, h in ((upstream, s.upstream), (overhead, s.overhead)):
+        for model, lat in list(self.latency.items()):
+            for fam, h in ((upstream, lat.upstream), (overhead, lat.overhead)):
                 if any(h.counts):
-                    fam.add_metric(lv, h.cumulative(), h.total)
+                    fam.add_metric([model], h.cumulative(), h.total)
         refusals = CounterMetricFamily("paymaster_refusals", "Calls refused by the budget", labels=["agent", "reason"])
         for agent, per in list(self.refusals.items()):
             for reason, c in per.items():

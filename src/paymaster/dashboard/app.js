@@ -163,7 +163,7 @@ function drawChart(o) {
 
 function draw(o) {
   state = o;
-  document.getElementById("clock").textContent = o.now + " (" + o.timezone + ")";
+  document.getElementById("clock").textContent = short(o.now) + " (" + o.timezone + ")";
   drawFleet(o);
   drawAgents(o);
   drawSavings(o);

@@ -25,7 +25,7 @@ from ..pricing import usd_str
 if TYPE_CHECKING:
     from ..app import Gateway
 
-RECENT = 25
+RECENT = 15
 EVENTS = 20
 RECENT_COLUMNS = (
     "id, ts, agent, model_requested, model, status, stream, input_tokens, output_tokens, cache_read_tokens, "
