@@ -98,3 +98,36 @@ def test_label_cardinality_is_bounded(gateway: Any) -> None:
     spent = sum(Decimal(r["cost_usd"]) for r in gw.ledger())
     assert usd(total(m, "paymaster_spend_usd_total")) == spent  # folded, never dropped
     assert total(m, "paymaster_calls_total") == 3
+
+
+def test_reservations_outstanding_while_a_call_is_in_flight(gateway: Any, sim: Any) -> None:
+    import threading
+    import time
+
+    gw = gateway()
+    sim.inject("timeout")  # the provider holds the call: it sits between reserve and settle
+    done = threading.Event()
+
+    def held() -> None:
+        try:
+            gw.anthropic("alice").messages.create(
+                model="claude-haiku-4-5", max_tokens=500, messages=[{"role": "user", "content": "held"}]
+            )
+        except anthropic.APIError:
+            pass
+        done.set()
+
+    threading.Thread(target=held, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not gw.gw.budget.open:
+        time.sleep(0.02)
+    m = scrape(gw)
+    day = next(w for w in gw.admin("/admin/agents/alice").json()["windows"] if w["window"] == "agent daily")
+    assert Decimal(day["reserved_usd"]) > 0
+    assert total(m, "paymaster_reservations_outstanding", agent="alice") == 1
+    (ticket,) = gw.gw.budget.open.values()
+    assert usd(total(m, "paymaster_reserved_usd", agent="alice")) == Decimal(ticket.worst) / 10**9
+    assert total(m, "paymaster_reservations_outstanding", agent="bob") == 0
+    sim.reset()  # releases the held request
+    assert done.wait(15)
+    assert total(scrape(gw), "paymaster_reservations_outstanding", agent="alice") == 0
