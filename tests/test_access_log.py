@@ -33,13 +33,12 @@ def test_a_line_per_call_with_its_call_id(gateway: Any, tmp_path: Path) -> None:
     first, second = got
     assert first["call_id"] == call_id
     row = next(r for r in gw.ledger() if r["id"] == call_id)
-    booked = first["call"]  # the ledger row as booked
-    assert booked["id"] == call_id and booked["cost_usd"] == row["cost_usd"]
-    assert (booked["input_tokens"], booked["output_tokens"]) == (row["input_tokens"], row["output_tokens"])
-    assert first["http_status"] == 200 and first["status"] == "ok" and booked["model"] == "claude-haiku-4-5"
+    assert first["cost_usd"] == row["cost_usd"] and first["reserved_nanos"] == row["worst_nanos"]
+    assert (first["input_tokens"], first["output_tokens"]) == (row["input_tokens"], row["output_tokens"])
+    assert first["http_status"] == 200 and first["status"] == "ok" and first["model"] == "claude-haiku-4-5"
     assert first["duration_ms"] >= first["overhead_ms"] >= 0
     assert first["ts"].endswith("+00:00")
-    assert second["call"]["stream"] == 1 and second["path"] == "/v1/chat/completions"
+    assert second["stream"] == 1 and second["path"] == "/v1/chat/completions"
     assert "secret plan" not in log.read_text()  # prompts are never logged unless the fleet opts in
 
 

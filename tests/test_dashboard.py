@@ -78,3 +78,23 @@ def test_overview_figures_match_the_admin_api_and_ledger(gateway: Any) -> None:
     assert Decimal(fleet_day["spent_usd"]) == sum(Decimal(r["cost_usd"]) for r in rows)
     assert len(o["spend"]["today"]["labels"]) == 24
     assert o["savings"]["today"] and all(Decimal(v) >= 0 for v in o["savings"]["today"].values())
+
+
+def test_savings_by_lever_read_from_the_ledgers_attribution_column(gateway: Any) -> None:
+    import sqlite3
+
+    gw = gateway()
+    for i in range(2):
+        gw.anthropic("alice").messages.create(
+            model="claude-haiku-4-5", max_tokens=40, messages=[{"role": "user", "content": f"q {i}"}]
+        )
+    gw.ledger()  # committed
+    db = sqlite3.connect(gw.raw["ledger"])
+    if not any(r[1] == "savings" for r in db.execute("PRAGMA table_info(ledger)")):
+        db.execute("ALTER TABLE ledger ADD COLUMN savings TEXT NOT NULL DEFAULT '{}'")
+    db.execute("""UPDATE ledger SET savings = '{"routing": 1500000, "caching": 250000}'""")
+    db.commit()
+    db.close()
+    o = gw.admin("/admin/overview").json()
+    assert list(o["savings"]["today"].items()) == [("routing", "0.003000"), ("caching", "0.000500")]
+    assert o["savings"]["month"] == o["savings"]["today"]

@@ -185,7 +185,7 @@ class Gateway:
             await self.refuse(send, api, e)
         finally:
             if trace is not None:
-                self.metrics.end(trace, header_map(scope))
+                self.metrics.end(trace, scope)
 
     async def refuse(self, send: Send, api: ModuleType, e: GatewayError) -> None:
         final = e.status in (402, 413) or (isinstance(e, UpstreamFailed) and not e.retry)

@@ -5,7 +5,7 @@
     POST /dashboard/login      checks the key; sets a session cookie (HttpOnly, SameSite=Strict; Secure over HTTPS)
     POST /dashboard/logout     ends the session
     GET  /dashboard/static/…   the page's script and style (shipped in the package: no build step, no CDN)
-    GET  /dashboard/live       Server-Sent Events: the blackboard's events, and `ledger.changed` (at most twice a
+    GET  /dashboard/live       Server-Sent Events: the blackboard's events, and `ledger.changed` (at most once a
                                second) when calls were booked
     GET  /metrics              Prometheus text format; the admin key as a Bearer token, or a dashboard session
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 COOKIE = "pm_dashboard"
 SESSION_S = 12 * 3600
-LIVE_EVERY_S = 0.5
+LIVE_EVERY_S = 1.0  # how often a page may be told to redraw (each redraw sums the month's ledger)
 KEEPALIVE_S = 15.0
 NO_REPLAY = 2**63 - 1  # subscribe from now on: the page loads the recent events from /admin/overview
 MAX_FORM = 4096

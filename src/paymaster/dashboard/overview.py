@@ -12,13 +12,12 @@ events     the last events of the blackboard's stream
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from bisect import bisect_right
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from ..pricing import usd_str
 
@@ -34,6 +33,8 @@ RECENT_COLUMNS = (
 
 
 def overview(gw: Gateway) -> dict[str, Any]:
+    """The page's data. The month's sums read every row of the month, on the event loop: the live stream
+    asks a page to redraw at most once a second, so a busy gateway pays this about once a second per page."""
     from ..admin import agent_view  # admin imports the dashboard's session check; this way round at call time
 
     now = gw.clock()
@@ -98,9 +99,11 @@ def _savings(conn: sqlite3.Connection, lo: str, hi: str) -> dict[str, str]:
     """Nano-dollars saved per lever over days lo ≤ day < hi, as dollar strings (largest first)."""
     out: dict[str, int] = {}
     if _has_savings_column(conn):  # per-lever attribution, summing exactly to the total saving
-        for (text,) in conn.execute("SELECT savings FROM ledger WHERE day >= ? AND day < ?", (lo, hi)):
-            for lever, nanos in orjson.loads(text or "{}").items():
-                out[lever] = out.get(lever, 0) + int(nanos)
+        q = (
+            "SELECT j.key, SUM(j.value) FROM ledger, json_each(ledger.savings) AS j "
+            "WHERE ledger.day >= ? AND ledger.day < ? GROUP BY j.key"
+        )
+        out = {lever: int(nanos) for lever, nanos in conn.execute(q, (lo, hi))}
     else:
         r = conn.execute(
             "SELECT COALESCE(SUM(CASE WHEN status = 'ok' THEN baseline_cost_nanos - cost_nanos END), 0), "
@@ -123,5 +126,5 @@ def _events(gw: Gateway) -> list[dict[str, Any]]:
     out = []
     for seq, frame in list(gw.board.history)[-EVENTS:]:
         data = frame.split(b"\ndata: ", 1)[1].rstrip(b"\n")
-        out.append({"id": seq, **orjson.loads(data)})
+        out.append({"id": seq, **json.loads(data)})
     return out[::-1]
