@@ -71,7 +71,8 @@ class Histogram:
         self.total += v
 
     def cumulative(self) -> list[tuple[str, float]]:
-        out, run = [], 0
+        out: list[tuple[str, float]] = []
+        run = 0
         for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
             run += n
             out.append(("+Inf" if bound == float("inf") else repr(bound), run))
@@ -165,7 +166,7 @@ class Metrics:
         self.settled_count = 0  # the dashboard's live view polls this
         self.log = AccessLog(obs.access_log)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]  # a custom collector: `collect` below
+        self.registry.register(self)  # a custom collector: `collect` below
 
     # -- the hot path ------------------------------------------------------------------------------
 
@@ -347,9 +348,9 @@ class Metrics:
         )
         held: dict[str, list[int]] = {a: [0, 0] for a in list(self.gw.config.agents)[: self.max_series]}
         for t in list(self.gw.budget.open.values()):
-            h = held.get(t.agent) or held.setdefault(OTHER, [0, 0])
-            h[0] += 1
-            h[1] += t.worst
+            pair = held.get(t.agent) or held.setdefault(OTHER, [0, 0])
+            pair[0] += 1
+            pair[1] += t.worst
         for agent, (n, w) in held.items():
             open_n.add_metric([agent], n)
             open_usd.add_metric([agent], w / NANOS)
