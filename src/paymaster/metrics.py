@@ -193,8 +193,8 @@ class Metrics:
             h = self.latency.setdefault(model if len(self.latency) < self.max_series else OTHER, Latency())
         return h
 
-    def settled(self, call: Call, row: LedgerRow) -> LedgerRow:
-        """A call is being booked (an attempt of a request, or a response-cache answer); returns the row."""
+    def settled(self, call: Call, row: LedgerRow) -> None:
+        """A call was booked (an attempt of a request, or a lever's answer such as the response cache)."""
         s = self._series(row.agent, row.model)
         s.calls[row.status] = s.calls.get(row.status, 0) + 1
         s.spend += row.cost_nanos
@@ -216,7 +216,6 @@ class Metrics:
             trace.rows.append(row)
             if self.log_prompts:
                 trace.prompt = call.body
-        return row
 
     def end(self, trace: Trace, scope: Scope) -> None:
         """The request is answered: its overhead, its refusal if any, its access-log line."""

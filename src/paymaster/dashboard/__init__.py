@@ -22,7 +22,6 @@ import time
 from importlib import resources
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
-from weakref import WeakKeyDictionary
 
 from ..config import hash_key
 from ..errors import BadRequest, MethodNotAllowed, NotFound, TooLarge, Unauthorized
@@ -32,6 +31,7 @@ from .overview import overview as overview  # GET /admin/overview (admin.py rout
 
 if TYPE_CHECKING:
     from ..app import Gateway
+    from ..config import Config
 
 COOKIE = "pm_dashboard"
 SESSION_S = 12 * 3600
@@ -49,19 +49,20 @@ SECURITY: Headers = [
     (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
 ]
 
-_sessions: WeakKeyDictionary[Gateway, dict[str, float]] = WeakKeyDictionary()
+# live sessions (token -> expiry) by the admin key they proved; in memory: a restart signs everyone out
+_sessions: dict[str, dict[str, float]] = {}
 
 
 def _asset(name: str) -> bytes:
     return (resources.files(__package__) / name).read_bytes()
 
 
-def signed_in(gw: Gateway, h: dict[bytes, bytes]) -> bool:
-    """Whether the request carries a live dashboard session cookie."""
+def signed_in(config: Config, h: dict[bytes, bytes]) -> bool:
+    """Whether the request carries a live dashboard session cookie of the gateway running `config`."""
     token = _cookie(h)
     if token is None:
         return False
-    live = _sessions.get(gw, {})
+    live = _sessions.get(config.admin_key_hash or "", {})
     expires = live.get(token)
     if expires is None:
         return False
@@ -93,7 +94,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         if method != "GET":
             raise MethodNotAllowed(f"{method} is not allowed on /metrics; use GET")
         key = bearer_or_key(h)
-        if not (key and _admin_key_ok(gw, key)) and not signed_in(gw, h):
+        if not (key and _admin_key_ok(gw, key)) and not signed_in(gw.config, h):
             raise Unauthorized("/metrics takes the admin key (Authorization: Bearer …)")
         body = await asyncio.to_thread(gw.metrics.render)  # thousands of series: off the event loop
         await respond(send, 200, body, ctype=CONTENT_TYPE)
@@ -109,7 +110,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
             raise MethodNotAllowed(f"{method} is not allowed on {path}; use POST")
         token = _cookie(h)
         if token is not None:
-            _sessions.get(gw, {}).pop(token, None)
+            _sessions.get(gw.config.admin_key_hash or "", {}).pop(token, None)
         await _redirect(send, "/dashboard/login", _set_cookie(scope, "", 0))
     elif path.startswith("/dashboard/static/"):
         name = path.removeprefix("/dashboard/static/")
@@ -119,12 +120,12 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     elif path in ("/dashboard", "/dashboard/"):
         if method != "GET":
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
-        if not signed_in(gw, h):
+        if not signed_in(gw.config, h):
             await _redirect(send, "/dashboard/login")
             return
         await respond(send, 200, _asset("index.html"), SECURITY, ctype=HTML)
     elif path == "/dashboard/live":
-        if not signed_in(gw, h):
+        if not signed_in(gw.config, h):
             raise Unauthorized("sign in at /dashboard/login")
         await _live(gw, receive, send)
     else:
@@ -160,7 +161,7 @@ async def _login(gw: Gateway, scope: Scope, h: dict[bytes, bytes], receive: Rece
         await _login_page(send, 401, "That is not the admin key.")
         return
     token = secrets.token_urlsafe(32)
-    live = _sessions.setdefault(gw, {})
+    live = _sessions.setdefault(gw.config.admin_key_hash or "", {})
     now = time.time()
     for t, exp in list(live.items()):
         if exp < now:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..pricing import usd_str
 
 if TYPE_CHECKING:
-    from ..app import Gateway
+    from ..admin import Admin
 
 RECENT = 15
 EVENTS = 20
@@ -32,7 +32,7 @@ RECENT_COLUMNS = (
 )
 
 
-def overview(gw: Gateway) -> dict[str, Any]:
+def overview(gw: Admin) -> dict[str, Any]:
     """The page's data. The month's sums read every row of the month, on the event loop: the live stream
     asks a page to redraw at most once a second, so a busy gateway pays this about once a second per page."""
     from ..admin import agent_view  # admin imports the dashboard's session check; this way round at call time
@@ -57,7 +57,7 @@ def overview(gw: Gateway) -> dict[str, Any]:
     }
 
 
-def _by_hour(gw: Gateway, conn: sqlite3.Connection, day: str) -> dict[str, Any]:
+def _by_hour(gw: Admin, conn: sqlite3.Connection, day: str) -> dict[str, Any]:
     """Today's spend per agent in each local hour."""
     start = datetime.fromisoformat(day).replace(tzinfo=gw.config.timezone)
     edges = [(start + timedelta(hours=h)).timestamp() for h in range(25)]
@@ -122,7 +122,7 @@ def _recent(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _events(gw: Gateway) -> list[dict[str, Any]]:
+def _events(gw: Admin) -> list[dict[str, Any]]:
     out = []
     for seq, frame in list(gw.board.history)[-EVENTS:]:
         data = frame.split(b"\ndata: ", 1)[1].rstrip(b"\n")
