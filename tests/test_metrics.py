@@ -7,6 +7,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import openai
 import pytest
 from conftest import ADMIN_KEY
 from prometheus_client.parser import text_string_to_metric_families
@@ -131,3 +132,41 @@ def test_reservations_outstanding_while_a_call_is_in_flight(gateway: Any, sim: A
     sim.reset()  # releases the held request
     assert done.wait(15)
     assert total(scrape(gw), "paymaster_reservations_outstanding", agent="alice") == 0
+
+
+def test_concurrent_streams_and_errors_match_the_ledger_row_for_row(gateway: Any, sim: Any) -> None:
+    import asyncio
+    from collections import Counter
+
+    gw = gateway()
+    sim.inject("500", count=2)
+
+    async def one(i: int) -> None:
+        try:
+            if i % 2:
+                s = await gw.async_openai("olivia").chat.completions.create(
+                    model="gpt-4.1-mini", stream=True, messages=[{"role": "user", "content": f"s {i}"}]
+                )
+                async for _ in s:
+                    pass
+            else:
+                await gw.async_anthropic("alice").messages.create(
+                    model="claude-haiku-4-5", max_tokens=30, messages=[{"role": "user", "content": f"m {i}"}]
+                )
+        except (anthropic.APIStatusError, openai.APIStatusError):
+            pass
+
+    async def all_of() -> None:
+        await asyncio.gather(*(one(i) for i in range(16)))
+
+    asyncio.run(all_of())
+    m = scrape(gw)
+    rows = gw.ledger()
+    assert len(rows) == 16
+    by = Counter((r["agent"], r["model"], r["status"]) for r in rows)
+    assert by[("alice", "claude-haiku-4-5", "upstream_error")] + by[("olivia", "gpt-4.1-mini", "upstream_error")] == 2
+    for (agent, model, status), n in by.items():
+        assert total(m, "paymaster_calls_total", agent=agent, model=model, status=status) == n
+    assert total(m, "paymaster_calls_total") == 16
+    assert usd(total(m, "paymaster_spend_usd_total")) == sum(Decimal(r["cost_usd"]) for r in rows)
+    assert total(m, "paymaster_tokens_total", kind="output") == sum(r["output_tokens"] for r in rows)
