@@ -201,6 +201,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         prices=prices,
         routing=routing,
         observability=_observability(f, base),
+        translation=f.translation.policy,
     )
 
 

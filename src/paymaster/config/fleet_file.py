@@ -203,6 +203,16 @@ class ObservabilityFile(Part):
     )
 
 
+class TranslationFile(Part):
+    """Translation between the two APIs (compat, issue 18)."""
+
+    policy: Annotated[str, Choice("lenient", "strict")] = Field(
+        "lenient",
+        description="a field whose dropping cannot change the answer's meaning (store, metadata tags, image detail, "
+        "one-participant names): lenient leaves it out and names it in x-paymaster-dropped; strict refuses the call",
+    )
+
+
 class FleetFile(Part):
     """fleet.yaml."""
 
@@ -235,6 +245,9 @@ class FleetFile(Part):
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
     observability: ObservabilityFile = Field(
         default_factory=ObservabilityFile, description="the access log and /metrics"
+    )
+    translation: TranslationFile = Field(
+        default_factory=TranslationFile, description="calls served by the other API's models"
     )
 
 
