@@ -44,6 +44,8 @@ from .levers.response_cache import ResponseCache
 from .levers.routing import Route, Router
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
+from .store import shared_events
+from .store.shared import SharedStore, StoreDown
 from .store.sqlite import LedgerRow, SQLiteStore
 from .wire import SSEFrames, translate
 from .wire import anthropic as wire_anthropic
@@ -99,12 +101,18 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.board = Blackboard(list(config.agents))
-        self.store = SQLiteStore(config.ledger, config.durability)
-        try:
-            self.recovered = self.store.recover(clock())  # takes the ledger: one writer (LedgerLocked if not)
-        except BaseException:
-            self.store.close()
-            raise
+        self.store: SQLiteStore | SharedStore
+        self.recovered: list[LedgerRow] = []
+        if config.shared is not None:  # replicas: Redis counters + Postgres ledger, opened at start
+            self.store = SharedStore(config.shared.redis_url, config.shared.postgres_url, config.timezone,
+                                     config.shared.lease_s)  # fmt: skip
+        else:
+            self.store = SQLiteStore(config.ledger, config.durability)
+            try:
+                self.recovered = self.store.recover(clock())  # takes the ledger: one writer (LedgerLocked if not)
+            except BaseException:
+                self.store.close()
+                raise
         self.store.on_error = lambda e: self.board.publish("ledger.failing", reason=self.store.failing)
         self.store.on_ok = lambda: self.board.publish("ledger.writable")
         for row in self.recovered:
@@ -143,6 +151,8 @@ class Gateway:
                 return
 
     async def start(self) -> None:
+        if isinstance(self.store, SharedStore):
+            await shared_events.connect(self.store, self.board)
         self._tasks.add(asyncio.create_task(self._tick()))
 
     async def stop(self) -> None:
@@ -150,6 +160,8 @@ class Gateway:
             task.cancel()
         for up in self.upstreams.values():
             await up.close()
+        if isinstance(self.store, SharedStore):
+            await self.store.aclose()
         self.store.close()
 
     async def _tick(self) -> None:
@@ -408,9 +420,13 @@ class Gateway:
     async def admit(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Ticket:
         assert call.max_tokens is not None, "output control sets max_tokens"
         worst = await self.refine(call, worst, up, h)
-        verdict = await self.budget.admit_waiting(
-            call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s
-        )
+        try:
+            verdict = await self.budget.admit_waiting(
+                call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s,
+                call.model, call.api,
+            )  # fmt: skip
+        except StoreDown as e:  # fail closed: no call is sent unmetered unless the operator chose so
+            raise UpstreamFailed(f"{e}; calls are refused until it answers", status=503) from e
         if isinstance(verdict, Wait):
             raise BudgetBusy(
                 f"the budget this call needs is held by agent {call.agent!r}'s calls in flight; retry shortly",

@@ -140,6 +140,44 @@ class Routing:
     degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
 
 
+# --- shared store (issue 15): `store: sqlite:///path`, or `reservations: redis://…` + `ledger: postgresql://…` ---
+@dataclass(frozen=True)
+class Shared:
+    redis_url: str  # `reservations:` live counters
+    postgres_url: str  # `ledger:` durable ledger, reservation journal, leases, events
+    lease_s: float = 10.0  # `replica_lease_s:` a replica silent this long is gone: its calls are booked at worst case
+    on_outage: str = "refuse"  # `on_store_outage:` refuse (503) | admit_unmetered (admitted, flagged)
+
+
+def _store(top: Mapping[str, Any], base: Path | None) -> tuple[str | None, Shared | None]:
+    """The ledger path `store: sqlite:///path` names (None: `ledger:` as before), or the shared store."""
+    store, res, ledger = top.get("store"), top.get("reservations"), top.get("ledger")
+    pg = isinstance(ledger, str) and ledger.startswith(("postgresql://", "postgres://"))
+    outage = top.get("on_store_outage", "refuse")
+    if outage not in ("refuse", "admit_unmetered"):
+        raise ConfigError(f"on_store_outage: must be 'refuse' or 'admit_unmetered', got {outage!r}")
+    lease = top.get("replica_lease_s", 10)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 1 <= lease <= 3600:
+        raise ConfigError(f"replica_lease_s: must be a number of seconds from 1 to 3600, got {lease!r}")
+    if res is None and not pg:
+        if store is None:
+            return None, None
+        if not isinstance(store, str) or not store.startswith("sqlite:///") or len(store) <= len("sqlite:///"):
+            raise ConfigError(f"store: must be sqlite:///path/to/ledger.db, got {store!r}")
+        return store[len("sqlite:///") :], None
+    if store is not None:
+        raise ConfigError("store: give either store (SQLite) or reservations + ledger (Redis + Postgres), not both")
+    if not isinstance(res, str) or not res.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"reservations: must be a redis:// URL (with ledger: postgresql://…), got {res!r}")
+    if not pg:
+        raise ConfigError(f"ledger: with reservations in Redis the ledger must be a postgresql:// URL, got {ledger!r}")
+    assert isinstance(ledger, str)
+    return None, Shared(res, ledger, float(lease), outage)
+
+
+# --- end of the shared store block ---
+
+
 @dataclass(frozen=True)
 class Config:
     timezone: ZoneInfo
@@ -159,6 +197,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    shared: Shared | None = None  # replicas sharing Redis counters and a Postgres ledger (issue 15)
 
     def agent_by_key(self, key: str) -> Agent | None:
         known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
@@ -461,9 +500,14 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             "agents",
             "tasks",
             "routing",
+            "store",
+            "reservations",
+            "on_store_outage",
+            "replica_lease_s",
         },
         "fleet.yaml",
     )
+    sqlite_path, shared = _store(top, base)
 
     tz_name = top.get("timezone", "UTC")
     try:
@@ -476,10 +520,10 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
     host = _str(listen.get("host", "127.0.0.1"), "listen.host")
     port = _int(listen.get("port", 8080), "listen.port", 0, 65535)
 
-    ledger = _str(top.get("ledger", "paymaster.db"), "ledger")
-    if base is not None and ledger != ":memory:" and not Path(ledger).is_absolute():
+    ledger = sqlite_path or _str(top.get("ledger", "paymaster.db"), "ledger")
+    if base is not None and ledger != ":memory:" and not Path(ledger).is_absolute() and shared is None:
         ledger = str(base / ledger)
-    if ledger != ":memory:":
+    if ledger != ":memory:" and shared is None:
         _ledger_path(Path(ledger))
     durability = top.get("durability", "process")
     if durability not in ("process", "power"):
@@ -676,4 +720,5 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         agents=agents,
         prices=prices,
         routing=_routing_models(routing, models, resolve),
+        shared=shared,
     )

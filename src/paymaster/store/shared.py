@@ -1,0 +1,269 @@
+"""Many replicas, one budget: live counters in Redis, the ledger and reservation journal in Postgres.
+
+One call, on any replica:
+
+1. `admit` — the pending row goes into Postgres first (durable before anything is counted or sent),
+   then one Redis script checks every window of the call and holds its worst case on all of them, or
+   none. A refusal deletes the pending row again.
+2. the call goes upstream.
+3. `settle` — one Postgres statement deletes the pending row and inserts the ledger row; then one
+   Redis script releases the hold and adds the cost, exactly once (the reservation's record in Redis
+   is the token). Settlements run as tasks: a failing store keeps them and retries every second; the
+   pending row and the Redis hold keep the call counted at its worst case meanwhile.
+
+Redis emptied or restarted (its epoch key gone, or its run_id changed): the next script answers
+REBUILD and one replica (a Redis lock) rebuilds every counter from one consistent Postgres snapshot
+— spent from the ledger, held from the pending rows, each pending reservation's record — and writes
+the epoch last; the others wait for it. Because the pending row precedes the hold and the ledger row
+precedes the release, whatever the snapshot missed is exactly what the retried script then applies.
+
+Leases: each replica heartbeats its row in `replicas` every second. A replica whose heartbeat is older
+than `lease_s` is gone: another replica books its pending reservations at their worst case (flagged
+for reconciliation), releases what Redis held for it, at the ledger's cost, and forgets it.
+
+Fail closed: when Redis or Postgres cannot be reached, admissions raise `StoreDown` (the gateway
+answers 503 in the caller's shape). With `on_outage: admit_unmetered` the call is admitted instead,
+unmetered and flagged; its ledger row is written when Postgres is back, and the counters rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import redis.exceptions
+
+from .journal import Reservation
+from .postgres import PostgresLedger
+from .redis import REBUILD, RedisCounters, Window
+from .row import LedgerRow
+
+log = logging.getLogger("paymaster")
+
+RETRY_S = 1.0  # between attempts to settle while a store fails
+REBUILD_WAIT_S = 10.0  # longest a call waits for another replica to rebuild the counters
+OUTAGES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError)
+
+
+class StoreDown(Exception):
+    """Redis or Postgres cannot be reached: calls are refused (503) rather than admitted unmetered."""
+
+
+class SharedStore:
+    """The store the gateway talks to when `reservations:` and a Postgres `ledger:` are configured."""
+
+    shared = True
+
+    def __init__(self, redis_url: str, postgres_url: str, tz: ZoneInfo, lease_s: float = 10.0) -> None:
+        self.replica = "r_" + secrets.token_hex(6)
+        self.tz = tz
+        self.lease_s = lease_s
+        self.pg = PostgresLedger(postgres_url, self.replica)
+        self.counters = RedisCounters(redis_url, self.replica, tz)
+        self.failing: str | None = None
+        self.on_error: Callable[[BaseException], None] = lambda e: None
+        self.on_ok: Callable[[], None] = lambda: None
+        self.on_recovered: Callable[[LedgerRow], None] = lambda row: None  # a gone replica's call, booked
+        self.on_rebuilt: Callable[[int], None] = lambda n: None
+        self.settling: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rebuilding: asyncio.Lock | None = None
+        self.rebuilds = 0
+
+    # -- life ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate, make sure the counters exist, and start heartbeats (leases, reaping)."""
+        try:
+            await self.pg.open()
+            await self.counters.restarted()  # remember the Redis server's run_id
+            if await self.counters.epoch() is None:
+                await self.rebuild()
+            await self.reap()
+        except OUTAGES as e:
+            await self.pg.close()
+            await self.counters.close()
+            raise StoreDown(f"the shared store cannot be reached: {e}") from e
+        self._tasks.append(asyncio.create_task(self._beat()))
+
+    async def aclose(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.settling:
+            await asyncio.wait(self.settling, timeout=10)
+        with contextlib.suppress(*OUTAGES):
+            await self.pg.forget(self.replica)  # a clean stop leaves nothing to reap
+        await self.pg.close()
+        await self.counters.close()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.lease_s / 3))
+            try:
+                await self.pg.heartbeat()
+                if await self.counters.restarted():
+                    log.warning("redis restarted: rebuilding the counters from the ledger")
+                    await self.counters.drop_epoch()
+                await self.reap()
+                self._ok()
+            except OUTAGES as e:
+                self._failed(e)
+            except StoreDown as e:
+                self._failed(e)
+
+    def _failed(self, e: BaseException) -> None:
+        first = self.failing is None
+        self.failing = f"the shared store fails: {e}"
+        if first:
+            log.error("%s; new calls are refused until it answers", self.failing)
+            self.on_error(e)
+
+    def _ok(self) -> None:
+        if self.failing is not None:
+            self.failing = None
+            log.warning("the shared store answers again")
+            self.on_ok()
+
+    # -- admit -----------------------------------------------------------------------------------
+
+    async def hold(self, r: Reservation) -> None:
+        try:
+            await self.pg.hold(r)
+        except OUTAGES as e:
+            self._failed(e)
+            raise StoreDown(f"the reservation journal (Postgres) cannot be written: {e}") from e
+
+    async def take(self, reservation_id: str, windows: Sequence[Window], worst: int) -> list[int]:
+        """[1 held | 0 refused, spent₁, held₁, …]; rebuilds the counters first when Redis lost them."""
+        try:
+            for _ in range(3):
+                out = await self.counters.reserve(reservation_id, windows, worst)
+                if out[0] != REBUILD:
+                    return out
+                await self.rebuild()
+        except OUTAGES as e:
+            self._failed(e)
+            raise StoreDown(f"the budget counters (Redis) cannot be reached: {e}") from e
+        raise StoreDown("the budget counters keep disappearing (Redis emptied again during a rebuild)")
+
+    async def drop(self, reservation_id: str) -> None:
+        with contextlib.suppress(*OUTAGES):  # left behind, it is reaped with its replica: counted, never lost
+            await self.pg.drop(reservation_id)
+
+    # -- settle ----------------------------------------------------------------------------------
+
+    def reserve(self, r: Reservation) -> None:
+        """Nothing to do: the pending row was written at admission (`hold`)."""
+
+    def settle(self, reservation_id: str, row: LedgerRow) -> None:
+        self._spawn(self._settle(row, held=True))
+
+    def book(self, row: LedgerRow) -> None:
+        """A row with no reservation behind it (a response-cache answer, an unmetered call)."""
+        self._spawn(self._settle(row, held=False))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+
+    async def _settle(self, row: LedgerRow, held: bool) -> None:
+        cost = row.cost_nanos
+        while True:
+            try:
+                if held:
+                    if await self.pg.settle(row) == "INSERT 0 0":  # a reaper booked it first: its cost counts
+                        cost = (await self.pg.costs([row.id])).get(row.id, cost)
+                else:
+                    await self.pg.book(row)
+                break
+            except OUTAGES as e:
+                self._failed(e)
+                await asyncio.sleep(RETRY_S)
+        if not held:
+            if row.cost_nanos and "unmetered" in row.error:  # admitted during an outage: count it now
+                await self._retry(self._recount)
+            return
+        await self._retry(lambda: self._release(row.id, cost))
+
+    async def _release(self, reservation_id: str, cost: int) -> None:
+        while await self.counters.settle(reservation_id, cost) == REBUILD:
+            await self.rebuild()
+
+    async def _recount(self) -> None:
+        await self.counters.drop_epoch()
+        await self.rebuild()
+
+    async def _retry(self, step: Callable[[], Any]) -> None:
+        while True:
+            try:
+                await step()
+                return
+            except (*OUTAGES, StoreDown) as e:
+                self._failed(e)
+                await asyncio.sleep(RETRY_S)
+
+    # -- rebuild, reap ---------------------------------------------------------------------------
+
+    async def rebuild(self) -> None:
+        """Counters from the ledger and the pending reservations, by one replica; the others wait."""
+        if self._rebuilding is None:
+            self._rebuilding = asyncio.Lock()
+        async with self._rebuilding:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + REBUILD_WAIT_S
+            token = secrets.token_hex(8)
+            while await self.counters.epoch() is None:
+                if await self.counters.try_rebuild_lock(token, REBUILD_WAIT_S):
+                    spent, pending = await self.pg.snapshot(_month_before(datetime.now(self.tz).date()))
+                    await self.counters.install(spent, pending, token)
+                    self.rebuilds += 1
+                    log.warning("budget counters rebuilt from the ledger (%d pending reservations)", len(pending))
+                    self.on_rebuilt(len(pending))
+                    return
+                if loop.time() > deadline:
+                    raise StoreDown("the budget counters are being rebuilt by another replica; retry shortly")
+                await asyncio.sleep(0.02)
+
+    async def reap(self) -> None:
+        """Book the pending reservations of replicas whose lease ran out, and release their holds."""
+        for gone in await self.pg.gone(self.lease_s):
+            crashed = await self.pg.book_crashed(gone)
+            owned = await self.counters.owned(gone)
+            costs = await self.pg.costs(owned)
+            for rid in owned:
+                await self._release(rid, costs.get(rid, 0))  # no ledger row: it was never sent
+            await self.counters.forget_owner(gone)
+            await self.pg.forget(gone)
+            if crashed:
+                log.warning("replica %s is gone: %d calls in flight booked at their worst case", gone, len(crashed))
+            for row in crashed:
+                self.on_recovered(row)
+
+    # -- what the gateway asks of every store ------------------------------------------------------
+
+    def flush(self) -> None:
+        """Settlements are tasks; nothing is batched here."""
+
+    def close(self) -> None:
+        """The asynchronous `aclose` does the work (the gateway awaits it at shutdown)."""
+
+    def open_reservations(self) -> int:
+        return len(self.settling)
+
+    def spend(self, agent: str | None, period: str, value: str) -> int:
+        """No synchronous read: a replica's view of a window starts at zero and is replaced by Redis's
+        figures at its first reservation (`Budget` keeps that view; the cap is checked in Redis)."""
+        return 0
+
+
+def _month_before(d: date) -> str:
+    """The first day of the month before `d`: the rebuild covers every window a pending call can be in."""
+    return date(d.year - (d.month == 1), (d.month - 2) % 12 + 1, 1).isoformat()
