@@ -55,8 +55,10 @@ async def coredis_client(url: str) -> tuple[Callable[[], Awaitable[object]], Cal
     return op, close
 
 
-DDL = "CREATE TABLE IF NOT EXISTS bench_pending (id text PRIMARY KEY, worst bigint); " \
+DDL = (
+    "CREATE TABLE IF NOT EXISTS bench_pending (id text PRIMARY KEY, worst bigint); "
     "CREATE TABLE IF NOT EXISTS bench_ledger (seq bigserial PRIMARY KEY, id text UNIQUE, cost bigint)"
+)
 
 
 async def asyncpg_client(url: str) -> tuple[Callable[[], Awaitable[object]], Callable[[], Awaitable[None]]]:

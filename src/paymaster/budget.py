@@ -290,7 +290,7 @@ class Budget:
                     return self._ticket(agent, ws, worst, now, max_tokens, fitted, call_id)
                 verdict = self._fits(agent, ws, rates, input_bound, max_tokens, choices, worst)
                 if isinstance(verdict, Refusal):
-                    await self.shared.drop(call_id)
+                    self.shared.drop(call_id)
                     return verdict
                 if isinstance(verdict, Wait):
                     if loop.time() + pause > deadline:
@@ -303,9 +303,9 @@ class Budget:
                     worst = lower
                     await self.shared.hold(Reservation(call_id, agent, now, model, api, p.day, p.month, worst))
         except BaseException:
-            await self.shared.drop(call_id)
+            self.shared.drop(call_id)
             raise
-        await self.shared.drop(call_id)
+        self.shared.drop(call_id)
         return Wait()
 
     def _refuse(self, agent: str, ws: list[Window], worst: int) -> Refusal:

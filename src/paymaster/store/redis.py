@@ -207,14 +207,22 @@ class RedisCounters:
     async def try_rebuild_lock(self, token: str, ttl_s: float) -> bool:
         return bool(await self.redis.set(REBUILD_LOCK, token, nx=True, px=int(ttl_s * 1000)))
 
+    async def unlock(self, token: str) -> None:
+        """Let go of the rebuild lock, if it is still ours."""
+        await self.redis.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end", 1, REBUILD_LOCK, token
+        )
+
     async def install(
         self,
         spent: dict[tuple[str | None, str, str], int],
         pending: Sequence[tuple[str, str, str, str, str, int]],
         token: str,
-    ) -> None:
+    ) -> bool:
         """Write rebuilt counters in one MULTI, the epoch last: spent per window from the ledger, and every
-        pending reservation (id, owner, agent, day, month, worst) held again on its windows, with its record."""
+        pending reservation (id, owner, agent, day, month, worst) held again on its windows, with its record.
+        Only while the epoch is still missing (WATCH): counters another replica built and calls have
+        changed since are never overwritten by an older snapshot. False when it was not written."""
         held: dict[tuple[str | None, str, str], int] = {}
         records = []
         for rid, owner, agent, day, month, worst in pending:
@@ -223,6 +231,11 @@ class RedisCounters:
                 held[w] = held.get(w, 0) + worst
             records.append((rid, owner, ws, worst))
         async with self.redis.pipeline(transaction=True) as p:
+            await p.watch(EPOCH)
+            if await p.exists(EPOCH):
+                await p.unwatch()
+                return False
+            p.multi()
             for w in spent.keys() | held.keys():
                 k = window_key(*w)
                 p.delete(k)
@@ -239,5 +252,8 @@ class RedisCounters:
                 p.sadd(owner_key(owner), rid)
             p.set(EPOCH, token)
             p.delete(REBUILD_LOCK)
-            await p.execute()
-
+            try:
+                await p.execute()
+            except aioredis.WatchError:
+                return False
+        return True

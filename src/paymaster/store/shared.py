@@ -153,9 +153,14 @@ class SharedStore:
             raise StoreDown(f"the budget counters (Redis) cannot be reached: {e}") from e
         raise StoreDown("the budget counters keep disappearing (Redis emptied again during a rebuild)")
 
-    async def drop(self, reservation_id: str) -> None:
-        with contextlib.suppress(*OUTAGES):  # left behind, it is reaped with its replica: counted, never lost
-            await self.pg.drop(reservation_id)
+    def drop(self, reservation_id: str) -> None:
+        """A reservation refused (nothing held, nothing sent): its pending row goes, then whatever a rebuild
+        that read the row in the meantime held for it in Redis."""
+        self._spawn(self._drop(reservation_id))
+
+    async def _drop(self, reservation_id: str) -> None:
+        await self._retry(lambda: self.pg.drop(reservation_id))
+        await self._retry(lambda: self._release(reservation_id, 0))
 
     # -- settle ----------------------------------------------------------------------------------
 
@@ -222,8 +227,13 @@ class SharedStore:
             token = secrets.token_hex(8)
             while await self.counters.epoch() is None:
                 if await self.counters.try_rebuild_lock(token, REBUILD_WAIT_S):
+                    if await self.counters.epoch() is not None:  # another replica finished just before the lock
+                        await self.counters.unlock(token)
+                        return
                     spent, pending = await self.pg.snapshot(_month_before(datetime.now(self.tz).date()))
-                    await self.counters.install(spent, pending, token)
+                    if not await self.counters.install(spent, pending, token):
+                        await self.counters.unlock(token)
+                        return
                     self.rebuilds += 1
                     log.warning("budget counters rebuilt from the ledger (%d pending reservations)", len(pending))
                     self.on_rebuilt(len(pending))
