@@ -18,88 +18,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anthropic
-import asyncpg
 import pytest
-import redis
 import yaml
 
 from paymaster.config import hash_key
 from paymaster.pricing import PriceTable, to_nanos
 from paymaster.server import free_port, wait_port
 from tests.conftest import ADMIN_KEY, PROVIDER_KEY
+from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
 
-REDIS = os.environ.get("PAYMASTER_TEST_REDIS", "")
-POSTGRES = os.environ.get("PAYMASTER_TEST_POSTGRES", "")
 HAIKU = PriceTable().rates("claude-haiku-4-5", "anthropic")
-
-
-def _need_services() -> None:
-    missing = [
-        name for name, url in (("PAYMASTER_TEST_REDIS", REDIS), ("PAYMASTER_TEST_POSTGRES", POSTGRES)) if not url
-    ]
-    if not missing:
-        return
-    why = f"multi-replica tests need a Redis and a Postgres: set {' and '.join(missing)} (see .ci/run)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{why}; in CI they must run")
-    pytest.skip(why)
-
-
-@dataclass
-class Shared:
-    redis_url: str
-    postgres_url: str
-    redis: redis.Redis
-
-    def pg(self, q: str, *args: Any) -> list[Any]:
-        async def run() -> list[Any]:
-            c = await asyncpg.connect(self.postgres_url)
-            try:
-                return list(await c.fetch(q, *args))
-            finally:
-                await c.close()
-
-        return asyncio.run(run())
-
-    def held(self) -> int:
-        """Nano-dollars Redis holds for calls in flight, over every window."""
-        return sum(int(self.redis.hget(k, "held") or 0) for k in self.redis.scan_iter("pm:[wf]:*"))
-
-
-@pytest.fixture
-def shared() -> Iterator[Shared]:
-    """A fresh Postgres database and an empty Redis database for one test."""
-    _need_services()
-    name = "pm_test_" + secrets.token_hex(4)
-    base = POSTGRES.rsplit("/", 1)[0]
-
-    async def admin(q: str) -> None:
-        c = await asyncpg.connect(POSTGRES)
-        try:
-            await c.execute(q)
-        finally:
-            await c.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    r = redis.Redis.from_url(REDIS)
-    db = 1 + int(secrets.token_hex(1), 16) % 15
-    rurl = REDIS.rstrip("/").split("/")[0:3]
-    redis_url = "/".join(rurl) + f"/{db}"
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    try:
-        yield Shared(redis_url, f"{base}/{name}", r)
-    finally:
-        r.flushdb()
-        r.close()
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ from .levers.routing import Route, Router
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store import shared_events
-from .store.shared import SharedStore, StoreDown
+from .store.shared import SharedStore
 from .store.sqlite import LedgerRow, SQLiteStore
 from .wire import SSEFrames, translate
 from .wire import anthropic as wire_anthropic
@@ -420,13 +420,16 @@ class Gateway:
     async def admit(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Ticket:
         assert call.max_tokens is not None, "output control sets max_tokens"
         worst = await self.refine(call, worst, up, h)
-        try:
-            verdict = await self.budget.admit_waiting(
-                call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s,
-                call.model, call.api,
-            )  # fmt: skip
-        except StoreDown as e:  # fail closed: no call is sent unmetered unless the operator chose so
-            raise UpstreamFailed(f"{e}; calls are refused until it answers", status=503) from e
+        verdict = await self.budget.admit_waiting(
+            call.agent,
+            worst,
+            call.input_bound,
+            call.max_tokens,
+            call.choices,
+            self.config.admission_wait_s,
+            call.model,
+            call.api,
+        )  # fmt: skip  (a shared store that cannot be reached raises StoreDown: 503 in the caller's shape)
         if isinstance(verdict, Wait):
             raise BudgetBusy(
                 f"the budget this call needs is held by agent {call.agent!r}'s calls in flight; retry shortly",
@@ -674,6 +677,8 @@ class Gateway:
             (b"x-paymaster-remaining-daily-usd", usd_str(day).encode() if day is not None else b"unlimited"),
             (b"x-paymaster-remaining-monthly-usd", usd_str(month).encode() if month is not None else b"unlimited"),
         ]
+        if t.unmetered:  # admitted while the shared store was down (`on_store_outage: admit_unmetered`)
+            out.append((b"x-paymaster-unmetered", b"store outage; booked and flagged for reconciliation"))
         if cost is not None:
             out.append((b"x-paymaster-cost-usd", usd_str(cost).encode()))
         else:

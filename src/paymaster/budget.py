@@ -270,18 +270,11 @@ class Budget:
         p = self.calendar.periods(now)
         worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
         call_id = "pm_" + secrets.token_hex(12)
-        try:
-            await self.shared.hold(Reservation(call_id, agent, now, model, api, p.day, p.month, worst))
-        except StoreDown:
-            if self.config.shared is None or self.config.shared.on_outage != "admit_unmetered":
-                raise
-            t = self._ticket(agent, ws, worst, now, max_tokens, False, call_id)
-            t.unmetered = True
-            return t
         loop = asyncio.get_running_loop()
         deadline, pause, fitted = loop.time() + timeout, 0.02, False
         spec = [(w.key.agent, w.key.period, w.key.value, w.cap) for w in ws]
         try:
+            await self.shared.hold(Reservation(call_id, agent, now, model, api, p.day, p.month, worst))
             for _ in range(1000):
                 out = await self.shared.take(call_id, spec, worst)
                 for i, w in enumerate(ws):
@@ -302,6 +295,13 @@ class Budget:
                 if lower != worst:
                     worst = lower
                     await self.shared.hold(Reservation(call_id, agent, now, model, api, p.day, p.month, worst))
+        except StoreDown:
+            self.shared.drop(call_id)  # whatever was written goes once the stores answer again
+            if self.config.shared is None or self.config.shared.on_outage != "admit_unmetered":
+                raise
+            t = self._ticket(agent, ws, worst, now, max_tokens, fitted, call_id)
+            t.unmetered = True
+            return t
         except BaseException:
             self.shared.drop(call_id)
             raise

@@ -15,7 +15,6 @@ may start at once) and recorded in `migrations`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import typing
@@ -24,12 +23,13 @@ from typing import Any
 
 import asyncpg
 
+from . import queries
 from .journal import Reservation
 from .row import LedgerRow
 from .sqlite import _crashed
 
 _PG_TYPES = {"str": "text NOT NULL DEFAULT ''", "int": "bigint NOT NULL DEFAULT 0", "float": "double precision"}
-_LEDGER_COLS = [f.name for f in dataclasses.fields(LedgerRow)]
+_LEDGER_COLS = queries.LEDGER_COLS
 _HINTS = typing.get_type_hints(LedgerRow)
 _LEDGER_DDL = ",\n".join(f"{c} {_PG_TYPES[_HINTS[c].__name__]}" for c in _LEDGER_COLS)
 _PLACES = ", ".join(f"${i + 1}" for i in range(len(_LEDGER_COLS)))
@@ -201,17 +201,6 @@ class PostgresLedger:
         """Call `wake(event id)` for every event any replica stores."""
         self._listener = await asyncpg.connect(self.url, timeout=5)
         await self._listener.add_listener(EVENTS_CHANNEL, lambda _c, _pid, _ch, payload: wake(int(payload)))
-
-    # -- views -----------------------------------------------------------------------------------
-
-    async def spend(self, agent: str | None, period: str, value: str) -> int:
-        hi = value + ("~" if period == "month" else "\x00")
-        if agent is None:
-            q, args = "SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE day >= $1 AND day < $2", [value, hi]
-        else:
-            q = "SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE agent = $3 AND day >= $1 AND day < $2"
-            args = [value, hi, agent]
-        return int(await self.db.fetchval(q, *args))
 
 
 def _reservation(r: asyncpg.Record) -> Reservation:

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -40,6 +41,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import redis.exceptions
 
+from ..errors import GatewayError
+from . import queries
 from .journal import Reservation
 from .postgres import PostgresLedger
 from .redis import REBUILD, RedisCounters, Window
@@ -52,8 +55,53 @@ REBUILD_WAIT_S = 10.0  # longest a call waits for another replica to rebuild the
 OUTAGES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError)
 
 
-class StoreDown(Exception):
-    """Redis or Postgres cannot be reached: calls are refused (503) rather than admitted unmetered."""
+class StoreDown(GatewayError):
+    """Redis or Postgres cannot be reached: calls are refused (503, in the caller's shape) rather than
+    admitted unmetered."""
+
+    status, code = 503, "store_unavailable"
+
+
+class Reader:
+    """Synchronous reads (admin views, reports) on a thread of their own with one connection: the event
+    loop waits for them as it waits for a SQLite read."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.conn: asyncpg.Connection | None = None
+
+    def fetch(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(target=self.loop.run_forever, name="ledger-reader", daemon=True).start()
+        try:
+            return asyncio.run_coroutine_threadsafe(self._fetch(queries.numbered(sql), args), self.loop).result(15)
+        except (*OUTAGES, TimeoutError) as e:
+            raise StoreDown(f"the ledger (Postgres) cannot be read: {e}") from e
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+        for attempt in (1, 2):  # a connection an outage broke is replaced once
+            if self.conn is None or self.conn.is_closed():
+                self.conn = await asyncpg.connect(self.url, timeout=5)
+            try:
+                return list(await self.conn.fetch(sql, *args))
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                self.conn.terminate()
+                self.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.loop is None:
+            return
+        loop = self.loop
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.conn.close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        self.loop = None
 
 
 class SharedStore:
@@ -66,6 +114,7 @@ class SharedStore:
         self.tz = tz
         self.lease_s = lease_s
         self.pg = PostgresLedger(postgres_url, self.replica)
+        self.reader = Reader(postgres_url)
         self.counters = RedisCounters(redis_url, self.replica, tz)
         self.failing: str | None = None
         self.on_error: Callable[[BaseException], None] = lambda e: None
@@ -102,6 +151,7 @@ class SharedStore:
             await self.pg.forget(self.replica)  # a clean stop leaves nothing to reap
         await self.pg.close()
         await self.counters.close()
+        self.reader.close()
 
     async def _beat(self) -> None:
         while True:
@@ -269,9 +319,32 @@ class SharedStore:
         return len(self.settling)
 
     def spend(self, agent: str | None, period: str, value: str) -> int:
-        """No synchronous read: a replica's view of a window starts at zero and is replaced by Redis's
-        figures at its first reservation (`Budget` keeps that view; the cap is checked in Redis)."""
-        return 0
+        """Settled spend from the ledger (a replica's first view of a window; Redis's figures replace it at its
+        first reservation there, and the cap is only ever checked in Redis). Zero while Postgres is down."""
+        try:
+            return int(self.reader.fetch(*queries.spend(agent, period, value))[0][0])
+        except StoreDown:
+            return 0
+
+    def ledger(self, **filters: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.reader.fetch(*queries.ledger(**filters))]
+
+    def row(self, call_id: str) -> dict[str, Any] | None:
+        rows = self.reader.fetch(queries.ROW, [call_id])
+        return dict(rows[0]) if rows else None
+
+    def savings(self, agent: str, period: str, key: str) -> dict[str, int]:
+        r = self.reader.fetch(*queries.savings(agent, period, key))[0]
+        return dict(zip(queries.SAVINGS_NAMES, (int(v) for v in r), strict=True))
+
+    def totals(self, period: str, key: str) -> dict[str, dict[str, int]]:
+        return queries.totals_dict(tuple(r) for r in self.reader.fetch(*queries.totals(period, key)))
+
+    def reconcile(self, call_id: str, cost_usd: str, cost_nanos: int, now: float) -> None:
+        """Replace a flagged row's cost by the provider's bill, then recount every replica's counters from the
+        ledger (a rebuild: exact whichever way the cost moved, and reconciles are rare)."""
+        self.reader.fetch(queries.RECONCILE, [cost_usd, cost_nanos, now, call_id])
+        self._spawn(self._retry(self._recount))
 
 
 def _month_before(d: date) -> str:
