@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from . import admin
-from .blackboard import Blackboard
+from .blackboard import Blackboard, stored_events
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config
@@ -113,6 +113,7 @@ class Gateway:
             except BaseException:
                 self.store.close()
                 raise
+            stored_events(self.store, self.board)
         self.store.on_error = lambda e: self.board.publish("ledger.failing", reason=self.store.failing)
         self.store.on_ok = lambda: self.board.publish("ledger.writable")
         for row in self.recovered:

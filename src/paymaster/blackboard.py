@@ -11,6 +11,8 @@ Events) to reroute or shut down a blocked agent's task. Events:
     ledger.writable     commits succeed again: calls are admitted again
     store.rebuilt       the shared counters were rebuilt from the ledger (Redis was emptied or restarted)
 
+Every event is stored with the ledger (SQLite: `stored_events`; Postgres: `store/shared_events.py`): its
+id survives restarts, and a restarted gateway replays its latest events after `Last-Event-ID`.
 Across replicas (Redis + Postgres), every event is stored in Postgres and announced to every replica
 (`store/shared_events.py`): its id is the stored row's, global and surviving restarts, so an
 orchestrator on any replica sees every replica's events and can resume with `Last-Event-ID`.
@@ -23,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -103,3 +105,23 @@ class Blackboard:
 
     def unsubscribe(self, q: asyncio.Queue[tuple[int, bytes]]) -> None:
         self._subscribers.discard(q)
+
+
+class EventStore(Protocol):
+    def add_event(self, ts: float, kind: str, data: bytes) -> int: ...
+    def events_after(self, after: int, limit: int = 1000) -> list[tuple[int, str, str]]: ...
+
+
+def stored_events(store: EventStore, board: Blackboard) -> None:
+    """Keep the board's events in `store` (ids from the store) and load the latest ones into its history."""
+    for seq, kind, data in store.events_after(0, board.history.maxlen or 1000):
+        board.deliver(seq, kind, data.encode())
+
+    def sink(ts: float, kind: str, payload: bytes) -> None:
+        try:
+            seq = store.add_event(ts, kind, payload)
+        except Exception:  # a ledger that cannot be written (it says so itself): the event still goes out
+            seq = board._seq + 1
+        board.deliver(seq, kind, payload)
+
+    board.sink = sink

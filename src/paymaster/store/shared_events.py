@@ -69,8 +69,12 @@ async def connect(store: SharedStore, board: Blackboard) -> SharedEvents:
         "ledger.recovered", agent=row.agent, call_id=row.id, cost_usd=row.cost_usd
     )
     store.on_rebuilt = lambda n: board.publish("store.rebuilt", pending=n)
+    early: list[tuple[float, str, bytes]] = []  # events of the start itself, stored once Postgres is open
+    board.sink = lambda ts, kind, payload: early.append((ts, kind, payload))
     await store.open()
     await events.load()
     await store.pg.listen(events.announced)
     board.sink = events.store_event
+    for event in early:
+        events.store_event(*event)
     return events

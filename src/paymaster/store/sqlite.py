@@ -90,6 +90,13 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+SCHEMA_MIGRATIONS.append(
+    (
+        "002_events",
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL, "
+        "data TEXT NOT NULL)",
+    )
+)  # the blackboard's events: ids that survive restarts, replayed after `Last-Event-ID`
 # Every ledger insert writes one page per b-tree it touches into the WAL, so indexes are few: (agent,
 # day) and (day) serve the per-agent and fleet sums, months included (a month is a range of days).
 
@@ -314,6 +321,16 @@ class SQLiteStore:
     def spend(self, agent: str | None, period: str, key: str) -> int:
         """Settled nano-dollars of an agent (None: the whole fleet) in a day ('day') or month ('month')."""
         return int(self.conn.execute(*queries.spend(agent, period, key)).fetchone()[0])
+
+    def add_event(self, ts: float, kind: str, data: bytes) -> int:
+        """Store a blackboard event (its own small transaction: events are rare); returns its id."""
+        cur = self.conn.execute("INSERT INTO events (ts, kind, data) VALUES (?, ?, ?)", (ts, kind, data.decode()))
+        return int(cur.lastrowid or 0)
+
+    def events_after(self, after: int, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """The latest `limit` events after id `after`, oldest first."""
+        q = "SELECT id, kind, data FROM (SELECT * FROM events WHERE id > ? ORDER BY id DESC LIMIT ?) ORDER BY id"
+        return [(int(i), k, d) for i, k, d in self.conn.execute(q, (after, limit))]
 
     def open_reservations(self) -> int:
         """Reservations in this process's journal whose ledger rows are not committed yet."""
