@@ -34,7 +34,6 @@ _HINTS = typing.get_type_hints(LedgerRow)
 _LEDGER_DDL = ",\n".join(f"{c} {_PG_TYPES[_HINTS[c].__name__]}" for c in _LEDGER_COLS)
 _PLACES = ", ".join(f"${i + 1}" for i in range(len(_LEDGER_COLS)))
 _INSERT = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({_PLACES}) ON CONFLICT (id) DO NOTHING"
-_SETTLE = f"WITH gone AS (DELETE FROM pending WHERE id = ${len(_LEDGER_COLS) + 1}) {_INSERT}"
 EVENTS_CHANNEL = "paymaster_events"
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -113,10 +112,19 @@ class PostgresLedger:
         """A reservation refused before anything was sent: no row, no cost."""
         await self.db.execute("DELETE FROM pending WHERE id = $1", reservation_id)
 
-    async def settle(self, row: LedgerRow) -> str:
-        """The ledger row in, the pending row out, in one statement. A row already booked (a reaper took
-        this replica for gone and booked the call at its worst case) stays: over-counted, never under."""
-        return str(await self.db.execute(_SETTLE, *_values(row), row.id))
+    async def settle_many(self, rows: Sequence[LedgerRow]) -> dict[str, int]:
+        """The ledger rows in, their pending rows out, in one transaction. A call whose pending row is gone
+        was booked by a reaper (which took this replica for gone) at its worst case: that row stays —
+        over-counted until reconciled, never under — and its cost is returned ({id: cost_nanos})."""
+        ids = [row.id for row in rows]
+        async with self.db.acquire() as c, c.transaction():
+            mine = {r["id"] for r in await c.fetch("DELETE FROM pending WHERE id = ANY($1::text[]) RETURNING id", ids)}
+            taken = {}
+            if len(mine) < len(ids):
+                q = "SELECT id, cost_nanos FROM ledger WHERE id = ANY($1::text[])"
+                taken = {r["id"]: r["cost_nanos"] for r in await c.fetch(q, [i for i in ids if i not in mine])}
+            await c.executemany(_INSERT, [_values(row) for row in rows if row.id not in taken])
+        return taken
 
     async def book(self, row: LedgerRow) -> None:
         await self.db.execute(_INSERT, *_values(row))

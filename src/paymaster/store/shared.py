@@ -6,10 +6,11 @@ One call, on any replica:
    then one Redis script checks every window of the call and holds its worst case on all of them, or
    none. A refusal deletes the pending row again.
 2. the call goes upstream.
-3. `settle` — one Postgres statement deletes the pending row and inserts the ledger row; then one
+3. `settle` — one Postgres transaction deletes the pending row and inserts the ledger row; then one
    Redis script releases the hold and adds the cost, exactly once (the reservation's record in Redis
-   is the token). Settlements run as tasks: a failing store keeps them and retries every second; the
-   pending row and the Redis hold keep the call counted at its worst case meanwhile.
+   is the token). Settlements run as tasks, those of one event-loop turn together (one transaction,
+   one pipeline): a failing store keeps them and retries every second; the pending row and the Redis
+   hold keep the call counted at its worst case meanwhile.
 
 Redis emptied or restarted (its epoch key gone, or its run_id changed): the next script answers
 REBUILD and one replica (a Redis lock) rebuilds every counter from one consistent Postgres snapshot
@@ -51,6 +52,7 @@ from .row import LedgerRow
 log = logging.getLogger("paymaster")
 
 RETRY_S = 1.0  # between attempts to settle while a store fails
+SETTLE_BATCH = 256  # most settlements written in one transaction / one pipeline
 REBUILD_WAIT_S = 10.0  # longest a call waits for another replica to rebuild the counters
 OUTAGES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError)
 
@@ -122,6 +124,7 @@ class SharedStore:
         self.on_recovered: Callable[[LedgerRow], None] = lambda row: None  # a gone replica's call, booked
         self.on_rebuilt: Callable[[int], None] = lambda n: None
         self.settling: set[asyncio.Task[None]] = set()
+        self._batch: list[LedgerRow] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._rebuilding: asyncio.Lock | None = None
         self.rebuilds = 0
@@ -145,6 +148,7 @@ class SharedStore:
     async def aclose(self) -> None:
         for t in self._tasks:
             t.cancel()
+        self._flush_batch()
         if self.settling:
             await asyncio.wait(self.settling, timeout=10)
         with contextlib.suppress(*OUTAGES):
@@ -218,35 +222,50 @@ class SharedStore:
         """Nothing to do: the pending row was written at admission (`hold`)."""
 
     def settle(self, reservation_id: str, row: LedgerRow) -> None:
-        self._spawn(self._settle(row, held=True))
+        """Queue a settlement: the settlements queued in one turn of the event loop (up to SETTLE_BATCH)
+        are written in one Postgres transaction and released in one Redis pipeline."""
+        self._batch.append(row)
+        if len(self._batch) >= SETTLE_BATCH:
+            self._flush_batch()
+        elif len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        rows, self._batch = self._batch, []
+        if rows:
+            self._spawn(self._settle_many(rows))
 
     def book(self, row: LedgerRow) -> None:
         """A row with no reservation behind it (a response-cache answer, an unmetered call)."""
-        self._spawn(self._settle(row, held=False))
+        self._spawn(self._book(row))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.settling.add(task)
         task.add_done_callback(self.settling.discard)
 
-    async def _settle(self, row: LedgerRow, held: bool) -> None:
-        cost = row.cost_nanos
+    async def _settle_many(self, rows: list[LedgerRow]) -> None:
         while True:
             try:
-                if held:
-                    if await self.pg.settle(row) == "INSERT 0 0":  # a reaper booked it first: its cost counts
-                        cost = (await self.pg.costs([row.id])).get(row.id, cost)
-                else:
-                    await self.pg.book(row)
+                booked = await self.pg.settle_many(rows)  # rows a reaper booked first: their cost counts
                 break
             except OUTAGES as e:
                 self._failed(e)
                 await asyncio.sleep(RETRY_S)
-        if not held:
-            if row.cost_nanos and "unmetered" in row.error:  # admitted during an outage: count it now
-                await self._retry(self._recount)
-            return
-        await self._retry(lambda: self._release(row.id, cost))
+        costs = [(row.id, booked.get(row.id, row.cost_nanos)) for row in rows]
+        await self._retry(lambda: self._release_many(costs))
+
+    async def _book(self, row: LedgerRow) -> None:
+        await self._retry(lambda: self.pg.book(row))
+        if row.cost_nanos and "unmetered" in row.error:  # admitted during an outage: count it now
+            await self._retry(self._recount)
+
+    async def _release_many(self, costs: list[tuple[str, int]]) -> None:
+        while costs:
+            answers = await self.counters.settle_many(costs)
+            costs = [c for c, a in zip(costs, answers, strict=True) if a == REBUILD]
+            if costs:
+                await self.rebuild()
 
     async def _release(self, reservation_id: str, cost: int) -> None:
         while await self.counters.settle(reservation_id, cost) == REBUILD:
@@ -316,7 +335,7 @@ class SharedStore:
         """The asynchronous `aclose` does the work (the gateway awaits it at shutdown)."""
 
     def open_reservations(self) -> int:
-        return len(self.settling)
+        return len(self.settling) + len(self._batch)
 
     def spend(self, agent: str | None, period: str, value: str) -> int:
         """Settled spend from the ledger (a replica's first view of a window; Redis's figures replace it at its
