@@ -157,3 +157,15 @@ def test_admin_views_read_the_shared_ledger(relayed, shared):
     assert alice["savings"]["today"]["calls"] == 1
     assert run.admin("/admin/ledger", agent="nobody").json()["data"] == []
     assert run.admin("/healthz", key=ADMIN_KEY).status_code == 200
+
+
+def test_report_reads_the_shared_ledger(relayed, shared, capsys):
+    from paymaster.report import print_report
+
+    run, _, _ = relayed()
+    run.anthropic().messages.create(**ASK)
+    _wait(lambda: _pending(shared) == 0)
+    print_report(run.config)
+    out = capsys.readouterr().out
+    alice = next(line for line in out.splitlines() if line.startswith("alice"))
+    assert alice.split()[2] == "1"  # one call booked, read from Postgres

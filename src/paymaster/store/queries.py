@@ -55,7 +55,7 @@ def ledger(
     after: int = 0,
     limit: int = 100,
 ) -> tuple[str, list[Any]]:
-    where, args = ["seq > ?"], [after]
+    where, args = ["seq > ?"], list[Any]([after])
     for col, val in (("agent", agent), ("status", status), ("model", model)):
         if val is not None:
             where.append(f"{col} = ?")

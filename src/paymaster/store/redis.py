@@ -33,6 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 EPOCH = "pm:epoch"
 REBUILD_LOCK = "pm:rebuilding"
@@ -190,7 +191,7 @@ class RedisCounters:
 
     async def owned(self, replica: str) -> list[str]:
         """The reservations Redis holds for a replica (to release them when it is gone)."""
-        return [m.decode() for m in await self.redis.smembers(owner_key(replica))]
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in await self.redis.smembers(owner_key(replica))]
 
     async def forget_owner(self, replica: str) -> None:
         await self.redis.delete(owner_key(replica))
@@ -207,8 +208,8 @@ class RedisCounters:
     async def drop_epoch(self) -> None:
         await self.redis.delete(EPOCH)
 
-    async def epoch(self) -> bytes | None:
-        v: bytes | None = await self.redis.get(EPOCH)
+    async def epoch(self) -> bytes | str | None:
+        v: bytes | str | None = await self.redis.get(EPOCH)
         return v
 
     async def try_rebuild_lock(self, token: str, ttl_s: float) -> bool:
@@ -240,16 +241,17 @@ class RedisCounters:
         async with self.redis.pipeline(transaction=True) as p:
             await p.watch(EPOCH)
             if await p.exists(EPOCH):
-                await p.unwatch()
+                await p.reset()  # type: ignore[no-untyped-call]
                 return False
-            p.multi()
+            p.multi()  # type: ignore[no-untyped-call]
             for w in spent.keys() | held.keys():
                 k = window_key(*w)
                 p.delete(k)
-                p.hset(k, mapping={"spent": spent.get(w, 0), "held": held.get(w, 0)})
+                figures: dict[FieldT, EncodableT] = {"spent": spent.get(w, 0), "held": held.get(w, 0)}
+                p.hset(k, mapping=figures)
                 p.pexpireat(k, expiry_ms(w[1], w[2], self.tz))
             for rid, owner, ws, worst in records:
-                rec: dict[str, Any] = {"worst": worst, "owner": owner, "n": len(ws)}
+                rec: dict[FieldT, EncodableT] = {"worst": worst, "owner": owner, "n": len(ws)}
                 for i, w in enumerate(ws, 1):
                     rec[f"k{i}"] = window_key(*w)
                     rec[f"e{i}"] = expiry_ms(w[1], w[2], self.tz)

@@ -332,7 +332,12 @@ class SharedStore:
         """Settlements are tasks; nothing is batched here."""
 
     def close(self) -> None:
-        """The asynchronous `aclose` does the work (the gateway awaits it at shutdown)."""
+        """The reader's connection; the rest is `aclose` (the gateway awaits it at shutdown)."""
+        self.reader.close()
+
+    def unsettled_on_disk(self) -> int:
+        """Reservations pending in Postgres: calls in flight on some replica, or left by one that stopped."""
+        return int(self.reader.fetch("SELECT count(*) FROM pending", [])[0][0])
 
     def open_reservations(self) -> int:
         return len(self.settling) + len(self._batch)
