@@ -100,13 +100,14 @@ class PostgresLedger:
 
     # -- the call path ---------------------------------------------------------------------------
 
-    async def hold(self, r: Reservation) -> None:
-        """The pending row: durable before the reservation is counted and the call sent."""
-        await self.db.execute(
+    async def hold_many(self, rs: Sequence[Reservation]) -> None:
+        """Pending rows (a row again: its lower worst case, after max_tokens was fitted): durable before the
+        reservations are counted and the calls sent."""
+        await self.db.executemany(
             "INSERT INTO pending VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
             "ON CONFLICT (id) DO UPDATE SET worst_nanos = EXCLUDED.worst_nanos",
-            r.id, self.owner, r.agent, r.created, r.model, r.api, r.day, r.month, r.worst_nanos,
-        )  # fmt: skip
+            [(r.id, self.owner, r.agent, r.created, r.model, r.api, r.day, r.month, r.worst_nanos) for r in rs],
+        )
 
     async def drop(self, reservation_id: str) -> None:
         """A reservation refused before anything was sent: no row, no cost."""

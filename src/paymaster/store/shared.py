@@ -125,6 +125,7 @@ class SharedStore:
         self.on_rebuilt: Callable[[int], None] = lambda n: None
         self.settling: set[asyncio.Task[None]] = set()
         self._batch: list[LedgerRow] = []
+        self._holds: list[tuple[Reservation, asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._rebuilding: asyncio.Lock | None = None
         self.rebuilds = 0
@@ -188,11 +189,32 @@ class SharedStore:
     # -- admit -----------------------------------------------------------------------------------
 
     async def hold(self, r: Reservation) -> None:
+        """The pending row, durable when this returns. The rows of one event-loop turn are written together
+        (one pipelined statement): no call waits for a timer, and a busy replica writes far fewer batches."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._holds.append((r, done))
+        if len(self._holds) == 1:
+            loop.call_soon(self._write_holds)
+        await done
+
+    def _write_holds(self) -> None:
+        batch, self._holds = self._holds, []
+        if batch:
+            self._spawn(self._hold_many(batch))
+
+    async def _hold_many(self, batch: list[tuple[Reservation, asyncio.Future[None]]]) -> None:
         try:
-            await self.pg.hold(r)
+            await self.pg.hold_many([r for r, _ in batch])
         except OUTAGES as e:
             self._failed(e)
-            raise StoreDown(f"the reservation journal (Postgres) cannot be written: {e}") from e
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(StoreDown(f"the reservation journal (Postgres) cannot be written: {e}"))
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     async def take(self, reservation_id: str, windows: Sequence[Window], worst: int) -> list[int]:
         """[1 held | 0 refused, spent₁, held₁, …]; rebuilds the counters first when Redis lost them."""
