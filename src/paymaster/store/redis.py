@@ -164,15 +164,29 @@ class RedisCounters:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def reserve(self, reservation_id: str, windows: Sequence[Window], worst: int) -> list[int]:
-        """[1 held | 0 refused | -1 rebuild, spent₁, held₁, spent₂, held₂, …] (figures after the step)."""
+    def _reserve_call(self, reservation_id: str, windows: Sequence[Window], worst: int) -> tuple[list[str], list[Any]]:
         keys = [EPOCH, record_key(reservation_id), owner_key(self.owner)]
         args: list[Any] = [worst, reservation_id]
         for agent, period, value, cap in windows:
             keys.append(window_key(agent, period, value))
             args += [-1 if cap is None else cap, expiry_ms(period, value, self.tz)]
         args += [self.owner, RECORD_TTL_S * 1000]
+        return keys, args
+
+    async def reserve(self, reservation_id: str, windows: Sequence[Window], worst: int) -> list[int]:
+        """[1 held | 0 refused | -1 rebuild, spent₁, held₁, spent₂, held₂, …] (figures after the step)."""
+        keys, args = self._reserve_call(reservation_id, windows, worst)
         return [int(v) for v in await self._reserve(keys=keys, args=args)]
+
+    async def reserve_many(self, calls: Sequence[tuple[str, Sequence[Window], int]]) -> list[list[int]]:
+        """`reserve` for many reservations in one pipeline (one round trip; each script atomic on its own)."""
+        if len(calls) == 1:
+            return [await self.reserve(*calls[0])]
+        async with self.redis.pipeline(transaction=False) as p:
+            for rid, windows, worst in calls:
+                keys, args = self._reserve_call(rid, windows, worst)
+                await self._reserve(keys=keys, args=args, client=p)
+            return [[int(v) for v in out] for out in await p.execute()]
 
     async def settle(self, reservation_id: str, cost: int) -> int:
         """1 settled now, 0 nothing held (settled before, or counted from the ledger by a rebuild), -1 rebuild."""

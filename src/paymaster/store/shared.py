@@ -126,6 +126,7 @@ class SharedStore:
         self.settling: set[asyncio.Task[None]] = set()
         self._batch: list[LedgerRow] = []
         self._holds: list[tuple[Reservation, asyncio.Future[None]]] = []
+        self._takes: list[tuple[str, Sequence[Window], int, asyncio.Future[list[int]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._rebuilding: asyncio.Lock | None = None
         self.rebuilds = 0
@@ -217,17 +218,37 @@ class SharedStore:
                 done.set_result(None)
 
     async def take(self, reservation_id: str, windows: Sequence[Window], worst: int) -> list[int]:
-        """[1 held | 0 refused, spent₁, held₁, …]; rebuilds the counters first when Redis lost them."""
+        """[1 held | 0 refused, spent₁, held₁, …]; rebuilds the counters first when Redis lost them. The
+        reservations of one event-loop turn go to Redis in one pipeline (each still one atomic script)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            done: asyncio.Future[list[int]] = loop.create_future()
+            self._takes.append((reservation_id, windows, worst, done))
+            if len(self._takes) == 1:
+                loop.call_soon(self._send_takes)
+            out = await done
+            if out[0] != REBUILD:
+                return out
+            await self.rebuild()
+        raise StoreDown("the budget counters keep disappearing (Redis emptied again during a rebuild)")
+
+    def _send_takes(self) -> None:
+        batch, self._takes = self._takes, []
+        if batch:
+            self._spawn(self._take_many(batch))
+
+    async def _take_many(self, batch: list[tuple[str, Sequence[Window], int, asyncio.Future[list[int]]]]) -> None:
         try:
-            for _ in range(3):
-                out = await self.counters.reserve(reservation_id, windows, worst)
-                if out[0] != REBUILD:
-                    return out
-                await self.rebuild()
+            answers = await self.counters.reserve_many([(rid, ws, worst) for rid, ws, worst, _ in batch])
         except OUTAGES as e:
             self._failed(e)
-            raise StoreDown(f"the budget counters (Redis) cannot be reached: {e}") from e
-        raise StoreDown("the budget counters keep disappearing (Redis emptied again during a rebuild)")
+            for *_, done in batch:
+                if not done.done():
+                    done.set_exception(StoreDown(f"the budget counters (Redis) cannot be reached: {e}"))
+            return
+        for (*_, done), out in zip(batch, answers, strict=True):
+            if not done.done():
+                done.set_result(out)
 
     def drop(self, reservation_id: str) -> None:
         """A reservation refused (nothing held, nothing sent): its pending row goes, then whatever a rebuild
