@@ -175,6 +175,7 @@ def fleet(sim_url: str, ca_bundle: str, *, after: bool, compression: bool) -> di
     raw: dict[str, Any] = {
         "timezone": "UTC",
         "ledger": "after.db" if after else "before.db",
+        "observability": {"access_log": "access.log"},  # one JSON line per call, beside the ledger (not the terminal)
         "admin": {"key_env": "PAYMASTER_DEMO_ADMIN_KEY"},
         "defaults": {"max_tokens": 1024},
         "providers": {

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
             caps, ledger = Caps(), args.ledger
         else:
             config = load(args.config, env=_NoSecrets())
+            if config.shared is not None:
+                raise ValueError("this fleet's ledger is in Postgres (store: shared); the report reads SQLite ledgers")
             caps, ledger = Caps.of(config), config.ledger
         for name in ("since", "until"):
             v = getattr(args, name)

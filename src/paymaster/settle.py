@@ -30,6 +30,7 @@ from .costmodel import data
 from .levers.base import Answer, Bill, Settlement
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos
 from .store.row import LedgerRow
+from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -98,11 +99,13 @@ class Settler:
         self,
         budget: Budget,
         settled_hooks: tuple[Any, ...],
+        booked: Callable[[Call, LedgerRow], None] | None = None,
         undoers: tuple[Any, ...] = (),
         price_bill: Callable[[Bill], int] | None = None,
     ) -> None:
         self.budget = budget
         self.hooks = settled_hooks  # the levers that define `settled`, in list order
+        self.booked = booked  # told of every row booked (metrics, the access log)
         self.undoers = undoers  # the levers that define `undo` (savings attribution), in list order
         self.price_bill = price_bill
 
@@ -178,6 +181,8 @@ class Settler:
             savings=saved.json(),
         )
         self.budget.settle(t, row)
+        if self.booked is not None:
+            self.booked(call, row)
         return p.cost_usd
 
 
@@ -219,7 +224,13 @@ def search_fee_shortfall(rates: Rates, u: Usage) -> Decimal:
 
 
 def answered(
-    call: Call, answer: Answer, store: SQLiteStore, budget: Budget, now: float, saved: savings.Attribution | None = None
+    call: Call,
+    answer: Answer,
+    store: SQLiteStore | SharedStore,
+    budget: Budget,
+    now: float,
+    booked: Callable[[Call, LedgerRow], None] | None = None,
+    saved: savings.Attribution | None = None,
 ) -> str:
     """Book a call a lever answered in the provider's place (the response cache): zero cost, a ledger row
     saying where the answer came from and what making it cost. Returns the call's id."""
@@ -229,10 +240,12 @@ def answered(
     if saved is not None:
         row.baseline_cost_nanos, row.savings = saved.baseline_nanos, saved.json()
     store.book(row)
+    if booked is not None:
+        booked(call, row)
     return row.id
 
 
-def refused(call: Call, verdict: Refusal, store: SQLiteStore, now: float, periods: Periods) -> None:
+def refused(call: Call, verdict: Refusal, store: SQLiteStore | SharedStore, now: float, periods: Periods) -> None:
     """A refused call is a ledger row too (status `refused`, cost 0, why in `error`), so reports count
     refusals from the ledger alone; `GET /admin/ledger` lists them only when asked for by status."""
     row = free_row(call, "refused", call.model, now, periods)
