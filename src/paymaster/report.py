@@ -395,3 +395,33 @@ def to_text(report: Mapping[str, Any]) -> str:
         )
     )
     return "\n".join(out)
+
+
+# -- a Postgres ledger (store: shared) ------------------------------------------------------------------
+
+SHARED_COLUMNS = ("agent", "model", "calls", "failed", "in tokens", "out tokens", "spent today $", "left today $")
+
+
+def print_report(config: Any) -> None:
+    """Today's spend per agent from the fleet's ledger, Postgres included (`store: shared`): what a shared
+    ledger offers until the full report's queries run on Postgres too."""
+    from .store.shared import SharedStore
+    from .store.sqlite import SQLiteStore
+
+    sh = config.shared
+    store = SQLiteStore(config.ledger) if sh is None else SharedStore(sh.redis_url, sh.postgres_url, config.timezone)
+    try:
+        day = datetime.fromtimestamp(time.time(), config.timezone).date().isoformat()
+        totals = store.totals("day", day)
+        rows = []
+        for name, a in config.agents.items():
+            t = totals.get(name, {"calls": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0, "cost_nanos": 0})
+            left = "no cap" if a.daily_usd is None else usd_str(max(0, to_nanos(a.daily_usd) - t["cost_nanos"]))
+            spent = usd_str(t["cost_nanos"])
+            rows.append([name, a.model, t["calls"], t["failed"], t["input_tokens"], t["output_tokens"], spent, left])
+        print(render(rows, SHARED_COLUMNS))
+        open_ = store.unsettled_on_disk()
+        if open_:
+            print(f"\n{open_} reservation(s) not settled (a gateway is running, or one stopped mid-call)")
+    finally:
+        store.close()

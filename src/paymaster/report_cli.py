@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from .config import ConfigError, load
-from .report import Caps, build, open_ledger, to_csv, to_text
+from .report import Caps, build, open_ledger, print_report, to_csv, to_text
 
 
 class _NoSecrets(Mapping[str, str]):
@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
             caps, ledger = Caps(), args.ledger
         else:
             config = load(args.config, env=_NoSecrets())
-            if config.shared is not None:
-                raise ValueError("this fleet's ledger is in Postgres (store: shared); the report reads SQLite ledgers")
+            if config.shared is not None:  # a Postgres ledger: today's table (the full report reads SQLite)
+                print_report(config)
+                return 0
             caps, ledger = Caps.of(config), config.ledger
         for name in ("since", "until"):
             v = getattr(args, name)

@@ -104,7 +104,7 @@ def totals(period: str, key: str) -> tuple[str, list[Any]]:
     q = (
         "SELECT agent, COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), "
         "CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(CAST(status != 'ok' AS INTEGER)) AS BIGINT) "
-        "FROM ledger WHERE day >= ? AND day <= ? GROUP BY agent"
+        "FROM ledger WHERE day >= ? AND day <= ? AND status != 'refused' GROUP BY agent"
     )
     return q, [lo, hi]
 
