@@ -55,7 +55,10 @@ def overview(gw: Admin) -> dict[str, Any]:
         "fleet": {"windows": fleet},
         "agents": [agent_view(gw, a) for a in gw.config.agents],
         "spend": {"today": _by_hour(gw, conn, p.day), "month": _by_day(conn, p.month)},
-        "savings": {"today": _savings(conn, *day_range("day", p.day)), "month": _savings(conn, *day_range("month", p.month))},
+        "savings": {
+            "today": _savings(conn, *day_range("day", p.day)),
+            "month": _savings(conn, *day_range("month", p.month)),
+        },
         "recent": _recent(conn),
         "events": _events(gw),
     }
