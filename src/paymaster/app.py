@@ -150,6 +150,7 @@ class Gateway:
             task.cancel()
         for up in self.upstreams.values():
             await up.close()
+        self.router.close()
         self.store.close()
 
     async def _tick(self) -> None:

@@ -138,6 +138,14 @@ class Routing:
     cooldown_s: float = 30.0  # a model that failed is skipped this long
     allow_pricier_fallback: bool = False
     degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
+    # -- routing on unseen traffic (issue 14; levers/routing_share.py, routing_cascade.py, routing_bandit.py) --
+    share_window: int = 1000  # heavy threshold = quantile of this many recent scores per agent x task type
+    share_warmup: int = 50  # scores seen before the running quantile replaces the reference threshold
+    state: str | None = None  # routing state file (windows, bandit); default: "<ledger>.routing"
+    cascade: tuple[str, ...] = ()  # task types answered light-first, checked, escalated on failure
+    feedback_floor: float | None = None  # success rate a tier must keep (bandit on feedback); None = off
+    feedback_explore: float = 0.05  # share of calls the bandit may spend exploring other tiers
+    # -- end of issue 14's routing settings --
 
 
 @dataclass(frozen=True)
@@ -390,7 +398,8 @@ def _routing(v: Any) -> Routing:
     m = _mapping(v, "routing")
     _unknown(
         m,
-        {"target_heavy_share", "min_quality", "fallbacks", "cooldown_s", "allow_pricier_fallback", "degrade_at"},
+        {"target_heavy_share", "min_quality", "fallbacks", "cooldown_s", "allow_pricier_fallback", "degrade_at"}
+        | _ROUTING_ISSUE14,
         "routing",
     )
 
@@ -419,7 +428,36 @@ def _routing(v: Any) -> Routing:
         cooldown_s=float(cooldown),
         allow_pricier_fallback=_bool(m.get("allow_pricier_fallback", False), "routing.allow_pricier_fallback"),
         degrade_at=fraction("degrade_at", 0.8) or 0.8,
+        **_routing_issue14(m, fraction),
     )
+
+
+# -- routing on unseen traffic (issue 14): its settings, parsed in one block -------------------------
+_ROUTING_ISSUE14 = {"share_window", "share_warmup", "state", "cascade", "feedback_floor", "feedback_explore"}
+
+
+def _routing_issue14(m: dict[str, Any], fraction: Any) -> dict[str, Any]:
+    def count(key: str, default: int) -> int:
+        x = m.get(key, default)
+        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+            raise ConfigError(f"routing.{key}: must be a whole number of at least 1, got {x!r}")
+        return x
+
+    window, warmup = count("share_window", 1000), count("share_warmup", 50)
+    if warmup > window:
+        raise ConfigError(f"routing.share_warmup: must not exceed routing.share_window ({window}), got {warmup}")
+    cascade = m.get("cascade", [])
+    if not isinstance(cascade, list):
+        raise ConfigError("routing.cascade: must be a list of task type names")
+    state = m.get("state")
+    return {
+        "share_window": window,
+        "share_warmup": warmup,
+        "state": None if state is None else _str(state, "routing.state"),
+        "cascade": tuple(_str(t, f"routing.cascade[{i}]") for i, t in enumerate(cascade)),
+        "feedback_floor": fraction("feedback_floor", None),
+        "feedback_explore": fraction("feedback_explore", 0.05),
+    }
 
 
 def _routing_models(routing: Routing, models: dict[str, Model], resolve: Any) -> Routing:

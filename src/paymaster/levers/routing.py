@@ -27,6 +27,8 @@ from typing import Any
 from ..call import Call
 from ..config import TIERS, Agent, Config, Task
 from ..pricing import Rates
+from .routing_share import ShareKeeper
+from .routing_state import RoutingState, state_path
 
 AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
@@ -49,6 +51,13 @@ class Router:
         self._classifier: Any = None
         self.affinity: dict[str, tuple[str, int, float]] = {}  # prefix key -> (model, cached tokens, expiry)
         self._thresholds: tuple[float, float] | None = None
+        self._share = 0.3
+        self.state = RoutingState(state_path(config.ledger, self.routing.state))
+        self.shares = ShareKeeper(self.state, self.routing.share_window, self.routing.share_warmup)
+
+    def close(self) -> None:
+        self.shares.flush()
+        self.state.close()
 
     # -- picking ----------------------------------------------------------------------------------
 
@@ -64,7 +73,9 @@ class Router:
             tier, reason = task.tier, f"task:{task.name}"
         else:
             score = self.classifier().score(last_user_text(call.body))
-            tier, reason = self._tier_for(score, agent), f"classifier:{score:.3f}"
+            key = f"{agent.name}/{task.name if task is not None else ''}"
+            self.shares.observe(key, score)
+            tier, reason = self._tier_for(score, agent, key), f"classifier:{score:.3f}"
         if budget_share >= self.routing.degrade_at:
             lower = _step_down(tier, agent)
             if lower != tier:
@@ -104,8 +115,13 @@ class Router:
             return cached_on
         return None
 
-    def _tier_for(self, score: float, agent: Agent) -> str:
-        heavy_at, standard_at = self.thresholds()
+    def _tier_for(self, score: float, agent: Agent, key: str) -> str:
+        """The tier for `score`: the cuts are running quantiles of `key`'s recent scores (routing_share.py),
+        the reference-distribution cuts while that window warms up."""
+        heavy_ref, standard_ref = self.thresholds()
+        share = self._share
+        heavy_at = self.shares.cut(key, share, heavy_ref)
+        standard_at = self.shares.cut(key, min(1.0, share + (1 - share) / 2), standard_ref)
         have = [t for t in TIERS if t in agent.tiers]
         if score >= heavy_at:
             return have[-1]
@@ -121,6 +137,7 @@ class Router:
                 share = clf.share_for_quality(self.routing.min_quality)
             else:
                 share = self.routing.target_heavy_share if self.routing.target_heavy_share is not None else 0.3
+            self._share = share
             heavy = clf.threshold_for_share(share)
             standard = clf.threshold_for_share(min(1.0, share + (1 - share) / 2))
             self._thresholds = (heavy, standard)
