@@ -1,0 +1,147 @@
+"""Verified cascades: the answer check (routing_cascade.check) on real wire answers and documented shapes."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import openai
+import pytest
+from conftest import PROVIDER_KEY
+
+from paymaster.levers.routing_cascade import check, schema_errors
+
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+    "required": ["city", "days"],
+    "additionalProperties": False,
+}
+LIGHT = "claude-haiku-4-5"
+
+
+def raw_anthropic(sim, **kw) -> tuple[dict, dict]:
+    c = anthropic.Anthropic(base_url=sim.url, api_key=PROVIDER_KEY, max_retries=0)
+    body = {"model": LIGHT, "max_tokens": 300, **kw}
+    return body, json.loads(c.messages.with_raw_response.create(**body).http_response.text)
+
+
+def raw_openai(sim, **kw) -> tuple[dict, dict]:
+    c = openai.OpenAI(base_url=sim.url + "/v1", api_key=PROVIDER_KEY, max_retries=0)
+    body = {"model": "gpt-4.1-mini", "max_completion_tokens": 300, **kw}
+    return body, json.loads(c.chat.completions.with_raw_response.create(**body).http_response.text)
+
+
+TOOL = {"name": "forecast", "description": "weather", "input_schema": WEATHER}
+OA_TOOL = {"type": "function", "function": {"name": "forecast", "parameters": WEATHER}}
+ASK = [{"role": "user", "content": "Weather in Paris for 3 days?"}]
+
+
+def test_a_good_anthropic_tool_call_passes_and_a_spoiled_one_fails(sim):
+    body, ans = raw_anthropic(sim, messages=ASK, tools=[TOOL], tool_choice={"type": "tool", "name": "forecast"})
+    assert ans["stop_reason"] == "tool_use" and check("anthropic", body, ans) is None
+    sim.flaws.set(LIGHT, 1.0)
+    body, ans = raw_anthropic(sim, messages=ASK, tools=[TOOL], tool_choice={"type": "tool", "name": "forecast"})
+    why = check("anthropic", body, ans)
+    assert why is not None and "input_schema" in why and "city" in why
+
+
+def test_anthropic_json_output_is_checked_against_its_schema(sim):
+    fmt = {"output_config": {"format": {"type": "json_schema", "schema": WEATHER}}}
+    body, ans = raw_anthropic(sim, messages=ASK, **{"extra_body": fmt})
+    body.update(fmt)
+    assert check("anthropic", body, ans) is None
+    sim.flaws.set(LIGHT, 1.0)
+    body, ans = raw_anthropic(sim, messages=ASK, **{"extra_body": fmt})
+    body.update(fmt)
+    assert check("anthropic", body, ans) == "the answer is not JSON"
+    wrong = {**ans, "content": [{"type": "text", "text": '{"city": "Paris", "days": 0}'}]}
+    assert "days" in check("anthropic", body, wrong)
+    beta = {"model": LIGHT, "output_format": {"type": "json_schema", "schema": WEATHER}}  # the beta field
+    assert "days" in check("anthropic", beta, wrong)
+
+
+def test_openai_json_schema_tool_calls_and_json_object(sim):
+    rf = {"type": "json_schema", "json_schema": {"name": "w", "schema": WEATHER, "strict": True}}
+    body, ans = raw_openai(sim, messages=ASK, response_format=rf)
+    assert check("openai", body, ans) is None
+    body, ans = raw_openai(sim, messages=ASK, tools=[OA_TOOL], tool_choice="required")
+    assert ans["choices"][0]["message"]["tool_calls"] and check("openai", body, ans) is None
+    sim.flaws.set("gpt-4.1-mini", 1.0)
+    body, ans = raw_openai(sim, messages=ASK, tools=[OA_TOOL], tool_choice="required")
+    assert "parameters" in check("openai", body, ans)
+    body, ans = raw_openai(sim, messages=ASK, response_format=rf)
+    assert check("openai", body, ans) == "the answer is not JSON"
+    body, ans = raw_openai(sim, messages=ASK, response_format={"type": "json_object"})
+    assert check("openai", body, ans) == "the answer is not JSON"
+    array = {**ans, "choices": [{**ans["choices"][0], "message": {"role": "assistant", "content": "[1]"}}]}
+    assert check("openai", body, array) == "the answer is JSON but not an object"
+
+
+def test_cut_off_answers_fail_on_both_apis(sim):
+    long = [{"role": "user", "content": "Tell me everything [sim:tokens=200]"}]
+    body, ans = raw_anthropic(sim, messages=long, max_tokens=20)
+    assert ans["stop_reason"] == "max_tokens" and check("anthropic", body, ans) == "cut off at max_tokens"
+    body, ans = raw_openai(sim, messages=long, max_completion_tokens=20)
+    assert ans["choices"][0]["finish_reason"] == "length"
+    assert check("openai", body, ans) == "cut off at max_tokens"
+    body, ans = raw_anthropic(sim, messages=[{"role": "user", "content": "Hi [sim:tokens=5]"}])
+    assert check("anthropic", body, ans) is None  # a plain, complete answer passes
+
+
+def test_refusals_in_the_documented_shapes():
+    # Anthropic: stop_reason "refusal" (Claude 4 models' streaming classifier intervention).
+    req = {"model": LIGHT, "messages": ASK}
+    ans = {"type": "message", "role": "assistant", "content": [], "stop_reason": "refusal", "usage": {}}
+    assert check("anthropic", req, ans) == "refusal"
+    # OpenAI: message.refusal set (structured outputs), or finish_reason "content_filter".
+    msg = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    ans = {"object": "chat.completion", "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]}
+    assert check("openai", {"messages": ASK}, ans) == "refusal"
+    filt = {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter"}
+    assert check("openai", {"messages": ASK}, {"choices": [filt]}) == "refusal (content filter)"
+
+
+def test_tool_choice_rules_and_undeclared_tools():
+    text_only = {"content": [{"type": "text", "text": "It will be sunny."}], "stop_reason": "end_turn"}
+    req = {"tools": [TOOL], "tool_choice": {"type": "any"}}
+    assert check("anthropic", req, text_only) == "tool_choice requires a tool call and there is none"
+    assert check("anthropic", {"tools": [TOOL], "tool_choice": {"type": "auto"}}, text_only) is None
+    other = {"content": [{"type": "tool_use", "id": "t", "name": "search", "input": {}}], "stop_reason": "tool_use"}
+    assert check("anthropic", req, other) == "tool call to an undeclared tool 'search'"
+    search = {"name": "search", "input_schema": {"type": "object"}}
+    named = {"tools": [TOOL, search], "tool_choice": {"type": "tool", "name": "forecast"}}
+    assert check("anthropic", named, other) == "tool_choice requires 'forecast'"
+    bad_args = {
+        "function": {"name": "forecast", "arguments": '{"city": "Paris", "days": 2'},
+        "id": "c",
+        "type": "function",
+    }
+    msg = {"role": "assistant", "content": None, "tool_calls": [bad_args]}
+    ans = {"choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls"}]}
+    assert check("openai", {"tools": [OA_TOOL]}, ans) == "tool 'forecast' arguments are not JSON"
+    good = {"index": 1, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+    cut = {"index": 0, "message": {"role": "assistant", "content": "o"}, "finish_reason": "length"}
+    assert check("openai", {}, {"choices": [good, cut]}) == "choice 0: cut off at max_tokens"  # every choice counts
+    assert check("openai", {}, {"choices": []}) == "no choices"
+
+
+def test_schema_errors_name_the_place_and_accept_what_the_schema_allows():
+    assert schema_errors(WEATHER, {"city": "Oslo", "days": 2}) is None
+    assert schema_errors(WEATHER, {"city": "Oslo"}).startswith("(root): 'days' is a required property")
+    assert schema_errors(WEATHER, {"city": "Oslo", "days": "2"}).startswith("days:")
+    assert schema_errors(None, 42) is None  # no schema: anything
+    assert schema_errors({"type": "bogus-type"}, 1) is None  # a schema we cannot read is not held against the answer
+    deep = {"$defs": {"n": {"type": "integer"}}, "type": "array", "items": {"$ref": "#/$defs/n"}}
+    assert schema_errors(deep, [1, 2]) is None and schema_errors(deep, [1, "x"]).startswith("1:")
+
+
+def test_the_simulator_flaw_rate_spoils_about_that_share(sim):
+    rate = 0.5
+    sim.flaws.set(LIGHT, rate)
+    failed = 0
+    for i in range(40):
+        ask = [{"role": "user", "content": f"Weather in city number {i}?"}]
+        body, ans = raw_anthropic(sim, messages=ask, tools=[TOOL], tool_choice={"type": "any"})
+        failed += check("anthropic", body, ans) is not None
+    assert failed / 40 == pytest.approx(rate, abs=0.2)
