@@ -58,6 +58,8 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         await json_response(send, agent_view(gw, name))
     elif path == "/admin/ledger":
         await json_response(send, ledger(gw, scope))
+    elif path == "/admin/routing":  # what routing learnt: feedback bandit per agent x task, share windows
+        await json_response(send, gw.router.view())
     elif path == "/admin/events":
         await events(gw, h, receive, send)
     else:

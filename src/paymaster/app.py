@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from . import admin
+from . import admin, feedback
 from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
@@ -121,6 +122,7 @@ class Gateway:
             ("POST", "/v1/messages/count_tokens"): self.count_tokens,
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/healthz"): self.health,
+            ("POST", "/v1/paymaster/feedback"): functools.partial(feedback.handle, self),  # routing feedback
         }
 
     # -- ASGI ----------------------------------------------------------------------------------------

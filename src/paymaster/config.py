@@ -143,7 +143,8 @@ class Routing:
     share_warmup: int = 50  # scores seen before the running quantile replaces the reference threshold
     state: str | None = None  # routing state file (windows, bandit); default: "<ledger>.routing"
     cascade: tuple[str, ...] = ()  # task types answered light-first, checked, escalated on failure
-    feedback_floor: float | None = None  # success rate a tier must keep (bandit on feedback); None = off
+    feedback_tasks: tuple[str, ...] = ()  # task types whose tier a bandit learns from feedback (not the task's tier)
+    feedback_floor: float = 0.9  # success rate the chosen tier must keep (per agent x task type)
     feedback_explore: float = 0.05  # share of calls the bandit may spend exploring other tiers
     # -- end of issue 14's routing settings --
 
@@ -433,7 +434,15 @@ def _routing(v: Any) -> Routing:
 
 
 # -- routing on unseen traffic (issue 14): its settings, parsed in one block -------------------------
-_ROUTING_ISSUE14 = {"share_window", "share_warmup", "state", "cascade", "feedback_floor", "feedback_explore"}
+_ROUTING_ISSUE14 = {
+    "share_window",
+    "share_warmup",
+    "state",
+    "cascade",
+    "feedback_tasks",
+    "feedback_floor",
+    "feedback_explore",
+}
 
 
 def _routing_issue14(m: dict[str, Any], fraction: Any) -> dict[str, Any]:
@@ -446,16 +455,24 @@ def _routing_issue14(m: dict[str, Any], fraction: Any) -> dict[str, Any]:
     window, warmup = count("share_window", 1000), count("share_warmup", 50)
     if warmup > window:
         raise ConfigError(f"routing.share_warmup: must not exceed routing.share_window ({window}), got {warmup}")
-    cascade = m.get("cascade", [])
-    if not isinstance(cascade, list):
-        raise ConfigError("routing.cascade: must be a list of task type names")
+
+    def names(key: str) -> tuple[str, ...]:
+        v = m.get(key, [])
+        if not isinstance(v, list):
+            raise ConfigError(f"routing.{key}: must be a list of task type names")
+        return tuple(_str(t, f"routing.{key}[{i}]") for i, t in enumerate(v))
+
+    floor = fraction("feedback_floor", 0.9)
+    if not floor:
+        raise ConfigError("routing.feedback_floor: must be above 0")
     state = m.get("state")
     return {
         "share_window": window,
         "share_warmup": warmup,
         "state": None if state is None else _str(state, "routing.state"),
-        "cascade": tuple(_str(t, f"routing.cascade[{i}]") for i, t in enumerate(cascade)),
-        "feedback_floor": fraction("feedback_floor", None),
+        "cascade": names("cascade"),
+        "feedback_tasks": names("feedback_tasks"),
+        "feedback_floor": floor,
         "feedback_explore": fraction("feedback_explore", 0.05),
     }
 

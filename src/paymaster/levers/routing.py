@@ -27,6 +27,7 @@ from typing import Any
 from ..call import Call
 from ..config import TIERS, Agent, Config, Task
 from ..pricing import Rates
+from .routing_bandit import Bandit
 from .routing_share import ShareKeeper
 from .routing_state import RoutingState, state_path
 
@@ -54,10 +55,23 @@ class Router:
         self._share = 0.3
         self.state = RoutingState(state_path(config.ledger, self.routing.state))
         self.shares = ShareKeeper(self.state, self.routing.share_window, self.routing.share_warmup)
+        self.bandit = Bandit(self.state, self.routing.feedback_floor, self.routing.feedback_explore)
 
     def close(self) -> None:
         self.shares.flush()
+        self.bandit.flush()
         self.state.close()
+
+    def view(self) -> dict[str, Any]:
+        """What routing learnt, for GET /admin/routing: the feedback bandit per agent/task, share windows."""
+        self.shares.flush()
+        return {
+            "feedback_tasks": list(self.routing.feedback_tasks),
+            "feedback_floor": self.routing.feedback_floor,
+            "target_heavy_share": self._share if self._thresholds is not None else self.routing.target_heavy_share,
+            "feedback": self.bandit.view(),
+            "share_windows": self.shares.sizes(),
+        }
 
     # -- picking ----------------------------------------------------------------------------------
 
@@ -69,11 +83,13 @@ class Router:
 
             raise BadRequest(f"agent {agent.name!r} has no tier ladder; name a model (not 'auto')", param="model")
         baseline = agent.tiers[[t for t in TIERS if t in agent.tiers][-1]]
-        if task is not None and task.tier is not None:
+        key = f"{agent.name}/{task.name if task is not None else ''}"
+        if task is not None and task.name in self.routing.feedback_tasks:  # learnt from feedback
+            tier, reason = self.bandit.choose(key, [t for t in TIERS if t in agent.tiers])
+        elif task is not None and task.tier is not None:
             tier, reason = task.tier, f"task:{task.name}"
         else:
             score = self.classifier().score(last_user_text(call.body))
-            key = f"{agent.name}/{task.name if task is not None else ''}"
             self.shares.observe(key, score)
             tier, reason = self._tier_for(score, agent, key), f"classifier:{score:.3f}"
         if budget_share >= self.routing.degrade_at:

@@ -95,6 +95,6 @@ class ShareKeeper:
             if w.unsaved:
                 self._save(key, w)
 
-    def shares(self) -> dict[str, int]:
+    def sizes(self) -> dict[str, int]:
         """Scores held per key (for the admin view)."""
         return {k: len(w.arrival) for k, w in self._windows.items()}
