@@ -9,7 +9,7 @@ import openai
 import pytest
 from conftest import PROVIDER_KEY
 
-from paymaster.levers.routing_cascade import check, schema_errors
+from paymaster.levers.routing_cascade import Attempt, cascade, check, schema_errors
 
 WEATHER = {
     "type": "object",
@@ -145,3 +145,36 @@ def test_the_simulator_flaw_rate_spoils_about_that_share(sim):
         body, ans = raw_anthropic(sim, messages=ask, tools=[TOOL], tool_choice={"type": "any"})
         failed += check("anthropic", body, ans) is not None
     assert failed / 40 == pytest.approx(rate, abs=0.2)
+
+
+def test_cascade_returns_the_first_passing_answer_or_hands_over_to_the_last_model(sim):
+    import asyncio
+
+    import httpx2
+
+    sent: list[str] = []
+
+    async def run(body: dict) -> tuple[bytes | None, list[Attempt]]:
+        headers = {"x-api-key": PROVIDER_KEY, "anthropic-version": "2023-06-01"}
+        async with httpx2.AsyncClient(base_url=sim.url, headers=headers) as http:
+
+            async def ask(b: dict) -> tuple[int, bytes]:
+                sent.append(b["model"])
+                r = await http.post("/v1/messages", json=b)
+                return r.status_code, r.content
+
+            return await cascade("anthropic", body, [LIGHT, "claude-sonnet-4-6", "claude-opus-4-8"], ask)
+
+    body = {"max_tokens": 300, "messages": ASK, "tools": [TOOL], "tool_choice": {"type": "any"}}
+    answer, tried = asyncio.run(run(body))
+    assert answer is not None and json.loads(answer)["model"] == LIGHT
+    assert tried == [Attempt(LIGHT, 200, None)] and sent == [LIGHT]
+    sim.flaws.set(LIGHT, 1.0)
+    sim.flaws.set("claude-sonnet-4-6", 1.0)
+    sent.clear()
+    answer, tried = asyncio.run(run(body))
+    assert answer is None and sent == [LIGHT, "claude-sonnet-4-6"]  # the last model is the caller's to run
+    assert all(a.status == 200 and "input_schema" in (a.failed or "") for a in tried)
+    sent.clear()
+    answer, tried = asyncio.run(run({**body, "max_tokens": -1}))  # the provider refuses: escalate
+    assert answer is None and [a.failed for a in tried] == ["HTTP 400", "HTTP 400"]

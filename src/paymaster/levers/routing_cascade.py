@@ -1,8 +1,9 @@
 """Verified cascades: the light tier answers first, the gateway checks the answer, escalates on failure.
 
     reason = check(api, request_body, answer_body)     # None = the answer passes; else why it fails
-    plan = Cascade(tiers=["light", "heavy"])           # the tiers to try, cheapest first
-    for model in plan.models(agent): ...               # send; stop at the first answer `check` passes
+    answer, tried = await cascade(api, body, ["claude-haiku-4-5", "claude-opus-4-8"], ask)
+    # answer: the first passing answer (bytes) of a model before the last, or None: run the last model
+    # tried: every attempt, (model, HTTP status, why it failed or None)
 
 A router that only reads the prompt cannot know whether the cheap answer was good enough; for a task
 with a validator the gateway can. An answer fails the check when it is
@@ -26,12 +27,46 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
-__all__ = ["check", "schema_errors"]
+__all__ = ["Attempt", "cascade", "check", "schema_errors"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    model: str
+    status: int
+    failed: str | None  # why the answer did not pass, None when it did
+
+
+async def cascade(
+    api: str,
+    body: dict[str, Any],
+    models: Sequence[str],
+    ask: Callable[[dict[str, Any]], Awaitable[tuple[int, bytes]]],
+) -> tuple[bytes | None, list[Attempt]]:
+    """Ask each of `models` but the last, cheapest first, for an answer to `body` (`ask` sends a copy naming
+    the model and returns (status, body)); the first that passes `check` is the answer. None when none
+    did: the caller runs `body` on the last model as an ordinary call (its answer is not checked)."""
+    tried: list[Attempt] = []
+    for model in models[:-1]:
+        status, raw = await ask({**body, "model": model})
+        why: str | None
+        if status != 200:
+            why = f"HTTP {status}"
+        else:
+            try:
+                why = check(api, body, json.loads(raw))
+            except ValueError:
+                why = "the answer is not a JSON response body"
+        tried.append(Attempt(model, status, why))
+        if why is None:
+            return raw, tried
+    return None, tried
 
 
 def check(api: str, request: dict[str, Any], answer: dict[str, Any]) -> str | None:
