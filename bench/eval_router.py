@@ -294,6 +294,36 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def shares_held(clf: Classifier, data: dict[str, list[Prompt]], calls: int = 3000) -> None:
+    """target_heavy_share on workloads unlike each other: the reference-distribution threshold against the
+    running quantile (routing_share.py), each benchmark's prompts streamed as one agent's traffic."""
+    from paymaster.levers.routing_share import ShareKeeper
+    from paymaster.levers.routing_state import RoutingState
+
+    print(
+        f"Heavy share actually sent, per workload ({calls} calls each, prompts in random order, repeated when fewer; "
+        "running quantile: window 1000, warm-up 50, counted after the warm-up)"
+    )
+    print(f"{'workload':9} | {'target':>6} | {'reference threshold':>19} | {'running quantile':>16}")
+    for target in (0.1, 0.3, 0.5):
+        fixed = clf.threshold_for_share(target)
+        for b, ps in data.items():
+            rng, texts = random.Random(1), []
+            while len(texts) < calls:
+                texts += rng.sample([p.text for p in ps], min(len(ps), calls - len(texts)))
+            scores = [clf.score(t) for t in texts]
+            keeper = ShareKeeper(RoutingState(None), window=1000, warmup=50)
+            heavy = counted = 0
+            for sc in scores:
+                keeper.observe(b, sc)
+                if keeper.seen(b) >= keeper.warmup:
+                    counted += 1
+                    heavy += sc >= keeper.cut(b, target, fixed)
+            ref = sum(sc >= fixed for sc in scores) / len(scores)
+            print(f"{b:9} | {target:6.0%} | {ref:19.1%} | {heavy / counted:16.1%}")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=DEFAULT_DATA, help="RouteLLM per-prompt outcomes (gsm8k/, mmlu/, mt_bench/)")
@@ -382,6 +412,7 @@ def main() -> None:
     print()
 
     clf = Classifier.load()
+    shares_held(clf, data)
     typical = [p.text for b in BENCHMARKS for p in data[b][:: max(1, len(data[b]) // 1000)]]
     chars = sorted(len(t) for t in typical)
     every = timings(typical * 3, clf.score)
