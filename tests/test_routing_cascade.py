@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import anthropic
 import openai
@@ -178,3 +179,91 @@ def test_cascade_returns_the_first_passing_answer_or_hands_over_to_the_last_mode
     sent.clear()
     answer, tried = asyncio.run(run({**body, "max_tokens": -1}))  # the provider refuses: escalate
     assert answer is None and [a.failed for a in tried] == ["HTTP 400", "HTTP 400"]
+
+
+# -- through the gateway ------------------------------------------------------------------------------
+
+LADDER = {"light": LIGHT, "standard": "claude-sonnet-4-6", "heavy": "claude-opus-4-8"}
+
+
+def cascade_gateway(gateway):
+    agents = {"alice": {"model": "auto", "tiers": LADDER, "daily_usd": 50, "max_tokens": 400}}
+    return gateway(agents=agents, routing={"cascade": ["extraction"]})
+
+
+def extract(gw, **kw):
+    return gw.anthropic().messages.with_raw_response.create(
+        model="auto",
+        max_tokens=300,
+        messages=ASK,
+        tools=[TOOL],
+        tool_choice={"type": "tool", "name": "forecast"},
+        extra_headers={"x-paymaster-task": "extraction"},
+        **kw,
+    )
+
+
+def test_gateway_cascade_answers_from_the_light_tier_when_its_answer_passes(gateway, sim):
+    gw = cascade_gateway(gateway)
+    raw = extract(gw)
+    msg = raw.parse()
+    assert msg.model == LIGHT and msg.content[0].type == "tool_use"
+    assert raw.headers["x-paymaster-cascade"] == f"{LIGHT} passed"
+    rows = gw.ledger("alice")
+    assert len(rows) == 1 and rows[0]["model"] == LIGHT and rows[0]["task"] == "extraction"
+    assert raw.headers["x-paymaster-call-id"] == rows[0]["id"]  # the caller can rate it (feedback)
+
+
+def test_gateway_cascade_escalates_on_a_failed_check_and_books_every_attempt(gateway, sim):
+    gw = cascade_gateway(gateway)
+    sim.flaws.set(LIGHT, 1.0)
+    raw = extract(gw)
+    msg = raw.parse()
+    assert msg.model == "claude-sonnet-4-6" and check("anthropic", {"tools": [TOOL]}, msg.model_dump()) is None
+    assert raw.headers["x-paymaster-cascade"].startswith(f"{LIGHT} failed: tool 'forecast' input")
+    rows = gw.ledger("alice")
+    assert [r["model"] for r in rows] == [LIGHT, "claude-sonnet-4-6"]  # both attempts booked, both ok
+    assert all(r["status"] == "ok" and r["cost_nanos"] > 0 and r["task"] == "extraction" for r in rows)
+    agent = gw.admin("/admin/agents/alice").json()
+    spent = sum(r["cost_nanos"] for r in rows)
+    assert Decimal(agent["remaining_daily_usd"]) == 50 - Decimal(spent) / 10**9  # the cap counts both attempts
+
+    sim.flaws.set("claude-sonnet-4-6", 1.0)  # both cheaper tiers fail: the top tier answers, unchecked
+    raw = extract(gw)
+    assert raw.parse().model == "claude-opus-4-8"
+    assert raw.headers["x-paymaster-route"].startswith("cascade: ")
+    assert [r["model"] for r in gw.ledger("alice")][2:] == [LIGHT, "claude-sonnet-4-6", "claude-opus-4-8"]
+
+
+def test_gateway_cascade_is_opt_in_and_never_for_streams(gateway, sim):
+    gw = cascade_gateway(gateway)
+    sim.flaws.set(LIGHT, 1.0)
+    with gw.anthropic().messages.stream(
+        model="auto",
+        max_tokens=300,
+        messages=ASK,
+        tools=[TOOL],
+        tool_choice={"type": "tool", "name": "forecast"},
+        extra_headers={"x-paymaster-task": "extraction"},
+    ) as s:
+        s.get_final_message()
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="auto", max_tokens=50, messages=ASK, extra_headers={"x-paymaster-task": "formatting"}
+    )
+    assert "x-paymaster-cascade" not in raw.headers
+    assert len(gw.ledger("alice")) == 2  # one row each: neither was cascaded
+
+
+def test_gateway_cascade_on_the_openai_api_checks_the_json_schema_answer(gateway, sim):
+    tiers = {"light": "gpt-4.1-mini", "heavy": "gpt-4o"}
+    agents = {"olga": {"model": "auto", "tiers": tiers, "daily_usd": 50, "max_tokens": 400}}
+    gw = gateway(agents=agents, routing={"cascade": ["extraction"]})
+    rf = {"type": "json_schema", "json_schema": {"name": "w", "schema": WEATHER, "strict": True}}
+    sim.flaws.set("gpt-4.1-mini", 1.0)
+    raw = gw.openai("olga").chat.completions.with_raw_response.create(
+        model="auto", messages=ASK, response_format=rf, extra_headers={"x-paymaster-task": "extraction"}
+    )
+    out = raw.parse()
+    assert out.model.startswith("gpt-4o") and json.loads(out.choices[0].message.content)["days"] == 1
+    assert raw.headers["x-paymaster-cascade"] == "gpt-4.1-mini failed: the answer is not JSON"
+    assert [r["model"] for r in gw.ledger("olga")] == ["gpt-4.1-mini", "gpt-4o"]

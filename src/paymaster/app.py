@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
 import secrets
@@ -25,7 +26,7 @@ from . import admin, feedback
 from .blackboard import Blackboard
 from .budget import Budget, Refusal, Ticket, Wait
 from .call import Call, Usage
-from .config import PRICE_PROVIDER, Agent, Config
+from .config import PRICE_PROVIDER, TIERS, Agent, Config, Task
 from .costmodel import Estimate, Unbounded, data, estimate
 from .costmodel.anthropic import bound_server_tools, count_tokens_body
 from .errors import (
@@ -43,6 +44,7 @@ from .http import Headers, Receive, Scope, Send, bearer_or_key, header_map, json
 from .levers import caching, output
 from .levers.response_cache import ResponseCache
 from .levers.routing import Route, Router
+from .levers.routing_cascade import cascade
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos, usd_str
 from .providers import Response, Unreachable, Upstream, UpstreamClosed, UpstreamError, UpstreamTimeout, relay_headers
 from .store.sqlite import LedgerRow, SQLiteStore
@@ -211,6 +213,7 @@ class Gateway:
         call = self.decode(api, agent, body, h)  # 2. decode
         call.raw_len = len(raw)
         task = output.task_of(agent, call)
+        original = copy.deepcopy(call.body) if self.router.cascades(call, task) else None  # verified cascade
         output.apply(call, agent, task)  # 3. levers, in order: output → routing → caching
         if call.stream and api is wire_openai:
             call.wants_usage_chunk = wire_openai.ask_usage(call.body)
@@ -220,6 +223,12 @@ class Gateway:
         share = self.budget.share(agent.name) if call.model == "auto" else 0.0  # only auto calls degrade
         route = self.router.route(call, agent, task, share)
         self.note_route(call, agent, route)
+        if (
+            original is not None
+            and task is not None
+            and await self.cascade(api, scope, call, agent, task, original, send)
+        ):
+            return  # a cheaper tier's answer passed the check
         source = call.body  # the caller's request, in its own API's shape
         cache_key = self.answers.key(call) if agent.response_cache.enabled else None
         if cache_key is not None and await self.answer_from_cache(call, cache_key, send):
@@ -253,6 +262,63 @@ class Gateway:
                 assert nxt is not None
                 self.route_to(call, nxt, f"fallback from {call.model} ({r.why})")
                 source["model"] = nxt
+
+    async def cascade(
+        self, api: ModuleType, scope: Scope, call: Call, agent: Agent, task: Task, body: dict[str, Any], send: Send
+    ) -> bool:
+        """Verified cascade (levers/routing_cascade.py): the cheaper tiers answer `body` first, each as a call of
+        its own (admitted, booked); True when one passed its check and was sent, else the call moves to the top
+        tier. Minimal hook until the lever protocol's `ask` lands."""
+        ladder = [agent.tiers[t] for t in TIERS if t in agent.tiers]
+        passed: list[tuple[bytes, bytes]] = []
+
+        async def ask(b: dict[str, Any]) -> tuple[int, bytes]:
+            status, raw, headers = await self._ask(api, scope, b, task.name)
+            passed[:] = headers
+            return status, raw
+
+        answer, tried = await cascade(api.API, body, ladder, ask, task.schema)
+        trail = "; ".join(f"{a.model} {'passed' if a.failed is None else 'failed: ' + a.failed}" for a in tried)
+        if answer is not None:
+            headers = [(k, v) for k, v in passed if k.startswith(b"x-paymaster-")]
+            await respond(send, 200, answer, [*headers, (b"x-paymaster-cascade", trail.encode()[:1000])])
+            return True
+        call.notes["x-paymaster-cascade"] = trail[:1000]
+        self.route_to(call, ladder[-1], f"cascade: {trail}"[:500])
+        return False
+
+    async def _ask(
+        self, api: ModuleType, scope: Scope, body: dict[str, Any], task: str
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """`body` through the whole pipeline as the same caller, booked under task type `task`."""
+        raw = orjson.dumps(body)
+        keep = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"x-paymaster-task")]
+        inner = {
+            **scope,
+            "headers": [*keep, (b"content-length", str(len(raw)).encode()), (b"x-paymaster-task", task.encode())],
+        }
+        reply: dict[str, Any] = {"status": 0, "body": b"", "headers": []}
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            await asyncio.Event().wait()  # the caller never goes away
+            raise AssertionError("unreachable")
+
+        async def send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                reply["status"], reply["headers"] = msg["status"], list(msg.get("headers") or [])
+            else:
+                reply["body"] += msg.get("body", b"")
+
+        try:
+            await self.complete(api, inner, receive, send)
+        except GatewayError as e:
+            return e.status, api.error_body(e), []
+        return reply["status"], reply["body"], reply["headers"]
 
     def prepare(self, call: Call, agent: Agent, source: dict[str, Any]) -> tuple[ModuleType, Rates, Upstream]:
         """Shape the request for the provider of `call.model`: translated when that provider speaks the other

@@ -62,6 +62,11 @@ class Router:
         self.bandit.flush()
         self.state.close()
 
+    def cascades(self, call: Call, task: Task | None) -> bool:
+        """Whether this call runs as a verified cascade: an auto, non-streamed call of a task type in
+        `routing.cascade` (levers/routing_cascade.py)."""
+        return call.model == "auto" and not call.stream and task is not None and task.name in self.routing.cascade
+
     def view(self) -> dict[str, Any]:
         """What routing learnt, for GET /admin/routing: the feedback bandit per agent/task, share windows."""
         self.shares.flush()

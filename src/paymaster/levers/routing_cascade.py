@@ -48,6 +48,7 @@ async def cascade(
     body: dict[str, Any],
     models: Sequence[str],
     ask: Callable[[dict[str, Any]], Awaitable[tuple[int, bytes]]],
+    schema: Any = None,
 ) -> tuple[bytes | None, list[Attempt]]:
     """Ask each of `models` but the last, cheapest first, for an answer to `body` (`ask` sends a copy naming
     the model and returns (status, body)); the first that passes `check` is the answer. None when none
@@ -60,7 +61,7 @@ async def cascade(
             why = f"HTTP {status}"
         else:
             try:
-                why = check(api, body, json.loads(raw))
+                why = check(api, body, json.loads(raw), schema)
             except ValueError:
                 why = "the answer is not a JSON response body"
         tried.append(Attempt(model, status, why))
@@ -69,9 +70,25 @@ async def cascade(
     return None, tried
 
 
-def check(api: str, request: dict[str, Any], answer: dict[str, Any]) -> str | None:
-    """Why `answer` (a non-streamed response body of `api`: "anthropic" | "openai") fails, or None."""
-    return _check_anthropic(request, answer) if api == "anthropic" else _check_openai(request, answer)
+def check(api: str, request: dict[str, Any], answer: dict[str, Any], schema: Any = None) -> str | None:
+    """Why `answer` (a non-streamed response body of `api`: "anthropic" | "openai") fails, or None.
+
+    `schema`: the task type's output schema (output control's structured output), when the gateway, not
+    the request, asks for JSON: the answer's text must then be JSON matching it."""
+    why = _check_anthropic(request, answer) if api == "anthropic" else _check_openai(request, answer)
+    if why is None and isinstance(schema, dict):
+        why = _json_against(_text(api, answer), schema)
+    return why
+
+
+def _text(api: str, answer: dict[str, Any]) -> str:
+    if api == "anthropic":
+        return "".join(
+            b.get("text", "") for b in answer.get("content") or [] if isinstance(b, dict) and b.get("type") == "text"
+        )
+    choices = [c for c in answer.get("choices") or [] if isinstance(c, dict)]
+    msg = choices[0].get("message") if choices and isinstance(choices[0].get("message"), dict) else {}
+    return msg.get("content") if isinstance(msg.get("content"), str) else ""
 
 
 def schema_errors(schema: Any, value: Any) -> str | None:
