@@ -267,3 +267,19 @@ def test_gateway_cascade_on_the_openai_api_checks_the_json_schema_answer(gateway
     assert out.model.startswith("gpt-4o") and json.loads(out.choices[0].message.content)["days"] == 1
     assert raw.headers["x-paymaster-cascade"] == "gpt-4.1-mini failed: the answer is not JSON"
     assert [r["model"] for r in gw.ledger("olga")] == ["gpt-4.1-mini", "gpt-4o"]
+
+
+def test_cascades_never_take_an_agent_past_its_cap(gateway, sim):
+    agents = {"alice": {"model": "auto", "tiers": LADDER, "daily_usd": "0.01", "max_tokens": 400}}
+    gw = gateway(agents=agents, routing={"cascade": ["extraction"]})
+    sim.flaws.set(LIGHT, 1.0)  # every call pays light, then standard
+    refused = 0
+    for _ in range(40):
+        try:
+            extract(gw)
+        except anthropic.APIStatusError as e:
+            assert e.status_code == 402 and e.body["type"] == "error", e.body  # the caller's own error shape
+            refused += 1
+    rows = gw.ledger("alice")
+    assert refused and sum(r["cost_nanos"] for r in rows) <= 10_000_000  # $0.01 in nano-dollars
+    assert Decimal(gw.admin("/admin/agents/alice").json()["remaining_daily_usd"]) >= 0
