@@ -191,16 +191,18 @@ def cascade_gateway(gateway):
     return gateway(agents=agents, routing={"cascade": ["extraction"]})
 
 
-def extract(gw, **kw):
-    return gw.anthropic().messages.with_raw_response.create(
-        model="auto",
-        max_tokens=300,
-        messages=ASK,
-        tools=[TOOL],
-        tool_choice={"type": "tool", "name": "forecast"},
-        extra_headers={"x-paymaster-task": "extraction"},
-        **kw,
-    )
+EXTRACT = dict(
+    model="auto",
+    max_tokens=300,
+    messages=ASK,
+    tools=[TOOL],
+    tool_choice={"type": "tool", "name": "forecast"},
+    extra_headers={"x-paymaster-task": "extraction"},
+)
+
+
+def extract(gw):
+    return gw.anthropic().messages.with_raw_response.create(**EXTRACT)
 
 
 def test_gateway_cascade_answers_from_the_light_tier_when_its_answer_passes(gateway, sim):
@@ -238,14 +240,7 @@ def test_gateway_cascade_escalates_on_a_failed_check_and_books_every_attempt(gat
 def test_gateway_cascade_is_opt_in_and_never_for_streams(gateway, sim):
     gw = cascade_gateway(gateway)
     sim.flaws.set(LIGHT, 1.0)
-    with gw.anthropic().messages.stream(
-        model="auto",
-        max_tokens=300,
-        messages=ASK,
-        tools=[TOOL],
-        tool_choice={"type": "tool", "name": "forecast"},
-        extra_headers={"x-paymaster-task": "extraction"},
-    ) as s:
+    with gw.anthropic().messages.stream(**EXTRACT) as s:
         s.get_final_message()
     raw = gw.anthropic().messages.with_raw_response.create(
         model="auto", max_tokens=50, messages=ASK, extra_headers={"x-paymaster-task": "formatting"}
