@@ -49,11 +49,11 @@ def test_a_good_anthropic_tool_call_passes_and_a_spoiled_one_fails(sim):
 
 def test_anthropic_json_output_is_checked_against_its_schema(sim):
     fmt = {"output_config": {"format": {"type": "json_schema", "schema": WEATHER}}}
-    body, ans = raw_anthropic(sim, messages=ASK, **{"extra_body": fmt})
+    body, ans = raw_anthropic(sim, messages=ASK, extra_body=fmt)
     body.update(fmt)
     assert check("anthropic", body, ans) is None
     sim.flaws.set(LIGHT, 1.0)
-    body, ans = raw_anthropic(sim, messages=ASK, **{"extra_body": fmt})
+    body, ans = raw_anthropic(sim, messages=ASK, extra_body=fmt)
     body.update(fmt)
     assert check("anthropic", body, ans) == "the answer is not JSON"
     wrong = {**ans, "content": [{"type": "text", "text": '{"city": "Paris", "days": 0}'}]}
