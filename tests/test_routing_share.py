@@ -139,3 +139,31 @@ def test_gateway_holds_the_share_for_an_agent_and_keeps_it_across_a_restart(gate
     gw.srv.stop()
     again = gateway(agents=agents, routing=routing, ledger=ledger)
     assert again.gw.router.shares.seen("alice/") == 40  # the window came back from the state file
+
+
+@pytest.mark.parametrize(
+    ("routing", "message"),
+    [
+        ({"share_window": 0}, "routing.share_window: must be a whole number"),
+        ({"share_window": 10, "share_warmup": 20}, "share_warmup must not exceed share_window"),
+        ({"feedback_floor": 1.5}, "routing.feedback_floor: must be a fraction"),
+        ({"feedback_floor": 0}, "feedback_floor must be above 0"),
+        ({"feedback_explore": -0.1}, "routing.feedback_explore: must be a fraction"),
+        ({"cascade": "extraction"}, "routing.cascade"),
+        ({"feedback_tasks": [""]}, "routing.feedback_tasks[0]"),
+    ],
+)
+def test_routing_settings_are_checked_with_their_path(routing, message):
+    from paymaster.config import ConfigError, hash_key, parse
+
+    raw = {
+        "providers": {"anthropic": {"api_key_env": "K"}},
+        "agents": {"a": {"key_sha256": hash_key("pm-a"), "model": "claude-haiku-4-5"}},
+        "routing": routing,
+    }
+    with pytest.raises(ConfigError) as e:
+        parse(raw, env={"K": "x"})
+    assert message in str(e.value)
+    ok = parse({**raw, "routing": {"cascade": ["extraction"], "feedback_tasks": ["extraction"]}}, env={"K": "x"})
+    assert ok.routing.cascade == ("extraction",) and ok.routing.share_window == 1000
+    assert ok.routing.feedback_floor == 0.9 and ok.routing.feedback_explore == 0.05
