@@ -318,7 +318,7 @@ def shares_held(clf: Classifier, data: dict[str, list[Prompt]], calls: int = 300
                 keeper.observe(b, sc)
                 if keeper.seen(b) >= keeper.warmup:
                     counted += 1
-                    heavy += sc >= keeper.cut(b, target, fixed)
+                    heavy += keeper.above(b, sc, target, fixed)
             ref = sum(sc >= fixed for sc in scores) / len(scores)
             print(f"{b:9} | {target:6.0%} | {ref:19.1%} | {heavy / counted:16.1%}")
     print()

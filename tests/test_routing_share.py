@@ -34,7 +34,7 @@ def live_share(keeper: ShareKeeper, key: str, scores: list[float], share: float,
         if keeper.seen(key) < keeper.warmup:
             continue
         counted += 1
-        heavy += s >= keeper.cut(key, share, fallback)
+        heavy += keeper.above(key, s, share, fallback)
     return heavy / counted
 
 
@@ -45,6 +45,8 @@ def live_share(keeper: ShareKeeper, key: str, scores: list[float], share: float,
         lambda r: r.betavariate(8, 2),  # high scores
         lambda r: 0.5 + r.random() * 1e-3,  # a sliver
         lambda r: r.choice([0.1, 0.9]) + r.gauss(0, 0.01),  # two clusters
+        lambda r: 0.42,  # one prompt template: every score the same
+        lambda r: r.choice([0.2, 0.5, 0.8]),  # three templates
     ],
 )
 def test_share_holds_on_workloads_whose_scores_differ(draw):

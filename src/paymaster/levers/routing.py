@@ -141,12 +141,10 @@ class Router:
         the reference-distribution cuts while that window warms up."""
         heavy_ref, standard_ref = self.thresholds()
         share = self._share
-        heavy_at = self.shares.cut(key, share, heavy_ref)
-        standard_at = self.shares.cut(key, min(1.0, share + (1 - share) / 2), standard_ref)
         have = [t for t in TIERS if t in agent.tiers]
-        if score >= heavy_at:
+        if self.shares.above(key, score, share, heavy_ref):
             return have[-1]
-        if len(have) == 3 and score >= standard_at:
+        if len(have) == 3 and self.shares.above(key, score, min(1.0, share + (1 - share) / 2), standard_ref):
             return "standard"
         return have[0]
 

@@ -2,7 +2,8 @@
 
     keeper = ShareKeeper(state, window=1000, warmup=50)
     keeper.observe("agent-a/extract", score)                # every classified call, before deciding
-    heavy_at = keeper.cut("agent-a/extract", 0.3, fallback)  # the score at or above which 30 % fall
+    keeper.above("agent-a/extract", score, 0.3, fallback)   # in the top 30 % of recent scores?
+    keeper.cut("agent-a/extract", 0.3, fallback)            # the score at or above which 30 % fall
 
 The classifier's scores sit in a band of their own for every kind of traffic (each benchmark's prompts
 score in a narrow range), so a threshold read off a reference distribution sends anywhere from a few
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import random
 from collections import deque
 
 from .routing_state import RoutingState
@@ -53,6 +55,7 @@ class ShareKeeper:
         self.window = window
         self.warmup = warmup
         self._windows: dict[str, _Window] = {}
+        self._rng = random.Random(0)  # ties at the cut: a fixed sequence, so a replay routes alike
 
     def _get(self, key: str) -> _Window:
         w = self._windows.get(key)
@@ -85,6 +88,20 @@ class ShareKeeper:
             return -math.inf
         k = n - max(1, round(share * n))  # the top round(share * n) of the window are at or above ordered[k]
         return w.ordered[k]
+
+    def above(self, key: str, score: float, share: float, fallback: float) -> bool:
+        """Whether `score` falls in the top `share` of this key's recent scores (at or above `fallback` while
+        warming up). Scores tied at the cut go over in the proportion that keeps the share: a workload of
+        identical prompts still sends `share` of them, not all or none."""
+        cut = self.cut(key, share, fallback)
+        if score != cut or self.seen(key) < self.warmup:
+            return score >= cut
+        ordered = self._windows[key].ordered
+        n = len(ordered)
+        over = n - bisect.bisect_right(ordered, cut)
+        tied = bisect.bisect_right(ordered, cut) - bisect.bisect_left(ordered, cut)
+        room = max(1, round(share * n)) - over  # of the top round(share * n), how many are ties
+        return self._rng.random() * tied < room
 
     def _save(self, key: str, w: _Window) -> None:
         self.state.put(KIND, key, list(w.arrival))
