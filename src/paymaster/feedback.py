@@ -4,7 +4,7 @@
     {"call_id": "pm_…", "success": true}        or        {"call_id": "pm_…", "score": 0.7}
 
 `call_id` is the `x-paymaster-call-id` header of the answer. An agent may rate only its own calls
-(403 otherwise); the admin key may rate any. Only answered calls (ledger status `ok`) that ran on a
+(403 otherwise); the admin key may rate any. Only answered calls (ledger status `ok` or `cascade`) that ran on a
 model of the agent's tier ladder can be rated. Rating a call again replaces its earlier rating. The
 rating feeds the router's bandit for that agent and task type (levers/routing_bandit.py), which, for the
 task types in `routing.feedback_tasks`, picks the cheapest tier keeping `routing.feedback_floor`. Bad input is a
@@ -29,6 +29,7 @@ __all__ = ["handle"]
 MAX_BODY = 1 << 14
 FIELDS = {"call_id", "success", "score"}
 KIND = "feedback"  # routing state: call id -> its latest score
+RATEABLE = ("ok", "cascade")  # answered by a provider, or by a cascade's cheaper tier
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,7 +49,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         raise NotFound(f"no call {call_id!r} in the ledger", param="call_id")
     if agent is not None and row["agent"] != agent.name:
         raise Forbidden("an agent may rate only its own calls", param="call_id")
-    if row["status"] != "ok":
+    if row["status"] not in RATEABLE:
         raise BadRequest(
             f"call {call_id!r} was not answered (status {row['status']}); nothing to rate", param="call_id"
         )
