@@ -3,6 +3,8 @@
 GET /admin/agents            every agent: status, spend, reserved and remaining per window
 GET /admin/agents/{name}     one agent
 GET /admin/events            Server-Sent Events: agent.blocked / agent.unblocked / budget.threshold
+GET /admin/routing           what routing learnt: feedback bandit per agent x task type (tier shares, success per
+                             tier, the safe tier), running-quantile windows
 GET /admin/ledger            the ledger, paged (?after=SEQ&limit=N) and filtered
                              (?agent= &status= &model= &since= &until= &reconcile=)
 """
