@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 
 import anthropic
+import httpx2
 import openai
 import pytest
 from conftest import PROVIDER_KEY
@@ -151,8 +152,6 @@ def test_the_simulator_flaw_rate_spoils_about_that_share(sim):
 def test_cascade_returns_the_first_passing_answer_or_hands_over_to_the_last_model(sim):
     import asyncio
 
-    import httpx2
-
     sent: list[str] = []
 
     async def run(body: dict) -> tuple[bytes | None, list[Attempt]]:
@@ -211,9 +210,17 @@ def test_gateway_cascade_answers_from_the_light_tier_when_its_answer_passes(gate
     msg = raw.parse()
     assert msg.model == LIGHT and msg.content[0].type == "tool_use"
     assert raw.headers["x-paymaster-cascade"] == f"{LIGHT} passed"
-    rows = gw.ledger("alice")
-    assert len(rows) == 1 and rows[0]["model"] == LIGHT and rows[0]["task"] == "extraction"
-    assert raw.headers["x-paymaster-call-id"] == rows[0]["id"]  # the caller can rate it (feedback)
+    attempt, answer = gw.ledger("alice")  # the attempt at its cost; the caller's answer at zero, from it
+    assert (attempt["model"], attempt["status"], attempt["task"]) == (LIGHT, "ok", "extraction")
+    assert attempt["cost_nanos"] > 0
+    assert (answer["model"], answer["status"], answer["cost_nanos"]) == (LIGHT, "cascade", 0)
+    assert raw.headers["x-paymaster-call-id"] == answer["id"]
+    rated = httpx2.post(
+        gw.url + "/v1/paymaster/feedback",
+        json={"call_id": answer["id"], "success": True},
+        headers={"authorization": f"Bearer {gw.keys['alice']}"},
+    )
+    assert rated.status_code == 200 and rated.json()["tier"] == "light"  # the caller can rate the answer it got
 
 
 def test_gateway_cascade_escalates_on_a_failed_check_and_books_every_attempt(gateway, sim):
@@ -224,8 +231,12 @@ def test_gateway_cascade_escalates_on_a_failed_check_and_books_every_attempt(gat
     assert msg.model == "claude-sonnet-4-6" and check("anthropic", {"tools": [TOOL]}, msg.model_dump()) is None
     assert raw.headers["x-paymaster-cascade"].startswith(f"{LIGHT} failed: tool 'forecast' input")
     rows = gw.ledger("alice")
-    assert [r["model"] for r in rows] == [LIGHT, "claude-sonnet-4-6"]  # both attempts booked, both ok
-    assert all(r["status"] == "ok" and r["cost_nanos"] > 0 and r["task"] == "extraction" for r in rows)
+    assert [(r["model"], r["status"]) for r in rows] == [
+        (LIGHT, "ok"),  # the failed attempt, booked at its cost
+        ("claude-sonnet-4-6", "ok"),  # the attempt that passed
+        ("claude-sonnet-4-6", "cascade"),  # the caller's answer, from it, at zero
+    ]
+    assert all(r["cost_nanos"] > 0 and r["task"] == "extraction" for r in rows[:2]) and rows[2]["cost_nanos"] == 0
     agent = gw.admin("/admin/agents/alice").json()
     spent = sum(r["cost_nanos"] for r in rows)
     assert Decimal(agent["remaining_daily_usd"]) == 50 - Decimal(spent) / 10**9  # the cap counts both attempts
@@ -234,7 +245,7 @@ def test_gateway_cascade_escalates_on_a_failed_check_and_books_every_attempt(gat
     raw = extract(gw)
     assert raw.parse().model == "claude-opus-4-8"
     assert raw.headers["x-paymaster-route"].startswith("cascade: ")
-    assert [r["model"] for r in gw.ledger("alice")][2:] == [LIGHT, "claude-sonnet-4-6", "claude-opus-4-8"]
+    assert [r["model"] for r in gw.ledger("alice")][3:] == [LIGHT, "claude-sonnet-4-6", "claude-opus-4-8"]
 
 
 def test_gateway_cascade_is_opt_in_and_never_for_streams(gateway, sim):

@@ -140,7 +140,7 @@ def test_gateway_holds_the_share_for_an_agent_and_keeps_it_across_a_restart(gate
     assert heavy == pytest.approx(0.3, abs=0.1)  # 40 calls: a share within sampling noise of 30 %
     gw.srv.stop()
     again = gateway(agents=agents, routing=routing, ledger=ledger)
-    assert again.gw.router.shares.seen("alice/") == 40  # the window came back from the state file
+    assert again.gw.lever("routing").router.shares.seen("alice/") == 40  # the window came back from the state file
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,10 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
             f"call {call_id!r} ran on {row['model']!r}, which is not on agent {owner.name!r}'s tier ladder",
             param="call_id",
         )
-    router = gw.router
+    routing = gw.lever("routing")
+    if routing is None:
+        raise NotFound("this gateway runs without the routing lever: nothing learns from feedback")
+    router = routing.router
     previous = router.state.get(KIND, call_id)
     router.bandit.record(f"{owner.name}/{row['task']}", tier, score, undo=previous)
     router.state.put(KIND, call_id, score)

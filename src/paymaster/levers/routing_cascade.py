@@ -87,8 +87,8 @@ def _text(api: str, answer: dict[str, Any]) -> str:
             b.get("text", "") for b in answer.get("content") or [] if isinstance(b, dict) and b.get("type") == "text"
         )
     choices = [c for c in answer.get("choices") or [] if isinstance(c, dict)]
-    msg = choices[0].get("message") if choices and isinstance(choices[0].get("message"), dict) else {}
-    return msg.get("content") if isinstance(msg.get("content"), str) else ""
+    msg = _obj(choices[0].get("message")) if choices else {}
+    return _str(msg.get("content"))
 
 
 def schema_errors(schema: Any, value: Any) -> str | None:
@@ -164,13 +164,13 @@ def _check_openai_choice(request: dict[str, Any], choice: dict[str, Any]) -> str
         return "cut off at max_tokens"
     if finish == "content_filter":
         return "refusal (content filter)"
-    msg = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    msg = _obj(choice.get("message"))
     if msg.get("refusal"):
         return "refusal"
     tools = dict(_openai_tools(request))
     calls = [t for t in msg.get("tool_calls") or [] if isinstance(t, dict)]
     for t in calls:
-        fn = t.get("function") if isinstance(t.get("function"), dict) else {}
+        fn = _obj(t.get("function"))
         name = fn.get("name")
         if name not in tools:
             return f"tool call to an undeclared tool {name!r}"
@@ -187,9 +187,9 @@ def _check_openai_choice(request: dict[str, Any], choice: dict[str, Any]) -> str
         return "tool_choice requires a tool call and there is none"
     fmt = request.get("response_format")
     if isinstance(fmt, dict) and not calls:
-        text = msg.get("content") if isinstance(msg.get("content"), str) else ""
+        text = _str(msg.get("content"))
         if fmt.get("type") == "json_schema":
-            spec = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else {}
+            spec = _obj(fmt.get("json_schema"))
             return _json_against(text, spec.get("schema"))
         if fmt.get("type") == "json_object":
             why = _json_against(text, None)
@@ -203,6 +203,14 @@ def _openai_tools(request: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
     for t in request.get("tools") or []:
         if isinstance(t, dict) and isinstance(t.get("function"), dict):
             yield t["function"].get("name"), t["function"].get("parameters")
+
+
+def _obj(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _str(v: Any) -> str:
+    return v if isinstance(v, str) else ""
 
 
 def _json_against(text: str, schema: Any) -> str | None:
