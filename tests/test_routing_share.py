@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paymaster.levers.classifier import Classifier
 from paymaster.levers.routing_share import FLUSH_EVERY, ShareKeeper
@@ -169,3 +171,19 @@ def test_routing_settings_are_checked_with_their_path(routing, message):
     ok = parse({**raw, "routing": {"cascade": ["extraction"], "feedback_tasks": ["extraction"]}}, env={"K": "x"})
     assert ok.routing.cascade == ("extraction",) and ok.routing.share_window == 1000
     assert ok.routing.feedback_floor == 0.9 and ok.routing.feedback_explore == 0.05
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    points=st.lists(st.floats(0, 1), min_size=1, max_size=5),
+    noise=st.sampled_from([0.0, 1e-6, 0.05]),
+    share=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**16),
+)
+def test_any_stationary_workload_gets_its_share(points, noise, share, seed):
+    """Whatever the scores look like — a few templates, ties, near-ties, a spread — the share sent over the
+    cut stays within 5 points of the target once the window is warm."""
+    rng = random.Random(seed)
+    scores = [rng.choice(points) + rng.gauss(0, noise) for _ in range(2500)]
+    keeper = ShareKeeper(RoutingState(None), window=500, warmup=500)
+    assert live_share(keeper, "a/", scores, share, 0.5) == pytest.approx(share, abs=0.05)
