@@ -199,6 +199,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        translation=f.translation.policy,
     )
 
 
