@@ -4,11 +4,14 @@
                                                     # (default $ROUTELLM_DATA or /work/shared/data/routellm)
 
 For GSM8K, MMLU and MT-Bench (contaminated prompts dropped, as RouteLLM does) it prints APGR,
-CPT(50 %), CPT(80 %) and the cost saving at 95 % of strong-model quality for:
-
-- the classifier with the benchmark held out (weights trained on the other two benchmarks),
-- on MMLU, the classifier in 5 folds of MMLU subjects (trained on the other subjects + GSM8K + MT-Bench),
-- prompt length alone (no training), the random router, and RouteLLM's published learned routers.
+CPT(50 %), CPT(80 %) and the cost saving at 95 % of strong-model quality, leave-one-benchmark-out
+(the figure that counts: weights trained on the other two benchmarks), each with a 95 % bootstrap
+interval (BOOT_ROUNDS resamples of the held-out prompts), beside prompt length alone (no training) and
+the random router (mean ± sd over RANDOM_SEEDS seeds); the paired classifier − length APGR difference;
+on MMLU the in-benchmark split (5 folds of subjects) beside, never instead of, the held-out row; and
+RouteLLM's published routers. Then the heavy share each workload actually gets at a target share,
+with the reference-distribution threshold and with the running quantile (levers/routing_share.py),
+and the decision latency.
 
 The held-out weights ship in the same file as the production weights; `scripts/train_router.py`
 writes both. The metrics follow lm-sys/RouteLLM routellm/evals (evaluate.py, benchmarks.py):
@@ -17,7 +20,7 @@ score >= threshold (> for the top one), APGR = trapezoid area under quality vs s
 normalised so the weak model is 0 and the strong one 1; CPT(x) = strong-call share interpolated
 where the curve reaches weak + x * (strong - weak). "95 % quality" = routed score / strong-model
 score >= 0.95 on the same curve; the saving prices each call at TOKENS_IN + TOKENS_OUT tokens on
-LIGHT_MODEL vs HEAVY_MODEL with genai-prices. Standard library only, plus genai-prices; ~15 s.
+LIGHT_MODEL vs HEAVY_MODEL with genai-prices. Standard library only, plus genai-prices; ~60 s.
 """
 
 from __future__ import annotations
