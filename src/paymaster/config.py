@@ -99,6 +99,138 @@ class ResponseCache:
     ttl_s: float = 300.0
 
 
+# --- compression (issue 13) ------------------------------------------------------------------------
+# fleet.yaml `agents.<name>.compression`; read by levers/compression. A `compression:` block turns the
+# lever on with every technique on (`enabled: false` turns it off); each technique has its own block.
+
+
+@dataclass(frozen=True)
+class ToolRule:
+    """Per-tool pruning: keep only the values these paths name (`items[*].title`, `data.price`)."""
+
+    keep: tuple[str, ...] = ()
+    max_items: int | None = None  # arrays longer than this are cut (None: the agent's prune.max_items)
+
+
+@dataclass(frozen=True)
+class Prune:
+    enabled: bool = True
+    min_tokens: int = 256  # tool results smaller than this (about 4 bytes a token) are sent as they are
+    max_items: int = 20  # arrays longer than this keep their first max_items and say how many were left out
+    drop_empty: bool = True  # null, "", [] and {} values go
+    noise_keys: frozenset[str] | None = None  # None: the defaults (levers/compression/prune.py NOISE_KEYS)
+    extra_noise_keys: frozenset[str] = frozenset()  # added to the defaults
+    tools: dict[str, ToolRule] = field(default_factory=dict)  # tool name -> rule
+
+
+@dataclass(frozen=True)
+class Html:
+    enabled: bool = True  # HTML tool results → readable text
+
+
+@dataclass(frozen=True)
+class Strip:
+    enabled: bool = True
+    base64_min_chars: int = 256  # base64 runs this long become "[base64 data omitted: N bytes]"
+    boilerplate_min_chars: int = 40  # a line this long said in an earlier tool result is left out
+
+
+@dataclass(frozen=True)
+class Summarise:
+    enabled: bool = True
+    threshold_tokens: int = 20_000  # a call whose context is above this has its older turns summarised
+    keep_turns: int = 4  # the latest messages always sent as they are (a tool call and its result never split)
+    keep_tokens: int = 6_000  # … and as many more as fit in this many tokens
+    model: str | None = None  # the summariser; None: the agent's light tier, else its cheapest allowed model
+    max_tokens: int = 1_024  # the summary's ceiling
+
+
+@dataclass(frozen=True)
+class Compression:
+    enabled: bool = False
+    prune: Prune = Prune()
+    html: Html = Html()
+    strip: Strip = Strip()
+    summarise: Summarise = Summarise()
+
+
+def _compression(v: Any, path: str, allowed_models: tuple[str, ...]) -> Compression:
+    if v is None:
+        return Compression()
+    m = _mapping(v, path)
+    _unknown(m, {"enabled", "prune", "html", "strip", "summarise"}, path)
+
+    def section(key: str, fields: set[str]) -> Mapping[str, Any]:
+        sub = _mapping(m.get(key), f"{path}.{key}")
+        _unknown(sub, fields | {"enabled"}, f"{path}.{key}")
+        return sub
+
+    def on(sub: Mapping[str, Any], key: str) -> bool:
+        return _bool(sub.get("enabled", True), f"{path}.{key}.enabled")
+
+    def keys(x: Any, where: str) -> frozenset[str]:
+        if not isinstance(x, list) or not all(isinstance(k, str) and k for k in x):
+            raise ConfigError(f"{where}: must be a list of key names")
+        return frozenset(k.lower().replace("-", "_") for k in x)
+
+    p = section("prune", {"min_tokens", "max_items", "drop_empty", "noise_keys", "extra_noise_keys", "tools"})
+    tools: dict[str, ToolRule] = {}
+    for name, tv in _mapping(p.get("tools"), f"{path}.prune.tools").items():
+        where = f"{path}.prune.tools.{name}"
+        t = _mapping(tv, where)
+        _unknown(t, {"keep", "max_items"}, where)
+        keep = t.get("keep", [])
+        if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
+            raise ConfigError(f"{where}.keep: must be a list of paths like items[*].title or data.price")
+        from .levers.compression.prune import BadPath, parse_path
+
+        for i, k in enumerate(keep):
+            try:
+                parse_path(k)
+            except BadPath as e:
+                raise ConfigError(f"{where}.keep[{i}]: {e}") from None
+        mi = t.get("max_items")
+        tools[str(name)] = ToolRule(tuple(keep), None if mi is None else _int(mi, f"{where}.max_items", 1, 100_000))
+    prune = Prune(
+        enabled=on(p, "prune"),
+        min_tokens=_int(p.get("min_tokens", 256), f"{path}.prune.min_tokens", 0, 10_000_000),
+        max_items=_int(p.get("max_items", 20), f"{path}.prune.max_items", 1, 100_000),
+        drop_empty=_bool(p.get("drop_empty", True), f"{path}.prune.drop_empty"),
+        noise_keys=keys(p["noise_keys"], f"{path}.prune.noise_keys") if "noise_keys" in p else None,
+        extra_noise_keys=keys(p.get("extra_noise_keys", []), f"{path}.prune.extra_noise_keys"),
+        tools=tools,
+    )
+    h = section("html", set())
+    st = section("strip", {"base64_min_chars", "boilerplate_min_chars"})
+    strip = Strip(
+        enabled=on(st, "strip"),
+        base64_min_chars=_int(st.get("base64_min_chars", 256), f"{path}.strip.base64_min_chars", 16, 10_000_000),
+        boilerplate_min_chars=_int(st.get("boilerplate_min_chars", 40), f"{path}.strip.boilerplate_min_chars", 8, 500),
+    )
+    su = section("summarise", {"threshold_tokens", "keep_turns", "keep_tokens", "model", "max_tokens"})
+    model = _opt_str(su.get("model"), f"{path}.summarise.model")
+    if model is not None and model not in allowed_models:
+        raise ConfigError(f"{path}.summarise.model: {model!r} is not one of the agent's models")
+    summarise = Summarise(
+        enabled=on(su, "summarise"),
+        threshold_tokens=_int(su.get("threshold_tokens", 20_000), f"{path}.summarise.threshold_tokens", 1, 10_000_000),
+        keep_turns=_int(su.get("keep_turns", 4), f"{path}.summarise.keep_turns", 1, 10_000),
+        keep_tokens=_int(su.get("keep_tokens", 6_000), f"{path}.summarise.keep_tokens", 0, 10_000_000),
+        model=model,
+        max_tokens=_int(su.get("max_tokens", 1_024), f"{path}.summarise.max_tokens", 64, 100_000),
+    )
+    return Compression(
+        enabled=_bool(m.get("enabled", True), f"{path}.enabled"),
+        prune=prune,
+        html=Html(enabled=on(h, "html")),
+        strip=strip,
+        summarise=summarise,
+    )
+
+
+# --- end compression ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Agent:
     name: str
@@ -113,6 +245,7 @@ class Agent:
     brevity: str | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
+    compression: Compression = Compression()  # issue 13
 
 
 TIERS = ("light", "standard", "heavy")
@@ -125,6 +258,7 @@ DEFAULT_TASK_TIERS = {
     "summarization": "standard",
     "reasoning": "standard",
     "synthesis": "heavy",
+    "compression": "light",  # issue 13: the summaries the compression lever asks for
 }
 
 
@@ -616,6 +750,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
                 "brevity",
                 "tasks",
                 "tiers",
+                "compression",
             },
             path,
         )
@@ -654,6 +789,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             brevity=_opt_str(av.get("brevity"), f"{path}.brevity"),
             tasks=_agent_tasks(tasks, av.get("tasks"), f"{path}.tasks"),
             tiers=tiers,
+            compression=_compression(av.get("compression"), f"{path}.compression", allowed),
         )
     if not agents:
         raise ConfigError("agents: at least one agent is required")
