@@ -100,18 +100,19 @@ class SummaryStore:
         return self._conn
 
     def longest(self, agent: str, hashes: list[str]) -> Summary | None:
-        for h in reversed(hashes):
-            hit = self.memory.get((agent, h))
-            if hit is not None:
-                self.memory.move_to_end((agent, h))
-                return hit
-        if not hashes:
-            return None
         best: Summary | None = None
+        for h in reversed(hashes):  # the longest this process knows …
+            best = self.memory.get((agent, h))
+            if best is not None:
+                self.memory.move_to_end((agent, h))
+                break
+        rest = hashes[best.upto :] if best is not None else hashes  # … and anything longer another one wrote
+        if not rest:
+            return best
         with self._lock:
             conn = self.conn()
-            for i in range(0, len(hashes), 900):  # SQLite's bound-variable limit, with room
-                chunk = hashes[i : i + 900]
+            for i in range(0, len(rest), 900):  # SQLite's bound-variable limit, with room
+                chunk = rest[i : i + 900]
                 marks = ",".join("?" * len(chunk))
                 for upto, summary, model, cost in conn.execute(
                     f"SELECT upto, summary, model, cost_nanos FROM summaries WHERE agent = ? AND prefix IN ({marks})",
