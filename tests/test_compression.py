@@ -12,15 +12,9 @@ import pytest
 
 from paymaster.config import Compression, ConfigError, Html, Prune, Strip, ToolRule
 from paymaster.levers.compression.html_text import html_to_text, looks_like_html
-from paymaster.levers.compression.prune import BadPath, parse_path, prune, select
+from paymaster.levers.compression.prune import BadPath, Stripping, parse_path, prune, select
 from paymaster.levers.compression.results import Memo, Tally, compress_results, compress_text
-from paymaster.levers.compression.strip import (
-    Boilerplate,
-    dedupe_strings,
-    parse_json,
-    strip_base64,
-    unwrap_json_strings,
-)
+from paymaster.levers.compression.strip import Boilerplate, parse_json, strip_base64
 
 ON = Compression(enabled=True)
 
@@ -174,16 +168,17 @@ def test_hex_digests_and_long_words_are_not_base64() -> None:
 
 def test_json_inside_strings_is_unwrapped() -> None:
     inner = {"price": 12, "currency": "EUR"}
-    v, n = unwrap_json_strings({"body": orjson.dumps(inner).decode(), "note": "{not json"})
-    assert v == {"body": inner, "note": "{not json"} and n == 1
+    p = prune({"body": orjson.dumps(inner).decode(), "note": "{not json"}, max_items=None, strip=Stripping())
+    assert p.value == {"body": inner, "note": "{not json"} and p.unwrapped == 1
     twice = orjson.dumps(orjson.dumps(inner).decode()).decode()  # a JSON string of JSON
     assert parse_json(twice) == inner
 
 
 def test_repeated_long_strings_are_said_once() -> None:
     disclaimer = "Prices are indicative and may change without notice; check the vendor site."
-    v, n = dedupe_strings([{"d": disclaimer, "p": 1}, {"d": disclaimer, "p": 2}])
-    assert n == 1
+    p = prune([{"d": disclaimer, "p": 1}, {"d": disclaimer, "p": 2}], strip=Stripping())
+    v = p.value
+    assert p.repeats == 1
     assert v[0]["d"] == disclaimer
     assert v[1]["d"].startswith("[repeated: Prices are indicative")
 

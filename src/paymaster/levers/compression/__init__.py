@@ -114,7 +114,9 @@ class Compressor:
         size = before_size if out is messages else sizes(out)
         note = Squeezed(before=sum(before_size), after=sum(size), removed=dict(tally.removed))
         extra = _system_tokens(call.body, api)
-        if s.summarise.enabled and sum(size) + extra > s.summarise.threshold_tokens:
+        # the threshold is on the context as the agent sent it; a summary is kept while the request it
+        # makes (compressed) stays under the threshold, then extended
+        if s.summarise.enabled and note.before + extra > s.summarise.threshold_tokens:
             spliced = await self.summarise(call, agent, out, size, pinned, extra, note)
             if spliced is not None:
                 after = sum(sizes(spliced))

@@ -15,6 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from .strip import parse_json, strip_base64
+
 # keys that carry nothing an answer needs: paging, hypermedia links, etags, request and trace ids
 # (compared lower-cased, with '-' read as '_')
 NOISE_KEYS = frozenset(
@@ -49,7 +53,17 @@ NOISE_KEYS = frozenset(
 )
 
 MORE = "[… {n} more items omitted]"
+REPEATED = "[repeated: {text}…]"
 _URL_TEMPLATE = re.compile(r"https?://\S*\{[/?&]")  # GitHub-style `…/events{/privacy}`: a template, not a fact
+
+
+@dataclass(frozen=True, slots=True)
+class Stripping:
+    """Verbose-response stripping inside a JSON value (see strip.py): JSON strings unwrapped, base64
+    blobs replaced, long strings said once."""
+
+    base64_min_chars: int = 256
+    repeat_min_chars: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,60 +72,136 @@ class Pruned:
     dropped_keys: int = 0
     dropped_items: int = 0
     kept_by_rule: bool = False
+    unwrapped: int = 0  # JSON strings turned into the values they held
+    blobs: int = 0  # base64 blobs replaced by a placeholder
+    repeats: int = 0  # long strings said before
+    stripped_bytes: int = 0  # what stripping removed (the rest of the difference is pruning's)
 
 
 @dataclass(slots=True)
-class _Count:
+class _Walk:
+    noise: frozenset[str]
+    max_items: int | None  # None: pruning off
+    drop_empty: bool
+    strip: Stripping | None
     keys: int = 0
     items: int = 0
-    noise: set[str] = field(default_factory=set)
+    unwrapped: int = 0
+    blobs: int = 0
+    repeats: int = 0
+    stripped: int = 0
+    seen: set[str] = field(default_factory=set)
+    norm: dict[str, str] = field(default_factory=dict)
+
+    def value(self, v: Any) -> Any:
+        t = type(v)
+        if t is dict:
+            return self.mapping(v)
+        if t is list:
+            return self.array(v)
+        if t is str and self.strip is not None:
+            return self.string(v)
+        return v
+
+    def mapping(self, v: dict[str, Any]) -> dict[str, Any]:
+        # the hot loop of a cold call (every key of every result): types compared directly, leaves
+        # handled inline, a string looked at only when it could be JSON, base64 or a repeat
+        out: dict[str, Any] = {}
+        pruning = self.max_items is not None
+        drop_empty = pruning and self.drop_empty
+        noise, norm = self.noise, self.norm
+        strip = self.strip
+        least = min(strip.base64_min_chars, strip.repeat_min_chars) if strip is not None else 0
+        for k, x in v.items():
+            tx = type(x)
+            if pruning:
+                nk = norm.get(k)
+                if nk is None:
+                    nk = norm[k] = k.lower().replace("-", "_") if isinstance(k, str) else ""
+                if nk in noise:
+                    self.keys += 1
+                    continue
+                if tx is str and "{" in x and _URL_TEMPLATE.match(x):
+                    self.keys += 1
+                    continue
+            if tx is str:
+                if strip is not None and (len(x) >= least or (len(x) > 1 and x[0] in "{[")):
+                    x = self.string(x)
+                elif drop_empty and not x:
+                    self.keys += 1
+                    continue
+                else:
+                    out[k] = x
+                    continue
+            elif tx is dict:
+                x = self.mapping(x)
+            elif tx is list:
+                x = self.array(x)
+            elif x is None and drop_empty:
+                self.keys += 1
+                continue
+            else:
+                out[k] = x
+                continue
+            if drop_empty and (x is None or x == "" or x == [] or x == {}):
+                self.keys += 1
+                continue
+            out[k] = x
+        return out
+
+    def array(self, v: list[Any]) -> list[Any]:
+        n = self.max_items
+        if n is None or len(v) <= n:
+            return [self.value(x) for x in v]
+        self.items += len(v) - n
+        return [*(self.value(x) for x in v[:n]), MORE.format(n=len(v) - n)]
+
+    def string(self, s: str) -> Any:
+        strip = self.strip
+        assert strip is not None
+        if len(s) > 1 and s[0] in "{[":
+            inner = parse_json(s)
+            if inner is not None:
+                self.unwrapped += 1
+                self.stripped += len(orjson.dumps(s)) - len(s)  # the escaping the string carried
+                return self.value(inner)
+        if len(s) >= strip.base64_min_chars:
+            out, n = strip_base64(s, strip.base64_min_chars)
+            if n:
+                self.blobs += n
+                self.stripped += len(s) - len(out)
+                s = out
+        if len(s) >= strip.repeat_min_chars:
+            if s in self.seen:
+                self.repeats += 1
+                marker = REPEATED.format(text=s[:24])
+                self.stripped += len(s) - len(marker)
+                return marker
+            self.seen.add(s)
+        return s
 
 
 def prune(
     value: Any,
     *,
     noise_keys: frozenset[str] = NOISE_KEYS,
-    max_items: int = 20,
+    max_items: int | None = 20,
     drop_empty: bool = True,
     keep: tuple[str, ...] = (),
+    strip: Stripping | None = None,
 ) -> Pruned:
     """`value` with noise keys, null and empty values dropped and arrays past `max_items` cut to
-    `max_items` plus a marker; with `keep` rules, only the values the rules name (when none
-    matches, the tool's answer changed shape: the whole value is pruned as if there were none)."""
+    `max_items` plus a marker (`max_items=None`: no pruning); with `keep` rules, only the values the
+    rules name (when none matches, the tool's answer changed shape: the whole value is pruned as if
+    there were none); with `strip`, its string values stripped too — all in one walk."""
     kept_by_rule = False
-    if keep:
+    if keep and max_items is not None:
         selected = select(value, keep)
         if selected is not _MISSING:
             value, kept_by_rule = selected, True
-    c = _Count()
-    out = _walk(value, noise_keys, max_items, drop_empty, c)
-    return Pruned(out, c.keys, c.items, kept_by_rule)
-
-
-def _walk(v: Any, noise: frozenset[str], max_items: int, drop_empty: bool, c: _Count) -> Any:
-    if isinstance(v, dict):
-        out: dict[str, Any] = {}
-        for k, x in v.items():
-            if isinstance(k, str) and k.lower().replace("-", "_") in noise:
-                c.keys += 1
-                continue
-            if isinstance(x, str) and _URL_TEMPLATE.match(x):
-                c.keys += 1
-                continue
-            y = _walk(x, noise, max_items, drop_empty, c)
-            if drop_empty and (y is None or y == "" or y == [] or y == {}):
-                c.keys += 1
-                continue
-            out[k] = y
-        return out
-    if isinstance(v, list):
-        items = [_walk(x, noise, max_items, drop_empty, c) for x in v[:max_items]]
-        if len(v) > max_items:
-            n = len(v) - max_items
-            c.items += n
-            items.append(MORE.format(n=n))
-        return items
-    return v
+    w = _Walk(noise_keys, max_items, drop_empty, strip)
+    out = w.value(value)
+    return Pruned(out, w.keys, w.items, kept_by_rule, w.unwrapped, w.blobs, w.repeats, w.stripped)
 
 
 # -- keep-rules -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import orjson
 from ...config import Compression, ToolRule
 from . import prune as pruning
 from .html_text import html_to_text, looks_like_html
-from .strip import Boilerplate, dedupe_strings, parse_json, strip_base64, strip_blobs, unwrap_json_strings
+from .strip import Boilerplate, parse_json, strip_base64
 
 
 def approx_tokens(n_bytes: int) -> int:
@@ -67,32 +67,29 @@ def compress_text(text: str, rule: ToolRule | None, s: Compression) -> Done:
     notes: list[str] = []
     value = parse_json(text) if (s.prune.enabled or s.strip.enabled) else None
     if value is not None:
-        sent = size  # pruning's share starts from the text as sent: the whitespace it carried counts as pruned
-        if s.strip.enabled:
-            before = len(orjson.dumps(value))
-            value, unwrapped = unwrap_json_strings(value)
-            value, blobs = strip_blobs(value, s.strip.base64_min_chars)
-            value, repeats = dedupe_strings(value)
-            after = len(orjson.dumps(value))
-            removed.append(("strip", before, after))
-            sent -= before - after
-            notes += _said(blobs, "base64 blob") + _said(repeats, "repeated string")
-            if unwrapped:
-                notes.append(f"{unwrapped} JSON string{'s' if unwrapped > 1 else ''} unwrapped")
-        if s.prune.enabled:
-            keep = rule.keep if rule is not None else ()
-            max_items = rule.max_items if rule is not None and rule.max_items is not None else s.prune.max_items
-            p = pruning.prune(
-                value, noise_keys=noise_keys(s), max_items=max_items, drop_empty=s.prune.drop_empty, keep=keep
-            )
-            value = p.value
-            out = orjson.dumps(value).decode()
-            removed.append(("prune", sent, len(out.encode())))
-            if p.kept_by_rule:
-                notes.append("kept only " + ", ".join(keep))
-            notes += _said(p.dropped_keys, "noise or empty field") + _said(p.dropped_items, "array item")
-        else:
-            out = orjson.dumps(value).decode()
+        keep = rule.keep if rule is not None and s.prune.enabled else ()
+        max_items = rule.max_items if rule is not None and rule.max_items is not None else s.prune.max_items
+        strip = pruning.Stripping(s.strip.base64_min_chars) if s.strip.enabled else None
+        p = pruning.prune(
+            value,
+            noise_keys=noise_keys(s),
+            max_items=max_items if s.prune.enabled else None,
+            drop_empty=s.prune.drop_empty,
+            keep=keep,
+            strip=strip,
+        )
+        out = orjson.dumps(p.value).decode()
+        after = len(out.encode())
+        if strip is not None:
+            removed.append(("strip", size, size - p.stripped_bytes))
+        if s.prune.enabled:  # the rest is pruning's, the whitespace the JSON was sent with included
+            removed.append(("prune", size - p.stripped_bytes, after))
+        if p.kept_by_rule:
+            notes.append("kept only " + ", ".join(keep))
+        notes += _said(p.dropped_keys, "noise or empty field") + _said(p.dropped_items, "array item")
+        notes += _said(p.blobs, "base64 blob") + _said(p.repeats, "repeated string")
+        if p.unwrapped:
+            notes.append(f"{p.unwrapped} JSON string{'s' if p.unwrapped > 1 else ''} unwrapped")
     elif s.html.enabled and looks_like_html(text):
         out = html_to_text(text)
         removed.append(("html", size, len(out.encode())))

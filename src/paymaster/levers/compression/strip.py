@@ -1,5 +1,7 @@
-"""Verbose-response stripping: JSON inside strings unwrapped, base64 blobs replaced by a placeholder
-with their size, boilerplate lines said once.
+"""Verbose-response stripping in text: base64 blobs replaced by a placeholder with their size,
+boilerplate lines said once, JSON found inside strings (inside a JSON value the same stripping runs in
+pruning's walk, `prune.Stripping`: JSON strings unwrapped, blobs replaced, long repeated strings
+said once).
 
 Pure functions; `Boilerplate` carries what earlier tool results of the same conversation said, in
 order, so a result's stripped form depends only on it and the results before it (stable as the
@@ -65,71 +67,6 @@ def parse_json(text: str) -> Any:
         inner = parse_json(v)
         return inner if inner is not None else None
     return v if isinstance(v, dict | list) else None
-
-
-def unwrap_json_strings(v: Any) -> tuple[Any, int]:
-    """Strings inside a JSON value that are themselves JSON objects or arrays → those values, so they
-    lose their escaping and can be pruned like the rest. Returns (value, strings unwrapped)."""
-    n = 0
-
-    def walk(x: Any) -> Any:
-        nonlocal n
-        if isinstance(x, dict):
-            return {k: walk(y) for k, y in x.items()}
-        if isinstance(x, list):
-            return [walk(y) for y in x]
-        if isinstance(x, str) and len(x) > 1 and x[0] in "{[":
-            inner = parse_json(x)
-            if inner is not None:
-                n += 1
-                return walk(inner)
-        return x
-
-    return walk(v), n
-
-
-def strip_blobs(v: Any, min_chars: int = 256) -> tuple[Any, int]:
-    """Base64 blobs anywhere in the strings of a JSON value → placeholders."""
-    n = 0
-
-    def walk(x: Any) -> Any:
-        nonlocal n
-        if isinstance(x, dict):
-            return {k: walk(y) for k, y in x.items()}
-        if isinstance(x, list):
-            return [walk(y) for y in x]
-        if isinstance(x, str) and len(x) >= min_chars:
-            out, k = strip_base64(x, min_chars)
-            n += k
-            return out
-        return x
-
-    return walk(v), n
-
-
-REPEATED = "[repeated: {text}…]"
-
-
-def dedupe_strings(v: Any, min_chars: int = 60) -> tuple[Any, int]:
-    """Long string values that repeat inside one JSON value (the same disclaimer on every item):
-    the first kept, later ones replaced by a short reference to it."""
-    seen: set[str] = set()
-    n = 0
-
-    def walk(x: Any) -> Any:
-        nonlocal n
-        if isinstance(x, dict):
-            return {k: walk(y) for k, y in x.items()}
-        if isinstance(x, list):
-            return [walk(y) for y in x]
-        if isinstance(x, str) and len(x) >= min_chars:
-            if x in seen:
-                n += 1
-                return REPEATED.format(text=x[:24])
-            seen.add(x)
-        return x
-
-    return walk(v), n
 
 
 class Boilerplate:
