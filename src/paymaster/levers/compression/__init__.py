@@ -37,7 +37,7 @@ from .summarise import answer_text, choose_cut, pins_closed, request, sizes, spl
 
 if TYPE_CHECKING:
     from ...config import Agent, Config
-    from ..base import Answer, Bill, LeverContext, Services
+    from ..base import Answer, Bill, LeverContext, Services, Settlement
 
 log = logging.getLogger("paymaster.compression")
 
@@ -112,15 +112,17 @@ class Compressor:
             out = compress_results(messages, api, s, self.memo, tally)
         before_size = sizes(messages)
         size = before_size if out is messages else sizes(out)
-        note = Squeezed(before=sum(before_size), after=sum(size), removed=dict(tally.removed))
+        note = Squeezed(
+            before=sum(before_size), after=sum(size), removed=_shares(tally.removed, sum(before_size) - sum(size))
+        )
         extra = _system_tokens(call.body, api)
         # the threshold is on the context as the agent sent it; a summary is kept while the request it
         # makes (compressed) stays under the threshold, then extended
         if s.summarise.enabled and note.before + extra > s.summarise.threshold_tokens:
             spliced = await self.summarise(call, agent, out, size, pinned, extra, note)
-            if spliced is not None:
-                after = sum(sizes(spliced))
-                note.removed["summarise"] = max(0, note.after - after)
+            after = sum(sizes(spliced)) if spliced is not None else note.after
+            if spliced is not None and after < note.after:  # (a summary longer than its turns is not sent)
+                note.removed["summarise"] = note.after - after
                 note.after, out = after, spliced
         if out is messages:
             return None
@@ -212,6 +214,21 @@ class Compressor:
             usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
         return self.gateway.price(Bill(model, usage))
 
+    def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
+        """Record what compression removed from this call and what that saved on the model it ran on."""
+        note = ctx.state.get(self.name)
+        if note is None:
+            return
+        from ..base import Bill
+
+        saved = self.gateway.price(Bill(outcome.model, Usage(input_tokens=note.tokens_removed)))
+        r = note.removed
+        row = (self.gateway.clock(), call.agent, outcome.model, outcome.status, note.before, note.after,
+               r.get("prune", 0), r.get("html", 0), r.get("strip", 0), r.get("summarise", 0), note.summary,
+               saved, note.summary_cost_nanos)  # fmt: skip
+        self.store.record(row, self.gateway.clock())
+        note.summary_cost_nanos = 0  # a retry's row does not count the summary twice
+
     def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
         """The call as it would have been billed uncompressed: its input plus the tokens removed."""
         from copy import copy
@@ -235,6 +252,18 @@ def summariser(agent: Agent, gateway: Services) -> str:
     if "light" in agent.tiers:
         return agent.tiers["light"]
     return min(agent.models, key=lambda m: (gateway.rates_of(m).input_rate(), m))
+
+
+def _shares(tallied: dict[str, int], measured: int) -> dict[str, int]:
+    """The tokens the request lost (`measured`, in the request's own terms: escaped JSON) split over the
+    techniques in proportion to what each removed from the texts it touched; they add up exactly."""
+    total = sum(tallied.values())
+    if total <= 0 or measured <= 0:
+        return {k: 0 for k in tallied} | ({"prune": measured} if measured > 0 else {})
+    out = {k: measured * v // total for k, v in tallied.items()}
+    top = max(tallied, key=lambda k: tallied[k])
+    out[top] += measured - sum(out.values())
+    return out
 
 
 def _system_tokens(body: dict[str, Any], api: str) -> int:

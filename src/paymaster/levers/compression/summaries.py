@@ -1,13 +1,18 @@
-"""Conversation summaries by prefix hash: a growing conversation is summarised incrementally.
+"""Compression's own store: conversation summaries by prefix hash, and what each compressed call removed.
 
 A summary covers a conversation's first `upto` messages; it is stored under the hash of exactly
 those messages (with the agent, API and system prompt), so any later call of the same conversation
 finds it by hashing its own prefixes, and one that has moved past it extends it instead of starting
-over. One SQLite table in a file of its own beside the ledger; an in-process map in front of it.
+over. Every compressed call leaves a row in `compressed_calls`: tokens before and after, removed per
+technique, the input it saved priced on the model it ran on, and what a summary it needed cost.
+SQLite, in a file of its own beside the ledger (opened on first use); an in-process map in front of
+the summaries; call rows written in batches (statistics: a crash may lose the last second of them,
+never a dollar — the ledger books money).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 import threading
@@ -28,8 +33,24 @@ CREATE TABLE IF NOT EXISTS summaries (
     cost_nanos INTEGER NOT NULL, -- what writing it cost the agent
     created REAL NOT NULL,
     PRIMARY KEY (agent, prefix)
-)
+);
+CREATE TABLE IF NOT EXISTS compressed_calls (
+    ts REAL NOT NULL,
+    agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,             -- the settlement's status
+    tokens_before INTEGER NOT NULL,   -- the messages as the agent sent them (4 bytes a token)
+    tokens_after INTEGER NOT NULL,    -- as sent to the provider
+    prune INTEGER NOT NULL,           -- tokens each technique removed
+    html INTEGER NOT NULL,
+    strip INTEGER NOT NULL,
+    summarise INTEGER NOT NULL,
+    summary TEXT NOT NULL,            -- '' | new | extended | reused
+    saved_nanos INTEGER NOT NULL,     -- the removed tokens at the model's input rate
+    summary_cost_nanos INTEGER NOT NULL  -- the summary this call had written (its own ledger row, task compression)
+);
 """
+FLUSH_ROWS, FLUSH_S = 100, 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +110,15 @@ class SummaryStore:
         self._lock = threading.Lock()
         self.memory: OrderedDict[tuple[str, str], Summary] = OrderedDict()
         self.memory_entries = memory_entries
+        self._rows: list[tuple[Any, ...]] = []
+        self._oldest = 0.0
 
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:  # opened on first use: agents that never summarise never create the file
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute(SCHEMA)
+            conn.executescript(SCHEMA)
             self._conn = conn
         return self._conn
 
@@ -138,7 +161,33 @@ class SummaryStore:
         while len(self.memory) > self.memory_entries:
             self.memory.popitem(last=False)
 
+    def record(self, row: tuple[Any, ...], now: float) -> None:
+        """One compressed call's row (`compressed_calls`' columns, in order), written with the next batch."""
+        if not self._rows:
+            self._oldest = now
+            try:  # a quiet gateway still writes its rows within a second or so
+                asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+            except RuntimeError:  # no loop (a script): the next batch or close() writes them
+                pass
+        self._rows.append(row)
+        if len(self._rows) >= FLUSH_ROWS or now - self._oldest >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            with self._lock:
+                self.conn().executemany(f"INSERT INTO compressed_calls VALUES ({','.join('?' * 13)})", rows)
+
+    def calls(self) -> list[dict[str, Any]]:
+        self.flush()
+        with self._lock:
+            cur = self.conn().execute("SELECT * FROM compressed_calls ORDER BY ts")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur]
+
     def close(self) -> None:
+        self.flush()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
