@@ -286,3 +286,47 @@ def test_compression_is_stable_as_the_conversation_grows() -> None:
     a = compress_results(turn1, "anthropic", ON, Memo(), Tally())
     b = compress_results(turn2, "anthropic", ON, Memo(), Tally())
     assert orjson.dumps(b[: len(a)]) == orjson.dumps(a)
+
+
+# -- properties: any result, any rule ---------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=80)
+    | st.sampled_from(["", "https://api.x/u{/id}", '{"a": [1, 2]}', base64.b64encode(bytes(range(256))).decode()])
+)
+json_values = st.recursive(
+    _leaf,
+    lambda kids: st.lists(kids, max_size=30) | st.dictionaries(st.text(max_size=10), kids, max_size=10),
+    max_leaves=150,
+)
+RULES = [None, ToolRule(("items[*].title",)), ToolRule(("a.b", "[*].x", "[0]"), 2)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(v=json_values, pretty=st.booleans(), rule=st.sampled_from(RULES))
+def test_any_json_result_compresses_deterministically_and_never_grows(v: Any, pretty: bool, rule: Any) -> None:
+    text = orjson.dumps(v, option=orjson.OPT_INDENT_2 if pretty else 0).decode()
+    s = Compression(enabled=True, prune=Prune(min_tokens=0))
+    a, b = compress_text(text, rule, s), compress_text(text, rule, s)
+    assert a == b
+    assert len(a.text.encode()) <= len(text.encode())
+    if a.text != text:
+        body = a.text.split("\n", 1)[1] if a.text.startswith("[gateway-compressed") else a.text
+        orjson.loads(body)  # still one JSON value the model can read
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(max_size=3000) | st.builds(lambda a, b: f"<html><body><p>{a}</p><div>{b}</div></body></html>",
+                                                  st.text(max_size=400), st.text(max_size=400)))  # fmt: skip
+def test_any_text_result_compresses_without_error_and_never_grows(text: str) -> None:
+    s = Compression(enabled=True, prune=Prune(min_tokens=0))
+    done = compress_text(text, None, s)
+    assert len(done.text.encode()) <= len(text.encode())
+    assert compress_text(text, None, s) == done

@@ -78,7 +78,7 @@ def build(plan: list[Any], api: str) -> list[dict[str, Any]]:
     return msgs
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(plan=steps, api=st.sampled_from(["anthropic", "openai"]), keep=st.integers(1, 6), tail=st.integers(0, 200),
        pins=st.sets(st.integers(0, 80), max_size=4))  # fmt: skip
 def test_every_spliced_conversation_is_valid(plan: list[Any], api: str, keep: int, tail: int, pins: set[int]) -> None:

@@ -104,10 +104,10 @@ def compress_text(text: str, rule: ToolRule | None, s: Compression) -> Done:
             before = len(out.encode())
             out = compact_whitespace(out)
             removed.append(("prune", before, len(out.encode())))
-    if len(out.encode()) >= size:
-        return Done(text, ())
     if notes:
         out = f"[gateway-compressed tool result: {'; '.join(notes)}]\n{out}"
+    if len(out.encode()) >= size:  # nothing gained (the note included): the result goes as it came
+        return Done(text, ())
     return Done(out, tuple(removed))
 
 
