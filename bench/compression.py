@@ -362,6 +362,7 @@ def bm25_select(t: Trace, budget: int) -> dict[str, Any]:
                 idf = math.log(1 + (n - df[q] + 0.5) / (df[q] + 0.5))
                 score += idf * tf[q] * 2.5 / (tf[q] + 1.5 * (0.25 + 0.75 * len(d) / avg))
         scores.append(score)
+
     def build(keep: set[int]) -> dict[str, Any]:
         body = orjson.loads(orjson.dumps(t.body))
         k = 0
