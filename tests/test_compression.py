@@ -117,6 +117,8 @@ def test_keep_rules_from_config_are_checked(tmp_path: Any) -> None:
     raw["agents"]["a"]["compression"] = {"summarise": {"model": "gpt-4o"}}
     with pytest.raises(ConfigError, match=r"summarise\.model"):
         parse(raw, env={"K": "k"})
+    raw["agents"]["a"]["compression"] = None  # `compression:` alone: the block with its defaults
+    assert parse(raw, env={"K": "k"}).agents["a"].compression == Compression(enabled=True)
     del raw["agents"]["a"]["compression"]
     assert not parse(raw, env={"K": "k"}).agents["a"].compression.enabled  # off unless configured
 

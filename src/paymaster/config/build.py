@@ -376,7 +376,11 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
         brevity=af.brevity,
         tasks=agent_tasks,
         tiers=tiers,
-        compression=_compression(af.compression, path, allowed),
+        compression=_compression(
+            CompressionFile() if af.compression is None and "compression" in af.model_fields_set else af.compression,
+            path,
+            allowed,
+        ),  # `compression:` alone (null) is the block with its defaults, like every other section
     )
 
 
