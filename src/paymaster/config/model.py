@@ -174,7 +174,6 @@ DEFAULT_TASK_TIERS = {
     "summarization": "standard",
     "reasoning": "standard",
     "synthesis": "heavy",
-    "compression": "light",  # the summaries the compression lever asks for (issue 13)
 }
 
 
