@@ -189,3 +189,10 @@ def test_store_finds_the_longest_summarised_prefix_after_a_restart(tmp_path: Pat
     assert again.longest("a", hashes[:5]) == Summary(4, "four", "m", 7)
     assert again.longest("a", hashes) == Summary(7, "seven", "m", 9)
     again.close()
+
+
+def test_the_summariser_reads_the_callers_shape_whatever_api_it_speaks() -> None:
+    """An OpenAI conversation summarised by a Claude model: its tool calls still reach the summariser."""
+    body = request("anthropic", "claude-haiku-4-5", None, build([1], "openai"), 300, source="openai")
+    assert "[assistant → tool search] {}" in body["messages"][0]["content"]
+    assert "system" in body and body["messages"][0]["role"] == "user"

@@ -188,9 +188,8 @@ class Compressor:
         """Ask the agent's summariser, through the gateway, on the agent's budget."""
         model = summariser(agent, self.gateway)
         target = self.gateway.config.models[model].provider.api
-        body = request(
-            target, model, previous.text if previous else None, messages, agent.compression.summarise.max_tokens
-        )
+        ceiling = agent.compression.summarise.max_tokens
+        body = request(target, model, previous.text if previous else None, messages, ceiling, source=api)
         status, data = await self.gateway.ask(agent, target, body, TASK)
         if status != 200:
             raise SummaryFailed(f"the summariser ({model}) answered {status}: {data[:200].decode('utf-8', 'replace')}")

@@ -219,14 +219,17 @@ def _parts(m: dict[str, Any], api: str) -> list[tuple[str, str]]:
     return out
 
 
-def request(api: str, model: str, previous: str | None, messages: list[Any], max_tokens: int) -> dict[str, Any]:
-    """The summariser's request, in `api`'s shape (the summary model's provider's)."""
+def request(
+    api: str, model: str, previous: str | None, messages: list[Any], max_tokens: int, source: str | None = None
+) -> dict[str, Any]:
+    """The summariser's request, in `api`'s shape (the summary model's provider's), of `messages` in the
+    `source` API's shape (the caller's; default: the same)."""
     ask = ""
     if previous:
         ask += f"The summary so far:\n<summary>\n{previous}\n</summary>\n\nThe conversation continued:\n"
     else:
         ask += "The conversation:\n"
-    ask += f"<conversation>\n{transcript(messages, api)}\n</conversation>\n\nWrite the "
+    ask += f"<conversation>\n{transcript(messages, source or api)}\n</conversation>\n\nWrite the "
     ask += "updated summary, covering everything above." if previous else "summary."
     if api == "anthropic":
         return {
