@@ -121,9 +121,11 @@ class Compressor:
         if s.summarise.enabled and note.before + extra > s.summarise.threshold_tokens:
             spliced = await self.summarise(call, agent, out, size, pinned, extra, note)
             after = sum(sizes(spliced)) if spliced is not None else note.after
-            if spliced is not None and after < note.after:  # (a summary longer than its turns is not sent)
+            if spliced is not None and after < note.after:
                 note.removed["summarise"] = note.after - after
                 note.after, out = after, spliced
+            elif spliced is not None:  # a summary longer than the turns it stands for is not sent
+                note.summary += " (not sent: no shorter)"
         if out is messages:
             return None
         call.body["messages"] = out
