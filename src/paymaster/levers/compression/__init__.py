@@ -154,6 +154,8 @@ class Compressor:
                 note.summary = "reused"
                 return splice(messages, start, found.text, kept, api)
         cut = choose_cut(messages, size, api, s.keep_turns, s.keep_tokens, start)
+        if cut is not None and sum(size[start:cut]) <= 2 * s.max_tokens:
+            cut = None  # too little to summarise: a summary up to max_tokens long would save little or nothing
         if cut is None:
             if not start:
                 return None
