@@ -4,6 +4,7 @@ driven by the official SDKs. Real upstream calls are impossible: every provider 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from paymaster.app import Gateway
 from paymaster.config import Config, hash_key, parse
+from paymaster.levers import LEVERS
 from paymaster.server import ServerThread
 from paymaster.sim import Simulator
 
@@ -123,17 +125,17 @@ def fleet(sim_url: str, keys: dict[str, str], tmp: Path, **over: Any) -> dict[st
 
 @pytest.fixture
 def gateway(sim: Simulator, tmp_path: Path) -> Iterator[Any]:
-    """`gateway(**fleet_overrides, clock=...)` starts a gateway; all are stopped after the test."""
+    """`gateway(**fleet_overrides, clock=..., levers=...)` starts a gateway; all are stopped after the test."""
     started: list[ServerThread] = []
 
-    def start(clock: Any = None, **over: Any) -> Running:
+    def start(clock: Any = None, levers: tuple[str, ...] | None = None, **over: Any) -> Running:
         if "ledger" not in over and any(s.thread.is_alive() for s in started):
             over["ledger"] = str(tmp_path / f"ledger-{len(started)}.db")  # one writer per ledger: a ledger each
         names = {"alice", "olivia", "bob", *over.get("agents", {})}
         keys = {n: f"pm-{n}-" + secrets.token_hex(8) for n in names}
         raw = fleet(sim.url, keys, tmp_path, **over)  # type: ignore[attr-defined]
         config = parse(raw, env={"SIM_KEY": PROVIDER_KEY})
-        gw = Gateway(config, clock=clock) if clock else Gateway(config)
+        gw = Gateway(config, clock=clock or time.time, levers=LEVERS if levers is None else levers)
         srv = ServerThread(gw).start()
         started.append(srv)
         return Running(srv.url, gw, keys, config, srv, raw)

@@ -13,8 +13,8 @@ import openai
 import orjson
 import pytest
 
-from paymaster.app import _unpriceable
 from paymaster.call import Call, Usage
+from paymaster.settle import unpriceable as _unpriceable
 from paymaster.wire import anthropic as wire_anthropic
 from paymaster.wire import openai as wire_openai
 from tests.conftest import ADMIN_KEY

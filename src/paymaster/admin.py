@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
+from .blackboard import Blackboard
+from .budget import Budget
 from .call import Usage
-from .config import PRICE_PROVIDER, hash_key
+from .config import PRICE_PROVIDER, Config, hash_key
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
 from .http import Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json
 from .pricing import to_nanos, usd_str
-
-if TYPE_CHECKING:
-    from .app import Gateway
+from .store.sqlite import SQLiteStore
 
 KEEPALIVE_S = 15.0
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
@@ -31,7 +33,18 @@ MAX_TS = 1e11  # epoch seconds (the year 5138)
 MAX_CALL_USD = Decimal(1_000_000)  # a reconciled bill above this for one call is a typo, not a bill
 
 
-async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """What the admin endpoints read and correct: the gateway hands over these, not itself."""
+
+    config: Config
+    store: SQLiteStore
+    budget: Budget
+    board: Blackboard
+    clock: Callable[[], float]
+
+
+async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
     h = header_map(scope)
     key = bearer_or_key(h)
     if not key:
@@ -64,7 +77,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         raise NotFound(f"no admin route {path}")
 
 
-def agent_view(gw: Gateway, name: str) -> dict[str, Any]:
+def agent_view(gw: Admin, name: str) -> dict[str, Any]:
     a = gw.config.agents[name]
     day, month = gw.budget.remaining(name)
     return {
@@ -82,7 +95,7 @@ def agent_view(gw: Gateway, name: str) -> dict[str, Any]:
     }
 
 
-def savings(gw: Gateway, agent: str, period: str) -> dict[str, Any]:
+def savings(gw: Admin, agent: str, period: str) -> dict[str, Any]:
     """What the levers saved this agent, from the ledger's counterfactual costs."""
     p = gw.budget.calendar.periods(gw.clock())
     gw.store.flush()
@@ -102,7 +115,7 @@ def savings(gw: Gateway, agent: str, period: str) -> dict[str, Any]:
     }
 
 
-def ledger(gw: Gateway, scope: Scope) -> dict[str, Any]:
+def ledger(gw: Admin, scope: Scope) -> dict[str, Any]:
     q = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
     known = {"agent", "status", "model", "since", "until", "reconcile", "after", "limit"}
     for k in q:
@@ -138,7 +151,7 @@ def ledger(gw: Gateway, scope: Scope) -> dict[str, Any]:
     return {"data": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
 
 
-def reconcile(gw: Gateway, call_id: str, body: dict[str, Any]) -> dict[str, Any]:
+def reconcile(gw: Admin, call_id: str, body: dict[str, Any]) -> dict[str, Any]:
     gw.store.flush()
     row = gw.store.row(call_id)
     if row is None:
@@ -185,7 +198,7 @@ def reconcile(gw: Gateway, call_id: str, body: dict[str, Any]) -> dict[str, Any]
     return gw.store.row(call_id) or {}
 
 
-async def events(gw: Gateway, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:
+async def events(gw: Admin, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:
     last = h.get(b"last-event-id", b"0")
     since = int(last) if last.isdigit() and len(last) <= 18 else 0
     if last.isdigit() and len(last) > 18:  # beyond any event's id (and, past 4,300 digits, what int() reads)

@@ -33,6 +33,9 @@ class Call:
     """One agent request on its way through the gateway.
 
     `body` is the caller's JSON object; levers edit it in place, unknown fields are never touched.
+    Only facts every stage may read live here: a lever's own per-call notes live in the pipeline's
+    `LeverContext.state` (see `levers/base.py`). `system_tail`, `addendum` and `structured_tool` are
+    output control's, kept here because translation, caching and the wire decoders must honour them.
     """
 
     api: str  # "anthropic" | "openai": the wire format the caller speaks
@@ -44,13 +47,8 @@ class Call:
     input_bound: int = 0  # tokens; can only over-estimate
     choices: int = 1  # OpenAI `n`: the output bound is multiplied by it
     task: str | None = None  # the declared task type (x-paymaster-task)
-    requested: str | None = None  # the model the caller asked for, when routing chose another
-    baseline: str | None = None  # the model the call would have run on without routing
-    route: str = ""  # why it runs on `model`
-    prefix_key: str = ""  # the conversation's stable prefix (routing keeps it where it is cached)
-    approx_tokens: int = 0  # a rough size of the request, for routing estimates
     raw_len: int = 0  # bytes of the request body as the caller sent it
-    max_tokens_requested: int | None = None  # as the caller sent it, before any ceiling
+    max_tokens_requested: int | None = None  # as the caller sent it, before any ceiling (set at decode)
     system_tail: int = 0  # trailing system blocks the gateway appended (kept out of the cached prefix)
     addendum: str | None = None  # OpenAI: the closing system message the gateway appended (brevity)
     structured_tool: str | None = None  # Anthropic: the forced tool carrying a structured answer

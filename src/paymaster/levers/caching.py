@@ -31,17 +31,41 @@ entries, and can tell each other's prompts are cached).
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from ..call import Call
-from ..config import Agent
+from ..config import Agent, Config
+from ..prefix import prefix_key as cache_key
 from ..prompt_cache import min_cacheable_tokens
+from .base import Bill, LeverContext, Services
 from .cache_breakpoints import place_breakpoints
 
-__all__ = ["apply", "cache_key", "has_breakpoint", "isolate", "place_breakpoints", "scope_tag"]
+__all__ = ["Caching", "apply", "cache_key", "has_breakpoint", "isolate", "make", "place_breakpoints", "scope_tag"]
+
+
+class Caching:
+    """Works on the request as the provider gets it (`shape`, each attempt: a fallback re-shapes)."""
+
+    name = "caching"
+
+    def __init__(self, config: Config) -> None:
+        self.models = config.models
+
+    def shape(self, call: Call, ctx: LeverContext) -> None:
+        apply(call, ctx.agent, self.models[call.model].provider.kind)
+
+    def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
+        """Without prompt caching: cache reads and writes at the plain input rate."""
+        u = bill.usage
+        plain = replace(
+            u, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, cache_audio_read_tokens=0
+        )
+        return bill if plain == u else Bill(bill.model, plain)
+
+
+def make(config: Config, gateway: Services) -> Caching:
+    return Caching(config)
 
 
 def apply(call: Call, agent: Agent, provider_kind: str) -> None:
@@ -69,9 +93,10 @@ def isolate(body: dict[str, Any], scope: str, api: str) -> None:
     """Put the agent's scope tag at the start of the prompt as the provider caches it (see the module
     docstring). Idempotent: a body prepared twice (a fallback to another model) is tagged once."""
     tag = scope_tag(scope)
-    tools = body.get("tools")
+    found = body.get("tools")
+    tools: list[Any] = found if isinstance(found, list) else []
     tagged_tool = False
-    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+    for i, tool in enumerate(tools):
         holder = _describable(tool, api)
         if holder is not None:
             described = holder.get("description")
@@ -130,13 +155,3 @@ def _with_description(tool: dict[str, Any], api: str, text: str) -> dict[str, An
         return {**tool, "description": text}
     kind = tool.get("type", "function")
     return {**tool, kind: {**tool[kind], "description": text}}
-
-
-def cache_key(agent: str, body: dict[str, Any]) -> str:
-    """Per agent and per stable prefix (tools, system prompt and the opening message):
-    requests that can share a cached prefix share a key, and go to the same cache."""
-    msgs = body.get("messages") or []
-    head = orjson.dumps(
-        [body.get("model"), body.get("tools"), body.get("system"), msgs[:1]], option=orjson.OPT_SORT_KEYS
-    )
-    return f"pm-{agent}-{hashlib.sha256(head).hexdigest()[:16]}"

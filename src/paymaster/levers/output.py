@@ -19,28 +19,29 @@ from typing import Any
 import orjson
 
 from ..call import Call
-from ..config import Agent, Task
-from ..errors import BadRequest
+from ..config import Agent, Config, Task
+from .base import Answer, LeverContext, Services
 
 # models whose OpenAI API has no strict json_schema response format (prefixes)
 NO_JSON_SCHEMA = ("gpt-3.5", "gpt-4-", "gpt-4o-2024-05-13", "o1-mini", "o1-preview")
 
 
-def task_of(agent: Agent, call: Call) -> Task | None:
-    if call.task is None:
+class OutputControl:
+    name = "output"
+
+    async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
+        apply(call, ctx.agent, ctx.task)
         return None
-    task = agent.tasks.get(call.task)
-    if task is None:
-        known = ", ".join(sorted(agent.tasks)) or "none configured"
-        raise BadRequest(f"unknown task type {call.task!r} (known: {known})", param="x-paymaster-task")
-    return task
+
+
+def make(config: Config, gateway: Services) -> OutputControl:
+    return OutputControl()
 
 
 def apply(call: Call, agent: Agent, task: Task | None) -> None:
     ceiling = agent.max_tokens
     if task is not None and task.max_tokens is not None:
         ceiling = min(ceiling, task.max_tokens)
-    call.max_tokens_requested = call.max_tokens
     if call.max_tokens is None:
         call.max_tokens = ceiling
         call.notes["x-paymaster-max-tokens"] = f"{ceiling}; set to the ceiling"

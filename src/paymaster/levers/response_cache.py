@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 
-from ..call import Call
+from ..call import Call, Usage
+from ..config import Config
+from .base import Answer, Bill, LeverContext, Services, Settlement
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,7 @@ class Entry:
     body: bytes
     cost_nanos: int  # what the stored answer cost when it was made
     model: str
+    usage: Usage  # what making it took
 
 
 class ResponseCache:
@@ -47,8 +51,8 @@ class ResponseCache:
         self._entries.move_to_end(key)
         return e
 
-    def put(self, key: bytes, now: float, ttl: float, body: bytes, cost_nanos: int, model: str) -> None:
-        self._entries[key] = Entry(now + ttl, body, cost_nanos, model)
+    def put(self, key: bytes, now: float, ttl: float, body: bytes, cost_nanos: int, model: str, usage: Usage) -> None:
+        self._entries[key] = Entry(now + ttl, body, cost_nanos, model, usage)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -57,4 +61,45 @@ class ResponseCache:
         return len(self._entries)
 
 
-__all__ = ["ResponseCache", "Entry"]
+class ResponseCacheLever:
+    """Answers a hit in `apply`; stores a complete, exactly-priced answer in `settled`."""
+
+    name = "response_cache"
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.answers = ResponseCache()
+
+    async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
+        if not ctx.agent.response_cache.enabled:
+            return None
+        key = ResponseCache.key(call)
+        if key is None:
+            return None
+        hit = self.answers.get(key, self.clock())
+        if hit is None:
+            ctx.state[self.name] = key  # a miss: the answer may be stored once settled
+            return None
+        answer = Answer(
+            hit.body, hit.model, "response_cache", hit.usage, hit.cost_nanos, ((b"x-paymaster-cache", b"hit"),)
+        )
+        ctx.state[self.name] = answer
+        return answer
+
+    def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
+        key = ctx.state.get(self.name)
+        if isinstance(key, bytes) and outcome.answer is not None and not outcome.usage.unpriced:
+            ttl = ctx.agent.response_cache.ttl_s
+            self.answers.put(key, self.clock(), ttl, outcome.answer, outcome.cost_nanos, outcome.model, outcome.usage)
+
+    def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
+        """A hit: the call as it ran when its answer was made."""
+        hit = ctx.state.get(self.name)
+        return Bill(hit.model, hit.usage) if isinstance(hit, Answer) else bill
+
+
+def make(config: Config, gateway: Services) -> ResponseCacheLever:
+    return ResponseCacheLever(gateway.clock)
+
+
+__all__ = ["Entry", "ResponseCache", "ResponseCacheLever", "make"]

@@ -24,9 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ..call import Call
 from ..config import TIERS, Agent, Config, Task
+from ..prefix import prefix_key
 from ..pricing import Rates
+from .base import Answer, Bill, LeverContext, Services, Settlement
 
 AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
@@ -52,7 +56,10 @@ class Router:
 
     # -- picking ----------------------------------------------------------------------------------
 
-    def route(self, call: Call, agent: Agent, task: Task | None, budget_share: float) -> Route:
+    def route(
+        self, call: Call, agent: Agent, task: Task | None, budget_share: float, prefix: str = "", size: int = 0
+    ) -> Route:
+        """`prefix`: the conversation's stable-prefix key and `size` its rough token count (cache affinity)."""
         if call.model != "auto":
             return Route(call.model, "requested")
         if not agent.tiers:
@@ -75,28 +82,28 @@ class Router:
                 if not self.cooling_down(agent.tiers[t]):
                     model, reason = agent.tiers[t], f"{reason}, {model} cooling down"
                     break
-        stay = self._affinity(call, model)
+        stay = self._affinity(prefix, size, model)
         if stay is not None:
             model, reason = stay, f"{reason}, cache affinity: prefix cached on {stay}"
         return Route(model, reason, tier, baseline)
 
     # -- cache affinity ---------------------------------------------------------------------------
 
-    def remember(self, call: Call, cached_tokens: int) -> None:
-        """A call cached (wrote or read) its prefix on `call.model`: later turns may stay there."""
-        if call.prefix_key and cached_tokens:
-            self.affinity[call.prefix_key] = (call.model, cached_tokens, self.clock() + AFFINITY_TTL)
+    def remember(self, prefix: str, model: str, cached_tokens: int) -> None:
+        """A call cached (wrote or read) its prefix on `model`: later turns may stay there."""
+        if prefix and cached_tokens:
+            self.affinity[prefix] = (model, cached_tokens, self.clock() + AFFINITY_TTL)
 
-    def _affinity(self, call: Call, model: str) -> str | None:
+    def _affinity(self, prefix: str, size: int, model: str) -> str | None:
         """The model this conversation's prefix is cached on, when staying there costs less than moving to
         `model` would save: a move to a cheaper model pays the whole prefix at full price again."""
-        entry = self.affinity.get(call.prefix_key) if call.prefix_key else None
+        entry = self.affinity.get(prefix) if prefix else None
         if entry is None:
             return None
         cached_on, cached, expires = entry
         if cached_on == model or self.clock() >= expires or self.cooling_down(cached_on):
             return None
-        total = max(cached, call.approx_tokens)
+        total = max(cached, size)
         here, there = self.rates(cached_on), self.rates(model)
         stay = cached * here.cache_read_rate() + (total - cached) * here.input_rate()
         move = total * there.input_rate()
@@ -192,3 +199,91 @@ def _ladder_from(tier: str, agent: Agent) -> list[str]:
 def _step_down(tier: str, agent: Agent) -> str:
     lower = [t for t in TIERS[: TIERS.index(tier)] if t in agent.tiers]
     return lower[-1] if lower else tier
+
+
+# -- the lever: the pipeline's side of routing ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RouteNote:
+    """What routing did to one call (`ctx.state["routing"]`)."""
+
+    requested: str | None = None  # the model the caller asked for, when routing chose another
+    baseline: str | None = None  # the model the call would have run on without routing
+    route: str = ""  # why it runs on `call.model`
+    prefix: str = ""  # the conversation's stable-prefix key (auto calls: cache affinity)
+    size: int = 0  # a rough token count of the request, for affinity estimates
+
+
+class Routing:
+    name = "routing"
+
+    def __init__(self, config: Config, gateway: Services) -> None:
+        self.gateway = gateway
+        self.models = config.models
+        self.router = Router(config, gateway.clock, gateway.rates_of)
+
+    async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
+        agent = ctx.agent
+        if call.model != "auto":  # a concrete model is not routed (fallbacks may still move it)
+            return None
+        note = ctx.state[self.name] = RouteNote(prefix=prefix_key(agent.name, call.body))
+        note.size = len(orjson.dumps(call.body)) // 4
+        share = self.gateway.budget.share(agent.name)  # only auto calls degrade
+        route = self.router.route(call, agent, ctx.task, share, note.prefix, note.size)
+        note.requested, note.baseline = call.model, route.baseline
+        route_to(call, note, route.model, route.reason)
+        board = self.gateway.board
+        st = board.status[agent.name]
+        if "degraded" in route.reason and st.state == "active":
+            board.degrade(agent.name, route.reason)
+        elif "degraded" not in route.reason and st.state == "degraded":
+            board.unblock(agent.name, "back under the degrade threshold")
+        return None
+
+    def fallback(self, call: Call, tried: set[str], max_tokens: int, ctx: LeverContext) -> str | None:
+        return self.router.fallback(call.model, tried, ctx.agent.models, call.input_bound, max_tokens)
+
+    def retried(self, call: Call, model: str, why: str, ctx: LeverContext) -> None:
+        self.router.failed(call.model)
+        note = ctx.state.get(self.name) or ctx.state.setdefault(self.name, RouteNote())
+        route_to(call, note, model, f"fallback from {call.model} ({why})")
+
+    def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
+        note: RouteNote | None = ctx.state.get(self.name)
+        if note is None:  # neither routed nor moved
+            return
+        if note.requested:
+            ctx.ledger["model_requested"] = note.requested
+        ctx.ledger["route"] = note.route
+        if not outcome.exact:
+            return
+        u = outcome.usage
+        self.router.remember(note.prefix, call.model, u.cache_read_tokens + u.cache_write_tokens)
+        baseline = self._baseline(call, note)
+        if baseline is not None:
+            ctx.ledger["baseline_cost_nanos"] = self.gateway.price(Bill(baseline, u))
+
+    def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
+        """On the model asked for (for `auto`, the agent's top tier)."""
+        note = ctx.state.get(self.name)
+        baseline = self._baseline(call, note) if note is not None else None
+        return Bill(baseline, bill.usage) if baseline is not None else bill
+
+    def _baseline(self, call: Call, note: RouteNote) -> str | None:
+        baseline = note.baseline or note.requested
+        if not baseline or baseline == call.model or baseline not in self.models:
+            return None
+        return baseline
+
+
+def route_to(call: Call, note: RouteNote, model: str, reason: str) -> None:
+    call.model = model
+    note.route = reason
+    call.body["model"] = model
+    call.notes["x-paymaster-model"] = model
+    call.notes["x-paymaster-route"] = reason
+
+
+def make(config: Config, gateway: Services) -> Routing:
+    return Routing(config, gateway)

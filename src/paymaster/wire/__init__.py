@@ -1,9 +1,43 @@
 """Wire formats: each API's request decoding, usage extraction, stream events and error bodies.
 
-Shared here: the SSE frame splitter. (A request's worst-case cost is `paymaster.costmodel`'s.)
+Shared here: `Wire`, what each API's module (`anthropic.py`, `openai.py`) provides, and the SSE frame
+splitter. (A request's worst-case cost is `paymaster.costmodel`'s.)
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..call import Call, Usage
+    from ..errors import GatewayError
+
+
+class StreamWatcher(Protocol):
+    """Reads a provider's stream frame by frame: what to relay, and the usage it reported."""
+
+    finished: bool
+
+    def frame(self, f: bytes) -> bytes | None: ...
+    def usage(self) -> Usage | None: ...
+    def input_usage(self) -> Usage | None: ...
+
+
+class Wire(Protocol):
+    """One API's shapes, as the gateway speaks them to callers and providers: a wire module."""
+
+    API: str  # "anthropic" | "openai"
+
+    @property
+    def StreamWatch(self) -> Callable[[Call], StreamWatcher]: ...  # the module's StreamWatch class
+
+    def check(self, body: dict[str, Any]) -> tuple[str, int | None, bool]: ...
+    def set_max_tokens(self, body: dict[str, Any], n: int, provider_kind: str) -> None: ...
+    def answer_usage(self, answer: Any) -> Usage | None: ...
+    def error_body(self, e: GatewayError) -> bytes: ...
+    def stream_error(self, message: str) -> bytes: ...
+    def models_body(self, models: list[str]) -> bytes: ...
 
 
 class SSEFrames:

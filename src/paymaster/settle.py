@@ -1,0 +1,229 @@
+"""Settlement: book each attempt exactly once, at what the provider will bill.
+
+A finished call costs its reported usage; a call the provider refused or never received costs nothing.
+A finished call whose answer carried no usable usage (`usage` None: missing, a count missing or
+malformed, inconsistent), or reported a billable field nothing can price (`usage.unpriced`), is booked
+at its reserved worst case (never below what its usage prices at) and flagged for reconciliation: never
+at zero, never dropped. An interrupted one (timeout, cut stream, agent gone) may have been billed for
+every output token it was allowed, so it is booked so, on the input the provider reported (`partial`)
+or, when none was, at the full worst case — and flagged for reconciliation.
+
+The levers' `settled` hooks run between pricing and booking (they may set ledger columns); one that
+raises is logged and skipped — a lever's bug never loses a booking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .budget import Budget
+from .call import Call, Usage
+from .costmodel import data
+from .levers.base import Answer, Settlement
+from .pricing import Rates, from_nanos, plain_tokens, to_nanos
+from .store.row import LedgerRow
+from .store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+log = logging.getLogger("paymaster")
+
+
+@dataclass(slots=True)
+class Charge:
+    """What an attempt costs under the settlement rules."""
+
+    cost_usd: Decimal
+    usage: Usage
+    reconcile: int
+    error: str
+
+
+def price(
+    call: Call,
+    rates: Rates,
+    worst_nanos: int,
+    max_tokens: int,
+    status: str,
+    usage: Usage | None,
+    error: str,
+    partial: Usage | None,
+) -> Charge:
+    """The settlement rules (see the module docstring) for one attempt."""
+    worst = from_nanos(worst_nanos)
+    reconcile = 0
+    if status == "ok":
+        if usage is not None and call.target_api == "openai" and "web_search_options" in call.body:
+            # a search model searches once per request and reports it nowhere in usage
+            # (developers.openai.com/api/docs/guides/tools-web-search, Chat Completions)
+            usage.server_tool_uses.setdefault("web_search", 1)
+        try:
+            cost_usd = rates.cost(usage) if usage is not None else worst
+            if usage is not None and call.target_api == "openai":
+                cost_usd += search_fee_shortfall(rates, usage)
+        except ValueError as e:  # counts that contradict each other: no bill can be read from them
+            cost_usd, usage, error = worst, None, f"{e}; "
+        if usage is None:
+            reconcile, error = 1, error + "the provider reported no usable usage: booked at the worst case"
+        elif unpriced := (*usage.unpriced, *unpriceable(rates, usage)):
+            reconcile, cost_usd = 1, max(cost_usd, worst)
+            error = f"usage fields with no price ({', '.join(unpriced)}): booked at the worst case"
+    elif status in ("upstream_error", "unreachable"):
+        cost_usd = Decimal(0)
+    else:
+        reconcile, cost_usd = 1, worst
+        # server tools (web search, web fetch) run after the first counts were sent: the searches made
+        # and the results they added are unknown, so such a call stays at its worst case
+        if partial is not None and partial.input_tokens and not partial.unpriced and not server_tools(call):
+            partial.output_tokens = max_tokens * call.choices
+            with contextlib.suppress(ValueError):
+                cost_usd = rates.cost(partial)
+    usage = usage if usage is not None and status == "ok" else (partial or Usage())
+    return Charge(cost_usd, usage, reconcile, error)
+
+
+class Settler:
+    """Prices an attempt, lets the levers see it, and books it through the budget."""
+
+    def __init__(self, budget: Budget, settled_hooks: tuple[Any, ...]) -> None:
+        self.budget = budget
+        self.hooks = settled_hooks  # the levers that define `settled`, in list order
+
+    def __call__(
+        self,
+        x: Exchange,
+        status: str,
+        usage: Usage | None,
+        error: str,
+        rid: str,
+        partial: Usage | None = None,
+        answer: bytes | None = None,
+    ) -> Decimal:
+        call, rates, t, ctx = x.call, x.rates, x.ticket, x.ctx
+        p = price(call, rates, t.worst, t.max_tokens, status, usage, error, partial)
+        usage = p.usage
+        nanos = to_nanos(p.cost_usd)
+        exact = status == "ok" and not p.reconcile  # the cost comes from the provider's own figures
+        uncached = nanos
+        if exact and not plain_tokens(usage):  # what it would have cost with no prompt caching
+            uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens)))
+        exposure = 0
+        if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:
+            cut = (call.max_tokens_requested - t.max_tokens) * call.choices
+            exposure = to_nanos(cut * rates.output_rate(call.input_bound))
+        if nanos > t.worst:
+            log.warning("call %s cost %s above its reserved worst case %s", t.id, nanos, t.worst)
+        if self.hooks:
+            outcome = Settlement(status, call.model, usage, nanos, exact, rates, answer if exact else None)
+            for lever in self.hooks:
+                try:
+                    lever.settled(call, outcome, ctx)
+                except Exception:  # noqa: BLE001 — the booking below must happen whatever a lever does
+                    log.exception("lever %s failed after settling call %s", lever.name, t.id)
+        columns = ctx.ledger
+        row = LedgerRow(
+            id=t.id,
+            ts=t.created,
+            agent=call.agent,
+            api=call.api,
+            provider=x.up.provider.name,
+            model_requested=columns.get("model_requested") or call.model,
+            model=call.model,
+            status=status,
+            stream=int(call.stream),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            max_tokens=t.max_tokens,
+            cost_usd=str(p.cost_usd),
+            cost_nanos=nanos,
+            worst_nanos=t.worst,
+            day=t.day,
+            month=t.month,
+            reconcile=p.reconcile,
+            latency_ms=round((time.perf_counter() - x.started) * 1000, 3),
+            upstream_request_id=rid,
+            error=p.error,
+            task=call.task or "",
+            max_tokens_requested=call.max_tokens_requested or 0,
+            uncached_cost_nanos=uncached,
+            exposure_removed_nanos=exposure,
+            route=columns.get("route", ""),
+            baseline_cost_nanos=columns.get("baseline_cost_nanos", nanos) if exact else nanos,
+        )
+        self.budget.settle(t, row)
+        return p.cost_usd
+
+
+def unpriceable(rates: Rates, u: Usage) -> list[str]:
+    """What the call reported that the price table has no price for, so `Rates.cost` would leave it out:
+    server-tool uses without a per-use fee (the cost model's data says which tools are free), and a
+    service tier the table does not price."""
+    out = []
+    if u.server_tool_uses:
+        tools = data()["anthropic"]["server_tools"]
+        for name, n in u.server_tool_uses.items():
+            free = name in tools and Decimal(tools[name]["fee_usd"]) == 0
+            if n and not free and rates.fee(name) is None:
+                out.append(f"server_tool_use.{name}")
+    if u.service_tier and not rates.prices_tier(u.service_tier):
+        out.append(f"service_tier={u.service_tier}")
+    if u.input_audio_tokens and not rates.input_audio:  # audio has its own rate; text's is far below it
+        out.append("input audio tokens")
+    if u.output_audio_tokens and not rates.output_audio:
+        out.append("output audio tokens")
+    return out
+
+
+def server_tools(call: Call) -> bool:
+    """Whether the request as sent can run server tools, whose uses and results only the final counts tell."""
+    if call.target_api == "openai":
+        return "web_search_options" in call.body
+    tools = call.body.get("tools")
+    return isinstance(tools, list) and any(isinstance(t, dict) and "max_uses" in t for t in tools)
+
+
+def search_fee_shortfall(rates: Rates, u: Usage) -> Decimal:
+    """What an OpenAI search call's documented per-search fee adds over the price table's, when the
+    table has a lower one (data/costmodel.yaml `openai.web_search`); the table's own is in `Rates.cost`."""
+    n, fee = u.server_tool_uses.get("web_search", 0), rates.fee("web_search")
+    if not n or fee is None:
+        return Decimal(0)
+    return n * max(Decimal(0), Decimal(str(data()["openai"]["web_search"]["fee_usd"])) - fee)
+
+
+def answered(call: Call, answer: Answer, store: SQLiteStore, budget: Budget, now: float) -> str:
+    """Book a call a lever answered in the provider's place (the response cache): zero cost, a ledger row
+    saying where the answer came from and what making it cost. Returns the call's id."""
+    p = budget.calendar.periods(now)
+    call_id = "pm_" + secrets.token_hex(12)
+    store.book(
+        LedgerRow(
+            id=call_id,
+            ts=now,
+            agent=call.agent,
+            api=call.api,
+            provider="gateway",
+            model_requested=call.model,
+            model=answer.model,
+            status=answer.source,
+            max_tokens=call.max_tokens or 0,
+            cost_usd="0",
+            cost_nanos=0,
+            day=p.day,
+            month=p.month,
+            task=call.task or "",
+            max_tokens_requested=call.max_tokens_requested or 0,
+            uncached_cost_nanos=answer.cost_nanos,
+        )
+    )
+    return call_id
