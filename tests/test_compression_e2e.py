@@ -350,3 +350,20 @@ def test_compressed_history_is_read_from_the_prompt_cache_on_the_next_turn(gatew
     assert u.cache_read_input_tokens and u.cache_read_input_tokens > 0.8 * (
         u.input_tokens + u.cache_read_input_tokens + (u.cache_creation_input_tokens or 0)
     )
+
+
+def test_a_streamed_call_translated_to_the_other_api_carries_the_pruned_result(gateway: Any, sim: Simulator) -> None:
+    """An OpenAI caller's tool message, compressed in its own shape, then translated for a Claude model."""
+    raw = agents()
+    raw["otto"]["models"].append("claude-haiku-4-5")
+    gw = gateway(agents=raw)
+    stream = gw.openai("otto").chat.completions.create(
+        model="claude-haiku-4-5", max_tokens=50, messages=openai_loop(1, search_result()), tools=TOOLS_O, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    body = sent(sim, "claude-haiku-4-5")[-1]
+    results = [b for m in body["messages"] if isinstance(m["content"], list) for b in m["content"]
+               if b.get("type") == "tool_result"]  # fmt: skip
+    text = results[0]["content"] if isinstance(results[0]["content"], str) else results[0]["content"][0]["text"]
+    assert text.startswith("[gateway-compressed tool result:") and "request_id" not in text
+    assert anthropic_problems(body["messages"]) == []
