@@ -227,6 +227,12 @@ def test_a_failing_summariser_leaves_the_call_as_sent(gateway: Any, sim: Simulat
     assert r.headers["x-paymaster-compression"] == "skipped (SummaryFailed)"
     body = sent(sim, "claude-sonnet-4-6")[-1]
     assert _plain(body["messages"]) == _plain(msgs)  # uncompressed, nothing lost
+    # the next calls are pruned but do not ask the failing summariser again (for a minute)
+    r2 = gw.anthropic("cara").messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=msgs, tools=TOOLS_A
+    )
+    assert "prune -" in r2.headers["x-paymaster-compression"] and "summary" not in r2.headers["x-paymaster-compression"]
+    assert len(sent(sim, "claude-haiku-4-5")) == 1
 
 
 def test_pinned_turns_stay_and_the_pin_never_reaches_the_provider(gateway: Any, sim: Simulator) -> None:

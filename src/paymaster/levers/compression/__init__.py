@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("paymaster.compression")
 
 TASK = "compression"  # the task type summarisation calls are booked under
+PAUSE_S = 60.0  # after a summariser failure, an agent's calls are pruned but not summarised for this long
 
 
 @dataclass(slots=True)
@@ -78,6 +79,7 @@ class Compressor:
         self.memo = Memo()
         self.store = SummaryStore(path_beside(config.ledger))
         self._writing: dict[tuple[str, str], asyncio.Future[Summary]] = {}  # summaries being written
+        self._paused: dict[str, float] = {}  # agent -> when its summaries may be asked for again
 
     async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
         body = call.body
@@ -94,6 +96,7 @@ class Compressor:
             note = await self.compress(call, ctx.agent, messages, pinned)
         except Exception as e:  # never break a call: it goes as it came
             log.warning("compression skipped for agent %s: %s: %s", call.agent, type(e).__name__, e)
+            self._paused[call.agent] = self.gateway.clock() + PAUSE_S  # no summariser call per call meanwhile
             body["messages"] = messages
             call.notes["x-paymaster-compression"] = f"skipped ({type(e).__name__})"
             return None
@@ -118,7 +121,11 @@ class Compressor:
         extra = _system_tokens(call.body, api)
         # the threshold is on the context as the agent sent it; a summary is kept while the request it
         # makes (compressed) stays under the threshold, then extended
-        if s.summarise.enabled and note.before + extra > s.summarise.threshold_tokens:
+        if (
+            s.summarise.enabled
+            and note.before + extra > s.summarise.threshold_tokens
+            and self._paused.get(call.agent, 0.0) <= self.gateway.clock()
+        ):
             spliced = await self.summarise(call, agent, out, size, pinned, extra, note)
             after = sum(sizes(spliced)) if spliced is not None else note.after
             if spliced is not None and after < note.after:
