@@ -149,7 +149,7 @@ class BenchServices:
         class _Models(dict[str, Any]):
             def __missing__(self, model: str) -> Any:
                 api = "anthropic" if model.startswith("claude") else "openai"
-                return type("M", (), {"provider": type("P", (), {"api": api})})
+                return type("M", (), {"provider": type("P", (), {"api": api, "kind": api})})
 
         self.config = type("C", (), {"models": _Models()})
 

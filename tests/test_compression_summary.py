@@ -155,11 +155,14 @@ def test_a_pinned_tool_result_brings_its_call() -> None:
 def test_summary_request_in_each_api() -> None:
     msgs = build([1, "a"], "anthropic")
     body = request("anthropic", "claude-haiku-4-5", "Earlier: X=1.", msgs, 500)
-    assert body["system"] and body["max_tokens"] == 500 and body["temperature"] == 0
+    assert body["system"] and body["max_tokens"] == 500 and "temperature" not in body
     ask = body["messages"][0]["content"]
     assert "Earlier: X=1." in ask and "[assistant → tool search]" in ask and "[user tool result] result call_0" in ask
     oai = request("openai", "gpt-4.1-mini", None, build([1], "openai"), 500)
     assert [m["role"] for m in oai["messages"]] == ["system", "user"]
+    assert oai["max_completion_tokens"] == 500 and "max_tokens" not in oai and "temperature" not in oai
+    vllm = request("openai", "llama", None, build([1], "openai"), 500, provider_kind="openai-compatible")
+    assert vllm["max_tokens"] == 500
     assert "[tool] result call_0" in transcript(build([1], "openai"), "openai")
 
 

@@ -198,9 +198,10 @@ class Compressor:
     async def write(self, agent: Agent, messages: list[Any], previous: Summary | None, upto: int, api: str) -> Summary:
         """Ask the agent's summariser, through the gateway, on the agent's budget."""
         model = summariser(agent, self.gateway)
-        target = self.gateway.config.models[model].provider.api
+        provider = self.gateway.config.models[model].provider
+        target = provider.api
         ceiling = agent.compression.summarise.max_tokens
-        body = request(target, model, previous.text if previous else None, messages, ceiling, source=api)
+        body = request(target, model, previous.text if previous else None, messages, ceiling, api, provider.kind)
         status, data = await self.gateway.ask(agent, target, body, TASK)
         if status != 200:
             raise SummaryFailed(f"the summariser ({model}) answered {status}: {data[:200].decode('utf-8', 'replace')}")

@@ -220,10 +220,17 @@ def _parts(m: dict[str, Any], api: str) -> list[tuple[str, str]]:
 
 
 def request(
-    api: str, model: str, previous: str | None, messages: list[Any], max_tokens: int, source: str | None = None
+    api: str,
+    model: str,
+    previous: str | None,
+    messages: list[Any],
+    max_tokens: int,
+    source: str | None = None,
+    provider_kind: str = "openai",
 ) -> dict[str, Any]:
     """The summariser's request, in `api`'s shape (the summary model's provider's), of `messages` in the
-    `source` API's shape (the caller's; default: the same)."""
+    `source` API's shape (the caller's; default: the same). No sampling parameters: OpenAI's reasoning
+    models refuse `temperature`, and a summary is written once and then reused as it is."""
     ask = ""
     if previous:
         ask += f"The summary so far:\n<summary>\n{previous}\n</summary>\n\nThe conversation continued:\n"
@@ -235,14 +242,14 @@ def request(
         return {
             "model": model,
             "max_tokens": max_tokens,
-            "temperature": 0,
             "system": SYSTEM,
             "messages": [{"role": "user", "content": ask}],
         }
+    # OpenAI's own API takes max_completion_tokens (reasoning models refuse max_tokens); compatible servers max_tokens
+    limit = "max_completion_tokens" if provider_kind == "openai" else "max_tokens"
     return {
         "model": model,
-        "max_tokens": max_tokens,
-        "temperature": 0,
+        limit: max_tokens,
         "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ask}],
     }
 
