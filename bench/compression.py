@@ -161,7 +161,7 @@ class BenchServices:
 
     async def ask(self, agent: Any, api: str, body: dict[str, Any], task: str) -> tuple[int, bytes]:
         prompt = body["messages"][-1]["content"]
-        text = extractive(prompt, body["max_tokens"])
+        text = extractive(prompt, body.get("max_tokens") or body["max_completion_tokens"])
         n_in = len(ENC.encode(prompt, disallowed_special=())) + 200
         n_out = len(ENC.encode(text, disallowed_special=()))
         self.asked.append((n_in, n_out))
