@@ -146,6 +146,15 @@ def test_html_to_readable_text() -> None:
         assert gone not in text
 
 
+def test_html_inside_a_json_result_becomes_text() -> None:
+    text = orjson.dumps({"id": 7, "body_html": PAGE}).decode()
+    done = compress_text(text, None, ON)
+    head, body = done.text.split("\n", 1)
+    assert "1 HTML string reduced to text" in head
+    assert orjson.loads(body) == {"id": 7, "body_html": html_to_text(PAGE)}
+    assert "html" in {t for t, _, _ in done.removed}
+
+
 def test_plain_text_with_a_tag_is_not_html() -> None:
     assert not looks_like_html("use <b> for bold, e.g. <b>this</b>")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from .html_text import html_to_text, looks_like_html
 from .strip import parse_json, strip_base64
 
 # keys that carry nothing an answer needs: paging, hypermedia links, etags, request and trace ids
@@ -60,10 +61,11 @@ _URL_TEMPLATE = re.compile(r"https?://\S*\{[/?&]")  # GitHub-style `…/events{/
 @dataclass(frozen=True, slots=True)
 class Stripping:
     """Verbose-response stripping inside a JSON value (see strip.py): JSON strings unwrapped, base64
-    blobs replaced, long strings said once."""
+    blobs replaced, long strings said once; with `html`, HTML strings (an API's `body_html`) made text."""
 
     base64_min_chars: int = 256
     repeat_min_chars: int = 60
+    html: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ class Pruned:
     blobs: int = 0  # base64 blobs replaced by a placeholder
     repeats: int = 0  # long strings said before
     stripped_bytes: int = 0  # what stripping removed (the rest of the difference is pruning's)
+    html_bytes: int = 0  # what turning HTML strings into text removed
+    html: int = 0  # HTML strings made text
 
 
 @dataclass(slots=True)
@@ -90,6 +94,8 @@ class _Walk:
     blobs: int = 0
     repeats: int = 0
     stripped: int = 0
+    html: int = 0
+    html_bytes: int = 0
     seen: set[str] = field(default_factory=set)
     norm: dict[str, str] = field(default_factory=dict)
 
@@ -165,6 +171,12 @@ class _Walk:
                 self.unwrapped += 1
                 self.stripped += len(orjson.dumps(s)) - len(s)  # the escaping the string carried
                 return self.value(inner)
+        if strip.html and len(s) >= 200 and s.lstrip()[:1] == "<" and looks_like_html(s):
+            text = html_to_text(s)
+            if len(text) < len(s):
+                self.html += 1
+                self.html_bytes += len(orjson.dumps(s)) - len(orjson.dumps(text))
+                s = text
         if len(s) >= strip.base64_min_chars:
             out, n = strip_base64(s, strip.base64_min_chars)
             if n:
@@ -201,7 +213,7 @@ def prune(
             value, kept_by_rule = selected, True
     w = _Walk(noise_keys, max_items, drop_empty, strip)
     out = w.value(value)
-    return Pruned(out, w.keys, w.items, kept_by_rule, w.unwrapped, w.blobs, w.repeats, w.stripped)
+    return Pruned(out, w.keys, w.items, kept_by_rule, w.unwrapped, w.blobs, w.repeats, w.stripped, w.html_bytes, w.html)
 
 
 # -- keep-rules -------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def compress_text(text: str, rule: ToolRule | None, s: Compression) -> Done:
     if value is not None:
         keep = rule.keep if rule is not None and s.prune.enabled else ()
         max_items = rule.max_items if rule is not None and rule.max_items is not None else s.prune.max_items
-        strip = pruning.Stripping(s.strip.base64_min_chars) if s.strip.enabled else None
+        strip = pruning.Stripping(s.strip.base64_min_chars, html=s.html.enabled) if s.strip.enabled else None
         p = pruning.prune(
             value,
             noise_keys=noise_keys(s),
@@ -80,10 +80,14 @@ def compress_text(text: str, rule: ToolRule | None, s: Compression) -> Done:
         )
         out = orjson.dumps(p.value).decode()
         after = len(out.encode())
+        rest = size - p.html_bytes - p.stripped_bytes
+        if p.html:
+            removed.append(("html", size, size - p.html_bytes))
+            notes.append(f"{p.html} HTML string{'s' if p.html > 1 else ''} reduced to text")
         if strip is not None:
-            removed.append(("strip", size, size - p.stripped_bytes))
+            removed.append(("strip", size - p.html_bytes, rest))
         if s.prune.enabled:  # the rest is pruning's, the whitespace the JSON was sent with included
-            removed.append(("prune", size - p.stripped_bytes, after))
+            removed.append(("prune", rest, after))
         if p.kept_by_rule:
             notes.append("kept only " + ", ".join(keep))
         notes += _said(p.dropped_keys, "noise or empty field") + _said(p.dropped_items, "array item")
