@@ -205,6 +205,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        translation=f.translation.policy,
     )
 
 

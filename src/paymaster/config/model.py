@@ -208,6 +208,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 
