@@ -180,6 +180,8 @@ def test_prefix_hashes_ignore_cache_markers_and_see_everything_else() -> None:
 def test_store_finds_the_longest_summarised_prefix_after_a_restart(tmp_path: Path) -> None:
     path = path_beside(str(tmp_path / "paymaster.db"))
     assert path == str(tmp_path / "paymaster.summaries.db")
+    assert path_beside(f"sqlite:///{tmp_path}/paymaster.db") == path
+    assert path_beside("postgresql://pm@db/ledger") == ":memory:"
     hashes = [f"h{i}" for i in range(10)]
     s = SummaryStore(path)
     assert s.longest("a", hashes) is None

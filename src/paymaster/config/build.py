@@ -30,10 +30,12 @@ from .model import (
     Config,
     Html,
     Model,
+    Observability,
     Provider,
     Prune,
     ResponseCache,
     Routing,
+    Shared,
     Strip,
     Summarise,
     Task,
@@ -191,7 +193,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         timezone=ZoneInfo(f.timezone),
         host=f.listen.host,
         port=f.listen.port,
-        ledger=f.ledger,
+        ledger=f.store or f.ledger,
         durability=f.durability,
         admin_key_hash=admin_hash,
         max_body_bytes=f.limits.max_body_mb * 1024 * 1024,
@@ -205,8 +207,18 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        observability=_observability(f, base),
         translation=f.translation.policy,
+        shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
+
+
+def _observability(f: FleetFile, base: Path | None) -> Observability:
+    o = f.observability
+    log = o.access_log
+    if log not in ("stderr", "off") and base is not None and not Path(log).is_absolute():
+        log = str(base / log)
+    return Observability(log, o.log_prompts, o.metrics_max_series)
 
 
 def _key_hash(sha256: str | None, var: str | None, env: Mapping[str, str]) -> str | None:

@@ -62,9 +62,13 @@ class Summary:
 
 
 def path_beside(ledger: str) -> str:
-    """`fleet/paymaster.db` → `fleet/paymaster.summaries.db` (":memory:" stays in memory)."""
-    if ledger == ":memory:":
-        return ledger
+    """`fleet/paymaster.db` → `fleet/paymaster.summaries.db` (":memory:" stays in memory). Replicas on a
+    Postgres ledger keep their summaries in memory, each its own (a conversation that moves to another
+    replica is summarised there again)."""
+    if ledger.startswith("sqlite:///"):
+        ledger = ledger[len("sqlite:///") :]
+    if ledger == ":memory:" or "://" in ledger:
+        return ":memory:"
     p = Path(ledger)
     return str(p.with_name(p.stem + ".summaries.db"))
 
