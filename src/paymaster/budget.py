@@ -44,8 +44,8 @@ from .blackboard import Blackboard
 from .config import PRICE_PROVIDER, Config
 from .pricing import Priced, from_nanos, to_nanos, usd_str
 from .store.journal import Reservation
-from .store.shared import SharedStore, StoreDown
 from .store.row import LedgerRow
+from .store.shared import SharedStore, StoreDown
 from .store.sqlite import SQLiteStore
 
 
@@ -314,7 +314,9 @@ class Budget:
         minimal = self.minimal_call(agent)
         room = self._room(ws)  # what the windows leave once the calls in flight settle
         capped: list[tuple[Window, int, int, int]] = [
-            (w, w.cap, *self._counter(w.key)) for w in ws if w.cap is not None  # type: ignore[misc]
+            (w, w.cap, *self._counter(w.key))
+            for w in ws
+            if w.cap is not None  # type: ignore[misc]
         ]
         blocking = [c for c in capped if c[1] - c[2] < minimal]
         tight, cap, spent, held = blocking[0] if blocking else min(capped, key=lambda c: c[1] - c[2] - c[3])
