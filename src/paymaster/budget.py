@@ -313,11 +313,11 @@ class Budget:
         """Say why the call cannot fit; block the agent only when not even a minimal call can."""
         minimal = self.minimal_call(agent)
         room = self._room(ws)  # what the windows leave once the calls in flight settle
-        capped: list[tuple[Window, int, int, int]] = [
-            (w, w.cap, *self._counter(w.key))
-            for w in ws
-            if w.cap is not None  # type: ignore[misc]
-        ]
+        capped: list[tuple[Window, int, int, int]] = []
+        for w in ws:
+            if w.cap is not None:
+                spent_w, held_w = self._counter(w.key)
+                capped.append((w, w.cap, spent_w, held_w))
         blocking = [c for c in capped if c[1] - c[2] < minimal]
         tight, cap, spent, held = blocking[0] if blocking else min(capped, key=lambda c: c[1] - c[2] - c[3])
         too_large = minimal <= room
