@@ -27,6 +27,7 @@ from .values import (
     Flag,
     Fraction,
     Hosts,
+    KeepPath,
     Ledger,
     ModelList,
     ObjectSchema,
@@ -162,6 +163,70 @@ class Tiers(Part):
     heavy: Text | None = None
 
 
+# --- compression (issue 13) ------------------------------------------------------------------------------------
+
+
+class ToolRuleFile(Part):
+    keep: list[KeepPath] = Field(
+        default_factory=list, description="paths of the values to keep: data.price, items[*].title, items[0].url"
+    )
+    max_items: Annotated[int, Whole(1, 100_000)] | None = Field(None, description="array length kept for this tool")
+
+
+class PruneFile(Part):
+    enabled: Flag = Field(True, description="JSON tool results: noise keys, empty values, long arrays, whitespace")
+    min_tokens: Annotated[int, Whole(0, 10_000_000)] = Field(
+        256, description="tool results smaller than this (about 4 bytes a token) are sent as they are"
+    )
+    max_items: Annotated[int, Whole(1, 100_000)] = Field(
+        20, description="longer arrays keep their first max_items and say how many were omitted"
+    )
+    drop_empty: Flag = Field(True, description="drop null, empty-string, empty-list and empty-object values")
+    noise_keys: list[Text] | None = Field(None, description="keys dropped wherever they are (replaces the defaults)")
+    extra_noise_keys: list[Text] = Field(default_factory=list, description="keys dropped, added to the defaults")
+    tools: Section[ToolRuleFile] = Field(default_factory=dict, description="per-tool keep-rules, by tool name")
+
+
+class HtmlFile(Part):
+    enabled: Flag = Field(True, description="HTML tool results become readable text")
+
+
+class StripFile(Part):
+    enabled: Flag = Field(True, description="JSON inside strings, base64 blobs, repeated boilerplate lines")
+    base64_min_chars: Annotated[int, Whole(16, 10_000_000)] = Field(
+        256, description="base64 runs this long become a placeholder with their size"
+    )
+    boilerplate_min_chars: Annotated[int, Whole(8, 500)] = Field(
+        40, description="a line this long said in an earlier tool result of the conversation is left out"
+    )
+
+
+class SummariseFile(Part):
+    enabled: Flag = Field(True, description="summarise older turns of long conversations")
+    threshold_tokens: Annotated[int, Whole(1, 10_000_000)] = Field(
+        20_000, description="summarise when the context as sent by the agent is above this"
+    )
+    keep_turns: Annotated[int, Whole(1, 10_000)] = Field(4, description="latest messages always kept verbatim")
+    keep_tokens: Annotated[int, Whole(0, 10_000_000)] = Field(
+        6_000, description="… and as many more as fit in this many tokens"
+    )
+    model: Text | None = Field(
+        None, description="the summariser (one of the agent's models); default: its light tier, else its cheapest"
+    )
+    max_tokens: Annotated[int, Whole(64, 100_000)] = Field(1_024, description="the summary's output ceiling")
+
+
+class CompressionFile(Part):
+    enabled: Flag = Field(True, description="compression on (the block's presence turns it on)")
+    prune: PruneFile = Field(default_factory=PruneFile, description="tool-result pruning")
+    html: HtmlFile = Field(default_factory=HtmlFile, description="HTML → text")
+    strip: StripFile = Field(default_factory=StripFile, description="verbose-response stripping")
+    summarise: SummariseFile = Field(default_factory=SummariseFile, description="conversation summarisation")
+
+
+# --- end compression -------------------------------------------------------------------------------------------
+
+
 class AgentFile(Part):
     key_env: EnvVar | None = Field(None, description="environment variable holding the agent's key")
     key_sha256: Sha256 | None = Field(None, description="SHA-256 of the agent's key (`paymaster keys new`)")
@@ -179,6 +244,9 @@ class AgentFile(Part):
     brevity: Text | None = Field(None, description="system-prompt addendum for every call")
     tasks: Section[TaskFile] = Field(default_factory=dict, description="per-task overrides of the fleet's tasks")
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
+    compression: CompressionFile | None = Field(
+        None, description="context compression (off without this block; every technique on with it)"
+    )
 
 
 class RoutingFile(Part):
@@ -194,11 +262,31 @@ class RoutingFile(Part):
     degrade_at: DegradeAt = Field(
         0.8, description="share of a cap past which an auto agent runs one tier down (0 < x <= 1; 1: never)"
     )
+    # -- routing on unseen traffic (issue 14; levers/routing_share.py, routing_cascade.py, routing_bandit.py) --
+    share_window: Annotated[int, Whole(1, 1_000_000)] = Field(
+        1000, description="the heavy threshold is the quantile of this many recent scores per agent x task type"
+    )
+    share_warmup: Annotated[int, Whole(1, 1_000_000)] = Field(
+        50, description="scores seen before the running quantile replaces the reference threshold"
+    )
+    state: Text | None = Field(None, description="routing state file (share windows, bandit); default <ledger>.routing")
+    cascade: list[Text] = Field(
+        default_factory=list, description="task types answered light-first, checked, escalated on failure"
+    )
+    feedback_tasks: list[Text] = Field(
+        default_factory=list, description="task types whose tier a bandit learns from POST /v1/paymaster/feedback"
+    )
+    feedback_floor: Fraction = Field(0.9, description="success rate the learnt tier must keep (0 < x <= 1)")
+    feedback_explore: Fraction = Field(0.05, description="most of the calls that may explore a cheaper, unproven tier")
 
     @model_validator(mode="after")
     def _one_threshold(self) -> RoutingFile:
         if {"target_heavy_share", "min_quality"} <= self.model_fields_set:
             raise fail("give target_heavy_share or min_quality, not both")
+        if self.share_warmup > self.share_window:
+            raise fail("share_warmup must not exceed share_window")
+        if self.feedback_floor <= 0:
+            raise fail("feedback_floor must be above 0")
         return self
 
 
