@@ -18,6 +18,8 @@ import orjson
 
 from . import admin
 from .admission import Admission
+from .batch import routes as batch_routes
+from .batch.service import Batches
 from .blackboard import Blackboard
 from .budget import Budget
 from .call import Call
@@ -65,6 +67,7 @@ class Gateway:
         self.admission = Admission(config, self.budget, self.rates_of)
         self.exchange = Forwarder(self.budget, Settler(self.budget, hooked(self.levers, "settled")))
         self.admin = admin.Admin(config, self.store, self.budget, self.board, clock)
+        self.batches = Batches(self)  # deferred calls and batches: a durable queue beside the ledger
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/messages"): self.messages,
@@ -96,6 +99,7 @@ class Gateway:
 
     async def start(self) -> None:
         self._tasks.add(asyncio.create_task(self._tick()))
+        self._tasks.add(asyncio.create_task(self.batches.run()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -116,6 +120,8 @@ class Gateway:
             handler = self.routes.get((method, path))
             if handler is not None:
                 await handler(scope, receive, send)
+            elif path.startswith(batch_routes.PREFIX):
+                await batch_routes.jobs(self, scope, receive, send)
             elif path.startswith("/admin/"):
                 await admin.handle(self.admin, scope, receive, send)
             elif any(p == path for _, p in self.routes):
@@ -180,6 +186,8 @@ class Gateway:
         if call.model not in self.config.models:  # "auto" that no lever routed
             raise BadRequest(f"model {call.model!r} needs the routing lever, which this gateway runs without")
         source = call.body  # the caller's request, in its own API's shape
+        if "batch" in ctx.state:  # deferred: admitted at batch prices, queued, answered 202 (batch/)
+            return await batch_routes.defer(self, call, ctx, source, send)
         tried: set[str] = set()
         while True:
             tried.add(call.model)

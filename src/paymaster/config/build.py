@@ -25,6 +25,7 @@ from .model import (
     PRICE_PROVIDER,
     TIERS,
     Agent,
+    Batching,
     Caching,
     Config,
     Model,
@@ -199,6 +200,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        batch=Batching(f.batch.flush_count, f.batch.flush_mb * 1024 * 1024, f.batch.flush_age_s, f.batch.poll_s),
     )
 
 

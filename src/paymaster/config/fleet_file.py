@@ -193,6 +193,15 @@ class RoutingFile(Part):
         return self
 
 
+class BatchFile(Part):
+    """Deferred calls (x-paymaster-defer): collected per provider and model, sent as provider batches."""
+
+    flush_count: Annotated[int, Whole(1, 100_000)] = Field(1000, description="send a batch at this many calls")
+    flush_mb: Annotated[int, Whole(1, 200)] = Field(50, description="… or at this many MiB of requests")
+    flush_age_s: Seconds = Field(60, description="… or when its oldest call has waited this long")
+    poll_s: Seconds = Field(30, description="how often the provider's batches are polled")
+
+
 class FleetFile(Part):
     """fleet.yaml."""
 
@@ -223,6 +232,7 @@ class FleetFile(Part):
     )
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
+    batch: BatchFile = Field(default_factory=BatchFile, description="deferred calls sent as provider batches")
 
 
 def json_schema() -> dict[str, Any]:

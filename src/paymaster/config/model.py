@@ -133,6 +133,16 @@ class Routing:
 
 
 @dataclass(frozen=True)
+class Batching:
+    """Deferred calls: when a provider/model queue is sent as a batch, and how often batches are polled."""
+
+    flush_count: int = 1000
+    flush_bytes: int = 50 * 1024 * 1024
+    flush_age_s: float = 60.0
+    poll_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Config:
     timezone: ZoneInfo
     host: str
@@ -151,6 +161,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    batch: Batching = Batching()
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 

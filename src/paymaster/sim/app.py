@@ -25,8 +25,6 @@ import orjson
 
 from .answer import Answer, Ask, answer
 from .anthropic import AnthropicWire
-from .batch_anthropic import AnthropicBatches
-from .batch_openai import OpenAIBatches
 from .asgi import (
     Receive,
     Reply,
@@ -40,6 +38,8 @@ from .asgi import (
     send_reply,
     send_stream,
 )
+from .batch_anthropic import AnthropicBatches
+from .batch_openai import OpenAIBatches
 from .cache import Clock, PromptCache
 from .faults import USAGE_FAULTS, Fault, Faults, alter_frame, alter_usage
 from .openai import OpenAIWire
