@@ -18,6 +18,8 @@ import orjson
 
 from . import admin
 from .admission import Admission
+from .batch import api_anthropic as batch_anthropic
+from .batch import api_openai as batch_openai
 from .batch import routes as batch_routes
 from .batch.service import Batches
 from .blackboard import Blackboard
@@ -122,6 +124,10 @@ class Gateway:
                 await handler(scope, receive, send)
             elif path.startswith(batch_routes.PREFIX):
                 await batch_routes.jobs(self, scope, receive, send)
+            elif path.startswith(batch_anthropic.PREFIX):
+                await batch_anthropic.handle(self, scope, receive, send)
+            elif path.startswith(("/v1/files", "/v1/batches")):
+                await batch_openai.handle(self, scope, receive, send)
             elif path.startswith("/admin/"):
                 await admin.handle(self.admin, scope, receive, send)
             elif any(p == path for _, p in self.routes):

@@ -189,6 +189,10 @@ class Queue:
         q = "SELECT id FROM batch_groups WHERE agent = ? AND api = ? ORDER BY created DESC, id DESC"
         return [r[0] for r in self.conn.execute(q, (agent, api))]
 
+    def drop_group(self, gid: str) -> None:
+        with self.tx():
+            self.conn.execute("DELETE FROM batch_groups WHERE id = ?", (gid,))
+
     def cancel_group(self, gid: str) -> None:
         with self.tx():
             self.conn.execute("UPDATE batch_groups SET cancel = 1 WHERE id = ?", (gid,))

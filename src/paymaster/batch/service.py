@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,8 @@ import orjson
 
 from ..budget import Ticket, WindowKey
 from ..call import Usage
-from ..errors import UpstreamFailed
+from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
+from ..levers.base import LeverContext
 from ..pricing import from_nanos, to_nanos
 from ..store.row import LedgerRow
 from ..wire import translate
@@ -35,9 +37,11 @@ from .queue import Job, Queue
 if TYPE_CHECKING:
     from ..app import Gateway
     from ..call import Call
-    from ..levers.base import LeverContext
+    from ..config import Agent
 
 log = logging.getLogger("paymaster")
+
+IN_BATCH_SKIPS = ("batch", "response_cache")  # deferral itself; an answer from the cache has no batch to join
 
 
 class Batches:
@@ -58,7 +62,10 @@ class Batches:
         wire, _, up = gw.shape(call, ctx, source)
         rates = batch_rates(gw.config, call.model)
         worst, _ = gw.admission.bound(orjson.dumps(call.body), call, rates, ctx.headers)
-        ticket = await gw.admission.admit(call, worst, up, ctx.headers)  # 402 when over a cap
+        if grp:  # one request of an agent's batch: the batch fits whole, at its own max_tokens, or not at all
+            ticket = await self.admit_whole(call, worst, up, ctx)
+        else:
+            ticket = await gw.admission.admit(call, worst, up, ctx.headers)  # 402 when over a cap
         if ticket.fitted:
             wire.set_max_tokens(call.body, ticket.max_tokens, up.provider.kind)
             call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
@@ -75,6 +82,61 @@ class Batches:
             created=ticket.created, deadline=deadline, task=call.task or "", grp=grp, custom_id=custom_id,
         )  # fmt: skip
 
+    async def admit_whole(self, call: Call, worst: Any, up: Any, ctx: LeverContext) -> Ticket:
+        """Hold one request of a batch with no waiting and no fitting: the batch's earlier requests are what
+        holds the budget, so a request that does not fit now means the whole batch does not fit."""
+        gw = self.gw
+        assert call.max_tokens is not None
+        worst = await gw.admission.refine(call, worst, up, ctx.headers)
+        verdict = gw.budget.admit(call.agent, worst, call.input_bound, call.max_tokens, call.choices)
+        if isinstance(verdict, Ticket) and not verdict.fitted:
+            return verdict
+        if isinstance(verdict, Ticket):
+            gw.budget.release_unsent(verdict)
+        raise CallTooLarge(
+            f"batch too large: its worst case at batch prices does not fit what agent {call.agent!r} has left "
+            "(the whole batch is refused; nothing was sent): send fewer requests, lower max_tokens, or wait"
+        )
+
+    async def intake(self, api: str, agent: Agent, h: dict[bytes, bytes], gid: str,
+                     items: list[tuple[str, Any]]) -> list[Job]:  # fmt: skip
+        """An agent's batch (batch APIs): each (custom_id, request body or GatewayError) decoded, the levers
+        applied as in real time, admitted at batch prices. A request that cannot be read becomes an errored
+        job on its own (no hold, never sent); a batch whose worst case does not fit is refused whole, before
+        anything is sent. Durable on return."""
+        from ..app import WIRES, decode, task_of
+
+        wire = WIRES[api]
+        jobs: list[Job] = []
+        try:
+            for custom_id, body in items:
+                try:
+                    if isinstance(body, GatewayError):
+                        raise body
+                    if not isinstance(body, dict):
+                        raise BadRequest("the request must be a JSON object")
+                    call = decode(wire, agent, body, h, len(orjson.dumps(body)))
+                    if call.stream:
+                        raise BadRequest("stream: batched requests cannot stream", param="stream")
+                    ctx = LeverContext(agent, task_of(agent, call), h, self.gw)
+                    for lever in self.gw.appliers:
+                        if lever.name not in IN_BATCH_SKIPS:
+                            await lever.apply(call, ctx)
+                    if call.max_tokens is None:
+                        call.max_tokens = agent.max_tokens
+                    if call.model not in self.gw.config.models:
+                        raise BadRequest(f"model {call.model!r} needs the routing lever")
+                    jobs.append(await self.admit(call, ctx, call.body, None, gid, custom_id))
+                except (BudgetExceeded, CallTooLarge, BudgetBusy):
+                    raise
+                except GatewayError as e:
+                    jobs.append(refused(e, wire, api, agent.name, gid, custom_id))
+        except BaseException:
+            self.release(jobs)
+            raise
+        self.commit(jobs)
+        return jobs
+
     def commit(self, jobs: list[Job]) -> None:
         """Make admitted jobs durable; on failure their holds are dropped (nothing was sent)."""
         try:
@@ -89,6 +151,19 @@ class Batches:
             t = self.tickets.pop(j.id, None)
             if t is not None:
                 self.gw.budget.release_unsent(t)
+
+    async def cancel(self, gid: str) -> None:
+        """Cancel an agent's batch: queued requests are canceled at once (holds released), submitted ones
+        are canceled at the provider and settle as its results say."""
+        self.queue.cancel_group(gid)
+        for j in self.queue.jobs("grp = ? AND status = 'queued'", (gid,)):
+            self.settle(j, "canceled", None)
+        subs = {(j.submission, j.provider) for j in self.queue.jobs("grp = ? AND status = 'submitted'", (gid,))}
+        for sub, provider in subs:
+            try:
+                await upstream.cancel(self.gw.upstreams[provider], sub.removeprefix("sub_"))
+            except upstream.BatchFailed as e:
+                log.warning("batch: canceling %s failed: %s", sub, e)
 
     # -- the loop
 
@@ -225,6 +300,16 @@ class Batches:
             self.tickets[j.id] = self.hold(j)
             n += 1
         return n
+
+
+def refused(e: GatewayError, wire: Any, api: str, agent: str, gid: str, custom_id: str) -> Job:
+    """A request of an agent's batch that could not be read: errored at once, never sent, nothing held."""
+    now = time.time()
+    return Job(
+        id="pm_" + secrets.token_hex(12), agent=agent, api=api, target_api=api, provider="", model="",
+        model_requested="", body=b"", status="errored", worst_nanos=0, max_tokens=0, day="", month="",
+        created=now, grp=gid, custom_id=custom_id, result=wire.error_body(e), error=e.message, finished=now,
+    )  # fmt: skip
 
 
 def gw_wire(api: str) -> Any:
