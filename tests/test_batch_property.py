@@ -40,7 +40,11 @@ def requests(draw: Any) -> tuple[str, dict[str, Any]]:
     max_tokens = draw(st.integers(1, 4096))
     user = draw(text)
     if model.startswith("claude"):
-        body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": user}]}
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": user}],
+        }
         if draw(st.booleans()):  # a cached system prompt: batch cache writes and reads
             ttl = draw(st.sampled_from(["5m", "1h"]))
             body["system"] = [{"type": "text", "text": draw(text) * draw(st.integers(1, 400)),
