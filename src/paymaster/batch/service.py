@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("paymaster")
 
+WINDOW_S = 86400  # the providers' completion window: a job whose deadline is nearer is sent at once
 IN_BATCH_SKIPS = ("batch", "response_cache")  # deferral itself; an answer from the cache has no batch to join
 
 
@@ -192,7 +193,8 @@ class Batches:
         for (provider, _, grp), jobs in groups.items():
             size = sum(len(j.body) for j in jobs)
             due = force or grp or len(jobs) >= s.flush_count or size >= s.flush_bytes
-            due = due or now - jobs[0].created >= s.flush_age_s or any(j.deadline and j.deadline <= now for j in jobs)
+            due = due or now - jobs[0].created >= s.flush_age_s
+            due = due or any(j.deadline is not None and j.deadline - WINDOW_S <= now for j in jobs)
             if not due:
                 continue
             up = self.gw.upstreams[provider]
