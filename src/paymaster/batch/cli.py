@@ -135,7 +135,7 @@ def progress(b: dict[str, Any]) -> tuple[int, int, str]:
 
 
 def wait(c: Client, api: str, b: dict[str, Any], every: float = 1.0) -> dict[str, Any]:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     done, total, state = progress(b)
     with tqdm(total=total, desc=b["id"], unit="req", file=sys.stderr) as bar:

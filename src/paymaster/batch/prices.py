@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
+from typing import Any
 
 from ..config import PRICE_PROVIDER, Config
 from ..pricing import TOKEN_UNITS, Rates, Tiered, _rates, _with_extras
@@ -50,5 +51,5 @@ def halved(r: Rates) -> Rates:
     def half(t: Tiered) -> Tiered:
         return tuple((start, price * HALF) for start, price in t)
 
-    units = {name: half(getattr(r, name)) for name, _, _ in TOKEN_UNITS if getattr(r, name)}
+    units: dict[str, Any] = {name: half(getattr(r, name)) for name, _, _ in TOKEN_UNITS if getattr(r, name)}
     return replace(r, **units, source=r.source + " batch (50%)", tiers={}, _flat=None, _plan=(), _unit=None)

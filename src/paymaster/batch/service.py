@@ -219,12 +219,11 @@ class Batches:
             jobs = {j.id: j for j in self.queue.jobs("submission = ? AND status = 'submitted'", (sub,))}
             for custom_id, outcome, body in results:
                 if custom_id == "*":  # the whole batch failed: every job errored
-                    for j in list(jobs.values()):
-                        self.settle(j, "errored", body)
+                    for failed in jobs.values():
+                        self.settle(failed, "errored", body)
                     jobs.clear()
-                j = jobs.pop(custom_id, None)
-                if j is not None:
-                    self.settle(j, outcome, body)
+                if custom_id in jobs:
+                    self.settle(jobs.pop(custom_id), outcome, body)
             for j in jobs.values():  # the provider returned nothing for it: not billed
                 self.settle(j, "errored", {"message": "the provider's batch returned no result for this request"})
             self.queue.close_submission(sub)
