@@ -202,6 +202,16 @@ class BatchFile(Part):
     poll_s: Seconds = Field(30, description="how often the provider's batches are polled")
 
 
+class TranslationFile(Part):
+    """Translation between the two APIs (compat, issue 18)."""
+
+    policy: Annotated[str, Choice("lenient", "strict")] = Field(
+        "lenient",
+        description="a field whose dropping cannot change the answer's meaning (store, metadata tags, image detail, "
+        "one-participant names): lenient leaves it out and names it in x-paymaster-dropped; strict refuses the call",
+    )
+
+
 class FleetFile(Part):
     """fleet.yaml."""
 
@@ -233,6 +243,9 @@ class FleetFile(Part):
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
     batch: BatchFile = Field(default_factory=BatchFile, description="deferred calls sent as provider batches")
+    translation: TranslationFile = Field(
+        default_factory=TranslationFile, description="calls served by the other API's models"
+    )
 
 
 def json_schema() -> dict[str, Any]:

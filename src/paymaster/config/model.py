@@ -162,6 +162,7 @@ class Config:
     prices: PriceTable
     routing: Routing = Routing()
     batch: Batching = Batching()
+    translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 
