@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
+import orjson
 import openai
 import pytest
 from anthropic.types import Message
@@ -151,3 +152,68 @@ def test_a_restart_mid_batch_loses_nothing_and_settles_once(gateway: Any, sim: A
         assert len(rows) == 1 and rows[0]["status"] == "ok"
         agents = {a["name"]: a for a in gw2.admin("/admin/agents").json()["agents"]}
         assert all(w["reserved_usd"] == "0.000000" for w in agents["alice"]["windows"])
+
+
+def test_a_task_type_setting_defers_and_the_agents_webhook_hears_of_the_result(gateway: Any) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    heard: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            heard.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        alice = {"model": "claude-haiku-4-5", "daily_usd": 5, "max_tokens": 2048,
+                 "webhook": f"http://127.0.0.1:{srv.server_port}/done", "tasks": {"nightly": {"defer": True}}}  # fmt: skip
+        gw = gateway(agents={"alice": alice}, tasks={"nightly": {}}, **FAST)
+        c = gw.anthropic()
+        raw = c.messages.with_raw_response.create(
+            model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "report"}],
+            extra_headers={"x-paymaster-task": "nightly"},
+        )  # fmt: skip
+        assert raw.status_code == 202
+        job_id = raw.headers["x-paymaster-job-id"]
+        assert wait_job(c, job_id)["status"] == "succeeded"
+        end = time.time() + 5
+        while not heard and time.time() < end:
+            time.sleep(0.05)
+        assert [h["id"] for h in heard] == [job_id] and heard[0]["response"]["type"] == "message"
+        now = c.messages.with_raw_response.create(  # another task type: real time
+            model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "now"}]
+        )
+        assert now.status_code == 200
+    finally:
+        srv.shutdown()
+
+
+def test_the_levers_apply_to_a_deferred_call_cache_breakpoints_included(gateway: Any, sim: Any) -> None:
+    gw = gateway(**FAST)
+    c = gw.anthropic()
+    system = "You summarise quarterly reports for the finance team. " * 600  # well past the cacheable minimum
+    ids = [
+        c.messages.with_raw_response.create(
+            model="claude-haiku-4-5", max_tokens=50, system=system,
+            messages=[{"role": "user", "content": f"report {i}"}], extra_headers=DEFER,
+        ).headers["x-paymaster-job-id"]
+        for i in range(2)
+    ]  # fmt: skip
+    jobs = [wait_job(c, i) for i in ids]
+    sent = [r for r in sim.requests if r["path"] == "/v1/messages/batches" and r["body"]]
+    params = [q["params"] for r in sent for q in r["body"]["requests"]]
+    assert params and all("cache_control" in orjson.dumps(p).decode() for p in params)
+    usage = [j["response"]["usage"] for j in jobs]
+    assert sum(u["cache_creation_input_tokens"] for u in usage) > 0  # written once in the batch …
+    assert sum(u["cache_read_input_tokens"] for u in usage) > 0  # … and read by the other request
+    rows = {r["id"]: r for r in gw.ledger("alice")}
+    for j in jobs:  # cache reads and writes at batch prices: half the real-time price of the same usage
+        assert rows[j["id"]]["cost_nanos"] * 2 - rows[j["id"]]["baseline_cost_nanos"] in (0, 1)

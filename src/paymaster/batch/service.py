@@ -19,6 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -52,6 +53,7 @@ class Batches:
         self.settings = gw.config.batch
         self.tickets: dict[str, Ticket] = {}
         self._polled = 0.0
+        self._posts: set[asyncio.Task[None]] = set()
         self.restored = self.restore()
 
     # -- admission
@@ -272,6 +274,17 @@ class Batches:
         gw.budget.settle(ticket, row)
         j.status, j.cost_nanos, j.error, j.finished = outcome, cost, error, time.time()
         self.queue.finish(j)
+        self.notify(j)
+
+    def notify(self, j: Job) -> None:
+        """POST a finished deferred job to its agent's webhook, off the event loop; at most once (the job stays
+        readable at GET /v1/paymaster/jobs/{id} whatever becomes of the POST)."""
+        agent = self.gw.config.agents.get(j.agent)
+        if agent is None or not agent.webhook or j.grp:
+            return
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(post, agent.webhook, orjson.dumps(job_view(j))))
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
 
     # -- restart
 
@@ -311,6 +324,15 @@ def refused(e: GatewayError, wire: Any, api: str, agent: str, gid: str, custom_i
         model_requested="", body=b"", status="errored", worst_nanos=0, max_tokens=0, day="", month="",
         created=now, grp=gid, custom_id=custom_id, result=wire.error_body(e), error=e.message, finished=now,
     )  # fmt: skip
+
+
+def post(url: str, body: bytes) -> None:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+    except (OSError, ValueError) as e:
+        log.warning("batch: webhook %s failed: %s", url, e)
 
 
 def gw_wire(api: str) -> Any:

@@ -333,6 +333,7 @@ def _task(name: str, tf: TaskFile, base: Task | None) -> Task:
         schema=tf.json_schema if "json_schema" in given else (base.schema if base else None),
         brevity=tf.brevity if "brevity" in given else (base.brevity if base else None),
         tier=tf.tier if "tier" in given else (base.tier if base else DEFAULT_TASK_TIERS.get(name)),
+        defer=bool(tf.defer) if tf.defer is not None else (base.defer if base else False),
     )
 
 
@@ -373,6 +374,8 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
         brevity=af.brevity,
         tasks=agent_tasks,
         tiers=tiers,
+        defer=af.defer,
+        webhook=af.webhook,
     )
 
 

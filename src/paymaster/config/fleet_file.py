@@ -135,6 +135,9 @@ class TaskFile(Part):
     )
     brevity: Text | None = Field(None, description="system-prompt addendum, e.g. 'Respond in JSON only.'")
     tier: Annotated[str, Choice(*TIERS)] | None = Field(None, description="routing: the tier this task type runs on")
+    defer: Flag | None = Field(
+        None, description="calls of this task type go to the batch API at half price (as x-paymaster-defer: true)"
+    )
 
 
 class CachingFile(Part):
@@ -170,6 +173,8 @@ class AgentFile(Part):
     brevity: Text | None = Field(None, description="system-prompt addendum for every call")
     tasks: Section[TaskFile] = Field(default_factory=dict, description="per-task overrides of the fleet's tasks")
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
+    defer: Flag = Field(False, description="every call of this agent goes to the batch API (as x-paymaster-defer)")
+    webhook: Text | None = Field(None, description="URL the gateway POSTs each finished deferred job to (JSON)")
 
 
 class RoutingFile(Part):

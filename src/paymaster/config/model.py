@@ -69,6 +69,7 @@ class Task:
     schema: dict[str, Any] | None = None  # structured output: answers must be JSON of this schema
     brevity: str | None = None  # system-prompt addendum, e.g. "Respond in JSON only. No preamble."
     tier: str | None = None  # routing: the tier this task type runs on (light | standard | heavy)
+    defer: bool = False  # calls of this type go to the batch API (levers/batch.py)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Agent:
     brevity: str | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
+    defer: bool = False  # every call goes to the batch API (levers/batch.py)
+    webhook: str | None = None  # finished deferred jobs are POSTed here (batch/service.py)
 
 
 TIERS = ("light", "standard", "heavy")

@@ -2,7 +2,8 @@
 batch API at half price (`paymaster.batch`); the agent gets 202 and a job id at once.
 
 <deadline>: seconds from now ("3600"), a duration ("90m", "24h", "2d"), an ISO 8601 time, or "true" (no
-deadline: sent when its queue flushes). The pipeline sends a call this lever marked to `Batches` after the
+deadline: sent when its queue flushes). The agent's or the task type's `defer: true` defers every call that
+does not stream, as `true` would. The pipeline sends a call this lever marked to `Batches` after the
 other levers have run (routing tiers, cache breakpoints apply to batched requests as in real time).
 """
 
@@ -56,6 +57,8 @@ class Deferral:
     async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
         v = ctx.headers.get(HEADER)
         if v is None:
+            if (ctx.agent.defer or (ctx.task is not None and ctx.task.defer)) and not call.stream:
+                ctx.state[self.name] = Deferred(None)  # by setting (a streamed call stays real-time)
             return None
         if call.stream:
             raise BadRequest("a deferred call cannot stream: drop stream or x-paymaster-defer", param="stream")
