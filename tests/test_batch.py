@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
-import orjson
 import openai
+import orjson
 import pytest
 from anthropic.types import Message
 from conftest import Running

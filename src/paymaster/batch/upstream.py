@@ -52,13 +52,14 @@ def split(jobs: list[Job], api: str, max_count: int, max_bytes: int) -> list[lis
     """Jobs in chunks each within the provider's limits and the configured flush size."""
     count, size = LIMITS[api]
     count, size = min(count, max_count), min(size, max_bytes)
+    envelope = 16  # {"requests":[…]} around Anthropic's lines
     out: list[list[Job]] = [[]]
-    used = 0
+    used = envelope
     for j in jobs:
-        n = len(j.body) + len(j.id) + 80
+        n = len(j.body) + len(j.id) + 80  # the line around the body, its separator included
         if out[-1] and (len(out[-1]) >= count or used + n > size):
             out.append([])
-            used = 0
+            used = envelope
         out[-1].append(j)
         used += n
     return [c for c in out if c]
