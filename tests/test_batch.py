@@ -173,8 +173,8 @@ def test_a_task_type_setting_defers_and_the_agents_webhook_hears_of_the_result(g
     srv = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        alice = {"model": "claude-haiku-4-5", "daily_usd": 5, "max_tokens": 2048,
-                 "webhook": f"http://127.0.0.1:{srv.server_port}/done", "tasks": {"nightly": {"defer": True}}}  # fmt: skip
+        hook = f"http://127.0.0.1:{srv.server_port}/done"
+        alice = {"model": "claude-haiku-4-5", "daily_usd": 5, "webhook": hook, "tasks": {"nightly": {"defer": True}}}
         gw = gateway(agents={"alice": alice}, tasks={"nightly": {}}, **FAST)
         c = gw.anthropic()
         raw = c.messages.with_raw_response.create(

@@ -79,11 +79,22 @@ def response_cache_shows(gw: Any, sim: Any) -> bool:
     return hit
 
 
+def batch_shows(gw: Any, sim: Any) -> bool:
+    """A call sent with x-paymaster-defer is queued for the batch API and answered 202 with a job id."""
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "later"}],
+        extra_headers={"x-paymaster-defer": "24h"},
+    )  # fmt: skip
+    assert raw.status_code in (200, 202)  # without the lever the header is ignored: answered in real time
+    return raw.status_code == 202 and raw.headers["x-paymaster-job-id"].startswith("pm_")
+
+
 SHOWS: dict[str, Callable[[Any, Any], bool]] = {
     "output": output_shows,
     "routing": routing_shows,
     "caching": caching_shows,
     "response_cache": response_cache_shows,
+    "batch": batch_shows,
 }
 
 

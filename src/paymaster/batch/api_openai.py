@@ -18,8 +18,8 @@ from urllib.parse import parse_qs
 import orjson
 
 from .. import multipart
-from ..errors import BadRequest, MethodNotAllowed, NotFound, TooLarge
-from ..http import Receive, Scope, Send, header_map, json_response, read_json, respond
+from ..errors import BadRequest, MethodNotAllowed, NotFound
+from ..http import Receive, Scope, Send, header_map, json_response, read_body, read_json, respond
 from .queue import OPEN, Job
 
 if TYPE_CHECKING:
@@ -69,18 +69,9 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
 
 
 async def upload(gw: Gateway, agent: str, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:
-    limit = gw.config.max_body_bytes
-    chunks, size, more = [], 0, True
-    while more:
-        msg = await receive()
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"the file exceeds the gateway's limit of {limit} bytes")
-        chunks.append(chunk)
-        more = msg.get("more_body", False)
+    raw = await read_body(receive, h, gw.config.max_body_bytes)
     try:
-        form = multipart.parse(h.get(b"content-type", b"").decode("latin-1"), b"".join(chunks))
+        form = multipart.parse(h.get(b"content-type", b"").decode("latin-1"), raw)
     except ValueError as e:
         raise BadRequest(str(e)) from None
     if "file" not in form or "purpose" not in form:

@@ -14,16 +14,13 @@ expired. Limits: 100,000 requests or 256 MB per batch; custom_id ^[a-zA-Z0-9_-]{
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 
 from .asgi import Reply, json_reply
-from .batch_common import BatchFaults, Outcomes, Run, rfc3339, shuffled
+from .batch_common import BatchAPI, Outcomes, rfc3339, shuffled
 from .ids import new_id
 
 MAX_REQUESTS = 100_000
@@ -43,18 +40,8 @@ class Batch:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-class AnthropicBatches:
-    def __init__(self, run: Run, error: Callable[[int, str], Reply], clock: Callable[[], float] = time.time) -> None:
-        self.run = run
-        self.error = error
-        self.clock = clock
-        self.batch_s = 0.3
-        self.faults = BatchFaults()
-        self.batches: dict[str, Batch] = {}
-
-    def reset(self) -> None:
-        self.batches.clear()
-        self.faults.clear()
+class AnthropicBatches(BatchAPI):
+    batches: dict[str, Batch]
 
     def handle(self, method: str, path: str, query: bytes, raw: bytes, base: str) -> Reply:
         rest = path[len(PREFIX) :].strip("/")
@@ -119,19 +106,13 @@ class AnthropicBatches:
         return json_reply(200, self.view(b, base))
 
     def list(self, query: bytes, base: str) -> Reply:
-        q = parse_qs(query.decode())
-        limit = int(q.get("limit", ["20"])[0])
-        items = sorted(self.batches.values(), key=lambda b: b.created, reverse=True)
-        ids = [b.id for b in items]
-        if "after_id" in q and q["after_id"][0] in ids:
-            items = items[ids.index(q["after_id"][0]) + 1 :]
-        page = items[:limit]
+        page, more = self.page(query, "after_id")
         data = [self.view(b, base) for b in page]
         return json_reply(
             200,
             {
                 "data": data,
-                "has_more": len(items) > limit,
+                "has_more": more,
                 "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None,
             },

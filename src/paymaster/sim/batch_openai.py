@@ -16,13 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 
 from .. import multipart
 from .asgi import Reply, json_reply
-from .batch_common import BatchFaults, Outcomes, Run, shuffled
+from .batch_common import BatchAPI, Outcomes, Run, shuffled
 from .ids import new_id
 
 MAX_REQUESTS = 50_000
@@ -69,20 +68,16 @@ class Batch:
     final: str | None = None
 
 
-class OpenAIBatches:
+class OpenAIBatches(BatchAPI):
+    batches: dict[str, Batch]
+
     def __init__(self, run: Run, error: Callable[..., Reply], clock: Callable[[], float] = time.time) -> None:
-        self.run = run
-        self.error = error
-        self.clock = clock
-        self.batch_s = 0.3
-        self.faults = BatchFaults()
+        super().__init__(run, error, clock)
         self.files: dict[str, File] = {}
-        self.batches: dict[str, Batch] = {}
 
     def reset(self) -> None:
+        super().reset()
         self.files.clear()
-        self.batches.clear()
-        self.faults.clear()
 
     def handle(self, method: str, path: str, query: bytes, headers: dict[str, str], raw: bytes) -> Reply:
         parts = path.strip("/").split("/")[1:]  # after "v1"
@@ -177,13 +172,8 @@ class OpenAIBatches:
         return lines, errors
 
     def list(self, query: bytes) -> Reply:
-        q = parse_qs(query.decode())
-        limit = int(q.get("limit", ["20"])[0])
-        items = sorted(self.batches.values(), key=lambda b: b.created, reverse=True)
-        ids = [b.id for b in items]
-        if "after" in q and q["after"][0] in ids:
-            items = items[ids.index(q["after"][0]) + 1 :]
-        data = [self.view(b) for b in items[:limit]]
+        page, more = self.page(query, "after")
+        data = [self.view(b) for b in page]
         return json_reply(
             200,
             {
@@ -191,7 +181,7 @@ class OpenAIBatches:
                 "data": data,
                 "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None,
-                "has_more": len(items) > limit,
+                "has_more": more,
             },
         )
 
