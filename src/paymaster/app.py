@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 
-from . import admin, model_route
+from . import admin, dashboard, model_route
 from .admission import Admission
 from .batch import api_anthropic as batch_anthropic
 from .batch import api_openai as batch_openai
 from .batch import routes as batch_routes
 from .batch.service import Batches
-from .blackboard import Blackboard
+from .blackboard import Blackboard, stored_events
 from .budget import Budget
 from .call import Call
 from .config import PRICE_PROVIDER, Agent, Config, Task
@@ -32,9 +32,13 @@ from .exchange import Exchange, Forwarder, remaining_headers
 from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
+from .metrics import Metrics
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .settle import Settler, answered
+from .store import shared_events
+from .store.row import LedgerRow
+from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 from .upstream_errors import Retry, fail
 from .wire import Wire, translate
@@ -51,12 +55,19 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.board = Blackboard(list(config.agents))
-        self.store = SQLiteStore(config.ledger, config.durability)
-        try:
-            self.recovered = self.store.recover(clock())  # takes the ledger: one writer (LedgerLocked if not)
-        except BaseException:
-            self.store.close()
-            raise
+        self.store: SQLiteStore | SharedStore
+        self.recovered: list[LedgerRow] = []
+        if config.shared is not None:  # replicas: Redis counters + Postgres ledger, opened at start
+            sh = config.shared
+            self.store = SharedStore(sh.redis_url, sh.postgres_url, config.timezone, sh.lease_s)
+        else:
+            self.store = SQLiteStore(config.ledger, config.durability)
+            try:
+                self.recovered = self.store.recover(clock())  # takes the ledger: one writer (LedgerLocked if not)
+            except BaseException:
+                self.store.close()
+                raise
+            stored_events(self.store, self.board)
         self.store.on_error = lambda e: self.board.publish("ledger.failing", reason=self.store.failing)
         self.store.on_ok = lambda: self.board.publish("ledger.writable")
         for row in self.recovered:
@@ -68,7 +79,10 @@ class Gateway:
             hooked(self.levers, h) for h in ("apply", "shape", "fallback", "retried")
         )
         self.admission = Admission(config, self.budget, self.rates_of)
-        self.exchange = Forwarder(self.budget, Settler(self.budget, hooked(self.levers, "settled")))
+        self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
+        self.exchange = Forwarder(
+            self.budget, Settler(self.budget, hooked(self.levers, "settled"), self.metrics.settled)
+        )
         self.admin = admin.Admin(config, self.store, self.budget, self.board, clock)
         self.batches = Batches(self)  # deferred calls and batches: a durable queue beside the ledger
         self._tasks: set[asyncio.Task[None]] = set()
@@ -101,6 +115,8 @@ class Gateway:
                 return
 
     async def start(self) -> None:
+        if isinstance(self.store, SharedStore):
+            await shared_events.connect(self.store, self.board)
         self._tasks.add(asyncio.create_task(self._tick()))
         self._tasks.add(asyncio.create_task(self.batches.run()))
 
@@ -109,16 +125,21 @@ class Gateway:
             task.cancel()
         for up in self.upstreams.values():
             await up.close()
+        if isinstance(self.store, SharedStore):
+            await self.store.aclose()
         self.store.close()
+        self.metrics.log.close()
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.board.expire(self.clock())
+            self.metrics.log.flush()
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         api: Wire = wire_anthropic if path.startswith("/v1/messages") else wire_openai
+        trace = self.metrics.begin(path)  # None unless a call endpoint
         try:
             handler = self.routes.get((method, path))
             if handler is not None:
@@ -133,14 +154,21 @@ class Gateway:
                 await admin.handle(self.admin, scope, receive, send)
             elif method == "GET" and path.startswith(model_route.PREFIX):
                 await model_route.retrieve(self, scope, receive, send)
+            elif path == "/metrics" or path == "/dashboard" or path.startswith("/dashboard/"):
+                await dashboard.handle(self, scope, receive, send)
             elif any(p == path for _, p in self.routes):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise NotFound(f"no route {method} {path}")
         except GatewayError as e:
+            if trace is not None:
+                trace.error = e
             if path.startswith("/v1/models") and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
+        finally:
+            if trace is not None:
+                self.metrics.end(trace, scope)
 
     async def refuse(self, send: Send, api: Wire, e: GatewayError) -> None:
         final = e.status in (402, 413) or (isinstance(e, UpstreamFailed) and not e.retry)
@@ -261,7 +289,7 @@ class Gateway:
 
     async def answer(self, call: Call, answer: Answer, send: Send) -> None:
         """A lever answered in the provider's place: booked at zero cost, sent as the provider's would be."""
-        call_id = answered(call, answer, self.store, self.budget, self.clock())
+        call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled)
         headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
 

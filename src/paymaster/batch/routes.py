@@ -51,6 +51,7 @@ async def jobs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     from ..http import header_map
 
     agent = gw.agent(header_map(scope))
+    gw.batches.check()
     parts = scope["path"][len(PREFIX) :].strip("/").split("/")
     if parts == [""]:
         q = parse_qs(scope.get("query_string", b"").decode())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, Gatew
 from ..levers.base import LeverContext
 from ..pricing import from_nanos, to_nanos
 from ..store.row import LedgerRow
+from ..store.sqlite import SQLiteStore
 from ..wire import translate
 from . import upstream
 from .prices import batch_rates
@@ -49,18 +51,30 @@ IN_BATCH_SKIPS = ("batch", "response_cache")  # deferral itself; an answer from 
 class Batches:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.queue = Queue(gw.store.conn)
+        store = gw.store
+        # the queue lives beside the SQLite ledger; replicas (Redis + Postgres) have no batch queue yet
+        self.available = isinstance(store, SQLiteStore)
+        self.queue = Queue(store.conn if isinstance(store, SQLiteStore) else sqlite3.connect(":memory:"))
         self.settings = gw.config.batch
         self.tickets: dict[str, Ticket] = {}
         self._polled = 0.0
         self._posts: set[asyncio.Task[None]] = set()
-        self.restored = self.restore()
+        self.restored = self.restore() if self.available else 0
+
+    def check(self) -> None:
+        """Refuse batch work where the gateway has no batch queue (replicas sharing Redis and Postgres)."""
+        if not self.available:
+            raise BadRequest(
+                "deferred calls and batches need the SQLite ledger: this gateway runs as a replica "
+                "(reservations: Redis, ledger: Postgres), where the batch queue is not available yet"
+            )
 
     # -- admission
 
     async def admit(self, call: Call, ctx: LeverContext, source: dict[str, Any], deadline: float | None,
                     grp: str = "", custom_id: str = "") -> Job:  # fmt: skip
         """Shape, bound at batch prices and hold the call's worst case; the job (not yet durable)."""
+        self.check()
         gw = self.gw
         wire, _, up = gw.shape(call, ctx, source)
         rates = batch_rates(gw.config, call.model)
@@ -171,7 +185,7 @@ class Batches:
     # -- the loop
 
     async def run(self) -> None:
-        while True:
+        while self.available:
             await asyncio.sleep(min(1.0, self.settings.flush_age_s / 4, self.settings.poll_s))
             try:
                 await self.tick()

@@ -29,9 +29,11 @@ from .model import (
     Caching,
     Config,
     Model,
+    Observability,
     Provider,
     ResponseCache,
     Routing,
+    Shared,
     Task,
     cache_scope,
     hash_key,
@@ -186,7 +188,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         timezone=ZoneInfo(f.timezone),
         host=f.listen.host,
         port=f.listen.port,
-        ledger=f.ledger,
+        ledger=f.store or f.ledger,
         durability=f.durability,
         admin_key_hash=admin_hash,
         max_body_bytes=f.limits.max_body_mb * 1024 * 1024,
@@ -201,8 +203,18 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         prices=prices,
         routing=routing,
         batch=Batching(f.batch.flush_count, f.batch.flush_mb * 1024 * 1024, f.batch.flush_age_s, f.batch.poll_s),
+        observability=_observability(f, base),
         translation=f.translation.policy,
+        shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
+
+
+def _observability(f: FleetFile, base: Path | None) -> Observability:
+    o = f.observability
+    log = o.access_log
+    if log not in ("stderr", "off") and base is not None and not Path(log).is_absolute():
+        log = str(base / log)
+    return Observability(log, o.log_prompts, o.metrics_max_series)
 
 
 def _key_hash(sha256: str | None, var: str | None, env: Mapping[str, str]) -> str | None:

@@ -146,6 +146,25 @@ class Batching:
 
 
 @dataclass(frozen=True)
+class Observability:
+    """Issue 11: the access log and /metrics (metrics.py)."""
+
+    access_log: str = "stderr"  # "stderr" | "off" | a file path (resolved against fleet.yaml's folder)
+    log_prompts: bool = False  # the fleet opts in to the request body in each access-log line
+    metrics_max_series: int = 1000  # (agent, model) pairs /metrics keeps apart; the rest fold into agent="_other"
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Replicas sharing one budget (issue 15): live counters in Redis, the ledger in Postgres."""
+
+    redis_url: str  # `reservations:`
+    postgres_url: str  # `ledger:`
+    lease_s: float = 10.0  # `replica_lease_s:`
+    on_outage: str = "refuse"  # `on_store_outage:` refuse | admit_unmetered
+
+
+@dataclass(frozen=True)
 class Config:
     timezone: ZoneInfo
     host: str
@@ -165,7 +184,9 @@ class Config:
     prices: PriceTable
     routing: Routing = Routing()
     batch: Batching = Batching()
+    observability: Observability = Observability()
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
+    shared: Shared | None = None  # replicas: Redis counters + Postgres ledger
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 
