@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--overhead-calls", type=int, default=2000)
     ap.add_argument("--no-pin", action="store_true")
     args = ap.parse_args()
-    more = {"batch": {"flush_count": 1000, "flush_age_s": 1, "poll_s": 0.5}}
+    more = {"batch": {"flush_count": 1000, "flush_age_s": 1, "poll_s": 0.5}, "observability": {"access_log": "off"}}
     with stack({"rt": AGENT, "deferred": AGENT}, pin=not args.no_pin, more=more) as st:
         print(st.layout())
         cpu0 = cpu_seconds(st.gateway_pid)
