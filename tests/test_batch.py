@@ -65,6 +65,7 @@ def test_deferred_anthropic_call_is_settled_at_the_batch_price(gateway: Any, sim
     real = to_nanos(gw.gw.rates_of("claude-haiku-4-5").cost(usage))
     assert row["status"] == "ok" and row["cost_nanos"] == batch and batch * 2 == real
     assert row["baseline_cost_nanos"] == real and row["cost_nanos"] <= row["worst_nanos"]
+    assert orjson.loads(row["savings"]) == {"batch": real - batch}  # the batch discount, as its own lever's saving
     assert Decimal(job["cost_usd"]) == Decimal(row["cost_usd"])
     assert all(
         w["reserved_usd"] == "0.000000" for a in gw.admin("/admin/agents").json()["agents"] for w in a["windows"]

@@ -10,6 +10,7 @@ failures `upstream_errors.py` maps in one table), settlement (`settle.py`). Admi
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -17,15 +18,16 @@ from typing import Any
 
 import orjson
 
-from . import admin, dashboard, model_route
+from . import admin, dashboard, feedback, model_route, savings
 from .admission import Admission
+from .alerts import Alerts
 from .batch import api_anthropic as batch_anthropic
 from .batch import api_openai as batch_openai
 from .batch import routes as batch_routes
 from .batch.service import Batches
 from .blackboard import Blackboard, stored_events
 from .budget import Budget
-from .call import Call
+from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config, Task
 from .errors import BadRequest, BudgetBusy, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
 from .exchange import Exchange, Forwarder, remaining_headers
@@ -80,12 +82,15 @@ class Gateway:
         )
         self.admission = Admission(config, self.budget, self.rates_of)
         self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
+        self.undoers = hooked(self.levers, "undo")  # savings attribution (savings.py)
         self.exchange = Forwarder(
-            self.budget, Settler(self.budget, hooked(self.levers, "settled"), self.metrics.settled)
+            self.budget,
+            Settler(self.budget, hooked(self.levers, "settled"), self.metrics.settled, self.undoers, self.price),
         )
-        self.admin = admin.Admin(config, self.store, self.budget, self.board, clock)
+        self.admin = admin.Admin(config, self.store, self.budget, self.board, clock, self.routing_view)
         self.batches = Batches(self)  # deferred calls and batches: a durable queue beside the ledger
         self._tasks: set[asyncio.Task[None]] = set()
+        self.alerts = Alerts(config, self.board, self.budget, clock)  # projections and webhooks (alerts.py)
         self.routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/messages"): self.messages,
             ("POST", "/v1/chat/completions"): self.chat_completions,
@@ -93,6 +98,7 @@ class Gateway:
             ("POST", "/v1/messages/count_tokens"): self.count_tokens,
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/healthz"): self.health,
+            ("POST", "/v1/paymaster/feedback"): functools.partial(feedback.handle, self),  # routing feedback
         }
 
     # -- ASGI ----------------------------------------------------------------------------------------
@@ -119,12 +125,15 @@ class Gateway:
             await shared_events.connect(self.store, self.board)
         self._tasks.add(asyncio.create_task(self._tick()))
         self._tasks.add(asyncio.create_task(self.batches.run()))
+        self._tasks.update(self.alerts.tasks())
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         for up in self.upstreams.values():
             await up.close()
+        for lever in hooked(self.levers, "close"):  # levers that keep state across restarts (routing)
+            lever.close()
         if isinstance(self.store, SharedStore):
             await self.store.aclose()
         self.store.close()
@@ -218,7 +227,7 @@ class Gateway:
         for lever in self.appliers:  # 3. the levers, in list order (an Answer ends the call)
             answer = await lever.apply(call, ctx)
             if answer is not None:
-                return await self.answer(call, answer, send)
+                return await self.answer(call, answer, ctx, send)
         if call.max_tokens is None:  # output control sets a ceiling; without it, the agent's own
             call.max_tokens = agent.max_tokens
         if call.model not in self.config.models:  # "auto" that no lever routed
@@ -287,11 +296,21 @@ class Gateway:
             lever.shape(call, ctx)
         return target, self.rates_of(call.model), self.upstreams[m.provider.name]
 
-    async def answer(self, call: Call, answer: Answer, send: Send) -> None:
+    async def answer(self, call: Call, answer: Answer, ctx: LeverContext, send: Send) -> None:
         """A lever answered in the provider's place: booked at zero cost, sent as the provider's would be."""
-        call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled)
+        saved = savings.of_levers(self.undoers, self.price, Bill(answer.model, Usage()), 0, call, ctx)
+        call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled, saved)
         headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
+
+    def lever(self, name: str) -> Any:
+        """The running lever called `name`, or None when this gateway runs without it."""
+        return next((lever for lever in self.levers if lever.name == name), None)
+
+    def routing_view(self) -> dict[str, Any]:
+        """What routing learnt (GET /admin/routing); empty without the routing lever."""
+        routing = self.lever("routing")
+        return routing.router.view() if routing is not None else {}
 
     # -- what the levers may use (levers.base.Services) ---------------------------------------------
 

@@ -273,6 +273,8 @@ class Batches:
             j.result = orjson.dumps(body) if body is not None else None
             error = f"batch request {outcome}"
         status = {"succeeded": "ok", "errored": "upstream_error"}.get(outcome, outcome)
+        # the batch discount is the batch lever's saving (savings.py: batch puts back the real-time price)
+        saved = orjson.dumps({"batch": j.realtime_nanos - cost}).decode() if j.realtime_nanos else "{}"
         row = LedgerRow(
             id=j.id, ts=j.created, agent=j.agent, api=j.api, provider=j.provider, model_requested=j.model_requested,
             model=j.model, status=status, cost_usd=str(from_nanos(cost)), cost_nanos=cost, day=j.day, month=j.month,
@@ -280,7 +282,7 @@ class Batches:
             cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
             cache_write_1h_tokens=usage.cache_write_1h_tokens, max_tokens=j.max_tokens, reconcile=reconcile,
             error=error, task=j.task, uncached_cost_nanos=cost, baseline_cost_nanos=j.realtime_nanos or cost,
-            route="batch",
+            route="batch", savings=saved,
         )  # fmt: skip
         if cost > j.worst_nanos:
             log.warning("batch job %s cost %s above its reserved worst case %s", j.id, cost, j.worst_nanos)

@@ -19,22 +19,30 @@ from pydantic import BaseModel, ValidationError
 
 from ..pricing import OVERRIDE_KEYS, PriceTable, UnknownModel
 from .errors import ConfigError, Problems, path_of
-from .fleet_file import AgentFile, FleetFile, ProviderFile, RoutingFile, TaskFile
+from .fleet_file import AgentFile, CompressionFile, FleetFile, ProviderFile, RoutingFile, TaskFile
 from .model import (
     DEFAULT_TASK_TIERS,
     PRICE_PROVIDER,
     TIERS,
     Agent,
+    AlertSettings,
     Batching,
     Caching,
+    Compression,
     Config,
+    Html,
     Model,
     Observability,
     Provider,
+    Prune,
     ResponseCache,
     Routing,
     Shared,
+    Strip,
+    Summarise,
     Task,
+    ToolRule,
+    Webhook,
     cache_scope,
     hash_key,
 )
@@ -178,7 +186,8 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
     if not f.agents:
         problems.add("agents", "at least one agent is required")
 
-    routing = _routing(f.routing)
+    alerts = _alerts(f, env, problems)
+    routing = _routing(f.routing, base)
     for model, chain in routing.fallbacks.items():
         for i, m in enumerate((model, *chain)):
             resolve(m, f"routing.fallbacks.{model}" + (f"[{i - 1}]" if i else ""))
@@ -203,10 +212,24 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         prices=prices,
         routing=routing,
         batch=Batching(f.batch.flush_count, f.batch.flush_mb * 1024 * 1024, f.batch.flush_age_s, f.batch.poll_s),
+        alerts=alerts,
         observability=_observability(f, base),
         translation=f.translation.policy,
         shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
+
+
+def _alerts(f: FleetFile, env: Mapping[str, str], problems: Problems) -> AlertSettings:
+    """`alerts:` (issue 11): per-agent thresholds, the projection check, webhooks with their secrets."""
+    for name in f.alerts.thresholds:
+        if name not in f.agents:
+            problems.add(f"alerts.thresholds.{name}", "no such agent")
+    hooks = tuple(
+        Webhook(w.url, env.get(w.secret_env, ""), w.format, tuple(w.events), w.timeout_s, w.retries, w.backoff_s)
+        for w in f.alerts.webhooks
+    )
+    thresholds = {n: tuple(sorted(t)) for n, t in f.alerts.thresholds.items()}
+    return AlertSettings(thresholds, f.alerts.projected, f.alerts.check_s, hooks)
 
 
 def _observability(f: FleetFile, base: Path | None) -> Observability:
@@ -388,10 +411,43 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
         tiers=tiers,
         defer=af.defer,
         webhook=af.webhook,
+        compression=_compression(
+            CompressionFile() if af.compression is None and "compression" in af.model_fields_set else af.compression,
+            path,
+            allowed,
+        ),  # `compression:` alone (null) is the block with its defaults, like every other section
     )
 
 
-def _routing(r: RoutingFile) -> Routing:
+def _compression(c: CompressionFile | None, path: str, allowed: tuple[str, ...]) -> Compression:
+    """agents.<name>.compression → the lever's settings (issue 13); off without the block."""
+    if c is None:
+        return Compression()
+    if c.summarise.model is not None and c.summarise.model not in allowed:
+        raise ConfigError(f"{path}.compression.summarise.model: {c.summarise.model!r} is not one of the agent's models")
+    p, st, su = c.prune, c.strip, c.summarise
+
+    def keys(names: list[str]) -> frozenset[str]:
+        return frozenset(k.lower().replace("-", "_") for k in names)
+
+    return Compression(
+        enabled=c.enabled,
+        prune=Prune(
+            enabled=p.enabled,
+            min_tokens=p.min_tokens,
+            max_items=p.max_items,
+            drop_empty=p.drop_empty,
+            noise_keys=keys(p.noise_keys) if p.noise_keys is not None else None,
+            extra_noise_keys=keys(p.extra_noise_keys),
+            tools={name: ToolRule(tuple(t.keep), t.max_items) for name, t in p.tools.items()},
+        ),
+        html=Html(c.html.enabled),
+        strip=Strip(st.enabled, st.base64_min_chars, st.boilerplate_min_chars),
+        summarise=Summarise(su.enabled, su.threshold_tokens, su.keep_turns, su.keep_tokens, su.model, su.max_tokens),
+    )
+
+
+def _routing(r: RoutingFile, base: Path | None) -> Routing:
     share = r.target_heavy_share if r.target_heavy_share is not None else (None if r.min_quality is not None else 0.3)
     return Routing(
         target_heavy_share=share,
@@ -400,4 +456,11 @@ def _routing(r: RoutingFile) -> Routing:
         cooldown_s=r.cooldown_s,
         allow_pricier_fallback=r.allow_pricier_fallback,
         degrade_at=r.degrade_at,
+        share_window=r.share_window,
+        share_warmup=r.share_warmup,
+        state=str(base / r.state) if r.state is not None and base is not None else r.state,  # beside fleet.yaml
+        cascade=tuple(r.cascade),
+        feedback_tasks=tuple(r.feedback_tasks),
+        feedback_floor=r.feedback_floor,
+        feedback_explore=r.feedback_explore,
     )

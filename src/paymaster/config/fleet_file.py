@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from ..pricing import OVERRIDE_KEYS
-from .model import PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
+from .model import ALERT_EVENTS, PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
 from .values import (
     POSTGRES_SCHEMES,
     AdmissionWait,
@@ -27,6 +27,7 @@ from .values import (
     Flag,
     Fraction,
     Hosts,
+    KeepPath,
     Ledger,
     ModelList,
     ObjectSchema,
@@ -55,6 +56,12 @@ class Part(BaseModel):
     @classmethod
     def _empty(cls, v: Any) -> Any:
         return none_is_empty(v)
+
+
+def _http_url(v: str) -> str:
+    if not isinstance(v, str) or not v.startswith(("http://", "https://")):
+        raise fail(f"must be an http(s) URL, got {v!r}")
+    return v
 
 
 # -- the sections -----------------------------------------------------------------------------------------------
@@ -159,6 +166,70 @@ class Tiers(Part):
     heavy: Text | None = None
 
 
+# --- compression (issue 13) ------------------------------------------------------------------------------------
+
+
+class ToolRuleFile(Part):
+    keep: list[KeepPath] = Field(
+        default_factory=list, description="paths of the values to keep: data.price, items[*].title, items[0].url"
+    )
+    max_items: Annotated[int, Whole(1, 100_000)] | None = Field(None, description="array length kept for this tool")
+
+
+class PruneFile(Part):
+    enabled: Flag = Field(True, description="JSON tool results: noise keys, empty values, long arrays, whitespace")
+    min_tokens: Annotated[int, Whole(0, 10_000_000)] = Field(
+        256, description="tool results smaller than this (about 4 bytes a token) are sent as they are"
+    )
+    max_items: Annotated[int, Whole(1, 100_000)] = Field(
+        20, description="longer arrays keep their first max_items and say how many were omitted"
+    )
+    drop_empty: Flag = Field(True, description="drop null, empty-string, empty-list and empty-object values")
+    noise_keys: list[Text] | None = Field(None, description="keys dropped wherever they are (replaces the defaults)")
+    extra_noise_keys: list[Text] = Field(default_factory=list, description="keys dropped, added to the defaults")
+    tools: Section[ToolRuleFile] = Field(default_factory=dict, description="per-tool keep-rules, by tool name")
+
+
+class HtmlFile(Part):
+    enabled: Flag = Field(True, description="HTML tool results become readable text")
+
+
+class StripFile(Part):
+    enabled: Flag = Field(True, description="JSON inside strings, base64 blobs, repeated boilerplate lines")
+    base64_min_chars: Annotated[int, Whole(16, 10_000_000)] = Field(
+        256, description="base64 runs this long become a placeholder with their size"
+    )
+    boilerplate_min_chars: Annotated[int, Whole(8, 500)] = Field(
+        40, description="a line this long said in an earlier tool result of the conversation is left out"
+    )
+
+
+class SummariseFile(Part):
+    enabled: Flag = Field(True, description="summarise older turns of long conversations")
+    threshold_tokens: Annotated[int, Whole(1, 10_000_000)] = Field(
+        20_000, description="summarise when the context as sent by the agent is above this"
+    )
+    keep_turns: Annotated[int, Whole(1, 10_000)] = Field(4, description="latest messages always kept verbatim")
+    keep_tokens: Annotated[int, Whole(0, 10_000_000)] = Field(
+        6_000, description="… and as many more as fit in this many tokens"
+    )
+    model: Text | None = Field(
+        None, description="the summariser (one of the agent's models); default: its light tier, else its cheapest"
+    )
+    max_tokens: Annotated[int, Whole(64, 100_000)] = Field(1_024, description="the summary's output ceiling")
+
+
+class CompressionFile(Part):
+    enabled: Flag = Field(True, description="compression on (the block's presence turns it on)")
+    prune: PruneFile = Field(default_factory=PruneFile, description="tool-result pruning")
+    html: HtmlFile = Field(default_factory=HtmlFile, description="HTML → text")
+    strip: StripFile = Field(default_factory=StripFile, description="verbose-response stripping")
+    summarise: SummariseFile = Field(default_factory=SummariseFile, description="conversation summarisation")
+
+
+# --- end compression -------------------------------------------------------------------------------------------
+
+
 class AgentFile(Part):
     key_env: EnvVar | None = Field(None, description="environment variable holding the agent's key")
     key_sha256: Sha256 | None = Field(None, description="SHA-256 of the agent's key (`paymaster keys new`)")
@@ -178,6 +249,9 @@ class AgentFile(Part):
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
     defer: Flag = Field(False, description="every call of this agent goes to the batch API (as x-paymaster-defer)")
     webhook: Text | None = Field(None, description="URL the gateway POSTs each finished deferred job to (JSON)")
+    compression: CompressionFile | None = Field(
+        None, description="context compression (off without this block; every technique on with it)"
+    )
 
 
 class RoutingFile(Part):
@@ -193,11 +267,31 @@ class RoutingFile(Part):
     degrade_at: DegradeAt = Field(
         0.8, description="share of a cap past which an auto agent runs one tier down (0 < x <= 1; 1: never)"
     )
+    # -- routing on unseen traffic (issue 14; levers/routing_share.py, routing_cascade.py, routing_bandit.py) --
+    share_window: Annotated[int, Whole(1, 1_000_000)] = Field(
+        1000, description="the heavy threshold is the quantile of this many recent scores per agent x task type"
+    )
+    share_warmup: Annotated[int, Whole(1, 1_000_000)] = Field(
+        50, description="scores seen before the running quantile replaces the reference threshold"
+    )
+    state: Text | None = Field(None, description="routing state file (share windows, bandit); default <ledger>.routing")
+    cascade: list[Text] = Field(
+        default_factory=list, description="task types answered light-first, checked, escalated on failure"
+    )
+    feedback_tasks: list[Text] = Field(
+        default_factory=list, description="task types whose tier a bandit learns from POST /v1/paymaster/feedback"
+    )
+    feedback_floor: Fraction = Field(0.9, description="success rate the learnt tier must keep (0 < x <= 1)")
+    feedback_explore: Fraction = Field(0.05, description="most of the calls that may explore a cheaper, unproven tier")
 
     @model_validator(mode="after")
     def _one_threshold(self) -> RoutingFile:
         if {"target_heavy_share", "min_quality"} <= self.model_fields_set:
             raise fail("give target_heavy_share or min_quality, not both")
+        if self.share_warmup > self.share_window:
+            raise fail("share_warmup must not exceed share_window")
+        if self.feedback_floor <= 0:
+            raise fail("feedback_floor must be above 0")
         return self
 
 
@@ -208,6 +302,29 @@ class BatchFile(Part):
     flush_mb: Annotated[int, Whole(1, 200)] = Field(50, description="… or at this many MiB of requests")
     flush_age_s: Seconds = Field(60, description="… or when its oldest call has waited this long")
     poll_s: Seconds = Field(30, description="how often the provider's batches are polled")
+
+
+class WebhookFile(Part):
+    url: Annotated[str, PlainValidator(_http_url), WithJsonSchema({"type": "string", "pattern": "^https?://"})] = Field(
+        description="where events are POSTed (http or https)"
+    )
+    secret_env: EnvVar = Field(description="environment variable holding the HMAC-SHA256 signing secret")
+    format: Annotated[str, Choice("json", "slack")] = Field(
+        "json", description="json: the event; slack: a Slack incoming-webhook message {text}"
+    )
+    events: list[Text] = Field(list(ALERT_EVENTS), description="event types sent to this webhook")
+    timeout_s: Seconds = Field(5, description="per attempt")
+    retries: Annotated[int, Whole(0, 20)] = Field(5, description="attempts after the first (failures, 408, 429, 5xx)")
+    backoff_s: Seconds = Field(1, description="first retry delay, doubled each retry (waits of at most 60 s)")
+
+
+class AlertsFile(Part):
+    thresholds: Section[list[Threshold]] = Field(
+        default_factory=dict, description="agent -> its own alert thresholds (instead of fleet.alert_thresholds)"
+    )
+    projected: Flag = Field(True, description="budget.projected: a window's burn rate reaches its cap before reset")
+    check_s: Seconds = Field(60, description="seconds between projection checks")
+    webhooks: list[WebhookFile] = Field(default_factory=list, description="where alert events are POSTed, signed")
 
 
 class ObservabilityFile(Part):
@@ -272,6 +389,7 @@ class FleetFile(Part):
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
     batch: BatchFile = Field(default_factory=BatchFile, description="deferred calls sent as provider batches")
+    alerts: AlertsFile = Field(default_factory=AlertsFile, description="alert thresholds, projections and webhooks")
     observability: ObservabilityFile = Field(
         default_factory=ObservabilityFile, description="the access log and /metrics"
     )

@@ -92,6 +92,62 @@ class ResponseCache:
     ttl_s: float = 300.0
 
 
+# --- compression (issue 13): agents.<name>.compression, read by levers/compression --------------------------
+
+
+@dataclass(frozen=True)
+class ToolRule:
+    """Per-tool pruning: keep only the values these paths name (`items[*].title`, `data.price`)."""
+
+    keep: tuple[str, ...] = ()
+    max_items: int | None = None  # arrays longer than this are cut (None: the agent's prune.max_items)
+
+
+@dataclass(frozen=True)
+class Prune:
+    enabled: bool = True
+    min_tokens: int = 256  # tool results smaller than this (about 4 bytes a token) are sent as they are
+    max_items: int = 20  # arrays longer than this keep their first max_items and say how many were left out
+    drop_empty: bool = True  # null, "", [] and {} values go
+    noise_keys: frozenset[str] | None = None  # None: the defaults (levers/compression/prune.py NOISE_KEYS)
+    extra_noise_keys: frozenset[str] = frozenset()  # added to the defaults
+    tools: dict[str, ToolRule] = field(default_factory=dict)  # tool name -> rule
+
+
+@dataclass(frozen=True)
+class Html:
+    enabled: bool = True  # HTML tool results → readable text
+
+
+@dataclass(frozen=True)
+class Strip:
+    enabled: bool = True
+    base64_min_chars: int = 256  # base64 runs this long become "[base64 data omitted: N bytes]"
+    boilerplate_min_chars: int = 40  # a line this long said in an earlier tool result is left out
+
+
+@dataclass(frozen=True)
+class Summarise:
+    enabled: bool = True
+    threshold_tokens: int = 20_000  # a call whose context is above this has its older turns summarised
+    keep_turns: int = 4  # the latest messages always sent as they are (a tool call and its result never split)
+    keep_tokens: int = 6_000  # … and as many more as fit in this many tokens
+    model: str | None = None  # the summariser; None: the agent's light tier, else its cheapest allowed model
+    max_tokens: int = 1_024  # the summary's ceiling
+
+
+@dataclass(frozen=True)
+class Compression:
+    enabled: bool = False  # a `compression:` block turns it on (each technique on unless it says otherwise)
+    prune: Prune = Prune()
+    html: Html = Html()
+    strip: Strip = Strip()
+    summarise: Summarise = Summarise()
+
+
+# --- end compression -----------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Agent:
     name: str
@@ -108,6 +164,7 @@ class Agent:
     tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
     defer: bool = False  # every call goes to the batch API (levers/batch.py)
     webhook: str | None = None  # finished deferred jobs are POSTed here (batch/service.py)
+    compression: Compression = Compression()
 
 
 TIERS = ("light", "standard", "heavy")
@@ -133,6 +190,37 @@ class Routing:
     cooldown_s: float = 30.0  # a model that failed is skipped this long
     allow_pricier_fallback: bool = False
     degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
+    # -- routing on unseen traffic (issue 14; levers/routing_share.py, routing_cascade.py, routing_bandit.py) --
+    share_window: int = 1000  # heavy threshold = quantile of this many recent scores per agent x task type
+    share_warmup: int = 50  # scores seen before the running quantile replaces the reference threshold
+    state: str | None = None  # routing state file (windows, bandit); default: "<ledger>.routing"
+    cascade: tuple[str, ...] = ()  # task types answered light-first, checked, escalated on failure
+    feedback_tasks: tuple[str, ...] = ()  # task types whose tier a bandit learns from feedback
+    feedback_floor: float = 0.9  # success rate the chosen tier must keep (per agent x task type)
+    feedback_explore: float = 0.05  # share of calls the bandit may spend exploring cheaper tiers
+
+
+# -- alerts and webhooks (issue 11; src/paymaster/alerts.py) ----------------------------------------------------
+ALERT_EVENTS = ("budget.threshold", "budget.projected", "agent.blocked", "agent.degraded", "ledger.failing")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    secret: str = field(repr=False)  # HMAC-SHA256 key (from secret_env)
+    format: str = "json"  # json | slack
+    events: tuple[str, ...] = ALERT_EVENTS
+    timeout_s: float = 5.0
+    retries: int = 5  # attempts after the first
+    backoff_s: float = 1.0  # first retry delay, doubled each time (at most 60 s)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    thresholds: dict[str, tuple[Decimal, ...]] = field(default_factory=dict)  # per agent, over fleet.alert_thresholds
+    projected: bool = True  # budget.projected: a window's burn rate reaches its cap before it resets
+    check_s: float = 60.0
+    webhooks: tuple[Webhook, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +272,7 @@ class Config:
     prices: PriceTable
     routing: Routing = Routing()
     batch: Batching = Batching()
+    alerts: AlertSettings = AlertSettings()  # issue 11: alerts and webhooks
     observability: Observability = Observability()
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     shared: Shared | None = None  # replicas: Redis counters + Postgres ledger

@@ -96,8 +96,8 @@ def _threshold(v: Any) -> Decimal:
         d = Decimal(v.strip()) if isinstance(v, str) else _number(v)
     except InvalidOperation:
         d = None
-    if d is None or not d.is_finite() or not 0 < d < 1:
-        raise fail(f"must be a fraction between 0 and 1, got {_show(v)}")
+    if d is None or not d.is_finite() or not 0 < d <= 1:
+        raise fail(f"must be a fraction above 0 and at most 1, got {_show(v)}")
     return d
 
 
@@ -231,6 +231,16 @@ def _hosts(v: Any) -> tuple[str, ...]:
     return tuple(hosts)
 
 
+_KEEP_PATH = re.compile(r"(?:\[(?:\*|\d+)\]|[^.\[\]]+)(?:\.[^.\[\]]+|\[(?:\*|\d+)\])*")
+
+
+def _keep_path(v: Any) -> str:
+    """compression keep-rules: `name` / `[*]` / `[3]` steps joined by dots (levers/compression/prune.py)."""
+    if not isinstance(v, str) or not _KEEP_PATH.fullmatch(v.strip()):
+        raise fail(f"must be a path like items[*].title or data.price, got {_show(v)}")
+    return v.strip()
+
+
 def none_is_empty(v: Any) -> Any:
     return {} if v is None else v
 
@@ -298,7 +308,7 @@ CacheSeconds = Annotated[
 Threshold = Annotated[
     Decimal,
     PlainValidator(_threshold),
-    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
 ]
 DegradeAt = Annotated[
     float, PlainValidator(_degrade_at), WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1})
@@ -307,6 +317,7 @@ Hosts = Annotated[
     tuple[str, ...], PlainValidator(_hosts), WithJsonSchema({"type": ["array", "string"], "items": {"type": "string"}})
 ]
 ObjectSchema = Annotated[dict[str, Any], PlainValidator(_json_schema), WithJsonSchema({"type": "object"})]
+KeepPath = Annotated[str, PlainValidator(_keep_path), WithJsonSchema({"type": "string", "minLength": 1})]
 Timezone = Annotated[str, PlainValidator(_timezone), WithJsonSchema({"type": "string"})]
 Ledger = Annotated[str, PlainValidator(_ledger), WithJsonSchema({"type": "string"})]
 Store = Annotated[str, PlainValidator(_store), WithJsonSchema({"type": "string", "pattern": "^sqlite:///."})]

@@ -50,7 +50,7 @@ class AnthropicBatches(BatchAPI):
             if method == "POST":
                 return self.create(raw, base)
             if method == "GET":
-                return self.list(query, base)
+                return self.listing(query, base)
         elif len(parts) == 1:
             b = self.batches.get(parts[0])
             if b is None:
@@ -105,7 +105,7 @@ class AnthropicBatches(BatchAPI):
         self.batches[b.id] = b
         return json_reply(200, self.view(b, base))
 
-    def list(self, query: bytes, base: str) -> Reply:
+    def listing(self, query: bytes, base: str) -> Reply:
         page, more = self.page(query, "after_id")
         data = [self.view(b, base) for b in page]
         return json_reply(

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from .asgi import Reply
+
 Run = Callable[[str, Any], tuple[int, dict[str, Any]]]
 """(wire name, request body) → (HTTP status, response JSON) as the real-time endpoint would answer."""
 
@@ -54,7 +56,7 @@ class Outcomes:
 class BatchAPI:
     """One provider's simulated batch API: its batches, faults and time scale."""
 
-    def __init__(self, run: Run, error: Callable[..., Any], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, run: Run, error: Callable[..., Reply], clock: Callable[[], float] = time.time) -> None:
         self.run = run
         self.error = error  # the provider's error reply (its wire's `error`)
         self.clock = clock

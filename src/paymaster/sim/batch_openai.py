@@ -95,7 +95,7 @@ class OpenAIBatches(BatchAPI):
             if len(parts) == 1 and method == "POST":
                 return self.create(raw)
             if len(parts) == 1 and method == "GET":
-                return self.list(query)
+                return self.listing(query)
             b = self.batches.get(parts[1]) if len(parts) > 1 else None
             if b is None:
                 return self.error(404, f"No batch found with id '{parts[1]}'.")
@@ -171,7 +171,7 @@ class OpenAIBatches(BatchAPI):
             errors.append({"code": "empty_file", "line": None, "message": "The input file is empty."})
         return lines, errors
 
-    def list(self, query: bytes) -> Reply:
+    def listing(self, query: bytes) -> Reply:
         page, more = self.page(query, "after")
         data = [self.view(b) for b in page]
         return json_reply(
@@ -214,31 +214,26 @@ class OpenAIBatches(BatchAPI):
         return status
 
     def _end(self, b: Batch, status: str, stamp: str) -> str:
-        out, err = [], []
+        out: list[dict[str, Any]] = []
+        err: list[dict[str, Any]] = []
         for ln in b.lines:
             cid = ln["custom_id"]
             rid = new_id("batch_req_")
             if status == "cancelled" or cid in b.outcomes.expired or status == "expired":
-                code = "batch_cancelled" if status == "cancelled" else "batch_expired"
+                kind = "batch_cancelled" if status == "cancelled" else "batch_expired"
                 msg = (
                     "This request was cancelled."
-                    if code == "batch_cancelled"
+                    if kind == "batch_cancelled"
                     else "This request could not be executed before the completion window expired."
                 )
-                err.append({"id": rid, "custom_id": cid, "response": None, "error": {"code": code, "message": msg}})
+                err.append({"id": rid, "custom_id": cid, "response": None, "error": {"code": kind, "message": msg}})
                 continue
+            code: int
+            answer: Any
             if cid in b.outcomes.errored:
-                code, answer = (
-                    500,
-                    {
-                        "error": {
-                            "message": "The server had an error.",
-                            "type": "server_error",
-                            "param": None,
-                            "code": None,
-                        }
-                    },
-                )
+                code = 500
+                answer = {"error": {"message": "The server had an error.", "type": "server_error", "param": None,
+                                    "code": None}}  # fmt: skip
             else:
                 code, answer = self.run("openai", ln["body"])
             line = {
