@@ -149,6 +149,7 @@ def stack(
     provider: dict[str, Any] | None = None,
     pin: bool = True,
     fleet_section: dict[str, Any] | None = None,
+    more: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """A simulator and a gateway (SQLite ledger, budgets on) in their own processes.
 
@@ -178,6 +179,7 @@ def stack(
         }
         if fleet_section:
             fleet["fleet"] = fleet_section
+        fleet.update(more or {})  # other top-level sections (e.g. batch:)
         (Path(tmp) / "fleet.yaml").write_text(yaml.safe_dump(fleet))
         env = {"BENCH_PROVIDER_KEY": PROVIDER_KEY}
         sim_cmd = ["paymaster.cli", "sim", "--port", str(sim_port), "--api-key", PROVIDER_KEY, *(sim_args or [])]
