@@ -173,7 +173,11 @@ def test_three_replicas_hold_every_cap_and_book_every_call_once(sim_process, tmp
         assert len(ok) + len(refused) == 3000
         assert set(refused) <= {402, 429}  # over a cap, or calls in flight in the way for over 10 s
         assert 402 in refused, "the caps were meant to run out part-way"
-        rows = shared.pg("SELECT id, agent, status FROM ledger")
+        booked = shared.pg("SELECT id, agent, status, cost_nanos FROM ledger")
+        # a 402 is booked too, as a zero-cost `refused` row (so reports count refusals); every other row is a call
+        refusals = [r for r in booked if r["status"] == "refused"]
+        assert len(refusals) == refused.count(402) and all(r["cost_nanos"] == 0 for r in refusals)
+        rows = [r for r in booked if r["status"] != "refused"]
         ids = [r["id"] for r in rows]
         assert len(ids) == len(set(ids))
         assert sorted(ids) == sorted(cid for _, cid in ok)  # exactly one row per successful call, no other

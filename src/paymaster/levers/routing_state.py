@@ -21,10 +21,14 @@ __all__ = ["RoutingState", "state_path"]
 
 
 def state_path(ledger: str, configured: str | None) -> str | None:
-    """The state file: `routing.state` when set, else `<ledger>.routing` (in memory for a ledger in memory)."""
+    """The state file: `routing.state` when set, else `<ledger>.routing` (in memory for a ledger in memory, and
+    for replicas on a Postgres ledger, which have no file beside it: each keeps its own unless `routing.state`
+    names one)."""
     if configured is not None:
         return configured
-    return None if ledger == ":memory:" else ledger + ".routing"
+    if ledger.startswith("sqlite:///"):
+        ledger = ledger[len("sqlite:///") :]
+    return None if ledger == ":memory:" or "://" in ledger else ledger + ".routing"
 
 
 class RoutingState:
