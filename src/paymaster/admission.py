@@ -12,6 +12,7 @@ from .call import Call
 from .config import Config
 from .costmodel import Estimate, Unbounded, estimate
 from .costmodel.anthropic import bound_server_tools, count_tokens_body
+from .costmodel.responses import bound_tool_calls
 from .errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge
 from .pricing import Rates, to_nanos, usd_str
 from .providers import Upstream, UpstreamError
@@ -23,18 +24,24 @@ class Admission:
         self.budget = budget
         self.rates_of = rates_of
 
-    def bound(self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes]) -> tuple[Estimate, bytes]:
+    def bound(
+        self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes], stored: int | None = 0
+    ) -> tuple[Estimate, bytes]:
         """The request's worst case as it will be sent (levers included), from the cost model; and the
-        payload, re-encoded when a server tool was given its configured `max_uses`."""
+        payload, re-encoded when a server tool was given its configured `max_uses` (Responses:
+        `max_tool_calls`). `stored`: the tokens of the stored context a Responses request names (None: unknown)."""
         try:
             if call.target_api == "anthropic":
                 if set_uses := bound_server_tools(call.body):
                     call.notes["x-paymaster-max-uses"] = ", ".join(set_uses)
                     payload = orjson.dumps(call.body)
+            elif call.target_api == "responses" and (n := bound_tool_calls(call.body)) is not None:
+                call.notes["x-paymaster-max-tool-calls"] = f"{n}; set by the gateway"
+                payload = orjson.dumps(call.body)
             long_context = b"context-1m" in h.get(b"anthropic-beta", b"")
             cap = None if long_context else rates.context_window
             tier = self.config.models[call.model].provider.service_tier
-            worst = estimate(call.body, call.target_api, len(payload), rates, cap, default_tier=tier)
+            worst = estimate(call.body, call.target_api, len(payload), rates, cap, default_tier=tier, stored=stored)
         except Unbounded as e:
             raise BadRequest(str(e), param=e.param) from e
         call.input_bound = worst.tokens
@@ -49,7 +56,7 @@ class Admission:
         left = [r for r in self.budget.remaining(call.agent) if r is not None]
         if not left or to_nanos(worst.worst_case(0, call.max_tokens * call.choices)) <= min(left):
             return worst
-        if up.provider.kind == "openai-compatible":
+        if up.provider.kind == "openai-compatible" or call.target_api in ("responses", "embeddings"):
             return worst  # its tokenizer is the served model's, not one we can count with: bytes bound it
         rates = self.rates_of(call.model)
         cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window

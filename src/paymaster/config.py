@@ -159,6 +159,11 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    # -- responses (issue 17): the Responses API ----------------------------------------------------
+    # responses.unknown_stored_context: a previous_response_id / conversation the gateway never served:
+    # "bound" (by the model's context window) or "refuse" (400)
+    responses_unknown_context: str = "bound"
+    # -- end responses ---------------------------------------------------------------------------------
 
     def agent_by_key(self, key: str) -> Agent | None:
         known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
@@ -461,6 +466,7 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
             "agents",
             "tasks",
             "routing",
+            "responses",
         },
         "fleet.yaml",
     )
@@ -676,4 +682,15 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, base: Path | None = No
         agents=agents,
         prices=prices,
         routing=_routing_models(routing, models, resolve),
+        responses_unknown_context=_responses(top.get("responses")),
     )
+
+
+# -- responses (issue 17) -------------------------------------------------------------------------------
+def _responses(v: Any) -> str:
+    section = _mapping(v, "responses")
+    _unknown(section, {"unknown_stored_context"}, "responses")
+    policy = section.get("unknown_stored_context", "bound")
+    if policy not in ("bound", "refuse"):
+        raise ConfigError(f"responses.unknown_stored_context: must be 'bound' or 'refuse', got {policy!r}")
+    return str(policy)
