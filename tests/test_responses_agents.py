@@ -36,7 +36,9 @@ def test_two_tool_agent_loop_runs_through_the_gateway(gateway: Any) -> None:
         tools=[get_weather, get_time],
         model=OpenAIResponsesModel(model="gpt-4.1-mini", openai_client=gw.async_openai()),
     )
-    result = Runner.run_sync(agent, "Weather and time in Oslo? [sim:tool=get_weather] [sim:tool=get_time] [sim:tokens=20]")
+    result = Runner.run_sync(
+        agent, "Weather and time in Oslo? [sim:tool=get_weather] [sim:tool=get_time] [sim:tokens=20]"
+    )
     assert [c.split(":")[0] for c in calls] == ["weather", "time"]
     assert len(str(result.final_output).split()) == 20
     rows = gw.ledger("olivia")

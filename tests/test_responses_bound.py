@@ -22,8 +22,17 @@ from paymaster.wire import responses as wire
 
 TABLE = PriceTable({})
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300)
-words = st.lists(st.sampled_from(["the", "ok", "Zürich", "日本語", "🙂", "{", "\n", "a b c"]), max_size=60).map(" ".join)
-schema = st.just({"type": "object", "properties": {"a": {"type": "string"}, "n": {"type": "integer"}}, "required": ["a", "n"], "additionalProperties": False})  # noqa: E501
+words = st.lists(st.sampled_from(["the", "ok", "Zürich", "日本語", "🙂", "{", "\n", "a b c"]), max_size=60).map(
+    " ".join
+)
+schema = st.just(
+    {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["a", "n"],
+        "additionalProperties": False,
+    }
+)  # noqa: E501
 message = st.fixed_dictionaries(
     {"role": st.sampled_from(["user", "assistant", "system", "developer"]), "content": st.one_of(text, words)}
 )
@@ -36,7 +45,9 @@ call_pair = st.builds(
     st.one_of(text, st.just('{"city": "Oslo"}')),
     st.one_of(text, words),
 )
-items = st.lists(st.one_of(message.map(lambda m: [m]), call_pair), max_size=6).map(lambda xs: [i for x in xs for i in x])
+items = st.lists(st.one_of(message.map(lambda m: [m]), call_pair), max_size=6).map(
+    lambda xs: [i for x in xs for i in x]
+)
 
 
 @st.composite

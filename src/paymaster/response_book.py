@@ -79,6 +79,8 @@ class ResponseBook:
     def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
         if call.api != "responses" or call.target_api != "responses" or outcome.status == "upstream_error":
             return
+        if call.body.get("store") is False:  # nothing stored at the provider: nothing to own or continue
+            return
         rid = call.response_id or response_id(outcome.answer)
         if not rid:
             return
