@@ -263,3 +263,50 @@ def test_unknown_fields_pass_through(gateway: Any) -> None:
     )
     body = sent(gw)[-1]["body"]
     assert body["x_future_field"] == {"a": 1} and body["truncation"] == "disabled" and body["top_p"] == 0.5
+
+
+def test_a_cut_stream_is_booked_at_its_worst_and_told_in_the_responses_shape(gateway: Any, sim: Any) -> None:
+    gw = gateway(agents={"olivia": olivia()})
+    sim.inject("cut", model="gpt-4.1-mini")
+    events = []
+    with pytest.raises(openai.APIError):
+        for event in gw.openai().responses.create(
+            model="gpt-4.1-mini", input="long [sim:tokens=300]", stream=True, max_output_tokens=300
+        ):
+            events.append(event.type)
+            if event.type == "error":  # the gateway's closing error event, as the SDK yields it
+                raise openai.APIError(event.message, request=None, body=None)  # type: ignore[arg-type]
+    assert events[0] == "response.created" and events[-1] == "error"
+    [row] = gw.ledger("olivia")
+    assert row["status"] == "cut" and row["reconcile"] == 1
+    assert row["cost_nanos"] == row["worst_nanos"]  # no usage came: the full worst case, never zero
+
+
+def test_provider_errors_reach_the_caller_in_its_shape_and_cost_nothing(gateway: Any, sim: Any) -> None:
+    gw = gateway(agents={"olivia": olivia()})
+    sim.inject("429", model="gpt-4.1-mini")
+    with pytest.raises(openai.RateLimitError) as e:
+        gw.openai().responses.create(model="gpt-4.1-mini", input="hi")
+    assert e.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+    [row] = gw.ledger("olivia")
+    assert row["status"] == "upstream_error" and row["cost_nanos"] == 0
+
+
+def test_auto_routes_a_responses_call(gateway: Any) -> None:
+    agent = olivia(model="auto", tiers={"light": "gpt-4.1-mini", "heavy": "gpt-4o"})
+    gw = gateway(agents={"olivia": agent})
+    raw = gw.openai().responses.with_raw_response.create(model="auto", input="What is 2+2?")
+    assert raw.headers["x-paymaster-model"] in ("gpt-4.1-mini", "gpt-4o")
+    assert sent(gw)[-1]["body"]["model"] == raw.headers["x-paymaster-model"]
+
+
+def test_no_false_refusal_text_counted_exactly_when_the_byte_bound_does_not_fit(gateway: Any) -> None:
+    """Bytes bound the text coarsely (3 bytes per CJK character); when that would not fit what the agent
+    has left, the gateway counts the text with the model's public tokenizer instead."""
+    gw = gateway(agents={"olivia": olivia(daily_usd=0.01)})
+    raw = gw.openai().responses.with_raw_response.create(
+        model="gpt-4.1-mini", input="日本語 " * 5000, max_output_tokens=16
+    )
+    assert raw.parse().status in ("completed", "incomplete")
+    [row] = gw.ledger("olivia")
+    assert row["status"] == "ok" and row["cost_nanos"] <= row["worst_nanos"] < 10_000_000  # under the $0.01 cap

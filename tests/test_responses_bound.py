@@ -96,6 +96,8 @@ def test_billed_never_exceeds_reserved_along_a_chain(chain: list[dict[str, Any]]
         input_side = rates.cost(Usage(usage.input_tokens, 0, usage.cache_read_tokens))
         assert input_side <= worst.input_usd, (input_side, worst.input_usd, usage, worst.measure)
         assert usage.output_tokens <= body["max_output_tokens"]
+        tight = estimate(body, "responses", 0, rates, rates.context_window, exact=True, stored=book)
+        assert input_side <= tight.input_usd, (input_side, tight.input_usd, usage, tight.measure)
         book = usage.input_tokens + usage.output_tokens
         prev = resp["id"]
 

@@ -47,7 +47,9 @@ class Admission:
         call.input_bound = worst.tokens
         return worst, payload
 
-    async def refine(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Estimate:
+    async def refine(
+        self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes], stored: int | None = 0
+    ) -> Estimate:
         """A tighter worst case, when the coarse one would not fit what the agent has left: OpenAI text
         counted with its public tokenizer (OpenAI's models only: an openai-compatible server tokenizes its
         own way); Claude's from the provider's count_tokens (plus a margin).
@@ -56,12 +58,13 @@ class Admission:
         left = [r for r in self.budget.remaining(call.agent) if r is not None]
         if not left or to_nanos(worst.worst_case(0, call.max_tokens * call.choices)) <= min(left):
             return worst
-        if up.provider.kind == "openai-compatible" or call.target_api in ("responses", "embeddings"):
+        if up.provider.kind == "openai-compatible" or call.target_api == "embeddings":
             return worst  # its tokenizer is the served model's, not one we can count with: bytes bound it
         rates = self.rates_of(call.model)
         cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
-        if call.target_api == "openai":
-            tight = estimate(call.body, "openai", 0, rates, cap, exact=True, default_tier=up.provider.service_tier)
+        if call.target_api in ("openai", "responses"):
+            tier = up.provider.service_tier
+            tight = estimate(call.body, call.target_api, 0, rates, cap, exact=True, default_tier=tier, stored=stored)
         else:
             try:
                 resp = await up.post(up.count_tokens_path, orjson.dumps(count_tokens_body(call.body)), up.headers(h))
@@ -78,9 +81,11 @@ class Admission:
             return tight
         return worst
 
-    async def admit(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Ticket:
+    async def admit(
+        self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes], stored: int | None = 0
+    ) -> Ticket:
         assert call.max_tokens is not None, "the pipeline bounds max_tokens"
-        worst = await self.refine(call, worst, up, h)
+        worst = await self.refine(call, worst, up, h, stored)
         verdict = await self.budget.admit_waiting(
             call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s
         )

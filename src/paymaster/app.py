@@ -225,7 +225,7 @@ class Gateway:
         wire, rates, up = self.shape(call, ctx, source)
         stored = ctx.state.get(self.book.name, 0)
         worst, payload = self.admission.bound(orjson.dumps(call.body), call, rates, ctx.headers, stored)
-        ticket = await self.admission.admit(call, worst, up, ctx.headers)  # 402 when over a cap
+        ticket = await self.admission.admit(call, worst, up, ctx.headers, stored)  # 402 when over a cap
         if ticket.fitted:
             wire.set_max_tokens(call.body, ticket.max_tokens, up.provider.kind)
             call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"

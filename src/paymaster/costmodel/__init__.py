@@ -204,7 +204,7 @@ def estimate(
     if api == "anthropic":
         m = anthropic.measure(body, size, rates.model, counted)
     elif api == "responses":
-        m = responses.measure(body, size, rates, stored, context_cap, default_tier)
+        m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
     elif api == "embeddings":  # the context window is per input here, not per request
         return price(embeddings.measure(body), rates, None)
     else:

@@ -24,8 +24,9 @@ from typing import Any
 import yaml
 
 from ..pricing import Rates
-from . import Measure, Unbounded, data, spec_for
-from .openai import STANDARD_TIERS, _Walk
+from . import Measure, Unbounded, data, margin, spec_for
+from .openai import STANDARD_TIERS, TOKENIZE_LIMIT, _Walk
+from .tokenizer import Counter, encoding, encoding_for
 
 
 @cache
@@ -83,11 +84,13 @@ def measure(
     stored: int | None,
     context_cap: int | None,
     default_tier: str = "",
+    exact: bool = False,
 ) -> Measure:
-    """Bound a Responses request of `size` JSON bytes. `stored`: tokens of the stored context it names
-    (None: it names some the gateway does not know, bounded by the window)."""
+    """Bound a Responses request of `size` JSON bytes (`exact`: its text counted with the model's public
+    tokenizer, plus a margin). `stored`: tokens of the stored context it names (None: it names some the
+    gateway does not know, bounded by the window)."""
     oa = data()["openai"]
-    m = Measure()
+    m = Measure(exact=exact)
     tier = body.get("service_tier")
     if tier in (None, "auto") and default_tier not in ("", "default"):
         m.service_tier = default_tier
@@ -95,27 +98,54 @@ def measure(
         if not isinstance(tier, str):
             raise Unbounded("service_tier must be a string", "service_tier")
         m.service_tier = tier
-    w = _Walk(m, spec_for(oa["images"], rates.model), oa, None)
+    counter = Counter(encoding(encoding_for(rates.model)), TOKENIZE_LIMIT) if exact else None
+    w = _Walk(m, spec_for(oa["images"], rates.model), oa, counter)
     inp = body.get("input")
     items = inp if isinstance(inp, list) else [inp]
     text = oa["per_reply"] + oa["per_message"] * (len(items) + 1)  # +1: the instructions
+    unseen = body.get("prompt") is not None  # a stored prompt template: its size is OpenAI's to know
     for item in items:
         if isinstance(item, dict):
+            unseen = unseen or item.get("type") == "item_reference"  # a stored item, by id
             _media(w, item.get("content"))
+            _media(w, item.get("output"))
+        text += _strings(w, item)
+    text += _strings(w, body.get("instructions"))
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
-        text += oa["tools_base"] + oa["per_tool"] * len(tools)
-    if stored is None:
+        text += oa["tools_base"] + oa["per_tool"] * len(tools) + w.json(tools)
+    fmt = body.get("text")
+    text += w.json(fmt) if isinstance(fmt, dict) else 0
+    if stored is None or unseen:
         if context_cap is None:
             raise Unbounded(
-                "the stored context this request names was not created through the gateway and the model's "
-                "context window is unknown, so its size cannot be bounded",
-                "previous_response_id" if body.get("previous_response_id") else "conversation",
+                "this request names stored context (a response, conversation, prompt or item) the gateway did not "
+                "serve and the model's context window is unknown, so its size cannot be bounded",
+                "previous_response_id" if body.get("previous_response_id") else "input",
             )
         stored = context_cap
-    m.text = size - m.media_bytes + text + stored
+    if exact:
+        m.text = margin(text, oa["margin"]["ratio"], oa["margin"]["tokens"]) + stored
+    else:  # every string is inside the JSON: its bytes bound all the text; the format's own tokens are added
+        m.text = size - m.media_bytes + text + stored
     _tool_rounds(m, body, context_cap, rates)
     return m
+
+
+MEDIA_KEYS = frozenset({"image_url", "file_data", "input_audio"})  # priced by `_media`, not as text
+
+
+def _strings(w: _Walk, node: Any) -> int:
+    """Tokens of every string in an input item (exact mode; 0 in byte mode, where the bytes bound them)."""
+    if w.counter is None or node is None:
+        return 0
+    if isinstance(node, str):
+        return w.text(node)
+    if isinstance(node, list):
+        return sum(_strings(w, v) for v in node)
+    if isinstance(node, dict):
+        return sum(_strings(w, v) for k, v in node.items() if k not in MEDIA_KEYS)
+    return w.json(node)
 
 
 def _media(w: _Walk, content: Any) -> None:
