@@ -202,10 +202,18 @@ def test_built_in_tools_are_priced_per_use_or_refused(gateway: Any) -> None:
     [row] = gw.ledger("olivia")
     # reserved: 5 searches at $0.01 each, and six sampling rounds reading the context and results
     assert row["worst_nanos"] >= 5 * 10_000_000
+    searched = client.responses.create(
+        model="gpt-4.1-mini", input="Search [sim:web_search=2] [sim:tokens=5]", tools=[{"type": "web_search"}]
+    )
+    assert [i.type for i in searched.output] == ["web_search_call", "web_search_call", "message"]
+    row = next(r for r in gw.ledger("olivia") if r["input_tokens"] == searched.usage.input_tokens)
+    rates = gw.gw.rates_of("gpt-4.1-mini")
+    assert Decimal(row["cost_usd"]) == cost_of(gw, "gpt-4.1-mini", searched.usage) + 2 * rates.fee("web_search")
+    assert row["reconcile"] == 0 and row["cost_nanos"] <= row["worst_nanos"]
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="gpt-4.1-mini", input="Draw", tools=[{"type": "image_generation"}])
     assert e.value.body["param"] == "tools"  # type: ignore[index]
-    assert len(gw.ledger("olivia")) == 1
+    assert len(gw.ledger("olivia")) == 2
 
 
 def test_translated_to_claude_when_stateless(gateway: Any) -> None:

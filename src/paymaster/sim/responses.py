@@ -15,6 +15,9 @@ semantic event stream.
 - Stream: `event: <type>` / `data: {type, sequence_number, …}`: response.created, response.in_progress,
   output_item.added / done per item, content_part.added / done, output_text.delta … done,
   function_call_arguments.delta … done, then response.completed (or response.incomplete).
+- Web search (a `web_search*` tool and `[sim:web_search=N]` in the last user message): N searches (at most
+  `max_tool_calls`), each a `web_search_call` output item adding `SEARCH_RESULT_TOKENS` to the context, and
+  each sampling round after a search reads the whole context again (billed as input).
 - GET /v1/responses/{id}, DELETE, GET …/input_items, POST …/cancel (only background responses, which the
   simulator does not run: a 400).
 """
@@ -45,6 +48,8 @@ MIN_OUTPUT = 16
 REASONING = {"none": 0, "minimal": 0, "low": 16, "medium": 64, "high": 256, "xhigh": 512}
 REASONING_MODELS = re.compile(r"^(gpt-5|o\d)")
 _TOOL = re.compile(r"\[sim:tool(?:=([^\]\s]+))?\]")
+_SEARCH = re.compile(r"\[sim:web_search=(\d+)\]")
+SEARCH_RESULT_TOKENS = 1000
 STORE_LIMIT = 10_000
 WORDS_PER_DELTA = 3
 
@@ -69,6 +74,7 @@ class ResponsesAsk(Ask):
     items: list[dict[str, Any]] = field(default_factory=list)  # the input, as items with ids
     context: list[dict[str, Any]] = field(default_factory=list)  # stored context + input
     reasoning: int = 0  # reasoning tokens this answer spends first
+    searches: int = 0  # web searches made before answering
 
 
 class ResponsesWire(OpenAIWire):
@@ -113,6 +119,12 @@ class ResponsesWire(OpenAIWire):
             effort = (body.get("reasoning") or {}).get("effort") or "medium"
             reasoning = REASONING.get(effort, REASONING["medium"])
         prompt = _step_prompt(context)
+        searches = 0
+        asked = _SEARCH.search(prompt)
+        if asked and any(str(t.get("type", "")).startswith("web_search") for t in body.get("tools") or ()):
+            searches = min(int(asked.group(1)), body.get("max_tool_calls") or 10**6)
+            # every round after a search reads the context again, with the results so far
+            total += sum(total + k * SEARCH_RESULT_TOKENS for k in range(1, searches + 1))
         return ResponsesAsk(
             model=model,
             stream=body.get("stream") is True,
@@ -130,6 +142,7 @@ class ResponsesWire(OpenAIWire):
             items=items,
             context=context,
             reasoning=reasoning if limit is None else min(reasoning, limit),
+            searches=searches,
         )
 
     # -- answers
@@ -174,6 +187,9 @@ class ResponsesWire(OpenAIWire):
         out: list[dict[str, Any]] = []
         if REASONING_MODELS.match(ask.model):
             out.append({"type": "reasoning", "id": new_id("rs_"), "summary": []})
+        for _ in range(ask.searches):
+            action = {"type": "search", "query": ask.prompt[:40]}
+            out.append({"type": "web_search_call", "id": new_id("ws_"), "status": "completed", "action": action})
         limit = ask.body.get("max_output_tokens")
         if limit is not None and ask.reasoning >= limit:
             return out, limit, True
