@@ -41,6 +41,7 @@ from .cache import Automatic, prefix_hashes
 from .faults import Fault
 from .ids import new_id
 from .openai import MODELS, OpenAIWire
+from .openai import _tool_choice as chat_tool_choice
 from .text import char_deltas, seed, word_deltas
 from .tokens import ENCODING, MESSAGE_TOKENS, MODEL, REPLY_TOKENS, count_json, count_text, count_tokens, openai_image
 
@@ -416,13 +417,10 @@ def _step_prompt(context: list[dict[str, Any]]) -> str:
 
 
 def _tool_choice(choice: Any) -> tuple[ToolMode, str | None]:
-    if choice == "none":
-        return "none", None
-    if choice == "required":
-        return "any", None
+    """Chat's rule, for the Responses shape of a named function ({"type": "function", "name"})."""
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return "named", choice.get("name")
-    return "auto", None
+        choice = {"type": "function", "function": {"name": choice.get("name")}}
+    return chat_tool_choice(choice)
 
 
 def _validate(body: Any) -> int | None:
