@@ -144,7 +144,9 @@ def _strings(w: _Walk, node: Any) -> int:
     if isinstance(node, list):
         return sum(_strings(w, v) for v in node)
     if isinstance(node, dict):
-        return sum(_strings(w, v) for k, v in node.items() if k not in MEDIA_KEYS)
+        total = sum(_strings(w, v) for k, v in node.items() if k not in MEDIA_KEYS and k != "encrypted_content")
+        sealed = node.get("encrypted_content")  # reasoning the provider decrypts: no more tokens than its bytes
+        return total + (len(sealed) if isinstance(sealed, str) else 0)
     return w.json(node)
 
 

@@ -223,7 +223,7 @@ class ResponsesWire(OpenAIWire):
                     item["status"] = "incomplete"
         resp["usage"] = {
             "input_tokens": ask.input_tokens,
-            "input_tokens_details": {"cached_tokens": ask.cache.read},
+            "input_tokens_details": {"cached_tokens": ask.cache.read, "cache_write_tokens": 0},
             "output_tokens": out_tokens,
             "output_tokens_details": {"reasoning_tokens": ask.reasoning if output else 0},
             "total_tokens": ask.input_tokens + out_tokens,

@@ -119,13 +119,17 @@ def stored_reference(body: dict[str, Any]) -> tuple[str, str] | None:
 # The Responses usage object (API reference: `ResponseUsage`)
 KNOWN: Known = {
     "input_tokens": None,
-    "input_tokens_details": {"cached_tokens": None},
+    "input_tokens_details": {"cached_tokens": None, "cache_write_tokens": None},
     "output_tokens": None,
     "output_tokens_details": {"reasoning_tokens": None},
     "total_tokens": None,
 }
 REQUIRED = paths("input_tokens", "output_tokens")
-OPTIONAL = paths("input_tokens_details.cached_tokens", "output_tokens_details.reasoning_tokens")
+OPTIONAL = paths(
+    "input_tokens_details.cached_tokens",
+    "input_tokens_details.cache_write_tokens",
+    "output_tokens_details.reasoning_tokens",
+)
 
 
 def answer_usage(answer: Any) -> Usage | None:
@@ -143,13 +147,14 @@ def usage(u: Any, service_tier: Any = None, output: Any = None) -> Usage | None:
     counts = read_counts(u, REQUIRED, OPTIONAL)
     if counts is None:
         return None
-    inp, out, cached, reasoning = counts
-    if cached > inp or reasoning > out:
+    inp, out, cached, written, reasoning = counts
+    if cached + written > inp or reasoning > out:
         return None
     return Usage(
         inp,
         out,
         cached,
+        written,
         reasoning_tokens=reasoning,
         server_tool_uses=tool_uses(output),
         service_tier=service_tier if isinstance(service_tier, str) else "",
