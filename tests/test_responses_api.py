@@ -318,3 +318,15 @@ def test_no_false_refusal_text_counted_exactly_when_the_byte_bound_does_not_fit(
     assert raw.parse().status in ("completed", "incomplete")
     [row] = gw.ledger("olivia")
     assert row["status"] == "ok" and row["cost_nanos"] <= row["worst_nanos"] < 10_000_000  # under the $0.01 cap
+
+
+def test_store_true_to_claude_follows_the_translation_policy(gateway: Any) -> None:
+    gw = gateway(agents={"olivia": olivia()})
+    raw = gw.openai().responses.with_raw_response.create(
+        model="claude-haiku-4-5", input="hi [sim:tokens=3]", store=True
+    )
+    assert "store" in raw.headers["x-paymaster-dropped"]
+    strict = gateway(agents={"olivia": olivia()}, translation={"policy": "strict"})
+    with pytest.raises(openai.BadRequestError) as e:
+        strict.openai().responses.create(model="claude-haiku-4-5", input="hi", store=True)
+    assert e.value.body["param"] == "store"  # type: ignore[index]

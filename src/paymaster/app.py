@@ -10,13 +10,14 @@ failures `upstream_errors.py` maps in one table), settlement (`settle.py`). Admi
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from . import admin, responses_api
+from . import admin, model_route, responses_api
 from .admission import Admission
 from .blackboard import Blackboard
 from .budget import Budget
@@ -28,7 +29,7 @@ from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_
 from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
 from .pricing import Rates, to_nanos
-from .providers import Upstream, UpstreamError, relay_headers
+from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .response_book import ResponseBook
 from .settle import Settler, answered
 from .store.sqlite import SQLiteStore
@@ -136,12 +137,14 @@ class Gateway:
                 await admin.handle(self.admin, scope, receive, send)
             elif path.startswith(("/v1/responses/", "/responses/")):
                 await responses_api.stored(self, scope, receive, send)
+            elif method == "GET" and path.startswith(model_route.PREFIX):
+                await model_route.retrieve(self, scope, receive, send)
             elif any(p == path for _, p in self.routes):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise NotFound(f"no route {method} {path}")
         except GatewayError as e:
-            if path == "/v1/models" and b"anthropic-version" in header_map(scope):
+            if path.startswith("/v1/models") and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
 
@@ -150,6 +153,7 @@ class Gateway:
         headers: Headers = [(b"x-should-retry", b"false")] if final else []
         if isinstance(e, BudgetBusy):
             headers = [(b"retry-after", b"1")]
+        headers += request_ids("req_" + secrets.token_hex(12))  # the gateway's own answer has its own id
         await respond(send, e.status, api.error_body(e), headers)
 
     def agent(self, h: dict[bytes, bytes]) -> Agent:
@@ -269,7 +273,10 @@ class Gateway:
                 if call.addendum is not None:  # Claude takes system text up front: the addendum joins it
                     shaped["messages"] = translate.addendum_up_front(shaped["messages"], call.addendum)
                     call.system_tail = 1
-                call.body = translate.openai_request_to_anthropic(shaped, call.model)
+                drops = translate.Drops(strict=self.config.translation == "strict")
+                call.body = translate.openai_request_to_anthropic(shaped, call.model, drops)
+                if dropped := drops.header():
+                    call.notes["x-paymaster-dropped"] = dropped
             else:
                 call.body = translate.anthropic_request_to_openai(shaped, call.model, m.provider.kind)
             call.notes["x-paymaster-translated"] = f"{call.api} -> {target.API}"
@@ -281,7 +288,7 @@ class Gateway:
     async def answer(self, call: Call, answer: Answer, send: Send) -> None:
         """A lever answered in the provider's place: booked at zero cost, sent as the provider's would be."""
         call_id = answered(call, answer, self.store, self.budget, self.clock())
-        headers = remaining_headers(self.budget, call.agent, call_id)
+        headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
 
     # -- what the levers may use (levers.base.Services) ---------------------------------------------

@@ -1,12 +1,13 @@
-"""paymaster serve | sim | demo | keys | report | ledger check | doctor"""
+"""paymaster serve | sim | demo | keys | report | ledger check | doctor | config check | config schema"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 
-from .config import Config, ConfigError, hash_key, load
+from .config import Config, ConfigError, hash_key, json_schema, load
 from .store.errors import LedgerError
 
 
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     dr = sub.add_parser("doctor", help="check each provider: reachable, TLS, proxy, key (one free call each)")
     dr.add_argument("--config", default="fleet.yaml")
 
+    c = sub.add_parser("config", help="check a fleet.yaml (every problem at once), or print its JSON Schema")
+    c.add_argument("action", choices=["check", "schema"])
+    c.add_argument("file", nargs="?", default="fleet.yaml", help="for `check`: the fleet.yaml (default ./fleet.yaml)")
+    c.add_argument("--markdown", action="store_true", help="for `schema`: the config reference as a Markdown table")
+
     args, rest = p.parse_known_args(argv)
     if args.cmd == "sim":
         from .sim import main as sim_main
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"key:        {key}")
         print(f"key_sha256: {hash_key(key)}")
         return 0
+    if args.cmd == "config":
+        return config_command(args.action, args.file, markdown=args.markdown)
     if args.cmd == "demo":
         from .demo import run
 
@@ -67,13 +75,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.config)
     except ConfigError as e:
-        print(f"paymaster: bad config: {e}", file=sys.stderr)
+        print(f"paymaster: bad config: {e.problems[0]}", file=sys.stderr)
+        for line in e.problems[1:]:
+            print(f"paymaster: bad config: {line}", file=sys.stderr)
         return 2
     try:
         return command(args, config)
     except LedgerError as e:
         print(f"paymaster: {e}", file=sys.stderr)
         return 2
+
+
+def config_command(action: str, file: str, markdown: bool = False) -> int:
+    """`config schema`: JSON Schema of fleet.yaml on stdout; `config check`: 0 if the file loads, else 1."""
+    if action == "schema":
+        from .config.reference import markdown as reference
+
+        try:
+            print(reference() if markdown else json.dumps(json_schema(), indent=2))
+        except BrokenPipeError:  # `paymaster config schema | head`
+            sys.stderr.close()
+        return 0
+    try:
+        config = load(file)
+    except ConfigError as e:
+        print(f"paymaster: {file}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}", file=sys.stderr)
+        for line in e.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"{file}: ok ({len(config.agents)} agents, {len(config.providers)} providers, {len(config.models)} models)")
+    return 0
 
 
 def command(args: argparse.Namespace, config: Config) -> int:

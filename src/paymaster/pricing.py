@@ -458,7 +458,7 @@ def _with_extras(rates: Rates, provider_id: str | None) -> Rates:
     key = next((k for k in extra if rates.model == k or rates.model.startswith(k + "-20")), None)
     if key is None:
         return rates
-    fill = {
+    fill: dict[str, Any] = {  # the unit fields only; `replace` checks the names
         name: _tiered(extra[key][price_key])
         for name, price_key, _ in TOKEN_UNITS
         if price_key in extra[key] and not getattr(rates, name)

@@ -26,13 +26,13 @@ ANTHROPIC_MARGIN = (Decimal("1.05"), 16)
 
 
 def anthropic_tokens(size: tuple[int, int] | None, spec: dict[str, Any]) -> int:
-    cap = math.ceil(spec["max_tokens"] * ANTHROPIC_MARGIN[0]) + ANTHROPIC_MARGIN[1]
+    cap: int = math.ceil(spec["max_tokens"] * ANTHROPIC_MARGIN[0]) + ANTHROPIC_MARGIN[1]
     if size is None:
         return cap
     w, h = size
     scale = min(1.0, spec["long_edge"] / max(w, h), math.sqrt(spec["max_pixels"] / (w * h)))
     w, h = max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))
-    tokens = max(math.ceil(w * h / 750), math.ceil(w / 28) * math.ceil(h / 28))
+    tokens: int = max(math.ceil(w * h / 750), math.ceil(w / 28) * math.ceil(h / 28))
     return min(cap, math.ceil(tokens * ANTHROPIC_MARGIN[0]) + ANTHROPIC_MARGIN[1])
 
 

@@ -181,14 +181,15 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         assert kind is not None
         rule = conf()["tools"][kind]
         item = rule["item"]
-        # code interpreter: one container per tool entry and response; the others: per use
-        n = 1 if isinstance(rule["fee_usd"], dict) else uses
-        m.server_uses[item] = m.server_uses.get(item, 0) + n if n == 1 else max(m.server_uses.get(item, 0), n)
+        if isinstance(rule["fee_usd"], dict):  # code interpreter: one container per tool entry and response
+            m.server_uses[item] = m.server_uses.get(item, 0) + 1
+        else:  # the others: per use, at most max_tool_calls uses in all
+            m.server_uses[item] = uses
         m.fee_defaults[item] = max(m.fee_defaults.get(item, Decimal(0)), tool_fee(rates, kind, t))
         if "chunk_tokens" in rule:
-            n = t.get("max_num_results")
-            n = n if isinstance(n, int) and 0 < n <= rule["max_results"] else rule["max_results"]
-            per_round = max(per_round, n * rule["chunk_tokens"])
+            asked = t.get("max_num_results")
+            results = asked if isinstance(asked, int) and 0 < asked <= rule["max_results"] else rule["max_results"]
+            per_round = max(per_round, results * rule["chunk_tokens"])
         elif rule.get("result_tokens") is None:
             unbounded = True
         else:

@@ -50,9 +50,7 @@ def encoding(name: str) -> tiktoken.Encoding:
             spec_of: Callable[[], dict[str, Any]] = getattr(openai_public, name)
             loader = openai_public.load_tiktoken_bpe
             # tiktoken's own constructor, for its pattern and special tokens, reading our files
-            openai_public.load_tiktoken_bpe = lambda _url, expected_hash=None: _shipped_ranks(  # type: ignore[assignment]
-                name, expected_hash or ""
-            )
+            openai_public.load_tiktoken_bpe = lambda _url, expected_hash=None: _shipped_ranks(name, expected_hash or "")
             try:
                 spec = spec_of()
             finally:

@@ -23,6 +23,7 @@ import os
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from ssl import SSLContext  # the annotation inside Proxy, whose field `ssl` shadows the module
 from urllib.parse import unquote, urlsplit
 
 
@@ -38,9 +39,9 @@ class Proxy:
     auth: str | None  # the Proxy-Authorization header value
     url: str  # without credentials, for messages
     source: str = "proxy"  # where it was configured: fleet.yaml's field or the environment variable
-    ssl: ssl.SSLContext | None = None  # https proxies: the context their certificate is checked with
+    ssl: SSLContext | None = None  # https proxies: the context their certificate is checked with
 
-    def with_ssl(self, ctx: ssl.SSLContext | None) -> Proxy:
+    def with_ssl(self, ctx: SSLContext | None) -> Proxy:
         return replace(self, ssl=ctx or ssl.create_default_context())
 
 

@@ -70,8 +70,11 @@ class UpstreamClosed(UpstreamError):
 
 
 class Response(Protocol):
-    status: int
-    headers: Mapping[str, str]
+    @property
+    def status(self) -> int: ...  # read-only, so a transport may keep a plain dict of headers
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     def iter_chunks(self) -> AsyncIterator[bytes]: ...
 

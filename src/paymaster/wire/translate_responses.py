@@ -1,8 +1,11 @@
 """A Responses API caller served by Claude: translated by way of the Chat Completions shape, whose
 translation to and from Anthropic's Messages API (`translate.py`) already maps — or refuses — every
 field. Only stateless requests are translated: stored state (`previous_response_id`, `conversation`,
-`store: true`, `item_reference` items, reasoning items, `background`, `prompt` templates) lives at OpenAI
-and is refused with a 400 naming the field, as is anything else with no exact mapping.
+`item_reference` items, reasoning items, `background`, `prompt` templates) lives at OpenAI and is refused
+with a 400 naming the field, as is anything else with no exact mapping. `store: true` asks OpenAI to keep
+the response: Claude keeps nothing, so, as for Chat Completions, it is left out with a note in
+`x-paymaster-dropped` (the fleet's lenient translation policy) or refused (strict); the answer's id is
+then not one the gateway or OpenAI can retrieve or continue.
 
     request:  Responses ──request_to_chat──▶ Chat Completions ──openai_request_to_anthropic──▶ Messages
     answer:   Messages ──anthropic_response_to_openai──▶ chat.completion ──chat_to_response──▶ Response
@@ -49,8 +52,8 @@ def request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
         if key == "max_output_tokens":
             out["max_completion_tokens"] = value
         elif key == "store":
-            if value is True:
-                raise _refuse("store", "a Claude answer is not stored by the provider; send store: false")
+            if value is True:  # Chat's rule: left out with a note (lenient policy) or refused (strict)
+                out["store"] = True
         elif key == "truncation":
             if value not in (None, "disabled"):
                 raise _refuse("truncation", "Claude does not truncate the context; only 'disabled' maps")

@@ -1,0 +1,170 @@
+"""The configuration the gateway runs on: frozen dataclasses built once from a validated fleet.yaml.
+
+The hot path reads these (plain attribute access); fleet_file.py describes and validates the file itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..pricing import PriceTable
+
+PROVIDER_KINDS = ("anthropic", "openai", "openai-compatible")
+# which genai-prices provider a model of each kind is priced at
+PRICE_PROVIDER: dict[str, str | None] = {"anthropic": "anthropic", "openai": "openai", "openai-compatible": None}
+TRANSPORTS = ("builtin", "aiohttp")
+# OpenAI's service tiers a project can default to (platform.openai.com/docs/api-reference/chat/create: service_tier)
+SERVICE_TIERS = ("default", "priority", "flex", "scale")
+
+
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+AGENT_NAME_RULE = "1 to 64 characters: letters A-Z a-z, digits, '.', '_', ':' and '-', starting with a letter or digit"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    kind: str  # anthropic | openai | openai-compatible
+    base_url: str  # without a trailing slash; OpenAI-style URLs end in /v1
+    api_key: str = field(repr=False)
+    timeout_s: float = 600.0  # read timeout: longest silence from the provider once the request is sent
+    # the upstream hop (providers/): see providers/transport.py, proxy.py, tls.py
+    ca_bundle: str | None = None  # PEM file trusted instead of the system store (None: system, else certifi)
+    proxy: str | None = None  # URL, or "none" to ignore the environment; None: HTTPS_PROXY & co.
+    no_proxy: tuple[str, ...] = ()  # hosts/domains that go direct, added to NO_PROXY
+    connect_timeout_s: float = 10.0  # TCP + proxy tunnel + TLS handshake
+    total_timeout_s: float | None = None  # the whole exchange, answer included
+    max_connections: int = 100  # open connections to this provider
+    pool_timeout_s: float = 10.0  # longest wait for a free connection (then refused, not billed)
+    transport: str = "builtin"  # builtin | aiohttp
+    service_tier: str = "default"  # OpenAI: the tier the project serves a request naming none (or "auto")
+
+    @property
+    def api(self) -> str:
+        """The wire format it speaks."""
+        return "anthropic" if self.kind == "anthropic" else "openai"
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    provider: Provider
+
+
+@dataclass(frozen=True)
+class Task:
+    """Output control for one task type (`x-paymaster-task`), fleet-wide with per-agent overrides."""
+
+    name: str
+    max_tokens: int | None = None  # ceiling for this task type (below the agent's)
+    schema: dict[str, Any] | None = None  # structured output: answers must be JSON of this schema
+    brevity: str | None = None  # system-prompt addendum, e.g. "Respond in JSON only. No preamble."
+    tier: str | None = None  # routing: the tier this task type runs on (light | standard | heavy)
+
+
+@dataclass(frozen=True)
+class Caching:
+    enabled: bool = True
+    ttl: str = "5m"  # Anthropic cache entries: 5m | 1h
+    # the agent's prompt-cache scope, salted into the start of every prompt it sends so that no other agent
+    # can read (or learn of) its cache entries; "" when the fleet shares caches (fleet.caching.share_across_agents)
+    scope: str = ""
+
+
+def cache_scope(agent: str) -> str:
+    """A fixed-length tag per agent name: two agents' prompts differ from their first element."""
+    return hashlib.sha256(b"paymaster-cache-scope\0" + agent.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ResponseCache:
+    enabled: bool = False
+    ttl_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    key_hash: str = field(repr=False)
+    model: str
+    models: tuple[str, ...]
+    daily_usd: Decimal | None
+    monthly_usd: Decimal | None
+    max_tokens: int
+    caching: Caching = Caching()
+    response_cache: ResponseCache = ResponseCache()
+    brevity: str | None = None
+    tasks: dict[str, Task] = field(default_factory=dict)
+    tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
+
+
+TIERS = ("light", "standard", "heavy")
+# task types every fleet knows, and the tier each runs on unless fleet.yaml says otherwise
+DEFAULT_TASK_TIERS = {
+    "classification": "light",
+    "formatting": "light",
+    "extraction": "light",
+    "summarisation": "standard",
+    "summarization": "standard",
+    "reasoning": "standard",
+    "synthesis": "heavy",
+}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How `model: auto` agents pick a tier, and what happens when a model fails."""
+
+    target_heavy_share: float | None = 0.3  # classifier threshold as a share of calls sent to the top tier
+    min_quality: float | None = None  # … or as the predicted share of strong-model quality to keep
+    fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model -> ordered fallbacks
+    cooldown_s: float = 30.0  # a model that failed is skipped this long
+    allow_pricier_fallback: bool = False
+    degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
+
+
+@dataclass(frozen=True)
+class Config:
+    timezone: ZoneInfo
+    host: str
+    port: int
+    ledger: str  # SQLite path
+    durability: str  # "process" (WAL, synchronous=NORMAL) | "power" (synchronous=FULL)
+    admin_key_hash: str | None = field(repr=False)
+    max_body_bytes: int
+    min_output_tokens: int
+    admission_wait_s: float
+    fleet_daily_usd: Decimal | None
+    fleet_monthly_usd: Decimal | None
+    alert_thresholds: tuple[Decimal, ...]
+    providers: dict[str, Provider]
+    models: dict[str, Model]
+    agents: dict[str, Agent]
+    prices: PriceTable
+    routing: Routing = Routing()
+    translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
+    responses_unknown_context: str = "bound"  # "bound" | "refuse": stored context the gateway did not serve
+    _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
+    _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
+
+    def agent_by_key(self, key: str) -> Agent | None:
+        known = self._by_key.get(key)  # keys seen before, so a valid key is hashed once per process
+        if known is not None:
+            return known
+        agent = self._by_hash.get(hash_key(key))
+        if agent is not None:
+            self._by_key[key] = agent
+        return agent
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_hash", {a.key_hash: a for a in self.agents.values()})
+        object.__setattr__(self, "_by_key", {})
