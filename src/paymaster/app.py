@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from . import admin, model_route, responses_api
+from . import admin, dashboard, model_route, responses_api
 from .admission import Admission
 from .blackboard import Blackboard
 from .budget import Budget
@@ -28,6 +28,7 @@ from .exchange import Exchange, Forwarder, remaining_headers
 from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
+from .metrics import Metrics
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .response_book import ResponseBook
@@ -74,8 +75,9 @@ class Gateway:
         )
         self.admission = Admission(config, self.budget, self.rates_of)
         self.book = ResponseBook(config.ledger)  # the Responses API's stored responses: owners, context sizes
+        self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
         settled = (*hooked(self.levers, "settled"), self.book)
-        self.exchange = Forwarder(self.budget, Settler(self.budget, settled))
+        self.exchange = Forwarder(self.budget, Settler(self.budget, settled, self.metrics.settled))
         self.admin = admin.Admin(config, self.store, self.budget, self.board, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
@@ -120,15 +122,18 @@ class Gateway:
             await up.close()
         self.store.close()
         self.book.close()
+        self.metrics.log.close()
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.board.expire(self.clock())
+            self.metrics.log.flush()
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         api: Wire = wire_anthropic if path.startswith("/v1/messages") else wire_openai
+        trace = self.metrics.begin(path)  # None unless a call endpoint
         try:
             handler = self.routes.get((method, path))
             if handler is not None:
@@ -139,14 +144,21 @@ class Gateway:
                 await responses_api.stored(self, scope, receive, send)
             elif method == "GET" and path.startswith(model_route.PREFIX):
                 await model_route.retrieve(self, scope, receive, send)
+            elif path == "/metrics" or path == "/dashboard" or path.startswith("/dashboard/"):
+                await dashboard.handle(self, scope, receive, send)
             elif any(p == path for _, p in self.routes):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise NotFound(f"no route {method} {path}")
         except GatewayError as e:
+            if trace is not None:
+                trace.error = e
             if path.startswith("/v1/models") and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
+        finally:
+            if trace is not None:
+                self.metrics.end(trace, scope)
 
     async def refuse(self, send: Send, api: Wire, e: GatewayError) -> None:
         final = e.status in (402, 413) or (isinstance(e, UpstreamFailed) and not e.retry)
@@ -287,7 +299,7 @@ class Gateway:
 
     async def answer(self, call: Call, answer: Answer, send: Send) -> None:
         """A lever answered in the provider's place: booked at zero cost, sent as the provider's would be."""
-        call_id = answered(call, answer, self.store, self.budget, self.clock())
+        call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled)
         headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
 

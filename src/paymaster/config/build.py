@@ -28,6 +28,7 @@ from .model import (
     Caching,
     Config,
     Model,
+    Observability,
     Provider,
     ResponseCache,
     Routing,
@@ -199,9 +200,18 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        observability=_observability(f, base),
         translation=f.translation.policy,
         responses_unknown_context=f.responses.unknown_stored_context,
     )
+
+
+def _observability(f: FleetFile, base: Path | None) -> Observability:
+    o = f.observability
+    log = o.access_log
+    if log not in ("stderr", "off") and base is not None and not Path(log).is_absolute():
+        log = str(base / log)
+    return Observability(log, o.log_prompts, o.metrics_max_series)
 
 
 def _key_hash(sha256: str | None, var: str | None, env: Mapping[str, str]) -> str | None:

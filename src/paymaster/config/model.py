@@ -133,6 +133,15 @@ class Routing:
 
 
 @dataclass(frozen=True)
+class Observability:
+    """Issue 11: the access log and /metrics (metrics.py)."""
+
+    access_log: str = "stderr"  # "stderr" | "off" | a file path (resolved against fleet.yaml's folder)
+    log_prompts: bool = False  # the fleet opts in to the request body in each access-log line
+    metrics_max_series: int = 1000  # (agent, model) pairs /metrics keeps apart; the rest fold into agent="_other"
+
+
+@dataclass(frozen=True)
 class Config:
     timezone: ZoneInfo
     host: str
@@ -151,6 +160,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    observability: Observability = Observability()
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     responses_unknown_context: str = "bound"  # "bound" | "refuse": stored context the gateway did not serve
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
