@@ -27,6 +27,7 @@ from .config import PRICE_PROVIDER, Config, hash_key
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
 from .http import Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json
 from .pricing import to_nanos, usd_str
+from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 
 KEEPALIVE_S = 15.0
@@ -40,7 +41,7 @@ class Admin:
     """What the admin endpoints read and correct: the gateway hands over these, not itself."""
 
     config: Config
-    store: SQLiteStore
+    store: SQLiteStore | SharedStore
     budget: Budget
     board: Blackboard
     clock: Callable[[], float]

@@ -86,9 +86,10 @@ class Admission:
     ) -> Ticket:
         assert call.max_tokens is not None, "the pipeline bounds max_tokens"
         worst = await self.refine(call, worst, up, h, stored)
-        verdict = await self.budget.admit_waiting(
-            call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s
-        )
+        verdict = await self.budget.admit_waiting(  # a shared store that cannot be reached: StoreDown (503)
+            call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s,
+            call.model, call.api,
+        )  # fmt: skip
         if isinstance(verdict, Wait):
             raise BudgetBusy(
                 f"the budget this call needs is held by agent {call.agent!r}'s calls in flight; retry shortly",

@@ -19,7 +19,7 @@ import orjson
 
 from . import admin, dashboard, model_route, responses_api
 from .admission import Admission
-from .blackboard import Blackboard
+from .blackboard import Blackboard, stored_events
 from .budget import Budget
 from .call import Call
 from .config import PRICE_PROVIDER, Agent, Config, Task
@@ -33,6 +33,9 @@ from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .response_book import ResponseBook
 from .settle import Settler, answered
+from .store import shared_events
+from .store.row import LedgerRow
+from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 from .upstream_errors import Retry, fail
 from .wire import Wire, translate, translate_responses
@@ -57,12 +60,19 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.board = Blackboard(list(config.agents))
-        self.store = SQLiteStore(config.ledger, config.durability)
-        try:
-            self.recovered = self.store.recover(clock())  # takes the ledger: one writer (LedgerLocked if not)
-        except BaseException:
-            self.store.close()
-            raise
+        self.store: SQLiteStore | SharedStore
+        self.recovered: list[LedgerRow] = []
+        if config.shared is not None:  # replicas: Redis counters + Postgres ledger, opened at start
+            sh = config.shared
+            self.store = SharedStore(sh.redis_url, sh.postgres_url, config.timezone, sh.lease_s)
+        else:
+            self.store = SQLiteStore(config.ledger, config.durability)
+            try:
+                self.recovered = self.store.recover(clock())  # takes the ledger: one writer (LedgerLocked if not)
+            except BaseException:
+                self.store.close()
+                raise
+            stored_events(self.store, self.board)
         self.store.on_error = lambda e: self.board.publish("ledger.failing", reason=self.store.failing)
         self.store.on_ok = lambda: self.board.publish("ledger.writable")
         for row in self.recovered:
@@ -113,6 +123,8 @@ class Gateway:
                 return
 
     async def start(self) -> None:
+        if isinstance(self.store, SharedStore):
+            await shared_events.connect(self.store, self.board)
         self._tasks.add(asyncio.create_task(self._tick()))
 
     async def stop(self) -> None:
@@ -120,6 +132,8 @@ class Gateway:
             task.cancel()
         for up in self.upstreams.values():
             await up.close()
+        if isinstance(self.store, SharedStore):
+            await self.store.aclose()
         self.store.close()
         self.book.close()
         self.metrics.log.close()

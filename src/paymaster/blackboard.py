@@ -9,6 +9,13 @@ Events) to reroute or shut down a blocked agent's task. Events:
     ledger.reconciled   an operator replaced a flagged row's cost by the provider's bill
     ledger.failing      ledger commits fail (reason): calls are refused (503) until one succeeds
     ledger.writable     commits succeed again: calls are admitted again
+    store.rebuilt       the shared counters were rebuilt from the ledger (Redis was emptied or restarted)
+
+Every event is stored with the ledger (SQLite: `stored_events`; Postgres: `store/shared_events.py`): its
+id survives restarts, and a restarted gateway replays its latest events after `Last-Event-ID`.
+Across replicas (Redis + Postgres), every event is stored in Postgres and announced to every replica
+(`store/shared_events.py`): its id is the stored row's, global and surviving restarts, so an
+orchestrator on any replica sees every replica's events and can resume with `Last-Event-ID`.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,14 +52,23 @@ class Blackboard:
         self._seq = 0
         self.history: deque[tuple[int, bytes]] = deque(maxlen=history)
         self._subscribers: set[asyncio.Queue[tuple[int, bytes]]] = set()
+        self.sink: Callable[[float, str, bytes], None] | None = None  # a shared event store (ids come back from it)
 
     def publish(self, kind: str, **data: Any) -> None:
-        self._seq += 1
-        payload = orjson.dumps({"type": kind, "ts": time.time(), **data})
-        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (self._seq, kind.encode(), payload)
-        self.history.append((self._seq, frame))
+        ts = time.time()
+        payload = orjson.dumps({"type": kind, "ts": ts, **data})
+        if self.sink is not None:  # stored first; `deliver` runs when the store announces it, with its global id
+            self.sink(ts, kind, payload)
+            return
+        self.deliver(self._seq + 1, kind, payload)
+
+    def deliver(self, seq: int, kind: str, payload: bytes) -> None:
+        """Send an event (id `seq`) to every subscriber and keep it for `Last-Event-ID` replays."""
+        self._seq = max(self._seq, seq)
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, kind.encode(), payload)
+        self.history.append((seq, frame))
         for q in self._subscribers:
-            q.put_nowait((self._seq, frame))
+            q.put_nowait((seq, frame))
 
     def block(self, agent: str, reason: str, window: str, until: str, until_ts: float) -> None:
         st = self.status[agent]
@@ -88,3 +105,23 @@ class Blackboard:
 
     def unsubscribe(self, q: asyncio.Queue[tuple[int, bytes]]) -> None:
         self._subscribers.discard(q)
+
+
+class EventStore(Protocol):
+    def add_event(self, ts: float, kind: str, data: bytes) -> int: ...
+    def events_after(self, after: int, limit: int = 1000) -> list[tuple[int, str, str]]: ...
+
+
+def stored_events(store: EventStore, board: Blackboard) -> None:
+    """Keep the board's events in `store` (ids from the store) and load the latest ones into its history."""
+    for seq, kind, data in store.events_after(0, board.history.maxlen or 1000):
+        board.deliver(seq, kind, data.encode())
+
+    def sink(ts: float, kind: str, payload: bytes) -> None:
+        try:
+            seq = store.add_event(ts, kind, payload)
+        except Exception:  # a ledger that cannot be written (it says so itself): the event still goes out
+            seq = board._seq + 1
+        board.deliver(seq, kind, payload)
+
+    board.sink = sink

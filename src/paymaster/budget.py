@@ -44,6 +44,7 @@ from .blackboard import Blackboard
 from .config import PRICE_PROVIDER, Config
 from .pricing import Priced, from_nanos, to_nanos, usd_str
 from .store.journal import Reservation
+from .store.shared import SharedStore, StoreDown
 from .store.sqlite import LedgerRow, SQLiteStore
 
 
@@ -117,6 +118,7 @@ class Ticket:
     max_tokens: int  # the bound the worst case was computed with (per choice)
     fitted: bool  # max_tokens was lowered to fit the budget
     settled: bool = False
+    unmetered: bool = False  # admitted while the shared store was down (`on_outage: admit_unmetered`)
 
 
 class Wait:
@@ -157,9 +159,12 @@ class Refusal:
 
 
 class Budget:
-    def __init__(self, config: Config, store: SQLiteStore, board: Blackboard, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, config: Config, store: SQLiteStore | SharedStore, board: Blackboard, clock: Callable[[], float]
+    ) -> None:
         self.config = config
         self.store = store
+        self.shared = store if isinstance(store, SharedStore) else None  # counters in Redis, across replicas
         self.board = board
         self.clock = clock
         self.calendar = Calendar(config.timezone)
@@ -212,6 +217,18 @@ class Budget:
         now = self.clock()
         ws = self.windows(agent, now)
         worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        verdict = self._fits(agent, ws, rates, input_bound, max_tokens, choices, worst)
+        if not isinstance(verdict, tuple):
+            return verdict
+        max_tokens, fitted, worst = verdict
+        for w in ws:
+            self._counter(w.key)[1] += worst
+        return self._ticket(agent, ws, worst, now, max_tokens, fitted, "pm_" + secrets.token_hex(12))
+
+    def _fits(
+        self, agent: str, ws: list[Window], rates: Priced, input_bound: int, max_tokens: int, choices: int, worst: int
+    ) -> tuple[int, bool, int] | Refusal | Wait:
+        """(max_tokens, fitted, worst) the call can hold on the windows as the counters stand, or why not."""
         free_now = free_settled = math.inf
         for w in ws:
             if w.cap is None:
@@ -219,35 +236,77 @@ class Budget:
             spent, held = self._counter(w.key)
             free_now = min(free_now, w.cap - spent - held)
             free_settled = min(free_settled, w.cap - spent)
-        fitted = False
-        if worst > free_now:
-            if worst <= free_settled:
+        if worst <= free_now:
+            return max_tokens, False, worst
+        if worst <= free_settled:
+            return Wait()
+        fit = self._fit(rates, input_bound, choices, int(free_now))
+        if fit is None or fit >= max_tokens:
+            if self._fit(rates, input_bound, choices, int(free_settled)) is not None and free_settled > free_now:
                 return Wait()
-            fit = self._fit(rates, input_bound, choices, int(free_now))
-            if fit is None or fit >= max_tokens:
-                if self._fit(rates, input_bound, choices, int(free_settled)) is not None and free_settled > free_now:
-                    return Wait()
-                return self._refuse(agent, ws, worst)
-            max_tokens, fitted = fit, True
-            worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
-        for w in ws:
-            self._counter(w.key)[1] += worst
+            return self._refuse(agent, ws, worst)
+        return fit, True, to_nanos(rates.worst_case(input_bound, fit * choices))
+
+    def _ticket(
+        self, agent: str, ws: list[Window], worst: int, now: float, max_tokens: int, fitted: bool, call_id: str
+    ) -> Ticket:
         p = self.calendar.periods(now)
-        t = Ticket(
-            id="pm_" + secrets.token_hex(12),
-            agent=agent,
-            keys=tuple(w.key for w in ws),
-            worst=worst,
-            day=p.day,
-            month=p.month,
-            created=now,
-            max_tokens=max_tokens,
-            fitted=fitted,
-        )
+        t = Ticket(call_id, agent, tuple(w.key for w in ws), worst, p.day, p.month, now, max_tokens, fitted)
         self.open[t.id] = t
         if self.board.status[agent].state == "blocked":
             self.board.unblock(agent, "a call was admitted")
         return t
+
+    async def _admit_shared(
+        self, agent: str, rates: Priced, input_bound: int, max_tokens: int, choices: int, timeout: float, model: str,
+        api: str,
+    ) -> Ticket | Refusal | Wait:  # fmt: skip
+        """`admit_waiting` across replicas: the pending row, then one Redis script holds the worst case on
+        every window or holds nothing and returns the windows' figures, from which a refusal, a wait or a
+        lower `max_tokens` is decided as on one replica (`_fits`) — then tried again."""
+        assert self.shared is not None
+        now = self.clock()
+        ws = self.windows(agent, now)
+        p = self.calendar.periods(now)
+        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        call_id = "pm_" + secrets.token_hex(12)
+        loop = asyncio.get_running_loop()
+        deadline, pause, fitted = loop.time() + timeout, 0.02, False
+        spec = [(w.key.agent, w.key.period, w.key.value, w.cap) for w in ws]
+        try:
+            await self.shared.hold(Reservation(call_id, agent, now, model, api, p.day, p.month, worst))
+            for _ in range(1000):
+                out = await self.shared.take(call_id, spec, worst)
+                for i, w in enumerate(ws):
+                    self.counters[w.key] = [out[1 + 2 * i], out[2 + 2 * i]]
+                if out[0] == 1:
+                    return self._ticket(agent, ws, worst, now, max_tokens, fitted, call_id)
+                verdict = self._fits(agent, ws, rates, input_bound, max_tokens, choices, worst)
+                if isinstance(verdict, Refusal):
+                    self.shared.drop(call_id)
+                    return verdict
+                if isinstance(verdict, Wait):
+                    if loop.time() + pause > deadline:
+                        break
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                max_tokens, fitted, lower = verdict
+                if lower != worst:
+                    worst = lower
+                    await self.shared.hold(Reservation(call_id, agent, now, model, api, p.day, p.month, worst))
+        except StoreDown:
+            self.shared.drop(call_id)  # whatever was written goes once the stores answer again
+            if self.config.shared is None or self.config.shared.on_outage != "admit_unmetered":
+                raise
+            t = self._ticket(agent, ws, worst, now, max_tokens, fitted, call_id)
+            t.unmetered = True
+            return t
+        except BaseException:
+            self.shared.drop(call_id)
+            raise
+        self.shared.drop(call_id)
+        return Wait()
 
     def _refuse(self, agent: str, ws: list[Window], worst: int) -> Refusal:
         """Say why the call cannot fit; block the agent only when not even a minimal call can."""
@@ -288,9 +347,19 @@ class Budget:
                 self.board.unblock(agent, why)
 
     async def admit_waiting(
-        self, agent: str, rates: Priced, input_bound: int, max_tokens: int, choices: int, timeout: float
+        self,
+        agent: str,
+        rates: Priced,
+        input_bound: int,
+        max_tokens: int,
+        choices: int,
+        timeout: float,
+        model: str = "",
+        api: str = "",
     ) -> Ticket | Refusal | Wait:
         """`admit`, waiting (up to `timeout` seconds) while only in-flight reservations stand in the way."""
+        if self.shared is not None:
+            return await self._admit_shared(agent, rates, input_bound, max_tokens, choices, timeout, model, api)
         verdict = self.admit(agent, rates, input_bound, max_tokens, choices)
         if not isinstance(verdict, Wait):
             return verdict
@@ -332,10 +401,15 @@ class Budget:
         self.open.pop(t.id, None)
         cost = row.cost_nanos
         for key in t.keys:
-            c = self.counters[key]
+            c = self._counter(key)
             c[1] -= t.worst
             c[0] += cost
-        self.store.settle(t.id, row)
+        if t.unmetered:  # nothing was held: book it flagged (the counters are rebuilt to include it)
+            row.reconcile = 1
+            row.error = "unmetered: admitted while the shared store was down; " + row.error
+            self.store.book(row)
+        else:
+            self.store.settle(t.id, row)
         self._alerts(t.agent, t.keys)
         self._wake()
 

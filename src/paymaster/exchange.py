@@ -170,6 +170,8 @@ class Forwarder:
     def headers(self, x: Exchange, cost: Any) -> Headers:
         call, t = x.call, x.ticket
         out = remaining_headers(self.budget, call.agent, t.id)
+        if t.unmetered:  # admitted while the shared store was down (`on_store_outage: admit_unmetered`)
+            out.append((b"x-paymaster-unmetered", b"store outage; booked and flagged for reconciliation"))
         if cost is not None:
             out.append((b"x-paymaster-cost-usd", usd_str(cost).encode()))
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .config import Config
 from .pricing import to_nanos, usd_str
+from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 
 COLUMNS = (
@@ -42,7 +43,7 @@ def render(rows: Sequence[Sequence[Any]], columns: Sequence[str] = COLUMNS) -> s
     return "\n".join(lines)
 
 
-def rows_from_ledger(config: Config, store: SQLiteStore, now: float | None = None) -> list[list[Any]]:
+def rows_from_ledger(config: Config, store: SQLiteStore | SharedStore, now: float | None = None) -> list[list[Any]]:
     day = datetime.fromtimestamp(now or time.time(), config.timezone).date().isoformat()
     totals = store.totals("day", day)
     out = []
@@ -67,7 +68,8 @@ def rows_from_ledger(config: Config, store: SQLiteStore, now: float | None = Non
 
 
 def print_report(config: Config) -> None:
-    store = SQLiteStore(config.ledger)
+    sh = config.shared  # replicas: the Postgres ledger
+    store = SQLiteStore(config.ledger) if sh is None else SharedStore(sh.redis_url, sh.postgres_url, config.timezone)
     try:
         print(render(rows_from_ledger(config, store), LEDGER_COLUMNS))
         open_ = store.unsettled_on_disk()

@@ -12,6 +12,8 @@ Ownership: an agent sees (retrieves, deletes, lists, cancels, continues) only re
 own key; any other id is "not found" to it.
 
 One small SQLite file next to the ledger (`<ledger>.responses`), so chains and ownership survive a restart.
+With a shared ledger (replicas on Postgres) the book is each replica's own, in memory: a response another
+replica served is unknown here — bounded by the model's window, and not retrievable through this replica.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ResponseBook:
     name = "responses"
 
     def __init__(self, ledger: str) -> None:
-        path = ledger if ledger == ":memory:" else ledger + ".responses"
+        path = ":memory:" if ledger == ":memory:" or "://" in ledger else ledger + ".responses"
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

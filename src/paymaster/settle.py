@@ -30,6 +30,7 @@ from .costmodel import responses as responses_cost
 from .levers.base import Answer, Settlement
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos
 from .store.row import LedgerRow
+from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ def search_fee_shortfall(rates: Rates, u: Usage) -> Decimal:
 def answered(
     call: Call,
     answer: Answer,
-    store: SQLiteStore,
+    store: SQLiteStore | SharedStore,
     budget: Budget,
     now: float,
     booked: Callable[[Call, LedgerRow], None] | None = None,

@@ -32,6 +32,7 @@ from .model import (
     Provider,
     ResponseCache,
     Routing,
+    Shared,
     Task,
     cache_scope,
     hash_key,
@@ -186,7 +187,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         timezone=ZoneInfo(f.timezone),
         host=f.listen.host,
         port=f.listen.port,
-        ledger=f.ledger,
+        ledger=f.store or f.ledger,
         durability=f.durability,
         admin_key_hash=admin_hash,
         max_body_bytes=f.limits.max_body_mb * 1024 * 1024,
@@ -203,6 +204,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         observability=_observability(f, base),
         translation=f.translation.policy,
         responses_unknown_context=f.responses.unknown_stored_context,
+        shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from ..pricing import OVERRIDE_KEYS
 from .model import PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
 from .values import (
+    POSTGRES_SCHEMES,
     AdmissionWait,
     AgentName,
     CacheSeconds,
@@ -30,9 +31,11 @@ from .values import (
     ModelList,
     ObjectSchema,
     Price,
+    RedisUrl,
     Seconds,
     Section,
     Sha256,
+    Store,
     Text,
     Threshold,
     Timezone,
@@ -229,7 +232,18 @@ class FleetFile(Part):
     timezone: Timezone = Field("UTC", description="IANA time zone of the daily and monthly cap boundaries")
     listen: Listen = Field(default_factory=Listen, description="where the gateway serves")
     ledger: Ledger = Field(
-        "paymaster.db", validate_default=True, description="SQLite file (relative to fleet.yaml), or :memory:"
+        "paymaster.db",
+        validate_default=True,
+        description="SQLite file (relative to fleet.yaml), or :memory:; with reservations, a postgresql:// URL",
+    )
+    # -- shared store (issue 15) --
+    store: Store | None = Field(None, description="sqlite:///path: the SQLite ledger (the same as ledger: path)")
+    reservations: RedisUrl | None = Field(
+        None, description="redis:// URL: live counters shared by replicas (with ledger: postgresql://…)"
+    )
+    replica_lease_s: Seconds = Field(10.0, description="a replica silent this long is gone: its calls are booked")
+    on_store_outage: Annotated[str, Choice("refuse", "admit_unmetered")] = Field(
+        "refuse", description="Redis or Postgres down: refuse calls (503), or admit them unmetered and flagged"
     )
     durability: Annotated[str, Choice("process", "power")] = Field(
         "process", description="process: survives a crash of the gateway; power: also a power cut (slower)"
@@ -258,6 +272,17 @@ class FleetFile(Part):
     translation: TranslationFile = Field(
         default_factory=TranslationFile, description="calls served by the other API's models"
     )
+
+    @model_validator(mode="after")
+    def _one_store(self) -> FleetFile:
+        shared_ledger = self.ledger.startswith(POSTGRES_SCHEMES)
+        if self.store is not None and (self.reservations is not None or "ledger" in self.model_fields_set):
+            raise fail("give store (SQLite) or ledger, or reservations + ledger (Redis + Postgres), not both")
+        if self.reservations is not None and not shared_ledger:
+            raise fail("reservations (Redis) need ledger: postgresql://… (the ledger every replica shares)")
+        if shared_ledger and self.reservations is None:
+            raise fail("ledger: postgresql://… needs reservations: redis://… (the live counters replicas share)")
+        return self
 
 
 def json_schema() -> dict[str, Any]:

@@ -142,6 +142,16 @@ class Observability:
 
 
 @dataclass(frozen=True)
+class Shared:
+    """Replicas sharing one budget (issue 15): live counters in Redis, the ledger in Postgres."""
+
+    redis_url: str  # `reservations:`
+    postgres_url: str  # `ledger:`
+    lease_s: float = 10.0  # `replica_lease_s:`
+    on_outage: str = "refuse"  # `on_store_outage:` refuse | admit_unmetered
+
+
+@dataclass(frozen=True)
 class Config:
     timezone: ZoneInfo
     host: str
@@ -163,6 +173,7 @@ class Config:
     observability: Observability = Observability()
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     responses_unknown_context: str = "bound"  # "bound" | "refuse": stored context the gateway did not serve
+    shared: Shared | None = None  # replicas: Redis counters + Postgres ledger
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 

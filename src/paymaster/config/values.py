@@ -164,9 +164,10 @@ def _timezone(v: Any) -> str:
 
 
 def _ledger(v: Any, info: ValidationInfo) -> str:
-    """A file in a folder that exists, relative to fleet.yaml's folder (":memory:" for a throwaway ledger)."""
+    """A file in a folder that exists, relative to fleet.yaml's folder (":memory:" for a throwaway ledger), or a
+    postgresql:// URL (the shared ledger of replicas, with `reservations:`)."""
     ledger = _text(v)
-    if ledger == ":memory:":
+    if ledger == ":memory:" or ledger.startswith(POSTGRES_SCHEMES):
         return ledger
     base = (info.context or {}).get("base")
     p = Path(ledger) if base is None or Path(ledger).is_absolute() else Path(base) / ledger
@@ -175,6 +176,29 @@ def _ledger(v: Any, info: ValidationInfo) -> str:
     if not p.parent.is_dir():
         raise fail(f"the folder {p.parent} does not exist; create it or name another")
     return str(p)
+
+
+# --- shared store (issue 15): `store: sqlite:///path`, or `reservations: redis://…` with `ledger: postgresql://…` ---
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _store(v: Any, info: ValidationInfo) -> str:
+    """`sqlite:///path`: the SQLite ledger, as `ledger: path` names it (checked and resolved the same way)."""
+    store = _text(v)
+    if not store.startswith("sqlite:///") or store == "sqlite:///":
+        raise fail(f"must be sqlite:///path/to/ledger.db, got {store!r}")
+    return _ledger(store.removeprefix("sqlite:///"), info)
+
+
+def _redis_url(v: Any) -> str:
+    url = _text(v)
+    if not url.startswith(REDIS_SCHEMES):
+        raise fail(f"must be a redis:// URL (the live counters replicas share), got {url!r}")
+    return url
+
+
+# --- end of the shared store block ---
 
 
 def _agent_name(v: Any) -> str:
@@ -285,3 +309,7 @@ Hosts = Annotated[
 ObjectSchema = Annotated[dict[str, Any], PlainValidator(_json_schema), WithJsonSchema({"type": "object"})]
 Timezone = Annotated[str, PlainValidator(_timezone), WithJsonSchema({"type": "string"})]
 Ledger = Annotated[str, PlainValidator(_ledger), WithJsonSchema({"type": "string"})]
+Store = Annotated[str, PlainValidator(_store), WithJsonSchema({"type": "string", "pattern": "^sqlite:///."})]
+RedisUrl = Annotated[
+    str, PlainValidator(_redis_url), WithJsonSchema({"type": "string", "pattern": "^(rediss?|unix)://"})
+]

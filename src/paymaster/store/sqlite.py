@@ -30,10 +30,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 from ..pricing import from_nanos
+from . import queries
 from .errors import JournalCorrupt, LedgerFailing, LedgerUnavailable, cannot_write
 from .journal import Journal, Reservation, Scan
 from .lock import LedgerLock
@@ -90,11 +90,18 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+SCHEMA_MIGRATIONS.append(
+    (
+        "002_events",
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL, "
+        "data TEXT NOT NULL)",
+    )
+)  # the blackboard's events: ids that survive restarts, replayed after `Last-Event-ID`
 # Every ledger insert writes one page per b-tree it touches into the WAL, so indexes are few: (agent,
 # day) and (day) serve the per-agent and fleet sums, months included (a month is a range of days).
 
 
-_LEDGER_COLS = [f.name for f in fields(LedgerRow)]
+_LEDGER_COLS = queries.LEDGER_COLS
 _INSERT_LEDGER = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({', '.join('?' * len(_LEDGER_COLS))})"
 
 
@@ -313,12 +320,17 @@ class SQLiteStore:
 
     def spend(self, agent: str | None, period: str, key: str) -> int:
         """Settled nano-dollars of an agent (None: the whole fleet) in a day ('day') or month ('month')."""
-        lo, hi = _days(period, key)
-        if agent is None:
-            q = "SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE day >= ? AND day < ?"
-            return int(self.conn.execute(q, (lo, hi)).fetchone()[0])
-        q = "SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE agent = ? AND day >= ? AND day < ?"
-        return int(self.conn.execute(q, (agent, lo, hi)).fetchone()[0])
+        return int(self.conn.execute(*queries.spend(agent, period, key)).fetchone()[0])
+
+    def add_event(self, ts: float, kind: str, data: bytes) -> int:
+        """Store a blackboard event (its own small transaction: events are rare); returns its id."""
+        cur = self.conn.execute("INSERT INTO events (ts, kind, data) VALUES (?, ?, ?)", (ts, kind, data.decode()))
+        return int(cur.lastrowid or 0)
+
+    def events_after(self, after: int, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """The latest `limit` events after id `after`, oldest first."""
+        q = "SELECT id, kind, data FROM (SELECT * FROM events WHERE id > ? ORDER BY id DESC LIMIT ?) ORDER BY id"
+        return [(int(i), k, d) for i, k, d in self.conn.execute(q, (after, limit))]
 
     def open_reservations(self) -> int:
         """Reservations in this process's journal whose ledger rows are not committed yet."""
@@ -329,95 +341,29 @@ class SQLiteStore:
         running, or one stopped mid-call)."""
         return sum(1 for row in self.unbooked(self.journal.scan()) if row.status == "crashed")
 
-    def ledger(
-        self,
-        *,
-        agent: str | None = None,
-        status: str | None = None,
-        model: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        reconcile: bool | None = None,
-        after: int = 0,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        where, args = ["seq > ?"], [after]
-        for col, val in (("agent", agent), ("status", status), ("model", model)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until)
-        if reconcile is not None:
-            where.append("reconcile = ?")
-            args.append(int(reconcile))
-        q = f"SELECT seq, {', '.join(_LEDGER_COLS)} FROM ledger WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
-        cur = self.conn.execute(q, (*args, limit))
+    def ledger(self, **filters: Any) -> list[dict[str, Any]]:
+        """Ledger rows in `seq` order, filtered (`queries.ledger`)."""
+        cur = self.conn.execute(*queries.ledger(**filters))
         names = ["seq", *_LEDGER_COLS]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def row(self, call_id: str) -> dict[str, Any] | None:
-        cur = self.conn.execute(
-            f"SELECT seq, {', '.join(_LEDGER_COLS)}, reconciled_at FROM ledger WHERE id = ?", (call_id,)
-        )
-        r = cur.fetchone()
-        return None if r is None else dict(zip(["seq", *_LEDGER_COLS, "reconciled_at"], r, strict=True))
+        r = self.conn.execute(queries.ROW, (call_id,)).fetchone()
+        return None if r is None else dict(zip(queries.ROW_NAMES, r, strict=True))
 
     def reconcile(self, call_id: str, cost_usd: str, cost_nanos: int, now: float) -> None:
         """Replace a flagged row's booked cost by the provider's bill; the first booking is kept."""
         self.flush()
-        self.conn.execute(
-            "UPDATE ledger SET booked_nanos = cost_nanos, cost_usd = ?, cost_nanos = ?, reconcile = 0, "
-            "reconciled_at = ? WHERE id = ?",
-            (cost_usd, cost_nanos, now, call_id),
-        )
+        self.conn.execute(queries.RECONCILE, (cost_usd, cost_nanos, now, call_id))
 
     def savings(self, agent: str, period: str, key: str) -> dict[str, int]:
         """What the levers saved an agent in a day or month, and how often the caches hit."""
-        lo, hi = _days(period, key)
-        q = (
-            "SELECT COUNT(*), COALESCE(SUM(cost_nanos), 0), COALESCE(SUM(uncached_cost_nanos), 0), "
-            "COALESCE(SUM(CASE WHEN status = 'response_cache' THEN uncached_cost_nanos ELSE 0 END), 0), "
-            "COALESCE(SUM(status = 'response_cache'), 0), COALESCE(SUM(cache_read_tokens > 0), 0), "
-            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), "
-            "COALESCE(SUM(exposure_removed_nanos), 0), COALESCE(SUM(max_tokens_requested = 0), 0) "
-            "FROM ledger WHERE agent = ? AND day >= ? AND day < ? AND status IN ('ok', 'response_cache')"
-        )
-        r = self.conn.execute(q, (agent, lo, hi)).fetchone()
-        names = (
-            "calls",
-            "cost",
-            "uncached",
-            "response_cache_saved",
-            "response_cache_hits",
-            "prompt_cache_hits",
-            "input_tokens",
-            "cache_read_tokens",
-            "exposure_removed",
-            "unbounded_requests",
-        )
-        return dict(zip(names, (int(v) for v in r), strict=True))
+        r = self.conn.execute(*queries.savings(agent, period, key)).fetchone()
+        return dict(zip(queries.SAVINGS_NAMES, (int(v) for v in r), strict=True))
 
     def totals(self, period: str, key: str) -> dict[str, dict[str, int]]:
         """Per-agent call count, tokens and nano-dollars for a day or month."""
-        lo, hi = _days(period, key)
-        q = (
-            "SELECT agent, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos), "
-            "SUM(status != 'ok') FROM ledger WHERE day >= ? AND day < ? GROUP BY agent"
-        )
-        return {
-            a: {"calls": n, "input_tokens": i, "output_tokens": o, "cost_nanos": c, "failed": f}
-            for a, n, i, o, c, f in self.conn.execute(q, (lo, hi))
-        }
-
-
-def _days(period: str, key: str) -> tuple[str, str]:
-    """The range of `day` values of a day ('2026-11-28') or a month ('2026-11': '2026-11' ≤ day < '2026-11~')."""
-    return (key, key + "~") if period == "month" else (key, key + "\x00")
+        return queries.totals_dict(self.conn.execute(*queries.totals(period, key)))
 
 
 def _crashed(r: Reservation) -> LedgerRow:

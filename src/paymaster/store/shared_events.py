@@ -1,0 +1,80 @@
+"""The blackboard across replicas: events stored in Postgres (global ids), announced by NOTIFY.
+
+A replica's `Blackboard.publish` stores the event (`events` table) instead of delivering it; every
+replica, the publisher included, delivers it when Postgres announces it, reading the events after the
+last one it delivered, in id order. At start a replica loads the latest events into its history, so a
+`Last-Event-ID` replay works on any replica and after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..blackboard import Blackboard
+from .shared import OUTAGES, SharedStore
+
+log = logging.getLogger("paymaster")
+
+
+class SharedEvents:
+    def __init__(self, store: SharedStore, board: Blackboard) -> None:
+        self.store, self.board = store, board
+        self.last = 0
+        self._reading: asyncio.Task[None] | None = None
+        self._again = False
+
+    async def load(self, history: int = 1000) -> None:
+        self._deliver(await self.store.pg.events_after(0, history))
+
+    def _deliver(self, events: list[tuple[int, str, str]]) -> None:
+        for seq, kind, data in events:
+            if seq > self.last:
+                self.last = seq
+                self.board.deliver(seq, kind, data.encode())
+
+    def announced(self, _seq: int) -> None:
+        """Postgres announced an event: read everything after the last one delivered (one reader at a time)."""
+        if self._reading is not None and not self._reading.done():
+            self._again = True
+            return
+        self._reading = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            self._again = False
+            with contextlib.suppress(*OUTAGES):
+                self._deliver(await self.store.pg.events_after(self.last))
+            if not self._again:
+                return
+
+    def store_event(self, ts: float, kind: str, payload: bytes) -> None:
+        self.store._spawn(self._store(ts, kind, payload.decode()))
+
+    async def _store(self, ts: float, kind: str, data: str) -> None:
+        try:
+            await self.store.pg.publish(ts, kind, data)
+        except OUTAGES as e:  # the event is lost to other replicas; this one still sees it
+            log.warning("event %s could not be stored (%s): delivered on this replica only", kind, e)
+            self.board.deliver(self.last, kind, data.encode())
+
+
+async def connect(store: SharedStore, board: Blackboard) -> SharedEvents:
+    """Open the shared store and route the blackboard's events through it."""
+    events = SharedEvents(store, board)
+    store.on_error = lambda e: board.publish("ledger.failing", reason=store.failing)
+    store.on_ok = lambda: board.publish("ledger.writable")
+    store.on_recovered = lambda row: board.publish(
+        "ledger.recovered", agent=row.agent, call_id=row.id, cost_usd=row.cost_usd
+    )
+    store.on_rebuilt = lambda n: board.publish("store.rebuilt", pending=n)
+    early: list[tuple[float, str, bytes]] = []  # events of the start itself, stored once Postgres is open
+    board.sink = lambda ts, kind, payload: early.append((ts, kind, payload))
+    await store.open()
+    await events.load()
+    await store.pg.listen(events.announced)
+    board.sink = events.store_event
+    for event in early:
+        events.store_event(*event)
+    return events
