@@ -4,11 +4,14 @@
                                                     # (default $ROUTELLM_DATA or /work/shared/data/routellm)
 
 For GSM8K, MMLU and MT-Bench (contaminated prompts dropped, as RouteLLM does) it prints APGR,
-CPT(50 %), CPT(80 %) and the cost saving at 95 % of strong-model quality for:
-
-- the classifier with the benchmark held out (weights trained on the other two benchmarks),
-- on MMLU, the classifier in 5 folds of MMLU subjects (trained on the other subjects + GSM8K + MT-Bench),
-- prompt length alone (no training), the random router, and RouteLLM's published learned routers.
+CPT(50 %), CPT(80 %) and the cost saving at 95 % of strong-model quality, leave-one-benchmark-out
+(the figure that counts: weights trained on the other two benchmarks), each with a 95 % bootstrap
+interval (BOOT_ROUNDS resamples of the held-out prompts), beside prompt length alone (no training) and
+the random router (mean ± sd over RANDOM_SEEDS seeds); the paired classifier − length APGR difference;
+on MMLU the in-benchmark split (5 folds of subjects) beside, never instead of, the held-out row; and
+RouteLLM's published routers. Then the heavy share each workload actually gets at a target share,
+with the reference-distribution threshold and with the running quantile (levers/routing_share.py),
+and the decision latency.
 
 The held-out weights ship in the same file as the production weights; `scripts/train_router.py`
 writes both. The metrics follow lm-sys/RouteLLM routellm/evals (evaluate.py, benchmarks.py):
@@ -17,7 +20,7 @@ score >= threshold (> for the top one), APGR = trapezoid area under quality vs s
 normalised so the weak model is 0 and the strong one 1; CPT(x) = strong-call share interpolated
 where the curve reaches weak + x * (strong - weak). "95 % quality" = routed score / strong-model
 score >= 0.95 on the same curve; the saving prices each call at TOKENS_IN + TOKENS_OUT tokens on
-LIGHT_MODEL vs HEAVY_MODEL with genai-prices. Standard library only, plus genai-prices; ~15 s.
+LIGHT_MODEL vs HEAVY_MODEL with genai-prices. Standard library only, plus genai-prices; ~60 s.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ DEFAULT_DATA = os.environ.get("ROUTELLM_DATA", "/work/shared/data/routellm")
 # Cheap / expensive pair for the saving column, and what one call is assumed to use.
 LIGHT_MODEL, HEAVY_MODEL, PROVIDER = "claude-haiku-4-5", "claude-opus-4-8", "anthropic"
 TOKENS_IN, TOKENS_OUT = 1000, 500
+BOOT_ROUNDS = 200  # bootstrap resamples per benchmark for the 95 % intervals
+RANDOM_SEEDS = 100
 
 # RouteLLM's published figures (GPT-4-1106 vs Mixtral-8x7B). None = not retrieved.
 PUBLISHED = {
@@ -181,6 +186,51 @@ def share_at_quality(scores: Sequence[float], weak: Sequence[float], strong: Seq
     return share_for(call_curve(scores, weak, strong), q * s) if q * s > w else 0.0
 
 
+def bootstrap(
+    metric: Callable[[Sequence[float], Sequence[float], Sequence[float]], tuple[float, ...]],
+    routers: dict[str, Sequence[float]],
+    weak: Sequence[float],
+    strong: Sequence[float],
+    rounds: int = BOOT_ROUNDS,
+    seed: int = 0,
+) -> dict[str, list[tuple[float, ...]]]:
+    """`metric` of each router on `rounds` resamples of the prompts (with replacement), the same
+    resamples for every router, so rows can be compared pairwise (position k = resample k)."""
+    rng = random.Random(seed)
+    n = len(weak)
+    out: dict[str, list[tuple[float, ...]]] = {name: [] for name in routers}
+    for _ in range(rounds):
+        idx = [rng.randrange(n) for _ in range(n)]
+        w, s = [weak[i] for i in idx], [strong[i] for i in idx]
+        if sum(s) == sum(w):
+            continue  # no gap to recover in this resample
+        for name, sc in routers.items():
+            out[name].append(metric([sc[i] for i in idx], w, s))
+    return out
+
+
+def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval."""
+    ordered = sorted(values)
+    lo = ordered[int((1 - level) / 2 * (len(ordered) - 1))]
+    hi = ordered[int((1 + level) / 2 * (len(ordered) - 1) + 0.5)]
+    return lo, hi
+
+
+def metrics(scores: Sequence[float], weak: Sequence[float], strong: Sequence[float]) -> tuple[float, ...]:
+    """(APGR, CPT(50 %), CPT(80 %), strong-call share at 95 % quality) from one curve."""
+    pts = call_curve(scores, weak, strong)
+    w, s = sum(weak) / len(weak), sum(strong) / len(strong)
+    auc = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in pairwise(pts))
+    span = pts[-1][0] - pts[0][0]
+    return (
+        (auc - w * span) / ((s - w) * span),
+        share_for(pts, w + 0.5 * (s - w)),
+        share_for(pts, w + 0.8 * (s - w)),
+        share_for(pts, 0.95 * s) if 0.95 * s > w else 0.0,
+    )
+
+
 def random_scores(n: int, seed: int = 0) -> list[float]:
     """RouteLLM's random router: random.seed(seed), then random.uniform(0, 1) per prompt."""
     rng = random.Random(seed)
@@ -247,6 +297,36 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def shares_held(clf: Classifier, data: dict[str, list[Prompt]], calls: int = 3000) -> None:
+    """target_heavy_share on workloads unlike each other: the reference-distribution threshold against the
+    running quantile (routing_share.py), each benchmark's prompts streamed as one agent's traffic."""
+    from paymaster.levers.routing_share import ShareKeeper
+    from paymaster.levers.routing_state import RoutingState
+
+    print(
+        f"Heavy share actually sent, per workload ({calls} calls each, prompts in random order, repeated when fewer; "
+        "running quantile: window 1000, warm-up 50, counted after the warm-up)"
+    )
+    print(f"{'workload':9} | {'target':>6} | {'reference threshold':>19} | {'running quantile':>16}")
+    for target in (0.1, 0.3, 0.5):
+        fixed = clf.threshold_for_share(target)
+        for b, ps in data.items():
+            rng, texts = random.Random(1), []
+            while len(texts) < calls:
+                texts += rng.sample([p.text for p in ps], min(len(ps), calls - len(texts)))
+            scores = [clf.score(t) for t in texts]
+            keeper = ShareKeeper(RoutingState(None), window=1000, warmup=50)
+            heavy = counted = 0
+            for sc in scores:
+                keeper.observe(b, sc)
+                if keeper.seen(b) >= keeper.warmup:
+                    counted += 1
+                    heavy += keeper.above(b, sc, target, fixed)
+            ref = sum(sc >= fixed for sc in scores) / len(scores)
+            print(f"{b:9} | {target:6.0%} | {ref:19.1%} | {heavy / counted:16.1%}")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=DEFAULT_DATA, help="RouteLLM per-prompt outcomes (gsm8k/, mmlu/, mt_bench/)")
@@ -271,44 +351,71 @@ def main() -> None:
         f"Saving priced with genai-prices: {LIGHT_MODEL} ${light} vs {HEAVY_MODEL} ${heavy} per call "
         f"({TOKENS_IN} input + {TOKENS_OUT} output tokens; {PROVIDER}); all-light saves {saving(0.0, light, heavy):.0%}"
     )
+    print(
+        f"Each cell: value on the held-out benchmark [95 % bootstrap interval, {BOOT_ROUNDS} resamples of its prompts]"
+        "; "
+        f"random = mean ± sd over {RANDOM_SEEDS} seeds."
+    )
     print()
-    header = f"{'benchmark':9} | {'router':56} | {'APGR':>5} | {'CPT(50%)':>8} | {'CPT(80%)':>8} | saving @95% quality"
+    header = (
+        f"{'benchmark':9} | {'router':46} | {'APGR':^19} | {'CPT(50%)':^19} | {'CPT(80%)':^19} | "
+        "saving @95% quality [interval] (heavy share)"
+    )
     print(header)
     print("-" * len(header))
     for b, ps in data.items():
         weak, strong = [p.weak for p in ps], [p.strong for p in ps]
-        rows: list[tuple[str, list[float]]] = []
+        routers: dict[str, list[float]] = {}
         if b in lobo:
-            rows.append(("classifier, benchmark held out (trained on the others)", lobo[b]))
-        if b in folds:
-            rows.append(("classifier, 5 folds of MMLU subjects (held-out subj.)", folds[b]))
-        rows.append(("prompt length alone (no training)", [float(len(p.text)) for p in ps]))
-        rows.append(("random router (seed 0, as RouteLLM's evaluate.py)", random_scores(len(ps), 0)))
-        for name, sc in rows:
-            share95 = share_at_quality(sc, weak, strong, 0.95)
+            routers["classifier, benchmark held out (LOBO)"] = lobo[b]
+        routers["prompt length alone (no training)"] = [float(len(p.text)) for p in ps]
+        boots = bootstrap(metrics, routers, weak, strong, seed=BENCHMARKS.index(b))
+        for name, sc in routers.items():
+            m, cols = metrics(sc, weak, strong), list(zip(*boots[name], strict=True))
+            cells = [f"{m[0]:.3f} [{interval(cols[0])[0]:.3f}, {interval(cols[0])[1]:.3f}]"]
+            cells += [f"{m[k]:5.1%} [{interval(cols[k])[0]:.0%}, {interval(cols[k])[1]:.0%}]" for k in (1, 2)]
+            lo, hi = (saving(x, light, heavy) for x in reversed(interval(cols[3])))
             print(
-                f"{b:9} | {name:56} | {apgr(sc, weak, strong):5.3f} | {cpt(sc, weak, strong, 0.5):8.1%} | "
-                f"{cpt(sc, weak, strong, 0.8):8.1%} | {saving(share95, light, heavy):5.1%} ({share95:.0%} heavy)"
+                f"{b:9} | {name:46} | {cells[0]:^19} | {cells[1]:^19} | {cells[2]:^19} | "
+                f"{saving(m[3], light, heavy):5.1%} [{lo:.0%}, {hi:.0%}] ({m[3]:.0%} heavy)"
+            )
+        rnd = [metrics(random_scores(len(ps), seed), weak, strong) for seed in range(RANDOM_SEEDS)]
+        cols = list(zip(*rnd, strict=True))
+        sav = [saving(x, light, heavy) for x in cols[3]]
+        cells = [f"{statistics.mean(c):.3f} ± {statistics.stdev(c):.3f}" for c in cols[:1]]
+        cells += [f"{statistics.mean(c):5.1%} ± {statistics.stdev(c):.1%}" for c in cols[1:3]]
+        print(
+            f"{b:9} | {'random router (mean ± sd over seeds)':46} | {cells[0]:^19} | {cells[1]:^19} | "
+            f"{cells[2]:^19} | {statistics.mean(sav):5.1%} ± {statistics.stdev(sav):.1%}"
+        )
+        if b in folds:  # in-benchmark split: shown beside the held-out figure, never instead of it
+            m = metrics(folds[b], weak, strong)
+            print(
+                f"{b:9} | {'(in-benchmark: 5 folds of MMLU subjects)':46} | {m[0]:^19.3f} | {m[1]:^19.1%} | "
+                f"{m[2]:^19.1%} | {saving(m[3], light, heavy):5.1%} ({m[3]:.0%} heavy)"
             )
         a, c5, c8, cut = PUBLISHED[b]
         print(
-            f"{b:9} | {'RouteLLM published, best learned router (see notes)':56} | {_fmt(a, '.3f'):>5} | "
-            f"{_fmt(c5, '.1%'):>8} | {_fmt(c8, '.1%'):>8} | {cut} (their prices)"
+            f"{b:9} | {'RouteLLM published, best learned router':46} | {_fmt(a, '.3f'):^19} | "
+            f"{_fmt(c5, '.1%'):^19} | {_fmt(c8, '.1%'):^19} | {cut} (their prices, see notes)"
         )
-    print()
-    for b, ps in data.items():
-        weak, strong = [p.weak for p in ps], [p.strong for p in ps]
-        runs = [apgr(random_scores(len(ps), seed), weak, strong) for seed in range(100)]
-        print(
-            f"random router over 100 seeds, {b}: APGR {statistics.mean(runs):.3f} "
-            f"± {statistics.stdev(runs):.3f} (min {min(runs):.3f}, max {max(runs):.3f})"
-        )
+        if len(routers) == 2:
+            names = list(routers)
+            diffs = [x[0] - y[0] for x, y in zip(boots[names[0]], boots[names[1]], strict=True)]
+            lo, hi = interval(diffs)
+            wins = sum(d > 0 for d in diffs) / len(diffs)
+            print(
+                f"{b:9} | APGR classifier − length: {statistics.mean(diffs):+.3f} [{lo:+.3f}, {hi:+.3f}], "
+                f"classifier ahead in {wins:.0%} of resamples"
+            )
+        print("-" * len(header))
     print()
     for line in PUBLISHED_NOTES:
         print(line)
     print()
 
     clf = Classifier.load()
+    shares_held(clf, data)
     typical = [p.text for b in BENCHMARKS for p in data[b][:: max(1, len(data[b]) // 1000)]]
     chars = sorted(len(t) for t in typical)
     every = timings(typical * 3, clf.score)

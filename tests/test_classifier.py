@@ -180,3 +180,25 @@ def test_random_router_recovers_half_the_gap_on_the_real_data(data):
     weak, strong = [p.weak for p in mmlu], [p.strong for p in mmlu]
     assert ev.apgr(ev.random_scores(len(mmlu), 0), weak, strong) == pytest.approx(0.5, abs=0.02)
     assert ev.cpt(ev.random_scores(len(mmlu), 1), weak, strong, 0.5) == pytest.approx(0.5, abs=0.04)
+
+
+def test_metrics_agree_with_the_single_metric_functions_and_bootstrap_brackets_them():
+    import random
+
+    rng = random.Random(4)
+    weak = [float(rng.random() < 0.6) for _ in range(400)]
+    strong = [max(w, float(rng.random() < 0.8)) for w in weak]
+    good = [s - w + rng.random() for w, s in zip(weak, strong, strict=True)]  # informative scores
+    m = ev.metrics(good, weak, strong)
+    assert m[0] == pytest.approx(ev.apgr(good, weak, strong))
+    assert m[1] == pytest.approx(ev.cpt(good, weak, strong, 0.5))
+    assert m[2] == pytest.approx(ev.cpt(good, weak, strong, 0.8))
+    assert m[3] == pytest.approx(ev.share_at_quality(good, weak, strong, 0.95))
+    noise = ev.random_scores(400, 1)
+    boots = ev.bootstrap(ev.metrics, {"good": good, "noise": noise}, weak, strong, rounds=60)
+    assert len(boots["good"]) == len(boots["noise"]) == 60  # paired: the same resamples for both
+    lo, hi = ev.interval([b[0] for b in boots["good"]])
+    assert lo < m[0] < hi and lo > 0.5  # an informative router's interval sits above random
+    diffs = [g[0] - n[0] for g, n in zip(boots["good"], boots["noise"], strict=True)]
+    assert ev.interval(diffs)[0] > 0
+    assert ev.interval([3.0, 1.0, 2.0]) == (1.0, 3.0)

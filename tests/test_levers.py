@@ -79,7 +79,27 @@ def response_cache_shows(gw: Any, sim: Any) -> bool:
     return hit
 
 
+def cascade_shows(gw: Any, sim: Any) -> bool:
+    """A task type in routing.cascade is answered by the light tier first, its answer checked."""
+    tool = {
+        "name": "f",
+        "description": "d",
+        "input_schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+    }
+    raw = gw.anthropic("ava").messages.with_raw_response.create(
+        model="auto",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "fill it"}],
+        tools=[tool],
+        tool_choice={"type": "any"},
+        extra_headers={"x-paymaster-task": "extraction"},
+    )
+    raw.parse()
+    return raw.headers.get("x-paymaster-cascade") == f"{LADDER['light']} passed"
+
+
 SHOWS: dict[str, Callable[[Any, Any], bool]] = {
+    "cascade": cascade_shows,
     "output": output_shows,
     "routing": routing_shows,
     "caching": caching_shows,
@@ -94,7 +114,7 @@ def test_every_lever_in_the_list_has_a_check_here():
 @pytest.mark.parametrize("left_out", [None, *LEVERS])
 def test_each_lever_left_out_leaves_the_others_working(gateway, sim, left_out):
     names = tuple(n for n in LEVERS if n != left_out)
-    gw = gateway(agents=AGENTS, levers=names)
+    gw = gateway(agents=AGENTS, levers=names, routing={"cascade": ["extraction"]})
     assert [lever.name for lever in gw.gw.levers] == list(names)
     shown = {name: SHOWS[name](gw, sim) for name in LEVERS}
     assert shown == {name: name != left_out for name in LEVERS}

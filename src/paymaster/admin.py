@@ -3,6 +3,8 @@
 GET /admin/agents            every agent: status, spend, reserved and remaining per window
 GET /admin/agents/{name}     one agent
 GET /admin/events            Server-Sent Events: agent.blocked / agent.unblocked / budget.threshold
+GET /admin/routing           what routing learnt: feedback bandit per agent x task type (tier shares, success per
+                             tier, the safe tier), running-quantile windows
 GET /admin/overview          what the dashboard draws (dashboard/overview.py)
 GET /admin/ledger            the ledger, paged (?after=SEQ&limit=N) and filtered
                              (?agent= &status= &model= &since= &until= &reconcile=)
@@ -45,6 +47,7 @@ class Admin:
     budget: Budget
     board: Blackboard
     clock: Callable[[], float]
+    routing: Callable[[], dict[str, Any]] = dict  # what routing learnt (the routing lever's view)
 
 
 async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,6 +79,8 @@ async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
         await json_response(send, agent_view(gw, name))
     elif path == "/admin/ledger":
         await json_response(send, ledger(gw, scope))
+    elif path == "/admin/routing":  # what routing learnt: feedback bandit per agent x task, share windows
+        await json_response(send, gw.routing())
     elif path == "/admin/overview":
         await json_response(send, dashboard.overview(gw))
     elif path == "/admin/events":

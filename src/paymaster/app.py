@@ -10,6 +10,7 @@ failures `upstream_errors.py` maps in one table), settlement (`settle.py`). Admi
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from . import admin, dashboard, model_route, responses_api
+from . import admin, dashboard, feedback, model_route, responses_api
 from .admission import Admission
 from .blackboard import Blackboard, stored_events
 from .budget import Budget
@@ -88,7 +89,7 @@ class Gateway:
         self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
         settled = (*hooked(self.levers, "settled"), self.book)
         self.exchange = Forwarder(self.budget, Settler(self.budget, settled, self.metrics.settled))
-        self.admin = admin.Admin(config, self.store, self.budget, self.board, clock)
+        self.admin = admin.Admin(config, self.store, self.budget, self.board, clock, self.routing_view)
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/messages"): self.messages,
@@ -101,6 +102,7 @@ class Gateway:
             ("POST", "/embeddings"): self.embeddings,
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/healthz"): self.health,
+            ("POST", "/v1/paymaster/feedback"): functools.partial(feedback.handle, self),  # routing feedback
         }
 
     # -- ASGI ----------------------------------------------------------------------------------------
@@ -132,6 +134,8 @@ class Gateway:
             task.cancel()
         for up in self.upstreams.values():
             await up.close()
+        for lever in hooked(self.levers, "close"):  # levers that keep state across restarts (routing)
+            lever.close()
         if isinstance(self.store, SharedStore):
             await self.store.aclose()
         self.store.close()
@@ -316,6 +320,15 @@ class Gateway:
         call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled)
         headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
+
+    def lever(self, name: str) -> Any:
+        """The running lever called `name`, or None when this gateway runs without it."""
+        return next((lever for lever in self.levers if lever.name == name), None)
+
+    def routing_view(self) -> dict[str, Any]:
+        """What routing learnt (GET /admin/routing); empty without the routing lever."""
+        routing = self.lever("routing")
+        return routing.router.view() if routing is not None else {}
 
     # -- what the levers may use (levers.base.Services) ---------------------------------------------
 

@@ -177,7 +177,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
     if not f.agents:
         problems.add("agents", "at least one agent is required")
 
-    routing = _routing(f.routing)
+    routing = _routing(f.routing, base)
     for model, chain in routing.fallbacks.items():
         for i, m in enumerate((model, *chain)):
             resolve(m, f"routing.fallbacks.{model}" + (f"[{i - 1}]" if i else ""))
@@ -387,7 +387,7 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
     )
 
 
-def _routing(r: RoutingFile) -> Routing:
+def _routing(r: RoutingFile, base: Path | None) -> Routing:
     share = r.target_heavy_share if r.target_heavy_share is not None else (None if r.min_quality is not None else 0.3)
     return Routing(
         target_heavy_share=share,
@@ -396,4 +396,11 @@ def _routing(r: RoutingFile) -> Routing:
         cooldown_s=r.cooldown_s,
         allow_pricier_fallback=r.allow_pricier_fallback,
         degrade_at=r.degrade_at,
+        share_window=r.share_window,
+        share_warmup=r.share_warmup,
+        state=str(base / r.state) if r.state is not None and base is not None else r.state,  # beside fleet.yaml
+        cascade=tuple(r.cascade),
+        feedback_tasks=tuple(r.feedback_tasks),
+        feedback_floor=r.feedback_floor,
+        feedback_explore=r.feedback_explore,
     )

@@ -188,11 +188,31 @@ class RoutingFile(Part):
     degrade_at: DegradeAt = Field(
         0.8, description="share of a cap past which an auto agent runs one tier down (0 < x <= 1; 1: never)"
     )
+    # -- routing on unseen traffic (issue 14; levers/routing_share.py, routing_cascade.py, routing_bandit.py) --
+    share_window: Annotated[int, Whole(1, 1_000_000)] = Field(
+        1000, description="the heavy threshold is the quantile of this many recent scores per agent x task type"
+    )
+    share_warmup: Annotated[int, Whole(1, 1_000_000)] = Field(
+        50, description="scores seen before the running quantile replaces the reference threshold"
+    )
+    state: Text | None = Field(None, description="routing state file (share windows, bandit); default <ledger>.routing")
+    cascade: list[Text] = Field(
+        default_factory=list, description="task types answered light-first, checked, escalated on failure"
+    )
+    feedback_tasks: list[Text] = Field(
+        default_factory=list, description="task types whose tier a bandit learns from POST /v1/paymaster/feedback"
+    )
+    feedback_floor: Fraction = Field(0.9, description="success rate the learnt tier must keep (0 < x <= 1)")
+    feedback_explore: Fraction = Field(0.05, description="most of the calls that may explore a cheaper, unproven tier")
 
     @model_validator(mode="after")
     def _one_threshold(self) -> RoutingFile:
         if {"target_heavy_share", "min_quality"} <= self.model_fields_set:
             raise fail("give target_heavy_share or min_quality, not both")
+        if self.share_warmup > self.share_window:
+            raise fail("share_warmup must not exceed share_window")
+        if self.feedback_floor <= 0:
+            raise fail("feedback_floor must be above 0")
         return self
 
 

@@ -130,6 +130,14 @@ class Routing:
     cooldown_s: float = 30.0  # a model that failed is skipped this long
     allow_pricier_fallback: bool = False
     degrade_at: float = 0.8  # share of a cap past which an auto agent runs one tier down
+    # -- routing on unseen traffic (issue 14; levers/routing_share.py, routing_cascade.py, routing_bandit.py) --
+    share_window: int = 1000  # heavy threshold = quantile of this many recent scores per agent x task type
+    share_warmup: int = 50  # scores seen before the running quantile replaces the reference threshold
+    state: str | None = None  # routing state file (windows, bandit); default: "<ledger>.routing"
+    cascade: tuple[str, ...] = ()  # task types answered light-first, checked, escalated on failure
+    feedback_tasks: tuple[str, ...] = ()  # task types whose tier a bandit learns from feedback
+    feedback_floor: float = 0.9  # success rate the chosen tier must keep (per agent x task type)
+    feedback_explore: float = 0.05  # share of calls the bandit may spend exploring cheaper tiers
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .base import Lever, Services
 
 LEVERS: tuple[str, ...] = (
+    "cascade",  # verified cascades: cheaper tiers answer first, checked, escalated on failure (opt-in per task)
     "output",  # ceilings on max_tokens, structured output, brevity framing
     "routing",  # model: auto → the cheapest sufficient tier; fallbacks
     "caching",  # prompt-cache breakpoints, prompt_cache_key, per-agent isolation

@@ -13,8 +13,11 @@ tail). It estimates the probability that the strong model beats the weak one, le
 per-prompt outcomes (GSM8K, MMLU, MT-Bench) for Mixtral-8x7B vs GPT-4. `scripts/train_router.py`
 reproduces the weights file; `bench/eval_router.py` measures it on prompts it was not trained on:
 APGR 0.57 on GSM8K and MMLU held out, 0.59 on unseen MMLU subjects, 0.76 on MT-Bench (72 prompts,
-noisy); random routing is 0.50 and prompt length alone about 0.58-0.60 on GSM8K and MMLU. A weak
-signal: use it for the share of calls to send heavy, not as a judgement on any one prompt.
+noisy); random routing is 0.50 and prompt length alone about 0.58-0.60 on GSM8K and MMLU — level with
+it there (bootstrap intervals overlap), well ahead on MT-Bench. A weak signal: use it for which calls
+go heavy, not as a judgement on any one prompt. How many go heavy is held on each agent's own traffic
+by the router's running quantile (routing_share.py); the reference thresholds below apply only while
+that window warms up.
 
 Two ways to set the heavy threshold, both backed by data shipped in the weights file:
 - a share of calls: `threshold_for_share` reads score quantiles of a reference distribution

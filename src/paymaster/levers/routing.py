@@ -31,6 +31,9 @@ from ..config import TIERS, Agent, Config, Task
 from ..prefix import prefix_key
 from ..pricing import Rates
 from .base import Answer, Bill, LeverContext, Services, Settlement
+from .routing_bandit import Bandit
+from .routing_share import ShareKeeper
+from .routing_state import RoutingState, state_path
 
 AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
@@ -53,6 +56,26 @@ class Router:
         self._classifier: Any = None
         self.affinity: dict[str, tuple[str, int, float]] = {}  # prefix key -> (model, cached tokens, expiry)
         self._thresholds: tuple[float, float] | None = None
+        self._share = 0.3
+        self.state = RoutingState(state_path(config.ledger, self.routing.state))
+        self.shares = ShareKeeper(self.state, self.routing.share_window, self.routing.share_warmup)
+        self.bandit = Bandit(self.state, self.routing.feedback_floor, self.routing.feedback_explore)
+
+    def close(self) -> None:
+        self.shares.flush()
+        self.bandit.flush()
+        self.state.close()
+
+    def view(self) -> dict[str, Any]:
+        """What routing learnt, for GET /admin/routing: the feedback bandit per agent/task, share windows."""
+        self.shares.flush()
+        return {
+            "feedback_tasks": list(self.routing.feedback_tasks),
+            "feedback_floor": self.routing.feedback_floor,
+            "target_heavy_share": self._share if self._thresholds is not None else self.routing.target_heavy_share,
+            "feedback": self.bandit.view(),
+            "share_windows": self.shares.sizes(),
+        }
 
     # -- picking ----------------------------------------------------------------------------------
 
@@ -67,11 +90,15 @@ class Router:
 
             raise BadRequest(f"agent {agent.name!r} has no tier ladder; name a model (not 'auto')", param="model")
         baseline = agent.tiers[[t for t in TIERS if t in agent.tiers][-1]]
-        if task is not None and task.tier is not None:
+        key = f"{agent.name}/{task.name if task is not None else ''}"
+        if task is not None and task.name in self.routing.feedback_tasks:  # learnt from feedback
+            tier, reason = self.bandit.choose(key, [t for t in TIERS if t in agent.tiers])
+        elif task is not None and task.tier is not None:
             tier, reason = task.tier, f"task:{task.name}"
         else:
             score = self.classifier().score(last_user_text(call.body))
-            tier, reason = self._tier_for(score, agent), f"classifier:{score:.3f}"
+            self.shares.observe(key, score)
+            tier, reason = self._tier_for(score, agent, key), f"classifier:{score:.3f}"
         if budget_share >= self.routing.degrade_at:
             lower = _step_down(tier, agent)
             if lower != tier:
@@ -111,12 +138,15 @@ class Router:
             return cached_on
         return None
 
-    def _tier_for(self, score: float, agent: Agent) -> str:
-        heavy_at, standard_at = self.thresholds()
+    def _tier_for(self, score: float, agent: Agent, key: str) -> str:
+        """The tier for `score`: the cuts are running quantiles of `key`'s recent scores (routing_share.py),
+        the reference-distribution cuts while that window warms up."""
+        heavy_ref, standard_ref = self.thresholds()
+        share = self._share
         have = [t for t in TIERS if t in agent.tiers]
-        if score >= heavy_at:
+        if self.shares.above(key, score, share, heavy_ref):
             return have[-1]
-        if len(have) == 3 and score >= standard_at:
+        if len(have) == 3 and self.shares.above(key, score, min(1.0, share + (1 - share) / 2), standard_ref):
             return "standard"
         return have[0]
 
@@ -128,6 +158,7 @@ class Router:
                 share = clf.share_for_quality(self.routing.min_quality)
             else:
                 share = self.routing.target_heavy_share if self.routing.target_heavy_share is not None else 0.3
+            self._share = share
             heavy = clf.threshold_for_share(share)
             standard = clf.threshold_for_share(min(1.0, share + (1 - share) / 2))
             self._thresholds = (heavy, standard)
@@ -235,6 +266,9 @@ class Routing:
         note.size = len(orjson.dumps(call.body)) // 4
         share = self.gateway.budget.share(agent.name)  # only auto calls degrade
         route = self.router.route(call, agent, ctx.task, share, note.prefix, note.size)
+        escalated = ctx.state.get("cascade")  # no cheaper tier passed the cascade's check (levers/cascade.py)
+        if escalated is not None:
+            route = Route(escalated.model, f"cascade: {escalated.trail}"[:500], TIERS[-1], route.baseline)
         note.requested, note.baseline = call.model, route.baseline
         route_to(call, note, route.model, route.reason)
         board = self.gateway.board
@@ -244,6 +278,10 @@ class Routing:
         elif "degraded" not in route.reason and st.state == "degraded":
             board.unblock(agent.name, "back under the degrade threshold")
         return None
+
+    def close(self) -> None:
+        """The gateway stops: what routing learnt is written to its state file."""
+        self.router.close()
 
     def fallback(self, call: Call, tried: set[str], max_tokens: int, ctx: LeverContext) -> str | None:
         return self.router.fallback(call.model, tried, ctx.agent.models, call.input_bound, max_tokens)

@@ -41,6 +41,7 @@ from .asgi import (
 from .cache import Clock, PromptCache
 from .embeddings import EmbeddingsWire
 from .faults import USAGE_FAULTS, Fault, Faults, alter_frame, alter_usage
+from .flaws import Flaws
 from .openai import OpenAIWire
 from .responses import ResponsesWire
 
@@ -89,6 +90,7 @@ class Simulator:
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.faults = Faults()
+        self.flaws = Flaws()  # per-model rates of structurally wrong answers (sim/flaws.py)
         self.cache = PromptCache(clock)
         self._epoch = 0
         self._anthropic = AnthropicWire()
@@ -104,6 +106,7 @@ class Simulator:
     def reset(self) -> None:
         """Clear faults, recorded requests and the prompt cache; requests held by "timeout" are dropped."""
         self.faults.clear()
+        self.flaws.clear()
         self.requests.clear()
         self.cache.clear()
         self._epoch += 1
@@ -177,7 +180,7 @@ class Simulator:
             return await self._send(send, wire.fault(fault))
         if ask.cacheable is not None:  # the provider caches once it starts answering (a "cut" included)
             ask.cache = self.cache.settle(ask.cacheable)
-        said = answer(ask, self.default_output_tokens)
+        said = self.flaws.apply(ask, answer(ask, self.default_output_tokens))
         if self.latency:
             await asyncio.sleep(self.latency)
         if ask.stream:

@@ -1,0 +1,62 @@
+"""What the router learns, kept across restarts: a small key → JSON table in its own SQLite file.
+
+    state = RoutingState("paymaster.db.routing")   # None or ":memory:" → kept in memory only
+    state.get("share", "agent-a/extract")          # the stored value or None
+    state.put("share", "agent-a/extract", [...])   # written at once (callers write every N updates)
+    state.items("bandit")                          # every (key, value) of one kind
+
+A separate file beside the ledger, not a ledger table: the ledger has one writer with its own commit
+loop (store/sqlite.py), and this state is not money — losing the last few updates in a crash only
+makes the running quantile and the bandit a little less warm, never changes anyone's spend.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from typing import Any
+
+__all__ = ["RoutingState", "state_path"]
+
+
+def state_path(ledger: str, configured: str | None) -> str | None:
+    """The state file: `routing.state` when set, else `<ledger>.routing` (in memory for a ledger in memory)."""
+    if configured is not None:
+        return configured
+    return None if ledger == ":memory:" else ledger + ".routing"
+
+
+class RoutingState:
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS routing_state (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+            " PRIMARY KEY (kind, key))"
+        )
+
+    def get(self, kind: str, key: str) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM routing_state WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, kind: str, key: str, value: Any) -> None:
+        text = json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO routing_state (kind, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+                (kind, key, text),
+            )
+
+    def items(self, kind: str) -> list[tuple[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM routing_state WHERE kind = ? ORDER BY key", (kind,))
+            return [(k, json.loads(v)) for k, v in rows.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
