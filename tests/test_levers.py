@@ -25,7 +25,7 @@ from paymaster.levers import LEVERS
 LADDER = {"light": "claude-haiku-4-5", "standard": "claude-sonnet-4-6", "heavy": "claude-opus-4-8"}
 LONG = "The quarterly report covers revenue, costs and the outlook for every region. " * 400
 AGENTS = {
-    "alice": {"model": "claude-haiku-4-5", "response_cache": {"enabled": True, "ttl_s": 60}},
+    "alice": {"model": "claude-haiku-4-5", "response_cache": {"enabled": True, "ttl_s": 60}, "compression": {}},
     "ava": {"model": "auto", "tiers": LADDER, "daily_usd": 50, "max_tokens": 1000},
 }
 
@@ -39,6 +39,25 @@ def output_shows(gw: Any, sim: Any) -> bool:
     sent = sim.requests[-1]["body"]
     assert (sent.get("max_completion_tokens") or sent.get("max_tokens")) == 2048
     return raw.headers.get("x-paymaster-max-tokens") == "2048; set to the ceiling"
+
+
+def compression_shows(gw: Any, sim: Any) -> bool:
+    """A large JSON tool result reaches the provider pruned."""
+    result = (
+        '{"request_id": "r1", "items": [' + ", ".join(f'{{"title": "t{i}", "etag": "e{i}"}}' for i in range(80)) + "]}"
+    )
+    gw.anthropic().messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=20,
+        tools=[{"name": "search", "input_schema": {"type": "object"}}],
+        messages=[
+            {"role": "user", "content": "find"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "search", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": result}]},
+        ],
+    )
+    sent = sim.requests[-1]["body"]["messages"][2]["content"][0]["content"]
+    return sent != result and "more items omitted" in sent
 
 
 def routing_shows(gw: Any, sim: Any) -> bool:
@@ -101,6 +120,7 @@ def cascade_shows(gw: Any, sim: Any) -> bool:
 SHOWS: dict[str, Callable[[Any, Any], bool]] = {
     "cascade": cascade_shows,
     "output": output_shows,
+    "compression": compression_shows,
     "routing": routing_shows,
     "caching": caching_shows,
     "response_cache": response_cache_shows,
@@ -166,7 +186,8 @@ def test_deleting_a_levers_module_and_its_line_leaves_the_gateway_working(tmp_pa
         copy = tmp_path / gone
         shutil.copytree(src, copy / "paymaster", ignore=shutil.ignore_patterns("__pycache__"))
         levers = copy / "paymaster" / "levers"
-        (levers / f"{gone}.py").unlink()
+        module = levers / gone  # a lever is a module or a package
+        shutil.rmtree(module) if module.is_dir() else module.with_suffix(".py").unlink()
         listing = (levers / "__init__.py").read_text()
         line = next(ln for ln in listing.splitlines(keepends=True) if ln.strip().startswith(f'"{gone}",'))
         (levers / "__init__.py").write_text(listing.replace(line, ""))

@@ -19,21 +19,27 @@ from pydantic import BaseModel, ValidationError
 
 from ..pricing import OVERRIDE_KEYS, PriceTable, UnknownModel
 from .errors import ConfigError, Problems, path_of
-from .fleet_file import AgentFile, FleetFile, ProviderFile, RoutingFile, TaskFile
+from .fleet_file import AgentFile, CompressionFile, FleetFile, ProviderFile, RoutingFile, TaskFile
 from .model import (
     DEFAULT_TASK_TIERS,
     PRICE_PROVIDER,
     TIERS,
     Agent,
     Caching,
+    Compression,
     Config,
+    Html,
     Model,
     Observability,
     Provider,
+    Prune,
     ResponseCache,
     Routing,
     Shared,
+    Strip,
+    Summarise,
     Task,
+    ToolRule,
     cache_scope,
     hash_key,
 )
@@ -384,6 +390,39 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
         brevity=af.brevity,
         tasks=agent_tasks,
         tiers=tiers,
+        compression=_compression(
+            CompressionFile() if af.compression is None and "compression" in af.model_fields_set else af.compression,
+            path,
+            allowed,
+        ),  # `compression:` alone (null) is the block with its defaults, like every other section
+    )
+
+
+def _compression(c: CompressionFile | None, path: str, allowed: tuple[str, ...]) -> Compression:
+    """agents.<name>.compression → the lever's settings (issue 13); off without the block."""
+    if c is None:
+        return Compression()
+    if c.summarise.model is not None and c.summarise.model not in allowed:
+        raise ConfigError(f"{path}.compression.summarise.model: {c.summarise.model!r} is not one of the agent's models")
+    p, st, su = c.prune, c.strip, c.summarise
+
+    def keys(names: list[str]) -> frozenset[str]:
+        return frozenset(k.lower().replace("-", "_") for k in names)
+
+    return Compression(
+        enabled=c.enabled,
+        prune=Prune(
+            enabled=p.enabled,
+            min_tokens=p.min_tokens,
+            max_items=p.max_items,
+            drop_empty=p.drop_empty,
+            noise_keys=keys(p.noise_keys) if p.noise_keys is not None else None,
+            extra_noise_keys=keys(p.extra_noise_keys),
+            tools={name: ToolRule(tuple(t.keep), t.max_items) for name, t in p.tools.items()},
+        ),
+        html=Html(c.html.enabled),
+        strip=Strip(st.enabled, st.base64_min_chars, st.boilerplate_min_chars),
+        summarise=Summarise(su.enabled, su.threshold_tokens, su.keep_turns, su.keep_tokens, su.model, su.max_tokens),
     )
 
 

@@ -27,6 +27,7 @@ from .values import (
     Flag,
     Fraction,
     Hosts,
+    KeepPath,
     Ledger,
     ModelList,
     ObjectSchema,
@@ -156,6 +157,70 @@ class Tiers(Part):
     heavy: Text | None = None
 
 
+# --- compression (issue 13) ------------------------------------------------------------------------------------
+
+
+class ToolRuleFile(Part):
+    keep: list[KeepPath] = Field(
+        default_factory=list, description="paths of the values to keep: data.price, items[*].title, items[0].url"
+    )
+    max_items: Annotated[int, Whole(1, 100_000)] | None = Field(None, description="array length kept for this tool")
+
+
+class PruneFile(Part):
+    enabled: Flag = Field(True, description="JSON tool results: noise keys, empty values, long arrays, whitespace")
+    min_tokens: Annotated[int, Whole(0, 10_000_000)] = Field(
+        256, description="tool results smaller than this (about 4 bytes a token) are sent as they are"
+    )
+    max_items: Annotated[int, Whole(1, 100_000)] = Field(
+        20, description="longer arrays keep their first max_items and say how many were omitted"
+    )
+    drop_empty: Flag = Field(True, description="drop null, empty-string, empty-list and empty-object values")
+    noise_keys: list[Text] | None = Field(None, description="keys dropped wherever they are (replaces the defaults)")
+    extra_noise_keys: list[Text] = Field(default_factory=list, description="keys dropped, added to the defaults")
+    tools: Section[ToolRuleFile] = Field(default_factory=dict, description="per-tool keep-rules, by tool name")
+
+
+class HtmlFile(Part):
+    enabled: Flag = Field(True, description="HTML tool results become readable text")
+
+
+class StripFile(Part):
+    enabled: Flag = Field(True, description="JSON inside strings, base64 blobs, repeated boilerplate lines")
+    base64_min_chars: Annotated[int, Whole(16, 10_000_000)] = Field(
+        256, description="base64 runs this long become a placeholder with their size"
+    )
+    boilerplate_min_chars: Annotated[int, Whole(8, 500)] = Field(
+        40, description="a line this long said in an earlier tool result of the conversation is left out"
+    )
+
+
+class SummariseFile(Part):
+    enabled: Flag = Field(True, description="summarise older turns of long conversations")
+    threshold_tokens: Annotated[int, Whole(1, 10_000_000)] = Field(
+        20_000, description="summarise when the context as sent by the agent is above this"
+    )
+    keep_turns: Annotated[int, Whole(1, 10_000)] = Field(4, description="latest messages always kept verbatim")
+    keep_tokens: Annotated[int, Whole(0, 10_000_000)] = Field(
+        6_000, description="… and as many more as fit in this many tokens"
+    )
+    model: Text | None = Field(
+        None, description="the summariser (one of the agent's models); default: its light tier, else its cheapest"
+    )
+    max_tokens: Annotated[int, Whole(64, 100_000)] = Field(1_024, description="the summary's output ceiling")
+
+
+class CompressionFile(Part):
+    enabled: Flag = Field(True, description="compression on (the block's presence turns it on)")
+    prune: PruneFile = Field(default_factory=PruneFile, description="tool-result pruning")
+    html: HtmlFile = Field(default_factory=HtmlFile, description="HTML → text")
+    strip: StripFile = Field(default_factory=StripFile, description="verbose-response stripping")
+    summarise: SummariseFile = Field(default_factory=SummariseFile, description="conversation summarisation")
+
+
+# --- end compression -------------------------------------------------------------------------------------------
+
+
 class AgentFile(Part):
     key_env: EnvVar | None = Field(None, description="environment variable holding the agent's key")
     key_sha256: Sha256 | None = Field(None, description="SHA-256 of the agent's key (`paymaster keys new`)")
@@ -173,6 +238,9 @@ class AgentFile(Part):
     brevity: Text | None = Field(None, description="system-prompt addendum for every call")
     tasks: Section[TaskFile] = Field(default_factory=dict, description="per-task overrides of the fleet's tasks")
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
+    compression: CompressionFile | None = Field(
+        None, description="context compression (off without this block; every technique on with it)"
+    )
 
 
 class RoutingFile(Part):

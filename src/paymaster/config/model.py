@@ -91,6 +91,62 @@ class ResponseCache:
     ttl_s: float = 300.0
 
 
+# --- compression (issue 13): agents.<name>.compression, read by levers/compression --------------------------
+
+
+@dataclass(frozen=True)
+class ToolRule:
+    """Per-tool pruning: keep only the values these paths name (`items[*].title`, `data.price`)."""
+
+    keep: tuple[str, ...] = ()
+    max_items: int | None = None  # arrays longer than this are cut (None: the agent's prune.max_items)
+
+
+@dataclass(frozen=True)
+class Prune:
+    enabled: bool = True
+    min_tokens: int = 256  # tool results smaller than this (about 4 bytes a token) are sent as they are
+    max_items: int = 20  # arrays longer than this keep their first max_items and say how many were left out
+    drop_empty: bool = True  # null, "", [] and {} values go
+    noise_keys: frozenset[str] | None = None  # None: the defaults (levers/compression/prune.py NOISE_KEYS)
+    extra_noise_keys: frozenset[str] = frozenset()  # added to the defaults
+    tools: dict[str, ToolRule] = field(default_factory=dict)  # tool name -> rule
+
+
+@dataclass(frozen=True)
+class Html:
+    enabled: bool = True  # HTML tool results → readable text
+
+
+@dataclass(frozen=True)
+class Strip:
+    enabled: bool = True
+    base64_min_chars: int = 256  # base64 runs this long become "[base64 data omitted: N bytes]"
+    boilerplate_min_chars: int = 40  # a line this long said in an earlier tool result is left out
+
+
+@dataclass(frozen=True)
+class Summarise:
+    enabled: bool = True
+    threshold_tokens: int = 20_000  # a call whose context is above this has its older turns summarised
+    keep_turns: int = 4  # the latest messages always sent as they are (a tool call and its result never split)
+    keep_tokens: int = 6_000  # … and as many more as fit in this many tokens
+    model: str | None = None  # the summariser; None: the agent's light tier, else its cheapest allowed model
+    max_tokens: int = 1_024  # the summary's ceiling
+
+
+@dataclass(frozen=True)
+class Compression:
+    enabled: bool = False  # a `compression:` block turns it on (each technique on unless it says otherwise)
+    prune: Prune = Prune()
+    html: Html = Html()
+    strip: Strip = Strip()
+    summarise: Summarise = Summarise()
+
+
+# --- end compression -----------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Agent:
     name: str
@@ -105,6 +161,7 @@ class Agent:
     brevity: str | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
+    compression: Compression = Compression()
 
 
 TIERS = ("light", "standard", "heavy")

@@ -231,6 +231,16 @@ def _hosts(v: Any) -> tuple[str, ...]:
     return tuple(hosts)
 
 
+_KEEP_PATH = re.compile(r"(?:\[(?:\*|\d+)\]|[^.\[\]]+)(?:\.[^.\[\]]+|\[(?:\*|\d+)\])*")
+
+
+def _keep_path(v: Any) -> str:
+    """compression keep-rules: `name` / `[*]` / `[3]` steps joined by dots (levers/compression/prune.py)."""
+    if not isinstance(v, str) or not _KEEP_PATH.fullmatch(v.strip()):
+        raise fail(f"must be a path like items[*].title or data.price, got {_show(v)}")
+    return v.strip()
+
+
 def none_is_empty(v: Any) -> Any:
     return {} if v is None else v
 
@@ -307,6 +317,7 @@ Hosts = Annotated[
     tuple[str, ...], PlainValidator(_hosts), WithJsonSchema({"type": ["array", "string"], "items": {"type": "string"}})
 ]
 ObjectSchema = Annotated[dict[str, Any], PlainValidator(_json_schema), WithJsonSchema({"type": "object"})]
+KeepPath = Annotated[str, PlainValidator(_keep_path), WithJsonSchema({"type": "string", "minLength": 1})]
 Timezone = Annotated[str, PlainValidator(_timezone), WithJsonSchema({"type": "string"})]
 Ledger = Annotated[str, PlainValidator(_ledger), WithJsonSchema({"type": "string"})]
 Store = Annotated[str, PlainValidator(_store), WithJsonSchema({"type": "string", "pattern": "^sqlite:///."})]

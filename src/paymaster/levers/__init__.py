@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 LEVERS: tuple[str, ...] = (
     "cascade",  # verified cascades: cheaper tiers answer first, checked, escalated on failure (opt-in per task)
     "output",  # ceilings on max_tokens, structured output, brevity framing
+    "compression",  # tool results pruned and stripped, long conversations summarised
     "routing",  # model: auto → the cheapest sufficient tier; fallbacks
     "caching",  # prompt-cache breakpoints, prompt_cache_key, per-agent isolation
     "response_cache",  # identical deterministic requests answered from the gateway's store
