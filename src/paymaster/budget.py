@@ -44,8 +44,9 @@ from .blackboard import Blackboard
 from .config import PRICE_PROVIDER, Config
 from .pricing import Priced, from_nanos, to_nanos, usd_str
 from .store.journal import Reservation
+from .store.row import LedgerRow
 from .store.shared import SharedStore, StoreDown
-from .store.sqlite import LedgerRow, SQLiteStore
+from .store.sqlite import SQLiteStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +313,11 @@ class Budget:
         """Say why the call cannot fit; block the agent only when not even a minimal call can."""
         minimal = self.minimal_call(agent)
         room = self._room(ws)  # what the windows leave once the calls in flight settle
-        capped = [(w, w.cap, *self._counter(w.key)) for w in ws if w.cap is not None]
+        capped: list[tuple[Window, int, int, int]] = []
+        for w in ws:
+            if w.cap is not None:
+                spent_w, held_w = self._counter(w.key)
+                capped.append((w, w.cap, spent_w, held_w))
         blocking = [c for c in capped if c[1] - c[2] < minimal]
         tight, cap, spent, held = blocking[0] if blocking else min(capped, key=lambda c: c[1] - c[2] - c[3])
         too_large = minimal <= room
@@ -493,7 +498,7 @@ class Budget:
         return top
 
     def view(self, agent: str) -> list[dict[str, object]]:
-        rows = []
+        rows: list[dict[str, object]] = []
         for w in self.windows(agent, self.clock()):
             spent, held = self._counter(w.key)
             rows.append(

@@ -117,7 +117,7 @@ class ServerThread:
         self.tls = LocalTLS.issue(Path(self._certs_dir.name), [host]) if self._certs_dir else None
         kw: dict[str, Any] = {"ssl_certfile": str(self.tls.server_pem)} if self.tls else {}
         self.server = uvicorn.Server(_config(app, self.host, self.port, **kw))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:

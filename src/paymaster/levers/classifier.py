@@ -201,7 +201,7 @@ class Classifier:
             return 0.0
         for (s0, q0), (s1, q1) in pairwise(zip(shares, worst, strict=True)):
             if q0 < min_quality <= q1:
-                return s0 + (s1 - s0) * (min_quality - q0) / (q1 - q0)
+                return float(s0 + (s1 - s0) * (min_quality - q0) / (q1 - q0))
         return 1.0
 
     def threshold_for_quality(self, min_quality: float) -> float:

@@ -143,7 +143,7 @@ class AnthropicWire:
         if cacheable is not None:  # caching changes no answer
             system, messages = _without_cache_control(system), [_without_cache_control(m) for m in messages]
         tools = [
-            Tool(t["name"], t.get("input_schema") if isinstance(t.get("input_schema"), dict) else {})
+            Tool(t["name"], s if isinstance(s := t.get("input_schema"), dict) else {})
             for t in body.get("tools") or ()
             if isinstance(t, dict) and isinstance(t.get("name"), str)
         ]

@@ -145,7 +145,7 @@ class OpenAIWire:
             return self.error(400, str(e), param=e.param, code=e.code)
         messages: list[dict[str, Any]] = body["messages"]
         tools = [
-            Tool(f["name"], f.get("parameters") if isinstance(f.get("parameters"), dict) else {})
+            Tool(f["name"], p if isinstance(p := f.get("parameters"), dict) else {})
             for t in body.get("tools") or ()
             if t.get("type", "function") == "function" and isinstance(f := t.get("function"), dict)
         ]
@@ -221,8 +221,8 @@ class OpenAIWire:
         chunks: list[tuple[bytes, int]] = []
         for i, one in enumerate(answer.all):  # with n > 1, one choice after the other
             if one.tool is not None:  # each call opens with its id and name, then its arguments in pieces
-                first = {"role": "assistant", "content": None, "refusal": None}
-                deltas = []
+                first: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+                deltas: list[tuple[dict[str, Any], int]] = []
                 for k, (t, args) in enumerate(one.calls):
                     deltas.append(({"tool_calls": [_tool_call(t, args, k, whole=False)]}, count_tokens(t.name)))
                     deltas += [

@@ -150,7 +150,7 @@ class ResponsesWire(OpenAIWire):
 
     def _response(self, ask: ResponsesAsk, answer: Answer, status: str) -> dict[str, Any]:
         body = ask.body
-        text = body.get("text") if isinstance(body.get("text"), dict) else {}
+        text: dict[str, Any] = body["text"] if isinstance(body.get("text"), dict) else {}
         return {
             "id": new_id("resp_"),
             "object": "response",
@@ -499,7 +499,7 @@ def _validate(body: Any) -> int | None:
         if not isinstance(fmt.get("schema"), dict):
             raise Invalid("Missing required parameter: 'text.format.schema'.", "text.format.schema",
                           "missing_required_parameter")  # fmt: skip
-    key = body.get("prompt_cache_key")
-    if key is not None and not isinstance(key, str):
+    cache_key = body.get("prompt_cache_key")
+    if cache_key is not None and not isinstance(cache_key, str):
         raise Invalid("Invalid type for 'prompt_cache_key': expected a string.", "prompt_cache_key", "invalid_type")
     return limit

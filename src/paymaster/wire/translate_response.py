@@ -271,7 +271,8 @@ def anthropic_error_to_openai(body: bytes) -> bytes:
     if obj is None:
         err: dict[str, Any] = {"type": "api_error", "message": _text(body)}
     else:
-        err = obj.get("error") if isinstance(obj.get("error"), dict) else {"message": _text(body)}
+        inner = obj.get("error")
+        err = inner if isinstance(inner, dict) else {"message": _text(body)}
     return orjson.dumps({"error": error_to_openai(err)})
 
 

@@ -208,7 +208,7 @@ class OpenAIToAnthropicStream:
         out = []
         if not self.started:
             self.started = True
-            message = {
+            message: dict[str, Any] = {
                 "id": message_id(d.get("id")),
                 "type": "message",
                 "role": "assistant",
