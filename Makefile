@@ -14,7 +14,7 @@ $(BIN)/paymaster: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/paymaster  ## simulator + gateway + a five-agent pipeline on SQLite; prints the per-agent table
+demo: $(BIN)/paymaster  ## the reference pipeline before and after the levers (cost per task, saving per lever), then the gateway up until Ctrl-C
 	$(BIN)/paymaster demo
 
 test: $(BIN)/paymaster  ## the whole suite (official SDKs against the real gateway and simulator)

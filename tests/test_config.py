@@ -230,7 +230,7 @@ def test_config_schema_describes_every_section_and_refuses_unknown_keys():
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
         "timezone", "listen", "ledger", "durability", "admin", "limits", "defaults",
-        "fleet", "providers", "models", "agents", "tasks", "routing", "translation", "observability",
+        "fleet", "providers", "models", "agents", "tasks", "routing", "alerts", "translation", "observability",
         "store", "reservations", "replica_lease_s", "on_store_outage", "responses",
     }  # fmt: skip
     agent = schema["$defs"]["AgentFile"]
@@ -260,7 +260,7 @@ def test_the_json_schema_accepts_the_demo_fleet_and_flags_what_the_loader_refuse
     from paymaster.demo import fleet
 
     validator = Draft202012Validator(json_schema())
-    demo = yaml.safe_load(yaml.safe_dump(fleet("https://127.0.0.1:9", {"w": "pm-w"}, "/tmp/ca.pem")))
+    demo = yaml.safe_load(yaml.safe_dump(fleet("https://127.0.0.1:9", "/tmp/ca.pem", after=True, compression=False)))
     assert list(validator.iter_errors(demo)) == []
     for bad in (
         with_("agents.writer.colour", "red"),

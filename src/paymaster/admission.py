@@ -16,6 +16,7 @@ from .costmodel.responses import bound_tool_calls
 from .errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge
 from .pricing import Rates, to_nanos, usd_str
 from .providers import Upstream, UpstreamError
+from .settle import refused
 
 
 class Admission:
@@ -96,6 +97,8 @@ class Admission:
                 extra={"retry_after_s": 1},
             )
         if isinstance(verdict, Refusal):  # 402: budget_exceeded (the agent is blocked) or call_too_large
+            now = self.budget.clock()
+            refused(call, verdict, self.budget.store, now, self.budget.calendar.periods(now))
             raise (CallTooLarge if verdict.too_large else BudgetExceeded)(
                 verdict.message(),
                 extra={

@@ -18,11 +18,12 @@ from typing import Any
 
 import orjson
 
-from . import admin, dashboard, feedback, model_route, responses_api
+from . import admin, dashboard, feedback, model_route, responses_api, savings
 from .admission import Admission
+from .alerts import Alerts
 from .blackboard import Blackboard, stored_events
 from .budget import Budget
-from .call import Call
+from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config, Task
 from .errors import BadRequest, BudgetBusy, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
 from .exchange import Exchange, Forwarder, remaining_headers
@@ -88,9 +89,13 @@ class Gateway:
         self.book = ResponseBook(config.ledger)  # the Responses API's stored responses: owners, context sizes
         self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
         settled = (*hooked(self.levers, "settled"), self.book)
-        self.exchange = Forwarder(self.budget, Settler(self.budget, settled, self.metrics.settled))
+        self.undoers = hooked(self.levers, "undo")  # savings attribution (savings.py)
+        self.exchange = Forwarder(
+            self.budget, Settler(self.budget, settled, self.metrics.settled, self.undoers, self.price)
+        )
         self.admin = admin.Admin(config, self.store, self.budget, self.board, clock, self.routing_view)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.alerts = Alerts(config, self.board, self.budget, clock)  # projections and webhooks (alerts.py)
         self.routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/messages"): self.messages,
             ("POST", "/v1/chat/completions"): self.chat_completions,
@@ -128,6 +133,7 @@ class Gateway:
         if isinstance(self.store, SharedStore):
             await shared_events.connect(self.store, self.board)
         self._tasks.add(asyncio.create_task(self._tick()))
+        self._tasks.update(self.alerts.tasks())
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -234,7 +240,7 @@ class Gateway:
         for lever in self.appliers if api is not wire_embeddings else ():  # 3. the levers, in list order
             answer = await lever.apply(call, ctx)
             if answer is not None:
-                return await self.answer(call, answer, send)
+                return await self.answer(call, answer, ctx, send)
         if call.max_tokens is None:  # output control sets a ceiling; without it, the agent's own
             call.max_tokens = agent.max_tokens
         if call.model not in self.config.models:  # "auto" that no lever routed
@@ -315,9 +321,10 @@ class Gateway:
             lever.shape(call, ctx)
         return target, self.rates_of(call.model), self.upstreams[m.provider.name]
 
-    async def answer(self, call: Call, answer: Answer, send: Send) -> None:
+    async def answer(self, call: Call, answer: Answer, ctx: LeverContext, send: Send) -> None:
         """A lever answered in the provider's place: booked at zero cost, sent as the provider's would be."""
-        call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled)
+        saved = savings.of_levers(self.undoers, self.price, Bill(answer.model, Usage()), 0, call, ctx)
+        call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled, saved)
         headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
 

@@ -173,7 +173,7 @@ class Budget:
         self.open: dict[str, Ticket] = {}
         self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
         self._alerted: set[tuple[WindowKey, Decimal]] = set()
-        self._alert_from: dict[int, int] = {}  # cap → spent at which its lowest alert threshold is reached
+        self._alert_from: dict[tuple[int, tuple[Decimal, ...]], int] = {}  # (cap, thresholds) → where the lowest starts
         self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
         self._windows: dict[str, tuple[Periods, list[Window]]] = {}
@@ -448,18 +448,22 @@ class Budget:
             self._wake()
 
     def _alerts(self, agent: str, keys: tuple[WindowKey, ...]) -> None:
-        if not self.config.alert_thresholds:
+        own = self.config.alerts.thresholds.get(agent)  # the agent's own thresholds (alerts.thresholds), if any
+        if not self.config.alert_thresholds and not own:
             return
         for w in self.windows(agent, self.clock()):
             if w.cap is None or w.key not in keys or w.cap == 0:
                 continue
-            first = self._alert_from.get(w.cap)
+            ths = own if own is not None and w.scope == "agent" else self.config.alert_thresholds
+            if not ths:
+                continue
+            first = self._alert_from.get((w.cap, ths))
             if first is None:  # nano-dollars where the lowest threshold starts, once per cap
-                first = self._alert_from[w.cap] = math.ceil(min(self.config.alert_thresholds) * w.cap)
+                first = self._alert_from[(w.cap, ths)] = math.ceil(min(ths) * w.cap)
             if self.counters[w.key][0] < first:  # under every threshold (most settlements): no Decimal share
                 continue
             share = Decimal(self.counters[w.key][0]) / w.cap
-            for th in self.config.alert_thresholds:
+            for th in ths:
                 if share >= th and (w.key, th) not in self._alerted:
                     self._alerted.add((w.key, th))
                     self.board.publish(

@@ -22,16 +22,30 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("sim", help="run the provider simulator (Anthropic- and OpenAI-compatible)", add_help=False)
 
-    d = sub.add_parser("demo", help="simulator + gateway + a five-agent pipeline on SQLite in a temp dir")
+    d = sub.add_parser(
+        "demo",
+        help="the five-agent reference pipeline before and after the levers, then the gateway up until Ctrl-C",
+    )
     d.add_argument("--tasks", type=int, default=6, help="pipeline runs (default 6)")
-    d.add_argument("--keep", action="store_true", help="keep serving after the run (Ctrl-C to stop)")
+    d.add_argument("--exit", action="store_true", help="stop after printing (for CI) instead of serving until Ctrl-C")
 
     k = sub.add_parser("keys", help="make agent / admin keys")
     k.add_argument("action", choices=["new", "hash"])
     k.add_argument("key", nargs="?", help="for `hash`: the key to hash")
 
-    r = sub.add_parser("report", help="per-agent spend from the ledger")
-    r.add_argument("--config", default="fleet.yaml")
+    r = sub.add_parser(
+        "report",
+        help="spend, refusals, savings and burn rate from the ledger alone (no provider keys; gateway up or not)",
+    )
+    r.add_argument("--config", default="fleet.yaml", help="fleet.yaml: the ledger, timezone and caps")
+    r.add_argument("--ledger", help="read this ledger file without a fleet.yaml (UTC, no caps)")
+    r.add_argument("--since", help="first local day, ISO (default: the 1st of this month)")
+    r.add_argument("--until", help="last local day, ISO, included (default: today)")
+    r.add_argument(
+        "--by", default="agent", help="agent, model, task, status, day, week, month or lever; a,b groups by both"
+    )
+    r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    r.add_argument("--at", help="report as of this ISO time (default: now); moves 'today' and the projections")
 
     g = sub.add_parser("ledger", help="check the ledger and its journal (stop the gateway first); --repair fixes")
     g.add_argument("action", choices=["check"])
@@ -70,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "demo":
         from .demo import run
 
-        return run(tasks=args.tasks, keep=args.keep)
+        run(tasks=args.tasks, keep=not args.exit)
+        return 0
+    if args.cmd == "report":
+        from .report_cli import run as run_report
+
+        return run_report(args)
 
     try:
         config = load(args.config)
@@ -124,11 +143,6 @@ def command(args: argparse.Namespace, config: Config) -> int:
         gateway = Gateway(config)
         print(f"paymaster: serving {len(config.agents)} agents on http://{host}:{port} (ledger {config.ledger})")
         serve(gateway, host, port, log_level="info")
-        return 0
-    if args.cmd == "report":
-        from .report import print_report
-
-        print_report(config)
         return 0
     if args.cmd == "ledger":
         from .store.check import check

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .budget import Budget
+from . import savings
+from .budget import Budget, Periods, Refusal
 from .call import Call, Usage
 from .costmodel import data
 from .costmodel import responses as responses_cost
-from .levers.base import Answer, Settlement
+from .levers.base import Answer, Bill, Settlement
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos
 from .store.row import LedgerRow
 from .store.shared import SharedStore
@@ -98,11 +99,18 @@ class Settler:
     """Prices an attempt, lets the levers see it, and books it through the budget."""
 
     def __init__(
-        self, budget: Budget, settled_hooks: tuple[Any, ...], booked: Callable[[Call, LedgerRow], None] | None = None
+        self,
+        budget: Budget,
+        settled_hooks: tuple[Any, ...],
+        booked: Callable[[Call, LedgerRow], None] | None = None,
+        undoers: tuple[Any, ...] = (),
+        price_bill: Callable[[Bill], int] | None = None,
     ) -> None:
         self.budget = budget
         self.hooks = settled_hooks  # the levers that define `settled`, in list order
         self.booked = booked  # told of every row booked (metrics, the access log)
+        self.undoers = undoers  # the levers that define `undo` (savings attribution), in list order
+        self.price_bill = price_bill
 
     def __call__(
         self,
@@ -136,6 +144,12 @@ class Settler:
                 except Exception:  # noqa: BLE001 — the booking below must happen whatever a lever does
                     log.exception("lever %s failed after settling call %s", lever.name, t.id)
         columns = ctx.ledger
+        saved = savings.Attribution(nanos, nanos, {})
+        if exact and self.undoers and self.price_bill is not None:
+            priced = None if usage.server_tool_uses else nanos  # the booked cost is the bill's price but for fees
+            saved = savings.of_levers(
+                self.undoers, self.price_bill, Bill(call.model, usage), nanos, call, ctx, priced=priced
+            )
         row = LedgerRow(
             id=t.id,
             ts=t.created,
@@ -166,7 +180,8 @@ class Settler:
             uncached_cost_nanos=uncached,
             exposure_removed_nanos=exposure,
             route=columns.get("route", ""),
-            baseline_cost_nanos=columns.get("baseline_cost_nanos", nanos) if exact else nanos,
+            baseline_cost_nanos=saved.baseline_nanos,
+            savings=saved.json(),
         )
         self.budget.settle(t, row)
         if self.booked is not None:
@@ -220,30 +235,45 @@ def answered(
     budget: Budget,
     now: float,
     booked: Callable[[Call, LedgerRow], None] | None = None,
+    saved: savings.Attribution | None = None,
 ) -> str:
     """Book a call a lever answered in the provider's place (the response cache): zero cost, a ledger row
     saying where the answer came from and what making it cost. Returns the call's id."""
-    p = budget.calendar.periods(now)
-    call_id = "pm_" + secrets.token_hex(12)
-    row = LedgerRow(
-        id=call_id,
+    row = free_row(call, answer.source, answer.model, now, budget.calendar.periods(now))
+    row.max_tokens = call.max_tokens or 0
+    row.uncached_cost_nanos = answer.cost_nanos
+    if saved is not None:
+        row.baseline_cost_nanos, row.savings = saved.baseline_nanos, saved.json()
+    store.book(row)
+    if booked is not None:
+        booked(call, row)
+    return row.id
+
+
+def refused(call: Call, verdict: Refusal, store: SQLiteStore | SharedStore, now: float, periods: Periods) -> None:
+    """A refused call is a ledger row too (status `refused`, cost 0, why in `error`), so reports count
+    refusals from the ledger alone; `GET /admin/ledger` lists them only when asked for by status."""
+    row = free_row(call, "refused", call.model, now, periods)
+    row.worst_nanos = verdict.needed
+    row.error = f"{'call_too_large' if verdict.too_large else 'budget_exceeded'}: {verdict.window}"
+    store.book(row)
+
+
+def free_row(call: Call, status: str, model: str, now: float, periods: Periods) -> LedgerRow:
+    """The ledger row of a call no provider was paid for (answered by the gateway, or refused)."""
+    return LedgerRow(
+        id="pm_" + secrets.token_hex(12),
         ts=now,
         agent=call.agent,
         api=call.api,
         provider="gateway",
         model_requested=call.model,
-        model=answer.model,
-        status=answer.source,
-        max_tokens=call.max_tokens or 0,
+        model=model,
+        status=status,
         cost_usd="0",
         cost_nanos=0,
-        day=p.day,
-        month=p.month,
+        day=periods.day,
+        month=periods.month,
         task=call.task or "",
         max_tokens_requested=call.max_tokens_requested or 0,
-        uncached_cost_nanos=answer.cost_nanos,
     )
-    store.book(row)
-    if booked is not None:
-        booked(call, row)
-    return call_id

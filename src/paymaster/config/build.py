@@ -25,6 +25,7 @@ from .model import (
     PRICE_PROVIDER,
     TIERS,
     Agent,
+    AlertSettings,
     Caching,
     Compression,
     Config,
@@ -40,6 +41,7 @@ from .model import (
     Summarise,
     Task,
     ToolRule,
+    Webhook,
     cache_scope,
     hash_key,
 )
@@ -183,6 +185,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
     if not f.agents:
         problems.add("agents", "at least one agent is required")
 
+    alerts = _alerts(f, env, problems)
     routing = _routing(f.routing, base)
     for model, chain in routing.fallbacks.items():
         for i, m in enumerate((model, *chain)):
@@ -207,11 +210,25 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        alerts=alerts,
         observability=_observability(f, base),
         translation=f.translation.policy,
         responses_unknown_context=f.responses.unknown_stored_context,
         shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
+
+
+def _alerts(f: FleetFile, env: Mapping[str, str], problems: Problems) -> AlertSettings:
+    """`alerts:` (issue 11): per-agent thresholds, the projection check, webhooks with their secrets."""
+    for name in f.alerts.thresholds:
+        if name not in f.agents:
+            problems.add(f"alerts.thresholds.{name}", "no such agent")
+    hooks = tuple(
+        Webhook(w.url, env.get(w.secret_env, ""), w.format, tuple(w.events), w.timeout_s, w.retries, w.backoff_s)
+        for w in f.alerts.webhooks
+    )
+    thresholds = {n: tuple(sorted(t)) for n, t in f.alerts.thresholds.items()}
+    return AlertSettings(thresholds, f.alerts.projected, f.alerts.check_s, hooks)
 
 
 def _observability(f: FleetFile, base: Path | None) -> Observability:

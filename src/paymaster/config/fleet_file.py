@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from ..pricing import OVERRIDE_KEYS
-from .model import PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
+from .model import ALERT_EVENTS, PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
 from .values import (
     POSTGRES_SCHEMES,
     AdmissionWait,
@@ -56,6 +56,12 @@ class Part(BaseModel):
     @classmethod
     def _empty(cls, v: Any) -> Any:
         return none_is_empty(v)
+
+
+def _http_url(v: str) -> str:
+    if not isinstance(v, str) or not v.startswith(("http://", "https://")):
+        raise fail(f"must be an http(s) URL, got {v!r}")
+    return v
 
 
 # -- the sections -----------------------------------------------------------------------------------------------
@@ -284,6 +290,29 @@ class RoutingFile(Part):
         return self
 
 
+class WebhookFile(Part):
+    url: Annotated[str, PlainValidator(_http_url), WithJsonSchema({"type": "string", "pattern": "^https?://"})] = Field(
+        description="where events are POSTed (http or https)"
+    )
+    secret_env: EnvVar = Field(description="environment variable holding the HMAC-SHA256 signing secret")
+    format: Annotated[str, Choice("json", "slack")] = Field(
+        "json", description="json: the event; slack: a Slack incoming-webhook message {text}"
+    )
+    events: list[Text] = Field(list(ALERT_EVENTS), description="event types sent to this webhook")
+    timeout_s: Seconds = Field(5, description="per attempt")
+    retries: Annotated[int, Whole(0, 20)] = Field(5, description="attempts after the first (failures, 408, 429, 5xx)")
+    backoff_s: Seconds = Field(1, description="first retry delay, doubled each retry (waits of at most 60 s)")
+
+
+class AlertsFile(Part):
+    thresholds: Section[list[Threshold]] = Field(
+        default_factory=dict, description="agent -> its own alert thresholds (instead of fleet.alert_thresholds)"
+    )
+    projected: Flag = Field(True, description="budget.projected: a window's burn rate reaches its cap before reset")
+    check_s: Seconds = Field(60, description="seconds between projection checks")
+    webhooks: list[WebhookFile] = Field(default_factory=list, description="where alert events are POSTed, signed")
+
+
 class ObservabilityFile(Part):
     access_log: Text = Field(
         "stderr", description="one JSON line per call: stderr, off, or a file (relative to fleet.yaml), appended to"
@@ -354,6 +383,7 @@ class FleetFile(Part):
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
     responses: ResponsesFile = Field(default_factory=ResponsesFile, description="the OpenAI Responses API")
+    alerts: AlertsFile = Field(default_factory=AlertsFile, description="alert thresholds, projections and webhooks")
     observability: ObservabilityFile = Field(
         default_factory=ObservabilityFile, description="the access log and /metrics"
     )

@@ -197,6 +197,29 @@ class Routing:
     feedback_explore: float = 0.05  # share of calls the bandit may spend exploring cheaper tiers
 
 
+# -- alerts and webhooks (issue 11; src/paymaster/alerts.py) ----------------------------------------------------
+ALERT_EVENTS = ("budget.threshold", "budget.projected", "agent.blocked", "agent.degraded", "ledger.failing")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    secret: str = field(repr=False)  # HMAC-SHA256 key (from secret_env)
+    format: str = "json"  # json | slack
+    events: tuple[str, ...] = ALERT_EVENTS
+    timeout_s: float = 5.0
+    retries: int = 5  # attempts after the first
+    backoff_s: float = 1.0  # first retry delay, doubled each time (at most 60 s)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    thresholds: dict[str, tuple[Decimal, ...]] = field(default_factory=dict)  # per agent, over fleet.alert_thresholds
+    projected: bool = True  # budget.projected: a window's burn rate reaches its cap before it resets
+    check_s: float = 60.0
+    webhooks: tuple[Webhook, ...] = ()
+
+
 @dataclass(frozen=True)
 class Observability:
     """Issue 11: the access log and /metrics (metrics.py)."""
@@ -235,6 +258,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    alerts: AlertSettings = AlertSettings()  # issue 11: alerts and webhooks
     observability: Observability = Observability()
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     responses_unknown_context: str = "bound"  # "bound" | "refuse": stored context the gateway did not serve

@@ -96,8 +96,8 @@ def _threshold(v: Any) -> Decimal:
         d = Decimal(v.strip()) if isinstance(v, str) else _number(v)
     except InvalidOperation:
         d = None
-    if d is None or not d.is_finite() or not 0 < d < 1:
-        raise fail(f"must be a fraction between 0 and 1, got {_show(v)}")
+    if d is None or not d.is_finite() or not 0 < d <= 1:
+        raise fail(f"must be a fraction above 0 and at most 1, got {_show(v)}")
     return d
 
 
@@ -308,7 +308,7 @@ CacheSeconds = Annotated[
 Threshold = Annotated[
     Decimal,
     PlainValidator(_threshold),
-    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
 ]
 DegradeAt = Annotated[
     float, PlainValidator(_degrade_at), WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1})

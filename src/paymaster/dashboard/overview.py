@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..pricing import usd_str
+from ..savings import ORDER as LEVERS
 from ..store.queries import days as day_range
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ def _savings(conn: Reader, lo: str, hi: str) -> dict[str, str]:
             "WHERE ledger.day >= ? AND ledger.day <= ? GROUP BY j.key"
         )
         out = {lever: int(nanos) for lever, nanos in conn.query(q, (lo, hi))}
+        out = out or dict.fromkeys(LEVERS, 0)  # nothing saved yet: every lever at zero (savings.ORDER)
     else:
         r = conn.query(
             "SELECT COALESCE(SUM(CASE WHEN status = 'ok' THEN baseline_cost_nanos - cost_nanos END), 0), "

@@ -60,6 +60,8 @@ def ledger(
         if val is not None:
             where.append(f"{col} = ?")
             args.append(val)
+    if status is None:  # refused calls (booked for reports) are listed only when asked for by status
+        where.append("status != 'refused'")
     if since is not None:
         where.append("ts >= ?")
         args.append(since)
@@ -102,7 +104,7 @@ def totals(period: str, key: str) -> tuple[str, list[Any]]:
     q = (
         "SELECT agent, COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), "
         "CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(CAST(status != 'ok' AS INTEGER)) AS BIGINT) "
-        "FROM ledger WHERE day >= ? AND day <= ? GROUP BY agent"
+        "FROM ledger WHERE day >= ? AND day <= ? AND status != 'refused' GROUP BY agent"
     )
     return q, [lo, hi]
 

@@ -36,4 +36,5 @@ class LedgerRow:
     uncached_cost_nanos: int = 0  # what the call would have cost with no prompt or response caching
     exposure_removed_nanos: int = 0  # worst case the max_tokens ceiling took off this call
     route: str = ""  # why the call ran on `model` (routing, fallback)
-    baseline_cost_nanos: int = 0  # its cost on the model asked for (or the agent's top tier, for auto)
+    baseline_cost_nanos: int = 0  # the counterfactual: its cost with no lever (savings.py says how)
+    savings: str = "{}"  # JSON {lever: nano-dollars}: baseline − cost split by lever, summing exactly

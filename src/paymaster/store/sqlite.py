@@ -89,6 +89,12 @@ SCHEMA_MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX ledger_day ON ledger (day);
         """,
     ),
+    (
+        "002_ledger_savings",
+        """
+        ALTER TABLE ledger ADD COLUMN savings TEXT NOT NULL DEFAULT '{}'
+        """,
+    ),
 ]
 SCHEMA_MIGRATIONS.append(
     (
