@@ -99,12 +99,15 @@ def process(
     cmd = [sys.executable, "-m", *args]
     if core is not None:
         cmd = ["taskset", "-c", str(core), *cmd]  # taskset execs the command: same pid
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe nobody reads: a gateway writing its access log there would stall once a pipe filled
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log)
     try:
         try:
             wait_port(port, alive=lambda: proc.poll() is None)
         except RuntimeError as e:
-            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr and proc.poll() is not None else ""
+            log.seek(0)
+            err = log.read()[-4000:].decode(errors="replace").strip() if proc.poll() is not None else ""
             raise RuntimeError(f"{' '.join(cmd)}: {e}\n{err}") from None
         yield proc
     finally:
@@ -114,8 +117,7 @@ def process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        log.close()
 
 
 @dataclass
@@ -149,6 +151,7 @@ def stack(
     provider: dict[str, Any] | None = None,
     pin: bool = True,
     fleet_section: dict[str, Any] | None = None,
+    more: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """A simulator and a gateway (SQLite ledger, budgets on) in their own processes.
 
@@ -178,6 +181,7 @@ def stack(
         }
         if fleet_section:
             fleet["fleet"] = fleet_section
+        fleet.update(more or {})  # other top-level sections (e.g. batch:)
         (Path(tmp) / "fleet.yaml").write_text(yaml.safe_dump(fleet))
         env = {"BENCH_PROVIDER_KEY": PROVIDER_KEY}
         sim_cmd = ["paymaster.cli", "sim", "--port", str(sim_port), "--api-key", PROVIDER_KEY, *(sim_args or [])]

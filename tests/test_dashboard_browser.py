@@ -19,15 +19,22 @@ def browser() -> Iterator[Any]:
     yield from chromium()
 
 
-def sign_in(d: Any, url: str) -> None:
-    from selenium.webdriver.common.by import By
+def wait(d: Any) -> Any:
+    """A wait that reads again when the page redrew under it (live updates replace the rows)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    return WebDriverWait(d, WAIT_S, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException))
+
+
+def sign_in(d: Any, url: str) -> None:
+    from selenium.webdriver.common.by import By
+
     d.get(url + "/dashboard")
-    WebDriverWait(d, WAIT_S).until(lambda d: d.current_url.endswith("/dashboard/login"))
+    wait(d).until(lambda d: d.current_url.endswith("/dashboard/login"))
     d.find_element(By.ID, "key").send_keys(ADMIN_KEY)
     d.find_element(By.ID, "sign-in").click()
-    WebDriverWait(d, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, "body[data-loaded]"))
+    wait(d).until(lambda d: d.find_elements(By.CSS_SELECTOR, "body[data-loaded]"))
     assert ADMIN_KEY not in d.current_url
 
 
@@ -45,7 +52,6 @@ def text(d: Any, agent: str, css: str) -> str:
 
 def test_dashboard_in_chromium(gateway: Any, browser: Any) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     gw = gateway(agents={"bob": {"model": "claude-haiku-4-5", "daily_usd": 0.0001, "max_tokens": 100}})
     gw.anthropic("alice").messages.create(
@@ -55,7 +61,8 @@ def test_dashboard_in_chromium(gateway: Any, browser: Any) -> None:
     d.get(gw.url + "/dashboard/login")
     d.find_element(By.ID, "key").send_keys("not the key")
     d.find_element(By.ID, "sign-in").click()
-    assert "not the admin key" in d.find_element(By.ID, "login-error").text
+    # the form posts and the page reloads with the error: wait for the new page's text (the old element goes stale)
+    wait(d).until(lambda d: "not the admin key" in d.find_element(By.ID, "login-error").text)
     sign_in(d, gw.url)
 
     # every agent's figures are the admin API's
@@ -70,16 +77,14 @@ def test_dashboard_in_chromium(gateway: Any, browser: Any) -> None:
     assert first == gw.ledger()[-1]["id"]
 
     # a call updates the page through the live stream, without a reload
-    WebDriverWait(d, WAIT_S).until(lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"))
+    wait(d).until(lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"))
     before = cell(d, "olivia", ".daily .spent")
     gw.openai("olivia").chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": "now"}])
     spent = next(w for w in gw.admin("/admin/agents/olivia").json()["windows"] if w["window"] == "agent daily")
     assert spent["spent_usd"] != before
-    WebDriverWait(d, WAIT_S).until(lambda d: cell(d, "olivia", ".daily .spent") == spent["spent_usd"])
+    wait(d).until(lambda d: cell(d, "olivia", ".daily .spent") == spent["spent_usd"])
     new = gw.ledger()[-1]["id"]
-    WebDriverWait(d, WAIT_S).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "#recent tbody tr").get_attribute("data-call") == new
-    )
+    wait(d).until(lambda d: d.find_element(By.CSS_SELECTOR, "#recent tbody tr").get_attribute("data-call") == new)
 
     # a blocked agent shows as blocked, with why and until when
     with pytest.raises(anthropic.APIStatusError):
@@ -88,7 +93,7 @@ def test_dashboard_in_chromium(gateway: Any, browser: Any) -> None:
         )
     status = gw.admin("/admin/agents/bob").json()["status"]
     assert status["state"] == "blocked"
-    WebDriverWait(d, WAIT_S).until(lambda d: text(d, "bob", ".status .badge") == "blocked")
+    wait(d).until(lambda d: text(d, "bob", ".status .badge") == "blocked")
     assert text(d, "bob", ".status .reason") == status["reason"]
     assert status["until"].replace("T", " ")[:16] in text(d, "bob", ".resets")
     assert d.find_elements(By.CSS_SELECTOR, '#events li[data-event="agent.blocked"]')

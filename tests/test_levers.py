@@ -98,6 +98,16 @@ def response_cache_shows(gw: Any, sim: Any) -> bool:
     return hit
 
 
+def batch_shows(gw: Any, sim: Any) -> bool:
+    """A call sent with x-paymaster-defer is queued for the batch API and answered 202 with a job id."""
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "later"}],
+        extra_headers={"x-paymaster-defer": "24h"},
+    )  # fmt: skip
+    assert raw.status_code in (200, 202)  # without the lever the header is ignored: answered in real time
+    return raw.status_code == 202 and raw.headers["x-paymaster-job-id"].startswith("pm_")
+
+
 def cascade_shows(gw: Any, sim: Any) -> bool:
     """A task type in routing.cascade is answered by the light tier first, its answer checked."""
     tool = {
@@ -124,6 +134,7 @@ SHOWS: dict[str, Callable[[Any, Any], bool]] = {
     "routing": routing_shows,
     "caching": caching_shows,
     "response_cache": response_cache_shows,
+    "batch": batch_shows,
 }
 
 

@@ -330,3 +330,11 @@ def test_store_true_to_claude_follows_the_translation_policy(gateway: Any) -> No
     with pytest.raises(openai.BadRequestError) as e:
         strict.openai().responses.create(model="claude-haiku-4-5", input="hi", store=True)
     assert e.value.body["param"] == "store"  # type: ignore[index]
+
+
+def test_deferral_is_for_messages_and_chat_only(gateway: Any) -> None:
+    gw = gateway(agents={"olivia": olivia()})
+    with pytest.raises(openai.BadRequestError) as e:
+        gw.openai().responses.create(model="gpt-4.1-mini", input="hi", extra_headers={"x-paymaster-defer": "1h"})
+    assert e.value.body["param"] == "x-paymaster-defer"  # type: ignore[index]
+    assert gw.ledger("olivia") == [] and sent(gw) == []

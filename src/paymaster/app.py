@@ -21,6 +21,10 @@ import orjson
 from . import admin, dashboard, feedback, model_route, responses_api, savings
 from .admission import Admission
 from .alerts import Alerts
+from .batch import api_anthropic as batch_anthropic
+from .batch import api_openai as batch_openai
+from .batch import routes as batch_routes
+from .batch.service import Batches
 from .blackboard import Blackboard, stored_events
 from .budget import Budget
 from .call import Call, Usage
@@ -94,6 +98,7 @@ class Gateway:
             self.budget, Settler(self.budget, settled, self.metrics.settled, self.undoers, self.price)
         )
         self.admin = admin.Admin(config, self.store, self.budget, self.board, clock, self.routing_view)
+        self.batches = Batches(self)  # deferred calls and batches: a durable queue beside the ledger
         self._tasks: set[asyncio.Task[None]] = set()
         self.alerts = Alerts(config, self.board, self.budget, clock)  # projections and webhooks (alerts.py)
         self.routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
@@ -133,6 +138,7 @@ class Gateway:
         if isinstance(self.store, SharedStore):
             await shared_events.connect(self.store, self.board)
         self._tasks.add(asyncio.create_task(self._tick()))
+        self._tasks.add(asyncio.create_task(self.batches.run()))
         self._tasks.update(self.alerts.tasks())
 
     async def stop(self) -> None:
@@ -162,6 +168,12 @@ class Gateway:
             handler = self.routes.get((method, path))
             if handler is not None:
                 await handler(scope, receive, send)
+            elif path.startswith(batch_routes.PREFIX):
+                await batch_routes.jobs(self, scope, receive, send)
+            elif path.startswith(batch_anthropic.PREFIX):
+                await batch_anthropic.handle(self, scope, receive, send)
+            elif path.startswith(("/v1/files", "/v1/batches")):
+                await batch_openai.handle(self, scope, receive, send)
             elif path.startswith("/admin/"):
                 await admin.handle(self.admin, scope, receive, send)
             elif path.startswith(("/v1/responses/", "/responses/")):
@@ -246,6 +258,14 @@ class Gateway:
         if call.model not in self.config.models:  # "auto" that no lever routed
             raise BadRequest(f"model {call.model!r} needs the routing lever, which this gateway runs without")
         source = call.body  # the caller's request, in its own API's shape
+        if "batch" in ctx.state and call.api in ("responses", "embeddings"):  # batch/ queues Messages and Chat only
+            if b"x-paymaster-defer" in h:
+                raise BadRequest(
+                    f"deferred calls are Messages and Chat Completions only, not {call.api}", param="x-paymaster-defer"
+                )
+            del ctx.state["batch"]  # an agent's defer setting: this call runs in real time
+        if "batch" in ctx.state:  # deferred: admitted at batch prices, queued, answered 202 (batch/)
+            return await batch_routes.defer(self, call, ctx, source, send)
         tried: set[str] = set()
         while True:
             tried.add(call.model)

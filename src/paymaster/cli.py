@@ -1,4 +1,4 @@
-"""paymaster serve | sim | demo | keys | report | ledger check | doctor | config check | config schema"""
+"""paymaster serve | sim | demo | keys | report | ledger check | doctor | config check | config schema | batch"""
 
 from __future__ import annotations
 
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("file", nargs="?", default="fleet.yaml", help="for `check`: the fleet.yaml (default ./fleet.yaml)")
     c.add_argument("--markdown", action="store_true", help="for `schema`: the config reference as a Markdown table")
 
+    from .batch.cli import add_parser as add_batch
+
+    add_batch(sub)
+
     args, rest = p.parse_known_args(argv)
     if args.cmd == "sim":
         from .sim import main as sim_main
@@ -79,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"key:        {key}")
         print(f"key_sha256: {hash_key(key)}")
         return 0
+    if args.cmd == "batch":
+        from .batch.cli import run as run_batch
+
+        return run_batch(args)
     if args.cmd == "config":
         return config_command(args.action, args.file, markdown=args.markdown)
     if args.cmd == "demo":

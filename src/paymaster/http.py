@@ -42,6 +42,20 @@ async def read_json(receive: Receive, h: dict[bytes, bytes], limit: int) -> tupl
     ctype = h.get(b"content-type", b"")
     if not ctype.split(b";")[0].strip().lower() == JSON:
         raise UnsupportedMedia(f"content-type must be application/json, got {ctype.decode('latin-1') or 'none'}")
+    raw = await read_body(receive, h, limit)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body):  # the count: no walk for most bodies
+        raise BadRequest(f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
+    return body, raw
+
+
+async def read_body(receive: Receive, h: dict[bytes, bytes], limit: int) -> bytes:
+    """The whole request body, refused (413) past `limit` bytes."""
     declared = h.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body of {int(declared)} bytes exceeds the gateway's limit of {limit} bytes")
@@ -58,16 +72,7 @@ async def read_json(receive: Receive, h: dict[bytes, bytes], limit: int) -> tupl
             raise TooLarge(f"request body exceeds the gateway's limit of {limit} bytes")
         chunks.append(chunk)
         more = msg.get("more_body", False)
-    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(f"request body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body):  # the count: no walk for most bodies
-        raise BadRequest(f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
-    return body, raw
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def too_deep(node: Any, limit: int = MAX_JSON_DEPTH) -> bool:

@@ -26,6 +26,7 @@ from .model import (
     TIERS,
     Agent,
     AlertSettings,
+    Batching,
     Caching,
     Compression,
     Config,
@@ -210,6 +211,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        batch=Batching(f.batch.flush_count, f.batch.flush_mb * 1024 * 1024, f.batch.flush_age_s, f.batch.poll_s),
         alerts=alerts,
         observability=_observability(f, base),
         translation=f.translation.policy,
@@ -367,6 +369,7 @@ def _task(name: str, tf: TaskFile, base: Task | None) -> Task:
         schema=tf.json_schema if "json_schema" in given else (base.schema if base else None),
         brevity=tf.brevity if "brevity" in given else (base.brevity if base else None),
         tier=tf.tier if "tier" in given else (base.tier if base else DEFAULT_TASK_TIERS.get(name)),
+        defer=bool(tf.defer) if tf.defer is not None else (base.defer if base else False),
     )
 
 
@@ -407,6 +410,8 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
         brevity=af.brevity,
         tasks=agent_tasks,
         tiers=tiers,
+        defer=af.defer,
+        webhook=af.webhook,
         compression=_compression(
             CompressionFile() if af.compression is None and "compression" in af.model_fields_set else af.compression,
             path,

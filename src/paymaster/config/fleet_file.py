@@ -145,6 +145,9 @@ class TaskFile(Part):
     )
     brevity: Text | None = Field(None, description="system-prompt addendum, e.g. 'Respond in JSON only.'")
     tier: Annotated[str, Choice(*TIERS)] | None = Field(None, description="routing: the tier this task type runs on")
+    defer: Flag | None = Field(
+        None, description="calls of this task type go to the batch API at half price (as x-paymaster-defer: true)"
+    )
 
 
 class CachingFile(Part):
@@ -244,6 +247,8 @@ class AgentFile(Part):
     brevity: Text | None = Field(None, description="system-prompt addendum for every call")
     tasks: Section[TaskFile] = Field(default_factory=dict, description="per-task overrides of the fleet's tasks")
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
+    defer: Flag = Field(False, description="every call of this agent goes to the batch API (as x-paymaster-defer)")
+    webhook: Text | None = Field(None, description="URL the gateway POSTs each finished deferred job to (JSON)")
     compression: CompressionFile | None = Field(
         None, description="context compression (off without this block; every technique on with it)"
     )
@@ -288,6 +293,15 @@ class RoutingFile(Part):
         if self.feedback_floor <= 0:
             raise fail("feedback_floor must be above 0")
         return self
+
+
+class BatchFile(Part):
+    """Deferred calls (x-paymaster-defer): collected per provider and model, sent as provider batches."""
+
+    flush_count: Annotated[int, Whole(1, 100_000)] = Field(1000, description="send a batch at this many calls")
+    flush_mb: Annotated[int, Whole(1, 200)] = Field(50, description="… or at this many MiB of requests")
+    flush_age_s: Seconds = Field(60, description="… or when its oldest call has waited this long")
+    poll_s: Seconds = Field(30, description="how often the provider's batches are polled")
 
 
 class WebhookFile(Part):
@@ -383,6 +397,7 @@ class FleetFile(Part):
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
     responses: ResponsesFile = Field(default_factory=ResponsesFile, description="the OpenAI Responses API")
+    batch: BatchFile = Field(default_factory=BatchFile, description="deferred calls sent as provider batches")
     alerts: AlertsFile = Field(default_factory=AlertsFile, description="alert thresholds, projections and webhooks")
     observability: ObservabilityFile = Field(
         default_factory=ObservabilityFile, description="the access log and /metrics"

@@ -69,6 +69,7 @@ class Task:
     schema: dict[str, Any] | None = None  # structured output: answers must be JSON of this schema
     brevity: str | None = None  # system-prompt addendum, e.g. "Respond in JSON only. No preamble."
     tier: str | None = None  # routing: the tier this task type runs on (light | standard | heavy)
+    defer: bool = False  # calls of this type go to the batch API (levers/batch.py)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ class Agent:
     brevity: str | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
+    defer: bool = False  # every call goes to the batch API (levers/batch.py)
+    webhook: str | None = None  # finished deferred jobs are POSTed here (batch/service.py)
     compression: Compression = Compression()
 
 
@@ -221,6 +224,16 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class Batching:
+    """Deferred calls: when a provider/model queue is sent as a batch, and how often batches are polled."""
+
+    flush_count: int = 1000
+    flush_bytes: int = 50 * 1024 * 1024
+    flush_age_s: float = 60.0
+    poll_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Observability:
     """Issue 11: the access log and /metrics (metrics.py)."""
 
@@ -258,6 +271,7 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    batch: Batching = Batching()
     alerts: AlertSettings = AlertSettings()  # issue 11: alerts and webhooks
     observability: Observability = Observability()
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)

@@ -19,6 +19,7 @@ LEVERS: tuple[str, ...] = (
     "routing",  # model: auto → the cheapest sufficient tier; fallbacks
     "caching",  # prompt-cache breakpoints, prompt_cache_key, per-agent isolation
     "response_cache",  # identical deterministic requests answered from the gateway's store
+    "batch",  # x-paymaster-defer: queued for the provider's batch API at half price, answered 202
 )
 
 

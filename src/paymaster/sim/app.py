@@ -7,6 +7,8 @@ POST /v1/responses              OpenAI Responses (stream or not; GET/DELETE /v1/
 POST /v1/embeddings             OpenAI Embeddings
 GET  /v1/models[/{id}]          either list: Anthropic when the request carries
                                 anthropic-version or x-api-key, else OpenAI
+/v1/messages/batches…           Anthropic Message Batches (sim/batch_anthropic.py)
+/v1/files…, /v1/batches…        OpenAI Files and Batch (sim/batch_openai.py)
 POST /_sim/faults               {"fault", "count", "model", "retry_after"} → queue faults
 GET  /_sim/faults               the queued faults
 GET  /_sim/requests             the recorded requests
@@ -38,6 +40,8 @@ from .asgi import (
     send_reply,
     send_stream,
 )
+from .batch_anthropic import AnthropicBatches
+from .batch_openai import OpenAIBatches
 from .cache import Clock, PromptCache
 from .embeddings import EmbeddingsWire
 from .faults import USAGE_FAULTS, Fault, Faults, alter_frame, alter_usage
@@ -97,6 +101,8 @@ class Simulator:
         self._openai = OpenAIWire()
         self._responses = ResponsesWire()
         self._embeddings = EmbeddingsWire()
+        self.anthropic_batches = AnthropicBatches(self._run, self._anthropic.error)
+        self.openai_batches = OpenAIBatches(self._run, self._openai.error)
 
     def inject(self, fault: str, count: int = 1, model: str | None = None, retry_after: float | None = None) -> None:
         """Queue `count` faults (`faults.KINDS`: "429", "500", "529", "timeout", "cut", usage faults) for
@@ -109,6 +115,8 @@ class Simulator:
         self.flaws.clear()
         self.requests.clear()
         self.cache.clear()
+        self.anthropic_batches.reset()
+        self.openai_batches.reset()
         self._epoch += 1
 
     # -- ASGI
@@ -143,6 +151,11 @@ class Simulator:
         refusal = wire.admit(headers, self._accepted)
         if refusal is not None:
             return await self._send(send, refusal)
+        if path.startswith("/v1/messages/batches"):
+            base = f"{scope.get('scheme', 'http')}://{headers.get('host', 'localhost')}"
+            return await self._send(send, self.anthropic_batches.handle(method, path, scope["query_string"], raw, base))
+        if path.startswith(("/v1/files", "/v1/batches")):
+            return await self._send(send, self.openai_batches.handle(method, path, scope["query_string"], headers, raw))
         if not parsed:
             return await self._send(send, wire.error(400, "The request body is not valid JSON."))
         if path.startswith("/v1/responses/"):
@@ -196,6 +209,17 @@ class Simulator:
             if usage_fault is not None:
                 reply.body = orjson.dumps(alter_usage(usage_fault, orjson.loads(reply.body)))
             await send_reply(send, reply)
+
+    def _run(self, api: str, body: Any) -> tuple[int, Any]:
+        """A batched request, answered as the real-time endpoint would (no stream, no faults, no latency)."""
+        wire: Wire = self._anthropic if api == "anthropic" else self._openai
+        ask = wire.ask(body, orjson.dumps(body))
+        if isinstance(ask, Reply):
+            return ask.status, orjson.loads(ask.body)
+        if ask.cacheable is not None:
+            ask.cache = self.cache.settle(ask.cacheable)
+        reply = wire.reply(ask, answer(ask, self.default_output_tokens))
+        return reply.status, orjson.loads(reply.body)
 
     async def _send(self, send: Send, reply: Reply) -> None:
         if self.latency:

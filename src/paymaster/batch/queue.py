@@ -1,0 +1,223 @@
+"""The durable job queue, in the ledger's own SQLite file (its own tables and migration names).
+
+A job is one deferred (or batch-API) request: admitted, its worst case at batch prices held, written here
+before the agent hears `202`, so a restart finds it again — queued, or submitted in a provider batch whose
+polling resumes. A job is settled exactly once: its ledger row (id = job id) is booked first and the job
+marked after; on start, a job still open whose ledger row exists is marked, never booked twice.
+
+    job:   queued → submitted → succeeded | errored | expired | canceled
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "batch_001_jobs",
+        """
+        CREATE TABLE batch_jobs (
+            id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            api TEXT NOT NULL,
+            target_api TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_requested TEXT NOT NULL,
+            task TEXT NOT NULL DEFAULT '',
+            body BLOB NOT NULL,
+            status TEXT NOT NULL,
+            worst_nanos INTEGER NOT NULL,
+            max_tokens INTEGER NOT NULL,
+            day TEXT NOT NULL,
+            month TEXT NOT NULL,
+            created REAL NOT NULL,
+            deadline REAL,
+            grp TEXT NOT NULL DEFAULT '',
+            custom_id TEXT NOT NULL DEFAULT '',
+            submission TEXT NOT NULL DEFAULT '',
+            result BLOB,
+            error TEXT NOT NULL DEFAULT '',
+            cost_nanos INTEGER NOT NULL DEFAULT 0,
+            realtime_nanos INTEGER NOT NULL DEFAULT 0,
+            finished REAL
+        );
+        CREATE INDEX batch_jobs_open ON batch_jobs (status);
+        CREATE INDEX batch_jobs_agent ON batch_jobs (agent, created);
+        CREATE INDEX batch_jobs_grp ON batch_jobs (grp);
+        CREATE TABLE batch_submissions (
+            id TEXT PRIMARY KEY,
+            provider TEXT NOT NULL,
+            provider_batch_id TEXT NOT NULL,
+            input_file_id TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,
+            created REAL NOT NULL
+        );
+        CREATE TABLE batch_groups (
+            id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            api TEXT NOT NULL,
+            created REAL NOT NULL,
+            cancel INTEGER NOT NULL DEFAULT 0,
+            meta BLOB
+        );
+        CREATE INDEX batch_groups_agent ON batch_groups (agent, created);
+        CREATE TABLE batch_files (
+            id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            data BLOB NOT NULL,
+            created REAL NOT NULL
+        )
+        """,
+    ),
+]
+
+OPEN = ("queued", "submitted")
+DONE = ("succeeded", "errored", "expired", "canceled")
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    agent: str
+    api: str  # the caller's API
+    target_api: str  # the provider's (the body's shape)
+    provider: str
+    model: str
+    model_requested: str
+    body: bytes  # the request as the provider gets it
+    status: str
+    worst_nanos: int
+    max_tokens: int
+    day: str
+    month: str
+    created: float
+    deadline: float | None = None
+    task: str = ""
+    grp: str = ""  # the agent's batch (batch APIs), "" for a deferred call
+    custom_id: str = ""  # the agent's id for it within its batch
+    submission: str = ""
+    result: bytes | None = None  # the answer in the caller's API shape (or its error)
+    error: str = ""
+    cost_nanos: int = 0
+    realtime_nanos: int = 0
+    finished: float | None = None
+
+
+COLS = [f.name for f in fields(Job)]
+
+
+class Queue:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name not in done:
+                with self.tx():
+                    for stmt in sql.split(";"):
+                        if stmt.strip():
+                            conn.execute(stmt)
+                    conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+
+    def tx(self) -> _Tx:
+        return _Tx(self.conn)
+
+    def add(self, jobs: list[Job]) -> None:
+        """Durable on return (one transaction)."""
+        q = f"INSERT INTO batch_jobs ({', '.join(COLS)}) VALUES ({', '.join('?' * len(COLS))})"
+        with self.tx():
+            self.conn.executemany(q, [tuple(getattr(j, c) for c in COLS) for j in jobs])
+
+    def jobs(self, where: str, args: tuple[Any, ...] = (), limit: int = 100_000) -> list[Job]:
+        q = f"SELECT {', '.join(COLS)} FROM batch_jobs WHERE {where} ORDER BY created, id LIMIT ?"
+        return [Job(*r) for r in self.conn.execute(q, (*args, limit))]
+
+    def job(self, job_id: str) -> Job | None:
+        found = self.jobs("id = ?", (job_id,), 1)
+        return found[0] if found else None
+
+    def submitted(self, ids: list[str], submission: str, provider: str, batch_id: str, file_id: str) -> None:
+        with self.tx():
+            self.conn.execute(
+                "INSERT INTO batch_submissions VALUES (?, ?, ?, ?, 'open', ?)",
+                (submission, provider, batch_id, file_id, time.time()),
+            )
+            self.conn.executemany(
+                "UPDATE batch_jobs SET status = 'submitted', submission = ? WHERE id = ?",
+                [(submission, i) for i in ids],
+            )
+
+    def open_submissions(self) -> list[tuple[str, str, str]]:
+        """(submission id, provider, provider batch id) of batches not yet read back."""
+        return list(
+            self.conn.execute("SELECT id, provider, provider_batch_id FROM batch_submissions WHERE status = 'open'")
+        )
+
+    def close_submission(self, submission: str) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE batch_submissions SET status = 'read' WHERE id = ?", (submission,))
+
+    def finish(self, j: Job) -> None:
+        with self.tx():
+            self.conn.execute(
+                "UPDATE batch_jobs SET status = ?, result = ?, error = ?, cost_nanos = ?, realtime_nanos = ?, "
+                "finished = ? WHERE id = ?",
+                (j.status, j.result, j.error, j.cost_nanos, j.realtime_nanos, j.finished, j.id),
+            )
+
+    # -- the agents' batches and files (batch APIs)
+
+    def add_group(self, gid: str, agent: str, api: str, meta: bytes) -> None:
+        with self.tx():
+            self.conn.execute(
+                "INSERT INTO batch_groups VALUES (?, ?, ?, ?, 0, ?)", (gid, agent, api, time.time(), meta)
+            )
+
+    def group(self, gid: str, agent: str) -> tuple[str, float, int, bytes] | None:
+        r = self.conn.execute(
+            "SELECT api, created, cancel, meta FROM batch_groups WHERE id = ? AND agent = ?", (gid, agent)
+        ).fetchone()
+        return None if r is None else (r[0], r[1], r[2], r[3])
+
+    def groups(self, agent: str, api: str) -> list[str]:
+        q = "SELECT id FROM batch_groups WHERE agent = ? AND api = ? ORDER BY created DESC, id DESC"
+        return [r[0] for r in self.conn.execute(q, (agent, api))]
+
+    def drop_group(self, gid: str) -> None:
+        with self.tx():
+            self.conn.execute("DELETE FROM batch_groups WHERE id = ?", (gid,))
+
+    def cancel_group(self, gid: str) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE batch_groups SET cancel = 1 WHERE id = ?", (gid,))
+
+    def add_file(self, fid: str, agent: str, filename: str, purpose: str, data: bytes) -> float:
+        now = time.time()
+        with self.tx():
+            self.conn.execute(
+                "INSERT INTO batch_files VALUES (?, ?, ?, ?, ?, ?)", (fid, agent, filename, purpose, data, now)
+            )
+        return now
+
+    def file(self, fid: str, agent: str) -> tuple[str, str, bytes, float] | None:
+        r = self.conn.execute(
+            "SELECT filename, purpose, data, created FROM batch_files WHERE id = ? AND agent = ?", (fid, agent)
+        ).fetchone()
+        return None if r is None else (r[0], r[1], r[2], r[3])
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -1,0 +1,376 @@
+"""Deferred calls and batches: admitted at batch prices, queued durably, sent as provider batches, settled
+per request when the results arrive.
+
+    defer    the call is shaped (translation, the levers' `shape` hooks), its worst case at batch prices
+             admitted against every cap (402 for this call alone when it does not fit), written to the queue,
+             answered 202 with its job id
+    flush    every tick: each provider/model queue that reached flush_count, flush_bytes or flush_age_s is
+             sent, split to the provider's limits
+    poll     every poll_s: each open provider batch; once ended, each result is settled at the batch price
+             (errored, expired, canceled: nothing billed, the hold released) with the real-time price beside
+             it (the batch saving), and the answer stored in the caller's API shape
+    restore  at start: open jobs hold their worst case again (or, when their ledger row was booked before a
+             crash, are marked settled); polling resumes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import time
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..budget import Ticket, WindowKey
+from ..call import Usage
+from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
+from ..levers.base import LeverContext
+from ..pricing import from_nanos, to_nanos
+from ..store.row import LedgerRow
+from ..store.sqlite import SQLiteStore
+from ..wire import translate
+from . import upstream
+from .prices import batch_rates
+from .queue import Job, Queue
+
+if TYPE_CHECKING:
+    from ..app import Gateway
+    from ..call import Call
+    from ..config import Agent
+
+log = logging.getLogger("paymaster")
+
+WINDOW_S = 86400  # the providers' completion window: a job whose deadline is nearer is sent at once
+IN_BATCH_SKIPS = ("batch", "response_cache")  # deferral itself; an answer from the cache has no batch to join
+
+
+class Batches:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        store = gw.store
+        # the queue lives beside the SQLite ledger; replicas (Redis + Postgres) have no batch queue yet
+        self.available = isinstance(store, SQLiteStore)
+        self.queue = Queue(store.conn if isinstance(store, SQLiteStore) else sqlite3.connect(":memory:"))
+        self.settings = gw.config.batch
+        self.tickets: dict[str, Ticket] = {}
+        self._polled = 0.0
+        self._posts: set[asyncio.Task[None]] = set()
+        self.restored = self.restore() if self.available else 0
+
+    def check(self) -> None:
+        """Refuse batch work where the gateway has no batch queue (replicas sharing Redis and Postgres)."""
+        if not self.available:
+            raise BadRequest(
+                "deferred calls and batches need the SQLite ledger: this gateway runs as a replica "
+                "(reservations: Redis, ledger: Postgres), where the batch queue is not available yet"
+            )
+
+    # -- admission
+
+    async def admit(self, call: Call, ctx: LeverContext, source: dict[str, Any], deadline: float | None,
+                    grp: str = "", custom_id: str = "") -> Job:  # fmt: skip
+        """Shape, bound at batch prices and hold the call's worst case; the job (not yet durable)."""
+        self.check()
+        gw = self.gw
+        wire, _, up = gw.shape(call, ctx, source)
+        rates = batch_rates(gw.config, call.model)
+        worst, _ = gw.admission.bound(orjson.dumps(call.body), call, rates, ctx.headers)
+        if grp:  # one request of an agent's batch: the batch fits whole, at its own max_tokens, or not at all
+            ticket = await self.admit_whole(call, worst, up, ctx)
+        else:
+            ticket = await gw.admission.admit(call, worst, up, ctx.headers)  # 402 when over a cap
+        if ticket.fitted:
+            wire.set_max_tokens(call.body, ticket.max_tokens, up.provider.kind)
+            call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
+        body = call.body
+        body.pop("stream", None)
+        if call.target_api == "openai":
+            body.pop("stream_options", None)
+        self.tickets[ticket.id] = ticket
+        return Job(
+            id=ticket.id, agent=call.agent, api=call.api, target_api=call.target_api, provider=up.provider.name,
+            model=call.model, model_requested=ctx.ledger.get("model_requested") or str(source.get("model", call.model)),
+            body=orjson.dumps(body), status="queued",
+            worst_nanos=ticket.worst, max_tokens=ticket.max_tokens, day=ticket.day, month=ticket.month,
+            created=ticket.created, deadline=deadline, task=call.task or "", grp=grp, custom_id=custom_id,
+        )  # fmt: skip
+
+    async def admit_whole(self, call: Call, worst: Any, up: Any, ctx: LeverContext) -> Ticket:
+        """Hold one request of a batch with no waiting and no fitting: the batch's earlier requests are what
+        holds the budget, so a request that does not fit now means the whole batch does not fit."""
+        gw = self.gw
+        assert call.max_tokens is not None
+        worst = await gw.admission.refine(call, worst, up, ctx.headers)
+        verdict = gw.budget.admit(call.agent, worst, call.input_bound, call.max_tokens, call.choices)
+        if isinstance(verdict, Ticket) and not verdict.fitted:
+            return verdict
+        if isinstance(verdict, Ticket):
+            gw.budget.release_unsent(verdict)
+        raise CallTooLarge(
+            f"batch too large: its worst case at batch prices does not fit what agent {call.agent!r} has left "
+            "(the whole batch is refused; nothing was sent): send fewer requests, lower max_tokens, or wait"
+        )
+
+    async def intake(self, api: str, agent: Agent, h: dict[bytes, bytes], gid: str,
+                     items: list[tuple[str, Any]]) -> list[Job]:  # fmt: skip
+        """An agent's batch (batch APIs): each (custom_id, request body or GatewayError) decoded, the levers
+        applied as in real time, admitted at batch prices. A request that cannot be read becomes an errored
+        job on its own (no hold, never sent); a batch whose worst case does not fit is refused whole, before
+        anything is sent. Durable on return."""
+        from ..app import WIRES, decode, task_of
+
+        wire = WIRES[api]
+        jobs: list[Job] = []
+        try:
+            for custom_id, body in items:
+                try:
+                    if isinstance(body, GatewayError):
+                        raise body
+                    if not isinstance(body, dict):
+                        raise BadRequest("the request must be a JSON object")
+                    call = decode(wire, agent, body, h, len(orjson.dumps(body)))
+                    if call.stream:
+                        raise BadRequest("stream: batched requests cannot stream", param="stream")
+                    ctx = LeverContext(agent, task_of(agent, call), h, self.gw)
+                    for lever in self.gw.appliers:
+                        if lever.name not in IN_BATCH_SKIPS:
+                            await lever.apply(call, ctx)
+                    if call.max_tokens is None:
+                        call.max_tokens = agent.max_tokens
+                    if call.model not in self.gw.config.models:
+                        raise BadRequest(f"model {call.model!r} needs the routing lever")
+                    jobs.append(await self.admit(call, ctx, call.body, None, gid, custom_id))
+                except (BudgetExceeded, CallTooLarge, BudgetBusy):
+                    raise
+                except GatewayError as e:
+                    jobs.append(refused(e, wire, api, agent.name, gid, custom_id))
+        except BaseException:
+            self.release(jobs)
+            raise
+        self.commit(jobs)
+        return jobs
+
+    def commit(self, jobs: list[Job]) -> None:
+        """Make admitted jobs durable; on failure their holds are dropped (nothing was sent)."""
+        try:
+            self.queue.add(jobs)
+        except Exception as e:
+            self.release(jobs)
+            raise UpstreamFailed(f"could not record the deferred call: {e}", status=503) from e
+
+    def release(self, jobs: list[Job]) -> None:
+        """Drop the holds of admitted jobs that will not be queued."""
+        for j in jobs:
+            t = self.tickets.pop(j.id, None)
+            if t is not None:
+                self.gw.budget.release_unsent(t)
+
+    async def cancel(self, gid: str) -> None:
+        """Cancel an agent's batch: queued requests are canceled at once (holds released), submitted ones
+        are canceled at the provider and settle as its results say."""
+        self.queue.cancel_group(gid)
+        for j in self.queue.jobs("grp = ? AND status = 'queued'", (gid,)):
+            self.settle(j, "canceled", None)
+        subs = {(j.submission, j.provider) for j in self.queue.jobs("grp = ? AND status = 'submitted'", (gid,))}
+        for sub, provider in subs:
+            try:
+                await upstream.cancel(self.gw.upstreams[provider], sub.removeprefix("sub_"))
+            except upstream.BatchFailed as e:
+                log.warning("batch: canceling %s failed: %s", sub, e)
+
+    # -- the loop
+
+    async def run(self) -> None:
+        while self.available:
+            await asyncio.sleep(min(1.0, self.settings.flush_age_s / 4, self.settings.poll_s))
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 — the loop keeps going; the next tick retries
+                log.exception("batch: tick failed")
+
+    async def tick(self, force: bool = False) -> None:
+        await self.flush(force)
+        now = time.time()
+        if force or now - self._polled >= self.settings.poll_s:
+            self._polled = now
+            await self.poll()
+
+    async def flush(self, force: bool = False) -> None:
+        queued = self.queue.jobs("status = 'queued'")
+        groups: dict[tuple[str, str, str], list[Job]] = {}
+        for j in queued:
+            groups.setdefault((j.provider, j.model, j.grp), []).append(j)
+        now = time.time()
+        s = self.settings
+        for (provider, _, grp), jobs in groups.items():
+            size = sum(len(j.body) for j in jobs)
+            due = force or grp or len(jobs) >= s.flush_count or size >= s.flush_bytes
+            due = due or now - jobs[0].created >= s.flush_age_s
+            due = due or any(j.deadline is not None and j.deadline - WINDOW_S <= now for j in jobs)
+            if not due:
+                continue
+            up = self.gw.upstreams[provider]
+            for chunk in upstream.split(jobs, up.provider.api, s.flush_count if not grp else 10**9, s.flush_bytes):
+                try:
+                    batch_id, file_id = await upstream.submit(up, chunk)
+                except upstream.BatchFailed as e:
+                    log.warning("batch: submitting %d jobs to %s failed: %s", len(chunk), provider, e)
+                    break
+                self.queue.submitted([j.id for j in chunk], "sub_" + batch_id, provider, batch_id, file_id)
+
+    async def poll(self) -> None:
+        for sub, provider, batch_id in self.queue.open_submissions():
+            up = self.gw.upstreams[provider]
+            try:
+                results = await upstream.poll(up, batch_id)
+            except upstream.BatchFailed as e:
+                log.warning("batch: polling %s at %s failed: %s", batch_id, provider, e)
+                continue
+            if results is None:
+                continue
+            jobs = {j.id: j for j in self.queue.jobs("submission = ? AND status = 'submitted'", (sub,))}
+            for custom_id, outcome, body in results:
+                if custom_id == "*":  # the whole batch failed: every job errored
+                    for failed in jobs.values():
+                        self.settle(failed, "errored", body)
+                    jobs.clear()
+                if custom_id in jobs:
+                    self.settle(jobs.pop(custom_id), outcome, body)
+            for j in jobs.values():  # the provider returned nothing for it: not billed
+                self.settle(j, "errored", {"message": "the provider's batch returned no result for this request"})
+            self.queue.close_submission(sub)
+
+    # -- settlement
+
+    def settle(self, j: Job, outcome: str, body: Any) -> None:
+        """Book one job exactly once: the ledger row first, the job marked after."""
+        gw = self.gw
+        rates = batch_rates(gw.config, j.model)
+        cost, usage, reconcile, error = 0, Usage(), 0, ""
+        if outcome == "succeeded":
+            wire = gw_wire(j.target_api)
+            got = wire.answer_usage(body)
+            if got is None:
+                cost, reconcile, error = (
+                    j.worst_nanos,
+                    1,
+                    "the provider reported no usable usage: booked at the worst case",
+                )
+            else:
+                usage = got
+                usage.service_tier = ""  # "batch": priced by the batch rates themselves
+                cost = to_nanos(rates.cost(usage))
+                j.realtime_nanos = to_nanos(gw.rates_of(j.model).cost(usage))
+            answer = body
+            if j.api != j.target_api and isinstance(body, dict):
+                answer = translate.answer_for(j.api, body, j.model)
+            j.result = orjson.dumps(answer)
+        else:
+            j.result = orjson.dumps(body) if body is not None else None
+            error = f"batch request {outcome}"
+        status = {"succeeded": "ok", "errored": "upstream_error"}.get(outcome, outcome)
+        # the batch discount is the batch lever's saving (savings.py: batch puts back the real-time price)
+        saved = orjson.dumps({"batch": j.realtime_nanos - cost}).decode() if j.realtime_nanos else "{}"
+        row = LedgerRow(
+            id=j.id, ts=j.created, agent=j.agent, api=j.api, provider=j.provider, model_requested=j.model_requested,
+            model=j.model, status=status, cost_usd=str(from_nanos(cost)), cost_nanos=cost, day=j.day, month=j.month,
+            worst_nanos=j.worst_nanos, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens, max_tokens=j.max_tokens, reconcile=reconcile,
+            error=error, task=j.task, uncached_cost_nanos=cost, baseline_cost_nanos=j.realtime_nanos or cost,
+            route="batch", savings=saved,
+        )  # fmt: skip
+        if cost > j.worst_nanos:
+            log.warning("batch job %s cost %s above its reserved worst case %s", j.id, cost, j.worst_nanos)
+        ticket = self.tickets.pop(j.id, None) or self.hold(j)
+        gw.budget.settle(ticket, row)
+        j.status, j.cost_nanos, j.error, j.finished = outcome, cost, error, time.time()
+        self.queue.finish(j)
+        self.notify(j)
+
+    def notify(self, j: Job) -> None:
+        """POST a finished deferred job to its agent's webhook, off the event loop; at most once (the job stays
+        readable at GET /v1/paymaster/jobs/{id} whatever becomes of the POST)."""
+        agent = self.gw.config.agents.get(j.agent)
+        if agent is None or not agent.webhook or j.grp:
+            return
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(post, agent.webhook, orjson.dumps(job_view(j))))
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+
+    # -- restart
+
+    def hold(self, j: Job) -> Ticket:
+        """A job's hold on its windows, made again (after a restart)."""
+        keys = (
+            WindowKey(j.agent, "day", j.day), WindowKey(j.agent, "month", j.month),
+            WindowKey(None, "day", j.day), WindowKey(None, "month", j.month),
+        )  # fmt: skip
+        b = self.gw.budget
+        for k in keys:
+            b._counter(k)[1] += j.worst_nanos
+        t = Ticket(j.id, j.agent, keys, j.worst_nanos, j.day, j.month, j.created, j.max_tokens, False)
+        b.open[t.id] = t
+        return t
+
+    def restore(self) -> int:
+        """Open jobs after a start: booked before a crash → marked; else held again. Returns how many are held."""
+        n = 0
+        for j in self.queue.jobs("status IN ('queued', 'submitted')"):
+            row = self.gw.store.row(j.id)
+            if row is not None:
+                j.status = "succeeded" if row["status"] == "ok" else row["status"]
+                j.cost_nanos, j.finished = row["cost_nanos"], time.time()
+                self.queue.finish(j)
+                continue
+            self.tickets[j.id] = self.hold(j)
+            n += 1
+        return n
+
+
+def refused(e: GatewayError, wire: Any, api: str, agent: str, gid: str, custom_id: str) -> Job:
+    """A request of an agent's batch that could not be read: errored at once, never sent, nothing held."""
+    now = time.time()
+    return Job(
+        id="pm_" + secrets.token_hex(12), agent=agent, api=api, target_api=api, provider="", model="",
+        model_requested="", body=b"", status="errored", worst_nanos=0, max_tokens=0, day="", month="",
+        created=now, grp=gid, custom_id=custom_id, result=wire.error_body(e), error=e.message, finished=now,
+    )  # fmt: skip
+
+
+def post(url: str, body: bytes) -> None:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+    except (OSError, ValueError) as e:
+        log.warning("batch: webhook %s failed: %s", url, e)
+
+
+def gw_wire(api: str) -> Any:
+    from ..app import WIRES
+
+    return WIRES[api]
+
+
+def job_view(j: Job) -> dict[str, Any]:
+    """A job as GET /v1/paymaster/jobs/{id} shows it; `response` is the answer in the caller's API shape."""
+    result = orjson.loads(j.result) if j.result else None
+    return {
+        "id": j.id,
+        "object": "paymaster.job",
+        "status": j.status,
+        "model": j.model,
+        "created_at": int(j.created),
+        "deadline": int(j.deadline) if j.deadline else None,
+        "finished_at": int(j.finished) if j.finished else None,
+        "reserved_usd": str(from_nanos(j.worst_nanos)),
+        "cost_usd": str(from_nanos(j.cost_nanos)) if j.status not in ("queued", "submitted") else None,
+        "realtime_cost_usd": str(from_nanos(j.realtime_nanos)) if j.realtime_nanos else None,
+        "response": result if j.status == "succeeded" else None,
+        "error": result if j.status == "errored" else (j.error or None),
+    }
