@@ -1,6 +1,6 @@
 """What the gateway adds: latency, throughput and CPU per call, against calling the simulator directly.
 
-    python bench/overhead.py [--calls N] [--rounds N] [--api anthropic|openai|both]
+    python bench/overhead.py [--calls N] [--rounds N] [--api anthropic|openai|responses|both|all]
                              [--tls] [--transport NAME] [--concurrency 1,10,50]
 
 The measurement rule: the gateway alone on core 0 (`taskset`), the load generator and the simulator
@@ -29,6 +29,12 @@ PROMPT = "Summarise the quarterly report in three bullet points. [sim:tokens=40]
 APIS = {
     "anthropic": ("Anthropic", "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 256}),
     "openai": ("OpenAI", "/v1/chat/completions", {"model": "gpt-4.1-mini", "max_tokens": 256}),
+    # the Responses API (target: at most 0.5 ms added p50); store false, as a stateless agent call
+    "responses": (
+        "OpenAI Responses",
+        "/v1/responses",
+        {"model": "gpt-4.1-mini", "max_output_tokens": 256, "store": False},
+    ),
 }
 AGENT = {
     "model": "claude-haiku-4-5",
@@ -42,14 +48,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=3000, help="counted calls per measurement (default 3000)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway rounds (default 3)")
-    ap.add_argument("--api", choices=["anthropic", "openai", "both"], default="both")
+    ap.add_argument("--api", choices=["anthropic", "openai", "responses", "both", "all"], default="both")
     ap.add_argument("--tls", action="store_true", help="upstream over HTTPS (the gateway trusts the sim's CA)")
     ap.add_argument("--transport", metavar="NAME", help="the gateway's upstream transport (default: its own default)")
     ap.add_argument("--concurrency", default="1,10,50", help="comma-separated (default 1,10,50)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores (not the measurement rule)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    apis = list(APIS) if args.api == "both" else [args.api]
+    apis = {"both": ["anthropic", "openai"], "all": list(APIS)}.get(args.api, [args.api])
     if args.transport:
         require_provider_key("transport", "--transport", "which upstream client the gateway uses")
     provider = {"transport": args.transport} if args.transport else {}
@@ -84,7 +90,8 @@ def auth(api: str, key: str) -> dict[str, str]:
 
 def row(st: Stack, api: str, conc: int, calls: int, rounds: int) -> str:
     label, path, fields = APIS[api]
-    body = {**fields, "messages": [{"role": "user", "content": PROMPT}]}
+    prompt = [{"role": "user", "content": PROMPT}]
+    body = {**fields, "input": prompt} if api == "responses" else {**fields, "messages": prompt}
     direct = (st.sim_url + path, auth(api, PROVIDER_KEY))
     via = (st.gw_url + path, auth(api, st.keys["bench"]))
     warm = min(calls, max(100, 4 * conc))  # opens every connection (and its TLS session) before counting

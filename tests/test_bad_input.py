@@ -225,7 +225,7 @@ def test_unknown_routes_and_methods(gateway):
     gw = gateway()
     r = httpx2.get(gw.url + "/v1/messages", headers={"x-api-key": gw.keys["alice"]})
     assert r.status_code == 405 and anthropic_error(r)["type"] == "invalid_request_error"
-    r = httpx2.post(gw.url + "/v1/embeddings", json={}, headers={"authorization": f"Bearer {gw.keys['olivia']}"})
+    r = httpx2.post(gw.url + "/v1/audio/speech", json={}, headers={"authorization": f"Bearer {gw.keys['olivia']}"})
     assert r.status_code == 404 and openai_error(r)
 
 

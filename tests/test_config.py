@@ -231,7 +231,7 @@ def test_config_schema_describes_every_section_and_refuses_unknown_keys():
     assert set(schema["properties"]) == {
         "timezone", "listen", "ledger", "durability", "admin", "limits", "defaults",
         "fleet", "providers", "models", "agents", "tasks", "routing", "alerts", "translation", "observability",
-        "store", "reservations", "batch", "replica_lease_s", "on_store_outage",
+        "store", "reservations", "batch", "replica_lease_s", "on_store_outage", "responses",
     }  # fmt: skip
     agent = schema["$defs"]["AgentFile"]
     assert agent["additionalProperties"] is False and agent["required"] == ["model"]

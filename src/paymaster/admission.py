@@ -12,6 +12,7 @@ from .call import Call
 from .config import Config
 from .costmodel import Estimate, Unbounded, estimate
 from .costmodel.anthropic import bound_server_tools, count_tokens_body
+from .costmodel.responses import bound_tool_calls
 from .errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge
 from .pricing import Rates, to_nanos, usd_str
 from .providers import Upstream, UpstreamError
@@ -24,24 +25,32 @@ class Admission:
         self.budget = budget
         self.rates_of = rates_of
 
-    def bound(self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes]) -> tuple[Estimate, bytes]:
+    def bound(
+        self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes], stored: int | None = 0
+    ) -> tuple[Estimate, bytes]:
         """The request's worst case as it will be sent (levers included), from the cost model; and the
-        payload, re-encoded when a server tool was given its configured `max_uses`."""
+        payload, re-encoded when a server tool was given its configured `max_uses` (Responses:
+        `max_tool_calls`). `stored`: the tokens of the stored context a Responses request names (None: unknown)."""
         try:
             if call.target_api == "anthropic":
                 if set_uses := bound_server_tools(call.body):
                     call.notes["x-paymaster-max-uses"] = ", ".join(set_uses)
                     payload = orjson.dumps(call.body)
+            elif call.target_api == "responses" and (n := bound_tool_calls(call.body)) is not None:
+                call.notes["x-paymaster-max-tool-calls"] = f"{n}; set by the gateway"
+                payload = orjson.dumps(call.body)
             long_context = b"context-1m" in h.get(b"anthropic-beta", b"")
             cap = None if long_context else rates.context_window
             tier = self.config.models[call.model].provider.service_tier
-            worst = estimate(call.body, call.target_api, len(payload), rates, cap, default_tier=tier)
+            worst = estimate(call.body, call.target_api, len(payload), rates, cap, default_tier=tier, stored=stored)
         except Unbounded as e:
             raise BadRequest(str(e), param=e.param) from e
         call.input_bound = worst.tokens
         return worst, payload
 
-    async def refine(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Estimate:
+    async def refine(
+        self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes], stored: int | None = 0
+    ) -> Estimate:
         """A tighter worst case, when the coarse one would not fit what the agent has left: OpenAI text
         counted with its public tokenizer (OpenAI's models only: an openai-compatible server tokenizes its
         own way); Claude's from the provider's count_tokens (plus a margin).
@@ -50,12 +59,13 @@ class Admission:
         left = [r for r in self.budget.remaining(call.agent) if r is not None]
         if not left or to_nanos(worst.worst_case(0, call.max_tokens * call.choices)) <= min(left):
             return worst
-        if up.provider.kind == "openai-compatible":
+        if up.provider.kind == "openai-compatible" or call.target_api == "embeddings":
             return worst  # its tokenizer is the served model's, not one we can count with: bytes bound it
         rates = self.rates_of(call.model)
         cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
-        if call.target_api == "openai":
-            tight = estimate(call.body, "openai", 0, rates, cap, exact=True, default_tier=up.provider.service_tier)
+        if call.target_api in ("openai", "responses"):
+            tier = up.provider.service_tier
+            tight = estimate(call.body, call.target_api, 0, rates, cap, exact=True, default_tier=tier, stored=stored)
         else:
             try:
                 resp = await up.post(up.count_tokens_path, orjson.dumps(count_tokens_body(call.body)), up.headers(h))
@@ -72,9 +82,11 @@ class Admission:
             return tight
         return worst
 
-    async def admit(self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes]) -> Ticket:
+    async def admit(
+        self, call: Call, worst: Estimate, up: Upstream, h: dict[bytes, bytes], stored: int | None = 0
+    ) -> Ticket:
         assert call.max_tokens is not None, "the pipeline bounds max_tokens"
-        worst = await self.refine(call, worst, up, h)
+        worst = await self.refine(call, worst, up, h, stored)
         verdict = await self.budget.admit_waiting(  # a shared store that cannot be reached: StoreDown (503)
             call.agent, worst, call.input_bound, call.max_tokens, call.choices, self.config.admission_wait_s,
             call.model, call.api,

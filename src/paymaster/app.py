@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from . import admin, dashboard, feedback, model_route, savings
+from . import admin, dashboard, feedback, model_route, responses_api, savings
 from .admission import Admission
 from .alerts import Alerts
 from .batch import api_anthropic as batch_anthropic
@@ -37,17 +37,26 @@ from .levers.base import Answer, Bill, LeverContext, hooked
 from .metrics import Metrics
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
+from .response_book import ResponseBook
 from .settle import Settler, answered
 from .store import shared_events
 from .store.row import LedgerRow
 from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 from .upstream_errors import Retry, fail
-from .wire import Wire, translate
+from .wire import Wire, translate, translate_responses
 from .wire import anthropic as wire_anthropic
+from .wire import embeddings as wire_embeddings
 from .wire import openai as wire_openai
+from .wire import responses as wire_responses
 
-WIRES: dict[str, Wire] = {"anthropic": wire_anthropic, "openai": wire_openai}
+WIRES: dict[str, Wire] = {
+    "anthropic": wire_anthropic,
+    "openai": wire_openai,
+    "responses": wire_responses,
+    "embeddings": wire_embeddings,
+}
+PATHS = {"responses": "/responses", "embeddings": "/embeddings"}  # an OpenAI provider's other endpoints
 
 
 class Gateway:
@@ -81,11 +90,12 @@ class Gateway:
             hooked(self.levers, h) for h in ("apply", "shape", "fallback", "retried")
         )
         self.admission = Admission(config, self.budget, self.rates_of)
+        self.book = ResponseBook(config.ledger)  # the Responses API's stored responses: owners, context sizes
         self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
+        settled = (*hooked(self.levers, "settled"), self.book)
         self.undoers = hooked(self.levers, "undo")  # savings attribution (savings.py)
         self.exchange = Forwarder(
-            self.budget,
-            Settler(self.budget, hooked(self.levers, "settled"), self.metrics.settled, self.undoers, self.price),
+            self.budget, Settler(self.budget, settled, self.metrics.settled, self.undoers, self.price)
         )
         self.admin = admin.Admin(config, self.store, self.budget, self.board, clock, self.routing_view)
         self.batches = Batches(self)  # deferred calls and batches: a durable queue beside the ledger
@@ -96,6 +106,10 @@ class Gateway:
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/chat/completions"): self.chat_completions,
             ("POST", "/v1/messages/count_tokens"): self.count_tokens,
+            ("POST", "/v1/responses"): self.responses,
+            ("POST", "/responses"): self.responses,
+            ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/embeddings"): self.embeddings,
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/healthz"): self.health,
             ("POST", "/v1/paymaster/feedback"): functools.partial(feedback.handle, self),  # routing feedback
@@ -137,6 +151,7 @@ class Gateway:
         if isinstance(self.store, SharedStore):
             await self.store.aclose()
         self.store.close()
+        self.book.close()
         self.metrics.log.close()
 
     async def _tick(self) -> None:
@@ -161,6 +176,8 @@ class Gateway:
                 await batch_openai.handle(self, scope, receive, send)
             elif path.startswith("/admin/"):
                 await admin.handle(self.admin, scope, receive, send)
+            elif path.startswith(("/v1/responses/", "/responses/")):
+                await responses_api.stored(self, scope, receive, send)
             elif method == "GET" and path.startswith(model_route.PREFIX):
                 await model_route.retrieve(self, scope, receive, send)
             elif path == "/metrics" or path == "/dashboard" or path.startswith("/dashboard/"):
@@ -204,6 +221,12 @@ class Gateway:
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.complete(wire_openai, scope, receive, send)
 
+    async def responses(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.complete(wire_responses, scope, receive, send)
+
+    async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.complete(wire_embeddings, scope, receive, send)
+
     async def complete(self, api: Wire, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
@@ -224,7 +247,9 @@ class Gateway:
         """`internal`: a lever's own call (`ask`), whose task type need not be one the agent configured."""
         call = decode(api, agent, body, h, size)  # 2. decode
         ctx = LeverContext(agent, task_of(agent, call, internal), h, self)
-        for lever in self.appliers:  # 3. the levers, in list order (an Answer ends the call)
+        if api is wire_responses:  # the stored context it names: the agent's own, and how large
+            ctx.state[self.book.name] = responses_api.stored_context(self, agent, body)
+        for lever in self.appliers if api is not wire_embeddings else ():  # 3. the levers, in list order
             answer = await lever.apply(call, ctx)
             if answer is not None:
                 return await self.answer(call, answer, ctx, send)
@@ -233,6 +258,12 @@ class Gateway:
         if call.model not in self.config.models:  # "auto" that no lever routed
             raise BadRequest(f"model {call.model!r} needs the routing lever, which this gateway runs without")
         source = call.body  # the caller's request, in its own API's shape
+        if "batch" in ctx.state and call.api in ("responses", "embeddings"):  # batch/ queues Messages and Chat only
+            if b"x-paymaster-defer" in h:
+                raise BadRequest(
+                    f"deferred calls are Messages and Chat Completions only, not {call.api}", param="x-paymaster-defer"
+                )
+            del ctx.state["batch"]  # an agent's defer setting: this call runs in real time
         if "batch" in ctx.state:  # deferred: admitted at batch prices, queued, answered 202 (batch/)
             return await batch_routes.defer(self, call, ctx, source, send)
         tried: set[str] = set()
@@ -252,8 +283,9 @@ class Gateway:
     ) -> tuple[Exchange, str | None]:
         """One attempt at `call.model`, admitted and durably reserved; and the model to fall back on."""
         wire, rates, up = self.shape(call, ctx, source)
-        worst, payload = self.admission.bound(orjson.dumps(call.body), call, rates, ctx.headers)
-        ticket = await self.admission.admit(call, worst, up, ctx.headers)  # 402 when over a cap
+        stored = ctx.state.get(self.book.name, 0)
+        worst, payload = self.admission.bound(orjson.dumps(call.body), call, rates, ctx.headers, stored)
+        ticket = await self.admission.admit(call, worst, up, ctx.headers, stored)  # 402 when over a cap
         if ticket.fitted:
             wire.set_max_tokens(call.body, ticket.max_tokens, up.provider.kind)
             call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
@@ -265,7 +297,8 @@ class Gateway:
             raise UpstreamFailed(f"could not record the reservation: {e}", status=503) from e
         nxt = next((m for f in self.fallbacks if (m := f.fallback(call, tried, ticket.max_tokens, ctx))), None)
         x = Exchange(api=api, wire=wire, call=call, ctx=ctx, rates=rates, up=up, ticket=ticket, headers=ctx.headers,
-                     started=time.perf_counter(), payload=payload, may_retry=nxt is not None)  # fmt: skip
+                     started=time.perf_counter(), payload=payload, may_retry=nxt is not None,
+                     path=PATHS.get(call.target_api, ""))  # fmt: skip
         return x, nxt
 
     def shape(self, call: Call, ctx: LeverContext, source: dict[str, Any]) -> tuple[Wire, Rates, Upstream]:
@@ -274,13 +307,25 @@ class Gateway:
         m = self.config.models[call.model]
         target = WIRES[m.provider.api]
         assert call.max_tokens is not None
+        if call.api in ("responses", "embeddings") and m.provider.api == "openai":
+            target = WIRES[call.api]  # the same provider, at its own endpoint
+        elif call.api == "embeddings":
+            raise BadRequest(f"model {call.model!r} is not an embeddings model (its provider has no embeddings API)")
+        elif call.api == "responses" and wire_responses.stored_reference(source) is not None:
+            raise BadRequest(
+                f"model {call.model!r} is not an OpenAI model: a Responses request naming stored state "
+                "(previous_response_id, conversation) can only go to OpenAI",
+                param="previous_response_id" if "previous_response_id" in source else "conversation",
+            )
         if target.API == call.api:
             call.body = source
             target.set_max_tokens(source, call.max_tokens, m.provider.kind)
         else:
             shaped = dict(source)
             WIRES[call.api].set_max_tokens(shaped, call.max_tokens, "openai")
-            if call.api == "openai":
+            if call.api == "responses":  # to Claude by way of the Chat Completions shape (stateless only)
+                shaped = translate_responses.request_to_chat(shaped)
+            if call.api in ("openai", "responses"):
                 if call.addendum is not None:  # Claude takes system text up front: the addendum joins it
                     shaped["messages"] = translate.addendum_up_front(shaped["messages"], call.addendum)
                     call.system_tail = 1
@@ -292,7 +337,7 @@ class Gateway:
                 call.body = translate.anthropic_request_to_openai(shaped, call.model, m.provider.kind)
             call.notes["x-paymaster-translated"] = f"{call.api} -> {target.API}"
         call.target_api = target.API
-        for lever in self.shapers:
+        for lever in self.shapers if call.api != "embeddings" else ():
             lever.shape(call, ctx)
         return target, self.rates_of(call.model), self.upstreams[m.provider.name]
 

@@ -55,3 +55,4 @@ class Call:
     notes: dict[str, str] = field(default_factory=dict)  # response headers the levers want to add
     wants_usage_chunk: bool = False  # OpenAI stream: did the caller ask for the usage chunk itself
     target_api: str = ""  # the wire format of the provider the call goes to (translation when it differs)
+    response_id: str = ""  # Responses API: the id the provider gave the response (the stored-context book)

@@ -43,6 +43,7 @@ class Exchange:
     started: float
     payload: bytes  # the request body as sent upstream
     may_retry: bool = False  # a fallback model exists: retryable failures raise Retry instead of answering
+    path: str = ""  # the provider's endpoint, when not the upstream's default (the Responses API's)
 
     @property
     def translated(self) -> bool:
@@ -61,7 +62,7 @@ class Forwarder:
         answer: bytes | None = None
         try:
             try:
-                resp = await up.post(up.path, x.payload, up.headers(x.headers))
+                resp = await up.post(x.path or up.path, x.payload, up.headers(x.headers))
                 data = await resp.read()
             except UpstreamError as e:
                 status, error = status_of(e), str(e)
@@ -113,7 +114,7 @@ class Forwarder:
         watcher = asyncio.create_task(watch_disconnect())
         try:
             try:
-                resp = await up.post(up.path, x.payload, up.headers(x.headers))
+                resp = await up.post(x.path or up.path, x.payload, up.headers(x.headers))
             except UpstreamError as e:
                 status, error = status_of(e), str(e)
                 fail(e, up.provider.name, may_retry=x.may_retry)

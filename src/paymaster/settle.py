@@ -27,6 +27,7 @@ from . import savings
 from .budget import Budget, Periods, Refusal
 from .call import Call, Usage
 from .costmodel import data
+from .costmodel import responses as responses_cost
 from .levers.base import Answer, Bill, Settlement
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos
 from .store.row import LedgerRow
@@ -71,6 +72,8 @@ def price(
             cost_usd = rates.cost(usage) if usage is not None else worst
             if usage is not None and call.target_api == "openai":
                 cost_usd += search_fee_shortfall(rates, usage)
+            elif usage is not None and call.target_api == "responses":
+                cost_usd += responses_cost.tool_fees(rates, usage.server_tool_uses, call.body)
         except ValueError as e:  # counts that contradict each other: no bill can be read from them
             cost_usd, usage, error = worst, None, f"{e}; "
         if usage is None:
@@ -195,7 +198,7 @@ def unpriceable(rates: Rates, u: Usage) -> list[str]:
         tools = data()["anthropic"]["server_tools"]
         for name, n in u.server_tool_uses.items():
             free = name in tools and Decimal(tools[name]["fee_usd"]) == 0
-            if n and not free and rates.fee(name) is None:
+            if n and not free and rates.fee(name) is None and name not in responses_cost.priced_items():
                 out.append(f"server_tool_use.{name}")
     if u.service_tier and not rates.prices_tier(u.service_tier):
         out.append(f"service_tier={u.service_tier}")
@@ -210,6 +213,8 @@ def server_tools(call: Call) -> bool:
     """Whether the request as sent can run server tools, whose uses and results only the final counts tell."""
     if call.target_api == "openai":
         return "web_search_options" in call.body
+    if call.target_api == "responses":
+        return bool(responses_cost.server_tools(call.body))
     tools = call.body.get("tools")
     return isinstance(tools, list) and any(isinstance(t, dict) and "max_uses" in t for t in tools)
 

@@ -215,6 +215,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         alerts=alerts,
         observability=_observability(f, base),
         translation=f.translation.policy,
+        responses_unknown_context=f.responses.unknown_stored_context,
         shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
 

@@ -347,6 +347,14 @@ class TranslationFile(Part):
     )
 
 
+class ResponsesFile(Part):
+    unknown_stored_context: Annotated[str, Choice("bound", "refuse")] = Field(
+        "bound",
+        description="a previous_response_id, conversation, stored prompt or item_reference the gateway did not "
+        "serve: bound (by the model's context window) or refuse (400)",
+    )
+
+
 class FleetFile(Part):
     """fleet.yaml."""
 
@@ -388,6 +396,7 @@ class FleetFile(Part):
     )
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
+    responses: ResponsesFile = Field(default_factory=ResponsesFile, description="the OpenAI Responses API")
     batch: BatchFile = Field(default_factory=BatchFile, description="deferred calls sent as provider batches")
     alerts: AlertsFile = Field(default_factory=AlertsFile, description="alert thresholds, projections and webhooks")
     observability: ObservabilityFile = Field(

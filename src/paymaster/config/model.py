@@ -275,6 +275,7 @@ class Config:
     alerts: AlertSettings = AlertSettings()  # issue 11: alerts and webhooks
     observability: Observability = Observability()
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
+    responses_unknown_context: str = "bound"  # "bound" | "refuse": stored context the gateway did not serve
     shared: Shared | None = None  # replicas: Redis counters + Postgres ledger
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)

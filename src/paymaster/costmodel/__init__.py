@@ -195,16 +195,21 @@ def estimate(
     exact: bool = False,
     counted: int | None = None,
     default_tier: str = "",
+    stored: int | None = 0,
 ) -> Estimate:
     """The worst case of a request in provider wire format `api` ("anthropic" | "openai"), `size`
     bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
     Anthropic's count_tokens answer for it; `default_tier` the OpenAI project's tier for a request
-    that names none."""
+    that names none; `stored` the tokens of the stored context a Responses request names (None: unknown)."""
     if api == "anthropic":
         m = anthropic.measure(body, size, rates.model, counted)
+    elif api == "responses":
+        m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
+    elif api == "embeddings":  # the context window is per input here, not per request
+        return price(embeddings.measure(body), rates, None)
     else:
         m = openai.measure(body, size, rates.model, exact, default_tier)
     return price(m, rates, context_cap)
 
 
-from . import anthropic, openai  # noqa: E402  (they use the types above)
+from . import anthropic, embeddings, openai, responses  # noqa: E402  (they use the types above)

@@ -105,7 +105,11 @@ def isolate(body: dict[str, Any], scope: str, api: str) -> None:
                 tools[i] = _with_description(tool, api, text)
             tagged_tool = True
             break
-    if api == "anthropic":
+    if api == "responses":  # instructions lead the prompt (a later request's own: stored ones are not carried)
+        instructions = body.get("instructions")
+        if not (isinstance(instructions, str) and instructions.startswith(tag)):
+            body["instructions"] = f"{tag}\n{instructions}" if instructions else tag
+    elif api == "anthropic":
         if not tagged_tool:
             system = body.get("system")
             if isinstance(system, list):
@@ -144,6 +148,8 @@ def _describable(tool: Any, api: str) -> dict[str, Any] | None:
     if api == "anthropic":  # a deferred tool is not in the cached prefix: a tag there would isolate nothing
         custom = tool.get("type") in (None, "custom") and isinstance(tool.get("input_schema"), dict)
         return tool if custom and tool.get("defer_loading") is not True else None
+    if api == "responses":  # function tools are flat: {"type": "function", "name", "description", …}
+        return tool if tool.get("type") == "function" and isinstance(tool.get("name"), str) else None
     kind = tool.get("type", "function")
     inner = tool.get(kind) if isinstance(kind, str) else None  # a malformed type is the wire check's 400
     return inner if isinstance(inner, dict) and isinstance(inner.get("name"), str) else None
@@ -151,7 +157,7 @@ def _describable(tool: Any, api: str) -> dict[str, Any] | None:
 
 def _with_description(tool: dict[str, Any], api: str, text: str) -> dict[str, Any]:
     """A copy of `tool` with a new description (the caller's own dict is left as it was sent)."""
-    if api == "anthropic":
+    if api in ("anthropic", "responses"):
         return {**tool, "description": text}
     kind = tool.get("type", "function")
     return {**tool, kind: {**tool[kind], "description": text}}

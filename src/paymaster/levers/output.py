@@ -20,6 +20,7 @@ import orjson
 
 from ..call import Call
 from ..config import Agent, Config, Task
+from ..wire import responses as wire_responses
 from .base import Answer, LeverContext, Services
 
 # models whose OpenAI API has no strict json_schema response format (prefixes)
@@ -60,6 +61,9 @@ def _structured(call: Call, task: Task, addendum: str | None) -> str | None:
     body = call.body
     schema = task.schema
     assert schema is not None
+    if call.api == "responses":
+        call.notes["x-paymaster-structured"] = wire_responses.structured(body, _name(task.name), schema)
+        return addendum
     if call.api == "openai":
         if "response_format" in body:
             call.notes["x-paymaster-structured"] = "caller's response_format kept"
@@ -107,6 +111,9 @@ def _frame(call: Call, addendum: str) -> None:
         else:
             return
         call.system_tail = 1
+    elif call.api == "responses":
+        wire_responses.append_instruction(body, addendum)
+        call.addendum = addendum
     else:
         body["messages"].append({"role": "system", "content": addendum})
         call.addendum = addendum

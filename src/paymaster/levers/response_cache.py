@@ -38,6 +38,8 @@ class ResponseCache:
         body = call.body
         if call.stream or body.get("temperature") != 0 or (body.get("n") or 1) != 1:
             return None
+        if call.api == "responses" and body.get("store") is not False:  # a stored response has its own id
+            return None
         canon = orjson.dumps([call.agent, call.api, body], option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(canon).digest()
 

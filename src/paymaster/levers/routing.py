@@ -198,8 +198,12 @@ class Router:
 
 
 def last_user_text(body: dict[str, Any]) -> str:
-    """The text the classifier scores: the last user turn (both APIs' shapes)."""
-    for m in reversed(body.get("messages") or []):
+    """The text the classifier scores: the last user turn (every API's shape: Responses input items too)."""
+    msgs = body.get("messages")
+    if msgs is None:
+        inp = body.get("input")
+        msgs = [{"role": "user", "content": inp}] if isinstance(inp, str) else inp
+    for m in reversed(msgs if isinstance(msgs, list) else []):
         if not isinstance(m, dict) or m.get("role") != "user":
             continue
         c = m.get("content")

@@ -3,6 +3,8 @@
 POST /v1/messages               Anthropic Messages (stream or not)
 POST /v1/messages/count_tokens  Anthropic token count
 POST /v1/chat/completions       OpenAI Chat Completions (stream or not)
+POST /v1/responses              OpenAI Responses (stream or not; GET/DELETE /v1/responses/{id}[/input_items|/cancel])
+POST /v1/embeddings             OpenAI Embeddings
 GET  /v1/models[/{id}]          either list: Anthropic when the request carries
                                 anthropic-version or x-api-key, else OpenAI
 /v1/messages/batches…           Anthropic Message Batches (sim/batch_anthropic.py)
@@ -41,9 +43,11 @@ from .asgi import (
 from .batch_anthropic import AnthropicBatches
 from .batch_openai import OpenAIBatches
 from .cache import Clock, PromptCache
+from .embeddings import EmbeddingsWire
 from .faults import USAGE_FAULTS, Fault, Faults, alter_frame, alter_usage
 from .flaws import Flaws
 from .openai import OpenAIWire
+from .responses import ResponsesWire
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -64,7 +68,7 @@ class Wire(Protocol):
     def model(self, model_id: str) -> Reply: ...
 
 
-_GENERATE = {"/v1/messages", "/v1/chat/completions"}
+_GENERATE = {"/v1/messages", "/v1/chat/completions", "/v1/responses"}
 _MODELS = "/v1/models"
 
 
@@ -95,6 +99,8 @@ class Simulator:
         self._epoch = 0
         self._anthropic = AnthropicWire()
         self._openai = OpenAIWire()
+        self._responses = ResponsesWire()
+        self._embeddings = EmbeddingsWire()
         self.anthropic_batches = AnthropicBatches(self._run, self._anthropic.error)
         self.openai_batches = OpenAIBatches(self._run, self._openai.error)
 
@@ -152,6 +158,11 @@ class Simulator:
             return await self._send(send, self.openai_batches.handle(method, path, scope["query_string"], headers, raw))
         if not parsed:
             return await self._send(send, wire.error(400, "The request body is not valid JSON."))
+        if path.startswith("/v1/responses/"):
+            rid, _, action = path[len("/v1/responses/") :].partition("/")
+            return await self._send(send, self._responses.stored_endpoint(method, rid, action))
+        if method == "POST" and path == "/v1/embeddings":
+            return await self._send(send, self._embeddings.create(body))
         if method == "POST" and path in _GENERATE:
             return await self._generate(wire, body, raw, receive, send)
         if method == "POST" and path == "/v1/messages/count_tokens" and isinstance(wire, AnthropicWire):
@@ -220,6 +231,8 @@ class Simulator:
             return self._anthropic
         if path.startswith("/v1/chat/"):
             return self._openai
+        if path.startswith("/v1/responses"):
+            return self._responses
         if "anthropic-version" in headers or "x-api-key" in headers:
             return self._anthropic
         return self._openai

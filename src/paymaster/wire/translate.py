@@ -75,6 +75,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import anthropic as anthropic_wire
+from . import translate_responses
 from .translate_anthropic_request import anthropic_request_to_openai
 from .translate_openai_request import openai_request_to_anthropic
 from .translate_refuse import Drops
@@ -104,12 +105,14 @@ def addendum_up_front(messages: list[Any], addendum: str) -> list[Any]:
 
 
 def error_for(caller_api: str, data: bytes) -> bytes:
-    if caller_api == "openai":
+    if caller_api in ("openai", "responses"):  # one error shape for both OpenAI APIs
         return anthropic_error_to_openai(data)
     return openai_error_to_anthropic(data)
 
 
 def answer_for(caller_api: str, answer: dict[str, Any], model: str) -> dict[str, Any]:
+    if caller_api == "responses":
+        return translate_responses.chat_to_response(anthropic_response_to_openai(answer, model), model)
     if caller_api == "openai":
         return anthropic_response_to_openai(answer, model)
     return openai_response_to_anthropic(answer, model)
@@ -120,8 +123,10 @@ class StreamFor:
     call back as text, for an Anthropic caller)."""
 
     def __init__(self, call: Call) -> None:
-        if call.api == "openai":
-            self.stream: Any = AnthropicToOpenAIStream(call.model, call.wants_usage_chunk)
+        if call.api == "responses":
+            self.stream: Any = translate_responses.AnthropicToResponsesStream(call.model)
+        elif call.api == "openai":
+            self.stream = AnthropicToOpenAIStream(call.model, call.wants_usage_chunk)
         else:
             self.stream = OpenAIToAnthropicStream(call.model)
         self.untool = anthropic_wire.StreamWatch(call) if call.structured_tool else None
