@@ -43,6 +43,7 @@ class Admin:
     budget: Budget
     board: Blackboard
     clock: Callable[[], float]
+    fleet: Any = None  # fleet/live.py: run-time changes of agents and keys (fleet/admin.py)
 
 
 async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,6 +61,11 @@ async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
             raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
         body, _ = await read_json(receive, h, 1 << 16)
         await json_response(send, reconcile(gw, path.split("/")[3], body))
+        return
+    if gw.fleet is not None and (scope["method"] != "GET" or path.startswith("/admin/keys")):
+        from .fleet.admin import handle as change  # agents added / set / disabled, keys created / rotated / revoked
+
+        await change(gw.fleet, scope, h, receive, send)
         return
     if scope["method"] != "GET":
         raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")

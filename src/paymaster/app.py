@@ -10,29 +10,45 @@ failures `upstream_errors.py` maps in one table), settlement (`settle.py`). Admi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from . import admin
 from .admission import Admission
-from .blackboard import Blackboard, stored_events
+from .blackboard import Blackboard, Status, stored_events
 from .budget import Budget
 from .call import Call
 from .config import PRICE_PROVIDER, Agent, Config, Task
-from .errors import BadRequest, BudgetBusy, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
+from .errors import (
+    BadRequest,
+    BudgetBusy,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UpstreamFailed,
+)
+from .fleet.live import Fleet
 from .exchange import Exchange, Forwarder, remaining_headers
 from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
+from .limits import Limits
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers
 from .settle import Settler, answered
 from .store import shared_events
 from .store.row import LedgerRow
 from .store.shared import SharedStore
+from .config.yaml_file import read_file
 from .store.sqlite import SQLiteStore
 from .upstream_errors import Retry, fail
 from .wire import Wire, translate
@@ -44,8 +60,17 @@ WIRES: dict[str, Wire] = {"anthropic": wire_anthropic, "openai": wire_openai}
 
 class Gateway:
     def __init__(
-        self, config: Config, *, clock: Callable[[], float] = time.time, levers: tuple[str, ...] = LEVERS
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        levers: tuple[str, ...] = LEVERS,
+        fleet_file: Path | None = None,
+        seed: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`fleet_file` / `seed`: fleet.yaml (its path, or its parsed content) and `env` its variables, for
+        run-time fleet changes and SIGHUP reloads (fleet/live.py); without them the fleet is fixed."""
         self.config = config
         self.clock = clock
         self.board = Blackboard(list(config.agents))
@@ -73,8 +98,12 @@ class Gateway:
             hooked(self.levers, h) for h in ("apply", "shape", "fallback", "retried")
         )
         self.admission = Admission(config, self.budget, self.rates_of)
-        self.exchange = Forwarder(self.budget, Settler(self.budget, hooked(self.levers, "settled")))
-        self.admin = admin.Admin(config, self.store, self.budget, self.board, clock)
+        self.limits = Limits(self.board)  # denial-of-wallet limits; charged tokens as calls settle
+        self.exchange = Forwarder(self.budget, Settler(self.budget, (*hooked(self.levers, "settled"), self.limits)))
+        if fleet_file is not None and seed is None:
+            seed = read_file(fleet_file)
+        self.fleet = Fleet(self, seed, fleet_file, env)
+        self.admin = admin.Admin(config, self.store, self.budget, self.board, clock, self.fleet)
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/messages"): self.messages,
@@ -107,7 +136,22 @@ class Gateway:
     async def start(self) -> None:
         if isinstance(self.store, SharedStore):
             await shared_events.connect(self.store, self.board)
-        self._tasks.add(asyncio.create_task(self._tick()))
+        await self.fleet.start()
+        self.spawn(self._tick())
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # the main thread only
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.fleet.on_sighup)
+
+    def spawn(self, coro: Any) -> None:
+        self._tasks.add(asyncio.create_task(coro))
+
+    def reconfigure(self, config: Config) -> None:
+        """Run on `config` from the next call on (fleet/live.py: agents, keys, caps, limits changed)."""
+        self.config = config
+        for name in config.agents:
+            self.board.status.setdefault(name, Status())
+        self.admission.config = config
+        self.admin = dataclasses.replace(self.admin, config=config)
+        self.budget.reconfigure(config)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -146,16 +190,15 @@ class Gateway:
         headers: Headers = [(b"x-should-retry", b"false")] if final else []
         if isinstance(e, BudgetBusy):
             headers = [(b"retry-after", b"1")]
+        elif isinstance(e, RateLimited):
+            headers = [(b"retry-after", str(e.retry_after).encode())]
         await respond(send, e.status, api.error_body(e), headers)
 
     def agent(self, h: dict[bytes, bytes]) -> Agent:
         key = bearer_or_key(h)
         if not key:
             raise Unauthorized("missing API key: send the agent's Paymaster key as x-api-key or a Bearer token")
-        agent = self.config.agent_by_key(key)
-        if agent is None:
-            raise Unauthorized("invalid API key")
-        return agent
+        return self.fleet.agent(key)  # Unauthorized / Forbidden (disabled)
 
     # -- one call, top to bottom ---------------------------------------------------------------------
 
@@ -169,7 +212,12 @@ class Gateway:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
         body, raw = await read_json(receive, h, self.config.max_body_bytes)
-        await self.run(api, agent, body, len(raw), h, receive, send)
+        meter = self.limits.enter(agent, body)  # 429 over a denial-of-wallet limit
+        try:
+            await self.run(api, agent, body, len(raw), h, receive, send)
+        finally:
+            if meter is not None:
+                meter.open -= 1
 
     async def run(
         self,

@@ -180,6 +180,18 @@ class Budget:
             None  # set (and replaced) at every settlement  # per agent, for the current day
         )
 
+    def reconfigure(self, config: Config) -> None:
+        """Caps changed at run time (fleet/live.py): new windows from the next call; a blocked agent a raised
+        cap makes room for is unblocked (agent.unblocked), and calls waiting for budget look again."""
+        self.config = config
+        self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
+        self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
+        self._windows.clear()
+        for name in config.agents:
+            self.refused.setdefault(name, 0)
+        self._unblock_if_room("a cap was raised")
+        self._wake()
+
     # -- windows -----------------------------------------------------------------------------------
 
     def windows(self, agent: str, now: float) -> list[Window]:

@@ -19,14 +19,16 @@ from pydantic import BaseModel, ValidationError
 
 from ..pricing import OVERRIDE_KEYS, PriceTable, UnknownModel
 from .errors import ConfigError, Problems, path_of
-from .fleet_file import AgentFile, FleetFile, ProviderFile, RoutingFile, TaskFile
+from .fleet_file import AgentFile, AgentLimitsFile, FleetFile, ProviderFile, RoutingFile, TaskFile
 from .model import (
     DEFAULT_TASK_TIERS,
     PRICE_PROVIDER,
     TIERS,
     Agent,
+    AgentLimits,
     Caching,
     Config,
+    Management,
     Model,
     Provider,
     ResponseCache,
@@ -200,6 +202,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         agents=agents,
         prices=prices,
         routing=routing,
+        management=Management(f.admin.key_grace_s, f.admin.poll_s),
         shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
 
@@ -372,7 +375,13 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
         brevity=af.brevity,
         tasks=agent_tasks,
         tiers=tiers,
+        limits=_limits(af.limits if af.limits is not None else f.defaults.limits),
     )
+
+
+def _limits(lf: AgentLimitsFile) -> AgentLimits:
+    return AgentLimits(lf.requests_per_minute, lf.tokens_per_minute, lf.max_in_flight, lf.loop_calls,
+                       lf.loop_window_s, lf.loop_block)  # fmt: skip
 
 
 def _routing(r: RoutingFile) -> Routing:
