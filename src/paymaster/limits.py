@@ -125,7 +125,7 @@ class Limits:
             seen[:] = [0.0, now, 0.0]
         level = max(0.0, seen[0] - (now - seen[1]) * n / window) + 1.0  # leaks at loop_calls per window
         seen[0], seen[1] = min(level, float(n)), now
-        if level < n:
+        if level <= n - 1:  # the n-th call within about a window is a loop
             return
         if not seen[2]:  # the first call of this loop: say so once
             self.board.publish(
