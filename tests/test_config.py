@@ -57,6 +57,7 @@ def with_(path: str, value) -> dict:
         ("fleet.alert_thresholds", [1.5], "fleet.alert_thresholds[0]: must be a fraction"),
         ("models.llama.provider", "nowhere", "models.llama.provider: no provider named 'nowhere'"),
         ("listen.port", 70000, "listen.port: must be a whole number from 0 to 65535"),
+        ("translation.policy", "loose", "translation.policy: must be one of"),
     ],
 )
 def test_bad_config_names_the_field(path, value, message):
@@ -228,7 +229,7 @@ def test_config_schema_describes_every_section_and_refuses_unknown_keys():
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
         "timezone", "listen", "ledger", "durability", "admin", "limits", "defaults",
-        "fleet", "providers", "models", "agents", "tasks", "routing",
+        "fleet", "providers", "models", "agents", "tasks", "routing", "translation",
         "store", "reservations", "replica_lease_s", "on_store_outage",
     }  # fmt: skip
     agent = schema["$defs"]["AgentFile"]

@@ -56,6 +56,7 @@ def test_in_flight_cap_refuses_a_second_open_call(gateway: Any, sim: Any) -> Non
     g = gateway(**noisy({"max_in_flight": 1}))
     bob = g.anthropic("bob")
     sim.inject("timeout", model="claude-haiku-4-5")  # the provider holds bob's first call open
+
     def hold() -> None:
         with contextlib.suppress(anthropic.APIStatusError, anthropic.APIConnectionError):
             call(bob)

@@ -154,9 +154,9 @@ def test_answer_words_are_one_token_each() -> None:
 
 def test_directives() -> None:
     said = directives("please [sim:tokens=12] and [sim:stop] [sim:tool=lookup]")
-    assert (said.tokens, said.stop, said.tool, said.tool_name) == (12, True, True, "lookup")
+    assert (said.tokens, said.stop, said.tools) == (12, True, ("lookup",))
     assert directives("[sim:tokens=99999999999999999999]").tokens == MAX_TOKENS
-    assert directives("[sim:tokens=²]").tokens is None and directives("no directives").tool is False
+    assert directives("[sim:tokens=²]").tokens is None and directives("no directives").tools == ()
 
 
 def test_schema_example_fills_required_properties_with_typed_values() -> None:

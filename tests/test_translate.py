@@ -98,10 +98,14 @@ def test_system_prompts_and_turns_both_ways() -> None:
     assert claude == {
         "model": "claude-sonnet-4-6",
         "max_tokens": 100,
-        "system": [text("Be brief."), text("Use metric.")],
-        "messages": turns,  # the later system message stays in place: a mid-conversation system message
+        "system": [text("Be brief."), text("Use metric."), text("Now in French.")],
+        "messages": [t for t in turns if t["role"] != "system"],  # a later system message joins the system prompt
     }
-    assert to_gpt(claude)["messages"] == [msg("system", text("Be brief."), text("Use metric.")), *turns]
+    unfolded = [t for t in turns if t["role"] != "system"]
+    assert to_gpt(claude)["messages"] == [
+        msg("system", text("Be brief."), text("Use metric."), text("Now in French.")),
+        *unfolded,
+    ]
     single = to_claude(oa([msg("system", "S"), *U]))
     assert single["system"] == "S" and to_gpt(single)["messages"][0] == msg("system", "S")
 
@@ -271,14 +275,13 @@ OPENAI_REFUSALS: list[tuple[dict[str, Any], str]] = [
     (oa(U, modalities=["text", "audio"]), "modalities: Claude answers in text only"),
     (oa(U, audio={"voice": "alloy", "format": "wav"}), "audio: Claude has no audio output"),
     (oa(U, prediction={"type": "content", "content": "x"}), "prediction: Claude has no predicted outputs"),
-    (oa(U, reasoning_effort="low"), "reasoning_effort: Claude's thinking"),
+    (oa(U, reasoning_effort="low"), "reasoning_effort: answered without thinking"),
     (oa(U, verbosity="low"), "verbosity: Claude has no verbosity"),
     (oa(U, web_search_options={}), "web_search_options: web search is a provider-side tool"),
     (oa(U, functions=[{"name": "f"}]), "functions: the deprecated functions API"),
-    (oa(U, store=True), "store: Anthropic does not store completions"),
-    (oa(U, metadata={"k": "v"}), "metadata: Anthropic keeps no request metadata"),
+    (oa(U, store=True), "store: Anthropic keeps no completions"),
+    (oa(U, metadata={"k": "v"}), "metadata: tags for stored completions"),
     (oa(U, temperature=1.5), "temperature: Claude's temperature goes from 0 to 1"),
-    (oa(U, response_format={"type": "json_object"}), "response_format: json_object"),
     (
         oa(U, response_format={**JSON_SCHEMA, "json_schema": {"name": "w", "description": "d", "schema": {}}}),
         "description",
@@ -288,7 +291,7 @@ OPENAI_REFUSALS: list[tuple[dict[str, Any], str]] = [
     (oa(U, user="a", safety_identifier="b"), "user: differs"),
     (oa(U, brand_new_option=True), "brand_new_option: unknown field"),
     ({"model": GPT, "messages": U}, "max_completion_tokens: is required by Claude"),
-    (oa([msg("user", "x", name="bob")]), "messages[0].name: has no counterpart"),
+    (oa([msg("user", "x", name="bob")]), "messages[].name: one user participant"),
     (
         oa([msg("user", {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}})]),
         "content[0]: input_audio",
@@ -296,9 +299,8 @@ OPENAI_REFUSALS: list[tuple[dict[str, Any], str]] = [
     (oa([msg("user", {"type": "file", "file": {"file_id": "f"}})]), "messages[0].content[0]: file"),
     (oa([msg("user", image_url("https://x.test/y.png", detail="low"))]), "image_url.detail"),
     (oa([msg("user", image_url("data:image/bmp;base64,AA"))]), "not 'image/bmp'"),
-    (oa([*U, msg("assistant", "The answer is")]), "messages[1]: ends the conversation as the assistant"),
     (oa([*U, msg("assistant", None, refusal="no"), *U]), "messages[1].refusal"),
-    (oa([*U, msg("assistant", None, tool_calls=[call("c", "f", "[1]")]), *U]), "arguments: must be a JSON object"),
+    (oa([*U, msg("assistant", None, tool_calls=[call("c", "f", "[1]")]), *U]), "arguments: not a JSON object"),
     (oa([{"role": "function", "name": "f", "content": "x"}]), "messages[0].role: 'function'"),
     (oa([msg("system", "only a system prompt")]), "messages: holds only system messages"),
 ]
@@ -333,7 +335,6 @@ ANTHROPIC_REFUSALS: list[tuple[dict[str, Any], str]] = [
     (an([msg("user", {"type": "search_result", "source": "s", "title": "t", "content": []})]), "'search_result'"),
     (an([*U, msg("assistant", THINKING, text("y")), *U]), "messages.1.content.0: thinking blocks"),
     (an([*U, msg("assistant", tool_use("t", "f"), text("after")), *U]), "messages.1.content.1: text after a tool_use"),
-    (an([msg("user", tool_result("t", "boom", is_error=True))]), "messages.0.content.0.is_error"),
     (an([msg("user", tool_result("t", [{"type": "image", "source": {}}]))]), "OpenAI tool messages carry text only"),
     (an([msg("user", text("x"), tool_result("t"))]), "tool_result blocks must come before"),
     (an([*U, msg("assistant", "The answer is")]), "messages.1: is a prefill"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,12 +21,13 @@ from typing import Any
 
 import orjson
 
-from . import admin
+from . import admin, model_route
 from .admission import Admission
 from .blackboard import Blackboard, Status, stored_events
 from .budget import Budget
 from .call import Call
 from .config import PRICE_PROVIDER, Agent, Config, Task
+from .config.yaml_file import read_file
 from .errors import (
     BadRequest,
     BudgetBusy,
@@ -36,19 +38,18 @@ from .errors import (
     Unauthorized,
     UpstreamFailed,
 )
-from .fleet.live import Fleet
 from .exchange import Exchange, Forwarder, remaining_headers
+from .fleet.live import Fleet
 from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
 from .limits import Limits
 from .pricing import Rates, to_nanos
-from .providers import Upstream, UpstreamError, relay_headers
+from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .settle import Settler, answered
 from .store import shared_events
 from .store.row import LedgerRow
 from .store.shared import SharedStore
-from .config.yaml_file import read_file
 from .store.sqlite import SQLiteStore
 from .upstream_errors import Retry, fail
 from .wire import Wire, translate
@@ -176,12 +177,14 @@ class Gateway:
                 await handler(scope, receive, send)
             elif path.startswith("/admin/"):
                 await admin.handle(self.admin, scope, receive, send)
+            elif method == "GET" and path.startswith(model_route.PREFIX):
+                await model_route.retrieve(self, scope, receive, send)
             elif any(p == path for _, p in self.routes):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise NotFound(f"no route {method} {path}")
         except GatewayError as e:
-            if path == "/v1/models" and b"anthropic-version" in header_map(scope):
+            if path.startswith("/v1/models") and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
 
@@ -192,6 +195,7 @@ class Gateway:
             headers = [(b"retry-after", b"1")]
         elif isinstance(e, RateLimited):
             headers = [(b"retry-after", str(e.retry_after).encode())]
+        headers += request_ids("req_" + secrets.token_hex(12))  # the gateway's own answer has its own id
         await respond(send, e.status, api.error_body(e), headers)
 
     def agent(self, h: dict[bytes, bytes]) -> Agent:
@@ -291,7 +295,10 @@ class Gateway:
                 if call.addendum is not None:  # Claude takes system text up front: the addendum joins it
                     shaped["messages"] = translate.addendum_up_front(shaped["messages"], call.addendum)
                     call.system_tail = 1
-                call.body = translate.openai_request_to_anthropic(shaped, call.model)
+                drops = translate.Drops(strict=self.config.translation == "strict")
+                call.body = translate.openai_request_to_anthropic(shaped, call.model, drops)
+                if dropped := drops.header():
+                    call.notes["x-paymaster-dropped"] = dropped
             else:
                 call.body = translate.anthropic_request_to_openai(shaped, call.model, m.provider.kind)
             call.notes["x-paymaster-translated"] = f"{call.api} -> {target.API}"
@@ -303,7 +310,7 @@ class Gateway:
     async def answer(self, call: Call, answer: Answer, send: Send) -> None:
         """A lever answered in the provider's place: booked at zero cost, sent as the provider's would be."""
         call_id = answered(call, answer, self.store, self.budget, self.clock())
-        headers = remaining_headers(self.budget, call.agent, call_id)
+        headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
 
     # -- what the levers may use (levers.base.Services) ---------------------------------------------

@@ -204,6 +204,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         routing=routing,
         management=Management(f.admin.key_grace_s, f.admin.poll_s),
         shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
+        translation=f.translation.policy,
     )
 
 

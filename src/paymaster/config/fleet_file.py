@@ -220,6 +220,16 @@ class RoutingFile(Part):
         return self
 
 
+class TranslationFile(Part):
+    """Translation between the two APIs (compat, issue 18)."""
+
+    policy: Annotated[str, Choice("lenient", "strict")] = Field(
+        "lenient",
+        description="a field whose dropping cannot change the answer's meaning (store, metadata tags, image detail, "
+        "one-participant names): lenient leaves it out and names it in x-paymaster-dropped; strict refuses the call",
+    )
+
+
 class FleetFile(Part):
     """fleet.yaml."""
 
@@ -261,6 +271,9 @@ class FleetFile(Part):
     )
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
+    translation: TranslationFile = Field(
+        default_factory=TranslationFile, description="calls served by the other API's models"
+    )
 
     @model_validator(mode="after")
     def _one_store(self) -> FleetFile:

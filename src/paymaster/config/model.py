@@ -188,6 +188,7 @@ class Config:
     routing: Routing = Routing()
     shared: Shared | None = None  # replicas: Redis counters + Postgres ledger
     management: Management = Management()
+    translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 

@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if "key" in out:
         print(f"key: {out['key']}")
-        print("paymaster: the key is shown once: give it to the agent now (the gateway keeps its hash)", file=sys.stderr)
+        print(
+            "paymaster: the key is shown once: give it to the agent now (the gateway keeps its hash)", file=sys.stderr
+        )
     for k, v in out.items():
         if k != "key":
             print(f"{k}: {json.dumps(v) if isinstance(v, dict | list) else v}")
@@ -85,8 +87,8 @@ def _url(config: str) -> str:
 
 def _call(url: str, key: str, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})  # fmt: skip
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    req = urllib.request.Request(url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read() or b"{}")

@@ -235,7 +235,7 @@ class Fleet:
                 self.seed = seed
                 self._apply(self.state, config)
         except (ConfigError, OSError) as e:
-            problems = e.problems if isinstance(e, ConfigError) else [str(e)]
+            problems = list(e.problems) if isinstance(e, ConfigError) else [str(e)]
             log.error("fleet.yaml reload refused, the old config stays: %s", "; ".join(problems))
             self.gw.board.publish("fleet.reload_refused", problems=problems)
             return False, problems

@@ -15,7 +15,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import asyncpg
 
 SQLITE_MIGRATION = (
     "003_fleet",
@@ -133,7 +132,7 @@ class PostgresTables:
     """On the Postgres ledger's pool: every replica reads and writes the same rows."""
 
     def __init__(self, pool: Any) -> None:
-        self.pool: asyncpg.Pool = pool
+        self.pool = pool  # an asyncpg.Pool
 
     async def version(self) -> int:
         return int(await self.pool.fetchval("SELECT n FROM fleet_version"))

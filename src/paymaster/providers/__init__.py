@@ -23,7 +23,7 @@ from .transport import (
 # request headers an agent may pass through to the provider (credentials never pass)
 PASS_HEADERS = {"anthropic": ("anthropic-version", "anthropic-beta"), "openai": ("openai-beta",)}
 # response headers relayed back to the agent
-RELAY_HEADERS = ("request-id", "x-request-id", "retry-after", "anthropic-organization-id", "openai-processing-ms")
+RELAY_HEADERS = ("retry-after", "anthropic-organization-id", "openai-processing-ms")
 PATHS = {"anthropic": "/v1/messages", "openai": "/chat/completions"}
 MODELS_PATH = {"anthropic": "/v1/models", "openai": "/models"}  # the cheapest authenticated call (doctor)
 
@@ -77,11 +77,20 @@ def relay_headers(resp: Response) -> list[tuple[bytes, bytes]]:
         v = resp.headers.get(name)
         if v is not None:
             out.append((name.encode(), v.encode("latin-1")))
-    return out
+    rid = resp.headers.get("request-id") or resp.headers.get("x-request-id")
+    return out + request_ids(rid) if rid else out
+
+
+def request_ids(rid: str) -> list[tuple[bytes, bytes]]:
+    """The request id under both APIs' names (Anthropic's SDK reads `request-id`, OpenAI's `x-request-id`),
+    so a caller served across the APIs still gets its own."""
+    v = rid.encode("latin-1")
+    return [(b"request-id", v), (b"x-request-id", v)]
 
 
 __all__ = [
     "Upstream",
+    "request_ids",
     "Response",
     "Transport",
     "Target",

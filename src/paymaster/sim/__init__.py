@@ -15,8 +15,9 @@
 
 `paymaster sim --tls [--ca-out PATH]` does the same from the command line and prints the CA's path.
 
-Answers are deterministic; `[sim:tokens=N]`, `[sim:stop]` and `[sim:tool]` in the last user message
-steer them (see `paymaster.sim.text`).
+Answers are deterministic; `[sim:tokens=N]`, `[sim:stop]` and `[sim:tool=NAME]` in the last user message
+steer them (see `paymaster.sim.text`). Tool directives are a script, one step per turn: `[sim:tool=a]
+[sim:tool=b]` calls `a`, then `b` once `a`'s result is sent back, then answers in text.
 
 Prompts are cached as the providers cache them (see `paymaster.sim.cache`): Anthropic at
 `cache_control` breakpoints, OpenAI automatically from 1,024 tokens, with the usage fields to match.

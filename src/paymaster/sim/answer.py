@@ -6,8 +6,9 @@ Rules (see `text` for the directives):
 - text of `[sim:tokens=N]` tokens, else the simulator's default length; clipped to `max_tokens`,
   which then is the stop reason;
 - `[sim:stop]` with stop sequences given: stops on the first one (not part of the text);
-- a tool call when tools are given and tool choice forces one (any / named) or the prompt says
-  `[sim:tool]`; tool choice "none" forbids it. The input is built from the tool's schema;
+- a tool call when tools are given and tool choice forces one (any / named) or the prompt's tool
+  script has a step left (`[sim:tool]`, one step per tool-call turn since the prompt, so a loop
+  ends in text); tool choice "none" forbids it. The input is built from the tool's schema;
 - JSON output (OpenAI `response_format`, Anthropic `output_config.format`): the text is a JSON
   object, built from the schema when one is given, else `{"answer": <words>}`.
 
@@ -18,7 +19,7 @@ like every answer never longer than `max_tokens` (both APIs stop generating ther
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -52,12 +53,17 @@ class Ask:
     tools: list[Tool] = field(default_factory=list)
     tool_mode: ToolMode = "auto"
     tool_name: str | None = None
+    tool_turns: int = 0  # assistant tool-call turns since the last user message: the tool script's step
     json: bool = False
     json_schema: dict[str, Any] | None = None
     include_usage: bool = False  # OpenAI stream_options.include_usage
     cacheable: Marked | Automatic | None = None  # the prompt as the cache sees it, if it may be cached
     cache: Usage = UNCACHED  # what the cache gave and took, once the request is answered
     audio_tokens: int = 0  # OpenAI: the part of input_tokens that is audio (prompt_tokens_details)
+    parallel: bool = True  # several tool calls in one turn allowed (OpenAI parallel_tool_calls, Anthropic
+    # tool_choice.disable_parallel_tool_use)
+    choices: int = 1  # OpenAI `n`: each further choice is answered with the next seed
+    logprobs: int | None = None  # OpenAI: top_logprobs per token when `logprobs` is true, else None
 
 
 @dataclass(slots=True)
@@ -68,19 +74,44 @@ class Answer:
     stop_sequence: str | None = None
     tool: Tool | None = None
     arguments: str = ""  # the tool call's input, as JSON text
+    also: list[tuple[Tool, str]] = field(default_factory=list)  # further tool calls of the same turn (parallel)
+    others: list[Answer] = field(default_factory=list)  # choices 1… when n > 1
+
+    @property
+    def all(self) -> list[Answer]:
+        return [self, *self.others]
+
+    @property
+    def calls(self) -> list[tuple[Tool, str]]:
+        """Every tool call of the turn, as (tool, arguments as JSON text)."""
+        return [(self.tool, self.arguments), *self.also] if self.tool is not None else []
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(a.output_tokens for a in self.all)
 
 
 def answer(ask: Ask, default_tokens: int) -> Answer:
+    """The answer; with n > 1 the further choices in `others`, each from its own seed."""
+    first = _answer(ask, default_tokens)
+    first.others = [_answer(replace(ask, seed=ask.seed + i), default_tokens) for i in range(1, ask.choices)]
+    return first
+
+
+def _answer(ask: Ask, default_tokens: int) -> Answer:
     if ask.max_tokens == 0:  # Anthropic's cache pre-warming: prefill only, nothing generated
         return Answer("", 0, "max_tokens")
     said = directives(ask.prompt)
-    tool = _tool(ask, said.tool, said.tool_name)
+    script = said.tools[ask.tool_turns :]
+    names: list[str | None] = list((script[0] or "").split(",")) if script and script[0] else [None]
+    tool = _tool(ask, bool(script), names[0])
     if tool is not None:
-        arguments = orjson.dumps(example(tool.schema)).decode()
-        n = count_tokens(tool.name) + count_tokens(arguments)
+        more = [t for name in names[1:] if ask.parallel and (t := _tool(ask, True, name)) is not None]
+        calls = [(t, orjson.dumps(example(t.schema)).decode()) for t in [tool, *more]]
+        n = sum(count_tokens(t.name) + count_tokens(arguments) for t, arguments in calls)
         if ask.max_tokens is not None and n > ask.max_tokens:
             return Answer("", ask.max_tokens, "max_tokens", tool=tool, arguments="{}")
-        return Answer("", n, "tool", tool=tool, arguments=arguments)
+        return Answer("", n, "tool", tool=tool, arguments=calls[0][1], also=calls[1:])
     n = default_tokens if said.tokens is None else said.tokens
     if ask.json or ask.json_schema is not None:
         value = example(ask.json_schema, all_properties=True) if ask.json_schema else {"answer": words(ask.seed, n)}

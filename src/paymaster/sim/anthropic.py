@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..prompt_cache import MAX_BREAKPOINTS, TTL_SECONDS, min_cacheable_tokens
+from ..wire.fields import whole
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
 from .cache import Marked, prefix_hashes
@@ -128,7 +129,10 @@ class AnthropicWire:
     # -- requests
 
     def ask(self, body: Any, raw: bytes) -> Ask | Reply:
-        """Validate a Messages request (`raw`: its bytes)."""
+        """Validate a Messages request (`raw`: its bytes). `max_tokens` takes a whole-number float, as the
+        API's validation does (the recorded body is kept as sent)."""
+        if isinstance(body, dict) and isinstance(body.get("max_tokens"), float):
+            body = {**body, "max_tokens": whole(body["max_tokens"])}
         try:
             _validate(body, counting=False)
             total, cacheable = measure(body, raw)
@@ -146,17 +150,20 @@ class AnthropicWire:
         choice = body.get("tool_choice") or {}
         fmt = (body.get("output_config") or {}).get("format") or {}
         schema = fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+        prompt, turns = _prompt(messages)
         return Ask(
             model=body["model"],
             stream=body.get("stream") is True,
             input_tokens=total,
             seed=seed(system, messages),
-            prompt=_last_user_text(messages),
+            prompt=prompt,
             max_tokens=body["max_tokens"],
             stop=[s for s in body.get("stop_sequences") or () if isinstance(s, str)],
             tools=tools,
             tool_mode=_TOOL_MODES.get(choice.get("type", "auto"), "auto"),
             tool_name=choice.get("name"),
+            tool_turns=turns,
+            parallel=not (isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True),
             json_schema=schema if isinstance(schema, dict) else None,
             cacheable=cacheable,
         )
@@ -175,24 +182,26 @@ class AnthropicWire:
     def reply(self, ask: Ask, answer: Answer) -> Reply:
         request_id = new_id("req_")
         message = _message(ask, answer, final=True)
-        message["content"] = [_block(answer, whole=True)] if ask.max_tokens else []  # 0: a pre-warming call
+        message["content"] = _blocks_of(answer, whole=True) if ask.max_tokens else []  # 0: a pre-warming call
         return Reply(200, [JSON, (b"request-id", request_id.encode())], orjson.dumps(message))
 
     def stream(self, ask: Ask, answer: Answer) -> Stream:
         start = {"type": "message_start", "message": _message(ask, answer, final=False)}
-        block = {"type": "content_block_start", "index": 0, "content_block": _block(answer, whole=False)}
-        events: list[tuple[bytes, dict[str, Any], int]] = [
-            (b"message_start", start, 0),
-            (b"content_block_start", block, 0),
-            (b"ping", {"type": "ping"}, 0),
-        ]
-        for delta, tokens in _deltas(answer):
-            events.append((b"content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}, tokens))
+        events: list[tuple[bytes, dict[str, Any], int]] = [(b"message_start", start, 0)]
+        for i, (block, deltas) in enumerate(zip(_blocks_of(answer, whole=False), _deltas(answer), strict=True)):
+            events.append(
+                (b"content_block_start", {"type": "content_block_start", "index": i, "content_block": block}, 0)
+            )
+            if i == 0:
+                events.append((b"ping", {"type": "ping"}, 0))
+            for delta, tokens in deltas:
+                event = {"type": "content_block_delta", "index": i, "delta": delta}
+                events.append((b"content_block_delta", event, tokens))
+            events.append((b"content_block_stop", {"type": "content_block_stop", "index": i}, 0))
         usage = _usage(ask, answer.output_tokens)
         del usage["cache_creation"], usage["service_tier"]  # message_delta carries the counts alone
         end = {"stop_reason": _STOP_REASONS[answer.stop], "stop_sequence": answer.stop_sequence}
         events += [
-            (b"content_block_stop", {"type": "content_block_stop", "index": 0}, 0),
             (b"message_delta", {"type": "message_delta", "delta": end, "usage": usage}, 0),
             (b"message_stop", {"type": "message_stop"}, 0),
         ]
@@ -568,14 +577,24 @@ _SOURCE_TYPES = {
 }
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
+def _prompt(messages: list[dict[str, Any]]) -> tuple[str, int]:
+    """The last user message's text, and how many assistant tool-call turns came after it.
+
+    A user message carrying only tool results continues the loop; one with anything else is a new prompt.
+    """
+    turns = 0
     for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            return " ".join(b["text"] for b in content if b.get("type") == "text" and isinstance(b.get("text"), str))
-    return ""
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        if message.get("role") == "assistant":
+            turns += any(b.get("type") == "tool_use" for b in blocks)
+        elif isinstance(content, str):
+            return content, turns
+        elif any(b.get("type") != "tool_result" for b in blocks):
+            return " ".join(
+                b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)
+            ), turns
+    return "", turns
 
 
 def _message(ask: Ask, answer: Answer, *, final: bool) -> dict[str, Any]:
@@ -604,19 +623,27 @@ def _usage(ask: Ask, output_tokens: int) -> dict[str, Any]:
     }
 
 
-def _block(answer: Answer, *, whole: bool) -> dict[str, Any]:
-    if answer.tool is not None:
-        value = orjson.loads(answer.arguments) if whole else {}
-        return {"type": "tool_use", "id": new_id("toolu_"), "name": answer.tool.name, "input": value}
-    return {"type": "text", "text": answer.text if whole else ""}
+def _blocks_of(answer: Answer, *, whole: bool) -> list[dict[str, Any]]:
+    """The answer's content blocks: its text, or one tool_use per tool call (empty while streaming)."""
+    if answer.tool is None:
+        return [{"type": "text", "text": answer.text if whole else ""}]
+    return [
+        {"type": "tool_use", "id": new_id("toolu_"), "name": t.name, "input": orjson.loads(args) if whole else {}}
+        for t, args in answer.calls
+    ]
 
 
-def _deltas(answer: Answer) -> list[tuple[dict[str, Any], int]]:
-    """The content block's deltas, each with the tokens it carries."""
-    if answer.tool is not None:
-        pieces = char_deltas(answer.arguments, JSON_CHARS_PER_DELTA)
-        return [({"type": "input_json_delta", "partial_json": p}, count_tokens(p)) for p in pieces]
-    return [({"type": "text_delta", "text": t}, n) for t, n in word_deltas(answer.text, WORDS_PER_DELTA)]
+def _deltas(answer: Answer) -> list[list[tuple[dict[str, Any], int]]]:
+    """Each content block's deltas, each with the tokens it carries."""
+    if answer.tool is None:
+        return [[({"type": "text_delta", "text": t}, n) for t, n in word_deltas(answer.text, WORDS_PER_DELTA)]]
+    return [
+        [
+            ({"type": "input_json_delta", "partial_json": p}, count_tokens(p))
+            for p in char_deltas(args, JSON_CHARS_PER_DELTA)
+        ]
+        for _, args in answer.calls
+    ]
 
 
 def _event(name: bytes, data: dict[str, Any]) -> bytes:

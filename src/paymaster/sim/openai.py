@@ -4,7 +4,9 @@ admission, validation, input token counting, replies, chunk streams, errors, the
 Stream: `data: {chat.completion.chunk}\\n\\n` lines: a first chunk with the role, content deltas
 (or tool-call argument deltas), a chunk with an empty delta and the finish_reason; with
 `stream_options.include_usage` every chunk carries `"usage": null` and a last chunk with no
-choices carries the usage; then `data: [DONE]`.
+choices carries the usage; then `data: [DONE]`. With `n` > 1 the choices follow one another (each
+chunk names its choice's index) and usage counts them all; with `logprobs: true` each choice (each
+content chunk) carries `logprobs.content` for its tokens (see `sim.logprobs`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import orjson
 
 from ..costmodel.tokenizer import encoding, encoding_for
 from ..prompt_cache import OPENAI_EXTENDED_TTL_SECONDS, OPENAI_MIN_TOKENS, OPENAI_TTL_SECONDS
+from ..wire.fields import plain
 from .answer import Answer, Ask, Tool, ToolMode
 from .asgi import EVENT_STREAM, JSON, NO_CACHE, Reply, Stream, bearer, json_reply, seconds
 from .cache import Automatic, prefix_hashes
 from .faults import Fault
 from .ids import new_id
+from .logprobs import MAX_TOP
+from .logprobs import content as logprob_content
 from .text import char_deltas, seed, word_deltas
 from .tokens import (
     AUDIO,
@@ -129,7 +134,11 @@ class OpenAIWire:
     # -- requests
 
     def ask(self, body: Any, raw: bytes) -> Ask | Reply:
-        """Validate a Chat Completions request (`raw`: its bytes)."""
+        """Validate a Chat Completions request (`raw`: its bytes). Null fields are not set, and integer
+        fields take whole-number floats, as the API's own validation has it (the recorded body is kept as sent)."""
+        if isinstance(body, dict):
+            body = {**body}
+            plain(body, ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed"))
         try:
             max_tokens = _validate(body)
         except Invalid as e:
@@ -145,42 +154,46 @@ class OpenAIWire:
         schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
         stop = body.get("stop")
         total, cacheable = measure(body, len(raw))
+        prompt, turns = _prompt(messages)
         return Ask(
             model=body["model"],
             stream=body.get("stream") is True,
             input_tokens=total,
             seed=seed(messages),
-            prompt=_last_user_text(messages),
+            prompt=prompt,
             max_tokens=max_tokens,
             stop=[stop] if isinstance(stop, str) else list(stop or ()),
             tools=tools,
             tool_mode=mode,
             tool_name=name,
+            tool_turns=turns,
             json=fmt.get("type") in ("json_object", "json_schema"),
             json_schema=schema if isinstance(schema, dict) else None,
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             cacheable=cacheable,
             audio_tokens=AUDIO.get([0])[0],
+            parallel=body.get("parallel_tool_calls") is not False,
+            choices=body.get("n") or 1,
+            logprobs=(body.get("top_logprobs") or 0) if body.get("logprobs") is True else None,
         )
 
     # -- answers
 
     def reply(self, ask: Ask, answer: Answer) -> Reply:
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": answer.text,
-            "refusal": None,
-            "annotations": [],
-        }
-        if answer.tool is not None:
-            message["content"] = None
-            message["tool_calls"] = [_tool_call(answer, whole=True)]
+        choices = []
+        for i, one in enumerate(answer.all):
+            message: dict[str, Any] = {"role": "assistant", "content": one.text, "refusal": None, "annotations": []}
+            if one.tool is not None:
+                message["content"] = None
+                message["tool_calls"] = [_tool_call(t, args, k, whole=True) for k, (t, args) in enumerate(one.calls)]
+            logprobs = _logprobs(ask, one.text if one.tool is None else None)
+            choices.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": _FINISH[one.stop]})
         body = {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": ask.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _FINISH[answer.stop]}],
+            "choices": choices,
             "usage": _usage(ask, answer),
             "service_tier": "default",
             "system_fingerprint": FINGERPRINT,
@@ -197,36 +210,40 @@ class OpenAIWire:
             "system_fingerprint": FINGERPRINT,
         }
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+            logprobs = _logprobs(ask, delta.get("content")) if "content" in delta and delta["content"] else None
+            choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             data: dict[str, Any] = {**head, "choices": [choice]}
             if ask.include_usage:
                 data["usage"] = None
             return b"data: " + orjson.dumps(data) + b"\n\n"
 
-        if answer.tool is not None:
-            first = {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [_tool_call(answer, whole=False)],
-                "refusal": None,
-            }
-            deltas = [
-                ({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, count_tokens(piece))
-                for piece in char_deltas(answer.arguments, JSON_CHARS_PER_DELTA)
-            ]
-        else:
-            first = {"role": "assistant", "content": "", "refusal": None}
-            deltas = [({"content": text}, n) for text, n in word_deltas(answer.text, WORDS_PER_DELTA)]
-        chunks = [(chunk(first), 0)]
-        chunks += [(chunk(delta), tokens) for delta, tokens in deltas]
-        chunks.append((chunk({}, _FINISH[answer.stop]), 0))
+        chunks: list[tuple[bytes, int]] = []
+        for i, one in enumerate(answer.all):  # with n > 1, one choice after the other
+            if one.tool is not None:  # each call opens with its id and name, then its arguments in pieces
+                first = {"role": "assistant", "content": None, "refusal": None}
+                deltas = []
+                for k, (t, args) in enumerate(one.calls):
+                    deltas.append(({"tool_calls": [_tool_call(t, args, k, whole=False)]}, count_tokens(t.name)))
+                    deltas += [
+                        ({"tool_calls": [{"index": k, "function": {"arguments": piece}}]}, count_tokens(piece))
+                        for piece in char_deltas(args, JSON_CHARS_PER_DELTA)
+                    ]
+                first["tool_calls"] = deltas.pop(0)[0]["tool_calls"]
+            else:
+                first = {"role": "assistant", "content": "", "refusal": None}
+                deltas = [({"content": text}, n) for text, n in word_deltas(one.text, WORDS_PER_DELTA)]
+            if i == 0:
+                cut_at = min(2, len(deltas) + 1)  # a "cut" drops the stream after the first delta
+            chunks.append((chunk(i, first), 0))
+            chunks += [(chunk(i, delta), tokens) for delta, tokens in deltas]
+            chunks.append((chunk(i, {}, _FINISH[one.stop]), 0))
         if ask.include_usage:
             last = {**head, "choices": [], "usage": _usage(ask, answer)}
             chunks.append((b"data: " + orjson.dumps(last) + b"\n\n", 0))
         chunks.append((_DONE, 0))
         headers = [EVENT_STREAM, NO_CACHE, (b"x-request-id", new_id("req_").encode())]
-        return Stream(headers, chunks, cut_at=min(2, len(deltas) + 1))
+        return Stream(headers, chunks, cut_at=cut_at)
 
     # -- models
 
@@ -385,8 +402,23 @@ def _validate(body: Any) -> int | None:
                 "integer_below_min_value",
             )
         limit = value
-    if body.get("n") not in (None, 1):
-        raise Invalid("The simulator supports only n=1.", "n", "unsupported_value")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128):
+        raise Invalid(f"Invalid 'n': expected an integer from 1 to 128, but got {n!r} instead.", "n", "invalid_value")
+    logprobs, top = body.get("logprobs"), body.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise Invalid("Invalid type for 'logprobs': expected a boolean.", "logprobs", "invalid_type")
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP:
+            raise Invalid(
+                f"Invalid 'top_logprobs': expected an integer from 0 to {MAX_TOP}.", "top_logprobs", "invalid_value"
+            )
+        if logprobs is not True:
+            raise Invalid(
+                "Invalid value for 'top_logprobs': 'logprobs' must be set to true when using 'top_logprobs'.",
+                "top_logprobs",
+                "invalid_value",
+            )
     if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
         raise Invalid("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
     if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
@@ -458,35 +490,44 @@ def _tool_choice(choice: Any) -> tuple[ToolMode, str | None]:
     return "auto", None
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
+def _prompt(messages: list[dict[str, Any]]) -> tuple[str, int]:
+    """The last user message's text, and how many assistant tool-call turns came after it."""
+    turns = 0
     for message in reversed(messages):
-        if message.get("role") == "user":
+        role = message.get("role")
+        if role == "assistant" and message.get("tool_calls"):
+            turns += 1
+        elif role == "user":
             content = message.get("content")
-            if isinstance(content, str):
-                return content
             if isinstance(content, list):
-                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-            return ""
-    return ""
+                content = " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return (content if isinstance(content, str) else ""), turns
+    return "", turns
 
 
-def _tool_call(answer: Answer, *, whole: bool) -> dict[str, Any]:
-    assert answer.tool is not None
+def _tool_call(tool: Tool, arguments: str, index: int, *, whole: bool) -> dict[str, Any]:
     call: dict[str, Any] = {
         "id": new_id("call_"),
         "type": "function",
-        "function": {"name": answer.tool.name, "arguments": answer.arguments if whole else ""},
+        "function": {"name": tool.name, "arguments": arguments if whole else ""},
     }
     if not whole:
-        call = {"index": 0, **call}
+        call = {"index": index, **call}
     return call
+
+
+def _logprobs(ask: Ask, text: str | None) -> dict[str, Any] | None:
+    """A choice's (or a chunk's) `logprobs`, when the request asked for them."""
+    if ask.logprobs is None:
+        return None
+    return {"content": logprob_content(text, ask.logprobs) if text is not None else None, "refusal": None}
 
 
 def _usage(ask: Ask, answer: Answer) -> dict[str, Any]:
     return {
         "prompt_tokens": ask.input_tokens,
-        "completion_tokens": answer.output_tokens,
-        "total_tokens": ask.input_tokens + answer.output_tokens,
+        "completion_tokens": answer.total_tokens,
+        "total_tokens": ask.input_tokens + answer.total_tokens,
         "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": ask.audio_tokens},
         "completion_tokens_details": {
             "reasoning_tokens": 0,

@@ -10,6 +10,11 @@ Directives, read from the last user message:
     [sim:stop]       stop on the request's first stop sequence
     [sim:tool]       call a tool (the first one given)
     [sim:tool=NAME]  call the tool named NAME
+    [sim:tool=A,B]   call A and B in one turn (parallel tool calls, unless the request disables them)
+
+Tool directives are a script, one step per model turn: with `[sim:tool=a] [sim:tool=b]` the first
+answer calls `a`, the answer after its result calls `b`, the next one is text. The step is the number
+of assistant tool-call turns since the last user message (see `Ask.tool_turns`), so a loop ends.
 """
 
 from __future__ import annotations
@@ -47,8 +52,7 @@ _DIRECTIVE = re.compile(r"\[sim:(tokens|stop|tool)(?:=([^\]\s]+))?\]")
 class Directives:
     tokens: int | None = None
     stop: bool = False
-    tool: bool = False
-    tool_name: str | None = None
+    tools: tuple[str | None, ...] = ()  # the tool-call script: a name, or None for the first tool given
 
 
 NO_DIRECTIVES = Directives()
@@ -59,17 +63,16 @@ def directives(prompt: str) -> Directives:
     if "[sim:" not in prompt:
         return NO_DIRECTIVES
     tokens: int | None = None
-    stop = tool = False
-    tool_name: str | None = None
+    stop = False
+    tools: list[str | None] = []
     for name, value in _DIRECTIVE.findall(prompt):
         if name == "tokens" and value.isascii() and value.isdigit():
             tokens = min(int(value), MAX_TOKENS) if len(value) <= 7 else MAX_TOKENS
         elif name == "stop":
             stop = True
         elif name == "tool":
-            tool = True
-            tool_name = value or None
-    return Directives(tokens, stop, tool, tool_name)
+            tools.append(value or None)
+    return Directives(tokens, stop, tuple(tools))
 
 
 def seed(*parts: Any) -> int:

@@ -9,6 +9,7 @@ import orjson
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
+from .fields import plain, whole
 from .usage_fields import Known, optional_count, paths, read_counts, unknown_counts
 
 API = "anthropic"
@@ -17,6 +18,10 @@ MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget questi
 
 def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     """Validate the fields the gateway interprets; returns (model, max_tokens, stream)."""
+    plain(body, ("max_tokens", "top_k"))
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and "budget_tokens" in thinking:
+        thinking["budget_tokens"] = whole(thinking["budget_tokens"])
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model: field required (a model name string)", param="model")
@@ -276,8 +281,16 @@ def stream_error(message: str) -> bytes:
     return b"event: error\ndata: " + body + b"\n\n"
 
 
+def _model(m: str) -> dict[str, Any]:
+    return {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+
+
+def model_body(model: str) -> bytes:
+    return orjson.dumps(_model(model))
+
+
 def models_body(models: list[str]) -> bytes:
-    data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
+    data = [_model(m) for m in models]
     return orjson.dumps(
         {
             "data": data,

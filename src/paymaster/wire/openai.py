@@ -10,6 +10,7 @@ import orjson
 from ..call import Call, Usage
 from ..errors import BadRequest, GatewayError
 from . import data_of
+from .fields import plain
 from .usage_fields import Known, paths, read_counts, unknown_counts
 
 API = "openai"
@@ -17,7 +18,11 @@ MAX_TOKENS_LIMIT = 1_000_000
 MAX_CHOICES = 128
 
 
+INTEGERS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed")
+
+
 def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
+    plain(body, INTEGERS)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model: field required (a model name string)", param="model")
@@ -211,10 +216,13 @@ def stream_error(message: str) -> bytes:
     return b"data: " + body + b"\n\n"
 
 
+def _model(m: str) -> dict[str, Any]:
+    return {"id": m, "object": "model", "created": 1735689600, "owned_by": "paymaster"}
+
+
 def models_body(models: list[str]) -> bytes:
-    return orjson.dumps(
-        {
-            "object": "list",
-            "data": [{"id": m, "object": "model", "created": 1735689600, "owned_by": "paymaster"} for m in models],
-        }
-    )
+    return orjson.dumps({"object": "list", "data": [_model(m) for m in models]})
+
+
+def model_body(model: str) -> bytes:
+    return orjson.dumps(_model(model))

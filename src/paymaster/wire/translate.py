@@ -6,16 +6,19 @@
     s = tr.AnthropicToOpenAIStream("gpt-4.1-mini", include_usage=True)
     out = [g for f in frames for g in s.frame(f)] + s.close()
 
-Pure functions and small classes, no I/O, in five modules: `translate_openai_request` and
+Pure functions and small classes, no I/O, in six modules: `translate_openai_request` and
 `translate_anthropic_request` (one per caller API), `translate_response` (answers, usage, stop
-reasons, error bodies), `translate_stream`, and `translate_refuse` (the field tables' checks).
+reasons, error bodies), `translate_stream`, and `translate_refuse` (the field tables' checks); OpenAI
+fields Claude has no same-named field for are given their nearest form in `translate_openai_options`.
 
-The rule: what maps exactly is mapped, what does not is refused with `BadRequest` naming the field
-and saying why — never dropped. An answer the caller's API cannot express (a pause_turn, a server
+The rule: what maps exactly is mapped; a field whose dropping cannot change the answer's meaning is
+left out with a note in `x-paymaster-dropped` (the fleet's `translation.policy: lenient`, the default)
+or refused (`strict`); anything else is refused with `BadRequest` naming the field and saying why.
+An answer the caller's API cannot express (a pause_turn, a server
 tool block, tool arguments that are not a JSON object) raises `UpstreamFailed` the same way; in a
 stream it becomes the caller's error event. Both directions map system prompts
-(leading system/developer messages ↔ `system`; later ones stay in place as mid-conversation system
-messages), multi-turn text, images (base64 and URL), tools, tool calls (JSON-text arguments ↔ input
+(system/developer messages → `system`, in order, wherever they stand: Claude takes system text up
+front only), multi-turn text, images (base64 and URL), tools, tool calls (JSON-text arguments ↔ input
 objects) and tool results, tool_choice (auto / required↔any / none / named, parallel_tool_calls=false
 ↔ disable_parallel_tool_use), stop sequences, temperature (0–1) and top_p, the end-user id
 (user / safety_identifier ↔ metadata.user_id), service tier (auto, default ↔ standard_only),
@@ -31,17 +34,27 @@ sampling parameters on Claude Opus 4.7 and later, temperature with top_p on rece
 mid-conversation system messages before Opus 4.8, structured outputs before Claude 4.5, stop on
 OpenAI reasoning models.
 
+Mapped too, OpenAI caller → Claude: json_object (the answer comes as the input of a tool
+`json_object_answer`, forced, or offered beside the caller's tools with a call required, and goes
+back as the text), reasoning_effort (extended thinking, budget = low 25% / medium 50% / high 75% /
+xhigh 90% of max_tokens, at least 1,024; "none"/"minimal" no thinking), metadata.user_id, a
+conversation ending on an assistant turn (a prefill: Claude continues that text).
+
+Dropped with a note (lenient) or refused (strict), OpenAI caller → Claude: store, metadata tags,
+image detail "low", message `name`s when each role has one participant, tool-call arguments that are
+no JSON object (sent as {"arguments": text}), and reasoning_effort where Claude cannot think (forced
+tool choice, a temperature, a turn continuing a tool call, max_tokens under 1,025).
+
 Refused, OpenAI caller → Claude: n > 1, logprobs / top_logprobs, logit_bias, frequency / presence
-penalties, seed, audio (input parts, output, modalities), file parts, image detail "low"/"original",
-prediction, reasoning_effort, verbosity, web_search_options, the deprecated functions API, store,
-metadata, moderation, custom tools, json_object (Claude's output format needs a schema, and a prompt
-instruction is not the guarantee json_object gives), json_schema.description, message `name`s,
-assistant refusals, temperature > 1, a missing output limit (Claude has no default), a conversation
-ending on an assistant turn (Claude would continue it), and any field this module does not know.
+penalties, seed, audio (input parts, output, modalities), file parts, prediction, verbosity,
+web_search_options, the deprecated functions API, moderation, custom tools, json_schema.description,
+`name`s of several participants in one role, assistant refusals, temperature > 1, a missing output
+limit (Claude has no default), and any field this module does not know.
 
 Refused, Anthropic caller → OpenAI: top_k, thinking (and thinking blocks), documents / PDFs, file
 images, server tools (web search, code execution, …) and their blocks, citations, search results,
-tool results that carry images or is_error, text after a tool_use in one turn, prefill, more than
+tool results that carry images (is_error maps: the result's text starts "Error: "), text after a
+tool_use in one turn, prefill, more than
 four stop sequences, output_config.effort, container, context_management, mcp_servers,
 inference_geo, speed "fast", diagnostics, metadata other than user_id, max_tokens 0, and any field
 this module does not know.
@@ -64,6 +77,7 @@ from typing import TYPE_CHECKING
 from . import anthropic as anthropic_wire
 from .translate_anthropic_request import anthropic_request_to_openai
 from .translate_openai_request import openai_request_to_anthropic
+from .translate_refuse import Drops
 from .translate_response import (
     anthropic_error_to_openai,
     anthropic_response_to_openai,
@@ -125,6 +139,7 @@ class StreamFor:
 
 
 __all__ = [
+    "Drops",
     "StreamFor",
     "addendum_up_front",
     "answer_for",

@@ -11,6 +11,7 @@ import orjson
 
 from .translate_refuse import TO_OPENAI, Unmappable, check_fields, number, only, refuse
 
+TOOL_ERROR = "Error: "  # leads a tool result the caller marked is_error
 STRUCTURED_NAME = "output"  # OpenAI's json_schema needs a name; Anthropic's output format has none
 
 UNMAPPABLE: Unmappable = {
@@ -187,8 +188,6 @@ def _image_to_openai(block: dict[str, Any], at: str) -> dict[str, Any]:
 def _tool_result_to_openai(block: dict[str, Any], at: str) -> dict[str, Any]:
     to = TO_OPENAI
     only(block, {"type", "tool_use_id", "content", "is_error"}, at, to, hints=("cache_control",))
-    if block.get("is_error"):
-        refuse(f"{at}.is_error", "OpenAI tool messages cannot mark a result as an error", to)
     if not isinstance(block.get("tool_use_id"), str):
         refuse(f"{at}.tool_use_id", "must be a string", to)
     content = block.get("content")
@@ -201,6 +200,10 @@ def _tool_result_to_openai(block: dict[str, Any], at: str) -> dict[str, Any]:
         content = [_text_block(b, f"{at}.content.{k}") for k, b in enumerate(content)]
     elif not isinstance(content, str):
         refuse(f"{at}.content", "must be a string or a list of text blocks", to)
+    if block.get("is_error"):  # OpenAI tool messages have no error flag: the result says so in its text
+        content = (
+            [{"type": "text", "text": TOOL_ERROR}, *content] if isinstance(content, list) else TOOL_ERROR + content
+        )
     return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": content}
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 
 from ..http import MAX_JSON_DEPTH, too_deep
-from .translate_refuse import TO_ANTHROPIC, Unmappable, check_fields, number, only, refuse
+from .fields import whole
+from .translate_openai_options import json_object_tool, metadata_user, names, prefill, thinking
+from .translate_refuse import TO_ANTHROPIC, Drops, Unmappable, check_fields, number, only, refuse
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # what Claude reads
 
@@ -30,27 +32,29 @@ UNMAPPABLE: Unmappable = {
     "modalities": ((["text"],), "Claude answers in text only"),
     "audio": ((), "Claude has no audio output"),
     "prediction": ((), "Claude has no predicted outputs"),
-    "reasoning_effort": ((), "Claude's thinking and effort settings do not match OpenAI's reasoning effort"),
     "verbosity": ((), "Claude has no verbosity setting"),
     "web_search_options": ((), "web search is a provider-side tool with its own results and prices on each side"),
     "functions": ((), "the deprecated functions API is not translated; send tools"),
     "function_call": ((), "the deprecated functions API is not translated; send tool_choice"),
-    "store": ((False,), "Anthropic does not store completions"),
-    "metadata": (({},), "Anthropic keeps no request metadata beyond a user id"),
     "moderation": ((), "Anthropic has no moderation option"),
 }
 MAPPED = frozenset(
     "model messages max_tokens max_completion_tokens stream stream_options stop temperature top_p tools"
-    " tool_choice parallel_tool_calls response_format user safety_identifier service_tier".split()
+    " tool_choice parallel_tool_calls response_format user safety_identifier service_tier store metadata"
+    " reasoning_effort".split()
 )
 _TIERS = {"auto": "auto", "default": "standard_only"}  # service_tier → Anthropic
 
 
-def openai_request_to_anthropic(body: dict[str, Any], target_model: str) -> dict[str, Any]:
-    """An OpenAI Chat Completions body as the Anthropic Messages body asking the same of `target_model`."""
+def openai_request_to_anthropic(body: dict[str, Any], target_model: str, drops: Drops | None = None) -> dict[str, Any]:
+    """An OpenAI Chat Completions body as the Anthropic Messages body asking the same of `target_model`.
+
+    `drops` collects what was left out because it cannot change the answer's meaning; without one
+    (or with a strict one), such fields are refused."""
     to = TO_ANTHROPIC
+    drops = Drops() if drops is None else drops
     check_fields(body, MAPPED, UNMAPPABLE, to, CACHE_HINTS)
-    system, messages = _messages_to_anthropic(body.get("messages"))
+    system, messages = _messages_to_anthropic(body.get("messages"), drops)
     out: dict[str, Any] = {"model": target_model, "max_tokens": _openai_limit(body)}
     if system:
         out["system"] = system
@@ -73,9 +77,17 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str) -> dict
         out["top_p"] = top_p
     _tools_to_anthropic(body, out)
     fmt = _format_to_anthropic(body.get("response_format"))
-    if fmt is not None:
+    if fmt == "json_object":
+        json_object_tool(out)
+    elif fmt is not None:
         out["output_config"] = {"format": fmt}
+    thinking(body.get("reasoning_effort"), out, drops)
+    if body.get("store") is not None and not isinstance(body["store"], bool):
+        refuse("store", "must be a boolean", to)
+    if body.get("store"):
+        drops.drop("store", "Anthropic keeps no completions; the answer is the same", to)
     users = [(k, body[k]) for k in ("safety_identifier", "user") if body.get(k) is not None]
+    users += metadata_user(body.get("metadata"), drops)
     for key, user in users:
         if not isinstance(user, str):
             refuse(key, "must be a string", to)
@@ -98,22 +110,30 @@ def openai_request_to_anthropic(body: dict[str, Any], target_model: str) -> dict
 
 
 def _openai_limit(body: dict[str, Any]) -> int:
-    limits = [body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None]
-    for v in limits:
+    """max_completion_tokens or its deprecated name max_tokens (the smaller, when both are given)."""
+    limits = []
+    for key in ("max_completion_tokens", "max_tokens"):
+        v = whole(body.get(key))
+        if v is None:
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            refuse("max_completion_tokens", "must be a positive integer", TO_ANTHROPIC)
+            refuse(key, "must be a positive integer", TO_ANTHROPIC)
+        limits.append(v)
     if not limits:
         refuse("max_completion_tokens", "is required by Claude, which has no default output limit", TO_ANTHROPIC)
     return min(limits)
 
 
-def _messages_to_anthropic(msgs: Any) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
-    """(system prompt, messages). System and developer messages before the first turn become the system
-    prompt; later ones stay in place as `system` messages (mid-conversation system messages). Content
-    keeps its form: a string stays a string, a list of parts becomes a list of blocks."""
+def _messages_to_anthropic(msgs: Any, drops: Drops) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system prompt, messages). System and developer messages become the system prompt, in order,
+    wherever they stand (Claude takes system text up front only; instructions an agent framework
+    injects between turns still read as instructions). Content keeps its form: a string stays a string,
+    a list of parts becomes a list of blocks. A conversation ending on an assistant turn becomes a
+    prefill: Claude continues that text."""
     to = TO_ANTHROPIC
     if not isinstance(msgs, list) or not msgs:
         refuse("messages", "must be a non-empty list", to)
+    names(msgs, drops)
     system: list[dict[str, Any]] = []
     leading: list[Any] = []  # the leading system messages' contents
     out: list[dict[str, Any]] = []
@@ -124,24 +144,21 @@ def _messages_to_anthropic(msgs: Any) -> tuple[str | list[dict[str, Any]], list[
             refuse(where, "must be an object", to)
         role = m.get("role")
         if role in ("system", "developer"):
-            only(m, {"role", "content"}, where, to)
-            blocks = _text_parts(m.get("content"), where, to)
-            if out:
-                out.append({"role": "system", "content": _like(m["content"], blocks)})
-            else:
-                system += blocks
-                leading.append(m["content"])
-            results = None
+            only(m, {"role", "content", "name"}, where, to)
+            system += _text_parts(m.get("content"), where, to)
+            leading.append(m["content"])
         elif role == "user":
-            only(m, {"role", "content"}, where, to)
-            content = _user_content(m.get("content"), where)
+            only(m, {"role", "content", "name"}, where, to)
+            content = _user_content(m.get("content"), where, drops)
             if results is not None:  # text after tool results joins their turn, as Claude needs
                 results.extend([{"type": "text", "text": content}] if isinstance(content, str) else content)
                 results = None
             else:
                 out.append({"role": "user", "content": content})
         elif role == "tool":
-            only(m, {"role", "content", "tool_call_id"}, where, to)
+            only(
+                m, {"role", "content", "tool_call_id", "name"}, where, to
+            )  # name: the function, which the id names too
             call_id = m.get("tool_call_id")
             if not isinstance(call_id, str):
                 refuse(f"{where}.tool_call_id", "must be a string", to)
@@ -155,19 +172,14 @@ def _messages_to_anthropic(msgs: Any) -> tuple[str | list[dict[str, Any]], list[
                 out.append({"role": "user", "content": results})
             results.append(block)
         elif role == "assistant":
-            out.append({"role": "assistant", "content": _assistant_to_anthropic(m, where)})
+            out.append({"role": "assistant", "content": _assistant_to_anthropic(m, where, drops)})
             results = None
         else:
             refuse(f"{where}.role", f"{role!r} messages are not translated", to)
-    if out and out[-1]["role"] == "assistant":
-        refuse(
-            f"messages[{len(msgs) - 1}]",
-            "ends the conversation as the assistant, and Claude would continue "
-            "that message (prefill) where OpenAI writes a new one",
-            to,
-        )
     if not out:
         refuse("messages", "holds only system messages, and Claude needs a turn to answer", to)
+    if out[-1]["role"] == "assistant":
+        out[-1]["content"] = prefill(out[-1]["content"])
     return (leading[0] if len(leading) == 1 and isinstance(leading[0], str) else system), out
 
 
@@ -191,7 +203,7 @@ def _text_parts(content: Any, where: str, to: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
+def _user_content(content: Any, where: str, drops: Drops) -> str | list[dict[str, Any]]:
     to = TO_ANTHROPIC
     if isinstance(content, str):
         return content
@@ -210,7 +222,7 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
         elif kind == "image_url":
             assert isinstance(part, dict)
             only(part, {"type", "image_url"}, at, to, hints=("prompt_cache_breakpoint",))
-            blocks.append(_image_to_anthropic(part.get("image_url"), f"{at}.image_url"))
+            blocks.append(_image_to_anthropic(part.get("image_url"), f"{at}.image_url", drops))
         elif kind in ("input_audio", "file"):
             refuse(
                 at, f"{kind} parts have no Claude counterpart here (Claude reads no audio; files go by other means)", to
@@ -220,13 +232,15 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
     return blocks
 
 
-def _image_to_anthropic(image: Any, where: str) -> dict[str, Any]:
+def _image_to_anthropic(image: Any, where: str, drops: Drops) -> dict[str, Any]:
     to = TO_ANTHROPIC
     if not isinstance(image, dict) or not isinstance(image.get("url"), str):
         refuse(f"{where}.url", "must be a string", to)
     only(image, {"url", "detail"}, where, to)
     if image.get("detail") not in (None, "auto", "high"):  # Claude has one fidelity: the full image
-        refuse(f"{where}.detail", "Claude always reads the whole image; only 'auto' and 'high' mean that", to)
+        if not isinstance(image["detail"], str):
+            refuse(f"{where}.detail", "must be a string", to)
+        drops.drop(f"{where}.detail", "Claude reads every image at its own full resolution", to)
     url: str = image["url"]
     if not url.startswith("data:"):
         if not url.startswith(("https://", "http://")):
@@ -241,9 +255,9 @@ def _image_to_anthropic(image: Any, where: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
-def _assistant_to_anthropic(m: dict[str, Any], where: str) -> str | list[dict[str, Any]]:
+def _assistant_to_anthropic(m: dict[str, Any], where: str, drops: Drops) -> str | list[dict[str, Any]]:
     to = TO_ANTHROPIC
-    only(m, {"role", "content", "tool_calls"}, where, to, hints=("annotations",))
+    only(m, {"role", "content", "tool_calls", "name"}, where, to, hints=("annotations",))
     content = m.get("content")
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
@@ -270,11 +284,12 @@ def _assistant_to_anthropic(m: dict[str, Any], where: str) -> str | list[dict[st
         only(fn, {"name", "arguments"}, f"{at}.function", to)
         args = fn.get("arguments") or "{}"
         try:
-            value = orjson.loads(args)
+            value = args if isinstance(args, dict) else orjson.loads(args) if isinstance(args, str) else None
         except orjson.JSONDecodeError:
             value = None
-        if not isinstance(value, dict):
-            refuse(f"{at}.function.arguments", "must be a JSON object, which is what a Claude tool_use input is", to)
+        if not isinstance(value, dict):  # the model's own malformed output, kept as text in an object
+            drops.drop(f"{at}.function.arguments", 'not a JSON object: sent as {"arguments": <its text>}', to)
+            value = {"arguments": args if isinstance(args, str) else ""}
         if too_deep(value):
             refuse(f"{at}.function.arguments", f"nests more than {MAX_JSON_DEPTH} levels deep", to)
         blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"], "input": value})
@@ -332,22 +347,26 @@ def _tools_to_anthropic(body: dict[str, Any], out: dict[str, Any]) -> None:
         refuse("tool_choice", "must be 'auto', 'required', 'none', a function, or allowed_tools", to)
     if parallel is False and converted and (mode is None or mode["type"] != "none"):
         mode = {**(mode or {"type": "auto"}), "disable_parallel_tool_use": True}
+    if mode is not None and not converted:  # a choice among no tools: Claude (like OpenAI) takes none
+        if mode["type"] in ("any", "tool"):
+            refuse("tool_choice", "asks for a tool call, and no tools are given", to)
+        mode = None
     if converted:
         out["tools"] = converted
     if mode is not None:
         out["tool_choice"] = mode
 
 
-def _format_to_anthropic(fmt: Any) -> dict[str, Any] | None:
+def _format_to_anthropic(fmt: Any) -> dict[str, Any] | str | None:
     """json_schema → Claude's structured output (`output_config.format`): constrained decoding to the
-    schema, the answer in the text. json_object has no counterpart: Claude's format needs a schema, and an
-    instruction in the prompt would not be the guarantee the caller asked for."""
+    schema, the answer in the text. json_object returns "json_object": Claude's format needs a schema,
+    so the answer goes through a tool (`translate_openai_options.json_object_tool`)."""
     to = TO_ANTHROPIC
     if fmt is None or fmt == {"type": "text"}:
         return None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     if kind == "json_object":
-        refuse("response_format", "json_object (any JSON object) has no Claude counterpart; send a json_schema", to)
+        return "json_object"
     if kind != "json_schema" or not isinstance(fmt.get("json_schema"), dict):
         refuse("response_format", "must be text or json_schema", to)
     spec = fmt["json_schema"]

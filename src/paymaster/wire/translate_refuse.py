@@ -1,8 +1,10 @@
 """Refusing what cannot cross between the two wire formats, by name (see `wire.translate`).
 
 Each direction walks the caller's body through a table of the fields it knows: a field it maps is
-rewritten, a field whose value asks for nothing (None, the API's default) passes, and anything else
-— any field it does not know included — raises BadRequest naming the field and saying why.
+rewritten, a field whose value asks for nothing (None, the API's default) passes, a field whose
+dropping cannot change the answer's meaning goes to `Drops` (left out with a note, or refused when
+the fleet's translation policy is strict), and anything else — any field it does not know included —
+raises BadRequest naming the field and saying why.
 """
 
 from __future__ import annotations
@@ -16,6 +18,25 @@ TO_OPENAI = "the OpenAI Chat Completions API"
 
 Unmappable = dict[str, tuple[tuple[Any, ...], str]]
 """field: (values that ask for nothing, why any other value cannot be carried)"""
+
+
+class Drops:
+    """What a translation left out because dropping it cannot change the answer's meaning, as notes for
+    the caller (`x-paymaster-dropped`); under the strict policy each one is refused instead."""
+
+    __slots__ = ("strict", "notes")
+
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
+        self.notes: list[str] = []
+
+    def drop(self, field: str, why: str, to: str) -> None:
+        if self.strict:
+            refuse(field, f"{why} (dropping it is allowed only under the lenient translation policy)", to)
+        self.notes.append(f"{field} ({why})")
+
+    def header(self) -> str | None:
+        return "; ".join(self.notes) or None
 
 
 def refuse(field: str, why: str, to: str) -> NoReturn:

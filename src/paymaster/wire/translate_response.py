@@ -20,6 +20,7 @@ import orjson
 
 from ..errors import UpstreamFailed
 from ..http import MAX_JSON_DEPTH, too_deep
+from .translate_openai_options import JSON_TOOL
 
 # Anthropic stop_reason → OpenAI finish_reason. pause_turn (a server tool's long turn) cannot occur:
 # server tools are refused on the way in.
@@ -43,9 +44,13 @@ def unmappable(what: str) -> UpstreamFailed:
     return UpstreamFailed(f"the provider's answer cannot be translated: {what}")
 
 
-def finish_reason(stop_reason: Any) -> str:
+def finish_reason(stop_reason: Any, tool_calls: Any = True) -> str:
+    """`tool_calls`: whether the answer called a tool of the caller's (a json_object answer given
+    through the answer tool ends as "stop")."""
     if stop_reason not in FINISH:
         raise unmappable(f"stop_reason {stop_reason!r} has no OpenAI finish_reason")
+    if stop_reason == "tool_use" and not tool_calls:
+        return "stop"
     return FINISH[stop_reason]
 
 
@@ -117,6 +122,8 @@ def anthropic_response_to_openai(resp: dict[str, Any], requested_model: str) -> 
         kind = block.get("type")
         if kind == "text":
             texts.append(block["text"])
+        elif kind == "tool_use" and block.get("name") == JSON_TOOL:  # a json_object answer (see translation)
+            texts.append(orjson.dumps(block.get("input") or {}).decode())
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(
@@ -135,14 +142,13 @@ def anthropic_response_to_openai(resp: dict[str, Any], requested_model: str) -> 
     usage = resp.get("usage")
     if not isinstance(usage, dict) or not {"input_tokens", "output_tokens"} <= usage.keys():
         raise unmappable("it carries no usage")
+    stop = resp.get("stop_reason")
     out: dict[str, Any] = {
         "id": chat_id(resp.get("id")),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": requested_model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(resp.get("stop_reason"))}
-        ],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(stop, calls)}],
         "usage": usage_to_openai(usage),
     }
     if usage.get("service_tier") in _TIERS_TO_OPENAI:

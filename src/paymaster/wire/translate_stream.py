@@ -9,6 +9,7 @@ caller's own words, `wire.*.stream_error`).
     content_block_start  tool_use          {"tool_calls": [{index, id, type, function: {name, arguments: ""}}]}
     content_block_delta  text_delta        {"content": …}
     content_block_delta  input_json_delta  {"tool_calls": [{index, function: {arguments: …}}]}
+    (the json_object answer tool's input arrives as content instead, and ends as "stop")
     thinking blocks                        (left out, as OpenAI's reasoning models do)
     message_delta                          {} with finish_reason
     message_stop                           the usage chunk (choices: []) if asked for, then [DONE]
@@ -28,6 +29,7 @@ import orjson
 
 from ..errors import UpstreamFailed
 from . import data_of
+from .translate_openai_options import JSON_TOOL
 from .translate_response import (
     STOP,
     chat_id,
@@ -64,6 +66,7 @@ class AnthropicToOpenAIStream:
         self.role_sent = False
         self.tools: dict[int, int] = {}  # Anthropic block index → OpenAI tool call index
         self.args_sent: set[int] = set()  # tool calls whose arguments have begun
+        self.answer_tool: int | None = None  # the block of a json_object answer given through its tool
         self.usage: dict[str, Any] = {}
         self.counted = False  # message_delta gave the final output count (message_start's is not final)
         self.finish: str | None = None
@@ -88,6 +91,8 @@ class AnthropicToOpenAIStream:
             i = d.get("index")
             if i in self.tools and i not in self.args_sent:  # a tool without arguments: its input is {}
                 return [self._chunk({"tool_calls": [{"index": self.tools[i], "function": {"arguments": "{}"}}]})]
+            if i == self.answer_tool and i not in self.args_sent:
+                return [self._chunk({"content": "{}"})]
             return []
         if kind == "message_delta":
             for k, v in (d.get("usage") or {}).items():  # cumulative counts
@@ -95,7 +100,7 @@ class AnthropicToOpenAIStream:
                     self.usage[k] = v
                     self.counted = self.counted or k == "output_tokens"
             try:
-                self.finish = finish_reason((d.get("delta") or {}).get("stop_reason"))
+                self.finish = finish_reason((d.get("delta") or {}).get("stop_reason"), self.tools)
             except UpstreamFailed as e:
                 return self._fail(e.message)
             out = [] if self.role_sent else [self._chunk({"content": ""})]
@@ -118,6 +123,12 @@ class AnthropicToOpenAIStream:
         kind = block.get("type")
         if kind == "text":
             return [self._chunk({"content": block.get("text") or ""})]
+        if kind == "tool_use" and block.get("name") == JSON_TOOL:
+            self.answer_tool = i
+            if block.get("input"):
+                self.args_sent.add(i)
+                return [self._chunk({"content": orjson.dumps(block["input"]).decode()})]
+            return [self._chunk({"content": ""})]
         if kind == "tool_use":
             k = self.tools[i] = len(self.tools)
             arguments = ""
@@ -139,6 +150,9 @@ class AnthropicToOpenAIStream:
         kind = delta.get("type")
         if kind == "text_delta":
             return [self._chunk({"content": delta.get("text") or ""})]
+        if kind == "input_json_delta" and i == self.answer_tool and delta.get("partial_json"):
+            self.args_sent.add(i)
+            return [self._chunk({"content": delta["partial_json"]})]
         if kind == "input_json_delta" and i in self.tools and delta.get("partial_json"):
             self.args_sent.add(i)
             fn = {"arguments": delta["partial_json"]}
