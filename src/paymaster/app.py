@@ -44,6 +44,7 @@ from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_
 from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
 from .limits import Limits
+from .limits_redis import RedisLimits
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .settle import Settler, answered
@@ -100,6 +101,8 @@ class Gateway:
         )
         self.admission = Admission(config, self.budget, self.rates_of)
         self.limits = Limits(self.board)  # denial-of-wallet limits; charged tokens as calls settle
+        if isinstance(self.store, SharedStore):
+            self.limits.shared = RedisLimits(self.store.counters.redis, self.store.replica)
         self.exchange = Forwarder(self.budget, Settler(self.budget, (*hooked(self.levers, "settled"), self.limits)))
         if fleet_file is not None and seed is None:
             seed = read_file(fleet_file)
@@ -217,11 +220,14 @@ class Gateway:
         agent = self.agent(h)  # 1. authenticate
         body, raw = await read_json(receive, h, self.config.max_body_bytes)
         meter = self.limits.enter(agent, body)  # 429 over a denial-of-wallet limit
+        member = None
         try:
+            if meter is not None and self.limits.shared is not None:
+                member = await self.limits.enter_shared(agent)  # replicas: the counters in Redis
             await self.run(api, agent, body, len(raw), h, receive, send)
         finally:
             if meter is not None:
-                meter.open -= 1
+                self.limits.leave(meter, agent.name, member)
 
     async def run(
         self,

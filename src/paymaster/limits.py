@@ -12,8 +12,8 @@ cannot take the gateway's capacity from the others. Per agent (`limits:` of the 
 A refused call gets 429 (`RateLimited`, in the caller's error shape) with `retry-after`, before it is decoded,
 priced or reserved: nothing is spent and no provider is contacted. Only the offender is refused.
 
-The check is O(1) per call and allocates nothing for an agent without limits. The state is in-process, per
-replica (each replica enforces the limits on the calls it serves); see the README for the shared variant.
+The check is O(1) per call and allocates nothing for an agent without limits. The counters are in-process,
+or, with replicas (Redis configured), shared in Redis (limits_redis.py) but for the loop detector's.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .call import Call
 from .config import Agent, AgentLimits
 from .errors import RateLimited
 from .levers.base import LeverContext, Settlement
+from .limits_redis import RedisLimits
 
 LOOP_KEEP = 256  # fingerprints remembered per agent (the oldest are dropped past this)
 _DROPPED = b"0123456789 \t\r\n"  # counters, timestamps and spacing do not make two calls different
@@ -53,6 +54,7 @@ class Limits:
         self.board = board
         self.clock = clock
         self.meters: dict[str, Meter] = {}
+        self.shared: RedisLimits | None = None  # replicas: rates and calls in flight counted in Redis
 
     def enter(self, agent: Agent, body: dict[str, Any]) -> Meter | None:
         """Admit one call of `agent` or raise RateLimited. The caller must `leave(meter)` when the call ends."""
@@ -63,7 +65,7 @@ class Limits:
         m = self.meters.get(agent.name)
         if m is None:
             m = self.meters[agent.name] = Meter(lim, now)
-        rpm = lim.requests_per_minute
+        rpm = lim.requests_per_minute if self.shared is None else None
         if rpm is not None:
             rate = rpm / 60.0
             m.calls = min(float(rpm), m.calls + (now - m.calls_at) * rate)
@@ -73,7 +75,7 @@ class Limits:
                     f"agent {agent.name!r} is over its limit of {rpm} requests per minute",
                     code="requests_per_minute", retry_after=math.ceil((1.0 - m.calls) / rate),
                 )  # fmt: skip
-        tpm = lim.tokens_per_minute
+        tpm = lim.tokens_per_minute if self.shared is None else None
         if tpm is not None:
             rate = tpm / 60.0
             m.tokens = min(float(tpm), m.tokens + (now - m.tokens_at) * rate)
@@ -83,7 +85,7 @@ class Limits:
                     f"agent {agent.name!r} is over its limit of {tpm} tokens per minute",
                     code="tokens_per_minute", retry_after=max(1, math.ceil(-m.tokens / rate)),
                 )  # fmt: skip
-        if lim.max_in_flight is not None and m.open >= lim.max_in_flight:
+        if lim.max_in_flight is not None and self.shared is None and m.open >= lim.max_in_flight:
             raise RateLimited(
                 f"agent {agent.name!r} has {m.open} calls open, its limit (max_in_flight)",
                 code="max_in_flight", retry_after=1,
@@ -95,15 +97,26 @@ class Limits:
         m.open += 1
         return m
 
-    @staticmethod
-    def leave(m: Meter) -> None:
+    async def enter_shared(self, agent: Agent) -> str | None:
+        """With replicas: the shared counters' admission (after `enter`); what `leave` releases."""
+        assert self.shared is not None
+        return await self.shared.enter(agent)
+
+    def leave(self, m: Meter, agent: str, member: str | None) -> None:
         m.open -= 1
+        if member is not None and self.shared is not None:
+            self.shared.leave(agent, member)
 
     name = "limits"  # a `settled` hook of the settlement, after the levers' (settle.py)
 
     def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
-        if ctx.agent.limits.tokens_per_minute is not None:
-            self.charge(call.agent, outcome.usage.input_tokens + outcome.usage.output_tokens)
+        tpm = ctx.agent.limits.tokens_per_minute
+        if tpm is not None:
+            tokens = outcome.usage.input_tokens + outcome.usage.output_tokens
+            if self.shared is not None:
+                self.shared.charge(call.agent, tokens, tpm)
+            else:
+                self.charge(call.agent, tokens)
 
     def charge(self, agent: str, tokens: int) -> None:
         """A call of `agent` settled with `tokens` (input + output): taken from its tokens-per-minute bucket."""
