@@ -227,3 +227,30 @@ def test_sighup_applies_a_valid_file_and_refuses_an_invalid_one(served: Any) -> 
     ask(anthropic.Anthropic(base_url=url, api_key=keys["alice"], max_retries=0))
     with pytest.raises(anthropic.APIStatusError):
         ask(client)
+
+
+def test_a_reload_that_changes_what_needs_a_restart_is_refused_and_the_old_config_stays(
+    sim: Any, tmp_path: Path
+) -> None:
+    keys = {n: f"pm-{n}-" + secrets.token_hex(8) for n in ("alice", "olivia", "bob")}
+    raw = fleet(sim.url, keys, tmp_path)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    gw = Gateway(parse(raw, env=ENV), fleet_file=path, env=ENV)
+    with ServerThread(gw) as srv:
+        g = Live(srv.url, gw, keys)
+        moved = {**raw, "providers": {**raw["providers"], "other": {"kind": "openai", "api_key_env": "SIM_KEY"}}}
+        path.write_text(yaml.safe_dump(moved))
+        r = g.admin("POST", "/admin/fleet/reload")
+        assert r.status_code == 400 and "providers: changed; restart" in r.text
+        raw["agents"]["bob"]["daily_usd"] = "ten"
+        path.write_text(yaml.safe_dump(raw))
+        r = g.admin("POST", "/admin/fleet/reload")
+        assert r.status_code == 400 and "agents.bob.daily_usd" in r.text
+        assert "fleet.reload_refused" in g.events()
+        assert gw.config.agents["bob"].daily_usd == 5
+        raw["agents"]["bob"]["daily_usd"] = "7"
+        path.write_text(yaml.safe_dump(raw))
+        assert g.admin("POST", "/admin/fleet/reload").status_code == 200
+        assert gw.config.agents["bob"].daily_usd == 7
+        ask(g.claude(keys["bob"]))

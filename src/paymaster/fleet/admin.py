@@ -7,6 +7,7 @@ POST  /admin/agents/{name}/keys           a further key (shown once)
 POST  /admin/agents/{name}/keys/rotate    {"grace_s": S?} a new key; the others work S more seconds (admin.key_grace_s)
 POST  /admin/keys/{id}/revoke             refused everywhere from now on
 GET   /admin/keys[?agent=NAME]            the keys (id, agent, created, expires, revoked — never the key)
+POST  /admin/fleet/reload                 re-read fleet.yaml, as SIGHUP does: 200 applied, 400 refused (old stays)
 """
 
 from __future__ import annotations
@@ -76,7 +77,12 @@ async def handle(fleet: Fleet, scope: Scope, h: dict[bytes, bytes], receive: Rec
         case "POST", ["keys", kid, "revoke"]:
             row = await fleet.revoke(kid)
             await json_response(send, row.public(now))
-        case _, ["agents" | "keys", *_]:
+        case "POST", ["fleet", "reload"]:
+            ok, problems = await fleet.reload()
+            if not ok:
+                raise BadRequest("fleet.yaml refused, the old config stays: " + "; ".join(problems))
+            await json_response(send, {"reloaded": True, "agents": len(fleet.gw.config.agents)})
+        case _, ["agents" | "keys" | "fleet", *_]:
             raise MethodNotAllowed(f"{method} is not allowed on {scope['path']}")
         case _:
             raise NotFound(f"no admin route {scope['path']}")

@@ -15,7 +15,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-
 SQLITE_MIGRATION = (
     "003_fleet",
     """
