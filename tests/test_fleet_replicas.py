@@ -33,7 +33,9 @@ def admin(port: int, method: str, path: str, body: Any = None) -> Any:
 
 
 def test_a_key_rotated_or_revoked_on_one_replica_holds_on_the_other_within_a_second(
-    sim_process: str, tmp_path: Path, shared: Shared
+    sim_process: str,  # noqa: F811  (the fixture)
+    tmp_path: Path,
+    shared: Shared,
 ) -> None:
     key = "pm-alice-replicas"
     agents = {"alice": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(key)}}
@@ -62,7 +64,7 @@ def test_a_key_rotated_or_revoked_on_one_replica_holds_on_the_other_within_a_sec
         stop(procs)
 
 
-def test_limits_are_shared_by_replicas(sim_process: str, tmp_path: Path, shared: Shared) -> None:
+def test_limits_are_shared_by_replicas(sim_process: str, tmp_path: Path, shared: Shared) -> None:  # noqa: F811
     keys = {"bob": "pm-bob-replicas", "alice": "pm-alice-replicas"}
     agents = {
         "bob": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(keys["bob"]),
