@@ -1,0 +1,91 @@
+"""A bystander's latency while a noisy agent hammers the gateway: the denial-of-wallet limits at work.
+
+    python bench/limits.py [--calls N] [--noisy-concurrency N] [--rounds N]
+
+One gateway (its own process, pinned to core 0 by the measurement rule), two agents: `bystander` (no limits)
+sends `--calls` calls one at a time; `noisy` (requests_per_minute 600, max_in_flight 4, loop detector blocking
+after 5 near-identical calls) sends the same call from `--noisy-concurrency` workers that wait out each 429's
+retry-after (at most 1 s, so the pressure stays on). In alternating rounds the bystander runs alone and beside
+the noisy agent; the bystander's p50 beside it should be within 10 % of its p50 alone. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _harness import Run, load, median, stack  # noqa: E402
+
+ASK = {"model": "claude-haiku-4-5", "max_tokens": 64}
+BYSTANDER = {**ASK, "messages": [{"role": "user", "content": "Summarise the report. [sim:tokens=40]"}]}
+NOISY = {**ASK, "messages": [{"role": "user", "content": "The tool failed. Try again. [sim:tokens=40]"}]}
+LIMITS = {"requests_per_minute": 600, "max_in_flight": 4, "loop_calls": 5, "loop_window_s": 10, "loop_block": True}
+AGENT = {"model": "claude-haiku-4-5", "daily_usd": 1_000_000, "monthly_usd": 10_000_000}
+
+
+async def hammer(url: str, key: str, workers: int, stop: asyncio.Event) -> dict[int, int]:
+    statuses: dict[int, int] = {}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    async with aiohttp.ClientSession(headers=headers) as s:
+
+        async def worker() -> None:
+            while not stop.is_set():
+                async with s.post(url + "/v1/messages", json=NOISY) as r:
+                    await r.read()
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+                if r.status == 429:
+                    await asyncio.sleep(min(1.0, float(r.headers.get("retry-after", "1"))))
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    return statuses
+
+
+async def round_(url: str, keys: dict[str, str], calls: int, noisy: int) -> tuple[Run, dict[int, int]]:
+    headers = {"x-api-key": keys["bystander"], "anthropic-version": "2023-06-01"}
+    stop = asyncio.Event()
+    noise = asyncio.create_task(hammer(url, keys["noisy"], noisy, stop)) if noisy else None
+    if noise:
+        await asyncio.sleep(0.5)  # the noisy agent is at it before the bystander starts
+    run = await load(url + "/v1/messages", headers, BYSTANDER, calls, 1, warmup_calls=20)
+    stop.set()
+    return run, (await noise if noise else {})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=300, help="bystander calls per round (default 300)")
+    ap.add_argument("--noisy-concurrency", type=int, default=16, help="the noisy agent's workers (default 16)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of each kind, alternating (default 2)")
+    args = ap.parse_args()
+    agents: dict[str, dict[str, Any]] = {"bystander": AGENT, "noisy": {**AGENT, "limits": LIMITS}}
+    alone: list[float] = []
+    beside: list[float] = []
+    noise: dict[int, int] = {}
+    t0 = time.perf_counter()
+    with stack(agents) as st:
+        for i in range(args.rounds * 2):
+            noisy = args.noisy_concurrency if (i % 2 == 1) else 0
+            run, statuses = asyncio.run(round_(st.gw_url, st.keys, args.calls, noisy))
+            assert run.statuses == {200: args.calls}, f"the bystander was refused: {run.statuses}"
+            (beside if noisy else alone).append(run.pct(50))
+            for k, v in statuses.items():
+                noise[k] = noise.get(k, 0) + v
+    a, b = median(alone), median(beside)
+    print(f"bystander p50 over {args.rounds} rounds each of {args.calls} calls ({time.perf_counter() - t0:.0f} s)\n")
+    print("| bystander | p50 ms |")
+    print("|---|---|")
+    print(f"| alone | {a:.3f} |")
+    print(f"| beside a noisy agent ({args.noisy_concurrency} workers) | {b:.3f} |")
+    print(f"\nratio {b / a:.3f} (target <= 1.10); the noisy agent's answers: {dict(sorted(noise.items()))}")
+
+
+if __name__ == "__main__":
+    main()
