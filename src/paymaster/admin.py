@@ -93,6 +93,7 @@ def agent_view(gw: Admin, name: str) -> dict[str, Any]:
         "models": list(a.models),
         "max_tokens": a.max_tokens,
         "status": gw.board.status[name].public(),
+        "disabled": gw.fleet is not None and name in gw.fleet.disabled,
         "remaining_daily_usd": usd_str(day) if day is not None else None,
         "remaining_monthly_usd": usd_str(month) if month is not None else None,
         "windows": gw.budget.view(name),

@@ -16,11 +16,9 @@ import math
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
 from ..config import AGENT_NAME, AGENT_NAME_RULE, hash_key
 from ..errors import BadRequest, MethodNotAllowed, NotFound
-from ..http import Receive, Scope, Send, json_response
+from ..http import Receive, Scope, Send, json_response, read_json
 from .live import Fleet, key_id, new_key
 from .tables import AgentRow, KeyRow
 
@@ -29,7 +27,7 @@ MAX_BODY = 1 << 16
 
 async def handle(fleet: Fleet, scope: Scope, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:
     method, parts = scope["method"], scope["path"].strip("/").split("/")[1:]
-    body = await _body(receive) if method in ("POST", "PATCH") else {}
+    body = await _body(receive, h) if method in ("POST", "PATCH") else {}
     now = fleet.gw.clock()
     match method, parts:
         case "GET", ["keys"]:
@@ -105,23 +103,9 @@ def _known(fleet: Fleet, name: str) -> None:
         raise NotFound(f"no agent named {name!r}")
 
 
-async def _body(receive: Receive) -> dict[str, Any]:
-    raw = b""
-    more = True
-    while more:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise BadRequest("client disconnected while sending the request")
-        raw += msg.get("body", b"")
-        if len(raw) > MAX_BODY:
-            raise BadRequest(f"request body over {MAX_BODY} bytes")
-        more = msg.get("more_body", False)
-    if not raw.strip():
+async def _body(receive: Receive, h: dict[bytes, bytes]) -> dict[str, Any]:
+    """The JSON object sent, or {} when nothing is (`POST …/disable` needs no body)."""
+    if h.get(b"content-length", b"0") == b"0" and b"transfer-encoding" not in h:
         return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(f"request body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
+    body, _ = await read_json(receive, h, MAX_BODY)
     return body
