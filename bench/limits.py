@@ -6,7 +6,8 @@ One gateway (its own process, pinned to core 0 by the measurement rule), two age
 sends `--calls` calls one at a time; `noisy` (requests_per_minute 600, max_in_flight 4, loop detector blocking
 after 5 near-identical calls) sends the same call from `--noisy-concurrency` workers that wait out each 429's
 retry-after (at most 1 s, so the pressure stays on). In alternating rounds the bystander runs alone and beside
-the noisy agent; the bystander's p50 beside it should be within 10 % of its p50 alone. Prints a Markdown table.
+the noisy agent; the bystander's p50 beside it should be within 10 % of its p50 alone. Prints a Markdown table,
+after what the check itself costs in this process (`Limits.enter` + leave, every limit on vs none).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import sys
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +61,39 @@ async def round_(url: str, keys: dict[str, str], calls: int, noisy: int) -> tupl
     return run, (await noise if noise else {})
 
 
+def enter_cost(n: int = 200_000) -> tuple[float, float]:
+    """µs per call of the limits' check: an agent with every limit on (never refused), and one with none."""
+    from paymaster.blackboard import Blackboard
+    from paymaster.config import Agent, AgentLimits
+    from paymaster.limits import Limits
+
+    every = AgentLimits(10_000_000, 10_000_000_000, 1000, 1_000_000, 60.0)
+
+    def agent(name: str, lim: AgentLimits) -> Agent:
+        return Agent(name, "", "m", ("m",), None, None, 64, limits=lim)
+
+    on, off = agent("on", every), agent("off", AgentLimits())
+    limits = Limits(Blackboard(["on", "off"]))
+
+    def with_limits() -> None:
+        m = limits.enter(on, BYSTANDER)
+        assert m is not None
+        limits.leave(m, "on", None)
+
+    def without() -> None:
+        limits.enter(off, BYSTANDER)
+
+    return tuple(timeit.timeit(f, number=n) / n * 1e6 for f in (with_limits, without))  # type: ignore[return-value]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=300, help="bystander calls per round (default 300)")
     ap.add_argument("--noisy-concurrency", type=int, default=16, help="the noisy agent's workers (default 16)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of each kind, alternating (default 2)")
     args = ap.parse_args()
+    on, off = enter_cost()
+    print(f"limits check: {on:.2f} µs per call with every limit on, {off:.2f} µs with none\n")
     agents: dict[str, dict[str, Any]] = {"bystander": AGENT, "noisy": {**AGENT, "limits": LIMITS}}
     alone: list[float] = []
     beside: list[float] = []
