@@ -254,3 +254,22 @@ def test_a_reload_that_changes_what_needs_a_restart_is_refused_and_the_old_confi
         assert g.admin("POST", "/admin/fleet/reload").status_code == 200
         assert gw.config.agents["bob"].daily_usd == 7
         ask(g.claude(keys["bob"]))
+
+
+def test_a_reload_taking_out_a_blocked_agent_applies_and_its_key_is_refused(sim: Any, tmp_path: Path) -> None:
+    keys = {n: f"pm-{n}-" + secrets.token_hex(8) for n in ("alice", "olivia", "bob")}
+    raw = fleet(sim.url, keys, tmp_path, agents={"bob": {"model": "claude-haiku-4-5", "daily_usd": "0.0000001"}})
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    gw = Gateway(parse(raw, env=ENV), fleet_file=path, env=ENV)
+    with ServerThread(gw) as srv:
+        g = Live(srv.url, gw, keys)
+        with pytest.raises(anthropic.APIStatusError):
+            ask(g.claude(keys["bob"]))
+        assert gw.board.status["bob"].state == "blocked"
+        del raw["agents"]["bob"]
+        path.write_text(yaml.safe_dump(raw))
+        assert g.admin("POST", "/admin/fleet/reload").status_code == 200
+        with pytest.raises(anthropic.AuthenticationError):
+            ask(g.claude(keys["bob"]))
+        ask(g.claude(keys["alice"]))
