@@ -229,7 +229,7 @@ def test_config_schema_describes_every_section_and_refuses_unknown_keys():
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
         "timezone", "listen", "ledger", "durability", "admin", "limits", "defaults",
-        "fleet", "providers", "models", "agents", "tasks", "routing", "translation",
+        "fleet", "providers", "models", "agents", "tasks", "routing", "translation", "observability",
         "store", "reservations", "replica_lease_s", "on_store_outage",
     }  # fmt: skip
     agent = schema["$defs"]["AgentFile"]
@@ -302,3 +302,20 @@ def test_the_package_exports_what_it_names():
     public = {n for n in vars(config) if not n.startswith("_")} - {"build", "errors", "fleet_file", "model", "values"}
     public -= {"yaml_file", "reference", "annotations"}
     assert public == set(config.__all__)
+
+
+def test_observability_settings(tmp_path: Path):
+    from paymaster.config import ConfigError, parse
+
+    raw = base()
+    raw["observability"] = {"access_log": "logs/access.log", "log_prompts": True, "metrics_max_series": 50}
+    c = parse(raw, env={"SIM_KEY": "x"}, base=tmp_path)
+    assert c.observability.access_log == str(tmp_path / "logs/access.log")
+    assert c.observability.log_prompts is True and c.observability.metrics_max_series == 50
+    assert parse(base(), env={"SIM_KEY": "x"}).observability.access_log == "stderr"
+    raw["observability"] = {"metrics_max_series": 0, "log_prompts": "yes", "access_logs": "off"}
+    with pytest.raises(ConfigError) as e:
+        parse(raw, env={"SIM_KEY": "x"})
+    text = str(e.value)
+    assert "observability.metrics_max_series" in text and "observability.log_prompts" in text
+    assert "observability.access_logs" in text

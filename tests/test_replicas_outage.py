@@ -157,6 +157,11 @@ def test_admin_views_read_the_shared_ledger(relayed, shared):
     assert alice["savings"]["today"]["calls"] == 1
     assert run.admin("/admin/ledger", agent="nobody").json()["data"] == []
     assert run.admin("/healthz", key=ADMIN_KEY).status_code == 200
+    r = run.admin("/admin/overview")
+    assert r.status_code == 200, r.text
+    overview = r.json()  # the dashboard's data, read from Postgres
+    assert [c["id"] for c in overview["recent"]] == [call_id]
+    assert sum(float(v) for v in overview["spend"]["month"]["agents"]["alice"]) > 0
 
 
 def test_report_reads_the_shared_ledger(relayed, shared, capsys):

@@ -3,6 +3,7 @@
 GET /admin/agents            every agent: status, spend, reserved and remaining per window
 GET /admin/agents/{name}     one agent
 GET /admin/events            Server-Sent Events: agent.blocked / agent.unblocked / budget.threshold
+GET /admin/overview          what the dashboard draws (dashboard/overview.py)
 GET /admin/ledger            the ledger, paged (?after=SEQ&limit=N) and filtered
                              (?agent= &status= &model= &since= &until= &reconcile=)
 """
@@ -18,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
+from . import dashboard
 from .blackboard import Blackboard
 from .budget import Budget
 from .call import Usage
@@ -49,9 +51,11 @@ class Admin:
 async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
     h = header_map(scope)
     key = bearer_or_key(h)
-    if not key:
+    if scope["method"] == "GET" and not key and dashboard.signed_in(gw.config, h):  # the dashboard's cookie: reads
+        pass
+    elif not key:
         raise Unauthorized("missing admin key")
-    if gw.config.admin_key_hash is None or not hmac.compare_digest(hash_key(key), gw.config.admin_key_hash):
+    elif gw.config.admin_key_hash is None or not hmac.compare_digest(hash_key(key), gw.config.admin_key_hash):
         if gw.config.agent_by_key(key) is not None:
             raise Forbidden("an agent key cannot read admin endpoints")
         raise Unauthorized("invalid admin key")
@@ -78,6 +82,8 @@ async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
         await json_response(send, agent_view(gw, name))
     elif path == "/admin/ledger":
         await json_response(send, ledger(gw, scope))
+    elif path == "/admin/overview":
+        await json_response(send, dashboard.overview(gw))
     elif path == "/admin/events":
         await events(gw, h, receive, send)
     else:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from . import admin, model_route
+from . import admin, dashboard, model_route
 from .admission import Admission
 from .blackboard import Blackboard, Status, stored_events
 from .budget import Budget
@@ -45,6 +45,7 @@ from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
 from .limits import Limits
 from .limits_redis import RedisLimits
+from .metrics import Metrics
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .settle import Settler, answered
@@ -103,7 +104,10 @@ class Gateway:
         self.limits = Limits(self.board)  # denial-of-wallet limits; charged tokens as calls settle
         if isinstance(self.store, SharedStore):
             self.limits.shared = RedisLimits(self.store.counters.redis, self.store.replica)
-        self.exchange = Forwarder(self.budget, Settler(self.budget, (*hooked(self.levers, "settled"), self.limits)))
+        self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
+        self.exchange = Forwarder(
+            self.budget, Settler(self.budget, (*hooked(self.levers, "settled"), self.limits), self.metrics.settled)
+        )
         if fleet_file is not None and seed is None:
             seed = read_file(fleet_file)
         self.fleet = Fleet(self, seed, fleet_file, env)
@@ -165,15 +169,18 @@ class Gateway:
         if isinstance(self.store, SharedStore):
             await self.store.aclose()
         self.store.close()
+        self.metrics.log.close()
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.board.expire(self.clock())
+            self.metrics.log.flush()
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         api: Wire = wire_anthropic if path.startswith("/v1/messages") else wire_openai
+        trace = self.metrics.begin(path)  # None unless a call endpoint
         try:
             handler = self.routes.get((method, path))
             if handler is not None:
@@ -182,14 +189,21 @@ class Gateway:
                 await admin.handle(self.admin, scope, receive, send)
             elif method == "GET" and path.startswith(model_route.PREFIX):
                 await model_route.retrieve(self, scope, receive, send)
+            elif path == "/metrics" or path == "/dashboard" or path.startswith("/dashboard/"):
+                await dashboard.handle(self, scope, receive, send)
             elif any(p == path for _, p in self.routes):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise NotFound(f"no route {method} {path}")
         except GatewayError as e:
+            if trace is not None:
+                trace.error = e
             if path.startswith("/v1/models") and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
+        finally:
+            if trace is not None:
+                self.metrics.end(trace, scope)
 
     async def refuse(self, send: Send, api: Wire, e: GatewayError) -> None:
         final = e.status in (402, 413) or (isinstance(e, UpstreamFailed) and not e.retry)
@@ -315,7 +329,7 @@ class Gateway:
 
     async def answer(self, call: Call, answer: Answer, send: Send) -> None:
         """A lever answered in the provider's place: booked at zero cost, sent as the provider's would be."""
-        call_id = answered(call, answer, self.store, self.budget, self.clock())
+        call_id = answered(call, answer, self.store, self.budget, self.clock(), self.metrics.settled)
         headers = [*remaining_headers(self.budget, call.agent, call_id), *request_ids(call_id)]
         await respond(send, 200, answer.body, [*headers, *answer.headers, (b"x-paymaster-cost-usd", b"0.000000")])
 

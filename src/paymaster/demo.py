@@ -60,6 +60,7 @@ def fleet(sim_url: str, keys: dict[str, str], ca_bundle: str | None = None) -> d
     return {
         "timezone": "UTC",
         "ledger": "ledger.db",
+        "observability": {"access_log": "access.log"},  # one JSON line per call, beside the ledger (not the terminal)
         "admin": {"key_env": "PAYMASTER_DEMO_ADMIN_KEY"},
         "fleet": {"daily_usd": 50, "monthly_usd": 500},
         "defaults": {"max_tokens": 1024},

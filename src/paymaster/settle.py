@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -93,9 +94,12 @@ def price(
 class Settler:
     """Prices an attempt, lets the levers see it, and books it through the budget."""
 
-    def __init__(self, budget: Budget, settled_hooks: tuple[Any, ...]) -> None:
+    def __init__(
+        self, budget: Budget, settled_hooks: tuple[Any, ...], booked: Callable[[Call, LedgerRow], None] | None = None
+    ) -> None:
         self.budget = budget
         self.hooks = settled_hooks  # the levers that define `settled`, in list order
+        self.booked = booked  # told of every row booked (metrics, the access log)
 
     def __call__(
         self,
@@ -162,6 +166,8 @@ class Settler:
             baseline_cost_nanos=columns.get("baseline_cost_nanos", nanos) if exact else nanos,
         )
         self.budget.settle(t, row)
+        if self.booked is not None:
+            self.booked(call, row)
         return p.cost_usd
 
 
@@ -202,29 +208,37 @@ def search_fee_shortfall(rates: Rates, u: Usage) -> Decimal:
     return n * max(Decimal(0), Decimal(str(data()["openai"]["web_search"]["fee_usd"])) - fee)
 
 
-def answered(call: Call, answer: Answer, store: SQLiteStore | SharedStore, budget: Budget, now: float) -> str:
+def answered(
+    call: Call,
+    answer: Answer,
+    store: SQLiteStore | SharedStore,
+    budget: Budget,
+    now: float,
+    booked: Callable[[Call, LedgerRow], None] | None = None,
+) -> str:
     """Book a call a lever answered in the provider's place (the response cache): zero cost, a ledger row
     saying where the answer came from and what making it cost. Returns the call's id."""
     p = budget.calendar.periods(now)
     call_id = "pm_" + secrets.token_hex(12)
-    store.book(
-        LedgerRow(
-            id=call_id,
-            ts=now,
-            agent=call.agent,
-            api=call.api,
-            provider="gateway",
-            model_requested=call.model,
-            model=answer.model,
-            status=answer.source,
-            max_tokens=call.max_tokens or 0,
-            cost_usd="0",
-            cost_nanos=0,
-            day=p.day,
-            month=p.month,
-            task=call.task or "",
-            max_tokens_requested=call.max_tokens_requested or 0,
-            uncached_cost_nanos=answer.cost_nanos,
-        )
+    row = LedgerRow(
+        id=call_id,
+        ts=now,
+        agent=call.agent,
+        api=call.api,
+        provider="gateway",
+        model_requested=call.model,
+        model=answer.model,
+        status=answer.source,
+        max_tokens=call.max_tokens or 0,
+        cost_usd="0",
+        cost_nanos=0,
+        day=p.day,
+        month=p.month,
+        task=call.task or "",
+        max_tokens_requested=call.max_tokens_requested or 0,
+        uncached_cost_nanos=answer.cost_nanos,
     )
+    store.book(row)
+    if booked is not None:
+        booked(call, row)
     return call_id

@@ -30,6 +30,7 @@ from .model import (
     Config,
     Management,
     Model,
+    Observability,
     Provider,
     ResponseCache,
     Routing,
@@ -203,9 +204,18 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         prices=prices,
         routing=routing,
         management=Management(f.admin.key_grace_s, f.admin.poll_s),
-        shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
+        observability=_observability(f, base),
         translation=f.translation.policy,
+        shared=Shared(f.reservations, f.ledger, f.replica_lease_s, f.on_store_outage) if f.reservations else None,
     )
+
+
+def _observability(f: FleetFile, base: Path | None) -> Observability:
+    o = f.observability
+    log = o.access_log
+    if log not in ("stderr", "off") and base is not None and not Path(log).is_absolute():
+        log = str(base / log)
+    return Observability(log, o.log_prompts, o.metrics_max_series)
 
 
 def _key_hash(sha256: str | None, var: str | None, env: Mapping[str, str]) -> str | None:

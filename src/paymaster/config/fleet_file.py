@@ -220,6 +220,16 @@ class RoutingFile(Part):
         return self
 
 
+class ObservabilityFile(Part):
+    access_log: Text = Field(
+        "stderr", description="one JSON line per call: stderr, off, or a file (relative to fleet.yaml), appended to"
+    )
+    log_prompts: Flag = Field(False, description="each access-log line also carries the request body")
+    metrics_max_series: Annotated[int, Whole(1, 100_000)] = Field(
+        1000, description="(agent, model) pairs /metrics keeps apart; the rest are counted as agent=_other"
+    )
+
+
 class TranslationFile(Part):
     """Translation between the two APIs (compat, issue 18)."""
 
@@ -271,6 +281,9 @@ class FleetFile(Part):
     )
     tasks: Section[TaskFile] = Field(default_factory=dict, description="task types (x-paymaster-task), fleet-wide")
     routing: RoutingFile = Field(default_factory=RoutingFile, description="model: auto tiers, fallbacks")
+    observability: ObservabilityFile = Field(
+        default_factory=ObservabilityFile, description="the access log and /metrics"
+    )
     translation: TranslationFile = Field(
         default_factory=TranslationFile, description="calls served by the other API's models"
     )

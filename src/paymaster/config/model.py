@@ -158,6 +158,15 @@ class Routing:
 
 
 @dataclass(frozen=True)
+class Observability:
+    """Issue 11: the access log and /metrics (metrics.py)."""
+
+    access_log: str = "stderr"  # "stderr" | "off" | a file path (resolved against fleet.yaml's folder)
+    log_prompts: bool = False  # the fleet opts in to the request body in each access-log line
+    metrics_max_series: int = 1000  # (agent, model) pairs /metrics keeps apart; the rest fold into agent="_other"
+
+
+@dataclass(frozen=True)
 class Shared:
     """Replicas sharing one budget (issue 15): live counters in Redis, the ledger in Postgres."""
 
@@ -186,9 +195,10 @@ class Config:
     agents: dict[str, Agent]
     prices: PriceTable
     routing: Routing = Routing()
+    observability: Observability = Observability()
+    translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     shared: Shared | None = None  # replicas: Redis counters + Postgres ledger
     management: Management = Management()
-    translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 

@@ -87,6 +87,15 @@ class Fleet:
             raise Forbidden(f"agent {agent.name!r} is disabled")
         return agent
 
+    def known(self, key: str) -> Agent | None:
+        """The agent a key names, refused or not (metrics name the agent of a refused call)."""
+        try:
+            return self.agent(key)
+        except Forbidden:
+            return self._seen[key][0]
+        except Unauthorized:
+            return None
+
     def _lookup(self, key: str) -> tuple[Agent, float]:
         self._seen.pop(key, None)
         h = hash_key(key)

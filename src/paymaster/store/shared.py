@@ -393,6 +393,10 @@ class SharedStore:
         except StoreDown:
             return 0
 
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read-only query written once for SQLite and Postgres (`?` placeholders; see `queries`)."""
+        return [tuple(r) for r in self.reader.fetch(sql, args)]
+
     def ledger(self, **filters: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in self.reader.fetch(*queries.ledger(**filters))]
 

@@ -29,7 +29,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..fleet.tables import SQLITE_MIGRATION
@@ -342,6 +342,10 @@ class SQLiteStore:
         """Calls in the journal on disk with neither a settlement nor a ledger row (another process may be
         running, or one stopped mid-call)."""
         return sum(1 for row in self.unbooked(self.journal.scan()) if row.status == "crashed")
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read-only query written once for SQLite and Postgres (`?` placeholders; see `queries`)."""
+        return [tuple(r) for r in self.conn.execute(sql, tuple(args)).fetchall()]
 
     def ledger(self, **filters: Any) -> list[dict[str, Any]]:
         """Ledger rows in `seq` order, filtered (`queries.ledger`)."""
