@@ -56,7 +56,13 @@ def start_sim(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the simulator did not start")
 
 
-def gateway(port: int, api: str, key: str) -> Gateway:
+# --limits: every denial-of-wallet limit on, set high enough never to refuse (the loop detector sees the same
+# call every time, below its threshold): what checking them costs a call
+LIMITS = {"requests_per_minute": 10_000_000, "tokens_per_minute": 10_000_000_000, "max_in_flight": 1000,
+          "loop_calls": 1_000_000, "loop_window_s": 60}  # fmt: skip
+
+
+def gateway(port: int, api: str, key: str, limits: bool = False) -> Gateway:
     url = f"http://127.0.0.1:{port}"
     raw = {
         "ledger": f"{tempfile.mkdtemp()}/ledger.db",
@@ -71,6 +77,7 @@ def gateway(port: int, api: str, key: str) -> Gateway:
                 "monthly_usd": 10000,
                 "max_tokens": 256,
                 "key_sha256": hash_key(key),
+                **({"limits": LIMITS} if limits else {}),
             }
         },
     }
@@ -79,7 +86,7 @@ def gateway(port: int, api: str, key: str) -> Gateway:
 
 async def run(args: argparse.Namespace, port: int) -> None:
     key = "pm-" + secrets.token_hex(8)
-    gw = gateway(port, args.api, key)
+    gw = gateway(port, args.api, key, args.limits)
     msgs = [{"role": "user", "content": "Say hello in a few words, please."}]
     body = orjson.dumps({"model": MODELS[args.api], "max_tokens": 64, "messages": msgs})
     if args.api == "anthropic":
@@ -138,6 +145,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=3000, help="measured calls (default 3000)")
     ap.add_argument("--warmup", type=int, default=200, help="calls before measuring (default 200)")
     ap.add_argument("--api", choices=sorted(MODELS), default="anthropic", help="the API the agent speaks")
+    ap.add_argument("--limits", action="store_true", help="the agent has every denial-of-wallet limit on")
     ap.add_argument("--profile", action="store_true", help="run the measured calls under cProfile")
     ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumtime, ncalls)")
     ap.add_argument("--top", type=int, default=30, help="functions to print with --profile")

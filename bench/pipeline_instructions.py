@@ -1,7 +1,7 @@
 """The gateway's user-space instructions per call: `bench/pipeline_cpu.py` run twice under valgrind
 (callgrind), with LONG and SHORT measured calls; (I(LONG) - I(SHORT)) / (LONG - SHORT) cancels start-up.
 
-    python bench/pipeline_instructions.py [--api anthropic|openai] [--long 400] [--short 100] [--tree DIR]
+    python bench/pipeline_instructions.py [--api anthropic|openai] [--long 400] [--short 100] [--tree DIR] [--limits]
 
 Unlike CPU time, the count does not move with the machine's load, so it compares two checkouts on a busy
 machine (`--tree` runs the bench against another checkout's venv and sources). It leaves out kernel time
@@ -20,10 +20,10 @@ from pathlib import Path
 BENCH = Path(__file__).with_name("pipeline_cpu.py")
 
 
-def instructions(tree: Path, api: str, calls: int) -> int:
+def instructions(tree: Path, api: str, calls: int, extra: tuple[str, ...] = ()) -> int:
     cmd = [
         "taskset", "-c", "0", "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        str(tree / ".venv/bin/python"), str(BENCH), "--api", api, "--calls", str(calls), "--warmup", "20",
+        str(tree / ".venv/bin/python"), str(BENCH), "--api", api, "--calls", str(calls), "--warmup", "20", *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts in both runs
     out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
@@ -39,10 +39,16 @@ def main() -> None:
     ap.add_argument("--long", type=int, default=400, help="measured calls in the long run (default 400)")
     ap.add_argument("--short", type=int, default=100, help="measured calls in the short run (default 100)")
     ap.add_argument("--tree", type=Path, default=BENCH.parent.parent, help="checkout to measure (its .venv)")
+    ap.add_argument("--limits", action="store_true", help="also with every denial-of-wallet limit on: the difference")
     args = ap.parse_args()
-    long_, short = (instructions(args.tree, args.api, n) for n in (args.long, args.short))
-    per_call = (long_ - short) / (args.long - args.short)
-    print(f"{args.api}: {per_call:,.0f} instructions per call ({args.tree})")
+    runs = [("limits off", ())] + ([("limits on", ("--limits",))] if args.limits else [])
+    counts = []
+    for label, extra in runs:
+        long_, short = (instructions(args.tree, args.api, n, extra) for n in (args.long, args.short))
+        counts.append((long_ - short) / (args.long - args.short))
+        print(f"{args.api}: {counts[-1]:,.0f} instructions per call, {label} ({args.tree})")
+    if len(counts) == 2:
+        print(f"{args.api}: limits add {counts[1] - counts[0]:,.0f} instructions per call")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ async def scenario(shared: Shared, steps: list[tuple]) -> None:
     async def reset() -> None:
         c = await asyncpg.connect(shared.postgres_url)
         try:
-            for t in ("ledger", "pending", "replicas", "events"):
+            for t in ("ledger", "pending", "replicas", "events", "fleet_agents", "fleet_keys", "fleet_version"):
                 await c.execute(f"DROP TABLE IF EXISTS {t}")
             await c.execute("DROP TABLE IF EXISTS migrations")
         finally:

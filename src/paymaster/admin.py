@@ -48,6 +48,7 @@ class Admin:
     board: Blackboard
     clock: Callable[[], float]
     routing: Callable[[], dict[str, Any]] = dict  # what routing learnt (the routing lever's view)
+    fleet: Any = None  # fleet/live.py: run-time changes of agents and keys (fleet/admin.py)
 
 
 async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,6 +68,11 @@ async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
             raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
         body, _ = await read_json(receive, h, 1 << 16)
         await json_response(send, reconcile(gw, path.split("/")[3], body))
+        return
+    if gw.fleet is not None and (scope["method"] != "GET" or path.startswith("/admin/keys")):
+        from .fleet.admin import handle as change  # agents added / set / disabled, keys created / rotated / revoked
+
+        await change(gw.fleet, scope, h, receive, send)
         return
     if scope["method"] != "GET":
         raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")
@@ -98,6 +104,7 @@ def agent_view(gw: Admin, name: str) -> dict[str, Any]:
         "models": list(a.models),
         "max_tokens": a.max_tokens,
         "status": gw.board.status[name].public(),
+        "disabled": gw.fleet is not None and name in gw.fleet.disabled,
         "remaining_daily_usd": usd_str(day) if day is not None else None,
         "remaining_monthly_usd": usd_str(month) if month is not None else None,
         "windows": gw.budget.view(name),

@@ -10,10 +10,14 @@ failures `upstream_errors.py` maps in one table), settlement (`settle.py`). Admi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import secrets
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,15 +29,28 @@ from .batch import api_anthropic as batch_anthropic
 from .batch import api_openai as batch_openai
 from .batch import routes as batch_routes
 from .batch.service import Batches
-from .blackboard import Blackboard, stored_events
+from .blackboard import Blackboard, Status, stored_events
 from .budget import Budget
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, Config, Task
-from .errors import BadRequest, BudgetBusy, GatewayError, MethodNotAllowed, NotFound, Unauthorized, UpstreamFailed
+from .config.yaml_file import read_file
+from .errors import (
+    BadRequest,
+    BudgetBusy,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UpstreamFailed,
+)
 from .exchange import Exchange, Forwarder, remaining_headers
+from .fleet.live import Fleet
 from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import LEVERS, build
 from .levers.base import Answer, Bill, LeverContext, hooked
+from .limits import Limits
+from .limits_redis import RedisLimits
 from .metrics import Metrics
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
@@ -61,8 +78,17 @@ PATHS = {"responses": "/responses", "embeddings": "/embeddings"}  # an OpenAI pr
 
 class Gateway:
     def __init__(
-        self, config: Config, *, clock: Callable[[], float] = time.time, levers: tuple[str, ...] = LEVERS
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        levers: tuple[str, ...] = LEVERS,
+        fleet_file: Path | None = None,
+        seed: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`fleet_file` / `seed`: fleet.yaml (its path, or its parsed content) and `env` its variables, for
+        run-time fleet changes and SIGHUP reloads (fleet/live.py); without them the fleet is fixed."""
         self.config = config
         self.clock = clock
         self.board = Blackboard(list(config.agents))
@@ -91,13 +117,21 @@ class Gateway:
         )
         self.admission = Admission(config, self.budget, self.rates_of)
         self.book = ResponseBook(config.ledger)  # the Responses API's stored responses: owners, context sizes
+        self.limits = Limits(self.board)  # denial-of-wallet limits; charged tokens as calls settle
+        if isinstance(self.store, SharedStore):
+            self.limits.shared = RedisLimits(self.store.counters.redis, self.store.replica)
         self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
-        settled = (*hooked(self.levers, "settled"), self.book)
+        settled = (*hooked(self.levers, "settled"), self.book, self.limits)
         self.undoers = hooked(self.levers, "undo")  # savings attribution (savings.py)
         self.exchange = Forwarder(
             self.budget, Settler(self.budget, settled, self.metrics.settled, self.undoers, self.price)
         )
-        self.admin = admin.Admin(config, self.store, self.budget, self.board, clock, self.routing_view)
+        if fleet_file is not None and seed is None:
+            seed = read_file(fleet_file)
+        self.fleet = Fleet(self, seed, fleet_file, env)
+        self.admin = admin.Admin(
+            config, self.store, self.budget, self.board, clock, routing=self.routing_view, fleet=self.fleet
+        )
         self.batches = Batches(self)  # deferred calls and batches: a durable queue beside the ledger
         self._tasks: set[asyncio.Task[None]] = set()
         self.alerts = Alerts(config, self.board, self.budget, clock)  # projections and webhooks (alerts.py)
@@ -137,9 +171,24 @@ class Gateway:
     async def start(self) -> None:
         if isinstance(self.store, SharedStore):
             await shared_events.connect(self.store, self.board)
-        self._tasks.add(asyncio.create_task(self._tick()))
-        self._tasks.add(asyncio.create_task(self.batches.run()))
+        await self.fleet.start()
+        self.spawn(self._tick())
+        self.spawn(self.batches.run())
         self._tasks.update(self.alerts.tasks())
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # the main thread only
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.fleet.on_sighup)
+
+    def spawn(self, coro: Any) -> None:
+        self._tasks.add(asyncio.create_task(coro))
+
+    def reconfigure(self, config: Config) -> None:
+        """Run on `config` from the next call on (fleet/live.py: agents, keys, caps, limits changed)."""
+        self.config = config
+        for name in config.agents:
+            self.board.status.setdefault(name, Status())
+        self.admission.config = config
+        self.admin = dataclasses.replace(self.admin, config=config)
+        self.budget.reconfigure(config)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -201,6 +250,8 @@ class Gateway:
         headers: Headers = [(b"x-should-retry", b"false")] if final else []
         if isinstance(e, BudgetBusy):
             headers = [(b"retry-after", b"1")]
+        elif isinstance(e, RateLimited):
+            headers = [(b"retry-after", str(e.retry_after).encode())]
         headers += request_ids("req_" + secrets.token_hex(12))  # the gateway's own answer has its own id
         await respond(send, e.status, api.error_body(e), headers)
 
@@ -208,10 +259,7 @@ class Gateway:
         key = bearer_or_key(h)
         if not key:
             raise Unauthorized("missing API key: send the agent's Paymaster key as x-api-key or a Bearer token")
-        agent = self.config.agent_by_key(key)
-        if agent is None:
-            raise Unauthorized("invalid API key")
-        return agent
+        return self.fleet.agent(key)  # Unauthorized / Forbidden (disabled)
 
     # -- one call, top to bottom ---------------------------------------------------------------------
 
@@ -231,7 +279,15 @@ class Gateway:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
         body, raw = await read_json(receive, h, self.config.max_body_bytes)
-        await self.run(api, agent, body, len(raw), h, receive, send)
+        meter = self.limits.enter(agent, body)  # 429 over a denial-of-wallet limit
+        member = None
+        try:
+            if meter is not None and self.limits.shared is not None:
+                member = await self.limits.enter_shared(agent)  # replicas: the counters in Redis
+            await self.run(api, agent, body, len(raw), h, receive, send)
+        finally:
+            if meter is not None:
+                self.limits.leave(meter, agent.name, member)
 
     async def run(
         self,

@@ -181,6 +181,19 @@ class Budget:
             None  # set (and replaced) at every settlement  # per agent, for the current day
         )
 
+    def reconfigure(self, config: Config) -> None:
+        """Caps changed at run time (fleet/live.py): new windows from the next call; a blocked agent a raised
+        cap makes room for is unblocked (agent.unblocked), and calls waiting for budget look again."""
+        self.config = config
+        caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
+        self._caps = {**self._caps, **caps}  # an agent taken out keeps its windows for its calls in flight
+        self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
+        self._windows.clear()
+        for name in config.agents:
+            self.refused.setdefault(name, 0)
+        self._unblock_if_room("a cap was raised")
+        self._wake()
+
     # -- windows -----------------------------------------------------------------------------------
 
     def windows(self, agent: str, now: float) -> list[Window]:
@@ -348,7 +361,11 @@ class Budget:
         """Unblock every blocked agent a minimal call fits again (spent went down: a reconcile)."""
         now = self.clock()
         for agent, st in self.board.status.items():
-            if st.state == "blocked" and self.minimal_call(agent) <= self._room(self.windows(agent, now)):
+            if (
+                st.state == "blocked"
+                and agent in self.config.agents  # not one taken out of the fleet at run time
+                and self.minimal_call(agent) <= self._room(self.windows(agent, now))
+            ):
                 self.board.unblock(agent, why)
 
     async def admit_waiting(

@@ -6,6 +6,7 @@ import argparse
 import json
 import secrets
 import sys
+from pathlib import Path
 
 from .config import Config, ConfigError, hash_key, json_schema, load
 from .store.errors import LedgerError
@@ -29,9 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--tasks", type=int, default=6, help="pipeline runs (default 6)")
     d.add_argument("--exit", action="store_true", help="stop after printing (for CI) instead of serving until Ctrl-C")
 
-    k = sub.add_parser("keys", help="make agent / admin keys")
-    k.add_argument("action", choices=["new", "hash"])
-    k.add_argument("key", nargs="?", help="for `hash`: the key to hash")
+    k = sub.add_parser("keys", help="make agent / admin keys; create, rotate, revoke on a running gateway")
+    k.add_argument("action", choices=["new", "hash", "create", "rotate", "revoke", "list"])
+    k.add_argument("key", nargs="?", help="hash: the key; create / rotate: the agent; revoke: the key id")
+    k.add_argument("--grace", type=float, help="rotate: seconds the old keys keep working (admin.key_grace_s)")
+    _gateway_args(k)
+
+    a = sub.add_parser("agents", help="add, set, disable or enable an agent on a running gateway")
+    a.add_argument("action", choices=["add", "set", "disable", "enable"])
+    a.add_argument("name")
+    a.add_argument("--model", help="default model")
+    a.add_argument("--models", help="comma-separated models the agent may call")
+    a.add_argument("--daily-usd", help="hard cap per day")
+    a.add_argument("--monthly-usd", help="hard cap per month")
+    a.add_argument("--max-tokens", type=int, help="output ceiling")
+    a.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                   help="any agent field of fleet.yaml, e.g. --set 'limits={\"requests_per_minute\": 60}'")  # fmt: skip
+    _gateway_args(a)
 
     r = sub.add_parser(
         "report",
@@ -75,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
 
+    if args.cmd == "agents" or (args.cmd == "keys" and args.action in ("create", "rotate", "revoke", "list")):
+        from .fleet.cli import run as fleet_run
+
+        return fleet_run(args)
     if args.cmd == "keys":
         key = args.key if args.action == "hash" else "pm-" + secrets.token_urlsafe(24)
         if not key:
@@ -113,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _gateway_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="fleet.yaml", help="fleet.yaml: where the gateway listens (listen:)")
+    p.add_argument("--url", help="the gateway's URL (default: from --config)")
+    p.add_argument("--admin-key-env", default="PAYMASTER_ADMIN_KEY", help="variable holding the admin key")
+
+
 def config_command(action: str, file: str, markdown: bool = False) -> int:
     """`config schema`: JSON Schema of fleet.yaml on stdout; `config check`: 0 if the file loads, else 1."""
     if action == "schema":
@@ -148,7 +173,7 @@ def command(args: argparse.Namespace, config: Config) -> int:
         except ProxyURLError as e:
             print(f"paymaster: bad proxy setting: {e}", file=sys.stderr)
             return 2
-        gateway = Gateway(config)
+        gateway = Gateway(config, fleet_file=Path(args.config))  # its file: run-time changes, SIGHUP reloads
         print(f"paymaster: serving {len(config.agents)} agents on http://{host}:{port} (ledger {config.ledger})")
         serve(gateway, host, port, log_level="info")
         return 0

@@ -12,6 +12,7 @@
      │                                               carries the window, spent, cap, reset time)
      ├── CallTooLarge         402 call_too_large    (this call cannot fit a window, smaller calls still do)
      ├── BudgetBusy           429 rate_limit_error  (only calls in flight hold the budget; retry)
+     ├── RateLimited          429 rate_limit_error  (an agent's denial-of-wallet limit, limits.py; retry-after)
      └── UpstreamFailed       502 / 504 api_error   (the provider could not be reached or timed out)
 
 Errors the provider itself returns are relayed as the provider sent them (same status and body).
@@ -72,6 +73,15 @@ class CallTooLarge(GatewayError):
 
 class BudgetBusy(GatewayError):
     status, kind, code = 429, "rate_limit_error", "budget_busy"
+
+
+class RateLimited(GatewayError):
+    status, kind = 429, "rate_limit_error"
+
+    def __init__(self, message: str, *, code: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.code = code  # requests_per_minute | tokens_per_minute | max_in_flight | loop_detected
+        self.retry_after = retry_after  # whole seconds, sent as the retry-after header
 
 
 class UpstreamFailed(GatewayError):

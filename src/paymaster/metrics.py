@@ -35,7 +35,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from .errors import BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError
+from .errors import BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, RateLimited
 from .http import Scope, bearer_or_key, header_map
 from .store.row import LedgerRow
 
@@ -52,7 +52,7 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 FLUSH_BYTES = 1 << 16
 NANOS = 1e9
 
-REFUSALS = (BudgetExceeded, CallTooLarge, BudgetBusy)  # counted per agent by their code
+REFUSALS = (BudgetExceeded, CallTooLarge, BudgetBusy, RateLimited)  # counted per agent by their code
 HTTP_OF_STATUS = {"ok": 200, "response_cache": 200, "timeout": 504, "unreachable": 502, "cut": 200}
 
 
@@ -230,7 +230,7 @@ class Metrics:
             self._latency(row.model).overhead.observe(max(0.0, total - upstream))
         else:
             key = bearer_or_key(header_map(scope))  # a refused call: no booking names its agent
-            found = self.gw.config.agent_by_key(key) if key else None
+            found = self.gw.fleet.known(key) if key else None
             agent = found.name if found is not None else ""
         code = ""
         if error is not None:

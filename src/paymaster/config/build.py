@@ -19,18 +19,20 @@ from pydantic import BaseModel, ValidationError
 
 from ..pricing import OVERRIDE_KEYS, PriceTable, UnknownModel
 from .errors import ConfigError, Problems, path_of
-from .fleet_file import AgentFile, CompressionFile, FleetFile, ProviderFile, RoutingFile, TaskFile
+from .fleet_file import AgentFile, AgentLimitsFile, CompressionFile, FleetFile, ProviderFile, RoutingFile, TaskFile
 from .model import (
     DEFAULT_TASK_TIERS,
     PRICE_PROVIDER,
     TIERS,
     Agent,
+    AgentLimits,
     AlertSettings,
     Batching,
     Caching,
     Compression,
     Config,
     Html,
+    Management,
     Model,
     Observability,
     Provider,
@@ -213,6 +215,7 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         routing=routing,
         batch=Batching(f.batch.flush_count, f.batch.flush_mb * 1024 * 1024, f.batch.flush_age_s, f.batch.poll_s),
         alerts=alerts,
+        management=Management(f.admin.key_grace_s, f.admin.poll_s),
         observability=_observability(f, base),
         translation=f.translation.policy,
         responses_unknown_context=f.responses.unknown_stored_context,
@@ -417,6 +420,7 @@ def _agent(name: str, af: AgentFile, key_hash: str, f: FleetFile, tasks: dict[st
             path,
             allowed,
         ),  # `compression:` alone (null) is the block with its defaults, like every other section
+        limits=_limits(af.limits if af.limits is not None else f.defaults.limits),
     )
 
 
@@ -446,6 +450,11 @@ def _compression(c: CompressionFile | None, path: str, allowed: tuple[str, ...])
         strip=Strip(st.enabled, st.base64_min_chars, st.boilerplate_min_chars),
         summarise=Summarise(su.enabled, su.threshold_tokens, su.keep_turns, su.keep_tokens, su.model, su.max_tokens),
     )
+
+
+def _limits(lf: AgentLimitsFile) -> AgentLimits:
+    return AgentLimits(lf.requests_per_minute, lf.tokens_per_minute, lf.max_in_flight, lf.loop_calls,
+                       lf.loop_window_s, lf.loop_block)  # fmt: skip
 
 
 def _routing(r: RoutingFile, base: Path | None) -> Routing:

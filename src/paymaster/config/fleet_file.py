@@ -75,10 +75,28 @@ class Listen(Part):
 class Admin(Part):
     key_env: EnvVar | None = Field(None, description="environment variable holding the admin key")
     key_sha256: Sha256 | None = Field(None, description="SHA-256 of the admin key (`paymaster keys new`)")
+    key_grace_s: Cooldown = Field(3600, description="how long a rotated agent key's old value keeps working (0: none)")
+    poll_s: Seconds = Field(0.25, description="how often a replica looks for fleet changes made on another")
 
 
 class Limits(Part):
     max_body_mb: Annotated[int, Whole(1, 1024)] = Field(32, description="largest request body accepted, in MiB")
+
+
+# -- denial-of-wallet limits and live fleet management (issue 16) --
+class AgentLimitsFile(Part):
+    requests_per_minute: Annotated[int, Whole(1, 10_000_000)] | None = Field(
+        None, description="calls per minute (a bucket refilled evenly; bursts up to the minute's worth)"
+    )
+    tokens_per_minute: Annotated[int, Whole(1, 10_000_000_000)] | None = Field(
+        None, description="tokens (input + output) per minute, counted as calls settle"
+    )
+    max_in_flight: Annotated[int, Whole(1, 1_000_000)] | None = Field(None, description="calls open at once")
+    loop_calls: Annotated[int, Whole(2, 1_000_000)] | None = Field(
+        None, description="near-identical calls within loop_window_s that make a loop (agent.looping event)"
+    )
+    loop_window_s: Seconds = Field(60, description="the loop detector's window")
+    loop_block: Flag = Field(False, description="refuse (429) the looping call while the loop lasts")
 
 
 class Defaults(Part):
@@ -89,6 +107,9 @@ class Defaults(Part):
         64, description="smallest max_tokens a call is shrunk to before it is refused for budget"
     )
     admission_wait_s: AdmissionWait = Field(30, description="longest a call waits for budget held by calls in flight")
+    limits: AgentLimitsFile = Field(
+        default_factory=AgentLimitsFile, description="denial-of-wallet limits of every agent that sets none"
+    )
 
 
 class FleetCaching(Part):
@@ -251,6 +272,9 @@ class AgentFile(Part):
     webhook: Text | None = Field(None, description="URL the gateway POSTs each finished deferred job to (JSON)")
     compression: CompressionFile | None = Field(
         None, description="context compression (off without this block; every technique on with it)"
+    )
+    limits: AgentLimitsFile | None = Field(
+        None, description="denial-of-wallet limits (default: defaults.limits): rate, tokens, in flight, loops"
     )
 
 

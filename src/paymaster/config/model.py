@@ -146,6 +146,28 @@ class Compression:
 
 
 # --- end compression -----------------------------------------------------------------------------------------
+# -- denial-of-wallet limits and live fleet management (issue 16) --
+@dataclass(frozen=True)
+class AgentLimits:
+    """Per-agent limits (limits.py); None = no limit."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_in_flight: int | None = None
+    loop_calls: int | None = None  # near-identical calls within loop_window_s that make a loop
+    loop_window_s: float = 60.0
+    loop_block: bool = False
+    on: bool = field(init=False, compare=False)  # any limit set (read on every call)
+
+    def __post_init__(self) -> None:
+        limits = (self.requests_per_minute, self.tokens_per_minute, self.max_in_flight, self.loop_calls)
+        object.__setattr__(self, "on", any(v is not None for v in limits))
+
+
+@dataclass(frozen=True)
+class Management:
+    key_grace_s: float = 3600.0  # a rotated key's old value keeps working this long
+    poll_s: float = 0.25  # a replica looks for fleet changes made elsewhere this often
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,7 @@ class Agent:
     defer: bool = False  # every call goes to the batch API (levers/batch.py)
     webhook: str | None = None  # finished deferred jobs are POSTed here (batch/service.py)
     compression: Compression = Compression()
+    limits: AgentLimits = AgentLimits()
 
 
 TIERS = ("light", "standard", "heavy")
@@ -277,6 +300,7 @@ class Config:
     translation: str = "lenient"  # translation.policy: lenient | strict (see config.fleet_file.TranslationFile)
     responses_unknown_context: str = "bound"  # "bound" | "refuse": stored context the gateway did not serve
     shared: Shared | None = None  # replicas: Redis counters + Postgres ledger
+    management: Management = Management()
     _by_hash: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _by_key: dict[str, Agent] = field(init=False, repr=False, compare=False)
 

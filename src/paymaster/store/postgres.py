@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from ..fleet.tables import POSTGRES_MIGRATION
 from . import queries
 from .journal import Reservation
 from .row import LedgerRow
@@ -55,6 +56,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+MIGRATIONS.append(POSTGRES_MIGRATION)  # fleet state: agents and keys changed at run time (fleet/tables.py)
 _MIGRATION_LOCK = 0x7061796D  # "paym": one replica migrates at a time
 
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..fleet.tables import SQLITE_MIGRATION
 from ..pricing import from_nanos
 from . import queries
 from .errors import JournalCorrupt, LedgerFailing, LedgerUnavailable, cannot_write
@@ -103,6 +104,7 @@ SCHEMA_MIGRATIONS.append(
         "data TEXT NOT NULL)",
     )
 )  # the blackboard's events: ids that survive restarts, replayed after `Last-Event-ID`
+SCHEMA_MIGRATIONS.append(SQLITE_MIGRATION)  # fleet state: agents and keys changed at run time (fleet/tables.py)
 # Every ledger insert writes one page per b-tree it touches into the WAL, so indexes are few: (agent,
 # day) and (day) serve the per-agent and fleet sums, months included (a month is a range of days).
 

@@ -1,0 +1,66 @@
+"""The limits attacked (hypothesis): whatever mix of calls starting, ending and settling at whatever times, an
+agent never has more calls open than max_in_flight, never more admitted calls in any stretch of time than
+requests_per_minute allows, the open count returns to zero, and another agent is never refused."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paymaster.blackboard import Blackboard
+from paymaster.config import Agent, AgentLimits
+from paymaster.errors import RateLimited
+from paymaster.limits import Limits, Meter
+
+
+def agent(name: str, lim: AgentLimits) -> Agent:
+    return Agent(name=name, key_hash="", model="m", models=("m",), daily_usd=None, monthly_usd=None,
+                 max_tokens=16, limits=lim)  # fmt: skip
+
+
+class Clock:
+    t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+steps = st.lists(
+    st.tuples(st.sampled_from(["start", "end", "wait"]), st.floats(0, 5), st.integers(0, 500)), max_size=200
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps, st.integers(1, 20), st.integers(1, 5), st.integers(1, 1000))
+def test_no_sequence_of_calls_beats_the_limits(ops: list[Any], rpm: int, cap: int, tpm: int) -> None:
+    clock = Clock()
+    limits = Limits(Blackboard(["noisy", "quiet"]), clock)
+    noisy = agent("noisy", AgentLimits(requests_per_minute=rpm, max_in_flight=cap, tokens_per_minute=tpm))
+    quiet = agent("quiet", AgentLimits())
+    open_: list[Meter] = []
+    admitted: list[float] = []
+    for op, dt, tokens in ops:
+        if op == "wait":
+            clock.t += dt
+        elif op == "start":
+            try:
+                open_.append(m := limits.enter(noisy, {"model": "m", "messages": [{"role": "user", "content": "x"}]}))
+                assert m is not None
+                admitted.append(clock.t)
+            except RateLimited as e:
+                assert e.retry_after >= 1
+            assert limits.enter(quiet, {"model": "m"}) is None  # never refused, never counted
+            assert limits.meters["noisy"].open <= cap
+        elif open_:
+            limits.charge("noisy", tokens)
+            limits.leave(open_.pop(0), "noisy", None)
+    for m in open_:
+        limits.leave(m, "noisy", None)
+    assert "noisy" not in limits.meters or limits.meters["noisy"].open == 0
+    for i, t0 in enumerate(admitted):  # any window [t0, t0 + w]: at most rpm + w * rpm / 60 calls
+        for t1 in admitted[i:]:
+            n = sum(1 for t in admitted if t0 <= t <= t1)
+            assert n <= rpm + math.floor((t1 - t0) * rpm / 60) + 1e-9
