@@ -22,6 +22,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
+from .store import local_ledger
 from .wire.responses import response_id, stored_reference
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ class ResponseBook:
     name = "responses"
 
     def __init__(self, ledger: str) -> None:
-        path = ":memory:" if ledger == ":memory:" or "://" in ledger else ledger + ".responses"
+        local = local_ledger(ledger)
+        path = ":memory:" if local is None else local + ".responses"
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

@@ -17,6 +17,8 @@ import sqlite3
 import threading
 from typing import Any
 
+from ..store import local_ledger
+
 __all__ = ["RoutingState", "state_path"]
 
 
@@ -26,9 +28,8 @@ def state_path(ledger: str, configured: str | None) -> str | None:
     names one)."""
     if configured is not None:
         return configured
-    if ledger.startswith("sqlite:///"):
-        ledger = ledger[len("sqlite:///") :]
-    return None if ledger == ":memory:" or "://" in ledger else ledger + ".routing"
+    local = local_ledger(ledger)
+    return None if local is None else local + ".routing"
 
 
 class RoutingState:

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from ...store import local_ledger
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS summaries (
     agent TEXT NOT NULL,
@@ -65,11 +67,10 @@ def path_beside(ledger: str) -> str:
     """`fleet/paymaster.db` → `fleet/paymaster.summaries.db` (":memory:" stays in memory). Replicas on a
     Postgres ledger keep their summaries in memory, each its own (a conversation that moves to another
     replica is summarised there again)."""
-    if ledger.startswith("sqlite:///"):
-        ledger = ledger[len("sqlite:///") :]
-    if ledger == ":memory:" or "://" in ledger:
+    local = local_ledger(ledger)
+    if local is None:
         return ":memory:"
-    p = Path(ledger)
+    p = Path(local)
     return str(p.with_name(p.stem + ".summaries.db"))
 
 
