@@ -47,18 +47,18 @@ def test_no_sequence_of_calls_beats_the_limits(ops: list[Any], rpm: int, cap: in
             clock.t += dt
         elif op == "start":
             try:
-                open_.append(m := limits.enter(noisy, {"model": "m", "messages": [{"role": "user", "content": "x"}]}))
-                assert m is not None
+                limits.admit(noisy, m := limits.meter("noisy", noisy.limits))
+                open_.append(m)
                 admitted.append(clock.t)
             except RateLimited as e:
                 assert e.retry_after >= 1
-            assert limits.enter(quiet, {"model": "m"}) is None  # never refused, never counted
+            limits.admit(quiet, limits.meter("quiet", quiet.limits))  # never refused
             assert limits.meters["noisy"].open <= cap
         elif open_:
             limits.charge("noisy", tokens)
-            limits.leave(open_.pop(0), "noisy", None)
+            limits.leave("noisy", (open_.pop(0), None))
     for m in open_:
-        limits.leave(m, "noisy", None)
+        limits.leave("noisy", (m, None))
     assert "noisy" not in limits.meters or limits.meters["noisy"].open == 0
     for i, t0 in enumerate(admitted):  # any window [t0, t0 + w]: at most rpm + w * rpm / 60 calls
         for t1 in admitted[i:]:

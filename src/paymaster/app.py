@@ -278,16 +278,16 @@ class Gateway:
     async def complete(self, api: Wire, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
-        body, raw = await read_json(receive, h, self.config.max_body_bytes)
-        meter = self.limits.enter(agent, body)  # 429 over a denial-of-wallet limit
-        member = None
+        if not agent.limits.on:
+            body, raw = await read_json(receive, h, self.config.max_body_bytes)
+            return await self.run(api, agent, body, len(raw), h, receive, send)
+        entry = await self.limits.enter(agent)  # 429 over a rate or calls in flight, before the body is read
         try:
-            if meter is not None and self.limits.shared is not None:
-                member = await self.limits.enter_shared(agent)  # replicas: the counters in Redis
+            body, raw = await read_json(receive, h, self.config.max_body_bytes)
+            await self.limits.check(agent, entry, body)  # 429 from the loop detector
             await self.run(api, agent, body, len(raw), h, receive, send)
         finally:
-            if meter is not None:
-                self.limits.leave(meter, agent.name, member)
+            self.limits.leave(agent.name, entry)
 
     async def run(
         self,
