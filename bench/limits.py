@@ -131,7 +131,7 @@ def enter_cost(n: int = 200_000) -> tuple[float, float]:
     """µs per call of the limits' check: an agent with every limit on (never refused), and one with none."""
     from paymaster.blackboard import Blackboard
     from paymaster.config import Agent, AgentLimits
-    from paymaster.limits import Limits
+    from paymaster.limits import Entry, Limits
 
     every = AgentLimits(10_000_000, 10_000_000_000, 1000, 1_000_000, 60.0)
 
@@ -145,7 +145,7 @@ def enter_cost(n: int = 200_000) -> tuple[float, float]:
         m = limits.meter("on", on.limits)
         limits.admit(on, m)
         limits.loop(on, m, BYSTANDER)
-        limits.leave("on", (m, None))
+        limits.leave("on", Entry(m, None))
 
     def without() -> None:
         if off.limits.on:

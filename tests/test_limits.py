@@ -4,17 +4,24 @@ retry-after in its own API's shape, while a bystander's calls all succeed, unthr
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx2
 import openai
 import pytest
+import yaml
 
 from paymaster.config import AgentLimits
 from paymaster.limits import MAX_HOLD_S, REFUSAL_BURST, REFUSALS_PER_S, Limits, Meter
+from paymaster.server import free_port, wait_port
+from tests.conftest import PROVIDER_KEY, fleet
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -162,3 +169,36 @@ def test_refusals_that_come_too_fast_are_held_at_a_bounded_pace() -> None:
     assert len(answered) <= REFUSAL_BURST + REFUSALS_PER_S
     calm = Meter(AgentLimits(requests_per_minute=1), 0.0)
     assert all(Limits.hold(calm, 100.0 + i / REFUSALS_PER_S) == 0.0 for i in range(500))
+
+
+def test_a_bystander_never_hangs_beside_a_noisy_agent_when_stderr_is_not_read(sim: Any, tmp_path: Path) -> None:
+    """The hang once seen beside a noisy agent: the gateway's stderr a pipe nobody reads (here; a stalled log
+    shipper in production) fills with access-log lines, one per call, the noisy agent's refusals included, and
+    the write that found it full stopped the event loop, every agent's calls with it. The access log now
+    writes to a pipe from a thread; every line still gets there once the pipe is read."""
+    keys = {n: f"pm-{n}-hang" for n in ("alice", "olivia", "bob")}
+    port = free_port()
+    raw = fleet(sim.url, keys, tmp_path, **noisy({"requests_per_minute": 1}))  # type: ignore[attr-defined]
+    raw.update(listen={"host": "127.0.0.1", "port": port}, observability={"log_prompts": True})
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "SIM_KEY": PROVIDER_KEY}
+    cmd = [sys.executable, "-m", "paymaster.cli", "serve", "--config", str(path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # stderr: never read
+    try:
+        wait_port(port, alive=lambda: proc.poll() is None)
+        ask = {"model": "claude-haiku-4-5", "max_tokens": 16}
+        long = [{"role": "user", "content": "Summarise this. " + "lorem ipsum " * 4000}]  # a ~50 kB log line
+        statuses = []
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            for _ in range(12):  # ~600 kB of access log against a 64 kB pipe
+                for agent, messages in (("bob", HI), ("alice", long)):
+                    h = {"x-api-key": keys[agent], "anthropic-version": "2023-06-01"}
+                    statuses.append((agent, c.post("/v1/messages", json={**ask, "messages": messages}, headers=h)))
+        assert [r.status_code for a, r in statuses if a == "alice"] == [200] * 12
+        assert [r.status_code for a, r in statuses if a == "bob"] == [200] + [429] * 11
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = err.splitlines()
+    assert sum(b'"agent":"alice"' in x for x in lines) == 12 and sum(b'"status":"refused"' in x for x in lines) == 11

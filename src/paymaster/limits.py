@@ -72,6 +72,17 @@ class Meter:
         self.why = ""  # … and by which
 
 
+class Entry:
+    """One admitted call: its agent's meter, its id among the shared open calls (replicas), whether it left."""
+
+    __slots__ = ("meter", "member", "left")
+
+    def __init__(self, meter: Meter, member: str | None) -> None:
+        self.meter = meter
+        self.member = member
+        self.left = False
+
+
 class Limits:
     def __init__(self, board: Blackboard, clock: Callable[[], float] = time.monotonic) -> None:
         self.board = board
@@ -81,25 +92,26 @@ class Limits:
 
     # -- one call: enter (before the body), check (the body), leave ---------------------------------
 
-    async def enter(self, agent: Agent) -> tuple[Meter, str | None]:
+    async def enter(self, agent: Agent) -> Entry:
         """Admit one call of `agent` before its body is read, or raise RateLimited (after its hold). The
         caller must `leave` what this returns when the call ends."""
         m = self.meter(agent.name, agent.limits)
         try:
             if self.shared is None:
                 self.admit(agent, m)
-                return m, None
-            return m, await self._enter_shared(agent, m)
+                return Entry(m, None)
+            return Entry(m, await self._enter_shared(agent, m))
         except RateLimited as e:
             await self.refused(agent, m, e)
             raise
 
-    async def check(self, agent: Agent, entry: tuple[Meter, str | None], body: dict[str, Any]) -> None:
-        """The loop detector, once the body is read (nothing to do unless `loop_calls` is set)."""
+    async def check(self, agent: Agent, entry: Entry, body: dict[str, Any]) -> None:
+        """The loop detector, once the body is read (nothing to do unless `loop_calls` is set). A refused call
+        leaves before its hold: it does not count as in flight while it waits."""
         lim = agent.limits
         if lim.loop_calls is None:
             return
-        m = entry[0]
+        m = entry.meter
         try:
             if self.shared is None:
                 self.loop(agent, m, body)
@@ -110,14 +122,18 @@ class Limits:
             if blocked:
                 raise loop_refusal(agent, lim)
         except RateLimited as e:
+            self.leave(agent.name, entry)
             await self.refused(agent, m, e)
             raise
 
-    def leave(self, agent: str, entry: tuple[Meter, str | None]) -> None:
-        m, member = entry
-        m.open -= 1
-        if member is not None and self.shared is not None:
-            self.shared.leave(agent, member)
+    def leave(self, agent: str, entry: Entry) -> None:
+        """The call ends (a second time does nothing)."""
+        if entry.left:
+            return
+        entry.left = True
+        entry.meter.open -= 1
+        if entry.member is not None and self.shared is not None:
+            self.shared.leave(agent, entry.member)
 
     # -- the in-process counters --------------------------------------------------------------------
 
