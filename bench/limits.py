@@ -142,7 +142,7 @@ def enter_cost(n: int = 200_000) -> tuple[float, float]:
     limits = Limits(Blackboard(["on", "off"]))
 
     def with_limits() -> None:  # what Gateway.complete runs for an agent with limits, but the awaits
-        m = limits.meter("on", on.limits)
+        m = limits.meter("on")
         limits.admit(on, m)
         limits.loop(on, m, BYSTANDER)
         limits.leave("on", Entry(m, None))

@@ -18,7 +18,6 @@ import openai
 import pytest
 import yaml
 
-from paymaster.config import AgentLimits
 from paymaster.limits import MAX_HOLD_S, REFUSAL_BURST, REFUSALS_PER_S, Limits, Meter
 from paymaster.server import free_port, wait_port
 from tests.conftest import PROVIDER_KEY, fleet
@@ -159,7 +158,7 @@ def test_a_call_refused_as_a_loop_takes_nothing_from_the_rate(gateway: Any) -> N
 def test_refusals_that_come_too_fast_are_held_at_a_bounded_pace() -> None:
     """An agent that ignores retry-after gets its refusals at most REFUSALS_PER_S a second (after a burst),
     each held no longer than MAX_HOLD_S; one that waits between calls is never held."""
-    m = Meter(AgentLimits(requests_per_minute=1), 0.0)
+    m = Meter(0.0)
     holds = [Limits.hold(m, 100.0) for _ in range(200)]  # a flood: 200 refusals at one instant
     assert holds[:REFUSAL_BURST] == [0.0] * REFUSAL_BURST
     paced = holds[REFUSAL_BURST:]
@@ -167,7 +166,7 @@ def test_refusals_that_come_too_fast_are_held_at_a_bounded_pace() -> None:
     assert paced[0] == pytest.approx(1 / REFUSALS_PER_S) and paced[-1] == MAX_HOLD_S
     answered = [h for h in holds if h < MAX_HOLD_S]  # answered within the second: the burst and the pace
     assert len(answered) <= REFUSAL_BURST + REFUSALS_PER_S
-    calm = Meter(AgentLimits(requests_per_minute=1), 0.0)
+    calm = Meter(0.0)
     assert all(Limits.hold(calm, 100.0 + i / REFUSALS_PER_S) == 0.0 for i in range(500))
 
 

@@ -54,7 +54,7 @@ def test_no_sequence_of_calls_beats_the_limits(
             clock.t += dt
         elif op == "start":
             try:
-                limits.admit(noisy, m := limits.meter("noisy", noisy.limits))
+                limits.admit(noisy, m := limits.meter("noisy"))
                 if loop_calls is not None:
                     try:
                         limits.loop(noisy, m, BODIES[0 if same else 1])
@@ -65,7 +65,7 @@ def test_no_sequence_of_calls_beats_the_limits(
                 admitted.append(clock.t)
             except RateLimited as e:
                 assert e.retry_after >= 1
-            limits.admit(quiet, limits.meter("quiet", quiet.limits))  # never refused
+            limits.admit(quiet, limits.meter("quiet"))  # never refused
             assert limits.meters["noisy"].open <= cap
         elif open_:
             limits.charge("noisy", tokens)

@@ -58,18 +58,19 @@ _SLACK = REFUSAL_BURST * _PACE
 class Meter:
     """One agent's counters."""
 
-    __slots__ = ("calls", "calls_at", "tokens", "tokens_at", "open", "loops", "paced", "refused_at", "until", "why")
+    __slots__ = ("calls", "calls_at", "tokens", "tokens_at", "open", "loops", "paced", "refused_at", "until", "why",
+                 "under")  # fmt: skip
 
-    def __init__(self, lim: AgentLimits, now: float) -> None:
-        self.calls = float(lim.requests_per_minute or 0)
-        self.tokens = float(lim.tokens_per_minute or 0)
+    def __init__(self, now: float) -> None:
+        self.calls = self.tokens = math.inf  # full buckets (the first refill caps them), also for a rate set later
         self.calls_at = self.tokens_at = now
         self.open = 0
         self.loops: dict[bytes, list[float]] = {}  # fingerprint -> [level, at, blocked_until]
         self.paced = 0.0  # when the next refusal may go out at once (less the burst's slack)
         self.refused_at = -math.inf  # the last refusal (episodes of `agent.limited`)
         self.until = 0.0  # replicas: refused by a shared rate until then (it cannot refill sooner)
-        self.why = ""  # … and by which
+        self.why = ""  # … by which
+        self.under: AgentLimits | None = None  # … under these limits (a change at run time asks Redis again)
 
 
 class Entry:
@@ -95,7 +96,7 @@ class Limits:
     async def enter(self, agent: Agent) -> Entry:
         """Admit one call of `agent` before its body is read, or raise RateLimited (after its hold). The
         caller must `leave` what this returns when the call ends."""
-        m = self.meter(agent.name, agent.limits)
+        m = self.meter(agent.name)
         try:
             if self.shared is None:
                 self.admit(agent, m)
@@ -137,10 +138,10 @@ class Limits:
 
     # -- the in-process counters --------------------------------------------------------------------
 
-    def meter(self, agent: str, lim: AgentLimits) -> Meter:
+    def meter(self, agent: str) -> Meter:
         m = self.meters.get(agent)
         if m is None:
-            m = self.meters[agent] = Meter(lim, self.clock())
+            m = self.meters[agent] = Meter(self.clock())
         return m
 
     def admit(self, agent: Agent, m: Meter) -> None:
@@ -179,7 +180,7 @@ class Limits:
     async def _enter_shared(self, agent: Agent, m: Meter) -> str | None:
         assert self.shared is not None
         now = self.clock()
-        if now < m.until:  # a shared rate refused this agent and cannot have refilled yet
+        if now < m.until and m.under is agent.limits:  # a shared rate refused it and cannot have refilled yet
             raise RateLimited(
                 f"agent {agent.name!r} is over its limit ({m.why})", code=m.why, retry_after=math.ceil(m.until - now)
             )
@@ -189,7 +190,7 @@ class Limits:
         except BaseException as e:
             m.open -= 1
             if isinstance(e, SharedRefusal) and e.wait > 0:
-                m.until, m.why = self.clock() + e.wait, e.code or ""
+                m.until, m.why, m.under = self.clock() + e.wait, e.code or "", agent.limits
             raise
 
     def loop(self, agent: Agent, m: Meter, body: dict[str, Any]) -> None:
