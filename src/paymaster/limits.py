@@ -29,11 +29,11 @@ sooner) and refuses it again without asking Redis until then.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from collections.abc import Callable
 from typing import Any
+from zlib import crc32
 
 import orjson
 
@@ -65,7 +65,7 @@ class Meter:
         self.calls = self.tokens = math.inf  # full buckets (the first refill caps them), also for a rate set later
         self.calls_at = self.tokens_at = now
         self.open = 0
-        self.loops: dict[bytes, list[float]] = {}  # fingerprint -> [level, at, blocked_until]
+        self.loops: dict[int, list[float]] = {}  # fingerprint -> [level, at, blocked_until]
         self.paced = 0.0  # when the next refusal may go out at once (less the burst's slack)
         self.refused_at = -math.inf  # the last refusal (episodes of `agent.limited`)
         self.until = 0.0  # replicas: refused by a shared rate until then (it cannot refill sooner)
@@ -278,10 +278,10 @@ def loop_refusal(agent: Agent, lim: AgentLimits) -> RateLimited:
     )  # fmt: skip
 
 
-def fingerprint(body: dict[str, Any]) -> bytes:
+def fingerprint(body: dict[str, Any]) -> int:
     """Near-identical calls share this: the model and the last message (or input), digits and white space
-    dropped, so a retry counter or timestamp in the text does not hide a loop. A stable digest: replicas
-    compare it in Redis."""
+    dropped, so a retry counter or timestamp in the text does not hide a loop. The same in every process:
+    replicas compare it in Redis."""
     msgs = body.get("messages")
     last = msgs[-1] if isinstance(msgs, list) and msgs else body.get("input")
     try:
@@ -289,7 +289,6 @@ def fingerprint(body: dict[str, Any]) -> bytes:
     except TypeError:
         text = repr(last).encode()
     model = body.get("model")
-    h = hashlib.blake2b(model.encode() if isinstance(model, str) else repr(model).encode(), digest_size=12)
-    h.update(b"\0")
-    h.update(text.translate(None, _DROPPED))
-    return h.digest()
+    name = model.encode() if isinstance(model, str) else repr(model).encode()
+    data = b"%b\0%b" % (name, text.translate(None, _DROPPED))
+    return crc32(data) << 32 | len(data) & 0xFFFFFFFF  # stable across processes (a collision only joins two loops)

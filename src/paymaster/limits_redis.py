@@ -104,8 +104,8 @@ def open_key(agent: str) -> str:
     return f"pm:lo:{agent}"
 
 
-def loop_key(agent: str, fp: bytes) -> str:
-    return f"pm:lp:{agent}:{fp.hex()}"
+def loop_key(agent: str, fp: int) -> str:
+    return f"pm:lp:{agent}:{fp:x}"
 
 
 class SharedRefusal(RateLimited):
@@ -146,7 +146,7 @@ class RedisLimits:
             )
         return member if lim.max_in_flight is not None else None
 
-    async def loop(self, agent: Agent, fp: bytes) -> tuple[bool, bool]:
+    async def loop(self, agent: Agent, fp: int) -> tuple[bool, bool]:
         """Count one call with fingerprint `fp` in `agent`'s loop detector: (this call started a loop, it is
         refused). A refused call's requests-per-minute take is given back."""
         lim = agent.limits
