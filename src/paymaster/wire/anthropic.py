@@ -14,11 +14,12 @@ from .usage_fields import Known, optional_count, paths, read_counts, unknown_cou
 
 API = "anthropic"
 MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget question
+INTEGERS = frozenset({"max_tokens", "top_k"})  # integer fields a whole-number float is accepted in
 
 
 def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     """Validate the fields the gateway interprets; returns (model, max_tokens, stream)."""
-    plain(body, ("max_tokens", "top_k"))
+    plain(body, INTEGERS)
     thinking = body.get("thinking")
     if isinstance(thinking, dict) and "budget_tokens" in thinking:
         thinking["budget_tokens"] = whole(thinking["budget_tokens"])
@@ -177,7 +178,7 @@ def usage(u: Any) -> Usage | None:
         reasoning_tokens=thinking,
         server_tool_uses=tools,
         service_tier=tier if isinstance(tier, str) else "",
-        unpriced=tuple(dict.fromkeys(unpriced)),
+        unpriced=tuple(dict.fromkeys(unpriced)) if unpriced else (),
     )
 
 
