@@ -1,5 +1,6 @@
 """The hot path's shortcuts give the answers of the plain code they stand in for (hypothesis): the
-prompt-caching lever's breakpoint check read from the JSON, and the request fields made plain."""
+prompt-caching lever's breakpoint check read from the JSON, the request fields made plain, and the
+request body's depth check walked level by level."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paymaster.http import MAX_JSON_DEPTH, too_deep
 from paymaster.levers.caching import has_breakpoint
 from paymaster.wire import anthropic as wire_anthropic
 from paymaster.wire import openai as wire_openai
@@ -69,3 +71,33 @@ def test_plain_fields(body: dict[str, Any]) -> None:
         want = reference_plain(body, tuple(integers))
         assert got == want and list(got) == list(want)
         assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+
+
+def stack_depth(node: Any, limit: int) -> bool:
+    """The plain walk: a stack of (node, depth)."""
+    stack = [(node, 1)]
+    while stack:
+        n, depth = stack.pop()
+        items = n.values() if isinstance(n, dict) else n if isinstance(n, list) else None
+        if items is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((v, depth + 1) for v in items if isinstance(v, dict | list))
+    return False
+
+
+@settings(max_examples=150, deadline=None)
+@given(JSON, st.integers(min_value=1, max_value=6))
+def test_depth_check_matches_the_walk(node: Any, limit: int) -> None:
+    assert too_deep(node, limit) is stack_depth(node, limit)
+
+
+def test_depth_check_at_the_limit() -> None:
+    for depth in (MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1):
+        node: list[Any] = []
+        inner = node
+        for _ in range(depth - 1):
+            inner.append([])
+            inner = inner[0]
+        assert too_deep({"messages": node}) is (depth + 1 > MAX_JSON_DEPTH)
