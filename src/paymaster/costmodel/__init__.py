@@ -40,7 +40,7 @@ import yaml
 
 from ..pricing import Rates
 
-__all__ = ["Estimate", "Measure", "Unbounded", "data", "estimate", "price", "spec_for"]
+__all__ = ["Estimate", "Measure", "Unbounded", "data", "estimate", "price", "spec_for", "window"]
 
 
 class Unbounded(ValueError):
@@ -180,6 +180,15 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     return Estimate(total, usd + rates.per_request, out, m)
 
 
+def window(model: str, listed: int | None) -> int | None:
+    """The context window to cap `model`'s input at: the price table's (`listed`; None: no cap), raised to
+    the documented one where the table rounds it down (data/costmodel.yaml `context_windows`)."""
+    if listed is None:
+        return None
+    documented = spec_for(data()["context_windows"], model)
+    return max(listed, documented) if isinstance(documented, int) else listed
+
+
 def margin(tokens: int, ratio: str, extra: int) -> int:
     """`tokens` plus a safety margin, rounded up."""
     return math.ceil(Decimal(tokens) * (1 + Decimal(ratio))) + extra
@@ -201,6 +210,7 @@ def estimate(
     bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
     Anthropic's count_tokens answer for it; `default_tier` the OpenAI project's tier for a request
     that names none; `stored` the tokens of the stored context a Responses request names (None: unknown)."""
+    context_cap = window(rates.model, context_cap)
     if api == "anthropic":
         m = anthropic.measure(body, size, rates.model, counted)
     elif api == "responses":

@@ -168,6 +168,10 @@ def _media(w: _Walk, content: Any) -> None:
 
 
 def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Rates) -> None:
+    """Each sampling round after a built-in tool call reads the whole context again: the request, every
+    result so far, and everything the model wrote in earlier rounds (reasoning, tool calls, text) — at most
+    `max_output_tokens` in all, which bounds a response's output across its rounds. A tool that imports
+    definitions the request does not show (remote MCP's tool list) may fill the first round to the window."""
     tools = server_tools(body)
     if not tools:
         return
@@ -175,7 +179,7 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
     if not isinstance(uses, int):
         uses = int(conf()["default_max_tool_calls"])
     per_round = 0
-    unbounded = False
+    unbounded = imports = False
     for t in tools:
         kind = _kind(t.get("type"))
         assert kind is not None
@@ -186,6 +190,7 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         else:  # the others: per use, at most max_tool_calls uses in all
             m.server_uses[item] = uses
         m.fee_defaults[item] = max(m.fee_defaults.get(item, Decimal(0)), tool_fee(rates, kind, t))
+        imports = imports or bool(rule.get("imports_definitions"))
         if "chunk_tokens" in rule:
             asked = t.get("max_num_results")
             results = asked if isinstance(asked, int) and 0 < asked <= rule["max_results"] else rule["max_results"]
@@ -194,18 +199,21 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
             unbounded = True
         else:
             per_round = max(per_round, rule["result_tokens"])
+    written = body.get("max_output_tokens")
+    if not isinstance(written, int) or isinstance(written, bool):
+        written = window  # the pipeline always sets max_output_tokens; without it, the window bounds it
+    if window is None and (unbounded or imports or written is None):
+        raise Unbounded("a built-in tool's output is unbounded and the model's context window unknown", "tools")
     base = m.text + m.media + m.audio
-    cap = window if window is not None else None
-    if cap is not None:
-        base = min(base, cap)
+    if window is not None:
+        base = min(base, window)
+        if imports:  # the first round reads the imported definitions too
+            m.server_results += window - base
+    assert written is not None
     total = 0
     for k in range(1, uses + 1):
-        if unbounded:
-            if cap is None:
-                raise Unbounded("a built-in tool's output is unbounded and the model's context window unknown", "tools")
-            total += cap
-        else:
-            total += min(cap, base + k * per_round) if cap is not None else base + k * per_round
+        this = base + k * per_round + written
+        total += window if unbounded else (min(window, this) if window is not None else this)
     m.server_results += total
 
 

@@ -124,8 +124,10 @@ class ResponsesWire(OpenAIWire):
         asked = _SEARCH.search(prompt)
         if asked and any(str(t.get("type", "")).startswith("web_search") for t in body.get("tools") or ()):
             searches = min(int(asked.group(1)), body.get("max_tool_calls") or 10**6)
-            # every round after a search reads the context again, with the results so far
-            total += sum(total + k * SEARCH_RESULT_TOKENS for k in range(1, searches + 1))
+            # every round after a search reads the context again: the results so far and the reasoning
+            # written before the first search (reasoning items stay in context within a response)
+            thought = reasoning if limit is None else min(reasoning, limit)
+            total += sum(total + k * SEARCH_RESULT_TOKENS + thought for k in range(1, searches + 1))
         return ResponsesAsk(
             model=model,
             stream=body.get("stream") is True,

@@ -1,0 +1,123 @@
+"""Attacks on the cap through the OpenAI Responses API and the context-window cap, with an independent
+bound written from the providers' documents (not from the cost model): for each request the provider
+would accept, the most it can bill must fit what the gateway reserves. Each test failed before its fix.
+
+Documented figures used here (and only these):
+- context windows, developers.openai.com/api/docs/models/<model>: gpt-4.1 / -mini / -nano 1,047,576;
+  gpt-4o 128,000; o3 200,000; gpt-5 400,000.
+- `max_output_tokens` bounds everything a response generates — visible output and reasoning — across all
+  of its sampling rounds (API reference, responses.create).
+- a built-in tool call's results are read as input by the next sampling round, which reads the whole
+  context again: the request, the results so far and what the model wrote before
+  (developers.openai.com/api/docs/guides/tools, "tools-web-search", "reasoning": reasoning items stay in
+  context between tool calls within a response).
+- remote MCP: the server's tool list is imported (`mcp_list_tools`) and read by the model as tool
+  definitions, whatever `max_tool_calls` allows (developers.openai.com/api/docs/guides/tools-connectors-mcp).
+- web search: $10 / 1k calls (developers.openai.com/api/docs/pricing); 25,000 result tokens a search is
+  the gateway's own published ceiling (data/responses.yaml), which the attacker may use in full.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paymaster.call import Usage
+from paymaster.costmodel import estimate
+from paymaster.costmodel.responses import tool_fees
+from paymaster.costmodel.tokenizer import encoding
+from paymaster.pricing import PriceTable
+
+TABLE = PriceTable({})
+DOCUMENTED_WINDOW = {"gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576, "gpt-4.1-nano": 1_047_576,
+                     "gpt-4o": 128_000, "o3": 200_000, "gpt-5": 400_000}  # fmt: skip
+SEARCH_RESULT = 25_000
+SEARCH_FEE = Decimal("0.01")
+
+
+def reserved(body: dict[str, Any], api: str, stored: int | None = 0) -> tuple[Any, Decimal]:
+    rates = TABLE.rates(body["model"], "openai")
+    worst = estimate(body, api, len(orjson.dumps(body)), rates, rates.context_window, stored=stored)
+    out = body.get("max_output_tokens") or body.get("max_tokens") or 0
+    return rates, worst.worst_case(0, out)
+
+
+# -- the context-window cap: never below the documented window ------------------------------------------
+
+
+@pytest.mark.parametrize("model", sorted(DOCUMENTED_WINDOW))
+def test_unknown_stored_context_is_bounded_by_the_documented_window(model: str) -> None:
+    """A previous response the gateway never served can hold up to the documented window (the provider
+    accepts it); the reservation's input side must cover that much."""
+    body = {"model": model, "previous_response_id": "resp_elsewhere", "input": "go on", "max_output_tokens": 16}
+    rates, worst = reserved(body, "responses", stored=None)
+    assert worst >= DOCUMENTED_WINDOW[model] * rates.rate("input", DOCUMENTED_WINDOW[model])
+
+
+def test_a_chat_request_past_the_price_tables_rounded_window_is_bounded_by_what_it_holds() -> None:
+    """genai-prices says 1,000,000 for gpt-4.1; OpenAI documents 1,047,576 and accepts a request of
+    1,040,000 tokens, which must not be capped at the rounded figure."""
+    text = " x" * 1_040_000
+    tokens = len(encoding("o200k_base").encode(text))
+    assert tokens == 1_040_000
+    body = {"model": "gpt-4.1", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    rates, worst = reserved(body, "openai")
+    assert worst >= rates.cost(Usage(tokens, 1))
+
+
+# -- built-in tool rounds: later rounds read what earlier rounds wrote ---------------------------------
+
+
+def tool_round_bill(request: int, uses: int, per_result: int, written: int, window: int) -> int:
+    """The most a response with `uses` built-in tool calls can bill as input (independent of the cost
+    model): round 0 reads the request; round k reads the request, k results and everything written so far
+    (at most `written` = max_output_tokens), each round at most the window."""
+    return sum(min(window, request + k * per_result + (written if k else 0)) for k in range(uses + 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["gpt-5", "o3", "gpt-4.1"]),
+    st.integers(0, 6),
+    st.integers(16, 100_000),
+    st.sampled_from(["web_search", "web_search_preview"]),
+)
+def test_tool_rounds_count_what_earlier_rounds_wrote(model: str, uses: int, written: int, tool: str) -> None:
+    body = {"model": model, "input": "look it up", "tools": [{"type": tool}], "max_tool_calls": uses,
+            "max_output_tokens": written}  # fmt: skip
+    rates, worst = reserved(body, "responses")
+    request = len(orjson.dumps(body))  # the request's own text: at most one token per byte
+    bill = tool_round_bill(request, uses, SEARCH_RESULT, written, DOCUMENTED_WINDOW[model])
+    usage = Usage(bill, written, server_tool_uses={"web_search_call": uses})
+    billed = rates.cost(usage) + tool_fees(rates, usage.server_tool_uses, body)
+    assert billed <= worst, (billed, worst)
+
+
+def test_reasoning_before_a_search_is_read_again_after_it() -> None:
+    """The plainest case: gpt-5 reasons for 60,000 tokens, searches once, answers. Round 1 reads the
+    request, the search's results and the 60,000 reasoning tokens."""
+    body = {"model": "gpt-5", "input": "look it up", "tools": [{"type": "web_search"}], "max_tool_calls": 1,
+            "max_output_tokens": 60_000}  # fmt: skip
+    rates, worst = reserved(body, "responses")
+    request = len(orjson.dumps(body))
+    usage = Usage(request + (request + SEARCH_RESULT + 60_000), 60_000, server_tool_uses={"web_search_call": 1})
+    assert rates.cost(usage) + SEARCH_FEE <= worst
+
+
+# -- remote MCP: the imported tool list is input the request does not show -------------------------------
+
+
+@pytest.mark.parametrize("uses", [0, 1, 3])
+def test_an_mcp_tool_list_can_fill_the_first_round(uses: int) -> None:
+    body = {"model": "gpt-4.1", "input": "hi", "max_output_tokens": 16, "max_tool_calls": uses,
+            "tools": [{"type": "mcp", "server_label": "deepwiki", "server_url": "https://mcp.deepwiki.com/mcp",
+                       "require_approval": "never"}]}  # fmt: skip
+    rates, worst = reserved(body, "responses")
+    window = DOCUMENTED_WINDOW["gpt-4.1"]
+    # every round, the first included, may read up to the window (tool list, then tool output)
+    assert worst >= rates.cost(Usage(window * (uses + 1), 16))
