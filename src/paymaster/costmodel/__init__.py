@@ -216,7 +216,7 @@ def estimate(
     elif api == "responses":
         m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
     elif api == "embeddings":  # the context window is per input here, not per request
-        return price(embeddings.measure(body), rates, None)
+        return price(embeddings.measure(body, exact), rates, None)
     else:
         m = openai.measure(body, size, rates.model, exact, default_tier)
     return price(m, rates, context_cap)
