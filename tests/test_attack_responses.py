@@ -19,6 +19,7 @@ Documented figures used here (and only these):
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 from typing import Any
 
@@ -121,3 +122,40 @@ def test_an_mcp_tool_list_can_fill_the_first_round(uses: int) -> None:
     window = DOCUMENTED_WINDOW["gpt-4.1"]
     # every round, the first included, may read up to the window (tool list, then tool output)
     assert worst >= rates.cost(Usage(window * (uses + 1), 16))
+
+
+# -- input files: the Responses API reads non-PDF files' text, with no page limit ------------------------
+
+
+def file_request(part: dict[str, Any]) -> dict[str, Any]:
+    content = [part, {"type": "input_text", "text": "summarise"}]
+    return {"model": "gpt-4.1", "max_output_tokens": 16, "input": [{"role": "user", "content": content}]}
+
+
+def test_an_inline_text_file_is_bounded_by_the_text_it_holds() -> None:
+    """developers.openai.com/api/docs/guides/file-inputs: for .txt (and code, .md, …) the API extracts the
+    text; a 2 MB text file holds 1,040,000 tokens, far past 100 pages of 4,000."""
+    text = " x" * 1_040_000
+    tokens = len(encoding("o200k_base").encode(text))
+    data = "data:text/plain;base64," + base64.b64encode(text.encode()).decode()
+    body = file_request({"type": "input_file", "filename": "notes.txt", "file_data": data})
+    rates, worst = reserved(body, "responses")
+    assert worst >= rates.cost(Usage(tokens, 16))
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "input_file", "file_id": "file-abc"},
+        {"type": "input_file", "file_url": "https://example.com/book.txt"},
+        {"type": "input_file", "filename": "book.docx",
+         "file_data": "data:application/vnd.openxmlformats-officedocument.wordprocessingml.document;base64,"
+         + base64.b64encode(b"PK\x03\x04" + bytes(200)).decode()},
+    ],
+    ids=["file_id", "file_url", "docx"],
+)  # fmt: skip
+def test_a_file_the_gateway_cannot_read_is_bounded_by_the_window(part: dict[str, Any]) -> None:
+    """A file by id or URL, or a compressed document, may hold a whole window of text."""
+    rates, worst = reserved(file_request(part), "responses")
+    window = DOCUMENTED_WINDOW["gpt-4.1"]
+    assert worst >= rates.cost(Usage(window, 16))
