@@ -20,9 +20,12 @@ Documented figures used here (and only these):
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
+import httpx2
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -33,6 +36,7 @@ from paymaster.costmodel import estimate
 from paymaster.costmodel.responses import tool_fees
 from paymaster.costmodel.tokenizer import encoding
 from paymaster.pricing import PriceTable
+from tests.conftest import PROVIDER_KEY
 
 TABLE = PriceTable({})
 DOCUMENTED_WINDOW = {"gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576, "gpt-4.1-nano": 1_047_576,
@@ -159,3 +163,57 @@ def test_a_file_the_gateway_cannot_read_is_bounded_by_the_window(part: dict[str,
     rates, worst = reserved(file_request(part), "responses")
     window = DOCUMENTED_WINDOW["gpt-4.1"]
     assert worst >= rates.cost(Usage(window, 16))
+
+
+# -- conversations: a conversation grows while a call in it is in flight ----------------------------------
+
+
+def test_a_call_on_a_conversation_another_call_is_growing_stays_within_its_reservation(gateway: Any, sim: Any) -> None:
+    """API reference, responses.create `conversation`: the conversation's items are prepended to the input,
+    and the response's input and output items are added to it when it completes. B starts while A (same
+    conversation, a long input) is still streaming: the provider has A's items in the conversation when B
+    reads it, but the gateway's book still holds the size before A. Every call's bill must fit its hold."""
+    r = httpx2.post(sim.url + "/v1/conversations", json={}, headers={"authorization": f"Bearer {PROVIDER_KEY}"})
+    conv = r.json()["id"]
+    gw = gateway()
+    client = gw.openai()
+    client.responses.create(model="gpt-4.1-mini", conversation=conv, input="hello", max_output_tokens=16)
+    sim.token_delay = 0.02
+    try:
+        long = "the figures for the quarter " * 4000  # ~24,000 tokens A adds to the conversation
+
+        def a() -> None:
+            with client.responses.stream(model="gpt-4.1-mini", conversation=conv, input=long + " [sim:tokens=60]",
+                                         max_output_tokens=100) as s:  # fmt: skip
+                for _ in s:
+                    pass
+
+        t = threading.Thread(target=a)
+        t.start()
+        deadline = time.time() + 5
+        while not any("the figures" in str(q["body"]) for q in list(sim.requests)) and time.time() < deadline:
+            time.sleep(0.01)
+        client.responses.create(model="gpt-4.1-mini", conversation=conv, input="and B?", max_output_tokens=16)
+        t.join()
+    finally:
+        sim.token_delay = 0.0
+    client.responses.create(model="gpt-4.1-mini", conversation=conv, input="and C?", max_output_tokens=16)
+    rows = [r for r in gw.ledger("olivia") if r["api"] == "responses"]
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), rows
+    for row in rows:
+        assert row["cost_nanos"] <= row["worst_nanos"], row
+
+
+def test_a_conversation_grows_with_store_false_responses_too(gateway: Any, sim: Any) -> None:
+    r = httpx2.post(sim.url + "/v1/conversations", json={}, headers={"authorization": f"Bearer {PROVIDER_KEY}"})
+    conv = r.json()["id"]
+    gw = gateway()
+    client = gw.openai()
+    client.responses.create(model="gpt-4.1-mini", conversation=conv, input="hello", max_output_tokens=16)
+    client.responses.create(model="gpt-4.1-mini", conversation=conv, input="the figures " * 6000, store=False,
+                            max_output_tokens=16)  # fmt: skip
+    client.responses.create(model="gpt-4.1-mini", conversation=conv, input="and now?", max_output_tokens=16)
+    rows = [r for r in gw.ledger("olivia") if r["api"] == "responses"]
+    assert len(rows) == 3
+    for row in rows:
+        assert row["cost_nanos"] <= row["worst_nanos"], row

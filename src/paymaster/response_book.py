@@ -11,6 +11,12 @@ model's context window).
 Ownership: an agent sees (retrieves, deletes, lists, cancels, continues) only responses made with its
 own key; any other id is "not found" to it.
 
+A conversation grows with every response made in it (its input and output items are appended when the
+response completes, `store: false` or not), so while a call naming it is in flight the book cannot know its
+size: a second call on it then is bounded by the model's window, and a call that overlapped another on the
+same conversation adds its figure to the conversation's instead of replacing it (`begin` / `end` bracket each
+call, from reading the book to after its settlement).
+
 One small SQLite file next to the ledger (`<ledger>.responses`), so chains and ownership survive a restart.
 With a shared ledger (replicas on Postgres) the book is each replica's own, in memory: a response another
 replica served is unknown here — bounded by the model's window, and not retrievable through this replica.
@@ -51,6 +57,9 @@ class ResponseBook:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self.flying: dict[str, int] = {}  # conversation → calls naming it in flight
+        self.overlapped: set[str] = set()  # conversations two calls were in flight on at once
+        self.calls: dict[int, str] = {}  # id(request body) → the conversation it named (begin → end)
 
     def close(self) -> None:
         self.db.close()
@@ -62,18 +71,54 @@ class ResponseBook:
 
     def stored(self, kind: str, ref: str) -> tuple[str, int | None] | None:
         """(owner, context tokens or None when unknown) of a stored response or conversation, or None when
-        the gateway never served it."""
+        the gateway never served it. A conversation with a call in flight is of unknown size."""
         table = "response" if kind == "response" else "conversation"
         row = self.db.execute(f"SELECT agent, tokens FROM {table} WHERE id = ?", (ref,)).fetchone()  # noqa: S608
-        return (row[0], row[1]) if row else None
+        if row is None:
+            return None
+        return row[0], None if kind == "conversation" and ref in self.flying else row[1]
 
-    def record(self, rid: str, agent: str, model: str, tokens: int | None, conversation: str | None) -> None:
+    def record(self, rid: str, agent: str, model: str, tokens: int | None) -> None:
         now = time.time()
         self.db.execute("INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?, ?)", (rid, agent, model, tokens, now))
-        if conversation is not None:
-            self.db.execute(
-                "INSERT OR REPLACE INTO conversation VALUES (?, ?, ?, ?)", (conversation, agent, tokens, now)
-            )
+
+    def grown(self, conversation: str, agent: str, tokens: int | None) -> None:
+        """A response made in `conversation` settled, having read and written `tokens` (None: unknown)."""
+        if tokens is not None and conversation in self.overlapped:
+            row = self.db.execute("SELECT tokens FROM conversation WHERE id = ?", (conversation,)).fetchone()
+            tokens = row[0] + tokens if row is not None and row[0] is not None else None
+        self.db.execute(
+            "INSERT OR REPLACE INTO conversation VALUES (?, ?, ?, ?)", (conversation, agent, tokens, time.time())
+        )
+
+    def begin(self, body: dict[str, Any]) -> None:
+        """A call naming a conversation is about to be admitted: the conversation is in flight until `end`."""
+        ref = stored_reference(body)
+        if ref is None or ref[0] != "conversation":
+            return
+        conv = ref[1]
+        n = self.flying.get(conv, 0)
+        if n:
+            self.overlapped.add(conv)
+        self.flying[conv] = n + 1
+        self.calls[id(body)] = conv
+
+    def in_flight(self, body: dict[str, Any]) -> bool:
+        """Whether the conversation `body` names has a call in flight."""
+        ref = stored_reference(body)
+        return ref is not None and ref[0] == "conversation" and ref[1] in self.flying
+
+    def end(self, body: dict[str, Any]) -> None:
+        """The call `begin` saw has settled or was refused (idempotent; nothing for any other call)."""
+        conv = self.calls.pop(id(body), None)
+        if conv is None:
+            return
+        n = self.flying[conv] - 1
+        if n:
+            self.flying[conv] = n
+        else:
+            del self.flying[conv]
+            self.overlapped.discard(conv)
 
     def forget(self, rid: str) -> None:
         self.db.execute("DELETE FROM response WHERE id = ?", (rid,))
@@ -83,16 +128,16 @@ class ResponseBook:
     def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
         if call.api != "responses" or call.target_api != "responses" or outcome.status == "upstream_error":
             return
-        if call.body.get("store") is False:  # nothing stored at the provider: nothing to own or continue
-            return
-        rid = call.response_id or response_id(outcome.answer)
-        if not rid:
-            return
         u = outcome.usage
         tokens = u.input_tokens + u.output_tokens if outcome.exact else None
         ref = stored_reference(call.body)
-        conversation = ref[1] if ref is not None and ref[0] == "conversation" else None
-        self.record(rid, call.agent, call.model, tokens, conversation)
+        if ref is not None and ref[0] == "conversation":  # its items are appended, stored response or not
+            self.grown(ref[1], call.agent, tokens)
+        if call.body.get("store") is False:  # no stored response: nothing to own or continue
+            return
+        rid = call.response_id or response_id(outcome.answer)
+        if rid:
+            self.record(rid, call.agent, call.model, tokens)
 
 
 def context_of(book: ResponseBook, agent: str, body: dict[str, Any]) -> tuple[bool, int | None]:
