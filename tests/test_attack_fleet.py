@@ -24,7 +24,9 @@ def windows(g: Any, agent: str) -> dict[str, tuple[Decimal, Decimal, Decimal | N
     a = next(a for a in g.admin("GET", "/admin/agents").json()["agents"] if a["name"] == agent)
     return {
         w["window"]: (
-            Decimal(w["spent_usd"]), Decimal(w["reserved_usd"]), Decimal(w["cap_usd"]) if w["cap_usd"] else None
+            Decimal(w["spent_usd"]),
+            Decimal(w["reserved_usd"]),
+            Decimal(w["cap_usd"]) if w["cap_usd"] else None,
         )
         for w in a["windows"]
     }
