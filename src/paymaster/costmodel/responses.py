@@ -242,7 +242,9 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
     total = 0
     for k in range(1, uses + 1):
         this = base + k * per_round + written
-        total += window if unbounded else (min(window, this) if window is not None else this)
+        if window is not None:
+            this = window if unbounded else min(window, this)
+        total += this
     m.server_results += total
 
 
