@@ -35,7 +35,7 @@ from paymaster.call import Usage
 from paymaster.costmodel import estimate
 from paymaster.costmodel.responses import tool_fees
 from paymaster.costmodel.tokenizer import encoding
-from paymaster.pricing import PriceTable
+from paymaster.pricing import PriceTable, to_nanos
 from tests.conftest import PROVIDER_KEY
 
 TABLE = PriceTable({})
@@ -217,3 +217,28 @@ def test_a_conversation_grows_with_store_false_responses_too(gateway: Any, sim: 
     assert len(rows) == 3
     for row in rows:
         assert row["cost_nanos"] <= row["worst_nanos"], row
+
+
+# -- client-run tools' output items are not billed uses ---------------------------------------------------
+
+
+@pytest.mark.parametrize("item", ["computer_call", "local_shell_call", "shell_call", "apply_patch_call"])
+def test_a_client_tool_call_in_the_answer_is_not_booked_as_an_unpriced_use(item: str) -> None:
+    """A `computer_call` (or shell / apply_patch call) asks the caller to act: the API reference bills no use
+    for it. Booking it as an unpriced built-in tool put the whole reservation on the agent's spend."""
+    from paymaster.call import Call
+    from paymaster.settle import price
+    from paymaster.wire import responses as wire
+
+    body = {"model": "gpt-4.1", "input": "click it", "max_output_tokens": 200,
+            "tools": [{"type": "computer_use_preview", "display_width": 1024, "display_height": 768,
+                       "environment": "browser"}]}  # fmt: skip
+    answer = {"id": "resp_1", "status": "completed", "output": [{"type": item, "id": "cu_1", "call_id": "c_1"}],
+              "usage": {"input_tokens": 500, "output_tokens": 40, "total_tokens": 540}}  # fmt: skip
+    usage = wire.answer_usage(answer)
+    assert usage is not None
+    rates, worst = reserved(body, "responses")
+    call = Call(api="responses", agent="a", body=body, model="gpt-4.1", stream=False, max_tokens=200,
+                target_api="responses")  # fmt: skip
+    charge = price(call, rates, to_nanos(worst), 200, "ok", usage, "", None)
+    assert (charge.cost_usd, charge.reconcile) == (rates.cost(Usage(500, 40)), 0)
