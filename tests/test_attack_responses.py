@@ -242,3 +242,63 @@ def test_a_client_tool_call_in_the_answer_is_not_booked_as_an_unpriced_use(item:
                 target_api="responses")  # fmt: skip
     charge = price(call, rates, to_nanos(worst), 200, "ok", usage, "", None)
     assert (charge.cost_usd, charge.reconcile) == (rates.cost(Usage(500, 40)), 0)
+
+
+# -- end to end: random Responses traffic through the gateway, every bill within its hold ----------------
+
+
+def test_random_responses_traffic_never_bills_past_a_hold_or_the_cap(gateway: Any, sim: Any) -> None:
+    """Chains, conversations, web search, reasoning, function tools, streams and store:false, mixed at random
+    (seeded), through the official SDK, against a cap that runs out: every ledger row within its reservation,
+    the day's spend within the cap."""
+    import random
+
+    import openai
+
+    rng = random.Random(20261202)
+    cap = Decimal("0.5")
+    agent = {"model": "gpt-4.1-mini", "models": ["gpt-4.1-mini", "gpt-5-mini", "o4-mini"], "daily_usd": str(cap),
+             "max_tokens": 600}  # fmt: skip
+    gw = gateway(agents={"olivia": agent})
+    client = gw.openai()
+    conv = httpx2.post(
+        sim.url + "/v1/conversations", json={}, headers={"authorization": f"Bearer {PROVIDER_KEY}"}
+    ).json()["id"]
+    last: dict[str, str] = {}
+    for i in range(40):
+        model = rng.choice(agent["models"])
+        words = " ".join(
+            rng.choice(["alpha", "Zürich", "日本語", "{", "data", "🙂"]) for _ in range(rng.randint(1, 400))
+        )
+        kw: dict[str, Any] = {"model": model, "input": f"{words} [sim:tokens={rng.randint(0, 500)}]"}
+        if rng.random() < 0.5:
+            kw["max_output_tokens"] = rng.randint(16, 600)
+        if model != "gpt-4.1-mini" and rng.random() < 0.5:
+            kw["reasoning"] = {"effort": rng.choice(["low", "medium", "high"])}
+        if rng.random() < 0.3:
+            kw["tools"] = [{"type": rng.choice(["web_search", "web_search_preview"])}]
+            kw["input"] += f" [sim:web_search={rng.randint(0, 4)}]"
+        where = rng.random()
+        if where < 0.3 and model in last:
+            kw["previous_response_id"] = last[model]
+        elif where < 0.5:
+            kw["conversation"] = conv
+        if rng.random() < 0.2:
+            kw["store"] = False
+        try:
+            if rng.random() < 0.3:
+                with client.responses.stream(**kw) as s:
+                    done = [e.response for e in s if e.type in ("response.completed", "response.incomplete")]
+                resp = done[-1]
+            else:
+                resp = client.responses.create(**kw)
+        except openai.APIStatusError as e:
+            assert e.status_code in (402, 429), (i, e.status_code, e.body)
+            continue
+        if kw.get("store") is not False and "conversation" not in kw:
+            last[model] = resp.id
+    rows = gw.ledger("olivia")
+    assert rows
+    for row in rows:
+        assert row["cost_nanos"] <= row["worst_nanos"], row
+    assert sum(r["cost_nanos"] for r in rows) <= to_nanos(cap)
