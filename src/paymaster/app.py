@@ -306,7 +306,7 @@ class Gateway:
         call = decode(api, agent, body, h, size)  # 2. decode
         ctx = LeverContext(agent, task_of(agent, call, internal), h, self)
         if api is wire_responses:  # the stored context it names: the agent's own, and how large
-            ctx.state[self.book.name] = responses_api.stored_context(self, agent, body)
+            ctx.state[self.book.name] = await responses_api.stored_context(self, agent, body, h)
         for lever in self.appliers if api is not wire_embeddings else ():  # 3. the levers, in list order
             answer = await lever.apply(call, ctx)
             if answer is not None:
@@ -378,6 +378,8 @@ class Gateway:
         if target.API == call.api:
             call.body = source
             target.set_max_tokens(source, call.max_tokens, m.provider.kind)
+            if call.api == "responses":
+                self.book.stamp(source, call.agent)  # replicas: whose stored response it is
         else:
             shaped = dict(source)
             WIRES[call.api].set_max_tokens(shaped, call.max_tokens, "openai")

@@ -50,8 +50,11 @@ class ResponseBook:
 
     name = "responses"
 
+    OWNER_KEY = "paymaster_agent"  # replicas: the owning agent, in each stored response's own metadata
+
     def __init__(self, ledger: str) -> None:
         local = local_ledger(ledger)
+        self.shared = local is None and ledger != ":memory:"  # replicas: each keeps its own book
         path = ":memory:" if local is None else local + ".responses"
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -102,6 +105,32 @@ class ResponseBook:
             self.overlapped.add(conv)
         self.flying[conv] = n + 1
         self.calls[id(body)] = conv
+
+    def stamp(self, body: dict[str, Any], agent: str) -> None:
+        """Replicas: write the owning agent into a stored response's metadata (OpenAI keeps it with the response),
+        so a replica that did not serve it can check whose it is (`owned_elsewhere`)."""
+        if not self.shared or body.get("store") is False:
+            return
+        meta = body.get("metadata")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        if len(meta) < 16 or self.OWNER_KEY in meta:  # the API's limit: 16 pairs
+            meta[self.OWNER_KEY] = agent
+            body["metadata"] = meta
+
+    def adopt(self, rid: str, agent: str, model: str, response: Any) -> tuple[bool, int | None]:
+        """A stored response another replica served, as the provider returned it (GET): (whether `agent` owns it —
+        by its stamp — and its context tokens from its usage, None when unreadable). Booked here when owned."""
+        meta = response.get("metadata") if isinstance(response, dict) else None
+        if not isinstance(meta, dict) or meta.get(self.OWNER_KEY) != agent:
+            return False, None
+        u = response.get("usage")
+        tokens = None
+        if isinstance(u, dict) and response.get("status") in ("completed", "incomplete"):
+            i, o = u.get("input_tokens"), u.get("output_tokens")
+            if isinstance(i, int) and isinstance(o, int) and not isinstance(i, bool) and not isinstance(o, bool):
+                tokens = i + o if i >= 0 and o >= 0 else None
+        self.record(rid, agent, model, tokens)
+        return True, tokens
 
     def in_flight(self, body: dict[str, Any]) -> bool:
         """Whether the conversation `body` names has a call in flight."""

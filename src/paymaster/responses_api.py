@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .config import Agent
 from .errors import BadRequest, MethodNotAllowed, NotFound
 from .http import Receive, Scope, Send, header_map, respond
@@ -27,11 +29,15 @@ if TYPE_CHECKING:
 ACTIONS = {("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")}
 
 
-def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any]) -> int | None:
+async def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes]) -> int | None:
     """Tokens of the stored context a Responses request names (0: none; None: one the gateway never
-    served, bounded by the model's context window — or refused, by fleet policy)."""
+    served, bounded by the model's context window — or refused, by fleet policy). Replicas: a response
+    another replica served is read from the provider, its owner checked by its stamp (`ResponseBook.stamp`)."""
     try:
         named, tokens = context_of(gw.book, agent.name, body)
+        rid = body.get("previous_response_id")
+        if named and tokens is None and gw.book.shared and isinstance(rid, str) and gw.book.owner(rid) is None:
+            tokens = await _from_provider(gw, agent, body, rid, h)
     except LookupError:
         param = "previous_response_id" if body.get("previous_response_id") is not None else "conversation"
         raise NotFound(f"{param}: no such stored response or conversation for this key", param=param) from None
@@ -45,6 +51,31 @@ def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any]) -> int | Non
         )
     gw.book.begin(body)  # ended by the pipeline once the call has settled or was refused
     return tokens
+
+
+async def _from_provider(
+    gw: Gateway, agent: Agent, body: dict[str, Any], rid: str, h: dict[bytes, bytes]
+) -> int | None:
+    """A response this replica never served, read from the provider of the model the request names (unbilled):
+    its context tokens when `agent`'s stamp is on it; LookupError when another agent's is; None when it cannot
+    be read (bounded by the window, as before)."""
+    model = gw.config.models.get(body.get("model", ""))
+    if model is None or model.provider.api != "openai":
+        return None
+    up = gw.upstreams[model.provider.name]
+    try:
+        resp = await up.transport.send("GET", f"/responses/{rid}", up.headers(h), b"")
+        data = await resp.read()
+        found = orjson.loads(data) if resp.status == 200 else None
+    except (UpstreamError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    meta = found.get("metadata")
+    if isinstance(meta, dict) and gw.book.OWNER_KEY in meta and meta[gw.book.OWNER_KEY] != agent.name:
+        raise LookupError(rid)  # another agent's: "not found" to this one, as on the replica that served it
+    owned, tokens = gw.book.adopt(rid, agent.name, body["model"], found)
+    return tokens if owned else None
 
 
 async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,82 @@
+"""Replicas and the Responses API's stored context: a response served by one replica, continued through another.
+The other replica's book does not know it: it bounded it by the context window (an affordable continuation refused
+for an agent whose cap is below a window's worth) and could not check its owner (another agent could continue
+it). Both failed before the fix: each stored response now carries its owner in its metadata, and a replica that
+did not serve it reads it from the provider. Needs Redis and Postgres (tests/services.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from paymaster.config import hash_key
+from paymaster.server import free_port, wait_port
+from tests.conftest import ADMIN_KEY, PROVIDER_KEY
+from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
+from tests.test_replicas import sim_process, stop  # noqa: F401  (the `sim_process` fixture)
+
+KEYS = {"olivia": "pm-olivia-replicas", "mallory": "pm-mallory-replicas"}
+
+
+def serve_two(tmp: Path, sim_url: str, shared: Shared) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    agents = {
+        name: {"model": "gpt-4.1-mini", "daily_usd": "0.3", "max_tokens": 256, "key_sha256": hash_key(key)}
+        for name, key in KEYS.items()
+    }
+    raw = {
+        "reservations": shared.redis_url,
+        "ledger": shared.postgres_url,
+        "admin": {"key_sha256": hash_key(ADMIN_KEY)},
+        "providers": {"openai": {"kind": "openai", "base_url": sim_url + "/v1", "api_key_env": "SIM_KEY"}},
+        "agents": agents,
+    }
+    path = tmp / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    ports = [free_port() for _ in range(2)]
+    env = {**os.environ, "SIM_KEY": PROVIDER_KEY}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "paymaster.cli", "serve", "--config", str(path), "--port", str(p)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for p in ports
+    ]
+    for p in ports:
+        wait_port(p, timeout=30)
+    return procs, ports
+
+
+def client(port: int, agent: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEYS[agent], max_retries=0)
+
+
+def test_a_response_continued_through_another_replica_is_bounded_by_its_size_and_kept_to_its_owner(
+    sim_process: str,  # noqa: F811
+    tmp_path: Path,
+    shared: Shared,  # noqa: F811
+) -> None:
+    procs, (a, b) = serve_two(tmp_path, sim_process, shared)
+    try:
+        first = client(a, "olivia").responses.create(model="gpt-4.1-mini", input="hello", max_output_tokens=16)
+        # a $0.30 cap is below a window's worth of gpt-4.1-mini input (1,047,576 × $0.40 / MTok ≈ $0.42)
+        again = client(b, "olivia").responses.create(
+            model="gpt-4.1-mini", previous_response_id=first.id, input="and then?", max_output_tokens=16
+        )
+        assert again.previous_response_id == first.id
+        with pytest.raises(openai.NotFoundError):
+            client(b, "mallory").responses.create(
+                model="gpt-4.1-mini", previous_response_id=first.id, input="show me", max_output_tokens=16
+            )
+        rows = shared.pg("SELECT agent, cost_nanos, worst_nanos FROM ledger WHERE api = 'responses'")
+        assert sorted(r["agent"] for r in rows) == ["olivia", "olivia"]
+        assert all(r["cost_nanos"] <= r["worst_nanos"] for r in rows)
+    finally:
+        stop(procs)
