@@ -381,7 +381,7 @@ class Gateway:
             if call.api == "responses":
                 self.book.stamp(source, call.agent)  # replicas: whose stored response it is
         else:
-            shaped = dict(source)
+            shaped = self.book.unstamped(source)  # (a fallback from an OpenAI attempt: the owner stamp stays there)
             WIRES[call.api].set_max_tokens(shaped, call.max_tokens, "openai")
             if call.api == "responses":  # to Claude by way of the Chat Completions shape (stateless only)
                 shaped = translate_responses.request_to_chat(shaped)

@@ -117,6 +117,18 @@ class ResponseBook:
             meta[self.OWNER_KEY] = agent
             body["metadata"] = meta
 
+    def unstamped(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A copy of `body` without the owner stamp (for another provider, which has no use for it)."""
+        out = dict(body)
+        meta = out.get("metadata")
+        if isinstance(meta, dict) and self.OWNER_KEY in meta:
+            meta = {k: v for k, v in meta.items() if k != self.OWNER_KEY}
+            if meta:
+                out["metadata"] = meta
+            else:
+                del out["metadata"]
+        return out
+
     def adopt(self, rid: str, agent: str, model: str, response: Any) -> tuple[bool, int | None]:
         """A stored response another replica served, as the provider returned it (GET): (whether `agent` owns it —
         by its stamp — and its context tokens from its usage, None when unreadable). Booked here when owned."""
