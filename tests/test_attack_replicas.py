@@ -75,6 +75,9 @@ def test_a_response_continued_through_another_replica_is_bounded_by_its_size_and
             client(b, "mallory").responses.create(
                 model="gpt-4.1-mini", previous_response_id=first.id, input="show me", max_output_tokens=16
             )
+        assert client(b, "olivia").responses.retrieve(first.id).id == first.id  # served by A, read through B
+        with pytest.raises(openai.NotFoundError):
+            client(b, "mallory").responses.retrieve(first.id)
         rows = shared.pg("SELECT agent, cost_nanos, worst_nanos FROM ledger WHERE api = 'responses'")
         assert sorted(r["agent"] for r in rows) == ["olivia", "olivia"]
         assert all(r["cost_nanos"] <= r["worst_nanos"] for r in rows)

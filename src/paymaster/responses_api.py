@@ -78,6 +78,24 @@ async def _from_provider(
     return tokens if owned else None
 
 
+async def _served_elsewhere(gw: Gateway, agent: Agent, rid: str, h: dict[bytes, bytes]) -> tuple[str, str] | None:
+    """(agent, model) of a response another replica served for `agent` (its stamp, read from the provider of each
+    OpenAI model the agent may call), booked here; None when it is not the agent's or cannot be read."""
+    seen: set[str] = set()
+    for name in agent.models:
+        model = gw.config.models.get(name)
+        if model is None or model.provider.api != "openai" or model.provider.name in seen:
+            continue
+        seen.add(model.provider.name)
+        try:
+            await _from_provider(gw, agent, {"model": name}, rid, h)  # books it here when it is the agent's
+        except LookupError:
+            return None
+        if (made := gw.book.owner(rid)) is not None:
+            return made
+    return None
+
+
 async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """One of the stored-response endpoints (module docstring), for the agent that made the response."""
     h = header_map(scope)
@@ -90,6 +108,8 @@ async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no route {method} {path}")
     made = gw.book.owner(rid)
+    if made is None and gw.book.shared:  # replicas: perhaps another one served it
+        made = await _served_elsewhere(gw, agent, rid, h)
     if made is None or made[0] != agent.name:
         raise NotFound(f"No response found with id '{rid}'.", param="response_id")
     model = gw.config.models.get(made[1])
