@@ -180,9 +180,11 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     return Estimate(total, usd + rates.per_request, out, m)
 
 
+@cache
 def window(model: str, listed: int | None) -> int | None:
     """The context window to cap `model`'s input at: the price table's (`listed`; None: no cap), raised to
-    the documented one where the table rounds it down (data/costmodel.yaml `context_windows`)."""
+    the documented one where the table rounds it down (data/costmodel.yaml `context_windows`). Memoised: it
+    runs on every call."""
     if listed is None:
         return None
     documented = spec_for(data()["context_windows"], model)
