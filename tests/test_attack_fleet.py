@@ -46,10 +46,9 @@ def test_a_cap_lowered_under_calls_in_flight_binds_every_later_admission(live: A
         threads = [threading.Thread(target=slow) for _ in range(3)]
         for t in threads:
             t.start()
-        deadline = time.time() + 5
-        while windows(g, "bob")["agent daily"][1] == 0 and time.time() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)  # all three admitted
+        deadline = time.time() + 10
+        while sum(1 for r in list(sim.requests) if r["path"] == "/v1/messages") < 3 and time.time() < deadline:
+            time.sleep(0.01)  # until all three are admitted and sent
         spent, held, _ = windows(g, "bob")["agent daily"]
         assert held > 0
         new_cap = ((spent + held) / 4).quantize(Decimal("0.000001"))  # below what the calls in flight hold
