@@ -180,15 +180,19 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     return Estimate(total, usd + rates.per_request, out, m)
 
 
-@cache
+_DOCUMENTED: dict[str, int] = {}  # model → its documented window (0: none listed), filled as models are seen
+
+
 def window(model: str, listed: int | None) -> int | None:
     """The context window to cap `model`'s input at: the price table's (`listed`; None: no cap), raised to
-    the documented one where the table rounds it down (data/costmodel.yaml `context_windows`). Memoised: it
-    runs on every call."""
+    the documented one where the table rounds it down (data/costmodel.yaml `context_windows`)."""
     if listed is None:
         return None
-    documented = spec_for(data()["context_windows"], model)
-    return max(listed, documented) if isinstance(documented, int) else listed
+    documented = _DOCUMENTED.get(model)
+    if documented is None:
+        found = spec_for(data()["context_windows"], model)
+        documented = _DOCUMENTED[model] = found if isinstance(found, int) else 0
+    return documented if documented > listed else listed
 
 
 def margin(tokens: int, ratio: str, extra: int) -> int:
