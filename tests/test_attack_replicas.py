@@ -1,14 +1,14 @@
 """Replicas and the Responses API's stored context: a response served by one replica, continued through another.
-The other replica's book does not know it: it bounded it by the context window (an affordable continuation refused
-for an agent whose cap is below a window's worth) and could not check its owner (another agent could continue
-it). Both failed before the fix: each stored response now carries its owner in its metadata, and a replica that
-did not serve it reads it from the provider. Needs Redis and Postgres (tests/services.py)."""
+With a book per replica the other one bounded it by the context window (an affordable continuation refused for an
+agent whose cap is below a window's worth) and could not check its owner (another agent could continue it); both
+failed before the shared book (Postgres). Needs Redis and Postgres (tests/services.py)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openai
@@ -66,6 +66,7 @@ def test_a_response_continued_through_another_replica_is_bounded_by_its_size_and
     procs, (a, b) = serve_two(tmp_path, sim_process, shared)
     try:
         first = client(a, "olivia").responses.create(model="gpt-4.1-mini", input="hello", max_output_tokens=16)
+        time.sleep(0.5)  # the shared book is written in the background as the call settles (about a millisecond)
         # a $0.30 cap is below a window's worth of gpt-4.1-mini input (1,047,576 × $0.40 / MTok ≈ $0.42)
         again = client(b, "olivia").responses.create(
             model="gpt-4.1-mini", previous_response_id=first.id, input="and then?", max_output_tokens=16

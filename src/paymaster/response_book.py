@@ -15,18 +15,25 @@ A conversation grows with every response made in it (its input and output items 
 response completes, `store: false` or not), so while a call naming it is in flight the book cannot know its
 size: a second call on it then is bounded by the model's window, and a call that overlapped another on the
 same conversation adds its figure to the conversation's instead of replacing it (`begin` / `end` bracket each
-call, from reading the book to after its settlement).
+call, from reading the book to after its settlement; per replica).
 
 One small SQLite file next to the ledger (`<ledger>.responses`), so chains and ownership survive a restart.
-With a shared ledger (replicas on Postgres) the book is each replica's own, in memory: a response another
-replica served is unknown here — bounded by the model's window, and not retrievable through this replica.
+With a shared ledger (replicas on Postgres) the book is in Postgres (`responses`, `conversations`), so every
+replica knows every response: its owner (an agent cannot continue or retrieve another agent's response
+through any replica) and its context size. Each replica keeps what it has seen in memory in front of it; a
+response is written to Postgres in the background as its call settles (a millisecond or so), so a
+continuation that reaches another replica a moment later finds it. One that arrives before the write lands
+is treated as a response the gateway never served (bounded by the model's window, ownership not enforced).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .store import local_ledger
 from .wire.responses import response_id, stored_reference
@@ -45,16 +52,34 @@ CREATE TABLE IF NOT EXISTS conversation (
 """
 
 
+log = logging.getLogger("paymaster")
+
+
+class SharedBook(Protocol):
+    """Where replicas keep the book (store/postgres.py `PostgresLedger`)."""
+
+    async def response_record(self, rid: str, agent: str, model: str, tokens: int | None, conv: str | None) -> None:
+        """Record one served response (and the conversation it continued)."""
+
+    async def response_lookup(self, kind: str, ref: str) -> tuple[str, str, int | None] | None:
+        """(agent, model — "" for a conversation —, tokens) of a stored response or conversation."""
+
+    async def response_forget(self, rid: str) -> None:
+        """Drop a deleted response."""
+
+    async def conversation_record(self, conv: str, agent: str, tokens: int | None) -> None:
+        """Record a conversation's size after a response made in it (None: unknown)."""
+
+
 class ResponseBook:
     """Record in `settled` (after each Responses call is booked), read before admission."""
 
     name = "responses"
 
-    OWNER_KEY = "paymaster_agent"  # replicas: the owning agent, in each stored response's own metadata
-
-    def __init__(self, ledger: str) -> None:
+    def __init__(self, ledger: str, shared: SharedBook | None = None) -> None:
+        self.shared = shared
+        self._writes: set[asyncio.Task[None]] = set()
         local = local_ledger(ledger)
-        self.shared = local is None and ledger != ":memory:"  # replicas: each keeps its own book
         path = ":memory:" if local is None else local + ".responses"
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -67,10 +92,38 @@ class ResponseBook:
     def close(self) -> None:
         self.db.close()
 
+    async def drain(self) -> None:
+        """Wait for the writes to the shared book still under way (at shutdown)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
     def owner(self, rid: str) -> tuple[str, str] | None:
-        """(agent, model) of a response the gateway served, or None."""
+        """(agent, model) of a response this process knows of, or None."""
         row = self.db.execute("SELECT agent, model FROM response WHERE id = ?", (rid,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    async def owner_anywhere(self, rid: str) -> tuple[str, str] | None:
+        """`owner`, asking the shared book (replicas) when this process has not seen the response."""
+        made = self.owner(rid)
+        if made is None and self.shared is not None:
+            hit = await self.shared.response_lookup("response", rid)
+            if hit is not None:
+                self.db.execute("INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?, ?)", (rid, *hit, time.time()))
+                made = hit[0], hit[1]
+        return made
+
+    async def stored_anywhere(self, kind: str, ref: str) -> tuple[str, int | None] | None:
+        """`stored`, asking the shared book (replicas) when this process has not seen it."""
+        hit = self.stored(kind, ref)
+        if hit is None and self.shared is not None:
+            found = await self.shared.response_lookup(kind, ref)
+            if found is not None:
+                agent, model, tokens = found
+                if kind == "response":
+                    row = (ref, agent, model, tokens, time.time())
+                    self.db.execute("INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?, ?)", row)
+                hit = agent, None if kind == "conversation" and ref in self.flying else tokens
+        return hit
 
     def stored(self, kind: str, ref: str) -> tuple[str, int | None] | None:
         """(owner, context tokens or None when unknown) of a stored response or conversation, or None when
@@ -85,14 +138,16 @@ class ResponseBook:
         now = time.time()
         self.db.execute("INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?, ?)", (rid, agent, model, tokens, now))
 
-    def grown(self, conversation: str, agent: str, tokens: int | None) -> None:
-        """A response made in `conversation` settled, having read and written `tokens` (None: unknown)."""
+    def grown(self, conversation: str, agent: str, tokens: int | None) -> int | None:
+        """A response made in `conversation` settled, having read and written `tokens` (None: unknown); returns
+        the conversation's new figure."""
         if tokens is not None and conversation in self.overlapped:
             row = self.db.execute("SELECT tokens FROM conversation WHERE id = ?", (conversation,)).fetchone()
             tokens = row[0] + tokens if row is not None and row[0] is not None else None
         self.db.execute(
             "INSERT OR REPLACE INTO conversation VALUES (?, ?, ?, ?)", (conversation, agent, tokens, time.time())
         )
+        return tokens
 
     def begin(self, body: dict[str, Any]) -> None:
         """A call naming a conversation is about to be admitted: the conversation is in flight until `end`."""
@@ -105,44 +160,6 @@ class ResponseBook:
             self.overlapped.add(conv)
         self.flying[conv] = n + 1
         self.calls[id(body)] = conv
-
-    def stamp(self, body: dict[str, Any], agent: str) -> None:
-        """Replicas: write the owning agent into a stored response's metadata (OpenAI keeps it with the response),
-        so a replica that did not serve it can check whose it is (`owned_elsewhere`)."""
-        if not self.shared or body.get("store") is False:
-            return
-        meta = body.get("metadata")
-        meta = dict(meta) if isinstance(meta, dict) else {}
-        if len(meta) < 16 or self.OWNER_KEY in meta:  # the API's limit: 16 pairs
-            meta[self.OWNER_KEY] = agent
-            body["metadata"] = meta
-
-    def unstamped(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A copy of `body` without the owner stamp (for another provider, which has no use for it)."""
-        out = dict(body)
-        meta = out.get("metadata")
-        if isinstance(meta, dict) and self.OWNER_KEY in meta:
-            meta = {k: v for k, v in meta.items() if k != self.OWNER_KEY}
-            if meta:
-                out["metadata"] = meta
-            else:
-                del out["metadata"]
-        return out
-
-    def adopt(self, rid: str, agent: str, model: str, response: Any) -> tuple[bool, int | None]:
-        """A stored response another replica served, as the provider returned it (GET): (whether `agent` owns it —
-        by its stamp — and its context tokens from its usage, None when unreadable). Booked here when owned."""
-        meta = response.get("metadata") if isinstance(response, dict) else None
-        if not isinstance(meta, dict) or meta.get(self.OWNER_KEY) != agent:
-            return False, None
-        u = response.get("usage")
-        tokens = None
-        if isinstance(u, dict) and response.get("status") in ("completed", "incomplete"):
-            i, o = u.get("input_tokens"), u.get("output_tokens")
-            if isinstance(i, int) and isinstance(o, int) and not isinstance(i, bool) and not isinstance(o, bool):
-                tokens = i + o if i >= 0 and o >= 0 else None
-        self.record(rid, agent, model, tokens)
-        return True, tokens
 
     def in_flight(self, body: dict[str, Any]) -> bool:
         """Whether the conversation `body` names has a call in flight."""
@@ -161,8 +178,34 @@ class ResponseBook:
             del self.flying[conv]
             self.overlapped.discard(conv)
 
-    def forget(self, rid: str) -> None:
+    async def forget(self, rid: str) -> None:
         self.db.execute("DELETE FROM response WHERE id = ?", (rid,))
+        if self.shared is not None:
+            await self.shared.response_forget(rid)
+
+    def _share(self, rid: str, agent: str, model: str, tokens: int | None) -> None:
+        if self.shared is not None:
+            self._spawn(rid, self.shared.response_record(rid, agent, model, tokens, None))
+
+    def _share_conversation(self, conversation: str, agent: str, tokens: int | None) -> None:
+        if self.shared is not None:
+            self._spawn(conversation, self.shared.conversation_record(conversation, agent, tokens))
+
+    def _spawn(self, what: str, write: Coroutine[Any, Any, None]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            write.close()
+            return  # settled outside the gateway's loop (a test's direct call): nothing shared to write to
+        task = loop.create_task(self._write(what, write))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, what: str, write: Coroutine[Any, Any, None]) -> None:
+        try:
+            await write
+        except Exception as e:  # noqa: BLE001 — the call is booked; only other replicas' view of it is late
+            log.warning("responses: %s not shared with the other replicas: %s", what, e)
 
     # -- the pipeline's settled hook (a lever's, without being one) ---------------------------------------
 
@@ -172,22 +215,26 @@ class ResponseBook:
         u = outcome.usage
         tokens = u.input_tokens + u.output_tokens if outcome.exact else None
         ref = stored_reference(call.body)
-        if ref is not None and ref[0] == "conversation":  # its items are appended, stored response or not
-            self.grown(ref[1], call.agent, tokens)
-        if call.body.get("store") is False:  # no stored response: nothing to own or continue
-            return
+        conversation = ref[1] if ref is not None and ref[0] == "conversation" else None
+        grown = self.grown(conversation, call.agent, tokens) if conversation is not None else None
         rid = call.response_id or response_id(outcome.answer)
-        if rid:
-            self.record(rid, call.agent, call.model, tokens)
+        if call.body.get("store") is False or not rid:  # no stored response: nothing to own or continue
+            if conversation is not None:  # its items are appended all the same
+                self._share_conversation(conversation, call.agent, grown)
+            return
+        self.record(rid, call.agent, call.model, tokens)
+        self._share(rid, call.agent, call.model, tokens)
+        if conversation is not None:
+            self._share_conversation(conversation, call.agent, grown)
 
 
-def context_of(book: ResponseBook, agent: str, body: dict[str, Any]) -> tuple[bool, int | None]:
+async def context_of(book: ResponseBook, agent: str, body: dict[str, Any]) -> tuple[bool, int | None]:
     """(names stored context, its tokens — None when the gateway never served it). Raises LookupError when
     it names another agent's response or conversation."""
     ref = stored_reference(body)
     if ref is None:
         return False, 0
-    hit = book.stored(*ref)
+    hit = await book.stored_anywhere(*ref)
     if hit is None:
         return True, None
     if hit[0] != agent:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from .config import Agent
 from .errors import BadRequest, MethodNotAllowed, NotFound
 from .http import Receive, Scope, Send, header_map, respond
@@ -29,15 +27,11 @@ if TYPE_CHECKING:
 ACTIONS = {("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")}
 
 
-async def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes]) -> int | None:
+async def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any]) -> int | None:
     """Tokens of the stored context a Responses request names (0: none; None: one the gateway never
-    served, bounded by the model's context window — or refused, by fleet policy). Replicas: a response
-    another replica served is read from the provider, its owner checked by its stamp (`ResponseBook.stamp`)."""
+    served, bounded by the model's context window — or refused, by fleet policy)."""
     try:
-        named, tokens = context_of(gw.book, agent.name, body)
-        rid = body.get("previous_response_id")
-        if named and tokens is None and gw.book.shared and isinstance(rid, str) and gw.book.owner(rid) is None:
-            tokens = await _from_provider(gw, agent, body, rid, h)
+        named, tokens = await context_of(gw.book, agent.name, body)
     except LookupError:
         param = "previous_response_id" if body.get("previous_response_id") is not None else "conversation"
         raise NotFound(f"{param}: no such stored response or conversation for this key", param=param) from None
@@ -53,49 +47,6 @@ async def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any], h: dic
     return tokens
 
 
-async def _from_provider(
-    gw: Gateway, agent: Agent, body: dict[str, Any], rid: str, h: dict[bytes, bytes]
-) -> int | None:
-    """A response this replica never served, read from the provider of the model the request names (unbilled):
-    its context tokens when `agent`'s stamp is on it; LookupError when another agent's is; None when it cannot
-    be read (bounded by the window, as before)."""
-    model = gw.config.models.get(body.get("model", ""))
-    if model is None or model.provider.api != "openai":
-        return None
-    up = gw.upstreams[model.provider.name]
-    try:
-        resp = await up.transport.send("GET", f"/responses/{rid}", up.headers(h), b"")
-        data = await resp.read()
-        found = orjson.loads(data) if resp.status == 200 else None
-    except (UpstreamError, orjson.JSONDecodeError):
-        return None
-    if not isinstance(found, dict):
-        return None
-    meta = found.get("metadata")
-    if isinstance(meta, dict) and gw.book.OWNER_KEY in meta and meta[gw.book.OWNER_KEY] != agent.name:
-        raise LookupError(rid)  # another agent's: "not found" to this one, as on the replica that served it
-    owned, tokens = gw.book.adopt(rid, agent.name, body["model"], found)
-    return tokens if owned else None
-
-
-async def _served_elsewhere(gw: Gateway, agent: Agent, rid: str, h: dict[bytes, bytes]) -> tuple[str, str] | None:
-    """(agent, model) of a response another replica served for `agent` (its stamp, read from the provider of each
-    OpenAI model the agent may call), booked here; None when it is not the agent's or cannot be read."""
-    seen: set[str] = set()
-    for name in agent.models:
-        model = gw.config.models.get(name)
-        if model is None or model.provider.api != "openai" or model.provider.name in seen:
-            continue
-        seen.add(model.provider.name)
-        try:
-            await _from_provider(gw, agent, {"model": name}, rid, h)  # books it here when it is the agent's
-        except LookupError:
-            return None
-        if (made := gw.book.owner(rid)) is not None:
-            return made
-    return None
-
-
 async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """One of the stored-response endpoints (module docstring), for the agent that made the response."""
     h = header_map(scope)
@@ -107,9 +58,7 @@ async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         if action in ("", "input_items", "cancel") and rid:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no route {method} {path}")
-    made = gw.book.owner(rid)
-    if made is None and gw.book.shared:  # replicas: perhaps another one served it
-        made = await _served_elsewhere(gw, agent, rid, h)
+    made = await gw.book.owner_anywhere(rid)
     if made is None or made[0] != agent.name:
         raise NotFound(f"No response found with id '{rid}'.", param="response_id")
     model = gw.config.models.get(made[1])
@@ -132,6 +81,6 @@ async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     except UpstreamError as e:
         fail(e, up.provider.name)
     if method == "DELETE" and resp.status == 200:
-        gw.book.forget(rid)
+        await gw.book.forget(rid)
     ctype = (resp.headers.get("content-type") or "application/json").encode("latin-1")
     await respond(send, resp.status, data, relay_headers(resp), ctype)
