@@ -5,9 +5,7 @@ failed before the shared book (Postgres). Needs Redis and Postgres (tests/servic
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +14,9 @@ import pytest
 import yaml
 
 from paymaster.config import hash_key
-from paymaster.server import free_port, wait_port
-from tests.conftest import ADMIN_KEY, PROVIDER_KEY
+from tests.conftest import ADMIN_KEY
 from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
-from tests.test_replicas import sim_process, stop  # noqa: F401  (the `sim_process` fixture)
+from tests.test_replicas import serve, sim_process, stop  # noqa: F401  (the `sim_process` fixture)
 
 KEYS = {"olivia": "pm-olivia-replicas", "mallory": "pm-mallory-replicas"}
 
@@ -38,20 +35,7 @@ def serve_two(tmp: Path, sim_url: str, shared: Shared) -> tuple[list[subprocess.
     }
     path = tmp / "fleet.yaml"
     path.write_text(yaml.safe_dump(raw))
-    ports = [free_port() for _ in range(2)]
-    env = {**os.environ, "SIM_KEY": PROVIDER_KEY}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "paymaster.cli", "serve", "--config", str(path), "--port", str(p)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for p in ports
-    ]
-    for p in ports:
-        wait_port(p, timeout=30)
-    return procs, ports
+    return serve(path, 2)
 
 
 def client(port: int, agent: str) -> openai.OpenAI:
