@@ -288,6 +288,8 @@ class Gateway:
                 member = await self.limits.enter_shared(agent)  # replicas: the counters in Redis
             await self.run(api, agent, body, len(raw), h, receive, send)
         finally:
+            if api is wire_responses:
+                self.book.end(body)  # a conversation it named is no longer in flight
             if meter is not None:
                 self.limits.leave(meter, agent.name, member)
 
@@ -443,6 +445,8 @@ class Gateway:
             await self.run(wire, agent, body, len(orjson.dumps(body)), h, receive, send, internal=True)
         except GatewayError as e:
             return e.status, wire.error_body(e)
+        finally:
+            self.book.end(body)  # a conversation it named is no longer in flight
         return reply["status"], reply["body"]
 
     # -- the small endpoints -------------------------------------------------------------------------
