@@ -59,11 +59,11 @@ class Admission:
         left = [r for r in self.budget.remaining(call.agent) if r is not None]
         if not left or to_nanos(worst.worst_case(0, call.max_tokens * call.choices)) <= min(left):
             return worst
-        if up.provider.kind == "openai-compatible" or call.target_api == "embeddings":
+        if up.provider.kind == "openai-compatible":
             return worst  # its tokenizer is the served model's, not one we can count with: bytes bound it
         rates = self.rates_of(call.model)
         cap = None if b"context-1m" in h.get(b"anthropic-beta", b"") else rates.context_window
-        if call.target_api in ("openai", "responses"):
+        if call.target_api in ("openai", "responses", "embeddings"):
             tier = up.provider.service_tier
             tight = estimate(call.body, call.target_api, 0, rates, cap, exact=True, default_tier=tier, stored=stored)
         else:

@@ -280,16 +280,19 @@ class Gateway:
     async def complete(self, api: Wire, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
-        if not agent.limits.on:
-            body, raw = await read_json(receive, h, self.config.max_body_bytes)
-            return await self.run(api, agent, body, len(raw), h, receive, send)
-        entry = await self.limits.enter(agent)  # 429 over a rate or calls in flight, before the body is read
+        entry = await self.limits.enter(agent) if agent.limits.on else None  # 429 over a rate, before the body
         try:
             body, raw = await read_json(receive, h, self.config.max_body_bytes)
-            await self.limits.check(agent, entry, body)  # 429 from the loop detector
-            await self.run(api, agent, body, len(raw), h, receive, send)
+            if entry is not None:
+                await self.limits.check(agent, entry, body)  # 429 from the loop detector
+            try:
+                await self.run(api, agent, body, len(raw), h, receive, send)
+            finally:
+                if api is wire_responses:
+                    self.book.end(body)  # a conversation it named is no longer in flight
         finally:
-            self.limits.leave(agent.name, entry)
+            if entry is not None:
+                self.limits.leave(agent.name, entry)
 
     async def run(
         self,
@@ -443,6 +446,8 @@ class Gateway:
             await self.run(wire, agent, body, len(orjson.dumps(body)), h, receive, send, internal=True)
         except GatewayError as e:
             return e.status, wire.error_body(e)
+        finally:
+            self.book.end(body)  # a conversation it named is no longer in flight
         return reply["status"], reply["body"]
 
     # -- the small endpoints -------------------------------------------------------------------------

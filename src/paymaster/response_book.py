@@ -11,6 +11,12 @@ model's context window).
 Ownership: an agent sees (retrieves, deletes, lists, cancels, continues) only responses made with its
 own key; any other id is "not found" to it.
 
+A conversation grows with every response made in it (its input and output items are appended when the
+response completes, `store: false` or not), so while a call naming it is in flight the book cannot know its
+size: a second call on it then is bounded by the model's window, and a call that overlapped another on the
+same conversation adds its figure to the conversation's instead of replacing it (`begin` / `end` bracket each
+call, from reading the book to after its settlement; per replica).
+
 One small SQLite file next to the ledger (`<ledger>.responses`), so chains and ownership survive a restart.
 With a shared ledger (replicas on Postgres) the book is in Postgres (`responses`, `conversations`), so every
 replica knows every response: its owner (an agent cannot continue or retrieve another agent's response
@@ -26,6 +32,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .store import local_ledger
@@ -60,6 +67,9 @@ class SharedBook(Protocol):
     async def response_forget(self, rid: str) -> None:
         """Drop a deleted response."""
 
+    async def conversation_record(self, conv: str, agent: str, tokens: int | None) -> None:
+        """Record a conversation's size after a response made in it (None: unknown)."""
+
 
 class ResponseBook:
     """Record in `settled` (after each Responses call is booked), read before admission."""
@@ -75,6 +85,9 @@ class ResponseBook:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self.flying: dict[str, int] = {}  # conversation → calls naming it in flight
+        self.overlapped: set[str] = set()  # conversations two calls were in flight on at once
+        self.calls: dict[int, str] = {}  # id(request body) → the conversation it named (begin → end)
 
     def close(self) -> None:
         self.db.close()
@@ -109,63 +122,110 @@ class ResponseBook:
                 if kind == "response":
                     row = (ref, agent, model, tokens, time.time())
                     self.db.execute("INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?, ?)", row)
-                hit = agent, tokens
+                hit = agent, None if kind == "conversation" and ref in self.flying else tokens
         return hit
 
     def stored(self, kind: str, ref: str) -> tuple[str, int | None] | None:
         """(owner, context tokens or None when unknown) of a stored response or conversation, or None when
-        the gateway never served it."""
+        the gateway never served it. A conversation with a call in flight is of unknown size."""
         table = "response" if kind == "response" else "conversation"
         row = self.db.execute(f"SELECT agent, tokens FROM {table} WHERE id = ?", (ref,)).fetchone()  # noqa: S608
-        return (row[0], row[1]) if row else None
+        if row is None:
+            return None
+        return row[0], None if kind == "conversation" and ref in self.flying else row[1]
 
-    def record(self, rid: str, agent: str, model: str, tokens: int | None, conversation: str | None) -> None:
+    def record(self, rid: str, agent: str, model: str, tokens: int | None) -> None:
         now = time.time()
         self.db.execute("INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?, ?)", (rid, agent, model, tokens, now))
-        if conversation is not None:
-            self.db.execute(
-                "INSERT OR REPLACE INTO conversation VALUES (?, ?, ?, ?)", (conversation, agent, tokens, now)
-            )
+
+    def grown(self, conversation: str, agent: str, tokens: int | None) -> int | None:
+        """A response made in `conversation` settled, having read and written `tokens` (None: unknown); returns
+        the conversation's new figure."""
+        if tokens is not None and conversation in self.overlapped:
+            row = self.db.execute("SELECT tokens FROM conversation WHERE id = ?", (conversation,)).fetchone()
+            tokens = row[0] + tokens if row is not None and row[0] is not None else None
+        self.db.execute(
+            "INSERT OR REPLACE INTO conversation VALUES (?, ?, ?, ?)", (conversation, agent, tokens, time.time())
+        )
+        return tokens
+
+    def begin(self, body: dict[str, Any]) -> None:
+        """A call naming a conversation is about to be admitted: the conversation is in flight until `end`."""
+        ref = stored_reference(body)
+        if ref is None or ref[0] != "conversation":
+            return
+        conv = ref[1]
+        n = self.flying.get(conv, 0)
+        if n:
+            self.overlapped.add(conv)
+        self.flying[conv] = n + 1
+        self.calls[id(body)] = conv
+
+    def in_flight(self, body: dict[str, Any]) -> bool:
+        """Whether the conversation `body` names has a call in flight."""
+        ref = stored_reference(body)
+        return ref is not None and ref[0] == "conversation" and ref[1] in self.flying
+
+    def end(self, body: dict[str, Any]) -> None:
+        """The call `begin` saw has settled or was refused (idempotent; nothing for any other call)."""
+        conv = self.calls.pop(id(body), None)
+        if conv is None:
+            return
+        n = self.flying[conv] - 1
+        if n:
+            self.flying[conv] = n
+        else:
+            del self.flying[conv]
+            self.overlapped.discard(conv)
 
     async def forget(self, rid: str) -> None:
         self.db.execute("DELETE FROM response WHERE id = ?", (rid,))
         if self.shared is not None:
             await self.shared.response_forget(rid)
 
-    def _share(self, rid: str, agent: str, model: str, tokens: int | None, conversation: str | None) -> None:
-        if self.shared is None:
-            return
+    def _share(self, rid: str, agent: str, model: str, tokens: int | None) -> None:
+        if self.shared is not None:
+            self._spawn(rid, self.shared.response_record(rid, agent, model, tokens, None))
+
+    def _share_conversation(self, conversation: str, agent: str, tokens: int | None) -> None:
+        if self.shared is not None:
+            self._spawn(conversation, self.shared.conversation_record(conversation, agent, tokens))
+
+    def _spawn(self, what: str, write: Coroutine[Any, Any, None]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            write.close()
             return  # settled outside the gateway's loop (a test's direct call): nothing shared to write to
-        task = loop.create_task(self._write(rid, agent, model, tokens, conversation))
+        task = loop.create_task(self._write(what, write))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, rid: str, agent: str, model: str, tokens: int | None, conversation: str | None) -> None:
-        assert self.shared is not None
+    async def _write(self, what: str, write: Coroutine[Any, Any, None]) -> None:
         try:
-            await self.shared.response_record(rid, agent, model, tokens, conversation)
+            await write
         except Exception as e:  # noqa: BLE001 — the call is booked; only other replicas' view of it is late
-            log.warning("responses: %s not shared with the other replicas: %s", rid, e)
+            log.warning("responses: %s not shared with the other replicas: %s", what, e)
 
     # -- the pipeline's settled hook (a lever's, without being one) ---------------------------------------
 
     def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
         if call.api != "responses" or call.target_api != "responses" or outcome.status == "upstream_error":
             return
-        if call.body.get("store") is False:  # nothing stored at the provider: nothing to own or continue
-            return
-        rid = call.response_id or response_id(outcome.answer)
-        if not rid:
-            return
         u = outcome.usage
         tokens = u.input_tokens + u.output_tokens if outcome.exact else None
         ref = stored_reference(call.body)
         conversation = ref[1] if ref is not None and ref[0] == "conversation" else None
-        self.record(rid, call.agent, call.model, tokens, conversation)
-        self._share(rid, call.agent, call.model, tokens, conversation)
+        grown = self.grown(conversation, call.agent, tokens) if conversation is not None else None
+        rid = call.response_id or response_id(outcome.answer)
+        if call.body.get("store") is False or not rid:  # no stored response: nothing to own or continue
+            if conversation is not None:  # its items are appended all the same
+                self._share_conversation(conversation, call.agent, grown)
+            return
+        self.record(rid, call.agent, call.model, tokens)
+        self._share(rid, call.agent, call.model, tokens)
+        if conversation is not None:
+            self._share_conversation(conversation, call.agent, grown)
 
 
 async def context_of(book: ResponseBook, agent: str, body: dict[str, Any]) -> tuple[bool, int | None]:

@@ -35,13 +35,15 @@ async def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any]) -> int
     except LookupError:
         param = "previous_response_id" if body.get("previous_response_id") is not None else "conversation"
         raise NotFound(f"{param}: no such stored response or conversation for this key", param=param) from None
-    if named and tokens is None and gw.config.responses_unknown_context == "refuse":
+    refuse = gw.config.responses_unknown_context == "refuse"
+    if named and tokens is None and refuse and not gw.book.in_flight(body):  # (in flight: one it served, growing)
         param = "previous_response_id" if body.get("previous_response_id") is not None else "conversation"
         raise BadRequest(
             f"{param}: the gateway did not serve this stored context, so its size cannot be known; "
             "fleet policy refuses it (responses.unknown_stored_context: refuse)",
             param=param,
         )
+    gw.book.begin(body)  # ended by the pipeline once the call has settled or was refused
     return tokens
 
 

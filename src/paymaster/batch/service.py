@@ -28,13 +28,15 @@ import orjson
 
 from ..alerts import RETRY_STATUS, sign
 from ..budget import Ticket, WindowKey
-from ..call import Usage
+from ..call import Call, Usage
 from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
 from ..levers.base import LeverContext
 from ..pricing import from_nanos, to_nanos
+from ..settle import price
 from ..store.row import LedgerRow
 from ..store.sqlite import SQLiteStore
 from ..wire import translate
+from ..wire.openai import choices
 from . import upstream
 from .prices import batch_rates
 from .queue import Job, Queue
@@ -257,16 +259,16 @@ class Batches:
         if outcome == "succeeded":
             wire = gw_wire(j.target_api)
             got = wire.answer_usage(body)
-            if got is None:
-                cost, reconcile, error = (
-                    j.worst_nanos,
-                    1,
-                    "the provider reported no usable usage: booked at the worst case",
-                )
-            else:
-                usage = got
-                usage.service_tier = ""  # "batch": priced by the batch rates themselves
-                cost = to_nanos(rates.cost(usage))
+            if got is not None:
+                got.service_tier = ""  # "batch": priced by the batch rates themselves
+            # the real-time settlement rules: fees (search, built-in tools), and a usage that is missing, malformed
+            # or carries a field nothing can price is booked at the worst case and flagged, never below the bill
+            sent = orjson.loads(j.body)
+            call = Call(api=j.api, agent=j.agent, body=sent, model=j.model, stream=False, max_tokens=j.max_tokens,
+                        choices=choices(sent) if j.target_api == "openai" else 1, target_api=j.target_api)  # fmt: skip
+            charge = price(call, rates, j.worst_nanos, j.max_tokens, "ok", got, "", None)
+            cost, usage, reconcile, error = to_nanos(charge.cost_usd), charge.usage, charge.reconcile, charge.error
+            if got is not None and not reconcile:
                 j.realtime_nanos = to_nanos(gw.rates_of(j.model).cost(usage))
             answer = body
             if j.api != j.target_api and isinstance(body, dict):

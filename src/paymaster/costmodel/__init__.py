@@ -40,7 +40,7 @@ import yaml
 
 from ..pricing import Rates
 
-__all__ = ["Estimate", "Measure", "Unbounded", "data", "estimate", "price", "spec_for"]
+__all__ = ["Estimate", "Measure", "Unbounded", "data", "estimate", "price", "spec_for", "window"]
 
 
 class Unbounded(ValueError):
@@ -180,6 +180,21 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     return Estimate(total, usd + rates.per_request, out, m)
 
 
+_DOCUMENTED: dict[str, int] = {}  # model → its documented window (0: none listed), filled as models are seen
+
+
+def window(model: str, listed: int | None) -> int | None:
+    """The context window to cap `model`'s input at: the price table's (`listed`; None: no cap), raised to
+    the documented one where the table rounds it down (data/costmodel.yaml `context_windows`)."""
+    if listed is None:
+        return None
+    documented = _DOCUMENTED.get(model)
+    if documented is None:
+        found = spec_for(data()["context_windows"], model)
+        documented = _DOCUMENTED[model] = found if isinstance(found, int) else 0
+    return documented if documented > listed else listed
+
+
 def margin(tokens: int, ratio: str, extra: int) -> int:
     """`tokens` plus a safety margin, rounded up."""
     return math.ceil(Decimal(tokens) * (1 + Decimal(ratio))) + extra
@@ -201,12 +216,13 @@ def estimate(
     bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
     Anthropic's count_tokens answer for it; `default_tier` the OpenAI project's tier for a request
     that names none; `stored` the tokens of the stored context a Responses request names (None: unknown)."""
+    context_cap = window(rates.model, context_cap)
     if api == "anthropic":
         m = anthropic.measure(body, size, rates.model, counted)
     elif api == "responses":
         m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
     elif api == "embeddings":  # the context window is per input here, not per request
-        return price(embeddings.measure(body), rates, None)
+        return price(embeddings.measure(body, exact), rates, None)
     else:
         m = openai.measure(body, size, rates.model, exact, default_tier)
     return price(m, rates, context_cap)

@@ -25,6 +25,7 @@ import yaml
 
 from ..pricing import Rates
 from . import Measure, Unbounded, data, margin, spec_for
+from .media import b64_prefix
 from .openai import STANDARD_TIERS, TOKENIZE_LIMIT, _Walk
 from .tokenizer import Counter, encoding, encoding_for
 
@@ -107,8 +108,8 @@ def measure(
     for item in items:
         if isinstance(item, dict):
             unseen = unseen or item.get("type") == "item_reference"  # a stored item, by id
-            _media(w, item.get("content"))
-            _media(w, item.get("output"))
+            _media(w, item.get("content"), context_cap)
+            _media(w, item.get("output"), context_cap)
         text += _strings(w, item)
     text += _strings(w, body.get("instructions"))
     tools = body.get("tools")
@@ -150,7 +151,7 @@ def _strings(w: _Walk, node: Any) -> int:
     return w.json(node)
 
 
-def _media(w: _Walk, content: Any) -> None:
+def _media(w: _Walk, content: Any, window: int | None) -> None:
     for part in content if isinstance(content, list) else ():
         if not isinstance(part, dict):
             continue
@@ -161,13 +162,45 @@ def _media(w: _Walk, content: Any) -> None:
                 {"url": url, "detail": part.get("detail")} if isinstance(url, str) else {"detail": part.get("detail")}
             )
         elif kind == "input_file":
-            data_url = part.get("file_data")
-            w.file({"file_data": data_url} if isinstance(data_url, str) else None)
+            _file(w, part, window)
         elif kind == "input_audio":
             w.audio(part.get("input_audio"))
 
 
+ZIP = b"PK\x03\x04"  # .docx, .pptx, .xlsx: compressed, their text larger than their bytes
+
+
+def _file(w: _Walk, part: dict[str, Any], window: int | None) -> None:
+    """An `input_file`. The Responses API takes PDFs (text and page images: bounded as in Chat Completions)
+    and other documents, text, code and spreadsheets, of which it reads the text only, with no page limit
+    (developers.openai.com/api/docs/guides/file-inputs). Inline plain text is bounded by its bytes; a
+    compressed document, or a file the gateway cannot see (`file_id`, `file_url`), by the context window."""
+    data_url = part.get("file_data")
+    name = part.get("filename")
+    if isinstance(data_url, str):
+        b64 = data_url[data_url.find(",") + 1 :] if data_url.startswith("data:") else data_url
+        head = b64_prefix(b64, 8)
+        if head.startswith(b"%PDF") and not (isinstance(name, str) and not name.lower().endswith(".pdf")):
+            w.file({"file_data": data_url})
+            return
+        if not head.startswith(ZIP):
+            w.m.media_bytes += len(data_url)
+            w.m.media += len(b64) * 3 // 4 + 1  # its text: at most one token per byte
+            return
+    if window is None:
+        raise Unbounded(
+            "an input_file the gateway cannot read (a file_id, file_url or compressed document) is bounded by the "
+            "model's context window, which is unknown for this model",
+            "input",
+        )
+    w.m.media += window
+
+
 def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Rates) -> None:
+    """Each sampling round after a built-in tool call reads the whole context again: the request, every
+    result so far, and everything the model wrote in earlier rounds (reasoning, tool calls, text) — at most
+    `max_output_tokens` in all, which bounds a response's output across its rounds. A tool that imports
+    definitions the request does not show (remote MCP's tool list) may fill the first round to the window."""
     tools = server_tools(body)
     if not tools:
         return
@@ -175,7 +208,7 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
     if not isinstance(uses, int):
         uses = int(conf()["default_max_tool_calls"])
     per_round = 0
-    unbounded = False
+    unbounded = imports = False
     for t in tools:
         kind = _kind(t.get("type"))
         assert kind is not None
@@ -186,6 +219,7 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         else:  # the others: per use, at most max_tool_calls uses in all
             m.server_uses[item] = uses
         m.fee_defaults[item] = max(m.fee_defaults.get(item, Decimal(0)), tool_fee(rates, kind, t))
+        imports = imports or bool(rule.get("imports_definitions"))
         if "chunk_tokens" in rule:
             asked = t.get("max_num_results")
             results = asked if isinstance(asked, int) and 0 < asked <= rule["max_results"] else rule["max_results"]
@@ -194,18 +228,23 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
             unbounded = True
         else:
             per_round = max(per_round, rule["result_tokens"])
+    written = body.get("max_output_tokens")
+    if not isinstance(written, int) or isinstance(written, bool):
+        written = window  # the pipeline always sets max_output_tokens; without it, the window bounds it
+    if window is None and (unbounded or imports or written is None):
+        raise Unbounded("a built-in tool's output is unbounded and the model's context window unknown", "tools")
     base = m.text + m.media + m.audio
-    cap = window if window is not None else None
-    if cap is not None:
-        base = min(base, cap)
+    if window is not None:
+        base = min(base, window)
+        if imports:  # the first round reads the imported definitions too
+            m.server_results += window - base
+    assert written is not None
     total = 0
     for k in range(1, uses + 1):
-        if unbounded:
-            if cap is None:
-                raise Unbounded("a built-in tool's output is unbounded and the model's context window unknown", "tools")
-            total += cap
-        else:
-            total += min(cap, base + k * per_round) if cap is not None else base + k * per_round
+        this = base + k * per_round + written
+        if window is not None:
+            this = window if unbounded else min(window, this)
+        total += this
     m.server_results += total
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import jsonschema
 
-__all__ = ["Attempt", "cascade", "check", "schema_errors"]
+__all__ = ["Attempt", "cascade", "check", "ladder_within", "schema_errors"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,21 @@ async def cascade(
         if why is None:
             return raw, tried
     return None, tried
+
+
+def ladder_within(ladder: Sequence[str], worst: Callable[[str], int | None], left: int | None) -> list[str]:
+    """The tiers a cascade may try with `left` nano-dollars (None: no cap): all of them, unless `left` covers the
+    top tier's worst case but not every tier's together — then the top tier alone. A cheaper attempt that fails
+    after spending up to its worst case could leave too little for the top tier, and the call, which the agent
+    can afford on the top tier, would be refused. `worst(model)`: the call's worst case there (None: unknown)."""
+    if left is None or len(ladder) < 2:
+        return list(ladder)
+    costs = [worst(m) for m in ladder]
+    if any(c is None for c in costs):
+        return list(ladder)
+    top, total = costs[-1], sum(c for c in costs if c is not None)
+    assert top is not None
+    return [ladder[-1]] if top <= left < total else list(ladder)
 
 
 def check(api: str, request: dict[str, Any], answer: dict[str, Any], schema: Any = None) -> str | None:

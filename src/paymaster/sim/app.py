@@ -161,6 +161,8 @@ class Simulator:
         if path.startswith("/v1/responses/"):
             rid, _, action = path[len("/v1/responses/") :].partition("/")
             return await self._send(send, self._responses.stored_endpoint(method, rid, action))
+        if method == "POST" and path == "/v1/conversations":
+            return await self._send(send, self._responses.create_conversation(body))
         if method == "POST" and path == "/v1/embeddings":
             return await self._send(send, self._embeddings.create(body))
         if method == "POST" and path in _GENERATE:

@@ -20,6 +20,10 @@ semantic event stream.
   each sampling round after a search reads the whole context again (billed as input).
 - GET /v1/responses/{id}, DELETE, GET …/input_items, POST …/cancel (only background responses, which the
   simulator does not run: a 400).
+- Conversations (POST /v1/conversations, optional initial `items`): a request naming `conversation` reads its
+  items (billed as input) before its own; when the response is made (stored or not) its input and output
+  items (reasoning left out) are appended — so a request that starts while another in the same conversation
+  is streaming already reads that one's items.
 """
 
 from __future__ import annotations
@@ -70,12 +74,20 @@ class Stored:
 
 
 @dataclass(slots=True)
+class Conversation:
+    items: list[dict[str, Any]]
+    tokens: int  # what the next response is billed for reading its items
+
+
+@dataclass(slots=True)
 class ResponsesAsk(Ask):
     body: dict[str, Any] = field(default_factory=dict)
     items: list[dict[str, Any]] = field(default_factory=list)  # the input, as items with ids
     context: list[dict[str, Any]] = field(default_factory=list)  # stored context + input
     reasoning: int = 0  # reasoning tokens this answer spends first
     searches: int = 0  # web searches made before answering
+    conversation: Conversation | None = None  # the conversation it was made in
+    own_tokens: int = 0  # its input items' tokens (what it adds to its conversation)
 
 
 class ResponsesWire(OpenAIWire):
@@ -83,6 +95,17 @@ class ResponsesWire(OpenAIWire):
 
     def __init__(self) -> None:
         self.stored: OrderedDict[str, Stored] = OrderedDict()
+        self.conversations: dict[str, Conversation] = {}
+
+    def create_conversation(self, body: Any) -> Reply:
+        """POST /v1/conversations: a conversation, with its initial `items` (up to 20)."""
+        raw = body.get("items") if isinstance(body, dict) else None
+        if raw is not None and not (isinstance(raw, list) and len(raw) <= 20 and all(isinstance(i, dict) for i in raw)):
+            return self.error(400, "Invalid 'items': expected an array of at most 20 items.", param="items")
+        items = _items(raw or [])
+        cid = new_id("conv_")
+        self.conversations[cid] = Conversation(items, _tokens_of(MODEL.get(), items))
+        return json_reply(200, {"id": cid, "object": "conversation", "created_at": int(time.time()), "metadata": {}})
 
     # -- requests
 
@@ -104,6 +127,14 @@ class ResponsesWire(OpenAIWire):
                     "previous_response_id",
                     "previous_response_not_found",
                 )
+        conv: Conversation | None = None
+        named = body.get("conversation")
+        if named is not None:
+            cid = named if isinstance(named, str) else named["id"]
+            conv = self.conversations.get(cid)
+            if conv is None:
+                raise Invalid(f"Conversation with id '{cid}' not found.", "conversation", "not_found", 404)
+            prior = Stored({"id": cid}, [], list(conv.items), conv.tokens)
         items = _items(body.get("input"))
         context = (prior.context if prior else []) + items
         tools = [
@@ -124,8 +155,10 @@ class ResponsesWire(OpenAIWire):
         asked = _SEARCH.search(prompt)
         if asked and any(str(t.get("type", "")).startswith("web_search") for t in body.get("tools") or ()):
             searches = min(int(asked.group(1)), body.get("max_tool_calls") or 10**6)
-            # every round after a search reads the context again, with the results so far
-            total += sum(total + k * SEARCH_RESULT_TOKENS for k in range(1, searches + 1))
+            # every round after a search reads the context again: the results so far and the reasoning
+            # written before the first search (reasoning items stay in context within a response)
+            thought = reasoning if limit is None else min(reasoning, limit)
+            total += sum(total + k * SEARCH_RESULT_TOKENS + thought for k in range(1, searches + 1))
         return ResponsesAsk(
             model=model,
             stream=body.get("stream") is True,
@@ -144,6 +177,8 @@ class ResponsesWire(OpenAIWire):
             context=context,
             reasoning=reasoning if limit is None else min(reasoning, limit),
             searches=searches,
+            conversation=conv,
+            own_tokens=_tokens_of(model, items),
         )
 
     # -- answers
@@ -228,8 +263,11 @@ class ResponsesWire(OpenAIWire):
             "output_tokens_details": {"reasoning_tokens": ask.reasoning if output else 0},
             "total_tokens": ask.input_tokens + out_tokens,
         }
+        visible = [i for i in output if i["type"] != "reasoning"]
+        if ask.conversation is not None:  # appended when the response is made, stored or not
+            ask.conversation.items += ask.items + visible
+            ask.conversation.tokens += ask.own_tokens + out_tokens - ask.reasoning
         if ask.body.get("store", True):
-            visible = [i for i in output if i["type"] != "reasoning"]
             self.stored[resp["id"]] = Stored(
                 resp, ask.items, ask.context + visible, ask.input_tokens + out_tokens - ask.reasoning
             )
@@ -369,6 +407,15 @@ def _item_tokens(item: dict[str, Any]) -> int:
     return count_json({k: v for k, v in item.items() if k != "id"})
 
 
+def _tokens_of(model: str, items: list[dict[str, Any]]) -> int:
+    """The tokens of input items as the model reads them."""
+    token = ENCODING.set(encoding(encoding_for(model)))
+    try:
+        return sum(_item_tokens(i) for i in items)
+    finally:
+        ENCODING.reset(token)
+
+
 def _measure(body: dict[str, Any], items: list[dict[str, Any]], prior: Stored | None) -> tuple[int, Automatic | None]:
     """Input tokens (stored context, instructions, tools, format, items, reply priming) and the prompt as
     the cache sees it."""
@@ -479,8 +526,10 @@ def _validate(body: Any) -> int | None:
     if body.get("previous_response_id") is not None and body.get("conversation") is not None:
         raise Invalid("Mutually exclusive parameters: 'previous_response_id' and 'conversation'.", "conversation",
                       "mutually_exclusive_parameters")  # fmt: skip
-    if body.get("conversation") is not None:
-        raise Invalid("The simulator has no conversations API.", "conversation", "unsupported_parameter")
+    conv = body.get("conversation")
+    if conv is not None and not (isinstance(conv, str) or (isinstance(conv, dict) and isinstance(conv.get("id"), str))):
+        raise Invalid("Invalid type for 'conversation': expected a string or an object with an id.", "conversation",
+                      "invalid_type")  # fmt: skip
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
         raise Invalid("Invalid type for 'tools': expected an array of objects.", "tools", "invalid_type")

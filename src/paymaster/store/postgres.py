@@ -161,6 +161,13 @@ class PostgresLedger:
                     conv, agent, tokens, now,
                 )  # fmt: skip
 
+    async def conversation_record(self, conv: str, agent: str, tokens: int | None) -> None:
+        await self.db.execute(
+            "INSERT INTO conversations VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET agent = "
+            "EXCLUDED.agent, tokens = EXCLUDED.tokens, ts = EXCLUDED.ts",
+            conv, agent, tokens, time.time(),
+        )  # fmt: skip
+
     async def response_lookup(self, kind: str, ref: str) -> tuple[str, str, int | None] | None:
         if kind == "response":
             r = await self.db.fetchrow("SELECT agent, model, tokens FROM responses WHERE id = $1", ref)

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..call import Call, Usage
+from ..costmodel import responses as responses_cost
 from ..errors import BadRequest, GatewayError
 from . import data_of
 from . import openai as wire_openai
@@ -173,7 +174,7 @@ def tool_uses(output: Any) -> dict[str, int]:
             uses[kind] = uses.get(kind, 0) + 1
         elif kind == "code_interpreter_call":
             containers.add(str(item.get("container_id")))
-        elif isinstance(kind, str) and kind.endswith("_call") and kind not in ("function_call", "custom_tool_call"):
+        elif isinstance(kind, str) and kind.endswith("_call") and kind not in responses_cost.conf()["client_items"]:
             uses[kind] = uses.get(kind, 0) + 1  # a built-in tool with no rule: unpriced, booked at the worst case
     if containers:
         uses["code_interpreter_call"] = len(containers)
