@@ -1,0 +1,526 @@
+"""Mutation fuzzing through a running gateway: every endpoint, starting from a valid request, mutated.
+
+The standard under attack: bad input gets a clear error in the caller's own API error shape (Anthropic
+`{"type": "error", "error": {"type", "message"}}`, OpenAI `{"error": {"message", "type", "param", "code"}}`),
+never a 500, and never a change to anyone's spend. Requests go as raw HTTP (httpx2), so the fuzzer can send
+what the SDKs will not: duplicate keys, NaN and 1e400 literals, lone surrogates, invalid UTF-8, bodies that
+are not JSON, odd content types and encodings, missing or doubled credentials, odd paths and methods.
+
+`make test` runs a bounded, derandomized number of examples per endpoint group (a repeatable CI run);
+PAYMASTER_FUZZ_EXAMPLES=N runs N per group with fresh randomness, for hunting.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx2
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ADMIN_KEY
+
+HUNT = int(os.environ.get("PAYMASTER_FUZZ_EXAMPLES", "0"))
+
+
+def fuzz_settings(examples: int) -> settings:
+    return settings(
+        max_examples=HUNT or examples,
+        deadline=None,
+        derandomize=not HUNT,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+# -- raw JSON: what orjson will not write ---------------------------------------------------------------
+
+
+class Raw(bytes):
+    """Bytes written into the body as they are (NaN, 1e400, a lone surrogate escape, invalid UTF-8)."""
+
+
+@dataclass
+class Dup:
+    """An object whose key `key` appears twice: first `first`, then the object's own value."""
+
+    obj: dict[str, Any]
+    key: str
+    first: Any
+
+
+def encode(v: Any) -> bytes:
+    if isinstance(v, Raw):
+        return bytes(v)
+    if isinstance(v, Dup):
+        items = [(v.key, v.first), *v.obj.items()]
+        return b"{" + b",".join(orjson.dumps(k) + b":" + encode(x) for k, x in items) + b"}"
+    if isinstance(v, dict):
+        return b"{" + b",".join(orjson.dumps(k) + b":" + encode(x) for k, x in v.items()) + b"}"
+    if isinstance(v, list):
+        return b"[" + b",".join(encode(x) for x in v) + b"]"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v).encode()  # beyond 64 bits too
+    return orjson.dumps(v)
+
+
+def nest(depth: int) -> Any:
+    v: Any = "deep"
+    for i in range(depth):
+        v = [v] if i % 2 else {"a": v}
+    return v
+
+
+ODD_SCALARS: list[Any] = [
+    None, True, False, 0, -1, 1, 2**31, 2**63, 2**70, -(2**70), 0.5, -0.0, 1e308,
+    Raw(b"1e400"), Raw(b"-1e400"), Raw(b"NaN"), Raw(b"Infinity"), Raw(b"-Infinity"), Raw(b"1" * 5000),
+    "", " ", "x" * 100_000, "\x00", "robot", "mystery", "claude-haiku-4-5", "gpt-4.1-mini", "auto",
+    Raw(b'"\\ud800"'), Raw(b'"\\udfff x"'), Raw(b'"\xff\xfe"'), Raw(b'"\xc3"'), "\u202e\ufeff", "🙂" * 50,
+    [], {}, [None], [[]], [{}], {"type": "mystery"}, [{"type": "mystery_block"}], [{"type": None}],
+    {"role": "robot", "content": "hi"}, [{"role": "robot", "content": "hi"}], {"": ""},
+    nest(40), nest(200),
+]  # fmt: skip
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+odd_values = st.sampled_from(ODD_SCALARS) | json_values
+
+
+# -- a valid request per endpoint, and what to call it with ------------------------------------------------
+
+CLAUDE = "claude-haiku-4-5"
+GPT = "gpt-4.1-mini"
+
+
+@dataclass
+class Req:
+    method: str
+    path: str
+    key: str  # alice | olivia | admin: whose credential
+    body: Any = None  # a JSON value (with Raw / Dup inside), or None
+    raw: bytes | None = None  # the body as bytes, instead of `body`
+    ctype: str | None = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    query: str = ""
+    auth: str = "native"  # native | bearer | x-api-key | none | both | wrong | swapped
+
+    def anthropic(self) -> bool:
+        """Whether the caller speaks Anthropic: the gateway answers /v1/messages* in Anthropic's shape, and
+        /v1/models* too when the request carries anthropic-version."""
+        lower = {k.lower() for k in self.headers}
+        return self.path.startswith("/v1/messages") or (
+            self.path.startswith("/v1/models") and "anthropic-version" in lower
+        )
+
+
+def messages_body(**kw: Any) -> dict[str, Any]:
+    return {
+        "model": CLAUDE,
+        "max_tokens": 32,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": "What is the weather?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"c": "x"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                                         {"type": "text", "text": "and tomorrow?"}]},
+        ],
+        "tools": [{"name": "w", "description": "weather", "input_schema": {"type": "object", "properties": {}}}],
+        "temperature": 0.5,
+        "stop_sequences": ["END"],
+        "metadata": {"user_id": "u1"},
+        **kw,
+    }  # fmt: skip
+
+
+def chat_body(**kw: Any) -> dict[str, Any]:
+    return {
+        "model": GPT,
+        "max_completion_tokens": 32,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "What is the weather?"}]},
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{\"c\":1}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object", "properties": {}}}}],
+        "temperature": 0.5,
+        "n": 1,
+        "response_format": {"type": "text"},
+        **kw,
+    }  # fmt: skip
+
+
+def responses_body(**kw: Any) -> dict[str, Any]:
+    return {
+        "model": GPT,
+        "max_output_tokens": 32,
+        "instructions": "Be brief.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "What is the weather?"}]}],
+        "tools": [{"type": "function", "name": "w", "parameters": {"type": "object", "properties": {}}}],
+        **kw,
+    }
+
+
+AGENT_CALLS = [
+    Req("POST", "/v1/messages", "alice", messages_body()),
+    Req("POST", "/v1/messages", "alice", messages_body(stream=True)),
+    Req("POST", "/v1/messages/count_tokens", "alice", {"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]}),
+    Req("POST", "/v1/chat/completions", "olivia", chat_body()),
+    Req("POST", "/v1/chat/completions", "olivia", chat_body(stream=True, stream_options={"include_usage": True})),
+    Req("POST", "/v1/responses", "olivia", responses_body()),
+    Req("POST", "/v1/responses", "olivia", responses_body(stream=True)),
+    Req("POST", "/v1/embeddings", "olivia", {"model": "text-embedding-3-small", "input": ["hi", "there"]}),
+    Req("GET", "/v1/models", "olivia"),
+    Req("GET", "/v1/models", "alice", headers={"anthropic-version": "2023-06-01"}),
+    Req("GET", "/v1/models/" + GPT, "olivia"),
+]  # fmt: skip
+
+
+def batch_requests(ids: dict[str, str]) -> list[Req]:
+    """The batch, job and stored-response endpoints, on ids made for them by `made_ids`."""
+    line = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": GPT, "max_tokens": 16, "messages": [{"role": "user", "content": "q"}]}}  # fmt: skip
+    return [
+        Req("POST", "/v1/messages/batches", "alice",
+            {"requests": [{"custom_id": "r1", "params": messages_body(max_tokens=16)}]}),
+        Req("GET", "/v1/messages/batches", "alice", query="limit=5"),
+        Req("GET", f"/v1/messages/batches/{ids['msgbatch']}", "alice"),
+        Req("POST", f"/v1/messages/batches/{ids['msgbatch']}/cancel", "alice"),
+        Req("GET", f"/v1/messages/batches/{ids['msgbatch']}/results", "alice"),
+        Req("DELETE", f"/v1/messages/batches/{ids['msgbatch']}", "alice"),
+        Req("POST", "/v1/files", "olivia", raw=upload(orjson.dumps(line)), ctype=f"multipart/form-data; boundary={B}"),
+        Req("GET", f"/v1/files/{ids['file']}", "olivia"),
+        Req("GET", f"/v1/files/{ids['file']}/content", "olivia"),
+        Req("POST", "/v1/batches", "olivia",
+            {"input_file_id": ids["file"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        Req("GET", "/v1/batches", "olivia", query="limit=5"),
+        Req("GET", f"/v1/batches/{ids['batch']}", "olivia"),
+        Req("POST", f"/v1/batches/{ids['batch']}/cancel", "olivia"),
+        Req("GET", "/v1/paymaster/jobs", "alice", query="limit=5&status=queued"),
+        Req("GET", f"/v1/paymaster/jobs/{ids['job']}", "alice"),
+        Req("GET", f"/v1/paymaster/jobs/{ids['job']}/result", "alice"),
+        Req("GET", f"/v1/responses/{ids['response']}", "olivia"),
+        Req("GET", f"/v1/responses/{ids['response']}/input_items", "olivia"),
+        Req("POST", f"/v1/responses/{ids['response']}/cancel", "olivia"),
+        Req("POST", "/v1/responses", "olivia", {"model": GPT, "input": "on", "previous_response_id": ids["response"]}),
+        Req("POST", "/v1/paymaster/feedback", "alice", {"call_id": ids["call"], "success": True}),
+        Req("POST", "/v1/paymaster/feedback", "admin", {"call_id": ids["call"], "score": 0.5}),
+    ]  # fmt: skip
+
+
+def admin_requests(ids: dict[str, str]) -> list[Req]:
+    return [
+        Req("GET", "/admin/agents", "admin"),
+        Req("GET", "/admin/agents/alice", "admin"),
+        Req("GET", "/admin/ledger", "admin", query="agent=alice&limit=5&since=0&after=0&reconcile=false"),
+        Req("GET", "/admin/routing", "admin"),
+        Req("GET", "/admin/overview", "admin"),
+        Req("GET", "/admin/keys", "admin", query="agent=fuzzee"),
+        Req("POST", f"/admin/ledger/{ids['call']}/reconcile", "admin", {"cost_usd": "0.001"}),
+        Req("POST", "/admin/agents", "admin", {"name": "fuzznew", "model": CLAUDE, "daily_usd": 1}),
+        Req("PATCH", "/admin/agents/fuzzee", "admin", {"daily_usd": 2, "monthly_usd": 20, "max_tokens": 512}),
+        Req("POST", "/admin/agents/fuzzee/disable", "admin"),
+        Req("POST", "/admin/agents/fuzzee/enable", "admin"),
+        Req("POST", "/admin/agents/fuzzee/keys", "admin"),
+        Req("POST", "/admin/agents/fuzzee/keys/rotate", "admin", {"grace_s": 5}),
+        Req("POST", f"/admin/keys/{ids['key']}/revoke", "admin"),
+        Req("POST", "/admin/fleet/reload", "admin"),
+        Req("GET", "/metrics", "admin"),
+    ]
+
+
+B = "fuzzboundary"
+
+
+def upload(content: bytes, purpose: bytes = b"batch") -> bytes:
+    return (
+        f'--{B}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'.encode()
+        + purpose
+        + b"\r\n"
+        + f'--{B}\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'.encode()
+        + b"Content-Type: application/jsonl\r\n\r\n"
+        + content
+        + f"\r\n--{B}--\r\n".encode()
+    )
+
+
+# -- mutations -------------------------------------------------------------------------------------------
+
+
+def places(v: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value (the root included)."""
+    out = [at]
+    if isinstance(v, dict):
+        for k, x in v.items():
+            out += places(x, (*at, k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            out += places(x, (*at, i))
+    return out
+
+
+def get(v: Any, at: tuple[Any, ...]) -> Any:
+    for k in at:
+        v = v[k]
+    return v
+
+
+def mutate(body: Any, at: tuple[Any, ...], op: str, new: Any) -> Any:
+    """`body` with the value at `at` replaced by `new`, dropped, duplicated or wrapped (a copy)."""
+    body = copy.deepcopy(body)
+    if not at:
+        return new if op == "set" else [body] if op == "wrap" else body
+    parent, last = get(body, at[:-1]), at[-1]
+    if op == "set":
+        parent[last] = new
+    elif op == "drop":
+        del parent[last]
+    elif op == "wrap":
+        parent[last] = [parent[last]]
+    elif op == "dup" and isinstance(parent, dict):
+        container = Dup(dict(parent), last, new)
+        if len(at) == 1:
+            return container
+        get(body, at[:-2])[at[-2]] = container
+    elif op == "dup":
+        parent.insert(last, parent[last])
+    return body
+
+
+@st.composite
+def mutated_body(draw: st.DrawFn, body: Any) -> Any:
+    for _ in range(draw(st.integers(1, 3))):
+        if isinstance(body, Dup):
+            break
+        at = draw(st.sampled_from(places(body)))
+        op = draw(st.sampled_from(["set", "set", "set", "drop", "dup", "wrap"]))
+        body = mutate(body, at, op, draw(odd_values))
+        if isinstance(body, Raw):
+            break
+    return body
+
+
+ODD_CTYPES = [None, "", "text/plain", "application/x-www-form-urlencoded", "APPLICATION/JSON",
+              "application/json; charset=latin-1", "application/jsonl", "multipart/form-data",
+              "application/json, text/plain", "application/json;;;"]  # fmt: skip
+NOT_JSON = [b"", b" ", b"{", b"}", b"[1,2]", b'"a string"', b"42", b"null", b"true", b"\xff\xfe\x00", b"\xef\xbb\xbf{}",
+            b"{'model': 1}", b'{"model":}', b"NaN", b"{}" * 3, b"\x00" * 16, b'{"a":1}garbage', b"[" * 5000,
+            b'{"a":' * 2000]  # fmt: skip
+HEADERS = ["anthropic-version", "anthropic-beta", "x-paymaster-task", "x-paymaster-defer", "x-paymaster-route",
+           "accept-encoding", "x-stainless-retry-count", "idempotency-key", "openai-beta"]  # fmt: skip
+ANTHROPIC_VERSIONS = ["garbage", "", "2023-01-01", "2099-12-31", "\u00e9"]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seed: Req) -> Req:
+    """One mutation class (or two) applied to a valid request."""
+    req = replace(seed, headers=dict(seed.headers))
+    kinds = draw(st.lists(st.sampled_from(["body", "body", "body", "raw", "ctype", "auth", "header", "path", "query"]),
+                          min_size=1, max_size=2))  # fmt: skip
+    for kind in kinds:
+        if kind == "body" and req.body is not None and req.raw is None:
+            req.body = draw(mutated_body(req.body))
+        elif kind == "raw":
+            choice = draw(st.sampled_from(["not_json", "gzip", "truncate", "binary", "file"]))
+            source = req.raw if req.raw is not None else encode(req.body if req.body is not None else {})
+            if choice == "not_json":
+                req.raw = draw(st.sampled_from(NOT_JSON))
+            elif choice == "gzip":
+                req.raw = gzip.compress(source)
+                req.headers["content-encoding"] = "gzip"
+            elif choice == "truncate":
+                req.raw = source[: draw(st.integers(0, max(0, len(source) - 1)))]
+            elif choice == "binary":
+                req.raw = draw(st.binary(max_size=64))
+            else:  # a batch input file whose line is mutated
+                req.raw = upload(encode(draw(mutated_body({"custom_id": "x", "method": "POST", "url": "/v1/x"}))))
+        elif kind == "ctype":
+            req.ctype = draw(st.sampled_from(ODD_CTYPES))
+        elif kind == "auth":
+            req.auth = draw(st.sampled_from(["bearer", "x-api-key", "none", "both", "wrong", "swapped", "admin"]))
+        elif kind == "header":
+            name = draw(st.sampled_from(HEADERS))
+            req.headers[name] = draw(st.sampled_from([*ANTHROPIC_VERSIONS, "1", "true", "0" * 300, "zz, qq"]))
+        elif kind == "path":
+            req = draw(odd_path(req))
+        elif kind == "query":
+            req.query = draw(st.sampled_from(QUERIES))
+    return req
+
+
+QUERIES = ["limit=abc", "limit=-1", "limit=0", "limit=99999999999999999999", "limit=1e3", "limit=", "limit",
+           "after=%ff", "%ff=%fe", "after_id=&limit=1", "after_id=x", "after=x", "since=nan", "until=inf",
+           "after=-5", "status=%00", "status=queued&status=done", "agent=%ff", "agent=nobody", "a=1&a=2"]  # fmt: skip
+
+
+@st.composite
+def odd_path(draw: st.DrawFn, req: Req) -> Req:
+    choice = draw(st.sampled_from(["slash", "double", "suffix", "segment", "case", "method"]))
+    path, method = req.path, req.method
+    if choice == "slash":
+        path += "/"
+    elif choice == "double":
+        path = path.replace("/", "//", 1)
+    elif choice == "suffix":
+        path += draw(st.sampled_from(["x", "/x", "/cancel", "/results", "/content", "/input_items", "/../admin"]))
+    elif choice == "segment":
+        seg = draw(st.sampled_from(["%00", "%ff", "..", "%2e%2e", "a" * 3000, "é", "%C3%A9", "1 2", "null", "-1"]))
+        path = path.rsplit("/", 1)[0] + "/" + seg
+    elif choice == "case":
+        path = path.upper()
+    if choice == "method" or draw(st.booleans()):
+        method = draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]))
+    return replace(req, method=method, path=path)
+
+
+# -- sending, and judging the answer ----------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """A running gateway and how to reach it."""
+
+    gw: Any
+    client: httpx2.Client
+    keys: dict[str, str]
+
+    def send(self, req: Req) -> httpx2.Response:
+        native = "admin" if req.key == "admin" else req.key
+        key = ADMIN_KEY if native == "admin" else self.keys[native]
+        other = self.keys["olivia" if req.key == "alice" else "alice"]
+        h: list[tuple[str, str | bytes]] = [(k, v.encode()) for k, v in req.headers.items()]
+        if req.ctype is not None:
+            h.append(("content-type", req.ctype.encode("latin-1", "replace")))
+        auth = {
+            "native": [("x-api-key", key)] if req.anthropic() else [("authorization", f"Bearer {key}")],
+            "bearer": [("authorization", f"Bearer {key}")],
+            "x-api-key": [("x-api-key", key)],
+            "none": [],
+            "both": [("x-api-key", key), ("authorization", f"Bearer {other}")],
+            "wrong": [("authorization", "Bearer pm-nobody-0000"), ("x-api-key", "")],
+            "swapped": [("authorization", f"Bearer {other}")],
+            "admin": [("authorization", f"Bearer {ADMIN_KEY}")],
+        }[req.auth]  # fmt: skip
+        h += [(k, v.encode()) for k, v in auth]
+        content = req.raw if req.raw is not None else None if req.body is None else encode(req.body)
+        url = self.gw.url + req.path + ("?" + req.query if req.query else "")
+        return self.client.request(req.method, url, headers=h, content=content)
+
+    def spend(self) -> list[Any]:
+        """Every window's spent and reserved dollars, and every ledger row that books money. A request the
+        provider itself refused (relayed as it sent it) leaves a row at $0, status upstream_error: the
+        record of a refusal, not spend."""
+        booked = [(r["id"], r["cost_nanos"]) for r in self.gw.ledger()
+                  if not (r["status"] == "upstream_error" and r["cost_nanos"] == 0)]  # fmt: skip
+        return [*self.gw.spend()[:-1], booked]
+
+    def check(self, req: Req) -> httpx2.Response:
+        """Send `req`; assert the answer is never a 5xx, a refusal is in the caller's shape and changes no
+        spend."""
+        before = self.spend()
+        r = self.send(req)
+        assert r.status_code < 500, (r.status_code, r.text[:2000], req)
+        if r.status_code >= 400:
+            assert_shape(r, req)
+            after = self.spend()
+            assert after == before, (req, r.status_code, r.text[:500])
+        return r
+
+
+def assert_shape(r: httpx2.Response, req: Req) -> None:
+    if req.method == "HEAD":
+        return
+    assert r.headers.get("content-type", "").startswith("application/json"), (r.headers, r.text[:300], req)
+    body = r.json()
+    if req.anthropic():
+        assert body.get("type") == "error" and isinstance(body.get("error"), dict), (body, req)
+        err = body["error"]
+        assert isinstance(err.get("type"), str) and isinstance(err.get("message"), str), (body, req)
+    else:
+        assert isinstance(body.get("error"), dict), (body, req)
+        err = body["error"]
+        assert set(err) >= {"message", "type", "param", "code"}, (body, req)
+        assert isinstance(err["message"], str) and isinstance(err["type"], str), (body, req)
+    assert err["message"].strip(), (body, req)
+
+
+FLEET: dict[str, Any] = {
+    "agents": {
+        "olivia": {"model": GPT, "models": [GPT, "gpt-4o", "text-embedding-3-small"], "daily_usd": 20,
+                   "monthly_usd": 200, "max_tokens": 2048},
+        "alice": {"model": CLAUDE, "models": [CLAUDE, "claude-sonnet-4-6"], "daily_usd": 20, "monthly_usd": 200,
+                  "max_tokens": 2048, "tasks": {"later": {"defer": True}}},
+        "fuzzee": {"model": CLAUDE, "daily_usd": 1, "monthly_usd": 10},
+    },
+    "batch": {"flush_age_s": 3600, "poll_s": 3600},  # queued work holds its reservation still while fuzzing
+    "observability": {"access_log": "off"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def target(gateway: Any) -> Any:
+    gw = gateway(**FLEET)
+    with httpx2.Client(timeout=20) as client:
+        yield Target(gw, client, gw.keys)
+
+
+def made_ids(t: Target) -> dict[str, str]:
+    """Ids of real things for the id-bearing endpoints: a message batch, a file, a batch, a deferred job, a
+    stored response and a settled call."""
+    ok = [t.check(Req("POST", "/v1/messages/batches", "alice",
+                      {"requests": [{"custom_id": "r1", "params": messages_body(max_tokens=16)}]})),
+          t.check(Req("POST", "/v1/files", "olivia", raw=upload(b'{"custom_id":"q","method":"POST","url":'
+                      b'"/v1/chat/completions","body":{"model":"gpt-4.1-mini","max_tokens":8,"messages":'
+                      b'[{"role":"user","content":"q"}]}}'), ctype=f"multipart/form-data; boundary={B}"))]  # fmt: skip
+    ids = {"msgbatch": ok[0].json()["id"], "file": ok[1].json()["id"]}
+    b = t.check(
+        Req(
+            "POST",
+            "/v1/batches",
+            "olivia",
+            {"input_file_id": ids["file"], "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        )
+    )
+    job = t.check(Req("POST", "/v1/messages", "alice", messages_body(), headers={"x-paymaster-task": "later"}))
+    resp = t.check(Req("POST", "/v1/responses", "olivia", responses_body(store=True)))
+    call = t.check(Req("POST", "/v1/messages", "alice", messages_body()))
+    assert [x.status_code for x in (*ok, b, resp, call)] == [200] * 5 and job.status_code == 202, job.text
+    ids.update(batch=b.json()["id"], job=job.json()["id"], response=resp.json()["id"],
+               call=call.headers["x-paymaster-call-id"])  # fmt: skip
+    return ids
+
+
+def run(t: Target, seeds: list[Req], examples: int) -> None:
+    @fuzz_settings(examples)
+    @given(st.sampled_from(seeds).flatmap(mutated))
+    def one(req: Req) -> None:
+        t.check(req)
+
+    one()
+
+
+def test_calls_survive_mutation(target: Target) -> None:
+    for seed in AGENT_CALLS:
+        assert target.check(seed).status_code == 200, seed  # each seed is valid as it stands
+    run(target, AGENT_CALLS, 300)
+
+
+def test_batch_jobs_and_stored_responses_survive_mutation(target: Target) -> None:
+    run(target, batch_requests(made_ids(target)), 200)
+
+
+def test_admin_endpoints_survive_mutation(target: Target) -> None:
+    ids = made_ids(target)
+    r = target.check(Req("GET", "/admin/keys", "admin", query="agent=fuzzee"))
+    ids["key"] = r.json()["keys"][0]["id"]
+    run(target, admin_requests(ids), 150)
