@@ -84,7 +84,19 @@ ODD_SCALARS: list[Any] = [
     Raw(b'"\\ud800"'), Raw(b'"\\udfff x"'), Raw(b'"\xff\xfe"'), Raw(b'"\xc3"'), "\u202e\ufeff", "🙂" * 50,
     [], {}, [None], [[]], [{}], {"type": "mystery"}, [{"type": "mystery_block"}], [{"type": None}],
     {"role": "robot", "content": "hi"}, [{"role": "robot", "content": "hi"}], {"": ""},
-    nest(40), nest(200),
+    nest(40), nest(200), '{"a":' * 300, "[" * 300 + "]" * 300, "{not json", "data:image/png;base64,!!",
+    [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "!!"}}],
+    [{"type": "image", "source": {"type": "url", "url": "ftp://x"}}],
+    [{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": 5}}],
+    [{"type": "image_url", "image_url": {"url": "data:image/png;base64,!!", "detail": "ultra"}}],
+    [{"type": "input_audio", "input_audio": {"data": 7, "format": "ogg"}}],
+    [{"type": "input_image", "image_url": None}], [{"type": "input_file", "file_data": []}],
+    [{"type": "tool_result", "tool_use_id": "x", "content": [{"type": 5}]}],
+    [{"type": "web_search_20250305", "name": "web_search", "max_uses": -1}], [{"type": "web_search_preview"}],
+    {"type": "enabled", "budget_tokens": 2**70}, {"type": "json_schema", "json_schema": None},
+    {"type": "function", "function": None}, {"include_usage": "yes"}, {"paymaster_task": 5},
+    [{"role": "user", "content": None}], [{"role": "tool"}], [{"role": "assistant", "tool_calls": [None]}],
+    [{"type": "function_call", "call_id": None, "arguments": "[[["}], [{"type": "function_call_output"}],
 ]  # fmt: skip
 
 json_values = st.recursive(
@@ -174,7 +186,7 @@ def responses_body(**kw: Any) -> dict[str, Any]:
 AGENT_CALLS = [
     Req("POST", "/v1/messages", "alice", messages_body()),
     Req("POST", "/v1/messages", "alice", messages_body(stream=True)),
-    Req("POST", "/v1/messages/count_tokens", "alice", {"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]}),
+    Req("POST", "/v1/messages/count_tokens", "alice", {"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]}),  # noqa: E501
     Req("POST", "/v1/chat/completions", "olivia", chat_body()),
     Req("POST", "/v1/chat/completions", "olivia", chat_body(stream=True, stream_options={"include_usage": True})),
     Req("POST", "/v1/responses", "olivia", responses_body()),
@@ -183,13 +195,28 @@ AGENT_CALLS = [
     Req("GET", "/v1/models", "olivia"),
     Req("GET", "/v1/models", "alice", headers={"anthropic-version": "2023-06-01"}),
     Req("GET", "/v1/models/" + GPT, "olivia"),
+    # translated: each API's caller to the other provider's model
+    Req("POST", "/v1/chat/completions", "olivia", chat_body(model=CLAUDE)),
+    Req("POST", "/v1/chat/completions", "olivia", chat_body(model=CLAUDE, stream=True)),
+    Req("POST", "/v1/messages", "alice", messages_body(model=GPT)),
+    Req("POST", "/v1/messages", "alice", messages_body(model=GPT, stream=True)),
+    Req("POST", "/v1/responses", "olivia", responses_body(model=CLAUDE)),
+    Req("POST", "/v1/messages", "alice", messages_body(), headers={"x-paymaster-task": "short"}),
+    Req("POST", "/v1/chat/completions", "alice", chat_body(model=CLAUDE), headers={"x-paymaster-task": "short"}),
+    # routed: model "auto" over tiers of both providers
+    Req("POST", "/v1/messages", "bob", messages_body(model="auto"), headers={"x-paymaster-task": "chat"}),
+    Req("POST", "/v1/chat/completions", "bob", chat_body(model="auto")),
 ]  # fmt: skip
+
+
+B = "fuzzboundary"
+LINE = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
+        "body": {"model": GPT, "max_tokens": 16, "messages": [{"role": "user", "content": "q"}]}}  # fmt: skip
+FORM = f"multipart/form-data; boundary={B}"
 
 
 def batch_requests(ids: dict[str, str]) -> list[Req]:
     """The batch, job and stored-response endpoints, on ids made for them by `made_ids`."""
-    line = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": GPT, "max_tokens": 16, "messages": [{"role": "user", "content": "q"}]}}  # fmt: skip
     return [
         Req("POST", "/v1/messages/batches", "alice",
             {"requests": [{"custom_id": "r1", "params": messages_body(max_tokens=16)}]}),
@@ -198,7 +225,7 @@ def batch_requests(ids: dict[str, str]) -> list[Req]:
         Req("POST", f"/v1/messages/batches/{ids['msgbatch']}/cancel", "alice"),
         Req("GET", f"/v1/messages/batches/{ids['msgbatch']}/results", "alice"),
         Req("DELETE", f"/v1/messages/batches/{ids['msgbatch']}", "alice"),
-        Req("POST", "/v1/files", "olivia", raw=upload(orjson.dumps(line)), ctype=f"multipart/form-data; boundary={B}"),
+        Req("POST", "/v1/files", "olivia", raw=upload(encode(LINE)), ctype=FORM),
         Req("GET", f"/v1/files/{ids['file']}", "olivia"),
         Req("GET", f"/v1/files/{ids['file']}/content", "olivia"),
         Req("POST", "/v1/batches", "olivia",
@@ -237,9 +264,6 @@ def admin_requests(ids: dict[str, str]) -> list[Req]:
         Req("POST", "/admin/fleet/reload", "admin"),
         Req("GET", "/metrics", "admin"),
     ]
-
-
-B = "fuzzboundary"
 
 
 def upload(content: bytes, purpose: bytes = b"batch") -> bytes:
@@ -454,13 +478,20 @@ def assert_shape(r: httpx2.Response, req: Req) -> None:
     assert err["message"].strip(), (body, req)
 
 
+SHORT = {
+    "max_tokens": 64,
+    "brevity": "Be terse.",
+    "schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+}
 FLEET: dict[str, Any] = {
     "agents": {
-        "olivia": {"model": GPT, "models": [GPT, "gpt-4o", "text-embedding-3-small"], "daily_usd": 20,
+        "olivia": {"model": GPT, "models": [GPT, "gpt-4o", "text-embedding-3-small", CLAUDE], "daily_usd": 20,
                    "monthly_usd": 200, "max_tokens": 2048},
-        "alice": {"model": CLAUDE, "models": [CLAUDE, "claude-sonnet-4-6"], "daily_usd": 20, "monthly_usd": 200,
-                  "max_tokens": 2048, "tasks": {"later": {"defer": True}}},
+        "alice": {"model": CLAUDE, "models": [CLAUDE, "claude-sonnet-4-6", GPT], "daily_usd": 20, "monthly_usd": 200,
+                  "max_tokens": 2048, "tasks": {"later": {"defer": True}, "short": SHORT}},
         "fuzzee": {"model": CLAUDE, "daily_usd": 1, "monthly_usd": 10},
+        "bob": {"model": "auto", "tiers": {"light": CLAUDE, "heavy": GPT}, "daily_usd": 20, "monthly_usd": 200,
+                "max_tokens": 1024, "tasks": {"chat": {"tier": "light"}}},
     },
     "batch": {"flush_age_s": 3600, "poll_s": 3600},  # queued work holds its reservation still while fuzzing
     "observability": {"access_log": "off"},
@@ -479,9 +510,7 @@ def made_ids(t: Target) -> dict[str, str]:
     stored response and a settled call."""
     ok = [t.check(Req("POST", "/v1/messages/batches", "alice",
                       {"requests": [{"custom_id": "r1", "params": messages_body(max_tokens=16)}]})),
-          t.check(Req("POST", "/v1/files", "olivia", raw=upload(b'{"custom_id":"q","method":"POST","url":'
-                      b'"/v1/chat/completions","body":{"model":"gpt-4.1-mini","max_tokens":8,"messages":'
-                      b'[{"role":"user","content":"q"}]}}'), ctype=f"multipart/form-data; boundary={B}"))]  # fmt: skip
+          t.check(Req("POST", "/v1/files", "olivia", raw=upload(encode(LINE)), ctype=FORM))]  # fmt: skip
     ids = {"msgbatch": ok[0].json()["id"], "file": ok[1].json()["id"]}
     b = t.check(
         Req(
@@ -519,8 +548,63 @@ def test_batch_jobs_and_stored_responses_survive_mutation(target: Target) -> Non
     run(target, batch_requests(made_ids(target)), 200)
 
 
+def test_batch_input_files_survive_mutation(target: Target) -> None:
+    """A batch input file whose first line is mutated, uploaded, then named by a batch (the second line valid)."""
+
+    @fuzz_settings(40)
+    @given(mutated_body(LINE))
+    def one(line: Any) -> None:
+        up = target.check(
+            Req("POST", "/v1/files", "olivia", raw=upload(encode(line) + b"\n" + encode(LINE)), ctype=FORM)
+        )
+        if up.status_code == 200:
+            target.check(Req("POST", "/v1/batches", "olivia", {"input_file_id": up.json()["id"],
+                             "endpoint": "/v1/chat/completions", "completion_window": "24h"}))  # fmt: skip
+
+    one()
+
+
 def test_admin_endpoints_survive_mutation(target: Target) -> None:
     ids = made_ids(target)
     r = target.check(Req("GET", "/admin/keys", "admin", query="agent=fuzzee"))
     ids["key"] = r.json()["keys"][0]["id"]
     run(target, admin_requests(ids), 150)
+
+
+# -- what the fuzzer found, kept as explicit cases ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "query"),
+    [
+        ("/v1/messages/batches", "alice", "limit=abc"),  # was int("abc"): a 500
+        ("/v1/messages/batches", "alice", "limit=0"),
+        ("/v1/batches", "olivia", "limit=1e3"),
+        ("/v1/batches", "olivia", "limit=101"),
+        ("/v1/paymaster/jobs", "alice", "limit=abc"),
+        ("/v1/paymaster/jobs", "alice", f"limit={2**70}"),  # was an OverflowError binding SQLite's LIMIT: a 500
+        ("/v1/paymaster/jobs", "alice", "limit=-1"),  # was every job (SQLite reads LIMIT -1 as none)
+    ],
+)
+def test_a_list_limit_that_is_not_a_number_in_range_is_a_400(target: Target, path: str, key: str, query: str) -> None:
+    r = target.check(Req("GET", path, key, query=query))
+    assert r.status_code == 400 and "limit" in r.text
+
+
+def test_an_unforeseen_failure_is_still_answered_in_the_callers_shape(target: Target) -> None:
+    """Any exception but the gateway's own refusals is a defect; it is logged, and the caller still gets its own
+    API's error shape (with the logged request id), not the server's plain-text 500."""
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("a defect")
+
+    routes = target.gw.gw.routes
+    routes["POST", "/v1/messages"] = routes["POST", "/v1/chat/completions"] = broken
+    for req in (
+        Req("POST", "/v1/messages", "alice", messages_body()),
+        Req("POST", "/v1/chat/completions", "olivia", chat_body()),
+    ):
+        r = target.send(req)
+        assert r.status_code == 500
+        assert_shape(r, req)
+        assert r.headers["request-id"] in r.text and "internal error" in r.text
