@@ -311,12 +311,12 @@ def mutate(body: Any, at: tuple[Any, ...], op: str, new: Any) -> Any:
         del parent[last]
     elif op == "wrap":
         parent[last] = [parent[last]]
-    elif op == "dup" and isinstance(parent, dict):
-        container = Dup(dict(parent), last, new)
+    elif op in ("dup", "dup_last") and isinstance(parent, dict):  # dup_last: the odd value is the one orjson keeps
+        container = Dup(dict(parent), last, new) if op == "dup" else Dup({**parent, last: new}, last, parent[last])
         if len(at) == 1:
             return container
         get(body, at[:-2])[at[-2]] = container
-    elif op == "dup":
+    elif op in ("dup", "dup_last"):
         parent.insert(last, parent[last])
     return body
 
@@ -327,7 +327,7 @@ def mutated_body(draw: st.DrawFn, body: Any) -> Any:
         if isinstance(body, Dup):
             break
         at = draw(st.sampled_from(places(body)))
-        op = draw(st.sampled_from(["set", "set", "set", "drop", "dup", "wrap"]))
+        op = draw(st.sampled_from(["set", "set", "set", "drop", "dup", "dup_last", "wrap"]))
         body = mutate(body, at, op, draw(odd_values))
         if isinstance(body, Raw):
             break
@@ -608,3 +608,19 @@ def test_an_unforeseen_failure_is_still_answered_in_the_callers_shape(target: Ta
         assert r.status_code == 500
         assert_shape(r, req)
         assert r.headers["request-id"] in r.text and "internal error" in r.text
+
+
+def test_feedback_takes_the_keys_the_fleet_takes(target: Target) -> None:
+    """Feedback authenticated against fleet.yaml's keys only: a key issued at run time was a 401 (and a
+    revoked fleet.yaml key, or a disabled agent's, could still rate calls)."""
+    call = target.check(Req("POST", "/v1/messages", "bob", messages_body(model="auto")))
+    call_id = call.headers["x-paymaster-call-id"]
+    made = target.check(Req("POST", "/admin/agents/bob/keys", "admin", {}))
+    assert made.status_code == 201
+    target.keys["bob2"] = made.json()["key"]
+    rate = Req("POST", "/v1/paymaster/feedback", "bob2", {"call_id": call_id, "success": True})
+    r = target.check(rate)
+    assert r.status_code == 200 and r.json()["agent"] == "bob", r.text
+    revoke = Req("POST", f"/admin/keys/{made.json()['key_id']}/revoke", "admin", {})
+    assert target.check(revoke).status_code == 200
+    assert target.check(rate).status_code == 401
