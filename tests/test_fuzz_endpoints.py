@@ -16,6 +16,7 @@ import copy
 import gzip
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -303,9 +304,24 @@ def get(v: Any, at: tuple[Any, ...]) -> Any:
     return v
 
 
-def mutate(body: Any, at: tuple[Any, ...], op: str, new: Any) -> Any:
-    """`body` with the value at `at` replaced by `new`, dropped, duplicated or wrapped (a copy)."""
+FIELDS = """max_tokens max_completion_tokens max_output_tokens n dimensions encoding_format stream stream_options
+thinking tool_choice tools system service_tier reasoning reasoning_effort web_search_options prompt_cache_key
+previous_response_id conversation background store top_k top_p seed logprobs top_logprobs cache_control text include
+truncation modalities audio prediction parallel_tool_calls user metadata container mcp_servers context_management
+inference_geo speed response_format input instructions messages model params requests custom_id body url method
+cost_usd usage daily_usd monthly_usd models tiers tasks grace_s call_id success score""".split()
+"""Fields some endpoint reads: the `add` mutation puts one, with an odd value, where the seed has none."""
+
+
+def mutate(body: Any, at: tuple[Any, ...], op: str, new: Any, name: str = "") -> Any:
+    """`body` with the value at `at` replaced by `new`, dropped, duplicated or wrapped, or (an object) given
+    field `name` (a copy)."""
     body = copy.deepcopy(body)
+    if op == "add":
+        target = get(body, at)
+        if isinstance(target, dict):
+            target[name] = new
+        return body
     if not at:
         return new if op == "set" else [body] if op == "wrap" else body
     parent, last = get(body, at[:-1]), at[-1]
@@ -331,8 +347,8 @@ def mutated_body(draw: st.DrawFn, body: Any) -> Any:
         if isinstance(body, Dup):
             break
         at = draw(st.sampled_from(places(body)))
-        op = draw(st.sampled_from(["set", "set", "set", "drop", "dup", "dup_last", "wrap"]))
-        body = mutate(body, at, op, draw(odd_values))
+        op = draw(st.sampled_from(["set", "set", "set", "add", "add", "drop", "dup", "dup_last", "wrap"]))
+        body = mutate(body, at, op, draw(odd_values), draw(st.sampled_from(FIELDS)))
         if isinstance(body, Raw):
             break
     return body
@@ -644,3 +660,32 @@ def test_feedback_takes_the_keys_the_fleet_takes(target: Target) -> None:
     revoke = Req("POST", f"/admin/keys/{made.json()['key_id']}/revoke", "admin", {})
     assert target.check(revoke).status_code == 200
     assert target.check(rate).status_code == 401
+
+
+def raw_http(url: str, head: bytes, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Send bytes the HTTP clients will not (a Content-Length that lies); the status and the JSON body."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head + b"connection: close\r\n\r\n" + body)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    status_line, _, rest = out.partition(b"\r\n")
+    return int(status_line.split()[1]), orjson.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize(
+    ("length", "status", "kind"),
+    [(b"99999999999", 413, "request_too_large"), (b"5", 400, "invalid_request_error")],
+)
+def test_a_content_length_that_lies_is_refused_in_the_callers_shape(
+    target: Target, length: bytes, status: int, kind: str
+) -> None:
+    """Declared past the limit: refused before the body is read; declared short: the body read is cut."""
+    before = target.spend()
+    head = b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-api-key: %s\r\n" % (
+        target.keys["alice"].encode()
+    )
+    code, body = raw_http(target.gw.url, head + b"content-length: " + length + b"\r\n", encode(messages_body()))
+    assert (code, body["type"], body["error"]["type"]) == (status, "error", kind)
+    assert target.spend() == before
