@@ -573,17 +573,17 @@ def run(t: Target, seeds: list[Req], examples: int) -> None:
 def test_calls_survive_mutation(target: Target) -> None:
     for seed in AGENT_CALLS:
         assert target.check(seed).status_code == 200, seed  # each seed is valid as it stands
-    run(target, AGENT_CALLS, 120)
+    run(target, AGENT_CALLS, 160)
 
 
 def test_batch_jobs_and_stored_responses_survive_mutation(target: Target) -> None:
-    run(target, batch_requests(made_ids(target)), 60)
+    run(target, batch_requests(made_ids(target)), 80)
 
 
 def test_batch_input_files_survive_mutation(target: Target) -> None:
     """A batch input file whose first line is mutated, uploaded, then named by a batch (the second line valid)."""
 
-    @fuzz_settings(20)
+    @fuzz_settings(25)
     @given(mutated_body(LINE))
     def one(line: Any) -> None:
         up = target.check(
@@ -604,7 +604,7 @@ def test_admin_endpoints_survive_mutation(live_target: Target) -> None:
     refused = {p for p, s in statuses.items() if s not in (200, 201)}
     # no call is flagged for reconciliation; a gateway started from parsed fleet.yaml content has no file to reload
     assert refused == {f"/admin/ledger/{ids['call']}/reconcile", "/admin/fleet/reload"}, statuses
-    run(live_target, admin_requests(ids), 40)
+    run(live_target, admin_requests(ids), 50)
 
 
 # -- what the fuzzer found, kept as explicit cases ------------------------------------------------------------
