@@ -1,10 +1,13 @@
 """The gateway's own CPU per call, in process: the ASGI app called directly (no HTTP server on the agent
 side, no load generator) against the simulator in another process, pinned to core 1.
 
-    taskset -c 0 python bench/pipeline_cpu.py [--calls N] [--api anthropic|openai] [--profile [--sort cumtime]]
+    taskset -c 0 python bench/pipeline_cpu.py [--calls N] [--api anthropic|openai] [--turns N]
+                                              [--profile [--sort cumtime]]
 
 One agent (budgets, ledger and journal on, no response cache), one short non-streaming request per call,
-sent one after another after `--warmup` calls. The figure is this process's CPU time per call
+sent one after another after `--warmup` calls; `--turns N`: instead, an agent's tool loop N rounds in
+(~1 kB a round: what grows with the conversation — the checks, the cost model, the caching lever's walks).
+The figure is this process's CPU time per call
 (`time.process_time`, the ledger's commit thread included; split into user and system time) and the
 wall time per call; the provider's time
 is in the wall figure only. `--profile` runs the measured calls under cProfile and prints its top functions
@@ -62,6 +65,44 @@ LIMITS = {"requests_per_minute": 10_000_000, "tokens_per_minute": 10_000_000_000
           "loop_calls": 1_000_000, "loop_window_s": 60}  # fmt: skip
 
 
+TEXT = "The quarterly figures show revenue up four percent, costs flat, and two open questions. "
+RESULT = "row 17: region=EMEA revenue=1204.5 cost=877.1 margin=0.27 note=steady; " * 8
+
+
+def conversation(api: str, turns: int) -> dict[str, object]:
+    """An agent's tool loop `turns` rounds in, as the request of its next round: a system prompt, one tool,
+    and per round an assistant text with a tool call and the tool's ~600-byte result (~1 kB a round)."""
+    schema = {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
+    system = "You are an analyst. Use the search tool, then answer in three bullet points. " * 20
+    if api == "anthropic":
+        msgs: list[dict[str, object]] = [{"role": "user", "content": "Summarise the quarter."}]
+        for k in range(turns):
+            call = {"type": "tool_use", "id": f"toolu_{k:04d}", "name": "search", "input": {"query": f"q{k}"}}
+            msgs.append({"role": "assistant", "content": [{"type": "text", "text": TEXT}, call]})
+            result = {"type": "tool_result", "tool_use_id": f"toolu_{k:04d}", "content": RESULT}
+            msgs.append({"role": "user", "content": [result]})
+        tools = [{"name": "search", "description": "Search the finance tables.", "input_schema": schema}]
+        return {"model": MODELS[api], "max_tokens": 256, "system": system, "tools": tools, "messages": msgs}
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": "Summarise the quarter."}]
+    for k in range(turns):
+        fn = {"name": "search", "arguments": orjson.dumps({"query": f"q{k}"}).decode()}
+        msgs.append(
+            {
+                "role": "assistant",
+                "content": TEXT,
+                "tool_calls": [{"id": f"call_{k}", "type": "function", "function": fn}],
+            }
+        )
+        msgs.append({"role": "tool", "tool_call_id": f"call_{k}", "content": RESULT})
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "search", "description": "Search the finance tables.", "parameters": schema},
+        }
+    ]
+    return {"model": MODELS[api], "max_tokens": 256, "tools": tools, "messages": msgs}
+
+
 def gateway(port: int, api: str, key: str, limits: bool = False) -> Gateway:
     url = f"http://127.0.0.1:{port}"
     raw = {
@@ -87,8 +128,11 @@ def gateway(port: int, api: str, key: str, limits: bool = False) -> Gateway:
 async def run(args: argparse.Namespace, port: int) -> None:
     key = "pm-" + secrets.token_hex(8)
     gw = gateway(port, args.api, key, args.limits)
-    msgs = [{"role": "user", "content": "Say hello in a few words, please."}]
-    body = orjson.dumps({"model": MODELS[args.api], "max_tokens": 64, "messages": msgs})
+    hello = [{"role": "user", "content": "Say hello in a few words, please."}]
+    request: dict[str, object] = {"model": MODELS[args.api], "max_tokens": 64, "messages": hello}
+    if args.turns:
+        request = conversation(args.api, args.turns)
+    body = orjson.dumps(request)
     if args.api == "anthropic":
         path = "/v1/messages"
         auth = [(b"x-api-key", key.encode()), (b"anthropic-version", b"2023-06-01")]
@@ -146,6 +190,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200, help="calls before measuring (default 200)")
     ap.add_argument("--api", choices=sorted(MODELS), default="anthropic", help="the API the agent speaks")
     ap.add_argument("--limits", action="store_true", help="the agent has every denial-of-wallet limit on")
+    ap.add_argument("--turns", type=int, default=0, help="send a tool loop this many rounds in (~1 kB a round)")
     ap.add_argument("--profile", action="store_true", help="run the measured calls under cProfile")
     ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumtime, ncalls)")
     ap.add_argument("--top", type=int, default=30, help="functions to print with --profile")

@@ -155,16 +155,30 @@ def test_a_restart_mid_batch_loses_nothing_and_settles_once(gateway: Any, sim: A
         assert all(w["reserved_usd"] == "0.000000" for w in agents["alice"]["windows"])
 
 
-def test_a_task_type_setting_defers_and_the_agents_webhook_hears_of_the_result(gateway: Any) -> None:
+def test_a_task_type_setting_defers_and_the_agents_webhook_hears_of_the_result_signed(gateway: Any) -> None:
+    import hashlib
+    import hmac
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
+    from conftest import PROVIDER_KEY
+
     heard: list[dict[str, Any]] = []
+    refusals = [503]  # the receiver is down for the first POST: the gateway tries again
 
     class Hook(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            heard.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            raw = self.rfile.read(int(self.headers["content-length"]))
+            if refusals:
+                self.send_response(refusals.pop())
+                self.end_headers()
+                return
+            ts, sig = self.headers["x-paymaster-timestamp"], self.headers["x-paymaster-signature"]
+            want = "sha256=" + hmac.new(PROVIDER_KEY.encode(), ts.encode() + b"." + raw, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(sig, want) and abs(time.time() - int(ts)) < 60
+            assert self.headers["x-paymaster-event"] == "job.finished"
+            heard.append(json.loads(raw))
             self.send_response(204)
             self.end_headers()
 
@@ -175,7 +189,10 @@ def test_a_task_type_setting_defers_and_the_agents_webhook_hears_of_the_result(g
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         hook = f"http://127.0.0.1:{srv.server_port}/done"
-        alice = {"model": "claude-haiku-4-5", "daily_usd": 5, "webhook": hook, "tasks": {"nightly": {"defer": True}}}
+        alice = {
+            "model": "claude-haiku-4-5", "daily_usd": 5, "webhook": hook, "webhook_secret_env": "SIM_KEY",
+            "tasks": {"nightly": {"defer": True}},
+        }  # fmt: skip
         gw = gateway(agents={"alice": alice}, tasks={"nightly": {}}, **FAST)
         c = gw.anthropic()
         raw = c.messages.with_raw_response.create(
@@ -185,7 +202,7 @@ def test_a_task_type_setting_defers_and_the_agents_webhook_hears_of_the_result(g
         assert raw.status_code == 202
         job_id = raw.headers["x-paymaster-job-id"]
         assert wait_job(c, job_id)["status"] == "succeeded"
-        end = time.time() + 5
+        end = time.time() + 10
         while not heard and time.time() < end:
             time.sleep(0.05)
         assert [h["id"] for h in heard] == [job_id] and heard[0]["response"]["type"] == "message"

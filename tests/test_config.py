@@ -58,6 +58,7 @@ def with_(path: str, value) -> dict:
         ("models.llama.provider", "nowhere", "models.llama.provider: no provider named 'nowhere'"),
         ("listen.port", 70000, "listen.port: must be a whole number from 0 to 65535"),
         ("translation.policy", "loose", "translation.policy: must be one of"),
+        ("agents.writer.webhook_secret_env", "SIM_KEY", "agents.writer.webhook_secret_env: signs the agent's webhook"),
     ],
 )
 def test_bad_config_names_the_field(path, value, message):
@@ -99,6 +100,15 @@ def test_key_env_and_good_config(tmp_path: Path):
     assert cfg.agent_by_key("pm-agent").name == "writer"
     assert str(cfg.agents["writer"].monthly_usd) == "12.50" and cfg.agents["writer"].daily_usd is None
     assert cfg.ledger == str(tmp_path / "paymaster.db")
+
+
+def test_a_deferred_jobs_webhook_secret_comes_from_the_environment_and_is_never_shown() -> None:
+    raw = with_("agents.writer.webhook", "https://hooks.example.com/done")
+    raw["agents"]["writer"]["webhook_secret_env"] = "HOOK_SECRET"
+    with pytest.raises(ConfigError, match="webhook_secret_env: environment variable HOOK_SECRET is not set"):
+        parse(raw, env=ENV)
+    agent = parse(raw, env={**ENV, "HOOK_SECRET": "whsec-123456"}).agents["writer"]
+    assert agent.webhook_secret == "whsec-123456" and "whsec-123456" not in repr(agent)
 
 
 def test_serve_with_bad_config_exits_with_the_message(tmp_path: Path):

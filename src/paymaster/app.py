@@ -119,7 +119,8 @@ class Gateway:
             hooked(self.levers, h) for h in ("apply", "shape", "fallback", "retried")
         )
         self.admission = Admission(config, self.budget, self.rates_of)
-        self.book = ResponseBook(config.ledger)  # the Responses API's stored responses: owners, context sizes
+        # the Responses API's stored responses: owners, context sizes (replicas: in Postgres, for all of them)
+        self.book = ResponseBook(config.ledger, self.store.pg if isinstance(self.store, SharedStore) else None)
         self.limits = Limits(self.board)  # denial-of-wallet limits; charged tokens as calls settle
         if isinstance(self.store, SharedStore):
             self.limits.shared = RedisLimits(self.store.counters.redis, self.store.replica)
@@ -200,6 +201,7 @@ class Gateway:
             await up.close()
         for lever in hooked(self.levers, "close"):  # levers that keep state across restarts (routing)
             lever.close()
+        await self.book.drain()  # responses still being written to the shared book
         if isinstance(self.store, SharedStore):
             await self.store.aclose()
         self.store.close()
@@ -316,7 +318,7 @@ class Gateway:
         call = decode(api, agent, body, h, size)  # 2. decode
         ctx = LeverContext(agent, task_of(agent, call, internal), h, self)
         if api is wire_responses:  # the stored context it names: the agent's own, and how large
-            ctx.state[self.book.name] = responses_api.stored_context(self, agent, body)
+            ctx.state[self.book.name] = await responses_api.stored_context(self, agent, body)
         for lever in self.appliers if api is not wire_embeddings else ():  # 3. the levers, in list order
             answer = await lever.apply(call, ctx)
             if answer is not None:

@@ -260,8 +260,14 @@ def attribute(step: Step, before: dict[str, Any], after: dict[str, Any], price: 
     return savings.attribute(price, savings.Shape(after["model"], billed), after["cost_nanos"], changes)
 
 
-def run(tasks: int = 6, keep: bool = True, out: Callable[[str], None] = print) -> Result:
-    """Both runs; prints the comparison; with `keep`, serves the after gateway until Ctrl-C."""
+def run(
+    tasks: int = 6,
+    keep: bool = True,
+    out: Callable[[str], None] = print,
+    then: Callable[[str, str], None] | None = None,
+) -> Result:
+    """Both runs; prints the comparison; with `keep`, serves the after gateway until Ctrl-C; `then(url,
+    admin_key)` is called while the after gateway still serves (scripts/dashboard_screenshots.py)."""
     env = {f"PAYMASTER_DEMO_KEY_{s.agent.upper()}": "pm-" + secrets.token_urlsafe(16) for s in STEPS}
     env["PAYMASTER_DEMO_ADMIN_KEY"] = admin_key = "pm-admin-" + secrets.token_urlsafe(16)
     env["PAYMASTER_DEMO_PROVIDER_KEY"] = provider_key = "sk-sim-" + secrets.token_urlsafe(8)
@@ -292,6 +298,8 @@ def run(tasks: int = 6, keep: bool = True, out: Callable[[str], None] = print) -
                 out(f"\nledgers in {tmp}: `paymaster report --ledger {tmp}/after.db --by lever` (or --by agent,day)")
                 out(f"gateway (after) on {srv.url}: admin API {srv.url}/admin/agents, events {srv.url}/admin/events")
                 out(f"  dashboard {srv.url}/dashboard; admin key: {admin_key}")
+                if then is not None:
+                    then(srv.url, admin_key)
                 if keep:
                     out("serving until Ctrl-C (`paymaster demo --exit` runs once and stops)")
                     try:

@@ -2,7 +2,8 @@
 
 The hot path only adds to plain integers: `settled` (one per settlement) bumps the call's
 (agent, model) series and buckets its upstream time, `end` (one per call request) buckets the
-gateway's own overhead, counts refusals and writes one JSON line to a buffered access log.
+gateway's own overhead, counts refusals and keeps what the call's access-log line needs (the line
+is formatted and written with the others at the next flush, once a second: off the call's path).
 prometheus-client renders the counters at scrape time through a custom collector, so no
 per-call lock or label lookup inside the client library.
 
@@ -49,7 +50,7 @@ UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 OTHER = "_other"
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-FLUSH_BYTES = 1 << 16
+FLUSH_LINES = 4096  # lines held at most between two flushes (~2 MB)
 NANOS = 1e9
 
 REFUSALS = (BudgetExceeded, CallTooLarge, BudgetBusy, RateLimited)  # counted per agent by their code
@@ -119,28 +120,28 @@ _trace: ContextVar[Trace | None] = ContextVar("paymaster_trace", default=None)
 
 
 class AccessLog:
-    """One JSON line per call, buffered (flushed every second by the gateway's tick, at 64 KiB and at stop)."""
+    """One JSON line per call. The hot path only keeps what the line needs (`add`); the lines are
+    formatted and written by `flush` — every second from the gateway's tick, at FLUSH_LINES lines and at stop."""
 
     def __init__(self, target: str) -> None:
         self._own = target not in ("stderr", "off")
         self.out: IO[bytes] | None = (
             None if target == "off" else sys.stderr.buffer if target == "stderr" else open(target, "ab")  # noqa: SIM115
         )
-        self._buf: list[bytes] = []
-        self._size = 0
+        self._pending: list[Entry] = []
 
-    def write(self, line: bytes) -> None:
+    def add(self, entry: Entry) -> None:
         if self.out is None:
             return
-        self._buf.append(line)
-        self._size += len(line) + 1
-        if self._size >= FLUSH_BYTES:
+        self._pending.append(entry)
+        if len(self._pending) >= FLUSH_LINES:
             self.flush()
 
     def flush(self) -> None:
-        if self.out is None or not self._buf:
+        if self.out is None or not self._pending:
             return
-        data, self._buf, self._size = b"\n".join(self._buf) + b"\n", [], 0
+        pending, self._pending = self._pending, []
+        data = b"\n".join([orjson.dumps(_line(*e)) for e in pending]) + b"\n"
         try:
             self.out.write(data)
             self.out.flush()
@@ -240,55 +241,11 @@ class Metrics:
                 if per is None:
                     per = self.refusals.setdefault(agent if len(self.refusals) < self.max_series else OTHER, {})
                 per[code] = per.get(code, 0) + 1
-        if self.log.out is not None:
-            # one dict literal, epoch seconds and whole microseconds: a per-call line costs ~20k instructions
-            # this way, half what datetime, round() and dict.update cost (bench/observability.py)
-            over = total - upstream if total > upstream else 0.0
-            if row is not None:
-                line: dict[str, Any] = {
-                    "ts": row.ts,
-                    "call_id": row.id,
-                    "agent": agent,
-                    "path": trace.path,
-                    "http_status": _http_status(row, error),
-                    "status": row.status,
-                    "model_requested": row.model_requested,
-                    "model": row.model,
-                    "route": row.route,
-                    "task": row.task,
-                    "stream": row.stream,
-                    "input_tokens": row.input_tokens,
-                    "output_tokens": row.output_tokens,
-                    "cache_read_tokens": row.cache_read_tokens,
-                    "cache_write_tokens": row.cache_write_tokens,
-                    "cost_usd": row.cost_usd,
-                    "reserved_nanos": row.worst_nanos,
-                    "reconcile": row.reconcile,
-                    "duration_us": int(total * 1e6),
-                    "upstream_us": int(upstream * 1e6),
-                    "overhead_us": int(over * 1e6),
-                    "upstream_request_id": row.upstream_request_id,
-                }
-                if row.error:
-                    line["detail"] = row.error
-            else:
-                line = {
-                    "ts": time.time(),
-                    "call_id": None,
-                    "agent": agent or None,
-                    "path": trace.path,
-                    "http_status": _http_status(row, error),
-                    "status": _unbooked(error),
-                    "duration_us": int(total * 1e6),
-                    "overhead_us": int(over * 1e6),
-                }
-            if error is not None:
-                line["error"] = code
-            if len(rows) > 1:
-                line["attempts"] = len(rows)
-            if trace.prompt is not None:
-                line["request"] = trace.prompt
-            self.log.write(orjson.dumps(line))
+        if self.log.out is not None:  # the line is formatted at the next flush, off the call's path
+            ts = row.ts if row is not None else time.time()
+            http = None if error is None else _http_status(row, error)  # the error itself is not kept
+            status = row.status if row is not None else _unbooked(error)
+            self.log.add((ts, row, agent, trace.path, http, status, code, total, upstream, len(rows), trace.prompt))
 
     # -- the scrape --------------------------------------------------------------------------------
 
@@ -354,6 +311,75 @@ class Metrics:
             open_n.add_metric([agent], n)
             open_usd.add_metric([agent], w / NANOS)
         yield from (calls, spend, tokens, hits, ratio, upstream, overhead, refusals, open_n, open_usd)
+
+
+Entry = tuple[float, "LedgerRow | None", str, str, "int | None", str, str, float, float, int, Any]
+"""What an access-log line is made of, kept per call until the flush: (ts, row, agent, path, HTTP status
+when the call failed, status, error code, seconds in the gateway, seconds upstream, attempts, the request
+when prompts are logged)."""
+
+
+def _line(
+    ts: float,
+    row: LedgerRow | None,
+    agent: str,
+    path: str,
+    http: int | None,
+    status: str,
+    code: str,
+    total: float,
+    upstream: float,
+    attempts: int,
+    prompt: Any,
+) -> dict[str, Any]:
+    """One access-log line (epoch seconds and whole microseconds)."""
+    over = total - upstream if total > upstream else 0.0
+    line: dict[str, Any]
+    if row is not None:
+        line = {
+            "ts": ts,
+            "call_id": row.id,
+            "agent": agent,
+            "path": path,
+            "http_status": http if http is not None else _http_status(row, None),
+            "status": status,
+            "model_requested": row.model_requested,
+            "model": row.model,
+            "route": row.route,
+            "task": row.task,
+            "stream": row.stream,
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "cache_read_tokens": row.cache_read_tokens,
+            "cache_write_tokens": row.cache_write_tokens,
+            "cost_usd": row.cost_usd,
+            "reserved_nanos": row.worst_nanos,
+            "reconcile": row.reconcile,
+            "duration_us": int(total * 1e6),
+            "upstream_us": int(upstream * 1e6),
+            "overhead_us": int(over * 1e6),
+            "upstream_request_id": row.upstream_request_id,
+        }
+        if row.error:
+            line["detail"] = row.error
+    else:
+        line = {
+            "ts": ts,
+            "call_id": None,
+            "agent": agent or None,
+            "path": path,
+            "http_status": http if http is not None else 200,
+            "status": status,
+            "duration_us": int(total * 1e6),
+            "overhead_us": int(over * 1e6),
+        }
+    if http is not None:
+        line["error"] = code
+    if attempts > 1:
+        line["attempts"] = attempts
+    if prompt is not None:
+        line["request"] = prompt
+    return line
 
 
 def _unbooked(error: BaseException | None) -> str:

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 ACTIONS = {("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")}
 
 
-def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any]) -> int | None:
+async def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any]) -> int | None:
     """Tokens of the stored context a Responses request names (0: none; None: one the gateway never
     served, bounded by the model's context window — or refused, by fleet policy)."""
     try:
-        named, tokens = context_of(gw.book, agent.name, body)
+        named, tokens = await context_of(gw.book, agent.name, body)
     except LookupError:
         param = "previous_response_id" if body.get("previous_response_id") is not None else "conversation"
         raise NotFound(f"{param}: no such stored response or conversation for this key", param=param) from None
@@ -56,7 +56,7 @@ async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         if action in ("", "input_items", "cancel") and rid:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no route {method} {path}")
-    made = gw.book.owner(rid)
+    made = await gw.book.owner_anywhere(rid)
     if made is None or made[0] != agent.name:
         raise NotFound(f"No response found with id '{rid}'.", param="response_id")
     model = gw.config.models.get(made[1])
@@ -79,6 +79,6 @@ async def stored(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     except UpstreamError as e:
         fail(e, up.provider.name)
     if method == "DELETE" and resp.status == 200:
-        gw.book.forget(rid)
+        await gw.book.forget(rid)
     ctype = (resp.headers.get("content-type") or "application/json").encode("latin-1")
     await respond(send, resp.status, data, relay_headers(resp), ctype)

@@ -76,15 +76,17 @@ def walk(
     actual_nanos: int,
     undos: Sequence[tuple[str, Any]],
     priced: int | None = None,
+    args: tuple[Any, ...] = (),
 ) -> Attribution:
     """Undo the levers (given in pipeline order) from the last to the first, crediting each the price
-    its undo puts back (rules above). `priced`: `price(actual)`, when the caller has it already."""
+    its undo puts back (rules above). `priced`: `price(actual)`, when the caller has it already; `args`:
+    what each undo takes after the bill."""
     bill, before = actual, price(actual) if priced is None else priced
     start = before
     by_lever: dict[str, int] = {}
     for name, undo in reversed(undos):
-        prior = undo(bill)
-        if prior == bill:
+        prior = undo(bill, *args)
+        if prior is bill or prior == bill:  # a lever that did not act hands the same bill back
             continue
         after = price(prior)
         by_lever[name] = by_lever.get(name, 0) + after - before
@@ -156,15 +158,11 @@ def of_levers(
 ) -> Attribution:
     """The pipeline's attribution: `walk` over the levers (in list order) that define `undo(bill, *args)`
     (the lever protocol's hook: `undo(bill, call, ctx) -> Bill`), from the call's actual bill."""
-    undos = [(lv.name, _bound(lv, args)) for lv in levers if callable(getattr(lv, "undo", None))]
+    undos = [(lv.name, lv.undo) for lv in levers if callable(getattr(lv, "undo", None))]
     try:
-        return walk(price, actual, actual_nanos, undos, priced)
+        return walk(price, actual, actual_nanos, undos, priced, args)
     except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book
         return Attribution(actual_nanos, actual_nanos, {})
-
-
-def _bound(lever: Any, args: tuple[Any, ...]) -> Callable[[Any], Any]:
-    return lambda bill: lever.undo(bill, *args)
 
 
 def pricer(rates_of: Callable[[str], Rates]) -> Price:

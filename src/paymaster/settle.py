@@ -144,12 +144,13 @@ class Settler:
                 except Exception:  # noqa: BLE001 — the booking below must happen whatever a lever does
                     log.exception("lever %s failed after settling call %s", lever.name, t.id)
         columns = ctx.ledger
-        saved = savings.Attribution(nanos, nanos, {})
+        baseline, by_lever = nanos, "{}"
         if exact and self.undoers and self.price_bill is not None:
             priced = None if usage.server_tool_uses else nanos  # the booked cost is the bill's price but for fees
             saved = savings.of_levers(
                 self.undoers, self.price_bill, Bill(call.model, usage), nanos, call, ctx, priced=priced
             )
+            baseline, by_lever = saved.baseline_nanos, saved.json()
         row = LedgerRow(
             id=t.id,
             ts=t.created,
@@ -180,8 +181,8 @@ class Settler:
             uncached_cost_nanos=uncached,
             exposure_removed_nanos=exposure,
             route=columns.get("route", ""),
-            baseline_cost_nanos=saved.baseline_nanos,
-            savings=saved.json(),
+            baseline_cost_nanos=baseline,
+            savings=by_lever,
         )
         self.budget.settle(t, row)
         if self.booked is not None:

@@ -20,11 +20,13 @@ import logging
 import secrets
 import sqlite3
 import time
+import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..alerts import RETRY_STATUS, sign
 from ..budget import Ticket, WindowKey
 from ..call import Usage
 from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
@@ -46,6 +48,7 @@ log = logging.getLogger("paymaster")
 
 WINDOW_S = 86400  # the providers' completion window: a job whose deadline is nearer is sent at once
 IN_BATCH_SKIPS = ("batch", "response_cache")  # deferral itself; an answer from the cache has no batch to join
+WEBHOOK_TRIES = 4  # a finished job's webhook POST: attempts in all (waits 1 s, 2 s, 4 s between them)
 
 
 class Batches:
@@ -58,7 +61,7 @@ class Batches:
         self.settings = gw.config.batch
         self.tickets: dict[str, Ticket] = {}
         self._polled = 0.0
-        self._posts: set[asyncio.Task[None]] = set()
+        self._posts: set[asyncio.Task[bool]] = set()
         self.restored = self.restore() if self.available else 0
 
     def check(self) -> None:
@@ -298,7 +301,9 @@ class Batches:
         agent = self.gw.config.agents.get(j.agent)
         if agent is None or not agent.webhook or j.grp:
             return
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(post, agent.webhook, orjson.dumps(job_view(j))))
+        body = orjson.dumps(job_view(j))
+        send = asyncio.to_thread(post, agent.webhook, body, agent.webhook_secret, j.id)
+        task = asyncio.get_running_loop().create_task(send)
         self._posts.add(task)
         task.add_done_callback(self._posts.discard)
 
@@ -342,13 +347,37 @@ def refused(e: GatewayError, wire: Any, api: str, agent: str, gid: str, custom_i
     )  # fmt: skip
 
 
-def post(url: str, body: bytes) -> None:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            resp.read()
-    except (OSError, ValueError) as e:
-        log.warning("batch: webhook %s failed: %s", url, e)
+def post(url: str, body: bytes, secret: str, job_id: str, tries: int = WEBHOOK_TRIES, wait_s: float = 1.0) -> bool:
+    """POST a finished job, signed like the alert webhooks (alerts.py) when the agent has a secret:
+    `x-paymaster-signature: sha256=<HMAC-SHA256(secret, "<timestamp>." + body)>`. A connection failure, 408,
+    429 or 5xx is tried again (`tries` attempts in all, the wait doubling); other answers are final."""
+    for attempt in range(tries):
+        ts = str(int(time.time()))
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "paymaster-webhook",
+            "x-paymaster-event": "job.finished",
+            "x-paymaster-event-id": job_id,
+            "x-paymaster-timestamp": ts,
+        }
+        if secret:
+            headers["x-paymaster-signature"] = sign(secret, ts, body)
+        req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                resp.read()
+            return True
+        except urllib.error.HTTPError as e:
+            if e.code not in RETRY_STATUS:
+                log.warning("batch: webhook %s answered %d for job %s", url, e.code, job_id)
+                return False
+            why = f"HTTP {e.code}"
+        except (OSError, ValueError) as e:
+            why = str(e) or type(e).__name__
+        if attempt + 1 < tries:
+            time.sleep(wait_s * 2**attempt)
+    log.warning("batch: webhook %s failed for job %s: %s", url, job_id, why)
+    return False
 
 
 def gw_wire(api: str) -> Any:

@@ -11,6 +11,7 @@ import ssl
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -183,6 +184,14 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         seen_hashes.setdefault(key_hash, path)
         try:
             agents[name] = _agent(name, af, key_hash, f, tasks, resolve)
+            if af.webhook_secret_env:
+                if af.webhook is None:
+                    problems.add(f"{path}.webhook_secret_env", "signs the agent's webhook: set webhook too")
+                elif not env.get(af.webhook_secret_env):
+                    problems.add(
+                        f"{path}.webhook_secret_env", f"environment variable {af.webhook_secret_env} is not set"
+                    )
+                agents[name] = replace(agents[name], webhook_secret=env.get(af.webhook_secret_env, ""))
         except ConfigError as e:
             problems.extend(e)
     if not f.agents:

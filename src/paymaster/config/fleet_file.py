@@ -270,6 +270,9 @@ class AgentFile(Part):
     tiers: Tiers = Field(default_factory=Tiers, description="model: auto — the model of each tier")
     defer: Flag = Field(False, description="every call of this agent goes to the batch API (as x-paymaster-defer)")
     webhook: Text | None = Field(None, description="URL the gateway POSTs each finished deferred job to (JSON)")
+    webhook_secret_env: EnvVar | None = Field(
+        None, description="environment variable holding the HMAC-SHA256 secret that signs those POSTs"
+    )
     compression: CompressionFile | None = Field(
         None, description="context compression (off without this block; every technique on with it)"
     )

@@ -186,6 +186,7 @@ class Agent:
     tiers: dict[str, str] = field(default_factory=dict)  # model: auto — tier -> model
     defer: bool = False  # every call goes to the batch API (levers/batch.py)
     webhook: str | None = None  # finished deferred jobs are POSTed here (batch/service.py)
+    webhook_secret: str = field(default="", repr=False)  # signs those POSTs (alerts.sign); "" = unsigned
     compression: Compression = Compression()
     limits: AgentLimits = AgentLimits()
 

@@ -246,6 +246,7 @@ def tool_fee(rates: Rates, kind: str, tool: Any) -> Decimal:
     return max(Decimal(rule["fee_usd"]), table or Decimal(0))
 
 
+@cache
 def priced_items() -> frozenset[str]:
     """The output items whose uses `tool_fees` prices."""
     return frozenset(rule["item"] for rule in conf()["tools"].values())

@@ -126,15 +126,22 @@ def _choose(
 ) -> list[int]:
     """Candidate positions, most valuable first (those worth nothing left out)."""
     worth: dict[int, float] = {}
-
-    def last(pred: Any) -> int | None:
-        return next((i for i in range(len(spots) - 1, -1, -1) if pred(spots[i])), None)
+    # the last markable block of each section; spots run tools → system → tail → messages, so the tools'
+    # and the system's are found in a pass over the spots before the first message's
+    section_end: dict[str, int] = {}
+    for i, s in enumerate(spots):
+        if s.section == "messages":
+            break
+        if s.markable:
+            section_end[s.section] = i
+    conversation = next((i for i in range(len(spots) - 1, -1, -1) if spots[i].markable), None)
+    if conversation is not None and spots[conversation].section != "messages":
+        conversation = None
 
     def offer(i: int | None, value: float) -> None:
         if i is not None and i not in taken and spots[i].markable and spots[i].tokens >= minimum and value > 0:
             worth[i] = max(worth.get(i, 0.0), value)
 
-    conversation = last(lambda s: s.section == "messages" and s.markable)
     previous = _previous_turn(spots)
     read_from = max((i for i, _ in marks), default=-1)  # the furthest breakpoint the caller set (or automatic)
     if previous is not None:
@@ -148,8 +155,7 @@ def _choose(
         written = max(spots[conversation].tokens - start, 1)  # a message adds a few tokens at least
         premium = WRITE_MULTIPLIERS["1h" if ttl == "1h" else "5m"] - 1
         offer(conversation, (READ_SAVING * TURNS_AHEAD - premium) * written)
-    system_end = last(lambda s: s.section == "system" and s.markable)
-    tools_end = last(lambda s: s.section == "tools" and s.markable)
+    system_end, tools_end = section_end.get("system"), section_end.get("tools")
     if system_end is not None:
         offer(system_end, READ_SAVING * P_SHARED * spots[system_end].tokens)
     if tools_end is not None:

@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from ..call import Call
 from ..config import Agent, Config
 from ..prefix import prefix_key as cache_key
@@ -58,6 +60,8 @@ class Caching:
     def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
         """Without prompt caching: cache reads and writes at the plain input rate."""
         u = bill.usage
+        if not (u.cache_read_tokens or u.cache_write_tokens or u.cache_write_1h_tokens or u.cache_audio_read_tokens):
+            return bill  # nothing read or written from the cache (most calls): no copy to make
         plain = replace(
             u, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, cache_audio_read_tokens=0
         )
@@ -129,16 +133,17 @@ def isolate(body: dict[str, Any], scope: str, api: str) -> None:
 
 def has_breakpoint(body: dict[str, Any]) -> bool:
     """Whether an Anthropic body asks for caching anywhere: top-level `cache_control`, or on any block of
-    its tools, system prompt or messages, however deeply nested (a tool result's, a document's content)."""
-    return "cache_control" in body or any(_asks(body.get(key)) for key in ("tools", "system", "messages"))
+    its tools, system prompt or messages, however deeply nested (a tool result's, a document's content).
+
+    Read from their JSON, ~4x faster than a walk in Python: in orjson's compact output `"cache_control":`
+    can only be an object's key (a quote inside a string is escaped, and a string value is followed by
+    `,` `}` or `]`, never `:`)."""
+    return "cache_control" in body or any(
+        _KEY in orjson.dumps(body[key]) for key in ("tools", "system", "messages") if key in body
+    )
 
 
-def _asks(node: Any) -> bool:
-    if isinstance(node, dict):
-        return "cache_control" in node or any(_asks(v) for v in node.values() if isinstance(v, list | dict))
-    if isinstance(node, list):
-        return any(_asks(v) for v in node)
-    return False
+_KEY = b'"cache_control":'
 
 
 def _describable(tool: Any, api: str) -> dict[str, Any] | None:

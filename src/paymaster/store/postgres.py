@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,6 +58,17 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 MIGRATIONS.append(POSTGRES_MIGRATION)  # fleet state: agents and keys changed at run time (fleet/tables.py)
+MIGRATIONS.append(
+    (
+        "003_responses",  # the Responses API's book (response_book.py): owners and context sizes, for every replica
+        """
+        CREATE TABLE responses (id text PRIMARY KEY, agent text NOT NULL, model text NOT NULL, tokens bigint,
+            ts double precision NOT NULL);
+        CREATE TABLE conversations (id text PRIMARY KEY, agent text NOT NULL, tokens bigint,
+            ts double precision NOT NULL);
+        """,
+    )
+)
 _MIGRATION_LOCK = 0x7061796D  # "paym": one replica migrates at a time
 
 
@@ -131,6 +143,33 @@ class PostgresLedger:
 
     async def book(self, row: LedgerRow) -> None:
         await self.db.execute(_INSERT, *_values(row))
+
+    # -- the Responses API's book (response_book.py) ---------------------------------------------
+
+    async def response_record(self, rid: str, agent: str, model: str, tokens: int | None, conv: str | None) -> None:
+        now = time.time()
+        async with self.db.acquire() as c, c.transaction():
+            await c.execute(
+                "INSERT INTO responses VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET agent = "
+                "EXCLUDED.agent, model = EXCLUDED.model, tokens = EXCLUDED.tokens, ts = EXCLUDED.ts",
+                rid, agent, model, tokens, now,
+            )  # fmt: skip
+            if conv is not None:
+                await c.execute(
+                    "INSERT INTO conversations VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET agent = "
+                    "EXCLUDED.agent, tokens = EXCLUDED.tokens, ts = EXCLUDED.ts",
+                    conv, agent, tokens, now,
+                )  # fmt: skip
+
+    async def response_lookup(self, kind: str, ref: str) -> tuple[str, str, int | None] | None:
+        if kind == "response":
+            r = await self.db.fetchrow("SELECT agent, model, tokens FROM responses WHERE id = $1", ref)
+            return None if r is None else (r["agent"], r["model"], r["tokens"])
+        r = await self.db.fetchrow("SELECT agent, tokens FROM conversations WHERE id = $1", ref)
+        return None if r is None else (r["agent"], "", r["tokens"])
+
+    async def response_forget(self, rid: str) -> None:
+        await self.db.execute("DELETE FROM responses WHERE id = $1", rid)
 
     # -- leases ----------------------------------------------------------------------------------
 

@@ -14,11 +14,12 @@ from .usage_fields import Known, optional_count, paths, read_counts, unknown_cou
 
 API = "anthropic"
 MAX_TOKENS_LIMIT = 1_000_000  # anything above is a mistake, not a budget question
+INTEGERS = frozenset({"max_tokens", "top_k"})  # integer fields a whole-number float is accepted in
 
 
 def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     """Validate the fields the gateway interprets; returns (model, max_tokens, stream)."""
-    plain(body, ("max_tokens", "top_k"))
+    plain(body, INTEGERS)
     thinking = body.get("thinking")
     if isinstance(thinking, dict) and "budget_tokens" in thinking:
         thinking["budget_tokens"] = whole(thinking["budget_tokens"])
@@ -36,9 +37,12 @@ def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             raise BadRequest(f"messages.{i}.role: must be 'user' or 'assistant'", param=f"messages.{i}.role")
-        _check_blocks(m.get("content"), f"messages.{i}.content")
+        content = m.get("content")
+        if isinstance(content, list):
+            _check_blocks(content, "messages.", i, ".content")
     system = body.get("system")
-    _check_blocks(system, "system")
+    if isinstance(system, list):
+        _check_blocks(system, "system")
     tools = body.get("tools")
     if tools is not None and not (
         isinstance(tools, list) and all(isinstance(t, dict) and isinstance(t.get("type", ""), str) for t in tools)
@@ -52,14 +56,17 @@ def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:
     return model, mt, stream
 
 
-def _check_blocks(content: Any, where: str) -> None:
-    """Content blocks are objects with a string `type` (the levers read it before the provider does)."""
-    for j, block in enumerate(content if isinstance(content, list) else ()):
+def _check_blocks(content: list[Any], *where: object) -> None:
+    """Content blocks are objects with a string `type` (the levers read it before the provider does).
+    `where`: the list's path in parts, joined only for an error (most calls have none)."""
+    for j, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise BadRequest(f"{where}.{j}.type: required (a string)", param=f"{where}.{j}.type")
-        inner = block.get("content")
-        if block["type"] == "tool_result" and isinstance(inner, list):
-            _check_blocks(inner, f"{where}.{j}.content")
+            at = "".join(map(str, where))
+            raise BadRequest(f"{at}.{j}.type: required (a string)", param=f"{at}.{j}.type")
+        if block["type"] == "tool_result":
+            inner = block.get("content")
+            if isinstance(inner, list):
+                _check_blocks(inner, *where, ".", j, ".content")
 
 
 def _prewarm(body: dict[str, Any]) -> None:
@@ -177,7 +184,7 @@ def usage(u: Any) -> Usage | None:
         reasoning_tokens=thinking,
         server_tool_uses=tools,
         service_tier=tier if isinstance(tier, str) else "",
-        unpriced=tuple(dict.fromkeys(unpriced)),
+        unpriced=tuple(dict.fromkeys(unpriced)) if unpriced else (),
     )
 
 

@@ -10,16 +10,17 @@ before anything else looks at the body:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
-def plain(body: dict[str, Any], integers: tuple[str, ...]) -> None:
+def plain(body: dict[str, Any], integers: Iterable[str]) -> None:
     """Drop the body's null fields; write its whole-number floats in `integers` as integers."""
     if None in body.values():
         for key in [k for k, v in body.items() if v is None]:
             del body[key]
-    for key in integers:
-        value = body.get(key)
+    for key in body.keys() & integers:  # the integer fields the body has (one set operation; most have one)
+        value = body[key]
         if isinstance(value, float) and value.is_integer():
             body[key] = int(value)
 

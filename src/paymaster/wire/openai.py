@@ -18,7 +18,7 @@ MAX_TOKENS_LIMIT = 1_000_000
 MAX_CHOICES = 128
 
 
-INTEGERS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed")
+INTEGERS = frozenset({"max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed"})
 
 
 def check(body: dict[str, Any]) -> tuple[str, int | None, bool]:

@@ -242,13 +242,13 @@ class Compressor:
 
     def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
         """The call as it would have been billed uncompressed: its input plus the tokens removed."""
+        note = ctx.state.get(self.name)
+        if note is None or not note.tokens_removed:  # most calls: before the imports below, which cost more
+            return bill
         from copy import copy
 
         from ..base import Bill
 
-        note = ctx.state.get(self.name)
-        if note is None or not note.tokens_removed:
-            return bill
         u = copy(bill.usage)
         u.input_tokens += note.tokens_removed
         return Bill(bill.model, u)
