@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qsl
 
 from . import dashboard
 from .blackboard import Blackboard
@@ -29,6 +28,7 @@ from .config import PRICE_PROVIDER, Config, hash_key
 from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
 from .http import Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json
 from .pricing import to_nanos, usd_str
+from .query import number, params
 from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
 
@@ -135,24 +135,13 @@ def savings(gw: Admin, agent: str, period: str) -> dict[str, Any]:
 
 
 def ledger(gw: Admin, scope: Scope) -> dict[str, Any]:
-    q = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    q = params(scope)
     known = {"agent", "status", "model", "since", "until", "reconcile", "after", "limit"}
     for k in q:
         if k not in known:
             raise BadRequest(f"unknown ledger filter {k!r} (use: {', '.join(sorted(known))})", param=k)
 
-    def num(k: str, cast: type, default: Any, lo: float, hi: float) -> Any:
-        if k not in q:
-            return default
-        try:
-            v = cast(q[k])
-        except ValueError:
-            raise BadRequest(f"{k}: not a number: {q[k]!r}", param=k) from None
-        if not lo <= v <= hi:  # also NaN
-            raise BadRequest(f"{k}: must be from {lo:g} to {hi:g}, got {q[k]!r}", param=k)
-        return v
-
-    limit = num("limit", int, 100, 1, 1000)
+    limit = number(q, "limit", int, 100, 1, 1000)
     reconcile = q.get("reconcile")
     if reconcile not in (None, "true", "false", "1", "0"):
         raise BadRequest("reconcile: must be true or false", param="reconcile")
@@ -161,10 +150,10 @@ def ledger(gw: Admin, scope: Scope) -> dict[str, Any]:
         agent=q.get("agent"),
         status=q.get("status"),
         model=q.get("model"),
-        since=num("since", float, None, 0, MAX_TS),
-        until=num("until", float, None, 0, MAX_TS),
+        since=number(q, "since", float, None, 0, MAX_TS),
+        until=number(q, "until", float, None, 0, MAX_TS),
         reconcile=None if reconcile is None else reconcile in ("true", "1"),
-        after=num("after", int, 0, 0, MAX_SEQ),
+        after=number(q, "after", int, 0, 0, MAX_SEQ),
         limit=limit,
     )
     return {"data": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}

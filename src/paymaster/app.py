@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import logging
 import secrets
 import signal
 import time
@@ -38,6 +39,7 @@ from .errors import (
     BadRequest,
     BudgetBusy,
     GatewayError,
+    Internal,
     MethodNotAllowed,
     NotFound,
     RateLimited,
@@ -73,6 +75,7 @@ WIRES: dict[str, Wire] = {
     "responses": wire_responses,
     "embeddings": wire_embeddings,
 }
+log = logging.getLogger("paymaster")
 PATHS = {"responses": "/responses", "embeddings": "/embeddings"}  # an OpenAI provider's other endpoints
 
 
@@ -243,18 +246,27 @@ class Gateway:
             if path.startswith("/v1/models") and b"anthropic-version" in header_map(scope):
                 api = wire_anthropic
             await self.refuse(send, api, e)
+        except Exception as e:  # a defect: logged, and still answered in the caller's own shape
+            if trace is not None:
+                trace.error = e
+            rid = "req_" + secrets.token_hex(12)
+            log.exception("%s: unexpected failure on %s %s", rid, method, path)
+            try:
+                await self.refuse(send, api, Internal(f"internal error in the gateway (logged as {rid})"), rid)
+            except RuntimeError:  # the answer had begun (a stream): the server cuts the connection instead
+                raise e from None
         finally:
             if trace is not None:
                 self.metrics.end(trace, scope)
 
-    async def refuse(self, send: Send, api: Wire, e: GatewayError) -> None:
+    async def refuse(self, send: Send, api: Wire, e: GatewayError, rid: str | None = None) -> None:
         final = e.status in (402, 413) or (isinstance(e, UpstreamFailed) and not e.retry)
         headers: Headers = [(b"x-should-retry", b"false")] if final else []
         if isinstance(e, BudgetBusy):
             headers = [(b"retry-after", b"1")]
         elif isinstance(e, RateLimited):
             headers = [(b"retry-after", str(e.retry_after).encode())]
-        headers += request_ids("req_" + secrets.token_hex(12))  # the gateway's own answer has its own id
+        headers += request_ids(rid or "req_" + secrets.token_hex(12))  # the gateway's own answer: its own id
         await respond(send, e.status, api.error_body(e), headers)
 
     def agent(self, h: dict[bytes, bytes]) -> Agent:

@@ -13,7 +13,9 @@
      ├── CallTooLarge         402 call_too_large    (this call cannot fit a window, smaller calls still do)
      ├── BudgetBusy           429 rate_limit_error  (only calls in flight hold the budget; retry)
      ├── RateLimited          429 rate_limit_error  (an agent's denial-of-wallet limit, limits.py; retry-after)
-     └── UpstreamFailed       502 / 504 api_error   (the provider could not be reached or timed out)
+     ├── UpstreamFailed       502 / 504 api_error   (the provider could not be reached or timed out)
+     └── Internal             500 api_error         (a defect in the gateway: any other exception, logged with
+                                                     its traceback, answered in the caller's shape all the same)
 
 Errors the provider itself returns are relayed as the provider sent them (same status and body).
 """
@@ -91,3 +93,7 @@ class UpstreamFailed(GatewayError):
         super().__init__(message)
         self.status = status
         self.retry = retry  # False: the provider answered (and billed); a retry would be billed again
+
+
+class Internal(GatewayError):
+    status, kind = 500, "api_error"

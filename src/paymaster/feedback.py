@@ -38,9 +38,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     if not key:
         raise Unauthorized("missing API key: send the agent's Paymaster key (or the admin key)")
     admin = gw.config.admin_key_hash is not None and hmac.compare_digest(hash_key(key), gw.config.admin_key_hash)
-    agent = None if admin else gw.config.agent_by_key(key)
-    if not admin and agent is None:
-        raise Unauthorized("invalid API key")
+    agent = None if admin else gw.agent(h)  # the fleet's keys: run-time ones too; revoked or disabled refused
     body, _ = await read_json(receive, h, MAX_BODY)
     call_id, score = parse(body)
     gw.store.flush()  # a call settled a moment ago is readable

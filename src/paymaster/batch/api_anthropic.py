@@ -14,12 +14,12 @@ import secrets
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 import orjson
 
 from ..errors import BadRequest, MethodNotAllowed, NotFound, TooLarge
 from ..http import Receive, Scope, Send, header_map, json_response, read_json, respond
+from ..query import number, params
 from .queue import OPEN, Job
 
 if TYPE_CHECKING:
@@ -42,11 +42,11 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
             body, _ = await read_json(receive, h, gw.config.max_body_bytes)
             return await create(gw, agent, h, body, base, send)
         if method == "GET":
-            qs = parse_qs(scope.get("query_string", b"").decode())
+            qs = params(scope)
+            limit = number(qs, "limit", int, 20, 1, 1000)  # as Anthropic documents it
             ids = q.groups(agent.name, "anthropic")
-            if "after_id" in qs and qs["after_id"][0] in ids:
-                ids = ids[ids.index(qs["after_id"][0]) + 1 :]
-            limit = max(1, min(1000, int(qs.get("limit", ["20"])[0])))
+            if qs.get("after_id") in ids:
+                ids = ids[ids.index(qs["after_id"]) + 1 :]
             data = [view(gw, g, agent.name, base) for g in ids[:limit]]
             first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
             return await json_response(send, {"data": data, "has_more": len(ids) > limit, "first_id": first,

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import secrets
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 import orjson
 
 from .. import multipart
 from ..errors import BadRequest, MethodNotAllowed, NotFound
 from ..http import Receive, Scope, Send, header_map, json_response, read_body, read_json, respond
+from ..query import number, params
 from .queue import OPEN, Job
 
 if TYPE_CHECKING:
@@ -46,11 +46,11 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         body, _ = await read_json(receive, h, gw.config.max_body_bytes)
         return await create(gw, agent, h, body, send)
     if len(parts) == 1 and method == "GET":
-        qs = parse_qs(scope.get("query_string", b"").decode())
+        qs = params(scope)
+        limit = number(qs, "limit", int, 20, 1, 100)  # as OpenAI documents it
         ids = q.groups(agent.name, "openai")
-        if "after" in qs and qs["after"][0] in ids:
-            ids = ids[ids.index(qs["after"][0]) + 1 :]
-        limit = max(1, min(100, int(qs.get("limit", ["20"])[0])))
+        if qs.get("after") in ids:
+            ids = ids[ids.index(qs["after"]) + 1 :]
         data = [view(gw, g, agent.name) for g in ids[:limit]]
         first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
         return await json_response(

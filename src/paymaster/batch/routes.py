@@ -9,12 +9,12 @@ GET /v1/paymaster/jobs/{id}/result        the answer alone, as the provider's en
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 import orjson
 
 from ..errors import GatewayError, NotFound
 from ..http import Receive, Scope, Send, json_response, respond
+from ..query import number, params
 from .service import job_view
 
 if TYPE_CHECKING:
@@ -54,12 +54,12 @@ async def jobs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     gw.batches.check()
     parts = scope["path"][len(PREFIX) :].strip("/").split("/")
     if parts == [""]:
-        q = parse_qs(scope.get("query_string", b"").decode())
+        q = params(scope)
         where, args = "agent = ? AND grp = ''", [agent.name]
         if "status" in q:
             where += " AND status = ?"
-            args.append(q["status"][0])
-        found = gw.batches.queue.jobs(where, tuple(args), int(q.get("limit", ["100"])[0]))
+            args.append(q["status"])
+        found = gw.batches.queue.jobs(where, tuple(args), number(q, "limit", int, 100, 1, 1000))
         await json_response(send, {"object": "list", "data": [job_view(j) for j in reversed(found)]})
         return
     job = gw.batches.queue.job(parts[0])
