@@ -103,7 +103,11 @@ def conversation(api: str, turns: int) -> dict[str, object]:
     return {"model": MODELS[api], "max_tokens": 256, "tools": tools, "messages": msgs}
 
 
-def gateway(port: int, api: str, key: str, limits: bool = False) -> Gateway:
+# --refused: one call a minute, so every measured call is refused (429): what a refusal costs the gateway
+REFUSED = {"requests_per_minute": 1}
+
+
+def gateway(port: int, api: str, key: str, limits: dict[str, object] | None = None) -> Gateway:
     url = f"http://127.0.0.1:{port}"
     raw = {
         "ledger": f"{tempfile.mkdtemp()}/ledger.db",
@@ -118,7 +122,7 @@ def gateway(port: int, api: str, key: str, limits: bool = False) -> Gateway:
                 "monthly_usd": 10000,
                 "max_tokens": 256,
                 "key_sha256": hash_key(key),
-                **({"limits": LIMITS} if limits else {}),
+                **({"limits": limits} if limits else {}),
             }
         },
     }
@@ -127,7 +131,7 @@ def gateway(port: int, api: str, key: str, limits: bool = False) -> Gateway:
 
 async def run(args: argparse.Namespace, port: int) -> None:
     key = "pm-" + secrets.token_hex(8)
-    gw = gateway(port, args.api, key, args.limits)
+    gw = gateway(port, args.api, key, REFUSED if args.refused else LIMITS if args.limits else None)
     hello = [{"role": "user", "content": "Say hello in a few words, please."}]
     request: dict[str, object] = {"model": MODELS[args.api], "max_tokens": 64, "messages": hello}
     if args.turns:
@@ -160,11 +164,14 @@ async def run(args: argparse.Namespace, port: int) -> None:
                 status.append(m["status"])  # type: ignore[arg-type]
 
         await gw(scope, receive, send)
-        assert status == [200], status
+        assert status == [429 if args.refused and admitted else 200], status
+
+    admitted = False
 
     await gw.start()
     for _ in range(args.warmup):
         await one()
+        admitted = True  # --refused: the bucket's one call is spent
     prof = cProfile.Profile() if args.profile else None
     r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
     if prof:
@@ -190,6 +197,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200, help="calls before measuring (default 200)")
     ap.add_argument("--api", choices=sorted(MODELS), default="anthropic", help="the API the agent speaks")
     ap.add_argument("--limits", action="store_true", help="the agent has every denial-of-wallet limit on")
+    ap.add_argument("--refused", action="store_true", help="every measured call refused (429) by a rate limit")
     ap.add_argument("--turns", type=int, default=0, help="send a tool loop this many rounds in (~1 kB a round)")
     ap.add_argument("--profile", action="store_true", help="run the measured calls under cProfile")
     ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumtime, ncalls)")

@@ -1,8 +1,8 @@
 """The gateway's user-space instructions per call: `bench/pipeline_cpu.py` run twice under valgrind
 (callgrind), with LONG and SHORT measured calls; (I(LONG) - I(SHORT)) / (LONG - SHORT) cancels start-up.
 
-    python bench/pipeline_instructions.py [--api anthropic|openai] [--long 400] [--short 100] [--tree DIR] [--limits]
-                                          [--turns N]
+    python bench/pipeline_instructions.py [--api anthropic|openai] [--long 400] [--short 100] [--tree DIR]
+                                          [--limits | --refused] [--turns N]
 
 Unlike CPU time, the count does not move with the machine's load, so it compares two checkouts on a busy
 machine (`--tree` runs the bench against another checkout's venv and sources). It leaves out kernel time
@@ -41,10 +41,13 @@ def main() -> None:
     ap.add_argument("--short", type=int, default=100, help="measured calls in the short run (default 100)")
     ap.add_argument("--tree", type=Path, default=BENCH.parent.parent, help="checkout to measure (its .venv)")
     ap.add_argument("--limits", action="store_true", help="also with every denial-of-wallet limit on: the difference")
+    ap.add_argument("--refused", action="store_true", help="only calls refused (429) by a rate limit: a refusal's cost")
     ap.add_argument("--turns", type=int, default=0, help="a tool loop this many rounds in (pipeline_cpu.py --turns)")
     args = ap.parse_args()
     turns = ("--turns", str(args.turns)) if args.turns else ()
     runs = [("limits off", turns)] + ([("limits on", ("--limits", *turns))] if args.limits else [])
+    if args.refused:
+        runs = [("refused (429)", ("--refused",))]
     counts = []
     for label, extra in runs:
         long_, short = (instructions(args.tree, args.api, n, extra) for n in (args.long, args.short))

@@ -130,6 +130,22 @@ def test_a_cap_raised_at_run_time_unblocks_a_blocked_agent_with_an_event(live: A
     assert g.gw.config.agents["bob"].daily_usd == 5
 
 
+def test_limits_changed_at_run_time_apply_from_the_next_call(live: Any) -> None:
+    """A rate set on a running agent starts with a full bucket (no false refusal right after the change), and a
+    lowered one refuses from the next call."""
+    g = live(agents={"bob": {"model": "claude-haiku-4-5", "daily_usd": 5, "limits": {"max_in_flight": 4}}})
+    bob = g.claude(g.keys["bob"])
+    ask(bob)
+    r = g.admin("PATCH", "/admin/agents/bob", {"limits": {"max_in_flight": 4, "requests_per_minute": 3}})
+    assert r.status_code == 200, r.text
+    for _ in range(3):
+        ask(bob)
+    with pytest.raises(anthropic.RateLimitError):
+        ask(bob)
+    assert g.admin("PATCH", "/admin/agents/bob", {"limits": {"max_in_flight": 4}}).status_code == 200
+    ask(bob)  # the rate taken off: admitted again
+
+
 def test_run_time_changes_survive_a_restart(sim: Any, tmp_path: Path) -> None:
     keys = {n: f"pm-{n}-" + secrets.token_hex(8) for n in ("alice", "olivia", "bob")}
     raw = fleet(sim.url, keys, tmp_path)

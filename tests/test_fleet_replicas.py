@@ -83,3 +83,46 @@ def test_limits_are_shared_by_replicas(sim_process: str, tmp_path: Path, shared:
             ask(port, keys["alice"])  # the bystander is not throttled
     finally:
         stop(procs)
+
+
+def test_a_looping_agent_spread_over_replicas_is_caught(sim_process: str, tmp_path: Path, shared: Shared) -> None:  # noqa: F811
+    """The loop detector counts in Redis: four near-identical calls alternating between two replicas are a loop
+    (each replica alone saw two), reported once and blocked on both; a different call still goes through (the
+    refused calls took nothing from the agent's six calls a minute)."""
+    keys = {"olivia": "pm-olivia-replicas", "alice": "pm-alice-replicas"}
+    agents = {
+        "olivia": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(keys["olivia"]),
+                   "limits": {"loop_calls": 4, "loop_window_s": 60, "loop_block": True, "requests_per_minute": 6}},
+        "alice": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(keys["alice"])},
+    }  # fmt: skip
+    procs, (a, b) = serve(fleet_file(tmp_path, sim_process, shared, agents), 2)
+    try:
+        c = {p: anthropic.Anthropic(base_url=f"http://127.0.0.1:{p}", api_key=keys["olivia"], max_retries=0)
+             for p in (a, b)}  # fmt: skip
+
+        def retry(port: int, attempt: int) -> Any:
+            text = f"The tool failed (attempt {attempt}). Try again."
+            return c[port].messages.create(model="claude-haiku-4-5", max_tokens=16,
+                                           messages=[{"role": "user", "content": text}])  # fmt: skip
+
+        for attempt, port in enumerate((a, b, a)):
+            retry(port, attempt)
+        for attempt, port in enumerate((b, a, b, a), start=3):  # the fourth call on: a loop, wherever it lands
+            with pytest.raises(anthropic.RateLimitError) as e:
+                retry(port, attempt)
+            assert e.value.body["error"]["message"].startswith("agent 'olivia' is sending the same call in a loop")
+            assert e.value.response.headers["retry-after"] == "60"
+        other = c[b].messages.create(model="claude-haiku-4-5", max_tokens=16,
+                                     messages=[{"role": "user", "content": "Something else entirely"}])  # fmt: skip
+        assert other.content
+        for port in (a, b):
+            ask(port, keys["alice"])  # the bystander is not refused
+        deadline = time.monotonic() + 5
+        while not (looping := shared.pg("SELECT data FROM events WHERE kind = 'agent.looping'")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert len(shared.pg("SELECT data FROM events WHERE kind = 'agent.looping'")) == 1  # once for the loop
+        assert '"agent":"olivia"' in looping[0]["data"]
+    finally:
+        stop(procs)

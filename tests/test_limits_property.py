@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from paymaster.blackboard import Blackboard
 from paymaster.config import Agent, AgentLimits
 from paymaster.errors import RateLimited
-from paymaster.limits import Limits, Meter
+from paymaster.limits import Entry, Limits, Meter
 
 
 def agent(name: str, lim: AgentLimits) -> Agent:
@@ -29,36 +29,49 @@ class Clock:
 
 
 steps = st.lists(
-    st.tuples(st.sampled_from(["start", "end", "wait"]), st.floats(0, 5), st.integers(0, 500)), max_size=200
+    st.tuples(st.sampled_from(["start", "end", "wait"]), st.floats(0, 5), st.integers(0, 500), st.booleans()),
+    max_size=200,
 )
+BODIES = [{"model": "m", "messages": [{"role": "user", "content": text}]} for text in ("x", "something else")]
 
 
 @settings(max_examples=200, deadline=None)
-@given(steps, st.integers(1, 20), st.integers(1, 5), st.integers(1, 1000))
-def test_no_sequence_of_calls_beats_the_limits(ops: list[Any], rpm: int, cap: int, tpm: int) -> None:
+@given(steps, st.integers(1, 20), st.integers(1, 5), st.integers(1, 1000), st.sampled_from([None, 2, 3]))
+def test_no_sequence_of_calls_beats_the_limits(
+    ops: list[Any], rpm: int, cap: int, tpm: int, loop_calls: int | None
+) -> None:
+    """A call refused as a loop (after it was admitted on the rates) gives its take back and leaves: the rate
+    and in-flight bounds hold over the calls truly admitted, whatever the mix."""
     clock = Clock()
     limits = Limits(Blackboard(["noisy", "quiet"]), clock)
-    noisy = agent("noisy", AgentLimits(requests_per_minute=rpm, max_in_flight=cap, tokens_per_minute=tpm))
+    noisy = agent("noisy", AgentLimits(requests_per_minute=rpm, max_in_flight=cap, tokens_per_minute=tpm,
+                                       loop_calls=loop_calls, loop_window_s=10, loop_block=True))  # fmt: skip
     quiet = agent("quiet", AgentLimits())
     open_: list[Meter] = []
     admitted: list[float] = []
-    for op, dt, tokens in ops:
+    for op, dt, tokens, same in ops:
         if op == "wait":
             clock.t += dt
         elif op == "start":
             try:
-                open_.append(m := limits.enter(noisy, {"model": "m", "messages": [{"role": "user", "content": "x"}]}))
-                assert m is not None
+                limits.admit(noisy, m := limits.meter("noisy"))
+                if loop_calls is not None:
+                    try:
+                        limits.loop(noisy, m, BODIES[0 if same else 1])
+                    except RateLimited:
+                        limits.leave("noisy", Entry(m, None))
+                        raise
+                open_.append(m)
                 admitted.append(clock.t)
             except RateLimited as e:
                 assert e.retry_after >= 1
-            assert limits.enter(quiet, {"model": "m"}) is None  # never refused, never counted
+            limits.admit(quiet, limits.meter("quiet"))  # never refused
             assert limits.meters["noisy"].open <= cap
         elif open_:
             limits.charge("noisy", tokens)
-            limits.leave(open_.pop(0), "noisy", None)
+            limits.leave("noisy", Entry(open_.pop(0), None))
     for m in open_:
-        limits.leave(m, "noisy", None)
+        limits.leave("noisy", Entry(m, None))
     assert "noisy" not in limits.meters or limits.meters["noisy"].open == 0
     for i, t0 in enumerate(admitted):  # any window [t0, t0 + w]: at most rpm + w * rpm / 60 calls
         for t1 in admitted[i:]:

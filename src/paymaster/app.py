@@ -292,18 +292,19 @@ class Gateway:
     async def complete(self, api: Wire, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)  # 1. authenticate
-        body, raw = await read_json(receive, h, self.config.max_body_bytes)
-        meter = self.limits.enter(agent, body)  # 429 over a denial-of-wallet limit
-        member = None
+        entry = await self.limits.enter(agent) if agent.limits.on else None  # 429 over a rate, before the body
         try:
-            if meter is not None and self.limits.shared is not None:
-                member = await self.limits.enter_shared(agent)  # replicas: the counters in Redis
-            await self.run(api, agent, body, len(raw), h, receive, send)
+            body, raw = await read_json(receive, h, self.config.max_body_bytes)
+            if entry is not None:
+                await self.limits.check(agent, entry, body)  # 429 from the loop detector
+            try:
+                await self.run(api, agent, body, len(raw), h, receive, send)
+            finally:
+                if api is wire_responses:
+                    self.book.end(body)  # a conversation it named is no longer in flight
         finally:
-            if api is wire_responses:
-                self.book.end(body)  # a conversation it named is no longer in flight
-            if meter is not None:
-                self.limits.leave(meter, agent.name, member)
+            if entry is not None:
+                self.limits.leave(agent.name, entry)
 
     async def run(
         self,

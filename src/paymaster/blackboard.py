@@ -5,6 +5,8 @@ Events) to reroute or shut down a blocked agent's task. Events:
 
     agent.blocked / agent.degraded / agent.unblocked   an agent's state changed
     budget.threshold    an agent's or the fleet's spend crossed an alert fraction of a cap
+    agent.limited / agent.looping   a denial-of-wallet limit refused an agent / it repeats a call (limits.py;
+                        once per episode, not per refused call)
     ledger.recovered    at start: a call a stopped gateway left uncommitted, booked (agent, call_id, cost_usd)
     ledger.reconciled   an operator replaced a flagged row's cost by the provider's bill
     ledger.failing      ledger commits fail (reason): calls are refused (503) until one succeeds

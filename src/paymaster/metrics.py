@@ -38,6 +38,7 @@ from prometheus_client.core import (
 
 from .errors import BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, RateLimited
 from .http import Scope, bearer_or_key, header_map
+from .pipe_writer import unblocked
 from .store.row import LedgerRow
 
 if TYPE_CHECKING:
@@ -125,9 +126,10 @@ class AccessLog:
 
     def __init__(self, target: str) -> None:
         self._own = target not in ("stderr", "off")
-        self.out: IO[bytes] | None = (
+        out: IO[bytes] | None = (
             None if target == "off" else sys.stderr.buffer if target == "stderr" else open(target, "ab")  # noqa: SIM115
         )
+        self.out = None if out is None else unblocked(out, self._own)  # a reader that stalls never stops a call
         self._pending: list[Entry] = []
 
     def add(self, entry: Entry) -> None:
@@ -150,7 +152,7 @@ class AccessLog:
 
     def close(self) -> None:
         self.flush()
-        if self._own and self.out is not None:
+        if self.out is not None and self.out is not sys.stderr.buffer:  # stderr's PipeWriter: drained, kept open
             self.out.close()
             self.out = None
 
