@@ -155,6 +155,19 @@ def test_bad_feedback_gets_a_clear_error_in_the_openai_shape_and_changes_nothing
     assert (gw.spend(), gw.admin("/admin/routing").json()) == before
 
 
+def test_feedback_on_a_call_of_an_agent_that_left_the_fleet_is_a_404_not_a_500(gateway):
+    import dataclasses
+
+    from tests.conftest import ADMIN_KEY
+
+    gw = gateway(agents=auto_agents(), routing={"feedback_tasks": ["extraction"], "feedback_floor": 0.9})
+    theirs = one_call(gw, "carol")
+    cfg = gw.gw.config
+    gw.gw.config = dataclasses.replace(cfg, agents={n: a for n, a in cfg.agents.items() if n != "carol"})
+    r = post(gw, {"call_id": theirs, "success": True}, ADMIN_KEY)
+    assert r.status_code == 404 and "no longer in the fleet" in r.json()["error"]["message"], r.text
+
+
 def test_with_feedback_the_gateway_moves_an_agent_to_the_cheapest_tier_that_keeps_succeeding(gateway):
     gw = gateway(
         agents=auto_agents(), routing={"feedback_tasks": ["extraction"], "feedback_floor": 0.8, "feedback_explore": 0.5}

@@ -51,7 +51,9 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         raise BadRequest(
             f"call {call_id!r} was not answered (status {row['status']}); nothing to rate", param="call_id"
         )
-    owner = gw.config.agents[row["agent"]]
+    owner = gw.config.agents.get(row["agent"])
+    if owner is None:  # the agent left the fleet after the call (a reload without it): nothing learns from it
+        raise NotFound(f"call {call_id!r} was made by {row['agent']!r}, no longer in the fleet", param="call_id")
     tier = next((t for t in TIERS if owner.tiers.get(t) == row["model"]), None)
     if tier is None:
         raise BadRequest(
