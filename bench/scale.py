@@ -33,11 +33,13 @@ import redis
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/services.py: a fresh Postgres database and Redis db
 
 from _harness import PROVIDER_KEY, Cores, Run, cpu_seconds, load, process  # noqa: E402
 
 from paymaster.config import hash_key  # noqa: E402
 from paymaster.server import free_port  # noqa: E402
+from tests.services import stores  # noqa: E402
 
 BODY = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi [sim:tokens=20]"}]}
 
@@ -87,27 +89,18 @@ def main() -> None:
     if not a.redis or not a.postgres:
         raise SystemExit("give --redis and --postgres (or PAYMASTER_TEST_REDIS / PAYMASTER_TEST_POSTGRES)")
     cores = Cores.pick()
-    db = "paymaster_bench_" + secrets.token_hex(3)
-    admin_url = a.postgres
-
-    async def admin(q: str) -> None:
-        c = await asyncpg.connect(admin_url)
-        try:
-            await c.execute(q)
-        finally:
-            await c.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {db}"))
-    pg_url = a.postgres.rsplit("/", 1)[0] + "/" + db
-    redis_url = "/".join(a.redis.rstrip("/").split("/")[:3]) + "/14"
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
     key = "pm-" + secrets.token_hex(8)
     env = {"BENCH_PROVIDER_KEY": PROVIDER_KEY}
     mine = os.sched_getaffinity(0)
     try:
-        with tempfile.TemporaryDirectory(prefix="paymaster-scale-") as t, ExitStack() as stack:
+        with (
+            stores(a.redis, a.postgres, "paymaster_bench_", 14) as sh,
+            tempfile.TemporaryDirectory(prefix="paymaster-scale-") as t,
+            ExitStack() as stack,
+        ):
             tmp = Path(t)
+            r, redis_url, pg_url = sh.redis, sh.redis_url, sh.postgres_url
+            db = pg_url.rsplit("/", 1)[1]
             if cores:
                 os.sched_setaffinity(0, {cores.rest})
             sim_port = free_port()
@@ -193,9 +186,6 @@ def main() -> None:
             )
     finally:
         os.sched_setaffinity(0, mine)
-        r.flushdb()
-        r.close()
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,30 +55,34 @@ class Shared:
         return sum(int(self.redis.hget(k, "held") or 0) for k in self.redis.scan_iter("pm:[wf]:*"))
 
 
-@pytest.fixture(name="shared")
-def shared_store() -> Iterator[Shared]:
-    """A fresh Postgres database and an empty Redis database for one test."""
-    _need_services()
-    name = "pm_test_" + secrets.token_hex(4)
-    base = POSTGRES.rsplit("/", 1)[0]
+@contextmanager
+def stores(redis_base: str, postgres_admin: str, prefix: str, redis_db: int) -> Iterator[Shared]:
+    """A fresh Postgres database (created through `postgres_admin`, dropped after) and an emptied Redis database
+    `redis_db` on `redis_base`'s server. bench/scale.py uses it too."""
+    name = prefix + secrets.token_hex(4)
 
     async def admin(q: str) -> None:
-        c = await asyncpg.connect(POSTGRES)
+        c = await asyncpg.connect(postgres_admin)
         try:
             await c.execute(q)
         finally:
             await c.close()
 
     asyncio.run(admin(f"CREATE DATABASE {name}"))
-    r = redis.Redis.from_url(REDIS)
-    db = 1 + int(secrets.token_hex(1), 16) % 15
-    rurl = REDIS.rstrip("/").split("/")[0:3]
-    redis_url = "/".join(rurl) + f"/{db}"
+    redis_url = "/".join(redis_base.rstrip("/").split("/")[0:3]) + f"/{redis_db}"
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
     try:
-        yield Shared(redis_url, f"{base}/{name}", r)
+        yield Shared(redis_url, postgres_admin.rsplit("/", 1)[0] + f"/{name}", r)
     finally:
         r.flushdb()
         r.close()
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(name="shared")
+def shared_store() -> Iterator[Shared]:
+    """A fresh Postgres database and an empty Redis database for one test."""
+    _need_services()
+    with stores(REDIS, POSTGRES, "pm_test_", 1 + int(secrets.token_hex(1), 16) % 15) as shared:
+        yield shared
