@@ -79,6 +79,8 @@ def test_an_agent_added_at_run_time_calls_with_its_key_shown_once(live: Any) -> 
     assert httpx2.get(g.url + "/admin/agents", headers={"authorization": "Bearer pm-nobody"}).status_code == 401
     listed = g.admin("GET", "/admin/keys", None).json()["keys"]
     assert key not in str(listed) and any(k["agent"] == "carol" and k["live"] for k in listed)
+    assert [k["agent"] for k in g.admin("GET", "/admin/keys?agent=carol").json()["keys"]] == ["carol"]
+    assert g.admin("GET", "/admin/keys?agent=nobody").status_code == 404  # not an empty list: no such agent
     assert g.gw.store.conn.execute("SELECT count(*) FROM fleet_keys WHERE hash = ?", (key,)).fetchone()[0] == 0
     bad = g.admin("POST", "/admin/agents", {"name": "dave", "model": "no-such-model"})
     assert bad.status_code == 400 and "no-such-model" in bad.text
