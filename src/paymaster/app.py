@@ -175,6 +175,7 @@ class Gateway:
     async def start(self) -> None:
         if isinstance(self.store, SharedStore):
             await shared_events.connect(self.store, self.board)
+            self.alerts.claim = self.store.counters.claim
         await self.fleet.start()
         self.spawn(self._tick())
         self.spawn(self.batches.run())
