@@ -54,6 +54,7 @@ import eval_router as ev  # noqa: E402
 import router_protocol as rp  # noqa: E402
 import train_router as tr  # noqa: E402
 
+from paymaster.levers.classifier import _CUES as classifier_cues  # noqa: E402
 from paymaster.levers.classifier import Classifier  # noqa: E402
 
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -126,16 +127,7 @@ _TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?|[^\sa-z\d]")
 _SENTENCE = re.compile(r"(?<=[.?!])\s+")
 _OPTION = re.compile(r"\s*[A-Da-d][.)]\s")
 _MATH = set("+-*/=^<>%$")
-_CUES = [  # question words, multi-step cues, logic words, comparatives (as in levers/classifier.py)
-    set(words.split())
-    for words in (
-        "what why how which who when where explain describe prove derive calculate compute solve write implement "
-        "compare",
-        "then after each every total remaining left rest twice half per times percent average many much",
-        "if not unless except only all none both either neither must cannot",
-        "more less greater fewer than most least",
-    )
-]
+_CUES = [set(cue) for cue in classifier_cues]  # question words, multi-step cues, logic words, comparatives
 RATIO_NAMES = (
     "log_words",
     "log_chars",
