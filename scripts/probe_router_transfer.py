@@ -28,7 +28,10 @@ from measured ground, not from a guess. Both rows are leave-one-benchmark-out li
    margin over prompt length; length on a tie), fixed before any held-out figure was seen, picks one,
    and only then are the held-out figures computed, for every candidate, the chosen one marked.
    Rounds, in the order they were run: 1 environment pairs and invariance-filtered corrections;
-   2 benchmark pairs; 3 hashed n-grams + ratios, benchmark pairs.
+   2 benchmark pairs; 3 hashed n-grams + ratios, benchmark pairs (designed after rounds 1-2's held-out
+   figures were seen: the rule is the same, the candidate set is not). Measured: the procedure over all
+   three rounds gives held-out APGR 0.610 / 0.587 / 0.597 (GSM8K / MMLU / MT-Bench) against prompt
+   length's 0.595 / 0.588 / 0.566: below length on MMLU, so nothing shipped.
 """
 
 from __future__ import annotations
@@ -363,7 +366,7 @@ def main() -> None:
     ap.add_argument("--write-embeddings", metavar="PATH", help="compute them first (needs sentence-transformers)")
     ap.add_argument("--no-blend", action="store_true", help="skip 2. (length + lambda x classifier)")
     ap.add_argument(
-        "--ranking", metavar="ROUNDS", help="3. with these rounds, e.g. 1,2 (round 3 takes ~1 h on 2 cores)"
+        "--ranking", metavar="ROUNDS", help="3. with these rounds, e.g. 1,2 (~15 min on 2 busy cores; 3 ~20 min more)"
     )
     args = ap.parse_args()
     data = ev.load(args.data)

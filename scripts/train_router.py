@@ -26,7 +26,8 @@ looked at, picks it and the picked candidate's held-out APGR is above prompt len
 Rule (scripts/router_protocol.py): for each held-out benchmark, score every candidate on the two
 training benchmarks only (each held out in turn, MMLU as 5 subject folds; the mean margin over prompt
 length), take the best, prompt length on a tie. The candidates tried so far and their figures:
-`scripts/probe_router_transfer.py --ranking 1,2` (none beat length on GSM8K and MMLU).
+`scripts/probe_router_transfer.py --no-blend --ranking 1,2,3` (none beat length on every held-out
+benchmark: the best, round 3, 0.610 / 0.587 / 0.597 against length's 0.595 / 0.588 / 0.566).
 """
 
 from __future__ import annotations
