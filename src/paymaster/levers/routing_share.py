@@ -117,5 +117,7 @@ class ShareKeeper:
                 self._save(key, w)
 
     def sizes(self) -> dict[str, int]:
-        """Scores held per key (for the admin view)."""
-        return {k: len(w.arrival) for k, w in self._windows.items()}
+        """Scores held per key (for the admin view): those stored too, before a call of theirs loads them."""
+        out = {k: min(len(v), self.window) for k, v in self.state.items(KIND) if isinstance(v, list)}
+        out.update((k, len(w.arrival)) for k, w in self._windows.items())
+        return dict(sorted(out.items()))
