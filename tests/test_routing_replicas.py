@@ -26,7 +26,9 @@ SYNC_S = 1.0  # a few of admin.poll_s (0.25 s): every replica has pulled what th
 
 
 def config(tmp: Path, sim: str, shared: Shared) -> Path:
-    agents = {"alice": {"model": "auto", "tiers": LADDER, "daily_usd": 50, "max_tokens": 100, "key_sha256": hash_key(KEY)}}
+    agents = {
+        "alice": {"model": "auto", "tiers": LADDER, "daily_usd": 50, "max_tokens": 100, "key_sha256": hash_key(KEY)}
+    }
     path = fleet_file(tmp, sim, shared, agents)
     raw = yaml.safe_load(path.read_text())
     raw["routing"] = {"feedback_tasks": ["extraction"], "feedback_floor": 0.8, "feedback_explore": 0.05}

@@ -28,8 +28,10 @@ Ratings on one replica wait for its sync and for each other (one round trip each
 
 Share windows stay per replica — each holds the window of the traffic it sees — and each replica's window is
 stored every `WINDOWS_EVERY` syncs and at stop; a replica starting loads the merge of the stored windows,
-bounded to `routing.share_window` (`merge_windows`). A crash loses at most those seconds of scores and one
-interval of counts: the router is a little less warm, nobody's spend changes.
+bounded to `routing.share_window` (`merge_windows`). When it stores its own window of a key, the stored windows
+it merged that belong to replicas now gone are deleted (its own holds them), so a key keeps about one stored
+window per replica running. A crash loses at most those seconds of scores and one interval of counts: the
+router is a little less warm, nobody's spend changes.
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ _SAVE_WINDOW = (
     "INSERT INTO routing_windows (key, replica, scores) VALUES ($1, $2, $3) ON CONFLICT (key, replica)"
     " DO UPDATE SET scores = excluded.scores, saved = now()"
 )
-# the stored windows of replicas that are gone (no lease), for keys this replica now stores its own window of
+# stored windows this replica's own now holds the merge of (it loaded them at start), of replicas that are gone
 _PRUNE_WINDOWS = (
-    "DELETE FROM routing_windows WHERE key = ANY($1::text[]) AND replica <> $2"
+    "DELETE FROM routing_windows WHERE key = $1 AND replica = ANY($2::text[]) AND replica <> $3"
     " AND replica NOT IN (SELECT id FROM replicas)"
 )
 
@@ -87,6 +89,7 @@ class RoutingSync:
         self.replica = ""
         self.seen = 0  # the pull reads rows written by transactions from this id on
         self.failing = False
+        self.merged: dict[str, list[str]] = {}  # key -> the replicas whose stored windows this one loaded
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         bandit.deltas = {}
@@ -204,16 +207,20 @@ class RoutingSync:
             async with self.db.acquire() as c, c.transaction():
                 rows = [(k, self.replica, [float(x) for x in self.mirror.values[(SHARE, k)]]) for k in dirty]
                 await c.executemany(_SAVE_WINDOW, rows)
-                await c.execute(_PRUNE_WINDOWS, dirty, self.replica)
+                pruned = [(k, self.merged[k], self.replica) for k in dirty if k in self.merged]
+                await c.executemany(_PRUNE_WINDOWS, pruned)
         except BaseException:
             self.mirror.dirty.update((SHARE, k) for k in dirty)
             raise
+        for k, _, _ in pruned:
+            del self.merged[k]
 
     async def _load_windows(self) -> None:
-        rows = await self.db.fetch("SELECT key, scores FROM routing_windows ORDER BY key, saved, replica")
+        rows = await self.db.fetch("SELECT key, replica, scores FROM routing_windows ORDER BY key, saved, replica")
         stored: dict[str, list[list[float]]] = {}
         for r in rows:
             stored.setdefault(r["key"], []).append(list(r["scores"]))
+            self.merged.setdefault(r["key"], []).append(r["replica"])
         for key, windows in stored.items():
             if (SHARE, key) not in self.mirror.values:  # not replaced: a window this replica already holds
                 self.mirror.values[(SHARE, key)] = merge_windows(windows, self.shares.window)
