@@ -175,6 +175,7 @@ class Gateway:
     async def start(self) -> None:
         if isinstance(self.store, SharedStore):
             await shared_events.connect(self.store, self.board)
+            self.alerts.claim = self.store.counters.claim
         await self.fleet.start()
         for lever in hooked(self.levers, "start"):  # levers that load shared state once the store is open (routing)
             await lever.start(self.store)

@@ -226,6 +226,10 @@ class RedisCounters:
         v: bytes | str | None = await self.redis.get(EPOCH)
         return v
 
+    async def claim(self, name: str, ttl_s: float) -> bool:
+        """True for the first replica to claim `name` within `ttl_s` seconds, False for every later one."""
+        return bool(await self.redis.set("pm:once:" + name, self.owner, nx=True, px=int(ttl_s * 1000)))
+
     async def try_rebuild_lock(self, token: str, ttl_s: float) -> bool:
         return bool(await self.redis.set(REBUILD_LOCK, token, nx=True, px=int(ttl_s * 1000)))
 
