@@ -38,6 +38,7 @@ from .routing_state import Mirror, RoutingState, State, state_path
 from .routing_sync import FAILURES, RoutingSync
 
 FEEDBACK = "feedback"  # routing state: call id -> its latest score (one process; replicas: routing_feedback)
+VIEW_SYNC_S = 2.0  # replicas: longest the admin view waits for the fleet's figures before showing its own
 AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
 
@@ -88,7 +89,7 @@ class Router:
         if self.sync is not None:
             try:
                 return await self.sync.rate(call_id, key, tier, score)
-            except FAILURES as e:
+            except (*FAILURES, TimeoutError) as e:
                 raise StoreDown(f"the feedback cannot be stored (Postgres): {e}") from e
         previous = self.state.get(FEEDBACK, call_id)
         self.bandit.record(key, tier, score, undo=previous)
@@ -100,8 +101,8 @@ class Router:
         stale = None
         if self.sync is not None:
             try:
-                await self.sync.refresh()
-            except FAILURES as e:
+                await self.sync.refresh(timeout=VIEW_SYNC_S)
+            except (*FAILURES, TimeoutError) as e:
                 stale = f"the fleet's figures could not be read ({e}): this replica's view as of its last sync"
         out = self.view()
         if stale is not None:

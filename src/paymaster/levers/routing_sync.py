@@ -112,7 +112,8 @@ class RoutingSync:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            async with self._lock:  # not in the middle of a push: its counts would be pushed twice
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -124,9 +125,18 @@ class RoutingSync:
         except (*FAILURES, TimeoutError) as e:
             log.warning("routing's learnt state could not be written at stop (%s): the last counts are lost", e)
 
-    async def refresh(self) -> None:
-        """Push what this replica added, pull what every replica added."""
-        await self._sync(windows=False)
+    async def refresh(self, timeout: float | None = None) -> None:
+        """Push what this replica added, pull what every replica added. With `timeout`, a sync that takes longer
+        goes on in the background (TimeoutError): never cancelled halfway, which could push its counts twice."""
+        if timeout is None:
+            await self._sync(windows=False)
+            return
+        task = asyncio.get_running_loop().create_task(self._sync(windows=False))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.add_done_callback(_quiet)
+            raise TimeoutError(f"no answer from Postgres within {timeout:g} s")
+        task.result()
 
     async def rate(self, call_id: str, key: str, tier: str, score: float) -> float | None:
         """Record a rating of `call_id` (which ran on `tier` for `key`); its earlier score, taken back, or None."""
@@ -224,6 +234,11 @@ class RoutingSync:
         for key, windows in stored.items():
             if (SHARE, key) not in self.mirror.values:  # not replaced: a window this replica already holds
                 self.mirror.values[(SHARE, key)] = merge_windows(windows, self.shares.window)
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a routing sync that timed out failed: %s", task.exception())
 
 
 def merge_windows(windows: list[list[float]], size: int) -> list[float]:
