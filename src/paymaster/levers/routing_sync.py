@@ -186,8 +186,9 @@ class RoutingSync:
             log.warning("routing's learnt state is shared again")
 
     async def _push(self, taken: dict[str, Record]) -> None:
-        keys = [k for k, r in taken.items() if r.calls or r.explored]
-        arms = [(k, t, a) for k, r in taken.items() for t, a in r.arms.items()]
+        # rows in one order on every replica: two pushes at once wait for each other instead of deadlocking
+        keys = sorted(k for k, r in taken.items() if r.calls or r.explored)
+        arms = sorted(((k, t, a) for k, r in taken.items() for t, a in r.arms.items()), key=lambda x: x[:2])
         async with self.db.acquire() as c, c.transaction():
             if keys:
                 await c.execute(_ADD_CALLS, keys, [taken[k].calls for k in keys], [taken[k].explored for k in keys])
