@@ -100,7 +100,7 @@ def test_two_replicas_counting_and_rating_at_once_end_with_the_same_exact_counts
         st.sampled_from([0.0, 0.25, 1.0]),
     )
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.lists(op, max_size=40))
     def run(ops: list[tuple[int, str, int, float]]) -> None:
         loop.run_until_complete(play(rs, ops))

@@ -111,9 +111,10 @@ class Bandit:
             tier, why = proposal, f"bandit: {proposal}"
         r.arm(tier).picks += 1
         if self.deltas is not None:
-            d = self.deltas.get(key)
-            if d is None:  # every tier the choice looked at, so the other replicas list the same tiers
-                d = self.deltas[key] = Record({t: Arm() for t in r.arms})
+            d = self.deltas.get(key) or self.deltas.setdefault(key, Record())
+            if len(d.arms) != len(r.arms):  # every tier a choice looked at, so the other replicas list the same
+                for t in r.arms:
+                    d.arm(t)
             d.calls += 1
             d.explored += explored
             d.arm(tier).picks += 1
