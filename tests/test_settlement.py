@@ -156,10 +156,9 @@ def test_anthropic_billable_extras_without_a_price_are_flagged():
         }
     )
     assert u is not None and u.server_tool_uses == {"code_execution": 2}
+    assert (u.speed, u.inference_geo) == ("fast", "us")  # priced (tests/test_attack_modifiers.py), not flagged
     assert set(u.unpriced) == {
         "server_tool_use.code_execution_requests",
-        "speed=fast",
-        "inference_geo=us",
         "iterations.compaction.input_tokens",
         "iterations.compaction.output_tokens",
         "image_generation_units",

@@ -17,7 +17,8 @@ data/costmodel.yaml):
   page text);
 - audio at the audio rate (duration from the header, else from the bytes);
 - server tools: per-use fee × `max_uses` and the result tokens each use can add;
-- service tiers at their own prices (a tier the table does not price is refused);
+- service tiers at their own prices (a tier the table does not price is refused); Anthropic fast mode
+  (`speed`) at its own prices and an `inference_geo` at its multiplier, likewise refused when unpriced;
 - long-context tiers: the tier an input of the bound's size reaches;
 - cache writes only for the prefix before a `cache_control` breakpoint the request carries, at
   that breakpoint's TTL rate; the rest at the plain input rate.
@@ -90,6 +91,8 @@ class Measure:
     output_audio: bool = False  # the answer may be audio (billed at the audio output rate)
     extra_output: int = 0  # tokens billed at the output rate beyond max_tokens (OpenAI rejected predictions)
     service_tier: str = ""
+    speed: str = ""  # Anthropic `speed` other than standard ("fast")
+    geo: str = ""  # Anthropic `inference_geo` other than global ("us")
     exact: bool = False  # text counted by the provider's tokenizer (else bounded by bytes)
     media_bytes: int = 0  # base64 bytes of the media priced above (the byte bound leaves them out)
 
@@ -135,6 +138,13 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
                 param="service_tier",
             )
         rates = variant
+    if m.speed or m.geo:
+        modified = rates.modified(m.speed, m.geo)
+        if modified is None:
+            what, param = (f"speed {m.speed!r}", "speed") if m.speed and not rates.modified(m.speed, "") else (
+                f"inference_geo {m.geo!r}", "inference_geo")  # fmt: skip
+            raise Unbounded(f"{what} has no price for model {rates.model!r}; send the call without it", param=param)
+        rates = modified
     for needed, unit, key in (
         (m.audio, "input_audio", "input_audio_mtok"),
         (m.output_audio, "output_audio", "output_audio_mtok"),

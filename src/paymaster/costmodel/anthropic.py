@@ -91,6 +91,7 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
     """Bound the input of an Anthropic request of `size` JSON bytes; `counted` is count_tokens' answer."""
     conf = data()["anthropic"]
     m = Measure()
+    _modifiers(m, body)
     img = spec_for(conf["images"], model)
     w = _Walk(m, img, conf["pdf"])
     sections: list[Any] = []  # in cache order: tools, system, messages
@@ -133,6 +134,17 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
     if w.last:
         _cache_prefixes(m, w, sections, overhead)
     return m
+
+
+def _modifiers(m: Measure, body: dict[str, Any]) -> None:
+    """The request's pricing modifiers: fast mode (platform.claude.com/docs/en/build-with-claude/fast-mode)
+    and the inference geography (…/manage-claude/data-residency); an unknown value is kept, so pricing
+    refuses it rather than bounding it at the standard price."""
+    speed, geo = body.get("speed"), body.get("inference_geo")
+    if speed is not None and speed != "standard":
+        m.speed = speed if isinstance(speed, str) else repr(speed)
+    if geo is not None and geo != "global":
+        m.geo = geo if isinstance(geo, str) else repr(geo)
 
 
 def _server_tool(m: Measure, tool: dict[str, Any], kind: str, conf: dict[str, Any]) -> None:

@@ -1,0 +1,263 @@
+"""Attacks on the cap and the bill through Anthropic's pricing modifiers: fast mode (`speed: "fast"`) and
+US-only inference (`inference_geo: "us"`), alone, together and with prompt caching.
+
+The bill is computed here by an independent calculator written from Anthropic's documents, not from
+the gateway's pricing code:
+
+- platform.claude.com/docs/en/about-claude/pricing, "Model pricing": Claude Opus 4.8 $5 / MTok input,
+  $25 / MTok output; Claude Sonnet 4.6 $3 / $15; 5-minute cache writes 1.25x the input price, 1-hour
+  writes 2x, cache hits 0.1x;
+- platform.claude.com/docs/en/build-with-claude/fast-mode, "Pricing": Opus 4.8 in fast mode $10 / $50
+  per MTok across the full context window, with the prompt-caching multipliers on top, and fast mode
+  stacking with the other pricing modifiers;
+- platform.claude.com/docs/en/about-claude/pricing, "Data residency pricing", and
+  platform.claude.com/docs/en/manage-claude/data-residency: `inference_geo: "us"` costs 1.1x on every
+  token price (input, output, cache writes and reads); the response's `usage.inference_geo` and
+  `usage.speed` say how the call ran.
+
+Each test failed on the code before its fix: the request's bound ignored both modifiers (a call the
+provider bills 2x or 1.1x was reserved at the standard price, so a fitted call ran past its cap), and
+settlement booked such a call at its standard-price reservation, below the provider's bill.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paymaster.costmodel import Unbounded, estimate
+from paymaster.pricing import PriceTable
+from paymaster.wire import anthropic as wire
+
+MTOK = Decimal(1_000_000)
+# (input, output) USD per MTok at standard speed and in fast mode, from the pages named above
+DOCUMENTED = {
+    "claude-opus-4-8": {"standard": (Decimal(5), Decimal(25)), "fast": (Decimal(10), Decimal(50))},
+    "claude-sonnet-4-6": {"standard": (Decimal(3), Decimal(15))},
+}
+CACHE = {"write_5m": Decimal("1.25"), "write_1h": Decimal(2), "read": Decimal("0.1")}
+GEO = {"global": Decimal(1), "us": Decimal("1.1")}
+TABLE = PriceTable()
+
+
+def documented_bill(model: str, usage: dict[str, Any]) -> Decimal:
+    """What Anthropic bills for a Messages usage object (its `input_tokens` excludes cache reads and writes)."""
+    speed = usage.get("speed") or "standard"
+    geo = GEO[usage.get("inference_geo") or "global"]
+    inp, out = DOCUMENTED[model][speed]
+    split = usage.get("cache_creation") or {}
+    w1h = split.get("ephemeral_1h_input_tokens", 0)
+    w5m = usage.get("cache_creation_input_tokens", 0) - w1h
+    tokens = (
+        usage["input_tokens"] * inp
+        + w5m * inp * CACHE["write_5m"]
+        + w1h * inp * CACHE["write_1h"]
+        + usage.get("cache_read_input_tokens", 0) * inp * CACHE["read"]
+        + usage["output_tokens"] * out
+    )
+    return tokens * geo / MTOK
+
+
+def reserved(body: dict[str, Any]) -> Decimal:
+    rates = TABLE.rates(body["model"], "anthropic")
+    est = estimate(body, "anthropic", len(orjson.dumps(body)), rates, rates.context_window)
+    return est.worst_case(0, body["max_tokens"])
+
+
+def ledger_usd(row: dict[str, Any]) -> Decimal:
+    return Decimal(row["cost_nanos"]) / 1_000_000_000
+
+
+# -- the bound: each modifier priced, and the bill of any usage the provider can report fits it ------------
+
+
+@pytest.mark.parametrize(
+    ("model", "speed", "geo", "factor"),
+    [
+        ("claude-opus-4-8", "fast", None, Decimal(2)),
+        ("claude-opus-4-8", None, "us", Decimal("1.1")),
+        ("claude-opus-4-8", "fast", "us", Decimal("2.2")),
+        ("claude-sonnet-4-6", None, "us", Decimal("1.1")),
+        ("claude-sonnet-4-6", "standard", "global", Decimal(1)),
+    ],
+)
+def test_each_modifier_scales_the_reservation_by_its_documented_price(
+    model: str, speed: str | None, geo: str | None, factor: Decimal
+) -> None:
+    base = {"model": model, "max_tokens": 4000, "messages": [{"role": "user", "content": "hello " * 50}]}
+    modified = {**base, **({"speed": speed} if speed else {}), **({"inference_geo": geo} if geo else {})}
+    # the same bytes with the fields renamed: the same bound at the standard price
+    plain = {k.replace("speed", "spoed").replace("_geo", "_gex"): v for k, v in modified.items()}
+    assert reserved(modified) == reserved(plain) * factor
+
+
+@pytest.mark.parametrize("body", [{"speed": "fast"}, {"speed": "turbo"}, {"inference_geo": "eu"}])
+def test_a_modifier_the_table_cannot_price_is_refused_not_bounded_at_the_standard_price(body: dict[str, Any]) -> None:
+    """Haiku 4.5 has no fast-mode price (and the API has no fast mode for it); "eu" and "turbo" are no
+    documented value: bounding them at the standard price would be a guess below the bill."""
+    req = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], **body}
+    with pytest.raises(Unbounded) as e:
+        reserved(req)
+    assert e.value.param == next(iter(body))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(["claude-opus-4-8", "claude-sonnet-4-6"]),
+    speed=st.sampled_from([None, "standard", "fast"]),
+    geo=st.sampled_from([None, "global", "us"]),
+    ttl=st.sampled_from([None, "5m", "1h"]),
+    text=st.text(min_size=1, max_size=400),
+    max_tokens=st.integers(1, 64_000),
+    data=st.data(),
+)
+def test_no_bill_the_provider_can_send_for_a_modified_request_exceeds_its_reservation(
+    model: str, speed: str | None, geo: str | None, ttl: str | None, text: str, max_tokens: int, data: Any
+) -> None:
+    if speed == "fast" and "fast" not in DOCUMENTED[model]:
+        speed = None
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if ttl:
+        block["cache_control"] = {"type": "ephemeral", "ttl": ttl}
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": [block]}],
+        **({"speed": speed} if speed else {}),
+        **({"inference_geo": geo} if geo else {}),
+    }
+    # what the provider can count: at most one token a byte of the text, plus a template far under
+    # the request's other bytes; every counted token may be written to the cache at the breakpoint's TTL
+    counted = data.draw(st.integers(1, len(text.encode()) + 8), label="counted")
+    written = data.draw(st.integers(0, counted), label="written") if ttl else 0
+    read = data.draw(st.integers(0, counted - written), label="read") if ttl else 0
+    usage = {
+        "input_tokens": counted - written - read,
+        "cache_creation_input_tokens": written,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": written if ttl == "5m" else 0,
+            "ephemeral_1h_input_tokens": written if ttl == "1h" else 0,
+        },
+        "cache_read_input_tokens": read,
+        "output_tokens": data.draw(st.integers(0, max_tokens), label="output"),
+        **({"speed": speed} if speed else {}),
+        **({"inference_geo": geo} if geo else {}),
+    }
+    bill = documented_bill(model, usage)
+    assert bill <= reserved(body)
+    # and settlement prices that usage exactly as the documents do
+    parsed = wire.usage(usage)
+    assert parsed is not None and not parsed.unpriced
+    assert TABLE.rates(model, "anthropic").cost(parsed) == bill
+
+
+def test_usage_reporting_how_the_call_ran_is_priced_not_flagged() -> None:
+    usage = {"input_tokens": 100, "output_tokens": 10, "speed": "fast", "inference_geo": "us"}
+    parsed = wire.usage(usage)
+    assert parsed is not None and parsed.unpriced == ()
+    assert (parsed.speed, parsed.inference_geo) == ("fast", "us")
+    assert TABLE.rates("claude-opus-4-8", "anthropic").cost(parsed) == documented_bill("claude-opus-4-8", usage)
+    standard = wire.usage({"input_tokens": 100, "output_tokens": 10, "speed": "standard", "inference_geo": "global"})
+    assert standard is not None and (standard.speed, standard.inference_geo, standard.unpriced) == ("", "", ())
+    odd = wire.usage({"input_tokens": 100, "output_tokens": 10, "speed": "warp", "inference_geo": "mars"})
+    assert odd is not None and set(odd.unpriced) == {"speed=warp", "inference_geo=mars"}
+
+
+# -- end to end: the official SDK, the gateway and the simulator -----------------------------------------
+
+
+def _fleet(**agent: Any) -> dict[str, Any]:
+    return {"agents": {"fay": {"max_tokens": 4096, "monthly_usd": 50, **agent}}}
+
+
+def test_a_fast_mode_call_is_fitted_to_the_cap_at_fast_prices_and_booked_at_the_bill(gateway: Any) -> None:
+    """$0.05 a day: 1,500 output tokens fit at the standard $25 / MTok ($0.0375) but not at fast mode's
+    $50 ($0.075). Before the fix the call went out with max_tokens 1500, the provider billed ~$0.075
+    against a $0.05 cap, and the ledger booked the standard-price reservation."""
+    gw = gateway(**_fleet(model="claude-opus-4-8", daily_usd="0.05"))
+    client = gw.anthropic("fay")
+    raw = client.messages.with_raw_response.create(
+        model="claude-opus-4-8",
+        max_tokens=1500,
+        speed="fast",
+        messages=[{"role": "user", "content": "write at length [sim:tokens=1500]"}],
+    )
+    msg = raw.parse()
+    assert msg.usage.speed == "fast"
+    assert "fitted to budget" in raw.headers.get("x-paymaster-max-tokens", "")
+    (row,) = gw.ledger("fay")
+    bill = documented_bill("claude-opus-4-8", msg.usage.model_dump(exclude_none=True))
+    assert ledger_usd(row) == bill and row["reconcile"] == 0
+    assert bill <= Decimal("0.05")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_us_only_call_is_reserved_and_booked_at_the_data_residency_premium(gateway: Any, stream: bool) -> None:
+    """$0.031 a day on Sonnet 4.6: 2,000 output tokens cost $0.030 at the standard price, $0.033 at 1.1x."""
+    gw = gateway(**_fleet(model="claude-sonnet-4-6", daily_usd="0.031"))
+    client = gw.anthropic("fay")
+    body: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 2000,
+        "inference_geo": "us",
+        "messages": [{"role": "user", "content": "write at length [sim:tokens=2000]"}],
+    }
+    if stream:
+        with client.messages.stream(**body) as s:
+            msg = s.get_final_message()
+    else:
+        msg = client.messages.create(**body)
+    usage = msg.usage.model_dump(exclude_none=True)
+    if stream:  # the stream's final usage keeps where it ran from message_start
+        usage["inference_geo"] = "us"
+    else:
+        assert msg.usage.inference_geo == "us"
+    (row,) = gw.ledger("fay")
+    bill = documented_bill("claude-sonnet-4-6", usage)
+    assert ledger_usd(row) == bill and row["reconcile"] == 0
+    assert bill <= Decimal("0.031")
+    assert msg.usage.output_tokens < 2000  # fitted: the whole 2,000 at 1.1x would not fit
+
+
+def test_fast_mode_with_prompt_caching_and_us_inference_is_booked_at_the_stacked_bill(gateway: Any) -> None:
+    gw = gateway(**_fleet(model="claude-opus-4-8", daily_usd=5))
+    client = gw.anthropic("fay")
+    system = [{"type": "text", "text": "policy " * 3000, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    bills = []
+    for _ in range(2):  # the first writes the cache, the second reads it
+        msg = client.messages.create(
+            model="claude-opus-4-8",
+            max_tokens=200,
+            speed="fast",
+            inference_geo="us",
+            system=system,  # type: ignore[arg-type]
+            messages=[{"role": "user", "content": "q [sim:tokens=50]"}],
+        )
+        bills.append(documented_bill("claude-opus-4-8", msg.usage.model_dump(exclude_none=True)))
+    rows = gw.ledger("fay")
+    assert sorted(ledger_usd(r) for r in rows) == sorted(bills)
+    assert bills[1] < bills[0]  # the second call read what the first wrote
+    assert all(r["reconcile"] == 0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "param"),
+    [("claude-haiku-4-5", {"speed": "fast"}, "speed"), ("claude-haiku-4-5", {"inference_geo": "eu"}, "inference_geo")],
+)
+def test_an_unpriceable_modifier_is_a_400_in_anthropics_shape_and_spends_nothing(
+    gateway: Any, model: str, extra: dict[str, Any], param: str
+) -> None:
+    gw = gateway()
+    before = gw.spend()
+    with pytest.raises(anthropic.BadRequestError) as e:
+        gw.anthropic("alice").messages.create(
+            model=model, max_tokens=10, messages=[{"role": "user", "content": "x"}], extra_body=extra
+        )
+    assert param in str(e.value)
+    assert gw.spend()[:-1] == before[:-1]
