@@ -261,3 +261,28 @@ def test_an_unpriceable_modifier_is_a_400_in_anthropics_shape_and_spends_nothing
         )
     assert param in str(e.value)
     assert gw.spend()[:-1] == before[:-1]
+
+
+# -- batch: the data-residency premium stacks on batch prices ---------------------------------------------
+
+
+def test_a_batch_request_with_us_inference_is_bounded_and_priced_at_half_price_times_the_premium() -> None:
+    """Opus 4.8's batch prices come from genai-prices' `processing: batch` variant, which knew no inference
+    geography: a batch request with inference_geo "us" was refused (a false refusal), though the Batch
+    API takes it and bills 50 % of the price times 1.1."""
+    from paymaster.batch.prices import _cached
+
+    for model in ("claude-opus-4-8", "claude-sonnet-4-6"):
+        rates = _cached(TABLE, model, "anthropic", 0)
+        body = {
+            "model": model,
+            "max_tokens": 1000,
+            "inference_geo": "us",
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        est = estimate(body, "anthropic", len(orjson.dumps(body)), rates, rates.context_window)
+        usage = {"input_tokens": 10, "output_tokens": 1000, "inference_geo": "us"}
+        bill = documented_bill(model, usage) / 2
+        parsed = wire.usage(usage)
+        assert parsed is not None and rates.cost(parsed) == bill
+        assert bill <= est.worst_case(0, 1000)

@@ -140,6 +140,7 @@ class Rates:
     _text: tuple[TextBand, ...] = field(default=(), compare=False, repr=False)  # per band above each start
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_variants", {})  # never shared with the Rates this one was `replace`d from
         priced = [(n, d) for n, _, d in TOKEN_UNITS if getattr(self, n)]
         # most specific first, as genai-prices computes leaf values; each with its priced descendants
         priced.sort(key=lambda nd: -len(nd[1]))
