@@ -286,3 +286,62 @@ def test_a_batch_request_with_us_inference_is_bounded_and_priced_at_half_price_t
         parsed = wire.usage(usage)
         assert parsed is not None and rates.cost(parsed) == bill
         assert bill <= est.worst_case(0, 1000)
+
+
+# -- a bill above the bound: booked in full, flagged, and the agent stopped ------------------------------
+
+
+class _Overbilling:
+    """An upstream answering every Messages call with a usage far above what max_tokens allows."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"].removeprefix("lifespan.")
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        while (await receive()).get("more_body"):
+            pass
+        body = orjson.dumps(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-haiku-4-5",
+                "content": [{"type": "text", "text": "hi"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 12, "output_tokens": 10_000},
+            }
+        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_a_bill_above_the_reservation_is_booked_in_full_flagged_and_blocks_the_spent_agent(gateway: Any) -> None:
+    """Haiku 4.5 ($1 / $5 per MTok): 10,000 output tokens against max_tokens 100 is $0.050012, past the
+    $0.02 cap. Before, the row was booked unflagged and the agent stayed `active` until its next call."""
+    from paymaster.server import ServerThread
+
+    with ServerThread(_Overbilling()) as up:
+        providers = {
+            "anthropic": {"kind": "anthropic", "base_url": up.url, "api_key_env": "SIM_KEY", "timeout_s": 5},
+            "openai": {"kind": "openai", "base_url": up.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+        }
+        gw = gateway(providers=providers, agents={"x": {"model": "claude-haiku-4-5", "daily_usd": "0.02"}})
+        gw.anthropic("x").messages.create(
+            model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+        )
+        (row,) = gw.ledger("x")
+        assert ledger_usd(row) == (12 * Decimal(1) + 10_000 * Decimal(5)) / MTOK  # the bill, in full
+        assert row["reconcile"] == 1 and "above its reserved worst case" in row["error"]
+        view = gw.admin("/admin/agents/x").json()
+        assert view["status"]["state"] == "blocked", view["status"]
+        with pytest.raises(anthropic.APIStatusError) as e:
+            gw.anthropic("x").messages.create(
+                model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert e.value.status_code == 402
+        assert len(gw.ledger("x")) == 1  # refused without contacting the provider

@@ -135,8 +135,14 @@ class Settler:
         if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:
             cut = (call.max_tokens_requested - t.max_tokens) * call.choices
             exposure = to_nanos(cut * rates.output_rate(call.input_bound))
-        if nanos > t.worst:
+        over = nanos > t.worst
+        if over:  # the bound missed a billable part: booked in full, flagged, and the agent stopped if it is spent
             log.warning("call %s cost %s above its reserved worst case %s", t.id, nanos, t.worst)
+            p.reconcile = 1
+            p.error = (
+                f"billed ${from_nanos(nanos)} above its reserved worst case ${from_nanos(t.worst)}: booked in full; "
+                + p.error
+            )
         if self.hooks:
             outcome = Settlement(status, call.model, usage, nanos, exact, rates, answer if exact else None)
             for lever in self.hooks:
@@ -186,6 +192,8 @@ class Settler:
             savings=by_lever,
         )
         self.budget.settle(t, row)
+        if over:
+            self.budget.block_if_spent(call.agent)
         if self.booked is not None:
             self.booked(call, row)
         return p.cost_usd
