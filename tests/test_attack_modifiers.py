@@ -345,3 +345,45 @@ def test_a_bill_above_the_reservation_is_booked_in_full_flagged_and_blocks_the_s
             )
         assert e.value.status_code == 402
         assert len(gw.ledger("x")) == 1  # refused without contacting the provider
+
+
+# -- the workspace's default inference geography --------------------------------------------------------
+
+
+def test_a_workspace_defaulting_to_us_inference_is_reserved_at_the_premium_once_configured(
+    gateway: Any, sim: Any
+) -> None:
+    """platform.claude.com/docs/en/manage-claude/data-residency: a request naming no inference_geo runs in
+    the workspace's default geography. With the workspace on "us", every Sonnet 4.6 call is billed 1.1x;
+    `providers.anthropic.inference_geo: us` tells the gateway, which then fits and books at that price."""
+    sim.workspace("us")
+    providers = {
+        "anthropic": {
+            "kind": "anthropic",
+            "base_url": sim.url,
+            "api_key_env": "SIM_KEY",
+            "timeout_s": 5,
+            "inference_geo": "us",
+        },
+        "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+    }
+    gw = gateway(providers=providers, **_fleet(model="claude-sonnet-4-6", daily_usd="0.031"))
+    msg = gw.anthropic("fay").messages.create(
+        model="claude-sonnet-4-6", max_tokens=2000, messages=[{"role": "user", "content": "go [sim:tokens=2000]"}]
+    )
+    assert msg.usage.inference_geo == "us"
+    (row,) = gw.ledger("fay")
+    bill = documented_bill("claude-sonnet-4-6", msg.usage.model_dump(exclude_none=True))
+    assert ledger_usd(row) == bill <= Decimal("0.031") and row["reconcile"] == 0
+
+
+def test_a_workspace_geography_is_only_for_anthropic_providers(gateway: Any) -> None:
+    from paymaster.config import ConfigError, parse
+
+    raw = {
+        "providers": {"openai": {"kind": "openai", "api_key_env": "K", "inference_geo": "us"}},
+        "agents": {"a": {"model": "gpt-4.1-mini", "daily_usd": 1, "key_sha256": "0" * 64}},
+    }
+    with pytest.raises(ConfigError) as e:
+        parse(raw, env={"K": "x"})
+    assert any(line.startswith("providers.openai.inference_geo") for line in e.value.problems)

@@ -221,14 +221,16 @@ def estimate(
     counted: int | None = None,
     default_tier: str = "",
     stored: int | None = 0,
+    default_geo: str = "",
 ) -> Estimate:
     """The worst case of a request in provider wire format `api` ("anthropic" | "openai"), `size`
     bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
     Anthropic's count_tokens answer for it; `default_tier` the OpenAI project's tier for a request
-    that names none; `stored` the tokens of the stored context a Responses request names (None: unknown)."""
+    that names none; `stored` the tokens of the stored context a Responses request names (None: unknown);
+    `default_geo` the Anthropic workspace's inference geography, for a request that names none."""
     context_cap = window(rates.model, context_cap)
     if api == "anthropic":
-        m = anthropic.measure(body, size, rates.model, counted)
+        m = anthropic.measure(body, size, rates.model, counted, default_geo)
     elif api == "responses":
         m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
     elif api == "embeddings":  # the context window is per input here, not per request

@@ -87,11 +87,12 @@ def _server_kind(tool: dict[str, Any], conf: dict[str, Any]) -> str | None:
     raise Unbounded(f"tool type {kind!r} is not one the gateway can bound the cost of", "tools")
 
 
-def measure(body: dict[str, Any], size: int, model: str, counted: int | None = None) -> Measure:
-    """Bound the input of an Anthropic request of `size` JSON bytes; `counted` is count_tokens' answer."""
+def measure(body: dict[str, Any], size: int, model: str, counted: int | None = None, default_geo: str = "") -> Measure:
+    """Bound the input of an Anthropic request of `size` JSON bytes; `counted` is count_tokens' answer;
+    `default_geo` the workspace's inference geography, where a request naming none runs."""
     conf = data()["anthropic"]
     m = Measure()
-    _modifiers(m, body)
+    _modifiers(m, body, default_geo)
     img = spec_for(conf["images"], model)
     w = _Walk(m, img, conf["pdf"])
     sections: list[Any] = []  # in cache order: tools, system, messages
@@ -136,11 +137,12 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
     return m
 
 
-def _modifiers(m: Measure, body: dict[str, Any]) -> None:
+def _modifiers(m: Measure, body: dict[str, Any], default_geo: str) -> None:
     """The request's pricing modifiers: fast mode (platform.claude.com/docs/en/build-with-claude/fast-mode)
-    and the inference geography (…/manage-claude/data-residency); an unknown value is kept, so pricing
-    refuses it rather than bounding it at the standard price."""
-    speed, geo = body.get("speed"), body.get("inference_geo")
+    and the inference geography (…/manage-claude/data-residency: "if not specified, the workspace's
+    default_inference_geo is used"); an unknown value is kept, so pricing refuses it rather than bounding
+    it at the standard price."""
+    speed, geo = body.get("speed"), body.get("inference_geo", default_geo or None)
     if speed is not None and speed != "standard":
         m.speed = speed if isinstance(speed, str) else repr(speed)
     if geo is not None and geo != "global":

@@ -101,6 +101,7 @@ class Invalid(Exception):
 
 class AnthropicWire:
     name = "anthropic"
+    workspace_geo = "global"  # the workspace's default_inference_geo (data residency), for requests naming none
 
     # -- admission and errors
 
@@ -174,8 +175,16 @@ class AnthropicWire:
             parallel=not (isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True),
             json_schema=schema if isinstance(schema, dict) else None,
             cacheable=cacheable,
-            modifiers={k: body[k] for k in ("speed", "inference_geo") if k in body},
+            modifiers=self._modifiers(body),
         )
+
+    def _modifiers(self, body: dict[str, Any]) -> dict[str, str]:
+        """How the call runs, as usage reports it: the speed and geography asked for, else the workspace's
+        default geography (on a model that takes one) when that is not global."""
+        out: dict[str, str] = {k: body[k] for k in ("speed", "inference_geo") if k in body}
+        if "inference_geo" not in out and self.workspace_geo != "global" and not GEO_LEGACY.match(body["model"]):
+            out["inference_geo"] = self.workspace_geo
+        return out
 
     def count(self, body: Any, raw: bytes) -> Reply:
         """POST /v1/messages/count_tokens: the same total a Messages call reports, cached or not."""
