@@ -291,8 +291,22 @@ def test_a_batch_request_with_us_inference_is_bounded_and_priced_at_half_price_t
 # -- a bill above the bound: booked in full, flagged, and the agent stopped ------------------------------
 
 
-class _Overbilling:
-    """An upstream answering every Messages call with a usage far above what max_tokens allows."""
+class _Canned:
+    """An upstream answering every Messages call with one fixed message (its usage set per test)."""
+
+    def __init__(self, usage: dict[str, Any], model: str = "claude-haiku-4-5") -> None:
+        self.body = orjson.dumps(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": "hi"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": usage,
+            }
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -303,21 +317,17 @@ class _Overbilling:
                     return
         while (await receive()).get("more_body"):
             pass
-        body = orjson.dumps(
-            {
-                "id": "msg_1",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-haiku-4-5",
-                "content": [{"type": "text", "text": "hi"}],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {"input_tokens": 12, "output_tokens": 10_000},
-            }
-        )
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _on(gateway: Any, url: str, **agent: Any) -> Any:
+    providers = {
+        "anthropic": {"kind": "anthropic", "base_url": url, "api_key_env": "SIM_KEY", "timeout_s": 5},
+        "openai": {"kind": "openai", "base_url": url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+    }
+    return gateway(providers=providers, agents={"x": agent})
 
 
 def test_a_bill_above_the_reservation_is_booked_in_full_flagged_and_blocks_the_spent_agent(gateway: Any) -> None:
@@ -325,12 +335,8 @@ def test_a_bill_above_the_reservation_is_booked_in_full_flagged_and_blocks_the_s
     $0.02 cap. Before, the row was booked unflagged and the agent stayed `active` until its next call."""
     from paymaster.server import ServerThread
 
-    with ServerThread(_Overbilling()) as up:
-        providers = {
-            "anthropic": {"kind": "anthropic", "base_url": up.url, "api_key_env": "SIM_KEY", "timeout_s": 5},
-            "openai": {"kind": "openai", "base_url": up.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
-        }
-        gw = gateway(providers=providers, agents={"x": {"model": "claude-haiku-4-5", "daily_usd": "0.02"}})
+    with ServerThread(_Canned({"input_tokens": 12, "output_tokens": 10_000})) as up:
+        gw = _on(gateway, up.url, model="claude-haiku-4-5", daily_usd="0.02")
         gw.anthropic("x").messages.create(
             model="claude-haiku-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
         )
@@ -387,3 +393,78 @@ def test_a_workspace_geography_is_only_for_anthropic_providers(gateway: Any) -> 
     with pytest.raises(ConfigError) as e:
         parse(raw, env={"K": "x"})
     assert any(line.startswith("providers.openai.inference_geo") for line in e.value.problems)
+
+
+# -- server-side compaction: an extra, billed sampling step outside the top-level counts ---------------
+
+
+def _compacting(text: str, trigger: int | None, **extra: Any) -> dict[str, Any]:
+    edit: dict[str, Any] = {"type": "compact_20260112"}
+    if trigger is not None:
+        edit["trigger"] = {"type": "input_tokens", "value": trigger}
+    return {
+        "model": "claude-opus-4-6",
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": text}],
+        "context_management": {"edits": [edit]},
+        **extra,
+    }
+
+
+def test_a_compacting_request_is_reserved_for_its_compaction_step() -> None:
+    """platform.claude.com/docs/en/build-with-claude/compaction-threshold: when the input reaches the
+    trigger, a summary is made in an additional, billed sampling step that reads the whole conversation;
+    its counts are in usage `iterations`, outside the top-level ones. The documents' example: 180,000 in
+    and 3,500 out for the compaction, then 23,000 in and 1,000 out. The bound covered one pass only."""
+    text = "word " * 40_000  # 200,000 bytes: at most ~200k tokens, past a 50,000 trigger
+    body = _compacting(text, 50_000)
+    usage = {
+        "input_tokens": 23_000,
+        "output_tokens": 1000,
+        "iterations": [
+            {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3_500},
+            {"type": "message", "input_tokens": 23_000, "output_tokens": 1000},
+        ],
+    }
+    bill = (Decimal(23_000 + 180_000) * 5 + Decimal(1000 + 3_500) * 25) / MTOK  # Opus 4.6: $5 / $25
+    assert bill <= reserved(body)
+    # the worst the documents allow: the compaction reads everything, writes its longest summary, and the
+    # answer reads as much again
+    n = len(orjson.dumps(body))
+    worst = (Decimal(2 * n) * 5 + Decimal(128_000 + 1000) * 25) / MTOK
+    assert worst <= reserved(body)
+    parsed = wire.usage(usage)
+    assert parsed is not None and parsed.unpriced == ()
+    assert TABLE.rates("claude-opus-4-6", "anthropic").cost(parsed) == bill
+
+
+def test_a_request_that_cannot_reach_its_compaction_trigger_is_not_reserved_for_one() -> None:
+    """No false refusal: below the trigger (default 150,000 input tokens) no compaction can run."""
+    small = _compacting("hello", None)
+    plain = {k: v for k, v in small.items() if k != "context_management"}
+    plain["context_managemenx"] = small["context_management"]  # the same bytes, no compaction
+    assert reserved(small) == reserved(plain)
+
+
+def test_a_compaction_step_is_booked_at_its_documented_bill(gateway: Any) -> None:
+    from paymaster.server import ServerThread
+
+    usage = {
+        "input_tokens": 23_000,
+        "output_tokens": 1000,
+        "iterations": [
+            {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3_500},
+            {"type": "message", "input_tokens": 23_000, "output_tokens": 1000},
+        ],
+    }
+    with ServerThread(_Canned(usage, "claude-opus-4-6")) as up:
+        gw = _on(gateway, up.url, model="claude-opus-4-6", daily_usd=20, max_tokens=4096)
+        gw.anthropic("x").messages.create(
+            model="claude-opus-4-6",
+            max_tokens=1000,
+            messages=[{"role": "user", "content": "word " * 40_000}],
+            extra_body={"context_management": {"edits": [{"type": "compact_20260112"}]}},
+        )
+        (row,) = gw.ledger("x")
+    assert ledger_usd(row) == (Decimal(203_000) * 5 + Decimal(4_500) * 25) / MTOK
+    assert row["reconcile"] == 0

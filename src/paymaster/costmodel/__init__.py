@@ -90,6 +90,8 @@ class Measure:
     fee_defaults: dict[str, Decimal] = field(default_factory=dict)  # USD per use where the table has none
     output_audio: bool = False  # the answer may be audio (billed at the audio output rate)
     extra_output: int = 0  # tokens billed at the output rate beyond max_tokens (OpenAI rejected predictions)
+    compactions: int = 0  # Anthropic server-side compaction steps the request can run (each: input + summary)
+    summary_tokens: int = 0  # the most one compaction summary can write (billed as output)
     service_tier: str = ""
     speed: str = ""  # Anthropic `speed` other than standard ("fast")
     geo: str = ""  # Anthropic `inference_geo` other than global ("us")
@@ -179,6 +181,8 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
             if take > 0 and rate > plain:
                 usd += take * (rate - plain)
                 left -= take
+    if m.compactions:  # each step reads the input again and writes a summary (platform.claude.com …/compaction)
+        usd += m.compactions * (usd + m.summary_tokens * rates.rate("output", total))
     for tool, uses in m.server_uses.items():
         # the table's fee, or the documented one when the table has none or a lower one (a bound)
         fee = max(rates.fee(tool) or Decimal(0), m.fee_defaults.get(tool, Decimal(0)))

@@ -134,7 +134,28 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
             m.text, m.media, m.exact = max(0, refined - m.media), min(m.media, refined), True
     if w.last:
         _cache_prefixes(m, w, sections, overhead)
+    _compaction(m, body, model, conf["compaction"])
     return m
+
+
+def _compaction(m: Measure, body: dict[str, Any], model: str, conf: dict[str, Any]) -> None:
+    """How many server-side compaction steps the request can run (data/costmodel.yaml `compaction`): a
+    `compact_*` context-management edit whose trigger the input can reach — once per sampling iteration,
+    and server tools add iterations — plus one for a top-level `compaction` request."""
+    cm = body.get("context_management")
+    edits = cm.get("edits") if isinstance(cm, dict) else None
+    steps = 1 if body.get("compaction") is not None else 0
+    for e in edits if isinstance(edits, list) else ():
+        if not (isinstance(e, dict) and isinstance(e.get("type"), str) and e["type"].startswith("compact_")):
+            continue
+        trigger = e.get("trigger")
+        value = trigger.get("value") if isinstance(trigger, dict) else None
+        if not isinstance(value, int) or isinstance(value, bool):
+            value = conf["trigger_default"]  # absent (the default) or malformed (refused by the provider)
+        if m.tokens >= value:
+            steps += 1 + sum(m.server_uses.values())
+    if steps:
+        m.compactions, m.summary_tokens = steps, int(spec_for(conf["summary_tokens"], model))
 
 
 def _modifiers(m: Measure, body: dict[str, Any], default_geo: str) -> None:

@@ -113,7 +113,10 @@ SERVER_TOOLS = {"web_search_requests": "web_search", "web_fetch_requests": "web_
 counts are still carried, and flagged as unpriced)."""
 STANDARD_GEO = (None, "", "global", "not_available")  # inference_geo values billed at the standard rate
 PRICED_GEOS = ("us",)  # inference_geo values billed at a premium the price table knows (pricing.Rates.modified)
+BILLED_ITERATIONS = ("compaction",)  # usage iterations billed at the call's model, outside the top-level counts
 PRICED_SPEEDS = ("fast",)  # speed values billed at their own prices (genai-prices' `speed` variants)
+READ_GEOS = (*STANDARD_GEO, *PRICED_GEOS)
+READ_SPEEDS = (None, "standard", *PRICED_SPEEDS)
 KNOWN: Known = {
     "input_tokens": None,
     "output_tokens": None,
@@ -170,12 +173,22 @@ def usage(u: Any) -> Usage | None:
             tools[SERVER_TOOLS.get(key, key.removesuffix("_requests"))] = n
     iterations = u.get("iterations")
     for it in iterations if isinstance(iterations, list) else ():
-        if isinstance(it, dict) and it.get("type") != "message":
+        if not isinstance(it, dict) or it.get("type") == "message":
+            continue
+        more = read_counts(it, REQUIRED, OPTIONAL) if it.get("type") in BILLED_ITERATIONS else None
+        if more is None:
             unpriced += unknown_counts(it, {"type": None, "model": None}, f"iterations.{it.get('type')}")
+            continue
+        # a compaction step's tokens are not in the top-level counts (platform.claude.com …/compaction:
+        # an additional sampling step, billed; the summary is made by the requested model, at its prices)
+        uncached, out, read, written, w5m, w1h, thinking = (
+            a + b for a, b in zip((uncached, out, read, written, w5m, w1h, thinking), more, strict=True)
+        )
+        written = max(written, w5m + w1h)
     speed, geo = u.get("speed"), u.get("inference_geo")
-    if speed not in (None, "standard", *PRICED_SPEEDS):
+    if speed not in READ_SPEEDS:
         unpriced.append(f"speed={speed}")
-    if geo not in (*STANDARD_GEO, *PRICED_GEOS):
+    if geo not in READ_GEOS:
         unpriced.append(f"inference_geo={geo}")
     tier = u.get("service_tier")
     return Usage(
