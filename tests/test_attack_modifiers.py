@@ -398,6 +398,17 @@ def test_a_workspace_geography_is_only_for_anthropic_providers(gateway: Any) -> 
 # -- server-side compaction: an extra, billed sampling step outside the top-level counts ---------------
 
 
+# the documents' example (compaction-threshold, "Understanding usage"): the compaction step, then the answer
+COMPACTED = {
+    "input_tokens": 23_000,
+    "output_tokens": 1000,
+    "iterations": [
+        {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3_500},
+        {"type": "message", "input_tokens": 23_000, "output_tokens": 1000},
+    ],
+}
+
+
 def _compacting(text: str, trigger: int | None, **extra: Any) -> dict[str, Any]:
     edit: dict[str, Any] = {"type": "compact_20260112"}
     if trigger is not None:
@@ -418,14 +429,7 @@ def test_a_compacting_request_is_reserved_for_its_compaction_step() -> None:
     and 3,500 out for the compaction, then 23,000 in and 1,000 out. The bound covered one pass only."""
     text = "word " * 40_000  # 200,000 bytes: at most ~200k tokens, past a 50,000 trigger
     body = _compacting(text, 50_000)
-    usage = {
-        "input_tokens": 23_000,
-        "output_tokens": 1000,
-        "iterations": [
-            {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3_500},
-            {"type": "message", "input_tokens": 23_000, "output_tokens": 1000},
-        ],
-    }
+    usage = COMPACTED
     bill = (Decimal(23_000 + 180_000) * 5 + Decimal(1000 + 3_500) * 25) / MTOK  # Opus 4.6: $5 / $25
     assert bill <= reserved(body)
     # the worst the documents allow: the compaction reads everything, writes its longest summary, and the
@@ -449,14 +453,7 @@ def test_a_request_that_cannot_reach_its_compaction_trigger_is_not_reserved_for_
 def test_a_compaction_step_is_booked_at_its_documented_bill(gateway: Any) -> None:
     from paymaster.server import ServerThread
 
-    usage = {
-        "input_tokens": 23_000,
-        "output_tokens": 1000,
-        "iterations": [
-            {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3_500},
-            {"type": "message", "input_tokens": 23_000, "output_tokens": 1000},
-        ],
-    }
+    usage = COMPACTED
     with ServerThread(_Canned(usage, "claude-opus-4-6")) as up:
         gw = _on(gateway, up.url, model="claude-opus-4-6", daily_usd=20, max_tokens=4096)
         gw.anthropic("x").messages.create(
