@@ -92,7 +92,8 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
     `default_geo` the workspace's inference geography, where a request naming none runs."""
     conf = data()["anthropic"]
     m = Measure()
-    _modifiers(m, body, default_geo)
+    if "speed" in body or "inference_geo" in body or default_geo not in ("", "global"):  # most name neither
+        _modifiers(m, body, default_geo)
     img = spec_for(conf["images"], model)
     w = _Walk(m, img, conf["pdf"])
     sections: list[Any] = []  # in cache order: tools, system, messages
@@ -134,7 +135,8 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
             m.text, m.media, m.exact = max(0, refined - m.media), min(m.media, refined), True
     if w.last:
         _cache_prefixes(m, w, sections, overhead)
-    _compaction(m, body, model, conf["compaction"])
+    if "context_management" in body or "compaction" in body:
+        _compaction(m, body, model, conf["compaction"])
     return m
 
 
