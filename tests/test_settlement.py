@@ -149,19 +149,18 @@ def test_anthropic_billable_extras_without_a_price_are_flagged():
             "inference_geo": "us",
             "iterations": [
                 {"type": "message", "input_tokens": 10, "output_tokens": 5},
-                {"type": "compaction", "input_tokens": 9000, "output_tokens": 700},
+                {"type": "advisor", "model": "claude-opus-4-8", "input_tokens": 9000, "output_tokens": 700},
             ],
             "image_generation_units": 4,
             "timing": {"queue_time": 0.2},
         }
     )
     assert u is not None and u.server_tool_uses == {"code_execution": 2}
+    assert (u.speed, u.inference_geo) == ("fast", "us")  # priced (tests/test_attack_modifiers.py), not flagged
     assert set(u.unpriced) == {
         "server_tool_use.code_execution_requests",
-        "speed=fast",
-        "inference_geo=us",
-        "iterations.compaction.input_tokens",
-        "iterations.compaction.output_tokens",
+        "iterations.advisor.input_tokens",  # another model's step (compaction steps are priced:
+        "iterations.advisor.output_tokens",  # tests/test_attack_modifiers.py)
         "image_generation_units",
     }
 

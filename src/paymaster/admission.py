@@ -41,8 +41,11 @@ class Admission:
                 payload = orjson.dumps(call.body)
             long_context = b"context-1m" in h.get(b"anthropic-beta", b"")
             cap = None if long_context else rates.context_window
-            tier = self.config.models[call.model].provider.service_tier
-            worst = estimate(call.body, call.target_api, len(payload), rates, cap, default_tier=tier, stored=stored)
+            provider = self.config.models[call.model].provider
+            worst = estimate(
+                call.body, call.target_api, len(payload), rates, cap, default_tier=provider.service_tier, stored=stored,
+                default_geo=provider.inference_geo,
+            )  # fmt: skip
         except Unbounded as e:
             raise BadRequest(str(e), param=e.param) from e
         call.input_bound = worst.tokens
@@ -76,7 +79,9 @@ class Admission:
             if not isinstance(counted, int) or isinstance(counted, bool) or counted < 0:
                 return worst
             payload = orjson.dumps(call.body)
-            tight = estimate(call.body, "anthropic", len(payload), rates, cap, counted=counted)
+            tight = estimate(
+                call.body, "anthropic", len(payload), rates, cap, counted=counted, default_geo=up.provider.inference_geo
+            )
         if tight.worst_case(0, 1) < worst.worst_case(0, 1):
             call.input_bound = tight.tokens
             return tight

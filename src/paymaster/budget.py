@@ -342,6 +342,23 @@ class Budget:
         self.refused[agent] += 1
         return refusal
 
+    def block_if_spent(self, agent: str) -> None:
+        """Block an agent whose settled spend no longer leaves room for a minimal call: a call billed above
+        its reserved worst case (the bound missed something) must not let the agent's next call find out."""
+        if agent not in self.config.agents:
+            return
+        ws = self.windows(agent, self.clock())
+        capped = [w for w in ws if w.cap is not None]
+        minimal = self.minimal_call(agent)
+        if not capped or minimal <= self._room(ws):
+            return
+        tight = min(capped, key=lambda w: w.cap - self._counter(w.key)[0])  # type: ignore[operator]
+        spent, held = self._counter(tight.key)
+        cap = tight.cap
+        assert cap is not None
+        refusal = Refusal(agent, tight.label, spent, held, cap, minimal, self.calendar.iso(tight.resets))
+        self.board.block(agent, refusal.message(), tight.label, refusal.resets_at, tight.resets)
+
     def _room(self, ws: list[Window]) -> float:
         """Nano-dollars the tightest capped window leaves once the calls in flight settle (spent alone)."""
         return min((w.cap - self._counter(w.key)[0] for w in ws if w.cap is not None), default=math.inf)

@@ -25,6 +25,8 @@ class Usage:
     reasoning_tokens: int = 0  # the part of output_tokens spent thinking (billed as output; kept for reports)
     server_tool_uses: dict[str, int] = field(default_factory=dict)  # e.g. {"web_search": 3}: per-use fees
     service_tier: str = ""  # the tier the provider says it served the call at ("priority", "flex", …)
+    speed: str = ""  # Anthropic: "fast" when the call ran in fast mode ("" for standard speed)
+    inference_geo: str = ""  # Anthropic: the priced inference geography it ran in ("us"; "" for global)
     unpriced: tuple[str, ...] = ()  # reported usage fields nothing can price: booked at the worst case, flagged
 
 

@@ -58,6 +58,7 @@ TOKEN_UNITS: tuple[tuple[str, str, frozenset[tuple[str, str]]], ...] = tuple(
 FEE_UNITS = (("web_search", "web_searches_kcount"), ("code_execution", "code_executions_kcount"))
 PRICE_KEYS = tuple(k for _, k, _ in TOKEN_UNITS)
 SERVICE_TIERS = ("priority", "flex")
+SPEEDS = ("fast",)  # Anthropic `speed` values priced from genai-prices' variants ("standard" is the base)
 STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
 # fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok`
 OVERRIDE_KEYS = (
@@ -129,6 +130,9 @@ class Rates:
     context_window: int | None = None
     source: str = "genai-prices"
     tiers: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # service tier → its prices
+    speeds: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # Anthropic `speed` → its prices
+    geos: Mapping[str, Decimal] = field(default_factory=dict, compare=False)  # inference geo → token multiplier
+    _variants: dict[tuple[str, str], Rates | None] = field(default_factory=dict, compare=False, repr=False)
     _flat: tuple[Decimal, Decimal] | None = field(default=None, compare=False, repr=False)
     _plan: tuple[tuple[str, Tiered, tuple[int, ...]], ...] = field(default=(), compare=False, repr=False)
     _unit: dict[str, Decimal] | None = field(default=None, compare=False, repr=False)  # flat prices, per token
@@ -136,6 +140,7 @@ class Rates:
     _text: tuple[TextBand, ...] = field(default=(), compare=False, repr=False)  # per band above each start
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_variants", {})  # never shared with the Rates this one was `replace`d from
         priced = [(n, d) for n, _, d in TOKEN_UNITS if getattr(self, n)]
         # most specific first, as genai-prices computes leaf values; each with its priced descendants
         priced.sort(key=lambda nd: -len(nd[1]))
@@ -190,8 +195,12 @@ class Rates:
     def cost(self, u: Usage) -> Decimal:
         """Exact USD cost of one call's usage (its service tier's prices when the table has them).
 
-        A service tier the table cannot price is charged at the dearest prices the model has.
+        A service tier the table cannot price is charged at the dearest prices the model has; a speed or
+        inference geography it cannot price at its standard prices (settlement flags it: `unpriceable`).
         """
+        if u.speed or u.inference_geo:
+            plain = replace(u, speed="", inference_geo="")
+            return (self.modified(u.speed, u.inference_geo) or self).cost(plain)
         tier = u.service_tier
         if tier and tier not in STANDARD_TIERS and self.tiers:
             plain = replace(u, service_tier="")
@@ -264,6 +273,46 @@ class Rates:
             leaves.append(leaf)
             usd += _at(tiers, total) * leaf / MILLION
         return usd
+
+    def modified(self, speed: str, geo: str) -> Rates | None:
+        """These prices in a speed mode (`speed: "fast"`: genai-prices' `speed` variant) and/or at an
+        inference geography's premium (every token price times its multiplier, data/extra_prices.yaml);
+        "" for either means standard. None when the table prices neither that speed nor that geography.
+
+        platform.claude.com/docs/en/build-with-claude/fast-mode ("Pricing"): fast mode stacks with the
+        other modifiers (prompt caching, data residency); …/about-claude/pricing ("Data residency
+        pricing"): US-only inference is 1.1x every token price (input, output, cache writes and reads)."""
+        key = (speed, geo)
+        if key in self._variants:
+            return self._variants[key]
+        out: Rates | None = self.speeds.get(speed) if speed else self
+        if out is not None and geo:
+            factor = self.geos.get(geo)
+            out = out.scaled(factor) if factor is not None else None
+        self._variants[key] = out
+        return out
+
+    def scaled(self, factor: Decimal) -> Rates:
+        """Every token price times `factor` (per-use fees and per-request prices unchanged)."""
+
+        def times(t: Tiered) -> Tiered:
+            return tuple((start, price * factor) for start, price in t)
+
+        units: dict[str, Any] = {name: times(getattr(self, name)) for name, _, _ in TOKEN_UNITS if getattr(self, name)}
+        tiers = {k: v.scaled(factor) for k, v in self.tiers.items()}
+        return replace(
+            self,
+            **units,
+            tiers=tiers,
+            speeds={},
+            geos={},
+            _variants={},
+            _flat=None,
+            _plan=(),
+            _unit=None,
+            _starts=(),
+            _text=(),
+        )
 
     def prices_tier(self, tier: str) -> bool:
         """Whether a call served at this service tier can be priced exactly."""
@@ -340,6 +389,8 @@ def plain_tokens(u: Usage) -> bool:
             or u.cache_audio_read_tokens
             or u.output_audio_tokens
             or u.server_tool_uses
+            or u.speed
+            or u.inference_geo
         )
         and u.service_tier in STANDARD_TIERS
     )
@@ -431,7 +482,8 @@ class PriceTable:
                     tier_price["input_mtok"] = override.get(f"{t}_input_mtok", override.get("input_mtok", 0))
                     tier_price["output_mtok"] = override.get(f"{t}_output_mtok", override.get("output_mtok", 0))
                     tiers[t] = _rates(model, _Prices(tier_price), override.get("context_window"), "config", {})
-            return _rates(model, _Prices(override), override.get("context_window"), "config", tiers)
+            rates = _rates(model, _Prices(override), override.get("context_window"), "config", tiers)
+            return _with_modifiers(rates, provider_id, {})
         from genai_prices import data_snapshot
 
         try:
@@ -449,7 +501,28 @@ class PriceTable:
             variant = info.get_prices(at, {"service_tier": t})
             if variant != standard:
                 tiers[t] = _with_extras(_rates(model, variant, info.context_window, "genai-prices", {}), provider_id)
-        return _with_extras(_rates(model, standard, info.context_window, "genai-prices", tiers), provider_id)
+        speeds = {}
+        for speed in SPEEDS:
+            variant = info.get_prices(at, {"speed": speed})
+            if variant != standard:
+                speeds[speed] = _with_extras(
+                    _rates(model, variant, info.context_window, "genai-prices", {}), provider_id
+                )
+        rates = _with_extras(_rates(model, standard, info.context_window, "genai-prices", tiers), provider_id)
+        return _with_modifiers(rates, provider_id, speeds)
+
+
+def _with_modifiers(rates: Rates, provider_id: str | None, speeds: Mapping[str, Rates]) -> Rates:
+    """`rates` with its speed variants and the provider's inference-geography multipliers
+    (data/extra_prices.yaml `modifiers`), each speed variant carrying the same multipliers."""
+    geos = {
+        k: Decimal(str(v))
+        for k, v in _extra_prices()["modifiers"].get(provider_id or "", {}).get("inference_geo", {}).items()
+    }
+    if not geos and not speeds:
+        return rates
+    speeds = {k: replace(v, geos=geos, _variants={}) for k, v in speeds.items()}
+    return replace(rates, speeds=speeds, geos=geos, _variants={})
 
 
 def _with_extras(rates: Rates, provider_id: str | None) -> Rates:

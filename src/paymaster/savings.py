@@ -105,6 +105,8 @@ def uncached(u: Usage) -> Usage:
         reasoning_tokens=u.reasoning_tokens,
         server_tool_uses=u.server_tool_uses,
         service_tier=u.service_tier,
+        speed=u.speed,
+        inference_geo=u.inference_geo,
         unpriced=u.unpriced,
     )
 

@@ -129,13 +129,20 @@ class Settler:
         exact = status == "ok" and not p.reconcile  # the cost comes from the provider's own figures
         uncached = nanos
         if exact and not plain_tokens(usage):  # what it would have cost with no prompt caching
-            uncached = to_nanos(rates.cost(Usage(usage.input_tokens, usage.output_tokens)))
+            plain = Usage(usage.input_tokens, usage.output_tokens, speed=usage.speed, inference_geo=usage.inference_geo)
+            uncached = to_nanos(rates.cost(plain))
         exposure = 0
         if call.max_tokens_requested and call.max_tokens_requested > t.max_tokens:
             cut = (call.max_tokens_requested - t.max_tokens) * call.choices
             exposure = to_nanos(cut * rates.output_rate(call.input_bound))
-        if nanos > t.worst:
+        over = nanos > t.worst
+        if over:  # the bound missed a billable part: booked in full, flagged, and the agent stopped if it is spent
             log.warning("call %s cost %s above its reserved worst case %s", t.id, nanos, t.worst)
+            p.reconcile = 1
+            p.error = (
+                f"billed ${from_nanos(nanos)} above its reserved worst case ${from_nanos(t.worst)}: booked in full; "
+                + p.error
+            )
         if self.hooks:
             outcome = Settlement(status, call.model, usage, nanos, exact, rates, answer if exact else None)
             for lever in self.hooks:
@@ -185,6 +192,8 @@ class Settler:
             savings=by_lever,
         )
         self.budget.settle(t, row)
+        if over:
+            self.budget.block_if_spent(call.agent)
         if self.booked is not None:
             self.booked(call, row)
         return p.cost_usd
@@ -192,8 +201,8 @@ class Settler:
 
 def unpriceable(rates: Rates, u: Usage) -> list[str]:
     """What the call reported that the price table has no price for, so `Rates.cost` would leave it out:
-    server-tool uses without a per-use fee (the cost model's data says which tools are free), and a
-    service tier the table does not price."""
+    server-tool uses without a per-use fee (the cost model's data says which tools are free), a
+    service tier, speed or inference geography the table does not price."""
     out = []
     if u.server_tool_uses:
         tools = data()["anthropic"]["server_tools"]
@@ -203,6 +212,13 @@ def unpriceable(rates: Rates, u: Usage) -> list[str]:
                 out.append(f"server_tool_use.{name}")
     if u.service_tier and not rates.prices_tier(u.service_tier):
         out.append(f"service_tier={u.service_tier}")
+    if (u.speed or u.inference_geo) and rates.modified(u.speed, u.inference_geo) is None:
+        out += [f"speed={u.speed}"] if u.speed and rates.modified(u.speed, "") is None else []
+        out += (
+            [f"inference_geo={u.inference_geo}"]
+            if u.inference_geo and rates.modified("", u.inference_geo) is None
+            else []
+        )
     if u.input_audio_tokens and not rates.input_audio:  # audio has its own rate; text's is far below it
         out.append("input audio tokens")
     if u.output_audio_tokens and not rates.output_audio:

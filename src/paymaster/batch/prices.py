@@ -27,8 +27,8 @@ def _cached(prices: object, model: str, provider: str | None, day: int) -> Rates
     real: Rates = prices.rates(model, provider)  # type: ignore[attr-defined]
     if real.source == "genai-prices":
         listed = _listed(model, provider)
-        if listed is not None:
-            return listed
+        if listed is not None:  # the inference-geography premium stacks on batch prices too
+            return replace(listed, geos=real.geos, _variants={})
     return halved(real)
 
 
@@ -52,4 +52,7 @@ def halved(r: Rates) -> Rates:
         return tuple((start, price * HALF) for start, price in t)
 
     units: dict[str, Any] = {name: half(getattr(r, name)) for name, _, _ in TOKEN_UNITS if getattr(r, name)}
-    return replace(r, **units, source=r.source + " batch (50%)", tiers={}, _flat=None, _plan=(), _unit=None)
+    return replace(
+        r, **units, source=r.source + " batch (50%)", tiers={}, _variants={}, _flat=None, _plan=(), _unit=None,
+        _starts=(), _text=(),
+    )  # fmt: skip

@@ -272,12 +272,19 @@ def _provider(name: str, pf: ProviderFile, env: Mapping[str, str], base: Path | 
         problems.add(f"{path}.base_url", f"must start with http:// or https://, got {url!r}")
     if kind == "anthropic" and pf.service_tier is not None:
         problems.add(f"{path}.service_tier", "only for OpenAI-style providers (a project's default tier)")
+    if kind != "anthropic" and pf.inference_geo is not None:
+        problems.add(
+            f"{path}.inference_geo", "only for Anthropic providers (a workspace's default inference geography)"
+        )
     try:
         hop = _hop_of(pf, path, base)
     except ConfigError as e:
         problems.extend(e)
     problems.raise_any()
-    return Provider(name, kind, url, env[pf.api_key_env], **hop, service_tier=pf.service_tier or "default")
+    return Provider(
+        name, kind, url, env[pf.api_key_env], **hop, service_tier=pf.service_tier or "default",
+        inference_geo=pf.inference_geo or "global",
+    )  # fmt: skip
 
 
 def _hop(pv: Mapping[str, Any], path: str, base: Path | None) -> dict[str, Any]:

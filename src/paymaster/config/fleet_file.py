@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from ..pricing import OVERRIDE_KEYS
-from .model import ALERT_EVENTS, PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
+from .model import ALERT_EVENTS, INFERENCE_GEOS, PROVIDER_KINDS, SERVICE_TIERS, TIERS, TRANSPORTS
 from .values import (
     POSTGRES_SCHEMES,
     AdmissionWait,
@@ -135,6 +135,11 @@ class ProviderFile(Part):
     api_key_env: EnvVar = Field(description="environment variable holding the provider key")
     service_tier: Annotated[str, Choice(*SERVICE_TIERS)] | None = Field(
         None, description="OpenAI: the tier the project bills a request naming none (default: default)"
+    )
+    inference_geo: Annotated[str, Choice(*INFERENCE_GEOS)] | None = Field(
+        None,
+        description="Anthropic: the workspace's default inference geography, where a request naming none runs "
+        '(default: global; "us" is priced at its 1.1x premium)',
     )
     timeout_s: Seconds = Field(600, description="longest silence from the provider once the request is sent")
     connect_timeout_s: Seconds = Field(10, description="TCP + proxy tunnel + TLS handshake")

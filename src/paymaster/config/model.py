@@ -20,6 +20,9 @@ PRICE_PROVIDER: dict[str, str | None] = {"anthropic": "anthropic", "openai": "op
 TRANSPORTS = ("builtin", "aiohttp")
 # OpenAI's service tiers a project can default to (platform.openai.com/docs/api-reference/chat/create: service_tier)
 SERVICE_TIERS = ("default", "priority", "flex", "scale")
+# Anthropic's inference geographies a workspace can default to
+# (platform.claude.com/docs/en/manage-claude/data-residency)
+INFERENCE_GEOS = ("global", "us")
 
 
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
@@ -47,6 +50,7 @@ class Provider:
     pool_timeout_s: float = 10.0  # longest wait for a free connection (then refused, not billed)
     transport: str = "builtin"  # builtin | aiohttp
     service_tier: str = "default"  # OpenAI: the tier the project serves a request naming none (or "auto")
+    inference_geo: str = "global"  # Anthropic: where the workspace runs a request naming no inference_geo
 
     @property
     def api(self) -> str:

@@ -17,7 +17,8 @@ data/costmodel.yaml):
   page text);
 - audio at the audio rate (duration from the header, else from the bytes);
 - server tools: per-use fee × `max_uses` and the result tokens each use can add;
-- service tiers at their own prices (a tier the table does not price is refused);
+- service tiers at their own prices (a tier the table does not price is refused); Anthropic fast mode
+  (`speed`) at its own prices and an `inference_geo` at its multiplier, likewise refused when unpriced;
 - long-context tiers: the tier an input of the bound's size reaches;
 - cache writes only for the prefix before a `cache_control` breakpoint the request carries, at
   that breakpoint's TTL rate; the rest at the plain input rate.
@@ -89,7 +90,11 @@ class Measure:
     fee_defaults: dict[str, Decimal] = field(default_factory=dict)  # USD per use where the table has none
     output_audio: bool = False  # the answer may be audio (billed at the audio output rate)
     extra_output: int = 0  # tokens billed at the output rate beyond max_tokens (OpenAI rejected predictions)
+    compactions: int = 0  # Anthropic server-side compaction steps the request can run (each: input + summary)
+    summary_tokens: int = 0  # the most one compaction summary can write (billed as output)
     service_tier: str = ""
+    speed: str = ""  # Anthropic `speed` other than standard ("fast")
+    geo: str = ""  # Anthropic `inference_geo` other than global ("us")
     exact: bool = False  # text counted by the provider's tokenizer (else bounded by bytes)
     media_bytes: int = 0  # base64 bytes of the media priced above (the byte bound leaves them out)
 
@@ -135,6 +140,13 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
                 param="service_tier",
             )
         rates = variant
+    if m.speed or m.geo:
+        modified = rates.modified(m.speed, m.geo)
+        if modified is None:
+            what, param = (f"speed {m.speed!r}", "speed") if m.speed and not rates.modified(m.speed, "") else (
+                f"inference_geo {m.geo!r}", "inference_geo")  # fmt: skip
+            raise Unbounded(f"{what} has no price for model {rates.model!r}; send the call without it", param=param)
+        rates = modified
     for needed, unit, key in (
         (m.audio, "input_audio", "input_audio_mtok"),
         (m.output_audio, "output_audio", "output_audio_mtok"),
@@ -169,6 +181,8 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
             if take > 0 and rate > plain:
                 usd += take * (rate - plain)
                 left -= take
+    if m.compactions:  # each step reads the input again and writes a summary (platform.claude.com …/compaction)
+        usd += m.compactions * (usd + m.summary_tokens * rates.rate("output", total))
     for tool, uses in m.server_uses.items():
         # the table's fee, or the documented one when the table has none or a lower one (a bound)
         fee = max(rates.fee(tool) or Decimal(0), m.fee_defaults.get(tool, Decimal(0)))
@@ -211,14 +225,16 @@ def estimate(
     counted: int | None = None,
     default_tier: str = "",
     stored: int | None = 0,
+    default_geo: str = "",
 ) -> Estimate:
     """The worst case of a request in provider wire format `api` ("anthropic" | "openai"), `size`
     bytes of JSON: coarse by default; `exact` counts OpenAI text with its tokenizer, `counted` is
     Anthropic's count_tokens answer for it; `default_tier` the OpenAI project's tier for a request
-    that names none; `stored` the tokens of the stored context a Responses request names (None: unknown)."""
+    that names none; `stored` the tokens of the stored context a Responses request names (None: unknown);
+    `default_geo` the Anthropic workspace's inference geography, for a request that names none."""
     context_cap = window(rates.model, context_cap)
     if api == "anthropic":
-        m = anthropic.measure(body, size, rates.model, counted)
+        m = anthropic.measure(body, size, rates.model, counted, default_geo)
     elif api == "responses":
         m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
     elif api == "embeddings":  # the context window is per input here, not per request

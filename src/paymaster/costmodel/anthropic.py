@@ -87,10 +87,13 @@ def _server_kind(tool: dict[str, Any], conf: dict[str, Any]) -> str | None:
     raise Unbounded(f"tool type {kind!r} is not one the gateway can bound the cost of", "tools")
 
 
-def measure(body: dict[str, Any], size: int, model: str, counted: int | None = None) -> Measure:
-    """Bound the input of an Anthropic request of `size` JSON bytes; `counted` is count_tokens' answer."""
+def measure(body: dict[str, Any], size: int, model: str, counted: int | None = None, default_geo: str = "") -> Measure:
+    """Bound the input of an Anthropic request of `size` JSON bytes; `counted` is count_tokens' answer;
+    `default_geo` the workspace's inference geography, where a request naming none runs."""
     conf = data()["anthropic"]
     m = Measure()
+    if "speed" in body or "inference_geo" in body or default_geo not in ("", "global"):  # most name neither
+        _modifiers(m, body, default_geo)
     img = spec_for(conf["images"], model)
     w = _Walk(m, img, conf["pdf"])
     sections: list[Any] = []  # in cache order: tools, system, messages
@@ -132,7 +135,41 @@ def measure(body: dict[str, Any], size: int, model: str, counted: int | None = N
             m.text, m.media, m.exact = max(0, refined - m.media), min(m.media, refined), True
     if w.last:
         _cache_prefixes(m, w, sections, overhead)
+    if "context_management" in body or "compaction" in body:
+        _compaction(m, body, model, conf["compaction"])
     return m
+
+
+def _compaction(m: Measure, body: dict[str, Any], model: str, conf: dict[str, Any]) -> None:
+    """How many server-side compaction steps the request can run (data/costmodel.yaml `compaction`): a
+    `compact_*` context-management edit whose trigger the input can reach — once per sampling iteration,
+    and server tools add iterations — plus one for a top-level `compaction` request."""
+    cm = body.get("context_management")
+    edits = cm.get("edits") if isinstance(cm, dict) else None
+    steps = 1 if body.get("compaction") is not None else 0
+    for e in edits if isinstance(edits, list) else ():
+        if not (isinstance(e, dict) and isinstance(e.get("type"), str) and e["type"].startswith("compact_")):
+            continue
+        trigger = e.get("trigger")
+        value = trigger.get("value") if isinstance(trigger, dict) else None
+        if not isinstance(value, int) or isinstance(value, bool):
+            value = conf["trigger_default"]  # absent (the default) or malformed (refused by the provider)
+        if m.tokens >= value:
+            steps += 1 + sum(m.server_uses.values())
+    if steps:
+        m.compactions, m.summary_tokens = steps, int(spec_for(conf["summary_tokens"], model))
+
+
+def _modifiers(m: Measure, body: dict[str, Any], default_geo: str) -> None:
+    """The request's pricing modifiers: fast mode (platform.claude.com/docs/en/build-with-claude/fast-mode)
+    and the inference geography (…/manage-claude/data-residency: "if not specified, the workspace's
+    default_inference_geo is used"); an unknown value is kept, so pricing refuses it rather than bounding
+    it at the standard price."""
+    speed, geo = body.get("speed"), body.get("inference_geo", default_geo or None)
+    if speed is not None and speed != "standard":
+        m.speed = speed if isinstance(speed, str) else repr(speed)
+    if geo is not None and geo != "global":
+        m.geo = geo if isinstance(geo, str) else repr(geo)
 
 
 def _server_tool(m: Measure, tool: dict[str, Any], kind: str, conf: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ content_block_start → ping → content_block_delta × n → content_block_stop
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -37,6 +38,13 @@ from .tokens import (
 )
 
 WORDS_PER_DELTA = 3
+# platform.claude.com/docs/en/build-with-claude/fast-mode ("supportedModels"): the models `speed: "fast"`
+# runs on; on any other the request is refused
+FAST_MODELS = ("claude-fable-5-2", "claude-mythos-5-2", "claude-opus-5-5", "claude-opus-5", "claude-opus-4-8")
+# platform.claude.com/docs/en/manage-claude/data-residency: `inference_geo` ("global" | "us") is taken by
+# Claude Opus 4.6 and every later model; "requests with inference_geo on legacy models return a 400 error"
+GEOS = ("global", "us")
+GEO_LEGACY = re.compile(r"claude-(3|(opus|sonnet|haiku)-4(-[015])?(-\d{8})?$)")
 JSON_CHARS_PER_DELTA = 24
 
 _STOP_REASONS = {
@@ -93,6 +101,7 @@ class Invalid(Exception):
 
 class AnthropicWire:
     name = "anthropic"
+    workspace_geo = "global"  # the workspace's default_inference_geo (data residency), for requests naming none
 
     # -- admission and errors
 
@@ -166,7 +175,16 @@ class AnthropicWire:
             parallel=not (isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True),
             json_schema=schema if isinstance(schema, dict) else None,
             cacheable=cacheable,
+            modifiers=self._modifiers(body),
         )
+
+    def _modifiers(self, body: dict[str, Any]) -> dict[str, str]:
+        """How the call runs, as usage reports it: the speed and geography asked for, else the workspace's
+        default geography (on a model that takes one) when that is not global."""
+        out: dict[str, str] = {k: body[k] for k in ("speed", "inference_geo") if k in body}
+        if "inference_geo" not in out and self.workspace_geo != "global" and not GEO_LEGACY.match(body["model"]):
+            out["inference_geo"] = self.workspace_geo
+        return out
 
     def count(self, body: Any, raw: bytes) -> Reply:
         """POST /v1/messages/count_tokens: the same total a Messages call reports, cached or not."""
@@ -199,7 +217,8 @@ class AnthropicWire:
                 events.append((b"content_block_delta", event, tokens))
             events.append((b"content_block_stop", {"type": "content_block_stop", "index": i}, 0))
         usage = _usage(ask, answer.output_tokens)
-        del usage["cache_creation"], usage["service_tier"]  # message_delta carries the counts alone
+        for key in ("cache_creation", "service_tier", *ask.modifiers):  # message_delta carries the counts alone
+            del usage[key]
         end = {"stop_reason": _STOP_REASONS[answer.stop], "stop_sequence": answer.stop_sequence}
         events += [
             (b"message_delta", {"type": "message_delta", "delta": end, "usage": usage}, 0),
@@ -497,6 +516,7 @@ def _validate(body: Any, *, counting: bool) -> None:
             raise Invalid("stream: Input should be a valid boolean")
         if max_tokens == 0:
             _prewarm(body)
+        _validate_modifiers(body, model)
     messages = body.get("messages")
     if messages is None:
         raise Invalid("messages: Field required")
@@ -535,6 +555,22 @@ def _validate(body: Any, *, counting: bool) -> None:
     config = body.get("output_config")
     if config is not None and not isinstance(config, dict):
         raise Invalid("output_config: Input should be a valid dictionary")
+
+
+def _validate_modifiers(body: dict[str, Any], model: str) -> None:
+    """`speed` and `inference_geo`, as the Messages API takes them (API reference, "Create a Message")."""
+    speed = body.get("speed")
+    if speed is not None and speed not in ("standard", "fast"):
+        raise Invalid("speed: Input should be 'standard' or 'fast'")
+    if speed == "fast" and not any(model == m or model.startswith(m + "-2") for m in FAST_MODELS):
+        raise Invalid(f"speed: fast mode is not supported for model {model}")
+    geo = body.get("inference_geo")
+    if geo is not None and not isinstance(geo, str):
+        raise Invalid("inference_geo: Input should be a valid string")
+    if geo is not None and GEO_LEGACY.match(model):
+        raise Invalid(f"inference_geo: not supported for model {model}")
+    if geo is not None and geo not in GEOS:
+        raise Invalid(f"inference_geo: {geo!r} is not an available inference geography")
 
 
 def _prewarm(body: dict[str, Any]) -> None:
@@ -620,6 +656,7 @@ def _usage(ask: Ask, output_tokens: int) -> dict[str, Any]:
         "cache_creation": {"ephemeral_5m_input_tokens": cache.write_5m, "ephemeral_1h_input_tokens": cache.write_1h},
         "output_tokens": output_tokens,
         "service_tier": "standard",
+        **ask.modifiers,  # where it ran and at what speed (usage.speed / usage.inference_geo), when asked
     }
 
 

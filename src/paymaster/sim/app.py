@@ -109,10 +109,15 @@ class Simulator:
         `model` (any model if None)."""
         self.faults.inject(fault, count, model, retry_after)
 
+    def workspace(self, inference_geo: str) -> None:
+        """Set the Anthropic workspace's default inference geography ("global" | "us"; reset to global)."""
+        self._anthropic.workspace_geo = inference_geo
+
     def reset(self) -> None:
         """Clear faults, recorded requests and the prompt cache; requests held by "timeout" are dropped."""
         self.faults.clear()
         self.flaws.clear()
+        self._anthropic.workspace_geo = "global"
         self.requests.clear()
         self.cache.clear()
         self.anthropic_batches.reset()

@@ -112,6 +112,11 @@ SERVER_TOOLS = {"web_search_requests": "web_search", "web_fetch_requests": "web_
 """server_tool_use counts the gateway knows, by the name Usage.server_tool_uses gives them (other tools'
 counts are still carried, and flagged as unpriced)."""
 STANDARD_GEO = (None, "", "global", "not_available")  # inference_geo values billed at the standard rate
+PRICED_GEOS = ("us",)  # inference_geo values billed at a premium the price table knows (pricing.Rates.modified)
+BILLED_ITERATIONS = ("compaction",)  # usage iterations billed at the call's model, outside the top-level counts
+PRICED_SPEEDS = ("fast",)  # speed values billed at their own prices (genai-prices' `speed` variants)
+READ_GEOS = (*STANDARD_GEO, *PRICED_GEOS)
+READ_SPEEDS = (None, "standard", *PRICED_SPEEDS)
 KNOWN: Known = {
     "input_tokens": None,
     "output_tokens": None,
@@ -147,7 +152,7 @@ def usage(u: Any) -> Usage | None:
 
     Anthropic reports input_tokens *excluding* cache reads and writes; Usage counts the total.
     Everything billable-looking without a rule here lands in `Usage.unpriced`: unknown counts, other
-    server tools, `speed` other than standard, `inference_geo` other than global, and usage
+    server tools, a `speed` or `inference_geo` other than those priced (fast; global, us), and usage
     `iterations` other than the `message` ones the totals include (compaction, advisor, fallback).
     """
     if not isinstance(u, dict):
@@ -168,12 +173,23 @@ def usage(u: Any) -> Usage | None:
             tools[SERVER_TOOLS.get(key, key.removesuffix("_requests"))] = n
     iterations = u.get("iterations")
     for it in iterations if isinstance(iterations, list) else ():
-        if isinstance(it, dict) and it.get("type") != "message":
+        if not isinstance(it, dict) or it.get("type") == "message":
+            continue
+        more = read_counts(it, REQUIRED, OPTIONAL) if it.get("type") in BILLED_ITERATIONS else None
+        if more is None:
             unpriced += unknown_counts(it, {"type": None, "model": None}, f"iterations.{it.get('type')}")
-    if u.get("speed") not in (None, "standard"):
-        unpriced.append(f"speed={u['speed']}")
-    if u.get("inference_geo") not in STANDARD_GEO:
-        unpriced.append(f"inference_geo={u['inference_geo']}")
+            continue
+        # a compaction step's tokens are not in the top-level counts (platform.claude.com …/compaction:
+        # an additional sampling step, billed; the summary is made by the requested model, at its prices)
+        uncached, out, read, written, w5m, w1h, thinking = (
+            a + b for a, b in zip((uncached, out, read, written, w5m, w1h, thinking), more, strict=True)
+        )
+        written = max(written, w5m + w1h)
+    speed, geo = u.get("speed"), u.get("inference_geo")
+    if speed not in READ_SPEEDS:
+        unpriced.append(f"speed={speed}")
+    if geo not in READ_GEOS:
+        unpriced.append(f"inference_geo={geo}")
     tier = u.get("service_tier")
     return Usage(
         uncached + read + written,
@@ -184,6 +200,8 @@ def usage(u: Any) -> Usage | None:
         reasoning_tokens=thinking,
         server_tool_uses=tools,
         service_tier=tier if isinstance(tier, str) else "",
+        speed=speed if speed in PRICED_SPEEDS else "",
+        inference_geo=geo if geo in PRICED_GEOS else "",
         unpriced=tuple(dict.fromkeys(unpriced)) if unpriced else (),
     )
 
