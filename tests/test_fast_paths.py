@@ -1,6 +1,6 @@
 """The hot path's shortcuts give the answers of the plain code they stand in for (hypothesis): the
-prompt-caching lever's breakpoint check read from the JSON, the request fields made plain, and the
-request body's depth check walked level by level."""
+prompt-caching lever's breakpoint check read from the JSON, the request fields made plain, the
+request body's depth check walked level by level, and the breakpoint placement's per-block counts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paymaster.http import MAX_JSON_DEPTH, too_deep
+from paymaster.levers import cache_breakpoints
 from paymaster.levers.caching import has_breakpoint
 from paymaster.wire import anthropic as wire_anthropic
 from paymaster.wire import openai as wire_openai
@@ -102,3 +103,81 @@ def test_depth_check_at_the_limit() -> None:
             inner.append([])
             inner = inner[0]
         assert too_deep({"messages": node}) is (depth + 1 > MAX_JSON_DEPTH)
+
+
+def plain_text_chars(node: Any) -> int:
+    """The plain walk: the length of every string value, base64 media data and cache_control objects left out."""
+    if isinstance(node, str):
+        return len(node)
+    if isinstance(node, list):
+        return sum(plain_text_chars(v) for v in node)
+    if isinstance(node, dict):
+        if node.get("type") == "base64" and "data" in node:
+            return 0
+        return sum(plain_text_chars(v) for k, v in node.items() if isinstance(v, str) or k != "cache_control")
+    return 0
+
+
+BLOCK_KEYS = st.sampled_from(["type", "text", "data", "cache_control", "content", "source", "ttl", "x"])
+BLOCKISH = st.recursive(
+    SCALARS | st.sampled_from(["base64", "text", "tool_result", "document", "1h"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(BLOCK_KEYS, inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(BLOCKISH)
+def test_breakpoint_text_count_matches_the_walk(node: Any) -> None:
+    assert cache_breakpoints._text_chars(node) == plain_text_chars(node)
+
+
+def plain_previous_turn(spots: list[Any]) -> int | None:
+    last_message = max((s.message for s in spots), default=-1)
+    replies = {s.message for s in spots if s.section == "messages" and s.role == "assistant"}
+    before = [m for m in replies if m < last_message]
+    if not before:
+        return None
+    reply = max(before)
+    return next((i for i in range(len(spots) - 1, -1, -1) if spots[i].message < reply and spots[i].markable), None)
+
+
+def plain_nested(block: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
+    """Blocks inside a tool_result or document, and the TTLs of their breakpoints, looked up every time."""
+    if block.get("type") not in ("tool_result", "document"):
+        return 0, ()
+    inner = cache_breakpoints._inner(block)
+    return len(inner), tuple(t for b in inner if (t := cache_breakpoints._ttl(b.get("cache_control"))))
+
+
+ROLES = st.sampled_from(["user", "assistant", "user", 7])
+CONTROL = st.sampled_from([{"type": "ephemeral"}, {"type": "ephemeral", "ttl": "1h"}, "x"])
+TYPES = st.sampled_from(["text", "tool_result", "document", "tool_use", "thinking", "image", 3])
+INNER = st.lists(
+    st.fixed_dictionaries({"type": TYPES}, optional={"text": st.text(max_size=2), "cache_control": CONTROL}) | BLOCKISH,
+    max_size=3,
+)
+BLOCK = st.fixed_dictionaries(
+    {"type": TYPES},
+    optional={
+        "text": st.text(max_size=3),
+        "content": st.text(max_size=3) | INNER,
+        "source": st.fixed_dictionaries({"type": st.sampled_from(["content", "base64"])}, optional={"content": INNER}),
+        "cache_control": CONTROL,
+    },
+)
+CONTENT = st.text(max_size=3) | st.lists(BLOCK | BLOCKISH, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.fixed_dictionaries({"role": ROLES, "content": CONTENT}) | BLOCKISH, max_size=6),
+    st.none() | st.text(max_size=3) | st.lists(BLOCK, max_size=3),
+)
+def test_breakpoint_spots_match_the_plain_lookups(messages: list[Any], system: Any) -> None:
+    body: dict[str, Any] = {"messages": messages, **({"system": system} if system is not None else {})}
+    spots = cache_breakpoints._spots(body, 0)
+    assert cache_breakpoints._previous_turn(spots) == plain_previous_turn(spots)
+    for s in spots:
+        if s.block is not None:
+            assert (s.inner, s.nested) == plain_nested(s.block)

@@ -90,7 +90,9 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
     spots = _spots(body, system_tail)
     if not spots:
         return 0
-    marks = [(i, t) for i, s in enumerate(spots) for t in [*s.nested, *([s.ttl] if s.ttl else [])]]
+    marks = [
+        (i, t) for i, s in enumerate(spots) if s.ttl or s.nested for t in (*s.nested, *((s.ttl,) if s.ttl else ()))
+    ]
     room = MAX_BREAKPOINTS - len(marks)
     top = body.get("cache_control")
     auto = None
@@ -165,13 +167,19 @@ def _choose(
 
 def _previous_turn(spots: list[_Spot]) -> int | None:
     """The last block the previous request sent: the end of the message before the latest assistant
-    reply that has a message after it (the previous request's last breakpoint wrote there)."""
-    last_message = max((s.message for s in spots), default=-1)
-    replies = {s.message for s in spots if s.section == "messages" and s.role == "assistant"}
-    before = [m for m in replies if m < last_message]
-    if not before:
+    reply that has a message after it (the previous request's last breakpoint wrote there). Spots run in
+    message order, so the scan from the end meets that reply first."""
+    last_message = spots[-1].message if spots else -1
+    reply = next(
+        (
+            s.message
+            for s in reversed(spots)
+            if s.message < last_message and s.role == "assistant" and s.section == "messages"
+        ),
+        None,
+    )
+    if reply is None:
         return None
-    reply = max(before)
     return next((i for i in range(len(spots) - 1, -1, -1) if spots[i].message < reply and spots[i].markable), None)
 
 
@@ -241,9 +249,10 @@ def _block_spot(block: dict[str, Any], tokens: int, blocks: int, section: str, m
     kind = block.get("type")
     target = kind not in NEVER_MARKED and not (kind == "text" and not block.get("text"))
     markable = target and kind in CACHEABLE_BLOCKS
-    ttl = _ttl(block.get("cache_control"))
+    cc = block.get("cache_control")
+    ttl = ("1h" if cc.get("ttl") == "1h" else "5m") if isinstance(cc, dict) else None
     spot = _Spot(tokens, blocks, section, message, block, None, "", markable, target, ttl, (), role)
-    if kind == "tool_result" or kind == "document":
+    if (kind == "tool_result" and type(block.get("content")) is not str) or kind == "document":  # str: none inside
         inner = _inner(block)
         spot.inner = len(inner)
         spot.nested = tuple(t for b in inner if (t := _ttl(b.get("cache_control"))))
@@ -266,17 +275,21 @@ def _text_chars(node: Any) -> int:
     if kind is str:
         return len(node)
     total = 0
-    if kind is list:
+    if kind is dict:
+        if "data" in node and node.get("type") == "base64":
+            return 0
+        for v in node.values():
+            kind = type(v)
+            if kind is str:
+                total += len(v)
+            elif kind is dict or kind is list:
+                total += _text_chars(v)
+        cc = node.get("cache_control")  # counted above with the rest when it is an object: taken back out
+        if type(cc) is dict or type(cc) is list:
+            total -= _text_chars(cc)
+    elif kind is list:
         for v in node:
             total += len(v) if type(v) is str else _text_chars(v)
-    elif kind is dict:
-        if node.get("type") == "base64" and "data" in node:
-            return 0
-        for k, v in node.items():
-            if type(v) is str:
-                total += len(v)
-            elif k != "cache_control" and type(v) in (dict, list):
-                total += _text_chars(v)
     return total
 
 
