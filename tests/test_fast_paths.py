@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from paymaster.http import MAX_JSON_DEPTH, too_deep
@@ -150,6 +150,28 @@ def plain_nested(block: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
     return len(inner), tuple(t for b in inner if (t := cache_breakpoints._ttl(b.get("cache_control"))))
 
 
+def plain_running_totals(body: dict[str, Any]) -> list[tuple[int, int]]:
+    """(a quarter of the text characters, blocks) through each top-level block of a body without tools; a
+    message's nested blocks count, a system block's do not."""
+    chars = blocks = 0
+    out = []
+    system = body.get("system")
+    prompt = [b for b in system if isinstance(b, dict)] if isinstance(system, list) else [system] if system else []
+    for block in prompt:
+        chars, blocks = chars + plain_text_chars(block), blocks + 1
+        out.append((chars // 4, blocks))
+    for message in body["messages"]:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars, blocks = chars + len(content), blocks + 1
+            out.append((chars // 4, blocks))
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict):
+                chars, blocks = chars + plain_text_chars(block), blocks + 1 + plain_nested(block)[0]
+                out.append((chars // 4, blocks))
+    return out
+
+
 ROLES = st.sampled_from(["user", "assistant", "user", 7])
 CONTROL = st.sampled_from([{"type": "ephemeral"}, {"type": "ephemeral", "ttl": "1h"}, "x"])
 TYPES = st.sampled_from(["text", "tool_result", "document", "tool_use", "thinking", "image", 3])
@@ -171,12 +193,24 @@ CONTENT = st.text(max_size=3) | st.lists(BLOCK | BLOCKISH, max_size=4)
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.fixed_dictionaries({"role": ROLES, "content": CONTENT}) | BLOCKISH, max_size=6),
+    st.lists(st.fixed_dictionaries({"role": ROLES, "content": CONTENT}), max_size=6),
     st.none() | st.text(max_size=3) | st.lists(BLOCK, max_size=3),
+)
+@example(
+    [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "text", "text": "t"}, {"type": "tool_use", "input": {"a": "b"}}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "content": [{"type": "text", "text": "r", "cache_control": {}}]}],
+        },
+    ],
+    None,
 )
 def test_breakpoint_spots_match_the_plain_lookups(messages: list[Any], system: Any) -> None:
     body: dict[str, Any] = {"messages": messages, **({"system": system} if system is not None else {})}
     spots = cache_breakpoints._spots(body, 0)
+    assert [(s.tokens, s.blocks) for s in spots] == plain_running_totals(body)
     assert cache_breakpoints._previous_turn(spots) == plain_previous_turn(spots)
     for s in spots:
         if s.block is not None:

@@ -238,8 +238,16 @@ def _spots(body: dict[str, Any], system_tail: int) -> list[_Spot]:
                 if isinstance(block, dict):
                     chars += _text_chars(block)
                     blocks += 1
-                    spot = _block_spot(block, chars // 4, blocks, "messages", m, role)
-                    blocks += spot.inner
+                    # _block_spot written out: this runs for every block of the conversation
+                    kind = block.get("type")
+                    target = kind not in NEVER_MARKED and not (kind == "text" and not block.get("text"))
+                    cc = block.get("cache_control")
+                    ttl = ("1h" if cc.get("ttl") == "1h" else "5m") if isinstance(cc, dict) else None
+                    markable = target and kind in CACHEABLE_BLOCKS
+                    spot = _Spot(chars // 4, 0, "messages", m, block, None, "", markable, target, ttl, (), role)
+                    if (kind == "tool_result" and type(block.get("content")) is not str) or kind == "document":
+                        _nest(spot, block)
+                        blocks += spot.inner
                     spot.blocks = blocks
                     spots.append(spot)
     return spots
@@ -253,10 +261,15 @@ def _block_spot(block: dict[str, Any], tokens: int, blocks: int, section: str, m
     ttl = ("1h" if cc.get("ttl") == "1h" else "5m") if isinstance(cc, dict) else None
     spot = _Spot(tokens, blocks, section, message, block, None, "", markable, target, ttl, (), role)
     if (kind == "tool_result" and type(block.get("content")) is not str) or kind == "document":  # str: none inside
-        inner = _inner(block)
-        spot.inner = len(inner)
-        spot.nested = tuple(t for b in inner if (t := _ttl(b.get("cache_control"))))
+        _nest(spot, block)
     return spot
+
+
+def _nest(spot: _Spot, block: dict[str, Any]) -> None:
+    """The blocks nested in a tool_result's or a document's content, and their breakpoints' TTLs."""
+    inner = _inner(block)
+    spot.inner = len(inner)
+    spot.nested = tuple(t for b in inner if (t := _ttl(b.get("cache_control"))))
 
 
 def _inner(block: dict[str, Any]) -> list[dict[str, Any]]:
