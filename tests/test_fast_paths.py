@@ -1,6 +1,7 @@
 """The hot path's shortcuts give the answers of the plain code they stand in for (hypothesis): the
 prompt-caching lever's breakpoint check read from the JSON, the request fields made plain, the
-request body's depth check walked level by level, and the breakpoint placement's per-block counts."""
+request body's depth check walked level by level, the breakpoint placement's per-block counts, and the
+cost model's coarse OpenAI walk."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from paymaster import costmodel
+from paymaster.costmodel import openai as costmodel_openai
 from paymaster.http import MAX_JSON_DEPTH, too_deep
 from paymaster.levers import cache_breakpoints
 from paymaster.levers.caching import has_breakpoint
@@ -215,3 +218,21 @@ def test_breakpoint_spots_match_the_plain_lookups(messages: list[Any], system: A
     for s in spots:
         if s.block is not None:
             assert (s.inner, s.nested) == plain_nested(s.block)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["role", "content", "name", "refusal", "x"]), JSON), max_size=4))
+def test_coarse_openai_walk_skips_only_what_counts_nothing(messages: list[dict[str, Any]]) -> None:
+    """Coarse, the cost model's OpenAI walk leaves out string (or other non-list) content and unknown message
+    fields: walked, each counts 0 tokens and adds nothing to the measure."""
+    conf = costmodel.data()["openai"]
+    m = costmodel.Measure()
+    w = costmodel_openai._Walk(m, costmodel.spec_for(conf["images"], "gpt-4.1-mini"), conf, None)
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            assert w.content(content) == 0
+        for key, value in message.items():
+            if key not in costmodel_openai.KNOWN_FIELDS and value is not None:
+                assert w.json(value) == 0
+    assert m == costmodel.Measure() and w.counted == 0
