@@ -1,20 +1,23 @@
 """The hot path's shortcuts give the answers of the plain code they stand in for (hypothesis): the
 prompt-caching lever's breakpoint check read from the JSON, the request fields made plain, the
-request body's depth check walked level by level, the breakpoint placement's per-block counts, and the
-cost model's coarse OpenAI walk."""
+request body's depth check walked level by level, the breakpoint placement's per-block counts, the cost
+model's coarse OpenAI walk, and the caching lever's counterfactual usage."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from paymaster import costmodel
+from paymaster.call import Call, Usage
 from paymaster.costmodel import openai as costmodel_openai
 from paymaster.http import MAX_JSON_DEPTH, too_deep
 from paymaster.levers import cache_breakpoints
-from paymaster.levers.caching import has_breakpoint
+from paymaster.levers.base import Bill, LeverContext
+from paymaster.levers.caching import Caching, has_breakpoint
 from paymaster.wire import anthropic as wire_anthropic
 from paymaster.wire import openai as wire_openai
 from paymaster.wire.fields import plain
@@ -236,3 +239,24 @@ def test_coarse_openai_walk_skips_only_what_counts_nothing(messages: list[dict[s
             if key not in costmodel_openai.KNOWN_FIELDS and value is not None:
                 assert w.json(value) == 0
     assert m == costmodel.Measure() and w.counted == 0
+
+
+COUNTS = st.integers(0, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.builds(
+        Usage,
+        *[COUNTS] * 9,
+        server_tool_uses=st.dictionaries(st.sampled_from(["web_search", "web_fetch"]), COUNTS, max_size=2),
+        service_tier=st.sampled_from(["", "priority"]),
+        unpriced=st.sampled_from([(), ("x",)]),
+    )
+)
+def test_caching_undo_matches_the_plain_copy(u: Usage) -> None:
+    """The caching lever's counterfactual: the same usage with its cache reads and writes as plain input."""
+    plain = replace(u, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, cache_audio_read_tokens=0)
+    bill = Bill("m", u)
+    got = Caching.undo(cast(Caching, None), bill, cast(Call, None), cast(LeverContext, None))
+    assert got is bill if plain == u else (got.model, got.usage) == ("m", plain)
