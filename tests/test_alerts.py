@@ -191,6 +191,14 @@ def test_projected_to_hit_the_cap_before_reset(gateway):
     assert datetime.fromisoformat("2026-11-20T05:00:00+00:00") < hits < datetime.fromisoformat(e["resets_at"])
     spent = float(e["spent_usd"])
     assert abs(hits.timestamp() - (one_am + (0.01 - spent) / (spent / 3600))) < 2
+    gw.srv.stop()  # a restart: the projection is in the stored history, and not published again
+    again = gateway(clock=clock, ledger=gw.config.ledger, agents={"alice": {"model": "claude-haiku-4-5",
+                    "daily_usd": 0.01, "monthly_usd": 50}}, fleet={"alert_thresholds": [0.95]})  # fmt: skip
+    again.gw.alerts._projected_before()  # what the check loop does first
+    ask(again)
+    again.ledger()
+    again.gw.alerts.check()
+    assert sum(b"budget.projected" in f for _, f in again.gw.board.history) == 1
 
 
 def test_alert_settings_are_checked():
@@ -219,3 +227,27 @@ def test_alert_settings_are_checked():
     ]:
         with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
             config(bad)
+
+
+def test_a_restart_posts_neither_the_stored_events_nor_a_threshold_crossed_before_it(gateway, receiver, tmp_path):
+    """The event stream keeps the latest events across a restart (for Last-Event-ID replays); the webhooks were
+    sent them already and get only events published after the start — and a threshold crossed before the
+    restart is not crossed again by the next call."""
+    r, url = receiver()
+    spec = {
+        "ledger": str(tmp_path / "restart.db"),
+        "agents": {"alice": {"model": "claude-haiku-4-5", "daily_usd": 0.004, "monthly_usd": 50}},
+        "alerts": {"thresholds": {"alice": [0.2, 0.4]}, "webhooks": [hook(url, events=["budget.threshold"])]},
+    }
+    first = gateway(**spec)
+    ask(first)  # ~$0.001 of $0.004: past 0.2
+    r.wait(1)
+    time.sleep(0.3)
+    assert [orjson.loads(p["body"])["threshold"] for p in r.got] == [0.2]
+    first.srv.stop()
+    second = gateway(**spec)
+    assert any(b"budget.threshold" in f for _, f in second.gw.board.history)  # replayable on the stream
+    ask(second)  # ~$0.002: past 0.4
+    r.wait(2)
+    time.sleep(0.5)
+    assert [orjson.loads(p["body"])["threshold"] for p in r.got] == [0.2, 0.4]  # each threshold posted once
