@@ -50,13 +50,8 @@ async def quiet(store: SharedStore) -> None:
 async def scenario(shared: Shared, steps: list[tuple]) -> None:
     async def reset() -> None:
         c = await asyncpg.connect(shared.postgres_url)
-        try:
-            for t in (
-                "ledger", "pending", "replicas", "events", "fleet_agents", "fleet_keys", "fleet_version",
-                "responses", "conversations",
-            ):  # fmt: skip
-                await c.execute(f"DROP TABLE IF EXISTS {t}")
-            await c.execute("DROP TABLE IF EXISTS migrations")
+        try:  # every table of every migration (a list of them here went stale with each new migration)
+            await c.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         finally:
             await c.close()
 
