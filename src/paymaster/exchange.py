@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -167,7 +166,7 @@ class Forwarder:
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    def headers(self, x: Exchange, cost: Any) -> Headers:
+    def headers(self, x: Exchange, cost: int | None) -> Headers:
         call, t = x.call, x.ticket
         out = remaining_headers(self.budget, call.agent, t.id)
         if t.unmetered:  # admitted while the shared store was down (`on_store_outage: admit_unmetered`)

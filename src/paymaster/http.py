@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from itertools import chain, compress
+from operator import not_
 from typing import Any
 
 import orjson
@@ -76,21 +78,29 @@ async def read_body(receive: Receive, h: dict[bytes, bytes], limit: int) -> byte
 
 
 def too_deep(node: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether a parsed JSON value nests arrays and objects more than `limit` levels deep. Level by level:
-    no (node, depth) pair per value, ~2x faster than a stack on a long conversation."""
-    level = [node] if isinstance(node, dict | list) else []
+    """Whether a parsed JSON value (plain dicts and lists, as a JSON parser gives them) nests arrays and
+    objects more than `limit` levels deep. Level by level, each level gathered by C iterators (map,
+    chain, compress) rather than a Python loop over every value: ~2x faster on a long conversation."""
+    level = [node] if _NESTS(type(node)) else []
     depth = 1
     while level:
         if depth > limit:
             return True
-        below = []
-        for n in level:
-            for v in n.values() if isinstance(n, dict) else n:
-                if isinstance(v, dict | list):
-                    below.append(v)
-        level = below
+        dicts = [*map(_IS_DICT, map(type, level))]
+        if all(dicts):  # most levels of a request body hold objects only
+            values = [*chain.from_iterable(map(dict.values, level))]
+        else:
+            values = [
+                *chain.from_iterable(map(dict.values, compress(level, dicts))),
+                *chain.from_iterable(compress(level, map(not_, dicts))),
+            ]
+        level = [*compress(values, map(_NESTS, map(type, values)))]
         depth += 1
     return False
+
+
+_IS_DICT = frozenset({dict}).__contains__
+_NESTS = frozenset({dict, list}).__contains__
 
 
 async def respond(

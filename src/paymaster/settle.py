@@ -61,7 +61,6 @@ def price(
     partial: Usage | None,
 ) -> Charge:
     """The settlement rules (see the module docstring) for one attempt."""
-    worst = from_nanos(worst_nanos)
     reconcile = 0
     if status == "ok":
         if usage is not None and call.target_api == "openai" and "web_search_options" in call.body:
@@ -69,22 +68,22 @@ def price(
             # (developers.openai.com/api/docs/guides/tools-web-search, Chat Completions)
             usage.server_tool_uses.setdefault("web_search", 1)
         try:
-            cost_usd = rates.cost(usage) if usage is not None else worst
+            cost_usd = rates.cost(usage) if usage is not None else from_nanos(worst_nanos)
             if usage is not None and call.target_api == "openai":
                 cost_usd += search_fee_shortfall(rates, usage)
             elif usage is not None and call.target_api == "responses":
                 cost_usd += responses_cost.tool_fees(rates, usage.server_tool_uses, call.body)
         except ValueError as e:  # counts that contradict each other: no bill can be read from them
-            cost_usd, usage, error = worst, None, f"{e}; "
+            cost_usd, usage, error = from_nanos(worst_nanos), None, f"{e}; "
         if usage is None:
             reconcile, error = 1, error + "the provider reported no usable usage: booked at the worst case"
         elif unpriced := (*usage.unpriced, *unpriceable(rates, usage)):
-            reconcile, cost_usd = 1, max(cost_usd, worst)
+            reconcile, cost_usd = 1, max(cost_usd, from_nanos(worst_nanos))
             error = f"usage fields with no price ({', '.join(unpriced)}): booked at the worst case"
     elif status in ("upstream_error", "unreachable"):
         cost_usd = Decimal(0)
     else:
-        reconcile, cost_usd = 1, worst
+        reconcile, cost_usd = 1, from_nanos(worst_nanos)
         # server tools (web search, web fetch) run after the first counts were sent: the searches made
         # and the results they added are unknown, so such a call stays at its worst case
         if partial is not None and partial.input_tokens and not partial.unpriced and not server_tools(call):
@@ -121,7 +120,8 @@ class Settler:
         rid: str,
         partial: Usage | None = None,
         answer: bytes | None = None,
-    ) -> Decimal:
+    ) -> int:
+        """Book the attempt; returns its cost in nano-dollars (what the answer's cost header shows)."""
         call, rates, t, ctx = x.call, x.rates, x.ticket, x.ctx
         p = price(call, rates, t.worst, t.max_tokens, status, usage, error, partial)
         usage = p.usage
@@ -196,7 +196,7 @@ class Settler:
             self.budget.block_if_spent(call.agent)
         if self.booked is not None:
             self.booked(call, row)
-        return p.cost_usd
+        return nanos
 
 
 def unpriceable(rates: Rates, u: Usage) -> list[str]:

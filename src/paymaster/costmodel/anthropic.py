@@ -200,19 +200,18 @@ class _Walk:
             self.blocks(content, section)
 
     def blocks(self, blocks: list[Any], section: int) -> None:
-        for b in blocks:
+        for b in blocks:  # every block of the request: its media priced, its breakpoint noted, no call for the rest
             if isinstance(b, dict):
-                self.block(b, section)
-
-    def block(self, b: dict[str, Any], section: int) -> None:
-        kind = b.get("type")
-        if kind == "image":
-            self.image(b.get("source"))
-        elif kind == "document":
-            self.document(b.get("source"), section)
-        elif kind == "tool_result":
-            self.content(b.get("content"), section)
-        self.marks(b, section)
+                kind = b.get("type")
+                if kind == "image":
+                    self.image(b.get("source"))
+                elif kind == "document":
+                    self.document(b.get("source"), section)
+                elif kind == "tool_result":
+                    self.content(b.get("content"), section)
+                cc = b.get("cache_control")
+                if isinstance(cc, dict):
+                    self.mark(cc, section)
 
     def marks(self, b: dict[str, Any], section: int) -> None:
         cc = b.get("cache_control")

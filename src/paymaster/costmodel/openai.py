@@ -65,7 +65,9 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False, de
         text += conf["per_message"]
         if "name" in message:
             text += conf["per_name"] + w.text(message.get("name"))
-        text += w.content(message.get("content"))
+        content = message.get("content")
+        if exact or isinstance(content, list):  # coarse, text counts 0 (its bytes stand for it): only media parts
+            text += w.content(content)
         calls = message.get("tool_calls")
         for call in calls if isinstance(calls, list) else ():
             text += conf["per_message"] + w.json(call)  # name, arguments (text to the provider) and framing
@@ -75,7 +77,7 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False, de
             m.audio += conf["audio_reference_tokens"]
         if isinstance(message.get("function_call"), dict):
             text += conf["per_message"] + w.json(message["function_call"])
-        for key, value in message.items():
+        for key, value in message.items() if exact else ():  # coarse: their bytes are in `size` already
             if key not in KNOWN_FIELDS and value is not None:
                 text += w.json(value)
     tools = body.get("tools") or body.get("functions")

@@ -90,7 +90,9 @@ def place_breakpoints(body: dict[str, Any], model: str, ttl: str, system_tail: i
     spots = _spots(body, system_tail)
     if not spots:
         return 0
-    marks = [(i, t) for i, s in enumerate(spots) for t in [*s.nested, *([s.ttl] if s.ttl else [])]]
+    marks = [
+        (i, t) for i, s in enumerate(spots) if s.ttl or s.nested for t in (*s.nested, *((s.ttl,) if s.ttl else ()))
+    ]
     room = MAX_BREAKPOINTS - len(marks)
     top = body.get("cache_control")
     auto = None
@@ -165,13 +167,19 @@ def _choose(
 
 def _previous_turn(spots: list[_Spot]) -> int | None:
     """The last block the previous request sent: the end of the message before the latest assistant
-    reply that has a message after it (the previous request's last breakpoint wrote there)."""
-    last_message = max((s.message for s in spots), default=-1)
-    replies = {s.message for s in spots if s.section == "messages" and s.role == "assistant"}
-    before = [m for m in replies if m < last_message]
-    if not before:
+    reply that has a message after it (the previous request's last breakpoint wrote there). Spots run in
+    message order, so the scan from the end meets that reply first."""
+    last_message = spots[-1].message if spots else -1
+    reply = next(
+        (
+            s.message
+            for s in reversed(spots)
+            if s.message < last_message and s.role == "assistant" and s.section == "messages"
+        ),
+        None,
+    )
+    if reply is None:
         return None
-    reply = max(before)
     return next((i for i in range(len(spots) - 1, -1, -1) if spots[i].message < reply and spots[i].markable), None)
 
 
@@ -230,8 +238,16 @@ def _spots(body: dict[str, Any], system_tail: int) -> list[_Spot]:
                 if isinstance(block, dict):
                     chars += _text_chars(block)
                     blocks += 1
-                    spot = _block_spot(block, chars // 4, blocks, "messages", m, role)
-                    blocks += spot.inner
+                    # _block_spot written out: this runs for every block of the conversation
+                    kind = block.get("type")
+                    target = kind not in NEVER_MARKED and not (kind == "text" and not block.get("text"))
+                    cc = block.get("cache_control")
+                    ttl = ("1h" if cc.get("ttl") == "1h" else "5m") if isinstance(cc, dict) else None
+                    markable = target and kind in CACHEABLE_BLOCKS
+                    spot = _Spot(chars // 4, 0, "messages", m, block, None, "", markable, target, ttl, (), role)
+                    if (kind == "tool_result" and type(block.get("content")) is not str) or kind == "document":
+                        _nest(spot, block)
+                        blocks += spot.inner
                     spot.blocks = blocks
                     spots.append(spot)
     return spots
@@ -241,13 +257,19 @@ def _block_spot(block: dict[str, Any], tokens: int, blocks: int, section: str, m
     kind = block.get("type")
     target = kind not in NEVER_MARKED and not (kind == "text" and not block.get("text"))
     markable = target and kind in CACHEABLE_BLOCKS
-    ttl = _ttl(block.get("cache_control"))
+    cc = block.get("cache_control")
+    ttl = ("1h" if cc.get("ttl") == "1h" else "5m") if isinstance(cc, dict) else None
     spot = _Spot(tokens, blocks, section, message, block, None, "", markable, target, ttl, (), role)
-    if kind == "tool_result" or kind == "document":
-        inner = _inner(block)
-        spot.inner = len(inner)
-        spot.nested = tuple(t for b in inner if (t := _ttl(b.get("cache_control"))))
+    if (kind == "tool_result" and type(block.get("content")) is not str) or kind == "document":  # str: none inside
+        _nest(spot, block)
     return spot
+
+
+def _nest(spot: _Spot, block: dict[str, Any]) -> None:
+    """The blocks nested in a tool_result's or a document's content, and their breakpoints' TTLs."""
+    inner = _inner(block)
+    spot.inner = len(inner)
+    spot.nested = tuple(t for b in inner if (t := _ttl(b.get("cache_control"))))
 
 
 def _inner(block: dict[str, Any]) -> list[dict[str, Any]]:
@@ -266,17 +288,21 @@ def _text_chars(node: Any) -> int:
     if kind is str:
         return len(node)
     total = 0
-    if kind is list:
+    if kind is dict:
+        if "data" in node and node.get("type") == "base64":
+            return 0
+        for v in node.values():
+            kind = type(v)
+            if kind is str:
+                total += len(v)
+            elif kind is dict or kind is list:
+                total += _text_chars(v)
+        cc = node.get("cache_control")  # counted above with the rest when it is an object: taken back out
+        if type(cc) is dict or type(cc) is list:
+            total -= _text_chars(cc)
+    elif kind is list:
         for v in node:
             total += len(v) if type(v) is str else _text_chars(v)
-    elif kind is dict:
-        if node.get("type") == "base64" and "data" in node:
-            return 0
-        for k, v in node.items():
-            if type(v) is str:
-                total += len(v)
-            elif k != "cache_control" and type(v) in (dict, list):
-                total += _text_chars(v)
     return total
 
 

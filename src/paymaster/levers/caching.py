@@ -31,7 +31,6 @@ entries, and can tell each other's prompts are cached).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -40,6 +39,7 @@ from ..call import Call
 from ..config import Agent, Config
 from ..prefix import prefix_key as cache_key
 from ..prompt_cache import min_cacheable_tokens
+from ..savings import uncached
 from .base import Bill, LeverContext, Services
 from .cache_breakpoints import place_breakpoints
 
@@ -61,11 +61,8 @@ class Caching:
         """Without prompt caching: cache reads and writes at the plain input rate."""
         u = bill.usage
         if not (u.cache_read_tokens or u.cache_write_tokens or u.cache_write_1h_tokens or u.cache_audio_read_tokens):
-            return bill  # nothing read or written from the cache (most calls): no copy to make
-        plain = replace(
-            u, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0, cache_audio_read_tokens=0
-        )
-        return bill if plain == u else Bill(bill.model, plain)
+            return bill  # nothing read or written from the cache: no copy to make
+        return Bill(bill.model, uncached(u))  # one of those counts was not 0: a different usage
 
 
 def make(config: Config, gateway: Services) -> Caching:
