@@ -1,0 +1,267 @@
+"""The batch lever on replicas: `paymaster serve` processes sharing one Redis and one Postgres queue deferred calls
+and agents' batches in Postgres. A job admitted on one replica is sent once, settled once and readable on every
+replica; its worst case stays held in Redis while it is open, through the death of the replica that admitted it
+(another takes over sending and polling once its lease runs out); and real-time calls on every replica beside open
+batches never take an agent over its cap. Before, replicas answered every deferred call and batch with a 400.
+
+Needs Redis and Postgres (tests/services.py): skipped without them, failed under CI. The provider simulator runs in
+this process (the `sim` fixture), so a test can hold its batches open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import signal
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anthropic
+import openai
+import orjson
+import pytest
+import yaml
+from anthropic.types import Message
+
+from paymaster.config import hash_key
+from paymaster.pricing import to_nanos
+from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
+from tests.test_replicas import fleet_file, serve, stop
+
+KEYS = {"olivia": "pm-olivia-batchrep", "mallory": "pm-mallory-batchrep"}
+FAST = {"flush_age_s": 0.05, "poll_s": 0.1}
+ASK = {"model": "claude-haiku-4-5", "max_tokens": 100}
+
+
+def config(tmp: Path, sim: Any, shared: Shared, daily_usd: str = "5", lease: float = 10, wait_s: float = 10) -> Path:
+    agents = {
+        "olivia": {"model": "claude-haiku-4-5", "models": ["claude-haiku-4-5", "gpt-4.1-mini"],
+                   "daily_usd": daily_usd, "max_tokens": 1000, "key_sha256": hash_key(KEYS["olivia"])},
+        "mallory": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(KEYS["mallory"])},
+    }  # fmt: skip
+    path = fleet_file(tmp, sim.url, shared, agents, lease)
+    raw = yaml.safe_load(path.read_text())
+    raw["providers"]["openai"] = {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY"}
+    raw["batch"] = FAST
+    raw["defaults"]["admission_wait_s"] = wait_s
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def anth(port: int, agent: str = "olivia") -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key=KEYS[agent], max_retries=0)
+
+
+def oai(port: int, agent: str = "olivia") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEYS[agent], max_retries=0)
+
+
+def defer(c: anthropic.Anthropic, text: str = "summarise this", tokens: int = 100) -> str:
+    raw = c.messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=tokens,
+        messages=[{"role": "user", "content": f"{text} [sim:tokens={tokens}]"}],
+        extra_headers={"x-paymaster-defer": "true"},
+    )  # fmt: skip
+    assert raw.status_code == 202, raw.http_response.text  # before: 400, no batch queue on replicas
+    return raw.headers["x-paymaster-job-id"]
+
+
+def job(c: anthropic.Anthropic, job_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = c.get(f"/v1/paymaster/jobs/{job_id}", cast_to=object)
+    return out
+
+
+def wait_for(what: Any, ok: Any, timeout: float = 20.0) -> Any:
+    end = time.time() + timeout
+    while True:
+        got = what()
+        if ok(got) or time.time() > end:
+            return got
+        time.sleep(0.05)
+
+
+def sent_ids(sim: Any) -> list[str]:
+    """Every custom_id the provider's batch APIs received (one entry per time it was sent)."""
+    anth_ids = [r["custom_id"] for b in sim.anthropic_batches.batches.values() for r in b.requests]
+    return anth_ids + [ln["custom_id"] for b in sim.openai_batches.batches.values() for ln in b.lines]
+
+
+def settled_clean(shared: Shared) -> None:
+    """Nothing pending in Postgres and nothing held in Redis."""
+    wait_for(lambda: (shared.pg("SELECT count(*) FROM pending")[0][0], shared.held()), lambda x: x == (0, 0), 5)
+    assert shared.pg("SELECT id, owner FROM pending") == []
+    assert shared.held() == 0
+
+
+def test_a_deferred_call_admitted_on_one_replica_is_sent_once_settled_once_and_readable_on_another(
+    sim: Any, tmp_path: Path, shared: Shared
+) -> None:
+    procs, (a, b) = serve(config(tmp_path, sim, shared), 2)
+    try:
+        job_id = defer(anth(a))
+        assert shared.held() > 0  # its worst case at batch prices is in the shared budget
+        done = wait_for(lambda: job(anth(b), job_id), lambda j: j["status"] not in ("queued", "submitted"))
+        assert done["status"] == "succeeded", done
+        msg = anth(b).get(f"/v1/paymaster/jobs/{job_id}/result", cast_to=Message)
+        assert isinstance(msg, Message) and msg.content[0].type == "text"
+        assert sent_ids(sim).count(job_id) == 1
+        rows = shared.pg("SELECT status, route, cost_nanos, worst_nanos FROM ledger WHERE id = $1", job_id)
+        assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["route"] == "batch"
+        assert 0 < rows[0]["cost_nanos"] <= rows[0]["worst_nanos"]
+        assert str(rows[0]["cost_nanos"]) == str(to_nanos(Decimal(done["cost_usd"])))
+        settled_clean(shared)
+        listed = anth(a).get("/v1/paymaster/jobs", cast_to=object)
+        assert [j["id"] for j in listed["data"]] == [job_id]  # type: ignore[index]
+        with pytest.raises(anthropic.NotFoundError):  # another agent, on either replica
+            job(anth(b, "mallory"), job_id)
+    finally:
+        stop(procs)
+
+
+def test_batches_made_through_one_replicas_batch_apis_complete_and_read_back_on_the_other(
+    sim: Any, tmp_path: Path, shared: Shared
+) -> None:
+    procs, (a, b) = serve(config(tmp_path, sim, shared), 2)
+    try:
+        reqs = [{"custom_id": f"doc-{i}", "params": {**ASK, "messages": [{"role": "user", "content": f"doc {i}"}]}}
+                for i in range(3)]  # fmt: skip
+        mb = anth(b).messages.batches.create(requests=reqs)  # type: ignore[arg-type]
+        mb = wait_for(lambda: anth(a).messages.batches.retrieve(mb.id), lambda x: x.processing_status == "ended")
+        assert mb.request_counts.succeeded == 3
+        results = {r.custom_id: r.result.type for r in anth(a).messages.batches.results(mb.id)}
+        assert results == {f"doc-{i}": "succeeded" for i in range(3)}
+        assert [x.id for x in anth(b).messages.batches.list()] == [mb.id]
+
+        ask = {"model": "gpt-4.1-mini", "max_tokens": 50}
+        lines = [{"custom_id": f"q-{i}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {**ask, "messages": [{"role": "user", "content": f"q {i}"}]}} for i in range(2)]  # fmt: skip
+        data = b"\n".join(orjson.dumps(x) for x in lines)
+        f = oai(a).files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
+        ob = oai(b).batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        ob = wait_for(lambda: oai(a).batches.retrieve(ob.id), lambda x: x.status == "completed")
+        assert ob.status == "completed" and ob.request_counts is not None and ob.request_counts.completed == 2
+        assert ob.output_file_id is not None
+        out = [orjson.loads(x) for x in oai(b).files.content(ob.output_file_id).read().splitlines()]
+        assert sorted(x["custom_id"] for x in out) == ["q-0", "q-1"]
+        assert all(x["response"]["status_code"] == 200 for x in out)
+        with pytest.raises(openai.NotFoundError):
+            oai(a, "mallory").batches.retrieve(ob.id)
+
+        booked = shared.pg("SELECT count(*), count(DISTINCT id) FROM ledger WHERE route = 'batch'")[0]
+        assert tuple(booked) == (5, 5)  # each request booked once
+        assert sorted(sent_ids(sim)) == sorted(set(sent_ids(sim))) and len(sent_ids(sim)) == 5  # each sent once
+        settled_clean(shared)
+    finally:
+        stop(procs)
+
+
+def test_a_replica_killed_with_a_job_open_leaves_the_hold_in_place_and_another_takes_over_and_settles_it(
+    sim: Any, tmp_path: Path, shared: Shared
+) -> None:
+    sim.anthropic_batches.faults.hold = True  # the provider's batch stays open until released
+    path = config(tmp_path, sim, shared, lease=1.5)
+    (pa,), (a,) = serve(path, 1)
+    procs = [pa]
+    try:
+        job_id = defer(anth(a))
+        sub = wait_for(lambda: shared.pg("SELECT submission FROM batch_jobs")[0][0], lambda s: s.startswith("sub_"))
+        assert sub.startswith("sub_")  # in the provider's hands (not only claimed for sending)
+        got = job(anth(a), job_id)
+        worst = to_nanos(Decimal(got["reserved_usd"]))
+        held = shared.held()
+        assert held == 4 * worst  # agent day and month, fleet day and month
+        pa.send_signal(signal.SIGKILL)
+        pa.wait(10)
+        pb, (b,) = serve(path, 1)
+        procs.append(pb[0])
+        time.sleep(4)  # a's lease ran out: b reaped it and took over the queue
+        assert shared.pg("SELECT count(*) FROM replicas")[0][0] == 1
+        assert shared.held() == held  # the job's hold survived its replica (not booked as a crashed call)
+        assert shared.pg("SELECT owner FROM pending WHERE id = $1", job_id)[0][0] == "batch"
+        assert shared.pg("SELECT count(*) FROM ledger")[0][0] == 0
+        sim.anthropic_batches.faults.hold = False
+        done = wait_for(lambda: job(anth(b), job_id), lambda j: j["status"] not in ("queued", "submitted"))
+        assert done["status"] == "succeeded", done
+        assert sent_ids(sim).count(job_id) == 1  # polled by b, never sent again
+        rows = shared.pg("SELECT status FROM ledger WHERE id = $1", job_id)
+        assert [r[0] for r in rows] == ["ok"]
+        settled_clean(shared)
+    finally:
+        sim.anthropic_batches.faults.hold = False
+        stop(procs)
+
+
+def test_real_time_calls_on_both_replicas_beside_open_batches_never_take_the_agent_over_its_cap(
+    sim: Any, tmp_path: Path, shared: Shared
+) -> None:
+    """Seeded random attack: deferred jobs (held open at the provider) and real-time calls, each answering its
+    full max_tokens, fired at both replicas at once; the jobs then end. Were a job's hold not counted by the
+    other replica, the real-time calls admitted beside it would take the ledger over the cap."""
+    rng = random.Random(20261202)
+    cap = "0.02"
+    sim.anthropic_batches.faults.hold = True
+    procs, ports = serve(config(tmp_path, sim, shared, daily_usd=cap, wait_s=0.5), 2)
+    headers = {"x-api-key": KEYS["olivia"], "anthropic-version": "2023-06-01"}
+
+    async def one(session: aiohttp.ClientSession, i: int) -> int:
+        deferred = rng.random() < 0.4
+        tokens = rng.choice((200, 400, 800))
+        body = {"model": "claude-haiku-4-5", "max_tokens": tokens,
+                "messages": [{"role": "user", "content": f"call {i} [sim:tokens={tokens}]"}]}  # fmt: skip
+        h = {**headers, **({"x-paymaster-defer": "true"} if deferred else {})}
+        async with session.post(f"http://127.0.0.1:{ports[i % 2]}/v1/messages", json=body, headers=h) as r:
+            await r.read()
+            return r.status
+
+    async def attack() -> list[int]:
+        async with aiohttp.ClientSession() as session:
+            return list(await asyncio.gather(*(one(session, i) for i in range(80))))
+
+    try:
+        statuses = asyncio.run(attack())
+        assert 202 in statuses and 200 in statuses and {402, 429} & set(statuses), statuses
+        assert set(statuses) <= {200, 202, 402, 429}, statuses
+        jobs = shared.pg("SELECT id, worst_nanos FROM batch_jobs")
+        assert len(jobs) == statuses.count(202)
+        spent, held = 0, 0
+        for k in shared.redis.scan_iter("pm:w:day:*:olivia"):
+            spent, held = int(shared.redis.hget(k, "spent") or 0), int(shared.redis.hget(k, "held") or 0)
+        assert held >= sum(j["worst_nanos"] for j in jobs)  # every open job still held
+        assert spent + held <= to_nanos(Decimal(cap))
+        sim.anthropic_batches.faults.hold = False
+        wait_for(lambda: shared.pg("SELECT count(*) FROM batch_jobs WHERE status IN ('queued', 'submitted')")[0][0],
+                 lambda n: n == 0, 30)  # fmt: skip
+        settled_clean(shared)
+        total = shared.pg("SELECT COALESCE(SUM(cost_nanos), 0) FROM ledger WHERE agent = 'olivia'")[0][0]
+        assert 0 < total <= to_nanos(Decimal(cap))
+        ids = shared.pg("SELECT id FROM ledger WHERE route = 'batch'")
+        assert sorted(r[0] for r in ids) == sorted(j["id"] for j in jobs)  # every job booked once
+    finally:
+        sim.anthropic_batches.faults.hold = False
+        stop(procs)
+
+
+def test_a_replica_stopped_cleanly_hands_over_its_open_jobs(sim: Any, tmp_path: Path, shared: Shared) -> None:
+    """A restart (SIGTERM, then a new process): the job queued on the old one is settled by the new one."""
+    sim.anthropic_batches.faults.hold = True
+    path = config(tmp_path, sim, shared, lease=1.5)
+    procs, (a,) = serve(path, 1)
+    try:
+        job_id = defer(anth(a))
+        wait_for(lambda: job(anth(a), job_id), lambda j: j["status"] == "submitted")
+        stop(procs)
+        held = shared.held()
+        assert held > 0
+        procs, (b,) = serve(path, 1)
+        sim.anthropic_batches.faults.hold = False
+        done = wait_for(lambda: job(anth(b), job_id), lambda j: j["status"] not in ("queued", "submitted"))
+        assert done["status"] == "succeeded", done
+        assert [r[0] for r in shared.pg("SELECT status FROM ledger WHERE id = $1", job_id)] == ["ok"]
+        settled_clean(shared)
+    finally:
+        sim.anthropic_batches.faults.hold = False
+        stop(procs)
