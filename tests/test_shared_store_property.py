@@ -51,12 +51,8 @@ async def scenario(shared: Shared, steps: list[tuple]) -> None:
     async def reset() -> None:
         c = await asyncpg.connect(shared.postgres_url)
         try:
-            for t in (
-                "ledger", "pending", "replicas", "events", "fleet_agents", "fleet_keys", "fleet_version",
-                "responses", "conversations",
-            ):  # fmt: skip
-                await c.execute(f"DROP TABLE IF EXISTS {t}")
-            await c.execute("DROP TABLE IF EXISTS migrations")
+            for r in await c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
+                await c.execute(f'DROP TABLE IF EXISTS "{r[0]}"')  # every migration's tables, the list included
         finally:
             await c.close()
 
