@@ -14,6 +14,7 @@ import asyncio
 import io
 import random
 import signal
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -265,3 +266,83 @@ def test_a_replica_stopped_cleanly_hands_over_its_open_jobs(sim: Any, tmp_path: 
     finally:
         sim.anthropic_batches.faults.hold = False
         stop(procs)
+
+
+def test_a_job_whose_sender_died_before_the_provider_answered_is_booked_at_its_worst_case_never_sent_again(
+    sim: Any, tmp_path: Path, shared: Shared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider got the batch but the replica sending it died before recording its id: nobody can read its
+    results, so the job is booked at its worst case, flagged for reconciliation — not zero, not sent twice."""
+    arrived = threading.Event()
+    create = sim.anthropic_batches.create
+
+    def slow(raw: bytes, base: str) -> Any:
+        arrived.set()
+        time.sleep(3)  # the sender is killed meanwhile; the provider still makes the batch
+        return create(raw, base)
+
+    monkeypatch.setattr(sim.anthropic_batches, "create", slow)
+    path = config(tmp_path, sim, shared, lease=1.5)
+    procs, (a,) = serve(path, 1)
+    try:
+        job_id = defer(anth(a))
+        assert arrived.wait(10)
+        worst = int(shared.pg("SELECT worst_nanos FROM batch_jobs WHERE id = $1", job_id)[0][0])
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        more, (b,) = serve(path, 1)
+        procs += more
+        done = wait_for(lambda: job(anth(b), job_id), lambda j: j["status"] not in ("queued", "submitted"))
+        assert done["status"] == "errored" and "worst case" in str(done["error"]), done
+        rows = shared.pg("SELECT status, cost_nanos, reconcile FROM ledger WHERE id = $1", job_id)
+        assert [tuple(r) for r in rows] == [("crashed", worst, 1)]
+        settled_clean(shared)
+        time.sleep(1)
+        assert sent_ids(sim).count(job_id) == 1
+    finally:
+        stop(procs)
+
+
+def test_a_replica_dying_between_writing_a_job_and_handing_its_redis_hold_over_leaves_the_hold_to_the_queue(
+    shared: Shared,
+) -> None:
+    """The reaper of a gone replica releases the Redis holds it owned — except those whose pending rows passed to
+    the queue in the meantime: those it hands to the queue's owner, held until the job settles."""
+    from zoneinfo import ZoneInfo
+
+    from paymaster.batch.pg_queue import PgQueue
+    from paymaster.batch.queue import Job
+    from paymaster.store.journal import Reservation
+    from paymaster.store.shared import SharedStore
+
+    day, month = time.strftime("%Y-%m-%d", time.gmtime()), time.strftime("%Y-%m", time.gmtime())
+    spec = [("olivia", "day", day, None), ("olivia", "month", month, None), (None, "day", day, None),
+            (None, "month", month, None)]  # fmt: skip
+
+    async def run() -> None:
+        a, b = (SharedStore(shared.redis_url, shared.postgres_url, ZoneInfo("UTC"), lease_s=0.5) for _ in range(2))
+        await a.open()
+        await b.open()
+        await a.hold(Reservation("pm_job", "olivia", time.time(), "claude-haiku-4-5", "anthropic", day, month, 1000))
+        assert (await a.take("pm_job", spec, 1000))[0] == 1
+        j = Job(id="pm_job", agent="olivia", api="anthropic", target_api="anthropic", provider="anthropic",
+                model="claude-haiku-4-5", model_requested="claude-haiku-4-5", body=b"{}", status="queued",
+                worst_nanos=1000, max_tokens=10, day=day, month=month, created=time.time())  # fmt: skip
+        q = PgQueue(shared.postgres_url, a.replica, 0.5)
+        await asyncio.to_thread(q.add, [j])  # Postgres's half of the hand-over; a dies before Redis's
+        q.close()
+        for t in a._tasks:
+            t.cancel()
+        await asyncio.sleep(1.2)
+        await b.reap()
+        await b.aclose()
+        await a.pg.close()
+        await a.counters.close()
+        a.reader.close()
+
+    asyncio.run(run())
+    assert shared.held() == 4 * 1000  # still held: not released as a call that was never sent
+    assert shared.redis.hget("pm:r:pm_job", "owner") == b"batch"
+    assert [tuple(r) for r in shared.pg("SELECT owner FROM pending")] == [("batch",)]
+    assert shared.pg("SELECT count(*) FROM ledger")[0][0] == 0
+    assert shared.pg("SELECT count(*) FROM replicas WHERE id = $1", "batch")[0][0] == 0
