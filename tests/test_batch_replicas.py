@@ -31,6 +31,7 @@ from anthropic.types import Message
 from paymaster.config import hash_key
 from paymaster.pricing import to_nanos
 from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
+from tests.test_batch_api import wait
 from tests.test_replicas import fleet_file, serve, stop
 
 KEYS = {"olivia": "pm-olivia-batchrep", "mallory": "pm-mallory-batchrep"}
@@ -77,12 +78,7 @@ def job(c: anthropic.Anthropic, job_id: str) -> dict[str, Any]:
 
 
 def wait_for(what: Any, ok: Any, timeout: float = 20.0) -> Any:
-    end = time.time() + timeout
-    while True:
-        got = what()
-        if ok(got) or time.time() > end:
-            return got
-        time.sleep(0.05)
+    return wait(what, ok, timeout)
 
 
 def sent_ids(sim: Any) -> list[str]:
