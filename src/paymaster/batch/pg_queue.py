@@ -17,6 +17,7 @@ SQLite queue's tables and methods (queue.py), and what several replicas sharing 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,7 @@ import asyncpg
 from ..store.postgres import LEDGER_INSERT, ledger_values
 from ..store.queries import numbered
 from ..store.row import LedgerRow
-from ..store.shared import BATCH_OWNER, Reader
+from ..store.shared import BATCH_OWNER, Reader, StoreDown
 from .queue import CLAIM, COLS, INSERT_JOB, INSERT_SUBMISSION, SUBMITTED, Job, Queue
 
 Settlement = tuple[Job, LedgerRow, str, str]  # the job (its outcome set), its ledger row, the status and
@@ -40,6 +41,9 @@ class PgQueue(Queue):
         self.lease_s = lease_s
 
     def close(self) -> None:
+        """Give up the lease (another replica takes over at its next tick, not after the lease) and disconnect."""
+        with contextlib.suppress(StoreDown):
+            self.write("DELETE FROM batch_leader WHERE owner = ?", (self.replica,))
         self.db.close()
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -149,6 +149,9 @@ class Queue:
                             conn.execute(stmt)
                     conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
 
+    def close(self) -> None:
+        """Nothing of its own to close: the connection is the ledger's."""
+
     def tx(self) -> _Tx:
         return _Tx(self.conn)
 

@@ -73,6 +73,9 @@ class Batches:
         self._posts: set[asyncio.Task[bool]] = set()
         self.restored = self.restore() if self.shared is None else 0  # replicas: the holds never left Redis
 
+    def close(self) -> None:
+        self.queue.close()
+
     # -- admission
 
     async def admit(self, call: Call, ctx: LeverContext, source: dict[str, Any], deadline: float | None,
