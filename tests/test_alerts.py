@@ -219,3 +219,27 @@ def test_alert_settings_are_checked():
     ]:
         with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
             config(bad)
+
+
+def test_a_restart_posts_neither_the_stored_events_nor_a_threshold_crossed_before_it(gateway, receiver, tmp_path):
+    """The event stream keeps the latest events across a restart (for Last-Event-ID replays); the webhooks were
+    sent them already and get only events published after the start — and a threshold crossed before the
+    restart is not crossed again by the next call."""
+    r, url = receiver()
+    spec = {
+        "ledger": str(tmp_path / "restart.db"),
+        "agents": {"alice": {"model": "claude-haiku-4-5", "daily_usd": 0.004, "monthly_usd": 50}},
+        "alerts": {"thresholds": {"alice": [0.2, 0.4]}, "webhooks": [hook(url, events=["budget.threshold"])]},
+    }
+    first = gateway(**spec)
+    ask(first)  # ~$0.001 of $0.004: past 0.2
+    r.wait(1)
+    time.sleep(0.3)
+    assert [orjson.loads(p["body"])["threshold"] for p in r.got] == [0.2]
+    first.srv.stop()
+    second = gateway(**spec)
+    assert any(b"budget.threshold" in f for _, f in second.gw.board.history)  # replayable on the stream
+    ask(second)  # ~$0.002: past 0.4
+    r.wait(2)
+    time.sleep(0.5)
+    assert [orjson.loads(p["body"])["threshold"] for p in r.got] == [0.2, 0.4]  # each threshold posted once

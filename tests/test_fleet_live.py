@@ -74,8 +74,13 @@ def test_an_agent_added_at_run_time_calls_with_its_key_shown_once(live: Any) -> 
     assert r.status_code == 201, r.text
     key = r.json()["key"]
     assert ask(g.claude(key)).content[0].type == "text"
+    as_agent = httpx2.get(g.url + "/admin/agents", headers={"authorization": f"Bearer {key}"})
+    assert as_agent.status_code == 403, as_agent.text  # an agent's key, issued at run time: not an admin's
+    assert httpx2.get(g.url + "/admin/agents", headers={"authorization": "Bearer pm-nobody"}).status_code == 401
     listed = g.admin("GET", "/admin/keys", None).json()["keys"]
     assert key not in str(listed) and any(k["agent"] == "carol" and k["live"] for k in listed)
+    assert [k["agent"] for k in g.admin("GET", "/admin/keys?agent=carol").json()["keys"]] == ["carol"]
+    assert g.admin("GET", "/admin/keys?agent=nobody").status_code == 404  # not an empty list: no such agent
     assert g.gw.store.conn.execute("SELECT count(*) FROM fleet_keys WHERE hash = ?", (key,)).fetchone()[0] == 0
     bad = g.admin("POST", "/admin/agents", {"name": "dave", "model": "no-such-model"})
     assert bad.status_code == 400 and "no-such-model" in bad.text
@@ -89,6 +94,7 @@ def test_a_rotated_key_works_for_its_grace_period_then_not_and_a_revoked_key_at_
     assert r.status_code == 201, r.text
     new = r.json()["key"]
     ask(g.claude(new))
+    assert httpx2.get(g.url + "/admin/agents", headers={"authorization": f"Bearer {new}"}).status_code == 403
     ask(g.claude(old))  # within the grace period
     time.sleep(1.1)
     with pytest.raises(anthropic.AuthenticationError):

@@ -58,3 +58,75 @@ def test_a_response_made_on_one_replica_is_its_agents_alone_on_every_replica(
             client(a, "olivia").responses.retrieve(first.id)
     finally:
         stop(procs)
+
+
+def ledger_rows(shared: Shared) -> list[dict]:
+    """The Responses calls' ledger rows, read from Postgres after the replicas stopped (all settled)."""
+    return [dict(r) for r in shared.pg("SELECT * FROM ledger WHERE api = 'responses' ORDER BY seq")]
+
+
+def test_a_conversation_grown_on_one_replica_is_bounded_by_its_new_size_on_the_other(
+    sim,  # the in-process simulator: its token delay can be set while the replicas call it
+    tmp_path: Path,
+    shared: Shared,
+) -> None:
+    """API reference, responses.create `conversation`: the conversation's items are prepended to the input and
+    each response's items are appended to it. A load balancer sends a conversation's calls to any replica: a
+    replica that served it before must not bound the next call by the size it saw then, and a call that starts
+    while another is in flight on the conversation through another replica is of unknown size. Every call's
+    bill must fit its hold."""
+    import threading
+
+    import httpx2
+
+    from tests.conftest import PROVIDER_KEY
+
+    agents = {"olivia": {"model": "gpt-4.1-mini", "daily_usd": "5", "key_sha256": hash_key(KEYS["olivia"])}}
+    path = fleet_file(tmp_path, sim.url, shared, agents)
+    raw = yaml.safe_load(path.read_text())
+    raw["providers"]["openai"] = {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY"}
+    path.write_text(yaml.safe_dump(raw))
+    conv = httpx2.post(sim.url + "/v1/conversations", json={}, headers={"authorization": f"Bearer {PROVIDER_KEY}"})
+    conv_id = conv.json()["id"]
+    procs, (a, b) = serve(path, 2)
+    try:
+
+        def ask(port: int, text: str) -> None:
+            client(port, "olivia").responses.create(
+                model="gpt-4.1-mini", conversation=conv_id, input=text, max_output_tokens=16
+            )
+
+        ask(a, "hello")  # replica a learns the conversation's (small) size
+        ask(b, "the figures for the quarter " * 4000)  # ~24,000 tokens more, through b
+        time.sleep(0.5)
+        ask(a, "and now?")  # a must bound it by the grown size
+
+        sim.token_delay = 0.02
+        try:
+
+            def long_call() -> None:
+                with client(a, "olivia").responses.stream(
+                    model="gpt-4.1-mini", conversation=conv_id, max_output_tokens=100,
+                    input="more figures for the year " * 4000 + " [sim:tokens=60]",
+                ) as s:  # fmt: skip
+                    for _ in s:
+                        pass
+
+            t = threading.Thread(target=long_call)
+            t.start()
+            deadline = time.time() + 5
+            while not any("more figures" in str(q["body"]) for q in list(sim.requests)) and time.time() < deadline:
+                time.sleep(0.01)
+            ask(b, "and meanwhile?")  # in flight through a: its size is unknown to b
+            t.join()
+        finally:
+            sim.token_delay = 0.0
+        time.sleep(0.5)
+        ask(b, "and finally?")
+        time.sleep(0.5)
+    finally:
+        stop(procs)
+    rows = ledger_rows(shared)
+    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows), rows
+    for row in rows:
+        assert row["cost_nanos"] <= row["worst_nanos"], row

@@ -289,3 +289,41 @@ def test_cascades_never_take_an_agent_past_its_cap(gateway, sim):
     rows = gw.ledger("alice")
     assert refused and sum(r["cost_nanos"] for r in rows) <= 10_000_000  # $0.01 in nano-dollars
     assert Decimal(gw.admin("/admin/agents/alice").json()["remaining_daily_usd"]) >= 0
+
+
+def test_cascade_savings_net_every_attempt_against_the_top_tier(gateway, sim):
+    """A passing attempt is credited (to routing) the top tier's price for its usage less its own cost; a failed
+    attempt has no counterfactual, so its whole cost is a negative saving. Over the ledger, baseline - actual is
+    exactly what the cascades saved net of every attempt (savings.py rules)."""
+    from paymaster.call import Usage
+    from paymaster.pricing import to_nanos
+
+    gw = cascade_gateway(gateway)
+    top = gw.gw.rates_of("claude-opus-4-8")
+
+    def on_top(r: dict) -> int:
+        return to_nanos(top.cost(Usage(r["input_tokens"], r["output_tokens"])))
+
+    extract(gw)  # light passes
+    sim.flaws.set(LIGHT, 1.0)
+    extract(gw)  # light fails, standard passes
+    sim.flaws.set("claude-sonnet-4-6", 1.0)
+    extract(gw)  # both fail: the top tier answers
+    rows = [r for r in gw.ledger("alice") if r["status"] != "cascade"]
+    assert [r["model"] for r in rows] == [
+        LIGHT,
+        LIGHT,
+        "claude-sonnet-4-6",
+        LIGHT,
+        "claude-sonnet-4-6",
+        "claude-opus-4-8",
+    ]
+    saved = [json.loads(r["savings"] or "{}").get("routing", 0) for r in rows]
+    passed, failed_light, passed_std, failed_a, failed_b, top_row = zip(rows, saved, strict=True)
+    for row, s in (passed, passed_std):
+        assert s == on_top(row) - row["cost_nanos"] > 0 and row["baseline_cost_nanos"] == on_top(row)
+    for row, s in (failed_light, failed_a, failed_b):
+        assert s == -row["cost_nanos"] < 0 and row["baseline_cost_nanos"] == 0
+    assert top_row[1] == 0 and top_row[0]["baseline_cost_nanos"] == top_row[0]["cost_nanos"]
+    answers = [r for r in gw.ledger("alice") if r["status"] == "cascade"]
+    assert len(answers) == 2 and all(r["baseline_cost_nanos"] == 0 for r in answers)  # nothing counted twice

@@ -59,8 +59,8 @@ async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
     elif not key:
         raise Unauthorized("missing admin key")
     elif gw.config.admin_key_hash is None or not hmac.compare_digest(hash_key(key), gw.config.admin_key_hash):
-        if gw.config.agent_by_key(key) is not None:
-            raise Forbidden("an agent key cannot read admin endpoints")
+        if gw.config.agent_by_key(key) is not None or (gw.fleet is not None and gw.fleet.known(key) is not None):
+            raise Forbidden("an agent key cannot read admin endpoints")  # run-time keys (fleet/live.py) too
         raise Unauthorized("invalid admin key")
     path = scope["path"]
     if path.startswith("/admin/ledger/") and path.endswith("/reconcile"):

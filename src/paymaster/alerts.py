@@ -19,6 +19,8 @@ constant time, and refuses timestamps too far from its clock (replays). Delivery
 the blackboard hands events to a queue, each webhook has its own task and bounded backlog (the oldest
 event is dropped, with a log line, past `MAX_BACKLOG`). A connection failure, timeout, 408, 429 or
 5xx is retried `retries` times, `backoff_s` doubling each time up to 60 s; other answers are final.
+Webhooks get the events published after the gateway started (the stored history was posted before a
+restart); on replicas, each event is posted by one replica (store/shared_events.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,12 +43,14 @@ from .burn import project
 from .config import Config, Provider, Webhook
 from .pricing import usd_str
 from .providers.transport import Target, Transport, UpstreamError, open_transport
+from .store.shared import OUTAGES
 
 log = logging.getLogger("paymaster")
 
 MAX_BACKLOG = 1000
 MAX_BACKOFF_S = 60.0
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+POST_CLAIM_S = 86400.0  # replicas: how long an event's "posted by one replica" claim is kept
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -168,6 +172,8 @@ class Alerts:
         self.config, self.board, self.budget, self.clock = config, board, budget, clock
         self.deliveries = [Delivery(h, clock) for h in config.alerts.webhooks]
         self._projected: set[Any] = set()
+        # replicas: True for the first replica to claim a name (Redis); each event is posted by one replica
+        self.claim: Callable[[str, float], Awaitable[bool]] | None = None
 
     def tasks(self) -> list[asyncio.Task[None]]:
         out = [asyncio.create_task(d.run()) for d in self.deliveries]
@@ -178,10 +184,16 @@ class Alerts:
         return out
 
     async def _forward(self) -> None:
-        q = self.board.subscribe(0)
+        q = self.board.subscribe(self.board.last_id)  # not the stored history: it was posted before a restart
         try:
             while True:
                 seq, frame = await q.get()
+                if self.claim is not None:
+                    try:
+                        if not await self.claim(f"post:{seq}", POST_CLAIM_S):
+                            continue  # another replica posts it
+                    except OUTAGES:
+                        pass  # Redis down: posted here too (a duplicate, never a lost alert)
                 with contextlib.suppress(ValueError, IndexError):
                     event = orjson.loads(frame.split(b"\ndata: ", 1)[1])
                     for d in self.deliveries:
@@ -214,6 +226,7 @@ class Alerts:
                 self._projected.add(w.key)
                 self.board.publish(
                     "budget.projected",
+                    once=f"budget.projected:{w.key.period}:{w.key.value}:{w.key.agent or ''}",
                     agent=agent if w.scope == "agent" else None,
                     window=w.label,
                     spent_usd=usd_str(spent),

@@ -59,6 +59,7 @@ from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .response_book import ResponseBook
 from .settle import Settler, answered
 from .store import shared_events
+from .store.redis import ConversationFlights
 from .store.row import LedgerRow
 from .store.shared import SharedStore
 from .store.sqlite import SQLiteStore
@@ -120,7 +121,11 @@ class Gateway:
         )
         self.admission = Admission(config, self.budget, self.rates_of)
         # the Responses API's stored responses: owners, context sizes (replicas: in Postgres, for all of them)
-        self.book = ResponseBook(config.ledger, self.store.pg if isinstance(self.store, SharedStore) else None)
+        self.book = (
+            ResponseBook(config.ledger, self.store.pg, ConversationFlights(self.store.counters.redis))
+            if isinstance(self.store, SharedStore)
+            else ResponseBook(config.ledger)
+        )
         self.limits = Limits(self.board)  # denial-of-wallet limits; charged tokens as calls settle
         if isinstance(self.store, SharedStore):
             self.limits.shared = RedisLimits(self.store.counters.redis, self.store.replica)
@@ -175,6 +180,7 @@ class Gateway:
     async def start(self) -> None:
         if isinstance(self.store, SharedStore):
             await shared_events.connect(self.store, self.board)
+            self.alerts.claim = self.store.counters.claim
         await self.fleet.start()
         self.spawn(self._tick())
         self.spawn(self.batches.run())

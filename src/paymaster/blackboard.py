@@ -54,13 +54,21 @@ class Blackboard:
         self._seq = 0
         self.history: deque[tuple[int, bytes]] = deque(maxlen=history)
         self._subscribers: set[asyncio.Queue[tuple[int, bytes]]] = set()
-        self.sink: Callable[[float, str, bytes], None] | None = None  # a shared event store (ids come back from it)
+        # a shared event store (ids come back from it): sink(ts, kind, payload, once)
+        self.sink: Callable[[float, str, bytes, str | None], None] | None = None
 
-    def publish(self, kind: str, **data: Any) -> None:
+    @property
+    def last_id(self) -> int:
+        """The id of the latest event delivered (0: none yet)."""
+        return self._seq
+
+    def publish(self, kind: str, /, *, once: str | None = None, **data: Any) -> None:
+        """Publish an event. `once` names an event that must go out once however many replicas decide it (a
+        threshold crossed, a projection): a shared store keeps the first and drops the others."""
         ts = time.time()
         payload = orjson.dumps({"type": kind, "ts": ts, **data})
         if self.sink is not None:  # stored first; `deliver` runs when the store announces it, with its global id
-            self.sink(ts, kind, payload)
+            self.sink(ts, kind, payload, once)
             return
         self.deliver(self._seq + 1, kind, payload)
 
@@ -119,7 +127,7 @@ def stored_events(store: EventStore, board: Blackboard) -> None:
     for seq, kind, data in store.events_after(0, board.history.maxlen or 1000):
         board.deliver(seq, kind, data.encode())
 
-    def sink(ts: float, kind: str, payload: bytes) -> None:
+    def sink(ts: float, kind: str, payload: bytes, _once: str | None) -> None:  # one process decides each once
         try:
             seq = store.add_event(ts, kind, payload)
         except Exception:  # a ledger that cannot be written (it says so itself): the event still goes out

@@ -173,6 +173,7 @@ class Budget:
         self.open: dict[str, Ticket] = {}
         self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
         self._alerted: set[tuple[WindowKey, Decimal]] = set()
+        self._spent_before: dict[WindowKey, int] = {}  # a window's spend when this process first read it
         self._alert_from: dict[tuple[int, tuple[Decimal, ...]], int] = {}  # (cap, thresholds) → where the lowest starts
         self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
@@ -216,6 +217,7 @@ class Budget:
         c = self.counters.get(key)
         if c is None:
             c = self.counters[key] = [self.store.spend(key.agent, key.period, key.value), 0]
+            self._spent_before[key] = c[0]  # thresholds this spend reached were crossed (and alerted) before a start
         return c
 
     # -- admit / settle ----------------------------------------------------------------------------
@@ -513,8 +515,11 @@ class Budget:
             for th in ths:
                 if share >= th and (w.key, th) not in self._alerted:
                     self._alerted.add((w.key, th))
+                    if self._spent_before.get(w.key, 0) >= th * w.cap:
+                        continue  # crossed before this process started: published then
                     self.board.publish(
                         "budget.threshold",
+                        once=f"budget.threshold:{w.key.period}:{w.key.value}:{th}:{w.key.agent or ''}",
                         agent=agent if w.scope == "agent" else None,
                         window=w.label,
                         threshold=float(th),

@@ -15,7 +15,11 @@ A conversation grows with every response made in it (its input and output items 
 response completes, `store: false` or not), so while a call naming it is in flight the book cannot know its
 size: a second call on it then is bounded by the model's window, and a call that overlapped another on the
 same conversation adds its figure to the conversation's instead of replacing it (`begin` / `end` bracket each
-call, from reading the book to after its settlement; per replica).
+call, from reading the book to after its settlement). On replicas the count is kept in Redis across replicas
+(`join` / `end`, store/redis.py `ConversationFlights`): a call joins before the size is read and leaves once
+the size its settlement wrote is in Postgres, so a call through one replica while another is in flight
+through another is bounded by the window, and a conversation's size is always read from Postgres (a replica's
+memory of it goes stale when another replica grows it).
 
 One small SQLite file next to the ledger (`<ledger>.responses`), so chains and ownership survive a restart.
 With a shared ledger (replicas on Postgres) the book is in Postgres (`responses`, `conversations`), so every
@@ -36,6 +40,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .store import local_ledger
+from .store.shared import OUTAGES, StoreDown
 from .wire.responses import response_id, stored_reference
 
 if TYPE_CHECKING:
@@ -67,8 +72,22 @@ class SharedBook(Protocol):
     async def response_forget(self, rid: str) -> None:
         """Drop a deleted response."""
 
-    async def conversation_record(self, conv: str, agent: str, tokens: int | None) -> None:
-        """Record a conversation's size after a response made in it (None: unknown)."""
+    async def conversation_record(self, conv: str, agent: str, tokens: int | None, add: bool = False) -> None:
+        """Record a conversation's size after a response made in it (None: unknown); `add`: add `tokens` to
+        the recorded size rather than replace it."""
+
+
+class Flights(Protocol):
+    """Calls in flight per conversation across replicas (store/redis.py `ConversationFlights`)."""
+
+    async def join(self, conv: str) -> int:
+        """Count a call in; how many are in flight on `conv` now, this one included."""
+
+    async def overlapped(self, conv: str) -> bool:
+        """Whether two calls were in flight on `conv` at once since its count was last zero."""
+
+    async def leave(self, conv: str) -> None:
+        """Count a call out."""
 
 
 class ResponseBook:
@@ -76,9 +95,12 @@ class ResponseBook:
 
     name = "responses"
 
-    def __init__(self, ledger: str, shared: SharedBook | None = None) -> None:
+    def __init__(self, ledger: str, shared: SharedBook | None = None, flights: Flights | None = None) -> None:
         self.shared = shared
+        self.flights = flights
         self._writes: set[asyncio.Task[None]] = set()
+        self._growing: dict[str, set[asyncio.Task[None]]] = {}  # conversation → its size's writes under way
+        self.joined: dict[int, str] = {}  # id(request body) → the conversation it is counted in flight on (replicas)
         local = local_ledger(ledger)
         path = ":memory:" if local is None else local + ".responses"
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -114,7 +136,8 @@ class ResponseBook:
 
     async def stored_anywhere(self, kind: str, ref: str) -> tuple[str, int | None] | None:
         """`stored`, asking the shared book (replicas) when this process has not seen it."""
-        hit = self.stored(kind, ref)
+        # replicas: a conversation's size is read from the shared book every time (another replica may have grown it)
+        hit = None if kind == "conversation" and self.shared is not None else self.stored(kind, ref)
         if hit is None and self.shared is not None:
             found = await self.shared.response_lookup(kind, ref)
             if found is not None:
@@ -161,6 +184,20 @@ class ResponseBook:
         self.flying[conv] = n + 1
         self.calls[id(body)] = conv
 
+    async def join(self, body: dict[str, Any]) -> bool:
+        """Replicas: count the call in flight on the conversation it names, across replicas, before its size is
+        read (`end` counts it out once its growth is written). True when another call — through any replica —
+        is in flight on it: its size is then unknown. Raises StoreDown when Redis cannot be reached."""
+        ref = stored_reference(body) if self.flights is not None else None
+        if ref is None or ref[0] != "conversation" or self.flights is None:
+            return False
+        try:
+            n = await self.flights.join(ref[1])
+        except OUTAGES as e:
+            raise StoreDown(f"the shared store cannot be reached: {e}") from e
+        self.joined[id(body)] = ref[1]
+        return n > 1
+
     def in_flight(self, body: dict[str, Any]) -> bool:
         """Whether the conversation `body` names has a call in flight."""
         ref = stored_reference(body)
@@ -168,6 +205,9 @@ class ResponseBook:
 
     def end(self, body: dict[str, Any]) -> None:
         """The call `begin` saw has settled or was refused (idempotent; nothing for any other call)."""
+        joined = self.joined.pop(id(body), None)
+        if joined is not None:  # replicas: counted out once the size its settlement wrote is in the shared book
+            self._spawn(joined, self._leave(joined, list(self._growing.get(joined, ()))))
         conv = self.calls.pop(id(body), None)
         if conv is None:
             return
@@ -188,18 +228,39 @@ class ResponseBook:
             self._spawn(rid, self.shared.response_record(rid, agent, model, tokens, None))
 
     def _share_conversation(self, conversation: str, agent: str, tokens: int | None) -> None:
+        """Replicas: this call's figure (input + output) becomes the conversation's, or is added to it when
+        calls overlapped on it — here or, as Redis says, on any replica."""
         if self.shared is not None:
-            self._spawn(conversation, self.shared.conversation_record(conversation, agent, tokens))
+            here = conversation in self.overlapped
+            task = self._spawn(conversation, self._grow(conversation, agent, tokens, here))
+            if task is not None:
+                self._growing.setdefault(conversation, set()).add(task)
+                task.add_done_callback(lambda t: self._growing.get(conversation, set()).discard(t))
 
-    def _spawn(self, what: str, write: Coroutine[Any, Any, None]) -> None:
+    async def _grow(self, conversation: str, agent: str, tokens: int | None, overlapped: bool) -> None:
+        assert self.shared is not None
+        if not overlapped and self.flights is not None:
+            overlapped = await self.flights.overlapped(conversation)
+        await self.shared.conversation_record(conversation, agent, tokens, overlapped)
+
+    async def _leave(self, conversation: str, growing: list[asyncio.Task[None]]) -> None:
+        assert self.flights is not None
+        if growing:
+            await asyncio.gather(*growing, return_exceptions=True)
+        if not self._growing.get(conversation):
+            self._growing.pop(conversation, None)
+        await self.flights.leave(conversation)
+
+    def _spawn(self, what: str, write: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             write.close()
-            return  # settled outside the gateway's loop (a test's direct call): nothing shared to write to
+            return None  # settled outside the gateway's loop (a test's direct call): nothing shared to write to
         task = loop.create_task(self._write(what, write))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+        return task
 
     async def _write(self, what: str, write: Coroutine[Any, Any, None]) -> None:
         try:
@@ -216,16 +277,14 @@ class ResponseBook:
         tokens = u.input_tokens + u.output_tokens if outcome.exact else None
         ref = stored_reference(call.body)
         conversation = ref[1] if ref is not None and ref[0] == "conversation" else None
-        grown = self.grown(conversation, call.agent, tokens) if conversation is not None else None
+        if conversation is not None:  # its items are appended, stored response or not
+            self.grown(conversation, call.agent, tokens)
+            self._share_conversation(conversation, call.agent, tokens)
         rid = call.response_id or response_id(outcome.answer)
         if call.body.get("store") is False or not rid:  # no stored response: nothing to own or continue
-            if conversation is not None:  # its items are appended all the same
-                self._share_conversation(conversation, call.agent, grown)
             return
         self.record(rid, call.agent, call.model, tokens)
         self._share(rid, call.agent, call.model, tokens)
-        if conversation is not None:
-            self._share_conversation(conversation, call.agent, grown)
 
 
 async def context_of(book: ResponseBook, agent: str, body: dict[str, Any]) -> tuple[bool, int | None]:

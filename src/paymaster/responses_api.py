@@ -30,13 +30,17 @@ ACTIONS = {("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel
 async def stored_context(gw: Gateway, agent: Agent, body: dict[str, Any]) -> int | None:
     """Tokens of the stored context a Responses request names (0: none; None: one the gateway never
     served, bounded by the model's context window — or refused, by fleet policy)."""
+    crowded = await gw.book.join(body)  # replicas: counted in flight on its conversation before its size is read
     try:
         named, tokens = await context_of(gw.book, agent.name, body)
     except LookupError:
         param = "previous_response_id" if body.get("previous_response_id") is not None else "conversation"
         raise NotFound(f"{param}: no such stored response or conversation for this key", param=param) from None
+    if crowded:  # another call is growing it through another replica: its size is unknown until that settles
+        tokens = None
     refuse = gw.config.responses_unknown_context == "refuse"
-    if named and tokens is None and refuse and not gw.book.in_flight(body):  # (in flight: one it served, growing)
+    in_flight = crowded or gw.book.in_flight(body)  # (in flight: one it served, growing)
+    if named and tokens is None and refuse and not in_flight:
         param = "previous_response_id" if body.get("previous_response_id") is not None else "conversation"
         raise BadRequest(
             f"{param}: the gateway did not serve this stored context, so its size cannot be known; "

@@ -21,8 +21,9 @@ What each lever undoes (the pipeline's order is output control â†’ compression â
 response cache, then batch): the response cache puts back the call as it ran when its answer was
 made; batch puts back the real-time price; caching bills cache reads and writes as plain input;
 routing moves the usage to the model asked for; compression puts back the input tokens it removed,
-output control the output tokens it kept from being generated. Undone in reverse, compression's and
-output control's tokens are priced on the baseline model, routing's move on uncached usage.
+output control the output tokens it kept from being generated; a cascade (credited to routing) moves a
+passing attempt to the top tier and a failed one to no call at all (levers/cascade.py). Undone in reverse,
+compression's and output control's tokens are priced on the baseline model, routing's move on uncached usage.
 
 What the gateway cannot see is how long an answer would have been without structured output or
 brevity framing: output control is credited only when something measured the tokens it removed (the
@@ -157,8 +158,9 @@ def of_levers(
     priced: int | None = None,
 ) -> Attribution:
     """The pipeline's attribution: `walk` over the levers (in list order) that define `undo(bill, *args)`
-    (the lever protocol's hook: `undo(bill, call, ctx) -> Bill`), from the call's actual bill."""
-    undos = [(lv.name, lv.undo) for lv in levers if callable(getattr(lv, "undo", None))]
+    (the lever protocol's hook: `undo(bill, call, ctx) -> Bill`), from the call's actual bill. A lever is
+    credited under its `credit` name when it has one (the cascade: routing), else its own."""
+    undos = [(getattr(lv, "credit", lv.name), lv.undo) for lv in levers if callable(getattr(lv, "undo", None))]
     try:
         return walk(price, actual, actual_nanos, undos, priced, args)
     except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book

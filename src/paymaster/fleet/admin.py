@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import parse_qsl
 
 from ..config import AGENT_NAME, AGENT_NAME_RULE, hash_key
 from ..errors import BadRequest, MethodNotAllowed, NotFound
 from ..http import Receive, Scope, Send, json_response, read_json
+from ..query import params
 from .live import Fleet, key_id, new_key
 from .tables import AgentRow, KeyRow
 
@@ -31,7 +31,9 @@ async def handle(fleet: Fleet, scope: Scope, h: dict[bytes, bytes], receive: Rec
     now = fleet.gw.clock()
     match method, parts:
         case "GET", ["keys"]:
-            q = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            q = params(scope)
+            if "agent" in q:
+                _known(fleet, q["agent"])
             names = [q["agent"]] if "agent" in q else list(fleet.gw.config.agents)
             keys = [k.public(now) for n in names for k in fleet.keys_of(n)]
             await json_response(send, {"keys": keys})

@@ -6,10 +6,19 @@ type, levers applied); the first answer that passes `routing_cascade.check` is t
 (booked as a zero-cost `cascade` row whose call id the caller gets; the attempt's own row carries its
 cost). When none passes, the call goes on to the routing lever, which sends it to the top tier.
 Non-streamed auto calls only. `x-paymaster-cascade` says what was tried.
+
+Savings (credited to routing, savings.ORDER): each attempt is judged as it settles, by the same check. The
+attempt that passed is attributed like a routed call — its baseline is the top tier's price for its usage, so
+it is credited the difference; an attempt that failed has no counterfactual (without the cascade it would not
+have been made): its baseline is nothing and its whole cost is a negative saving. Summed over a cascade, the
+saving is the top tier's price for the answer less every attempt; when no cheaper tier passes, it is minus
+what the failed attempts cost.
 """
 
 from __future__ import annotations
 
+import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +28,8 @@ from ..call import Call, Usage
 from ..config import TIERS, Config
 from ..costmodel import Unbounded, estimate
 from ..pricing import to_nanos
-from .base import Answer, LeverContext, Services
-from .routing_cascade import cascade, ladder_within
+from .base import Answer, Bill, LeverContext, Services, Settlement
+from .routing_cascade import cascade, check, ladder_within
 
 __all__ = ["Cascade", "Escalated", "make"]
 
@@ -33,8 +42,31 @@ class Escalated:
     trail: str
 
 
+@dataclass(frozen=True, slots=True)
+class Trying:
+    """The attempt in flight in this task (`IN_FLIGHT`): how its settlement is judged."""
+
+    model: str
+    task: str
+    request: dict[str, Any]  # the caller's request, which the answer is checked against
+    schema: Any
+    top: str  # the tier the cascade saves against
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """An attempt's verdict, on its own context (read by `undo`)."""
+
+    top: str
+    passed: bool
+
+
+IN_FLIGHT: ContextVar[Trying | None] = ContextVar("paymaster_cascade_attempt", default=None)
+
+
 class Cascade:
     name = "cascade"
+    credit = "routing"  # savings attribution: a cascade is model routing (savings.ORDER)
 
     def __init__(self, config: Config, gateway: Services) -> None:
         self.tasks = frozenset(config.routing.cascade)
@@ -58,7 +90,11 @@ class Cascade:
             return None
 
         async def ask(body: dict[str, Any]) -> tuple[int, bytes]:
-            return await self.gateway.ask(agent, call.api, body, task.name)
+            token = IN_FLIGHT.set(Trying(body["model"], task.name, call.body, task.schema, ladder[-1]))
+            try:
+                return await self.gateway.ask(agent, call.api, body, task.name)
+            finally:
+                IN_FLIGHT.reset(token)
 
         answer, tried = await cascade(call.api, call.body, ladder, ask, task.schema)
         trail = "; ".join(f"{a.model} {'passed' if a.failed is None else 'failed: ' + a.failed}" for a in tried)[:1000]
@@ -67,6 +103,26 @@ class Cascade:
         call.notes["x-paymaster-cascade"] = trail
         ctx.state[self.name] = Escalated(ladder[-1], trail)
         return None
+
+    def settled(self, call: Call, outcome: Settlement, ctx: LeverContext) -> None:
+        """An attempt of a cascade (not a call a lever makes within it) settled: judge it as `cascade` will."""
+        trying = IN_FLIGHT.get()
+        if trying is None or call.model != trying.model or call.task != trying.task:
+            return
+        passed = False
+        if outcome.status == "ok" and outcome.answer is not None:
+            try:
+                passed = check(call.api, trying.request, json.loads(outcome.answer), trying.schema) is None
+            except ValueError:
+                passed = False
+        ctx.state[self.name] = Judged(trying.top, passed)
+
+    def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
+        """A passing attempt: the call on the top tier; a failing one: no call at all."""
+        judged = ctx.state.get(self.name)
+        if not isinstance(judged, Judged):
+            return bill
+        return Bill(judged.top, bill.usage) if judged.passed else Bill(bill.model, Usage())
 
     def _worst(self, call: Call, model: str, max_tokens: int) -> int | None:
         """The call's coarse worst case on `model` in nano-dollars, as the caller's API shapes it (None: unknown)."""

@@ -192,11 +192,14 @@ class PostgresLedger:
                     conv, agent, tokens, now,
                 )  # fmt: skip
 
-    async def conversation_record(self, conv: str, agent: str, tokens: int | None) -> None:
+    async def conversation_record(self, conv: str, agent: str, tokens: int | None, add: bool = False) -> None:
+        """`add`: calls overlapped on the conversation, so `tokens` is added to its figure rather than replacing
+        it (an unknown figure stays unknown)."""
         await self.db.execute(
             "INSERT INTO conversations VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET agent = "
-            "EXCLUDED.agent, tokens = EXCLUDED.tokens, ts = EXCLUDED.ts",
-            conv, agent, tokens, time.time(),
+            "EXCLUDED.agent, tokens = CASE WHEN $5 THEN conversations.tokens + EXCLUDED.tokens "
+            "ELSE EXCLUDED.tokens END, ts = EXCLUDED.ts",
+            conv, agent, tokens, time.time(), add,
         )  # fmt: skip
 
     async def response_lookup(self, kind: str, ref: str) -> tuple[str, str, int | None] | None:

@@ -245,6 +245,10 @@ class RedisCounters:
         v: bytes | str | None = await self.redis.get(EPOCH)
         return v
 
+    async def claim(self, name: str, ttl_s: float) -> bool:
+        """True for the first replica to claim `name` within `ttl_s` seconds, False for every later one."""
+        return bool(await self.redis.set("pm:once:" + name, self.owner, nx=True, px=int(ttl_s * 1000)))
+
     async def try_rebuild_lock(self, token: str, ttl_s: float) -> bool:
         return bool(await self.redis.set(REBUILD_LOCK, token, nx=True, px=int(ttl_s * 1000)))
 
@@ -299,3 +303,43 @@ class RedisCounters:
             except aioredis.WatchError:
                 return False
         return True
+
+
+FLIGHT_TTL_S = 3600  # a count left by a replica that died mid-call lapses (its conversation: bounded by the window)
+_JOIN = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if n > 1 then redis.call('SET', KEYS[2], '1', 'EX', ARGV[1]) end
+return n
+"""
+_LEAVE = """
+local n = redis.call('DECR', KEYS[1])
+if n <= 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
+return n
+"""
+
+
+class ConversationFlights:
+    """Responses calls in flight per conversation, counted across replicas (response_book.py): a call joins
+    before the conversation's size is read and leaves once its growth is written, so a replica knows when
+    another call — on any replica — may be growing the conversation. `overlapped`: two were in flight at once
+    since the count was last zero. One script per step (atomic), so a leave never wipes a join."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._join = redis.register_script(_JOIN)
+        self._leave = redis.register_script(_LEAVE)
+
+    @staticmethod
+    def _keys(conv: str) -> list[str]:
+        return [f"pm:conv:{conv}", f"pm:conv:{conv}:overlap"]
+
+    async def join(self, conv: str) -> int:
+        """Count a call in; how many are in flight on `conv` now, this one included."""
+        return int(await self._join(keys=self._keys(conv), args=[FLIGHT_TTL_S]))
+
+    async def overlapped(self, conv: str) -> bool:
+        return bool(await self.redis.exists(self._keys(conv)[1]))
+
+    async def leave(self, conv: str) -> None:
+        await self._leave(keys=self._keys(conv))

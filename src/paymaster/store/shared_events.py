@@ -4,6 +4,10 @@ A replica's `Blackboard.publish` stores the event (`events` table) instead of de
 replica, the publisher included, delivers it when Postgres announces it, reading the events after the
 last one it delivered, in id order. At start a replica loads the latest events into its history, so a
 `Last-Event-ID` replay works on any replica and after a restart.
+
+An event published with `once` (a budget threshold crossed, a projection: each replica decides these from its own
+view of the counters) is stored only by the first replica to claim its name in Redis; webhooks are posted by the
+first replica to claim the event's id (alerts.py), so a receiver gets each event once, not once per replica.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from ..blackboard import Blackboard
 from .shared import OUTAGES, SharedStore
 
 log = logging.getLogger("paymaster")
+
+ONCE_TTL_S = 40 * 86400  # an event published once per window (a month at most) is remembered past its window
 
 
 class SharedEvents:
@@ -49,10 +55,14 @@ class SharedEvents:
             if not self._again:
                 return
 
-    def store_event(self, ts: float, kind: str, payload: bytes) -> None:
-        self.store._spawn(self._store(ts, kind, payload.decode()))
+    def store_event(self, ts: float, kind: str, payload: bytes, once: str | None = None) -> None:
+        self.store._spawn(self._store(ts, kind, payload.decode(), once))
 
-    async def _store(self, ts: float, kind: str, data: str) -> None:
+    async def _store(self, ts: float, kind: str, data: str, once: str | None) -> None:
+        if once is not None:
+            with contextlib.suppress(*OUTAGES):  # Redis down: stored anyway (a duplicate, never a lost alert)
+                if not await self.store.counters.claim("event:" + once, ONCE_TTL_S):
+                    return  # another replica published it first
         try:
             await self.store.pg.publish(ts, kind, data)
         except OUTAGES as e:  # the event is lost to other replicas; this one still sees it
@@ -69,8 +79,8 @@ async def connect(store: SharedStore, board: Blackboard) -> SharedEvents:
         "ledger.recovered", agent=row.agent, call_id=row.id, cost_usd=row.cost_usd
     )
     store.on_rebuilt = lambda n: board.publish("store.rebuilt", pending=n)
-    early: list[tuple[float, str, bytes]] = []  # events of the start itself, stored once Postgres is open
-    board.sink = lambda ts, kind, payload: early.append((ts, kind, payload))
+    early: list[tuple[float, str, bytes, str | None]] = []  # events of the start itself, stored once Postgres is open
+    board.sink = lambda ts, kind, payload, once: early.append((ts, kind, payload, once))
     await store.open()
     await events.load()
     await store.pg.listen(events.announced)
