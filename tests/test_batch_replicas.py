@@ -342,3 +342,77 @@ def test_a_replica_dying_between_writing_a_job_and_handing_its_redis_hold_over_l
     assert [tuple(r) for r in shared.pg("SELECT owner FROM pending")] == [("batch",)]
     assert shared.pg("SELECT count(*) FROM ledger")[0][0] == 0
     assert shared.pg("SELECT count(*) FROM replicas WHERE id = $1", "batch")[0][0] == 0
+
+
+def test_two_replicas_settling_the_same_jobs_book_each_once_and_a_release_a_crash_skipped_is_swept(
+    shared: Shared,
+) -> None:
+    """Two replicas settle the same three jobs at once (each from its own connection): each job is booked by exactly
+    one of them, once. Both then 'crash' before releasing Redis: the holds stay (over-counted, never under) until
+    the leaseholder's sweep releases them at the ledger's cost."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+    from zoneinfo import ZoneInfo
+
+    from paymaster.batch.pg_queue import PgQueue
+    from paymaster.batch.queue import Job
+    from paymaster.store.journal import Reservation
+    from paymaster.store.row import LedgerRow
+    from paymaster.store.shared import SharedStore
+
+    day, month = time.strftime("%Y-%m-%d", time.gmtime()), time.strftime("%Y-%m", time.gmtime())
+    spec = [("olivia", "day", day, None), ("olivia", "month", month, None), (None, "day", day, None),
+            (None, "month", month, None)]  # fmt: skip
+    ids = [f"pm_job{i}" for i in range(3)]
+    jobs = [Job(id=i, agent="olivia", api="anthropic", target_api="anthropic", provider="anthropic",
+                model="claude-haiku-4-5", model_requested="claude-haiku-4-5", body=b"{}", status="queued",
+                worst_nanos=1000, max_tokens=10, day=day, month=month, created=time.time()) for i in ids]  # fmt: skip
+
+    def store() -> SharedStore:
+        return SharedStore(shared.redis_url, shared.postgres_url, ZoneInfo("UTC"))
+
+    async def admit() -> None:
+        s = store()
+        await s.open()
+        for i in ids:
+            await s.hold(Reservation(i, "olivia", time.time(), "claude-haiku-4-5", "anthropic", day, month, 1000))
+            assert (await s.take(i, spec, 1000))[0] == 1
+        q = PgQueue(shared.postgres_url, s.replica, 10)
+        await asyncio.to_thread(q.add, jobs)
+        q.close()
+        await s.counters.adopt(ids, "batch")
+        await s.aclose()
+
+    asyncio.run(admit())
+    assert shared.held() == 3 * 4 * 1000
+
+    def settlements() -> list[Any]:
+        out = []
+        for j in jobs:
+            row = LedgerRow(id=j.id, ts=j.created, agent="olivia", api="anthropic", provider="anthropic",
+                            model_requested=j.model, model=j.model, status="ok", cost_usd="0.0000004",
+                            cost_nanos=400, day=day, month=month, worst_nanos=1000, route="batch")  # fmt: skip
+            out.append((replace(j, status="succeeded", cost_nanos=400), row, "queued", ""))
+        return out
+
+    qa, qb = PgQueue(shared.postgres_url, "r_a", 10), PgQueue(shared.postgres_url, "r_b", 10)
+    with ThreadPoolExecutor(2) as pool:
+        fa, fb = pool.submit(qa.settle, settlements()), pool.submit(qb.settle, settlements())
+        booked_a, booked_b = fa.result(), fb.result()
+    qa.close()
+    qb.close()
+    assert not set(booked_a) & set(booked_b) and set(booked_a) | set(booked_b) == set(ids)
+    assert tuple(shared.pg("SELECT count(*), count(DISTINCT id), SUM(cost_nanos) FROM ledger")[0]) == (3, 3, 1200)
+    assert shared.pg("SELECT count(*) FROM pending")[0][0] == 0
+    assert {r[0] for r in shared.pg("SELECT status FROM batch_jobs")} == {"succeeded"}
+    assert shared.held() == 3 * 4 * 1000  # neither released Redis: still counted at the worst case
+
+    async def sweep() -> None:
+        s = store()
+        await s.open()
+        await s.sweep("batch")
+        await s.aclose()
+
+    asyncio.run(sweep())
+    assert shared.held() == 0
+    assert int(shared.redis.hget(f"pm:w:day:{day}:olivia", "spent") or 0) == 1200
