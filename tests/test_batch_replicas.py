@@ -416,3 +416,28 @@ def test_two_replicas_settling_the_same_jobs_book_each_once_and_a_release_a_cras
     asyncio.run(sweep())
     assert shared.held() == 0
     assert int(shared.redis.hget(f"pm:w:day:{day}:olivia", "spent") or 0) == 1200
+
+
+def test_a_batch_made_on_one_replica_is_canceled_through_the_other_and_its_holds_released(
+    sim: Any, tmp_path: Path, shared: Shared
+) -> None:
+    sim.anthropic_batches.faults.hold = True  # in the provider's hands until canceled
+    procs, (a, b) = serve(config(tmp_path, sim, shared), 2)
+    try:
+        reqs = [{"custom_id": f"doc-{i}", "params": {**ASK, "messages": [{"role": "user", "content": f"doc {i}"}]}}
+                for i in range(3)]  # fmt: skip
+        mb = anth(a).messages.batches.create(requests=reqs)  # type: ignore[arg-type]
+        wait_for(
+            lambda: shared.pg("SELECT count(*) FROM batch_jobs WHERE submission LIKE 'sub_%'")[0][0], lambda n: n == 3
+        )
+        assert shared.held() > 0
+        assert anth(b).messages.batches.cancel(mb.id).processing_status == "canceling"
+        mb = wait_for(lambda: anth(a).messages.batches.retrieve(mb.id), lambda x: x.processing_status == "ended")
+        assert mb.request_counts.canceled == 3
+        assert {r.result.type for r in anth(b).messages.batches.results(mb.id)} == {"canceled"}
+        rows = shared.pg("SELECT status, cost_nanos FROM ledger")
+        assert sorted(tuple(r) for r in rows) == [("canceled", 0)] * 3  # each booked once, at zero
+        settled_clean(shared)
+    finally:
+        sim.anthropic_batches.faults.hold = False
+        stop(procs)
