@@ -16,9 +16,12 @@ import random
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import anthropic
@@ -28,8 +31,13 @@ import pytest
 import yaml
 from anthropic.types import Message
 
+from paymaster.batch.pg_queue import PgQueue
+from paymaster.batch.queue import Job
 from paymaster.config import hash_key
 from paymaster.pricing import to_nanos
+from paymaster.store.journal import Reservation
+from paymaster.store.row import LedgerRow
+from paymaster.store.shared import SharedStore
 from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
 from tests.test_batch_api import wait
 from tests.test_replicas import fleet_file, serve, stop
@@ -85,6 +93,19 @@ def sent_ids(sim: Any) -> list[str]:
     """Every custom_id the provider's batch APIs received (one entry per time it was sent)."""
     anth_ids = [r["custom_id"] for b in sim.anthropic_batches.batches.values() for r in b.requests]
     return anth_ids + [ln["custom_id"] for b in sim.openai_batches.batches.values() for ln in b.lines]
+
+
+def uncapped(day: str, month: str) -> list[tuple[str | None, str, str, int | None]]:
+    """olivia's windows and the fleet's, no caps (the Redis script's window spec)."""
+    return [("olivia", "day", day, None), ("olivia", "month", month, None), (None, "day", day, None),
+            (None, "month", month, None)]  # fmt: skip
+
+
+def queued_job(job_id: str, day: str, month: str) -> Job:
+    """A queued job of olivia's worth 1,000 nano-dollars at worst (the store-level tests' job)."""
+    return Job(id=job_id, agent="olivia", api="anthropic", target_api="anthropic", provider="anthropic",
+               model="claude-haiku-4-5", model_requested="claude-haiku-4-5", body=b"{}", status="queued",
+               worst_nanos=1000, max_tokens=10, day=day, month=month, created=time.time())  # fmt: skip
 
 
 def settled_clean(shared: Shared) -> None:
@@ -304,16 +325,8 @@ def test_a_replica_dying_between_writing_a_job_and_handing_its_redis_hold_over_l
 ) -> None:
     """The reaper of a gone replica releases the Redis holds it owned — except those whose pending rows passed to
     the queue in the meantime: those it hands to the queue's owner, held until the job settles."""
-    from zoneinfo import ZoneInfo
-
-    from paymaster.batch.pg_queue import PgQueue
-    from paymaster.batch.queue import Job
-    from paymaster.store.journal import Reservation
-    from paymaster.store.shared import SharedStore
-
     day, month = time.strftime("%Y-%m-%d", time.gmtime()), time.strftime("%Y-%m", time.gmtime())
-    spec = [("olivia", "day", day, None), ("olivia", "month", month, None), (None, "day", day, None),
-            (None, "month", month, None)]  # fmt: skip
+    spec = uncapped(day, month)
 
     async def run() -> None:
         a, b = (SharedStore(shared.redis_url, shared.postgres_url, ZoneInfo("UTC"), lease_s=0.5) for _ in range(2))
@@ -321,9 +334,7 @@ def test_a_replica_dying_between_writing_a_job_and_handing_its_redis_hold_over_l
         await b.open()
         await a.hold(Reservation("pm_job", "olivia", time.time(), "claude-haiku-4-5", "anthropic", day, month, 1000))
         assert (await a.take("pm_job", spec, 1000))[0] == 1
-        j = Job(id="pm_job", agent="olivia", api="anthropic", target_api="anthropic", provider="anthropic",
-                model="claude-haiku-4-5", model_requested="claude-haiku-4-5", body=b"{}", status="queued",
-                worst_nanos=1000, max_tokens=10, day=day, month=month, created=time.time())  # fmt: skip
+        j = queued_job("pm_job", day, month)
         q = PgQueue(shared.postgres_url, a.replica, 0.5)
         await asyncio.to_thread(q.add, [j])  # Postgres's half of the hand-over; a dies before Redis's
         q.close()
@@ -350,23 +361,10 @@ def test_two_replicas_settling_the_same_jobs_book_each_once_and_a_release_a_cras
     """Two replicas settle the same three jobs at once (each from its own connection): each job is booked by exactly
     one of them, once. Both then 'crash' before releasing Redis: the holds stay (over-counted, never under) until
     the leaseholder's sweep releases them at the ledger's cost."""
-    from concurrent.futures import ThreadPoolExecutor
-    from dataclasses import replace
-    from zoneinfo import ZoneInfo
-
-    from paymaster.batch.pg_queue import PgQueue
-    from paymaster.batch.queue import Job
-    from paymaster.store.journal import Reservation
-    from paymaster.store.row import LedgerRow
-    from paymaster.store.shared import SharedStore
-
     day, month = time.strftime("%Y-%m-%d", time.gmtime()), time.strftime("%Y-%m", time.gmtime())
-    spec = [("olivia", "day", day, None), ("olivia", "month", month, None), (None, "day", day, None),
-            (None, "month", month, None)]  # fmt: skip
+    spec = uncapped(day, month)
     ids = [f"pm_job{i}" for i in range(3)]
-    jobs = [Job(id=i, agent="olivia", api="anthropic", target_api="anthropic", provider="anthropic",
-                model="claude-haiku-4-5", model_requested="claude-haiku-4-5", body=b"{}", status="queued",
-                worst_nanos=1000, max_tokens=10, day=day, month=month, created=time.time()) for i in ids]  # fmt: skip
+    jobs = [queued_job(i, day, month) for i in ids]
 
     def store() -> SharedStore:
         return SharedStore(shared.redis_url, shared.postgres_url, ZoneInfo("UTC"))
