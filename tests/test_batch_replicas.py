@@ -439,3 +439,40 @@ def test_a_batch_made_on_one_replica_is_canceled_through_the_other_and_its_holds
     finally:
         sim.anthropic_batches.faults.hold = False
         stop(procs)
+
+
+def test_one_process_restarted_mid_submission_books_the_claimed_job_at_its_worst_case_and_never_resends_it(
+    gateway: Any, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rule on the SQLite queue: a job claimed for sending when the process stopped may be at the provider,
+    so the next start books it at its worst case, flagged, instead of sending it again (before: sent again)."""
+    from conftest import Running
+
+    from paymaster.app import Gateway
+    from paymaster.server import ServerThread
+
+    arrived = threading.Event()
+    create = sim.anthropic_batches.create
+
+    def slow(raw: bytes, base: str) -> Any:
+        arrived.set()
+        time.sleep(2)  # the gateway stops meanwhile; the provider still makes the batch
+        return create(raw, base)
+
+    monkeypatch.setattr(sim.anthropic_batches, "create", slow)
+    gw = gateway(batch=FAST)
+    job_id = defer(gw.anthropic())
+    assert arrived.wait(10)
+    worst = to_nanos(Decimal(job(gw.anthropic(), job_id)["reserved_usd"]))
+    gw.srv.stop()
+    g2 = Gateway(gw.config)
+    with ServerThread(g2) as srv:
+        gw2 = Running(srv.url, g2, gw.keys, gw.config, srv)
+        done = wait_for(lambda: job(gw2.anthropic(), job_id), lambda j: j["status"] not in ("queued", "submitted"))
+        assert done["status"] == "errored" and "worst case" in str(done["error"]), done
+        rows = [r for r in gw2.ledger("alice") if r["id"] == job_id]
+        assert [(r["status"], r["cost_nanos"], r["reconcile"]) for r in rows] == [("crashed", worst, 1)]
+        agents = {a["name"]: a for a in gw2.admin("/admin/agents").json()["agents"]}
+        assert all(w["reserved_usd"] == "0.000000" for w in agents["alice"]["windows"])
+        time.sleep(2.5)
+        assert sent_ids(sim).count(job_id) == 1
