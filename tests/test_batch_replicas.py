@@ -476,3 +476,33 @@ def test_one_process_restarted_mid_submission_books_the_claimed_job_at_its_worst
         assert all(w["reserved_usd"] == "0.000000" for w in agents["alice"]["windows"])
         time.sleep(2.5)
         assert sent_ids(sim).count(job_id) == 1
+
+
+def test_a_cancel_while_the_batch_is_being_sent_never_books_a_request_the_provider_runs_at_zero(
+    gateway: Any, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, a cancel arriving while the gateway was sending the batch found its requests still `queued` and
+    booked them canceled at zero, though the provider went on to run (and bill) them. Now they are claimed first:
+    the cancel leaves them to the provider's results, settled at their cost."""
+    arrived = threading.Event()
+    create = sim.anthropic_batches.create
+
+    def slow(raw: bytes, base: str) -> Any:
+        arrived.set()
+        time.sleep(1)  # the agent cancels meanwhile
+        return create(raw, base)
+
+    monkeypatch.setattr(sim.anthropic_batches, "create", slow)
+    gw = gateway(batch=FAST)
+    c = gw.anthropic()
+    reqs = [{"custom_id": f"doc-{i}", "params": {**ASK, "messages": [{"role": "user", "content": f"doc {i}"}]}}
+            for i in range(2)]  # fmt: skip
+    mb = c.messages.batches.create(requests=reqs)  # type: ignore[arg-type]
+    assert arrived.wait(10)
+    c.messages.batches.cancel(mb.id)
+    mb = wait_for(lambda: c.messages.batches.retrieve(mb.id), lambda x: x.processing_status == "ended")
+    ran = {r["custom_id"] for b in sim.anthropic_batches.batches.values() for r in b.requests}
+    rows = {r["id"]: r for r in gw.ledger("alice")}
+    assert len(ran) == 2 and set(rows) == ran  # the provider ran both; each booked once
+    assert all(r["status"] == "ok" and r["cost_nanos"] > 0 for r in rows.values())
+    assert mb.request_counts.succeeded == 2
