@@ -204,11 +204,18 @@ class Batches:
         self.settle([(j, "canceled", None) for j in self.queue.jobs("grp = ? AND status = 'queued'", (gid,))])
         submitted = self.queue.jobs("grp = ? AND status = 'submitted'", (gid,))
         subs = {(j.submission, j.provider) for j in submitted if not j.submission.startswith(CLAIM)}
-        for sub, provider in subs:  # jobs still being sent (claimed) run: their batch has no id to cancel yet
-            try:
-                await upstream.cancel(self.gw.upstreams[provider], sub.removeprefix("sub_"))
-            except upstream.BatchFailed as e:
-                log.warning("batch: canceling %s failed: %s", sub, e)
+        for sub, provider in subs:  # jobs still being sent (claimed): canceled by the sender once it has the id
+            await self.cancel_upstream(self.gw.upstreams[provider], sub.removeprefix("sub_"))
+
+    async def cancel_upstream(self, up: Any, batch_id: str) -> None:
+        try:
+            await upstream.cancel(up, batch_id)
+        except upstream.BatchFailed as e:
+            log.warning("batch: canceling %s failed: %s", batch_id, e)
+
+    def canceled(self, gid: str, agent: str) -> bool:
+        g = self.queue.group(gid, agent)
+        return g is not None and bool(g[2])
 
     # -- the loop
 
@@ -261,6 +268,8 @@ class Batches:
                     self.queue.unclaim(claim)
                     break
                 self.queue.submitted(claim, "sub_" + batch_id, provider, batch_id, file_id)
+                if grp and self.canceled(grp, chunk[0].agent):  # the agent canceled while it was being sent
+                    await self.cancel_upstream(up, batch_id)
 
     async def poll(self) -> None:
         for sub, provider, batch_id in self.queue.open_submissions():
