@@ -51,7 +51,7 @@ def config(tmp: Path, sim: Any, shared: Shared, daily_usd: str = "5", lease: flo
     agents = {
         "olivia": {"model": "claude-haiku-4-5", "models": ["claude-haiku-4-5", "gpt-4.1-mini"],
                    "daily_usd": daily_usd, "max_tokens": 1000, "key_sha256": hash_key(KEYS["olivia"])},
-        "mallory": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(KEYS["mallory"])},
+        "mallory": {"model": "claude-haiku-4-5", "daily_usd": "0.05", "key_sha256": hash_key(KEYS["mallory"])},
     }  # fmt: skip
     path = fleet_file(tmp, sim.url, shared, agents, lease)
     raw = yaml.safe_load(path.read_text())
@@ -145,6 +145,14 @@ def test_batches_made_through_one_replicas_batch_apis_complete_and_read_back_on_
 ) -> None:
     procs, (a, b) = serve(config(tmp_path, sim, shared), 2)
     try:
+        big = {"model": "claude-haiku-4-5", "max_tokens": 4000, "messages": [{"role": "user", "content": "go"}]}
+        with pytest.raises(anthropic.APIStatusError) as refused:  # 40 × 4,000 tokens at batch prices > $0.05: whole
+            anth(b, "mallory").messages.batches.create(
+                requests=[{"custom_id": f"r{i}", "params": big} for i in range(40)]
+            )  # type: ignore[misc]
+        assert refused.value.status_code == 402
+        settled_clean(shared)  # the requests admitted before the one that did not fit: let go again
+        assert shared.pg("SELECT count(*) FROM batch_groups")[0][0] == 0 and sent_ids(sim) == []
         reqs = [{"custom_id": f"doc-{i}", "params": {**ASK, "messages": [{"role": "user", "content": f"doc {i}"}]}}
                 for i in range(3)]  # fmt: skip
         mb = anth(b).messages.batches.create(requests=reqs)  # type: ignore[arg-type]
