@@ -191,6 +191,14 @@ def test_projected_to_hit_the_cap_before_reset(gateway):
     assert datetime.fromisoformat("2026-11-20T05:00:00+00:00") < hits < datetime.fromisoformat(e["resets_at"])
     spent = float(e["spent_usd"])
     assert abs(hits.timestamp() - (one_am + (0.01 - spent) / (spent / 3600))) < 2
+    gw.srv.stop()  # a restart: the projection is in the stored history, and not published again
+    again = gateway(clock=clock, ledger=gw.config.ledger, agents={"alice": {"model": "claude-haiku-4-5",
+                    "daily_usd": 0.01, "monthly_usd": 50}}, fleet={"alert_thresholds": [0.95]})  # fmt: skip
+    again.gw.alerts._projected_before()  # what the check loop does first
+    ask(again)
+    again.ledger()
+    again.gw.alerts.check()
+    assert sum(b"budget.projected" in f for _, f in again.gw.board.history) == 1
 
 
 def test_alert_settings_are_checked():

@@ -201,7 +201,24 @@ class Alerts:
         finally:
             self.board.unsubscribe(q)
 
+    def _projected_before(self) -> None:
+        """Windows still open whose projection is in the stored history (published before a restart)."""
+        seen = set()
+        for _, frame in self.board.history:
+            if b"\nevent: budget.projected\n" in frame:
+                with contextlib.suppress(ValueError, IndexError):
+                    e = orjson.loads(frame.split(b"\ndata: ", 1)[1])
+                    seen.add((e.get("agent"), e.get("window"), e.get("resets_at")))
+        if not seen:
+            return
+        now = self.clock()
+        for agent in self.config.agents:
+            for w in self.budget.windows(agent, now):
+                if (agent if w.scope == "agent" else None, w.label, self.budget.calendar.iso(w.resets)) in seen:
+                    self._projected.add(w.key)
+
     async def _check_every(self) -> None:
+        self._projected_before()
         while True:
             await asyncio.sleep(self.config.alerts.check_s)
             self.check()
