@@ -25,13 +25,10 @@ import asyncio
 import logging
 import secrets
 import time
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..alerts import RETRY_STATUS, sign
 from ..budget import Ticket
 from ..call import Call, Usage
 from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
@@ -46,6 +43,7 @@ from . import upstream
 from .pg_queue import PgQueue, Settlement
 from .prices import batch_rates
 from .queue import CLAIM, Job, Queue, claim_id
+from .webhook import post
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -56,7 +54,6 @@ log = logging.getLogger("paymaster")
 
 WINDOW_S = 86400  # the providers' completion window: a job whose deadline is nearer is sent at once
 IN_BATCH_SKIPS = ("batch", "response_cache")  # deferral itself; an answer from the cache has no batch to join
-WEBHOOK_TRIES = 4  # a finished job's webhook POST: attempts in all (waits 1 s, 2 s, 4 s between them)
 
 
 class Batches:
@@ -416,39 +413,6 @@ def refused(e: GatewayError, wire: Any, api: str, agent: str, gid: str, custom_i
         model_requested="", body=b"", status="errored", worst_nanos=0, max_tokens=0, day="", month="",
         created=now, grp=gid, custom_id=custom_id, result=wire.error_body(e), error=e.message, finished=now,
     )  # fmt: skip
-
-
-def post(url: str, body: bytes, secret: str, job_id: str, tries: int = WEBHOOK_TRIES, wait_s: float = 1.0) -> bool:
-    """POST a finished job, signed like the alert webhooks (alerts.py) when the agent has a secret:
-    `x-paymaster-signature: sha256=<HMAC-SHA256(secret, "<timestamp>." + body)>`. A connection failure, 408,
-    429 or 5xx is tried again (`tries` attempts in all, the wait doubling); other answers are final."""
-    for attempt in range(tries):
-        ts = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "paymaster-webhook",
-            "x-paymaster-event": "job.finished",
-            "x-paymaster-event-id": job_id,
-            "x-paymaster-timestamp": ts,
-        }
-        if secret:
-            headers["x-paymaster-signature"] = sign(secret, ts, body)
-        req = urllib.request.Request(url, data=body, method="POST", headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                resp.read()
-            return True
-        except urllib.error.HTTPError as e:
-            if e.code not in RETRY_STATUS:
-                log.warning("batch: webhook %s answered %d for job %s", url, e.code, job_id)
-                return False
-            why = f"HTTP {e.code}"
-        except (OSError, ValueError) as e:
-            why = str(e) or type(e).__name__
-        if attempt + 1 < tries:
-            time.sleep(wait_s * 2**attempt)
-    log.warning("batch: webhook %s failed for job %s: %s", url, job_id, why)
-    return False
 
 
 def gw_wire(api: str) -> Any:
