@@ -298,13 +298,16 @@ def test_a_job_whose_sender_died_before_the_provider_answered_is_booked_at_its_w
 ) -> None:
     """The provider got the batch but the replica sending it died before recording its id: nobody can read its
     results, so the job is booked at its worst case, flagged for reconciliation — not zero, not sent twice."""
-    arrived = threading.Event()
+    arrived, made = threading.Event(), threading.Event()
     create = sim.anthropic_batches.create
 
     def slow(raw: bytes, base: str) -> Any:
         arrived.set()
         time.sleep(3)  # the sender is killed meanwhile; the provider still makes the batch
-        return create(raw, base)
+        try:
+            return create(raw, base)
+        finally:
+            made.set()
 
     monkeypatch.setattr(sim.anthropic_batches, "create", slow)
     path = config(tmp_path, sim, shared, lease=1.5)
@@ -322,7 +325,8 @@ def test_a_job_whose_sender_died_before_the_provider_answered_is_booked_at_its_w
         rows = shared.pg("SELECT status, cost_nanos, reconcile FROM ledger WHERE id = $1", job_id)
         assert [tuple(r) for r in rows] == [("crashed", worst, 1)]
         settled_clean(shared)
-        time.sleep(1)
+        assert made.wait(10)
+        time.sleep(1)  # b's ticks meanwhile: it never sends the job again
         assert sent_ids(sim).count(job_id) == 1
     finally:
         stop(procs)
@@ -459,13 +463,16 @@ def test_one_process_restarted_mid_submission_books_the_claimed_job_at_its_worst
     from paymaster.app import Gateway
     from paymaster.server import ServerThread
 
-    arrived = threading.Event()
+    arrived, made = threading.Event(), threading.Event()
     create = sim.anthropic_batches.create
 
     def slow(raw: bytes, base: str) -> Any:
         arrived.set()
         time.sleep(2)  # the gateway stops meanwhile; the provider still makes the batch
-        return create(raw, base)
+        try:
+            return create(raw, base)
+        finally:
+            made.set()
 
     monkeypatch.setattr(sim.anthropic_batches, "create", slow)
     gw = gateway(batch=FAST)
@@ -482,7 +489,8 @@ def test_one_process_restarted_mid_submission_books_the_claimed_job_at_its_worst
         assert [(r["status"], r["cost_nanos"], r["reconcile"]) for r in rows] == [("crashed", worst, 1)]
         agents = {a["name"]: a for a in gw2.admin("/admin/agents").json()["agents"]}
         assert all(w["reserved_usd"] == "0.000000" for w in agents["alice"]["windows"])
-        time.sleep(2.5)
+        assert made.wait(10)
+        time.sleep(1)  # the new process's ticks meanwhile: it never sends the job again
         assert sent_ids(sim).count(job_id) == 1
 
 
