@@ -20,6 +20,14 @@ given the same numpy / scikit-learn / scipy versions.
    in the same file for bench/eval_router.py. The held-out (LOBO) scores give the quality-vs-heavy-share
    curves that `Classifier.share_for_quality` reads; the production model's scores on the three
    benchmarks (each weighted equally) give the reference quantiles for `threshold_for_share`.
+
+Replacing this recipe: a candidate ships only when the rule below, fixed before any held-out figure is
+looked at, picks it and the picked candidate's held-out APGR is above prompt length on every benchmark.
+Rule (scripts/router_protocol.py): for each held-out benchmark, score every candidate on the two
+training benchmarks only (each held out in turn, MMLU as 5 subject folds; the mean margin over prompt
+length), take the best, prompt length on a tie. The candidates tried so far and their figures:
+`scripts/probe_router_transfer.py --no-blend --ranking 1,2,3` (none beat length on every held-out
+benchmark: the best, round 3, 0.610 / 0.587 / 0.597 against length's 0.595 / 0.588 / 0.566).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ GET /admin/agents            every agent: status, spend, reserved and remaining 
 GET /admin/agents/{name}     one agent
 GET /admin/events            Server-Sent Events: agent.blocked / agent.unblocked / budget.threshold
 GET /admin/routing           what routing learnt: feedback bandit per agent x task type (tier shares, success per
-                             tier, the safe tier), running-quantile windows
+                             tier, the safe tier), running-quantile windows; replicas: the whole fleet's counts
 GET /admin/overview          what the dashboard draws (dashboard/overview.py)
 GET /admin/ledger            the ledger, paged (?after=SEQ&limit=N) and filtered
                              (?agent= &status= &model= &since= &until= &reconcile=)
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -38,6 +38,10 @@ MAX_TS = 1e11  # epoch seconds (the year 5138)
 MAX_CALL_USD = Decimal(1_000_000)  # a reconciled bill above this for one call is a typo, not a bill
 
 
+async def _nothing() -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True, slots=True)
 class Admin:
     """What the admin endpoints read and correct: the gateway hands over these, not itself."""
@@ -47,7 +51,7 @@ class Admin:
     budget: Budget
     board: Blackboard
     clock: Callable[[], float]
-    routing: Callable[[], dict[str, Any]] = dict  # what routing learnt (the routing lever's view)
+    routing: Callable[[], Awaitable[dict[str, Any]]] = _nothing  # what routing learnt (the routing lever's view)
     fleet: Any = None  # fleet/live.py: run-time changes of agents and keys (fleet/admin.py)
 
 
@@ -86,7 +90,7 @@ async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/admin/ledger":
         await json_response(send, ledger(gw, scope))
     elif path == "/admin/routing":  # what routing learnt: feedback bandit per agent x task, share windows
-        await json_response(send, gw.routing())
+        await json_response(send, await gw.routing())
     elif path == "/admin/overview":
         await json_response(send, dashboard.overview(gw))
     elif path == "/admin/events":

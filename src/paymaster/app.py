@@ -182,6 +182,8 @@ class Gateway:
             await shared_events.connect(self.store, self.board)
             self.alerts.claim = self.store.counters.claim
         await self.fleet.start()
+        for lever in hooked(self.levers, "start"):  # levers that load shared state once the store is open (routing)
+            await lever.start(self.store)
         self.spawn(self._tick())
         self.spawn(self.batches.run())
         self._tasks.update(self.alerts.tasks())
@@ -205,6 +207,8 @@ class Gateway:
             task.cancel()
         for up in self.upstreams.values():
             await up.close()
+        for lever in hooked(self.levers, "stop"):  # levers that write shared state while the store is open
+            await lever.stop()
         for lever in hooked(self.levers, "close"):  # levers that keep state across restarts (routing)
             lever.close()
         await self.book.drain()  # responses still being written to the shared book
@@ -432,10 +436,10 @@ class Gateway:
         """The running lever called `name`, or None when this gateway runs without it."""
         return next((lever for lever in self.levers if lever.name == name), None)
 
-    def routing_view(self) -> dict[str, Any]:
-        """What routing learnt (GET /admin/routing); empty without the routing lever."""
+    async def routing_view(self) -> dict[str, Any]:
+        """What routing learnt (GET /admin/routing; replicas: the fleet's figures); empty without the routing lever."""
         routing = self.lever("routing")
-        return routing.router.view() if routing is not None else {}
+        return await routing.router.fleet_view() if routing is not None else {}
 
     # -- what the levers may use (levers.base.Services) ---------------------------------------------
 

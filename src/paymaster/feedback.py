@@ -8,7 +8,8 @@
 model of the agent's tier ladder can be rated. Rating a call again replaces its earlier rating. The
 rating feeds the router's bandit for that agent and task type (levers/routing_bandit.py), which, for the
 task types in `routing.feedback_tasks`, picks the cheapest tier keeping `routing.feedback_floor`. Bad input is a
-400 in the OpenAI error shape; nothing here touches anyone's spend.
+400 in the OpenAI error shape; nothing here touches anyone's spend. Replicas store the rating in Postgres before
+answering (levers/routing_sync.py): whichever replica takes it, every replica's bandit learns from it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ __all__ = ["handle"]
 
 MAX_BODY = 1 << 14
 FIELDS = {"call_id", "success", "score"}
-KIND = "feedback"  # routing state: call id -> its latest score
 RATEABLE = ("ok", "cascade")  # answered by a provider, or by a cascade's cheaper tier
 
 
@@ -63,10 +63,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     routing = gw.lever("routing")
     if routing is None:
         raise NotFound("this gateway runs without the routing lever: nothing learns from feedback")
-    router = routing.router
-    previous = router.state.get(KIND, call_id)
-    router.bandit.record(f"{owner.name}/{row['task']}", tier, score, undo=previous)
-    router.state.put(KIND, call_id, score)
+    previous = await routing.router.rate(call_id, f"{owner.name}/{row['task']}", tier, score)
     out = {"call_id": call_id, "agent": owner.name, "task": row["task"] or None, "tier": tier, "score": score}
     await json_response(send, {**out, "replaced": previous is not None})
 

@@ -1,4 +1,4 @@
-"""The batch queue of replicas, in the shared Postgres (tables: migration `004_batch` in store/postgres.py): the
+"""The batch queue of replicas, in the shared Postgres (tables: migration `005_batch` in store/postgres.py): the
 SQLite queue's tables and methods (queue.py), and what several replicas sharing one queue need.
 
     durable   a job's row and the handover of its hold are one transaction: the job is written, and the pending

@@ -301,7 +301,11 @@ class RoutingFile(Part):
     share_warmup: Annotated[int, Whole(1, 1_000_000)] = Field(
         50, description="scores seen before the running quantile replaces the reference threshold"
     )
-    state: Text | None = Field(None, description="routing state file (share windows, bandit); default <ledger>.routing")
+    state: Text | None = Field(
+        None,
+        description="routing state file (share windows, bandit); default <ledger>.routing, or shared in Postgres by"
+        " replicas on a Postgres ledger (a file named here: each replica its own)",
+    )
     cascade: list[Text] = Field(
         default_factory=list, description="task types answered light-first, checked, escalated on failure"
     )

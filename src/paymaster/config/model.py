@@ -217,7 +217,7 @@ class Routing:
     # -- routing on unseen traffic (issue 14; levers/routing_share.py, routing_cascade.py, routing_bandit.py) --
     share_window: int = 1000  # heavy threshold = quantile of this many recent scores per agent x task type
     share_warmup: int = 50  # scores seen before the running quantile replaces the reference threshold
-    state: str | None = None  # routing state file (windows, bandit); default: "<ledger>.routing"
+    state: str | None = None  # routing state file (windows, bandit); default: "<ledger>.routing" (replicas: Postgres)
     cascade: tuple[str, ...] = ()  # task types answered light-first, checked, escalated on failure
     feedback_tasks: tuple[str, ...] = ()  # task types whose tier a bandit learns from feedback
     feedback_floor: float = 0.9  # success rate the chosen tier must keep (per agent x task type)

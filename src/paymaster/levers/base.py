@@ -108,7 +108,10 @@ class Lever(Protocol):
         ...
 
 
-HOOKS = ("apply", "shape", "fallback", "retried", "settled", "undo")
+# Per call: apply, shape (each attempt), fallback, retried, settled, undo (savings: the bill without the lever;
+# credited under the lever's `credit` name when it has one). Per process: `async start(store)` once the store is
+# open (load shared state), `async stop()` before it closes (write it back).
+HOOKS = ("apply", "shape", "fallback", "retried", "settled", "undo", "start", "stop")
 
 
 def hooked(levers: list[Any], hook: str) -> tuple[Any, ...]:

@@ -30,11 +30,15 @@ from ..call import Call
 from ..config import TIERS, Agent, Config, Task
 from ..prefix import prefix_key
 from ..pricing import Rates
+from ..store.shared import SharedStore, StoreDown
 from .base import Answer, Bill, LeverContext, Services, Settlement
 from .routing_bandit import Bandit
 from .routing_share import ShareKeeper
-from .routing_state import RoutingState, state_path
+from .routing_state import Mirror, RoutingState, State, state_path
+from .routing_sync import FAILURES, RoutingSync
 
+FEEDBACK = "feedback"  # routing state: call id -> its latest score (one process; replicas: routing_feedback)
+VIEW_SYNC_S = 2.0  # replicas: longest the admin view waits for the fleet's figures before showing its own
 AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
 
@@ -57,14 +61,53 @@ class Router:
         self.affinity: dict[str, tuple[str, int, float]] = {}  # prefix key -> (model, cached tokens, expiry)
         self._thresholds: tuple[float, float] | None = None
         self._share = 0.3
-        self.state = RoutingState(state_path(config.ledger, self.routing.state))
+        shared = config.shared is not None and self.routing.state is None  # replicas: learnt state in Postgres
+        mirror = Mirror() if shared else None
+        self.state: State = mirror or RoutingState(state_path(config.ledger, self.routing.state))
         self.shares = ShareKeeper(self.state, self.routing.share_window, self.routing.share_warmup)
         self.bandit = Bandit(self.state, self.routing.feedback_floor, self.routing.feedback_explore)
+        self.sync = RoutingSync(self.bandit, self.shares, mirror) if mirror is not None else None
+        self.poll_s = config.management.poll_s
+
+    async def start(self, store: object) -> None:
+        """Replicas: load what the fleet learnt from Postgres, then keep in step with it in the background."""
+        if self.sync is not None and isinstance(store, SharedStore):
+            await self.sync.start(store.pg.db, store.replica, self.poll_s)
+
+    async def stop(self) -> None:
+        if self.sync is not None:
+            await self.sync.stop()
 
     def close(self) -> None:
         self.shares.flush()
         self.bandit.flush()
         self.state.close()
+
+    async def rate(self, call_id: str, key: str, tier: str, score: float) -> float | None:
+        """Feedback: `call_id` (run on `tier` for the bandit's `key`) scored `score`; its earlier score, taken
+        back, or None. Replicas: one Postgres transaction, so a call rated on two replicas counts once."""
+        if self.sync is not None:
+            try:
+                return await self.sync.rate(call_id, key, tier, score)
+            except (*FAILURES, TimeoutError) as e:
+                raise StoreDown(f"the feedback cannot be stored (Postgres): {e}") from e
+        previous = self.state.get(FEEDBACK, call_id)
+        self.bandit.record(key, tier, score, undo=previous)
+        self.state.put(FEEDBACK, call_id, score)
+        return None if previous is None else float(previous)
+
+    async def fleet_view(self) -> dict[str, Any]:
+        """`view`, on replicas after a push and a pull: the fleet's figures, the same on every replica."""
+        stale = None
+        if self.sync is not None:
+            try:
+                await self.sync.refresh(timeout=VIEW_SYNC_S)
+            except (*FAILURES, TimeoutError) as e:
+                stale = f"the fleet's figures could not be read ({e}): this replica's view as of its last sync"
+        out = self.view()
+        if stale is not None:
+            out["stale"] = stale
+        return out
 
     def view(self) -> dict[str, Any]:
         """What routing learnt, for GET /admin/routing: the feedback bandit per agent/task, share windows."""
@@ -278,6 +321,14 @@ class Routing:
         elif "degraded" not in route.reason and st.state == "degraded":
             board.unblock(agent.name, "back under the degrade threshold")
         return None
+
+    async def start(self, store: object) -> None:
+        """The gateway starts (its store open): replicas load what the fleet learnt."""
+        await self.router.start(store)
+
+    async def stop(self) -> None:
+        """The gateway stops, its store still open: replicas write what they learnt since the last sync."""
+        await self.router.stop()
 
     def close(self) -> None:
         """The gateway stops: what routing learnt is written to its state file."""

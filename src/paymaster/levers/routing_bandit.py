@@ -14,7 +14,9 @@ safe tier runs. So quality risk is bounded by the exploration budget, and the ch
 cheapest tier that meets the floor once the evidence is in.
 
 State (counts per tier, calls, explored calls) is kept in the routing state file (routing_state.py),
-written every `FLUSH_EVERY` updates and on `flush`.
+written every `FLUSH_EVERY` updates and on `flush`. Replicas share it instead (routing_sync.py): with
+`deltas` on, every count a call or a rating adds here is also kept apart, pushed to Postgres as an
+increment (so two replicas counting at once both count) and the merged totals pulled back (`merge`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .routing_state import RoutingState
+from .routing_state import State
 
-__all__ = ["MIN_EVIDENCE", "Bandit"]
+__all__ = ["MIN_EVIDENCE", "Arm", "Bandit", "Record"]
 
 MIN_EVIDENCE = 10  # rated calls before a tier's mean can make it the safe tier
 FLUSH_EVERY = 16
@@ -59,7 +61,7 @@ class Record:
 
 
 class Bandit:
-    def __init__(self, state: RoutingState, floor: float, explore: float, rng: random.Random | None = None) -> None:
+    def __init__(self, state: State, floor: float, explore: float, rng: random.Random | None = None) -> None:
         if not 0.0 < floor <= 1.0 or not 0.0 <= explore <= 1.0:
             raise ValueError("floor must be in (0, 1] and explore in [0, 1]")
         self.state = state
@@ -67,6 +69,7 @@ class Bandit:
         self.explore = explore
         self.rng = rng or random.Random()
         self._records: dict[str, Record] = {}
+        self.deltas: dict[str, Record] | None = None  # replicas: counts added here since the last push
 
     def _get(self, key: str) -> Record:
         r = self._records.get(key)
@@ -96,15 +99,26 @@ class Bandit:
                 proposal = t
                 break
         r.calls += 1
+        explored = False
         if tiers.index(proposal) < tiers.index(safe):
             if r.explored + 1 <= self.explore * r.calls:
                 r.explored += 1
+                explored = True
                 tier, why = proposal, f"bandit: exploring {proposal} (safe tier {safe})"
             else:
                 tier, why = safe, f"bandit: {safe} (exploration budget spent)"
         else:
             tier, why = proposal, f"bandit: {proposal}"
         r.arm(tier).picks += 1
+        if self.deltas is not None:
+            d = self.deltas.get(key) or self.deltas.setdefault(key, Record())
+            if len(d.arms) != len(r.arms):  # every tier a choice looked at, so the other replicas list the same
+                for t in r.arms:
+                    d.arm(t)
+            d.calls += 1
+            d.explored += explored
+            d.arm(tier).picks += 1
+            return tier, why
         self._touch(key, r)
         return tier, why
 
@@ -113,13 +127,54 @@ class Bandit:
         same call, taken back (a call rated twice counts once, at its latest score)."""
         if not 0.0 <= score <= 1.0:
             raise ValueError("score must be between 0 and 1")
+        success, failure = rating(score, undo)
+        if self.deltas is not None:
+            d = (self.deltas.get(key) or self.deltas.setdefault(key, Record())).arm(tier)
+            d.success += success
+            d.failure += failure
+        self.add(key, tier, success, failure)
+
+    def add(self, key: str, tier: str, success: float, failure: float) -> None:
+        """Counts a rating adds (`rating`), here only: replicas add a rating committed to Postgres with this."""
         a = self._get(key).arm(tier)
-        if undo is not None:
-            a.success = max(0.0, a.success - undo)
-            a.failure = max(0.0, a.failure - (1 - undo))
-        a.success += score
-        a.failure += 1 - score
-        self._touch(key, self._get(key))
+        a.success = max(0.0, a.success + success)
+        a.failure = max(0.0, a.failure + failure)
+        if self.deltas is None:
+            self._touch(key, self._get(key))
+
+    # -- replicas (routing_sync.py) ---------------------------------------------------------------
+
+    def take(self) -> dict[str, Record]:
+        """The counts added since the last push, handed to the push (`restore` them if it fails)."""
+        taken, self.deltas = self.deltas or {}, {}
+        return taken
+
+    def restore(self, taken: dict[str, Record]) -> None:
+        """A push that failed: its counts go back to be pushed next time."""
+        deltas = self.deltas if self.deltas is not None else {}
+        for key, t in taken.items():
+            d = deltas.setdefault(key, Record())
+            d.calls += t.calls
+            d.explored += t.explored
+            for tier, a in t.arms.items():
+                b = d.arm(tier)
+                b.success, b.failure, b.picks = b.success + a.success, b.failure + a.failure, b.picks + a.picks
+        self.deltas = deltas
+
+    def merge(self, calls: dict[str, tuple[int, int]], arms: dict[tuple[str, str], tuple[float, float, int]]) -> None:
+        """The fleet's totals pulled from Postgres (per key: calls, explored; per key and tier: success, failure,
+        picks), each plus what this replica added since its last push."""
+        deltas = self.deltas or {}
+        for key, (n, explored) in calls.items():
+            r, d = self._get(key), deltas.get(key)
+            r.calls, r.explored = (n + d.calls, explored + d.explored) if d else (n, explored)
+        for (key, tier), (success, failure, picks) in arms.items():
+            a, d = self._get(key).arm(tier), deltas.get(key)
+            b = d.arms.get(tier) if d else None
+            if b is None:
+                a.success, a.failure, a.picks = success, failure, picks
+            else:
+                a.success, a.failure, a.picks = success + b.success, failure + b.failure, picks + b.picks
 
     def _touch(self, key: str, r: Record) -> None:
         r.unsaved += 1
@@ -159,6 +214,14 @@ class Bandit:
                 },
             }
         return out
+
+
+def rating(score: float, undo: float | None) -> tuple[float, float]:
+    """What a rating adds to (success, failure): `score` of a success and 1 − score of a failure, less the call's
+    earlier rating `undo` (a call rated twice counts once, at its latest score)."""
+    if undo is None:
+        return score, 1.0 - score
+    return score - undo, undo - score
 
 
 def _load(stored: Any) -> Record:

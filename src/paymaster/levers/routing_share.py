@@ -13,6 +13,10 @@ agent sends. Until `warmup` scores are seen, `fallback` (the reference-distribut
 
 Windows are written to the routing state file every `FLUSH_EVERY` observations and on `close`, so a
 restart resumes with the window it had (at most FLUSH_EVERY − 1 scores short after a crash).
+
+Replicas (routing_sync.py): each keeps the window of the traffic it sees; each replica's window is stored
+in Postgres, and a replica starting loads the merge of the stored windows (bounded to `window`), so it does
+not start cold.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import math
 import random
 from collections import deque
 
-from .routing_state import RoutingState
+from .routing_state import State
 
 __all__ = ["FLUSH_EVERY", "ShareKeeper"]
 
@@ -48,7 +52,7 @@ class _Window:
 
 
 class ShareKeeper:
-    def __init__(self, state: RoutingState, window: int = 1000, warmup: int = 50) -> None:
+    def __init__(self, state: State, window: int = 1000, warmup: int = 50) -> None:
         if window < 1 or not 1 <= warmup <= window:
             raise ValueError("need window >= 1 and 1 <= warmup <= window")
         self.state = state
@@ -113,5 +117,7 @@ class ShareKeeper:
                 self._save(key, w)
 
     def sizes(self) -> dict[str, int]:
-        """Scores held per key (for the admin view)."""
-        return {k: len(w.arrival) for k, w in self._windows.items()}
+        """Scores held per key (for the admin view): those stored too, before a call of theirs loads them."""
+        out = {k: min(len(v), self.window) for k, v in self.state.items(KIND) if isinstance(v, list)}
+        out.update((k, len(w.arrival)) for k, w in self._windows.items())
+        return dict(sorted(out.items()))

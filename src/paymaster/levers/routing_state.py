@@ -8,6 +8,9 @@
 A separate file beside the ledger, not a ledger table: the ledger has one writer with its own commit
 loop (store/sqlite.py), and this state is not money — losing the last few updates in a crash only
 makes the running quantile and the bandit a little less warm, never changes anyone's spend.
+
+Replicas on a Postgres ledger (no `routing.state` file named) share it instead: `Mirror` is their local
+copy, filled from Postgres at start and pushed back in the background (routing_sync.py).
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from ..store import local_ledger
 
-__all__ = ["RoutingState", "state_path"]
+__all__ = ["Mirror", "RoutingState", "State", "state_path"]
+
+
+class State(Protocol):
+    """Where the share windows and the bandit keep what they learnt: kind → key → a JSON value."""
+
+    def get(self, kind: str, key: str) -> Any: ...
+
+    def put(self, kind: str, key: str, value: Any) -> None: ...
+
+    def items(self, kind: str) -> list[tuple[str, Any]]: ...
+
+    def close(self) -> None: ...
 
 
 def state_path(ledger: str, configured: str | None) -> str | None:
-    """The state file: `routing.state` when set, else `<ledger>.routing` (in memory for a ledger in memory, and
-    for replicas on a Postgres ledger, which have no file beside it: each keeps its own unless `routing.state`
-    names one)."""
+    """The state file: `routing.state` when set, else `<ledger>.routing` (in memory for a ledger in memory; replicas
+    on a Postgres ledger share theirs in Postgres instead, routing_sync.py, unless `routing.state` names a file)."""
     if configured is not None:
         return configured
     local = local_ledger(ledger)
@@ -65,3 +79,25 @@ class RoutingState:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class Mirror:
+    """A replica's copy of the shared state (routing_sync.py): values in memory, the keys written since the last
+    push remembered, so the background sync sends only those."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], Any] = {}
+        self.dirty: set[tuple[str, str]] = set()
+
+    def get(self, kind: str, key: str) -> Any:
+        return self.values.get((kind, key))
+
+    def put(self, kind: str, key: str, value: Any) -> None:
+        self.values[(kind, key)] = value
+        self.dirty.add((kind, key))
+
+    def items(self, kind: str) -> list[tuple[str, Any]]:
+        return sorted((k, v) for (c, k), v in self.values.items() if c == kind)
+
+    def close(self) -> None:
+        """Nothing to close: the sync writes the last changes at stop."""

@@ -8,6 +8,8 @@
                reservations at their worst case, flagged for reconciliation
     events     the blackboard's events, with global ids (the `id` column), announced to every replica
                by NOTIFY on `paymaster_events`
+    routing_*  routing's learnt state (bandit counts, ratings, share windows), shared by the replicas
+               (levers/routing_sync.py)
 
 Migrations are a list of named SQL scripts, applied at start under an advisory lock (several replicas
 may start at once) and recorded in `migrations`.
@@ -71,7 +73,24 @@ MIGRATIONS.append(
 )
 MIGRATIONS.append(
     (
-        "004_batch",  # the batch queue for replicas (batch/pg_queue.py): the SQLite queue's tables, plus the lease
+        "004_routing",  # routing's learnt state, shared by replicas (levers/routing_sync.py): counts only ever added
+        """
+        CREATE TABLE routing_bandit (key text PRIMARY KEY, calls bigint NOT NULL, explored bigint NOT NULL,
+            version xid8 NOT NULL DEFAULT pg_current_xact_id());
+        CREATE TABLE routing_arms (key text NOT NULL, tier text NOT NULL, success double precision NOT NULL,
+            failure double precision NOT NULL, picks bigint NOT NULL,
+            version xid8 NOT NULL DEFAULT pg_current_xact_id(), PRIMARY KEY (key, tier));
+        CREATE INDEX routing_bandit_version ON routing_bandit (version);
+        CREATE INDEX routing_arms_version ON routing_arms (version);
+        CREATE TABLE routing_feedback (call_id text PRIMARY KEY, score double precision);
+        CREATE TABLE routing_windows (key text NOT NULL, replica text NOT NULL, scores double precision[] NOT NULL,
+            saved timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (key, replica));
+        """,
+    )
+)
+MIGRATIONS.append(
+    (
+        "005_batch",  # the batch queue for replicas (batch/pg_queue.py): the SQLite queue's tables, plus the lease
         """
         CREATE TABLE batch_jobs (id text PRIMARY KEY, agent text NOT NULL, api text NOT NULL,
             target_api text NOT NULL, provider text NOT NULL, model text NOT NULL, model_requested text NOT NULL,

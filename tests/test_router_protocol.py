@@ -1,0 +1,73 @@
+"""The nested-evaluation protocol behind scripts/probe_router_transfer.py: the held-out benchmark never
+informs a choice, ranking pairs never cross a workload, and the selection rule is the stated one."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("router_protocol", ROOT / "scripts" / "router_protocol.py")
+assert _spec is not None and _spec.loader is not None
+rp = importlib.util.module_from_spec(_spec)  # scripts/ is not a package
+sys.modules["router_protocol"] = rp
+_spec.loader.exec_module(rp)
+
+BENCH = ["gsm8k"] * 6 + ["mmlu"] * 24 + ["mt_bench"] * 4
+GROUP = ["gsm8k"] * 6 + [f"subject{i % 8}" for i in range(24)] + ["writing", "writing", "math", "math"]
+
+
+def test_inner_folds_never_touch_the_held_out_benchmark():
+    for held_out in ("gsm8k", "mmlu", "mt_bench"):
+        folds = rp.inner_folds(BENCH, GROUP, held_out)
+        assert folds
+        tested = [0] * len(BENCH)
+        for _, train, test in folds:
+            for i, b in enumerate(BENCH):
+                if b == held_out:
+                    assert not train[i] and not test[i]
+                assert not (train[i] and test[i])
+                tested[i] += test[i]
+            # a subject is either trained on or tested on within one fold, never both
+            assert not {GROUP[i] for i in range(len(BENCH)) if train[i]} & {
+                GROUP[i] for i in range(len(BENCH)) if test[i]
+            }
+        # every prompt of the training benchmarks is tested exactly once
+        assert tested == [int(b != held_out) for b in BENCH]
+
+
+def test_inner_folds_split_mmlu_by_subject_and_train_on_everything_else():
+    folds = rp.inner_folds(BENCH, GROUP, "gsm8k")
+    names = [f[0] for f in folds]
+    assert names == [f"mmlu-{k}" for k in range(rp.SUBJECT_FOLDS)] + ["mt_bench"]
+    _, train, test = folds[-1]
+    assert [i for i, t in enumerate(train) if t] == [i for i, b in enumerate(BENCH) if b == "mmlu"]
+    assert rp.fold_terms(names, [0.1, 0.2, 0.3, 0.4, 0.5, -1.0]) == pytest.approx([0.3, -1.0])
+
+
+def test_within_pairs_stay_inside_a_group_and_order_by_gap():
+    groups = ["a", "a", "a", "b", "b", "c", "c"]
+    gaps = [1.0, 0.0, -1.0, 1.0, 1.0, 0.5, 0.5]  # b and c have no gap difference inside: no pairs
+    pairs = rp.within_pairs(groups, gaps, range(len(groups)), k=8)
+    assert pairs
+    for hi, lo in pairs:
+        assert groups[hi] == groups[lo] == "a"
+        assert gaps[hi] > gaps[lo]
+    assert len(pairs) == 6  # each of the 3 prompts of a with both others
+    assert rp.within_pairs(groups, gaps, range(7), k=1, seed=3) == rp.within_pairs(groups, gaps, range(7), k=1, seed=3)
+    assert len(rp.within_pairs(groups, gaps, range(7), k=1)) == 3
+
+
+def test_within_pairs_use_only_the_rows_given():
+    groups, gaps = ["a"] * 4, [1.0, 0.0, 1.0, 0.0]
+    pairs = rp.within_pairs(groups, gaps, [0, 1], k=8)
+    assert sorted(pairs) == [(0, 1), (0, 1)]
+
+
+def test_choose_takes_the_best_inner_margin_and_length_on_a_tie():
+    assert rp.choose({"words": 0.0, "x": 0.01, "y": -0.2}) == "x"
+    assert rp.choose({"x": 0.0, "words": 0.0, "y": -0.2}) == "words"
+    assert rp.choose({"x": 1e-8, "words": 0.0}) == "words"  # inside rounding: a tie
