@@ -55,7 +55,7 @@ async def open_jobs(st: Stack, agent: str) -> int:
     n = 0
     async with aiohttp.ClientSession() as s:
         for status in ("queued", "submitted"):
-            async with s.get(st.gw_url + f"/v1/paymaster/jobs?status={status}&limit=100000", headers=h) as r:
+            async with s.get(st.gw_url + f"/v1/paymaster/jobs?status={status}&limit=1000", headers=h) as r:
                 n += len((await r.json())["data"])
     return n
 

@@ -212,6 +212,7 @@ class Gateway:
         for lever in hooked(self.levers, "close"):  # levers that keep state across restarts (routing)
             lever.close()
         await self.book.drain()  # responses still being written to the shared book
+        self.batches.close()  # replicas: the batch lease given up, the queue's connection closed
         if isinstance(self.store, SharedStore):
             await self.store.aclose()
         self.store.close()

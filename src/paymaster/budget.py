@@ -434,8 +434,10 @@ class Budget:
     def journal(self, t: Ticket, model: str, api: str) -> Reservation:
         return Reservation(t.id, t.agent, t.created, model, api, t.day, t.month, t.worst)
 
-    def settle(self, t: Ticket, row: LedgerRow) -> None:
-        """Release the hold and book the actual cost, exactly once."""
+    def settle(self, t: Ticket, row: LedgerRow, booked: bool = False) -> None:
+        """Release the hold and book the actual cost, exactly once. `booked`: the caller has already written
+        the ledger row and let go of the pending row in one transaction of its own (the batch queue on
+        replicas); only the shared counters' hold is left to release."""
         if t.settled:
             raise RuntimeError(f"call {t.id} settled twice")
         t.settled = True
@@ -449,6 +451,8 @@ class Budget:
             row.reconcile = 1
             row.error = "unmetered: admitted while the shared store was down; " + row.error
             self.store.book(row)
+        elif booked and self.shared is not None:
+            self.shared.release(t.id, cost)
         else:
             self.store.settle(t.id, row)
         self._alerts(t.agent, t.keys)
@@ -475,13 +479,39 @@ class Budget:
             self._settled = None
 
     def release_unsent(self, t: Ticket) -> None:
-        """Drop a hold whose reservation never became durable (nothing was sent upstream)."""
+        """Drop a hold whose reservation never became durable (nothing was sent upstream); on replicas its
+        pending row and its hold in Redis go too."""
         if not t.settled:
             t.settled = True
             self.open.pop(t.id, None)
             for key in t.keys:
-                self.counters[key][1] -= t.worst
+                self._counter(key)[1] -= t.worst
+            if self.shared is not None and not t.unmetered:
+                self.shared.drop(t.id)
             self._wake()
+
+    def hand_off(self, t: Ticket) -> None:
+        """The hold now belongs to a durable queue that outlives this process (the batch queue on replicas:
+        its pending row and Redis record moved to the queue's owner): whichever replica settles it makes the
+        ticket again (`hold_again`), so this one forgets it without releasing anything."""
+        self.open.pop(t.id, None)
+
+    def hold_again(
+        self, call_id: str, agent: str, day: str, month: str, worst: int, created: float, max_tokens: int
+    ) -> Ticket:
+        """The ticket of a hold made before (a queued batch job after a restart, or one another replica
+        admitted). Counted again on this process's counters; on replicas the hold never left Redis and the
+        Postgres pending row, so only the ticket is made."""
+        keys = (
+            WindowKey(agent, "day", day), WindowKey(agent, "month", month),
+            WindowKey(None, "day", day), WindowKey(None, "month", month),
+        )  # fmt: skip
+        t = Ticket(call_id, agent, keys, worst, day, month, created, max_tokens, False)
+        if self.shared is None:
+            for k in keys:
+                self._counter(k)[1] += worst
+            self.open[t.id] = t
+        return t
 
     def _alerts(self, agent: str, keys: tuple[WindowKey, ...]) -> None:
         own = self.config.alerts.thresholds.get(agent)  # the agent's own thresholds (alerts.thresholds), if any

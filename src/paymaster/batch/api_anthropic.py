@@ -33,7 +33,6 @@ MAX_REQUESTS = 100_000  # per batch, as Anthropic documents; more is split by th
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     h = header_map(scope)
     agent = gw.agent(h)
-    gw.batches.check()
     method, parts = scope["method"], scope["path"][len(PREFIX) :].strip("/").split("/")
     base = f"{scope.get('scheme', 'http')}://{h.get(b'host', b'localhost').decode('latin-1')}"
     q = gw.batches.queue

@@ -33,7 +33,6 @@ OUT, ERR = "file-pmout-", "file-pmerr-"
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     h = header_map(scope)
     agent = gw.agent(h)
-    gw.batches.check()
     method, parts = scope["method"], scope["path"].strip("/").split("/")[1:]
     if parts[0] == "files":
         if len(parts) == 1 and method == "POST":

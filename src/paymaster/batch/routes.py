@@ -51,7 +51,6 @@ async def jobs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     from ..http import header_map
 
     agent = gw.agent(header_map(scope))
-    gw.batches.check()
     parts = scope["path"][len(PREFIX) :].strip("/").split("/")
     if parts == [""]:
         q = params(scope)

@@ -11,6 +11,12 @@ per request when the results arrive.
              it (the batch saving), and the answer stored in the caller's API shape
     restore  at start: open jobs hold their worst case again (or, when their ledger row was booked before a
              crash, are marked settled); polling resumes
+
+On replicas (Redis + Postgres) the queue is in Postgres (pg_queue.py): a job's hold passes from the admitting
+replica to the queue as the job is written, so it stays in the shared budget whatever becomes of that replica;
+one replica at a time (a lease) flushes and polls; settlement is one Postgres transaction per batch of results,
+then the Redis release. A job claimed for sending by a replica that died before the provider answered is booked
+at its worst case, flagged for reconciliation — it may be running at the provider, and is never sent twice.
 """
 
 from __future__ import annotations
@@ -18,28 +24,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import sqlite3
 import time
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..alerts import RETRY_STATUS, sign
-from ..budget import Ticket, WindowKey
+from ..budget import Ticket
 from ..call import Call, Usage
 from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
 from ..levers.base import LeverContext
 from ..pricing import from_nanos, to_nanos
 from ..settle import price
 from ..store.row import LedgerRow
-from ..store.sqlite import SQLiteStore
+from ..store.shared import BATCH_OWNER, SharedStore, StoreDown
 from ..wire import translate
 from ..wire.openai import choices
 from . import upstream
+from .pg_queue import PgQueue, Settlement
 from .prices import batch_rates
-from .queue import Job, Queue
+from .queue import CLAIM, Job, Queue, claim_id
+from .webhook import post
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -50,36 +54,30 @@ log = logging.getLogger("paymaster")
 
 WINDOW_S = 86400  # the providers' completion window: a job whose deadline is nearer is sent at once
 IN_BATCH_SKIPS = ("batch", "response_cache")  # deferral itself; an answer from the cache has no batch to join
-WEBHOOK_TRIES = 4  # a finished job's webhook POST: attempts in all (waits 1 s, 2 s, 4 s between them)
 
 
 class Batches:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         store = gw.store
-        # the queue lives beside the SQLite ledger; replicas (Redis + Postgres) have no batch queue yet
-        self.available = isinstance(store, SQLiteStore)
-        self.queue = Queue(store.conn if isinstance(store, SQLiteStore) else sqlite3.connect(":memory:"))
+        self.shared = store if isinstance(store, SharedStore) else None
+        self.queue: Queue = (
+            PgQueue(store.pg.url, store.replica, store.lease_s) if isinstance(store, SharedStore) else Queue(store.conn)
+        )  # beside the ledger: its SQLite file, or the replicas' Postgres
         self.settings = gw.config.batch
-        self.tickets: dict[str, Ticket] = {}
+        self.tickets: dict[str, Ticket] = {}  # holds of this process (one process: every open job's)
         self._polled = 0.0
         self._posts: set[asyncio.Task[bool]] = set()
-        self.restored = self.restore() if self.available else 0
+        self.restored = self.restore() if self.shared is None else 0  # replicas: the holds never left Redis
 
-    def check(self) -> None:
-        """Refuse batch work where the gateway has no batch queue (replicas sharing Redis and Postgres)."""
-        if not self.available:
-            raise BadRequest(
-                "deferred calls and batches need the SQLite ledger: this gateway runs as a replica "
-                "(reservations: Redis, ledger: Postgres), where the batch queue is not available yet"
-            )
+    def close(self) -> None:
+        self.queue.close()
 
     # -- admission
 
     async def admit(self, call: Call, ctx: LeverContext, source: dict[str, Any], deadline: float | None,
                     grp: str = "", custom_id: str = "") -> Job:  # fmt: skip
         """Shape, bound at batch prices and hold the call's worst case; the job (not yet durable)."""
-        self.check()
         gw = self.gw
         wire, _, up = gw.shape(call, ctx, source)
         rates = batch_rates(gw.config, call.model)
@@ -88,6 +86,9 @@ class Batches:
             ticket = await self.admit_whole(call, worst, up, ctx)
         else:
             ticket = await gw.admission.admit(call, worst, up, ctx.headers)  # 402 when over a cap
+        if ticket.unmetered:  # `on_outage: admit_unmetered` is for real-time calls: a job must be held
+            gw.budget.release_unsent(ticket)
+            raise StoreDown("deferred calls and batches need the shared store, which cannot be reached: retry later")
         if ticket.fitted:
             wire.set_max_tokens(call.body, ticket.max_tokens, up.provider.kind)
             call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
@@ -110,8 +111,10 @@ class Batches:
         gw = self.gw
         assert call.max_tokens is not None
         worst = await gw.admission.refine(call, worst, up, ctx.headers)
-        verdict = gw.budget.admit(call.agent, worst, call.input_bound, call.max_tokens, call.choices)
-        if isinstance(verdict, Ticket) and not verdict.fitted:
+        verdict = await gw.budget.admit_waiting(  # no waiting: timeout 0
+            call.agent, worst, call.input_bound, call.max_tokens, call.choices, 0, call.model, call.api
+        )
+        if isinstance(verdict, Ticket) and (not verdict.fitted or verdict.unmetered):
             return verdict
         if isinstance(verdict, Ticket):
             gw.budget.release_unsent(verdict)
@@ -160,12 +163,29 @@ class Batches:
         return jobs
 
     def commit(self, jobs: list[Job]) -> None:
-        """Make admitted jobs durable; on failure their holds are dropped (nothing was sent)."""
+        """Make admitted jobs durable; on failure their holds are dropped (nothing was sent). On replicas the
+        holds pass to the queue with the jobs (pg_queue.py), and this replica forgets them."""
         try:
             self.queue.add(jobs)
         except Exception as e:
+            if not self.unwritten(jobs):  # the commit's answer was lost: keep the holds, over-counted at worst
+                raise UpstreamFailed(f"could not confirm the deferred call was recorded: {e}", status=503) from e
             self.release(jobs)
             raise UpstreamFailed(f"could not record the deferred call: {e}", status=503) from e
+        if self.shared is not None:
+            held = [j.id for j in jobs if j.id in self.tickets]
+            for i in held:
+                self.gw.budget.hand_off(self.tickets.pop(i))
+            self.shared.adopt(held, BATCH_OWNER)
+
+    def unwritten(self, jobs: list[Job]) -> bool:
+        """Whether a failed `add` certainly wrote nothing (SQLite: its transaction rolled back)."""
+        if self.shared is None or not jobs:
+            return True
+        try:
+            return self.queue.job(jobs[0].id) is None
+        except GatewayError:
+            return False
 
     def release(self, jobs: list[Job]) -> None:
         """Drop the holds of admitted jobs that will not be queued."""
@@ -178,19 +198,26 @@ class Batches:
         """Cancel an agent's batch: queued requests are canceled at once (holds released), submitted ones
         are canceled at the provider and settle as its results say."""
         self.queue.cancel_group(gid)
-        for j in self.queue.jobs("grp = ? AND status = 'queued'", (gid,)):
-            self.settle(j, "canceled", None)
-        subs = {(j.submission, j.provider) for j in self.queue.jobs("grp = ? AND status = 'submitted'", (gid,))}
-        for sub, provider in subs:
-            try:
-                await upstream.cancel(self.gw.upstreams[provider], sub.removeprefix("sub_"))
-            except upstream.BatchFailed as e:
-                log.warning("batch: canceling %s failed: %s", sub, e)
+        self.settle([(j, "canceled", None) for j in self.queue.jobs("grp = ? AND status = 'queued'", (gid,))])
+        submitted = self.queue.jobs("grp = ? AND status = 'submitted'", (gid,))
+        subs = {(j.submission, j.provider) for j in submitted if not j.submission.startswith(CLAIM)}
+        for sub, provider in subs:  # jobs still being sent (claimed): canceled by the sender once it has the id
+            await self.cancel_upstream(self.gw.upstreams[provider], sub.removeprefix("sub_"))
+
+    async def cancel_upstream(self, up: Any, batch_id: str) -> None:
+        try:
+            await upstream.cancel(up, batch_id)
+        except upstream.BatchFailed as e:
+            log.warning("batch: canceling %s failed: %s", batch_id, e)
+
+    def canceled(self, gid: str, agent: str) -> bool:
+        g = self.queue.group(gid, agent)
+        return g is not None and bool(g[2])
 
     # -- the loop
 
     async def run(self) -> None:
-        while self.available:
+        while True:
             await asyncio.sleep(min(1.0, self.settings.flush_age_s / 4, self.settings.poll_s))
             try:
                 await self.tick()
@@ -198,11 +225,17 @@ class Batches:
                 log.exception("batch: tick failed")
 
     async def tick(self, force: bool = False) -> None:
+        """Send what is due and read what has ended — on replicas only the one holding the lease does."""
+        if not self.queue.lead():
+            return
+        self.settle([(j, "lost", None) for j in self.queue.lost_claims()])
         await self.flush(force)
         now = time.time()
         if force or now - self._polled >= self.settings.poll_s:
             self._polled = now
             await self.poll()
+            if self.shared is not None:  # holds a replica stopped before releasing, after their ledger rows
+                await self.shared.sweep(BATCH_OWNER)
 
     async def flush(self, force: bool = False) -> None:
         queued = self.queue.jobs("status = 'queued'")
@@ -220,12 +253,20 @@ class Batches:
                 continue
             up = self.gw.upstreams[provider]
             for chunk in upstream.split(jobs, up.provider.api, s.flush_count if not grp else 10**9, s.flush_bytes):
+                claim = claim_id(self.queue.replica)
+                claimed = set(self.queue.claim([j.id for j in chunk], claim))  # a cancel leaves them alone now
+                chunk = [j for j in chunk if j.id in claimed]
+                if not chunk:
+                    continue
                 try:
                     batch_id, file_id = await upstream.submit(up, chunk)
                 except upstream.BatchFailed as e:
                     log.warning("batch: submitting %d jobs to %s failed: %s", len(chunk), provider, e)
+                    self.queue.unclaim(claim)
                     break
-                self.queue.submitted([j.id for j in chunk], "sub_" + batch_id, provider, batch_id, file_id)
+                self.queue.submitted(claim, "sub_" + batch_id, provider, batch_id, file_id)
+                if grp and self.canceled(grp, chunk[0].agent):  # the agent canceled while it was being sent
+                    await self.cancel_upstream(up, batch_id)
 
     async def poll(self) -> None:
         for sub, provider, batch_id in self.queue.open_submissions():
@@ -238,21 +279,50 @@ class Batches:
             if results is None:
                 continue
             jobs = {j.id: j for j in self.queue.jobs("submission = ? AND status = 'submitted'", (sub,))}
+            done: list[tuple[Job, str, Any]] = []
             for custom_id, outcome, body in results:
                 if custom_id == "*":  # the whole batch failed: every job errored
-                    for failed in jobs.values():
-                        self.settle(failed, "errored", body)
+                    done += [(failed, "errored", body) for failed in jobs.values()]
                     jobs.clear()
                 if custom_id in jobs:
-                    self.settle(jobs.pop(custom_id), outcome, body)
-            for j in jobs.values():  # the provider returned nothing for it: not billed
-                self.settle(j, "errored", {"message": "the provider's batch returned no result for this request"})
+                    done.append((jobs.pop(custom_id), outcome, body))
+            none = {"message": "the provider's batch returned no result for this request"}
+            done += [(j, "errored", none) for j in jobs.values()]  # the provider returned nothing for it: not billed
+            self.settle(done)
             self.queue.close_submission(sub)
 
     # -- settlement
 
-    def settle(self, j: Job, outcome: str, body: Any) -> None:
-        """Book one job exactly once: the ledger row first, the job marked after."""
+    def settle(self, outcomes: list[tuple[Job, str, Any]]) -> None:
+        """Book jobs (each as read from the queue, its outcome and the provider's body) exactly once. One
+        process: the ledger row first, the job marked after. Replicas: both in one transaction, and only for
+        jobs still in the state they were read in (another replica may have settled or claimed one since)."""
+        if not outcomes:
+            return
+        gw = self.gw
+        if self.shared is None:
+            for j, outcome, body in outcomes:
+                row = self.outcome(j, outcome, body)
+                ticket = self.tickets.pop(j.id, None) or self.hold(j)
+                gw.budget.settle(ticket, row)
+                self.queue.finish(j)
+                self.notify(j)
+            return
+        assert isinstance(self.queue, PgQueue)
+        done: list[Settlement] = []
+        for j, outcome, body in outcomes:
+            status, submission = j.status, j.submission
+            done.append((j, self.outcome(j, outcome, body), status, submission))
+        booked = self.queue.settle(done)
+        for j, row, _, _ in done:
+            if j.id in booked:
+                row.cost_nanos = booked[j.id]
+                gw.budget.settle(self.hold(j), row, booked=True)
+                self.notify(j)
+
+    def outcome(self, j: Job, outcome: str, body: Any) -> LedgerRow:
+        """The job's ledger row for an outcome (the job updated to it): succeeded at the batch price of its
+        usage; errored, expired, canceled at zero; lost (sent or not, nobody knows) at its worst case, flagged."""
         gw = self.gw
         rates = batch_rates(gw.config, j.model)
         cost, usage, reconcile, error = 0, Usage(), 0, ""
@@ -274,10 +344,17 @@ class Batches:
             if j.api != j.target_api and isinstance(body, dict):
                 answer = translate.answer_for(j.api, body, j.model)
             j.result = orjson.dumps(answer)
+        elif outcome == "lost":
+            cost, reconcile = j.worst_nanos, 1
+            error = (
+                "the replica sending this job stopped before the provider answered: it may have run, so it is "
+                "booked at its worst case until reconciled"
+            )
+            j.result = orjson.dumps({"message": error})
         else:
             j.result = orjson.dumps(body) if body is not None else None
             error = f"batch request {outcome}"
-        status = {"succeeded": "ok", "errored": "upstream_error"}.get(outcome, outcome)
+        status = {"succeeded": "ok", "errored": "upstream_error", "lost": "crashed"}.get(outcome, outcome)
         # the batch discount is the batch lever's saving (savings.py: batch puts back the real-time price)
         saved = orjson.dumps({"batch": j.realtime_nanos - cost}).decode() if j.realtime_nanos else "{}"
         row = LedgerRow(
@@ -291,11 +368,9 @@ class Batches:
         )  # fmt: skip
         if cost > j.worst_nanos:
             log.warning("batch job %s cost %s above its reserved worst case %s", j.id, cost, j.worst_nanos)
-        ticket = self.tickets.pop(j.id, None) or self.hold(j)
-        gw.budget.settle(ticket, row)
-        j.status, j.cost_nanos, j.error, j.finished = outcome, cost, error, time.time()
-        self.queue.finish(j)
-        self.notify(j)
+        j.status = "errored" if outcome == "lost" else outcome
+        j.cost_nanos, j.error, j.finished = cost, error, time.time()
+        return row
 
     def notify(self, j: Job) -> None:
         """POST a finished deferred job to its agent's webhook, off the event loop; at most once (the job stays
@@ -312,17 +387,8 @@ class Batches:
     # -- restart
 
     def hold(self, j: Job) -> Ticket:
-        """A job's hold on its windows, made again (after a restart)."""
-        keys = (
-            WindowKey(j.agent, "day", j.day), WindowKey(j.agent, "month", j.month),
-            WindowKey(None, "day", j.day), WindowKey(None, "month", j.month),
-        )  # fmt: skip
-        b = self.gw.budget
-        for k in keys:
-            b._counter(k)[1] += j.worst_nanos
-        t = Ticket(j.id, j.agent, keys, j.worst_nanos, j.day, j.month, j.created, j.max_tokens, False)
-        b.open[t.id] = t
-        return t
+        """A job's hold on its windows, made again (after a restart; on replicas, by whichever settles it)."""
+        return self.gw.budget.hold_again(j.id, j.agent, j.day, j.month, j.worst_nanos, j.created, j.max_tokens)
 
     def restore(self) -> int:
         """Open jobs after a start: booked before a crash → marked; else held again. Returns how many are held."""
@@ -347,39 +413,6 @@ def refused(e: GatewayError, wire: Any, api: str, agent: str, gid: str, custom_i
         model_requested="", body=b"", status="errored", worst_nanos=0, max_tokens=0, day="", month="",
         created=now, grp=gid, custom_id=custom_id, result=wire.error_body(e), error=e.message, finished=now,
     )  # fmt: skip
-
-
-def post(url: str, body: bytes, secret: str, job_id: str, tries: int = WEBHOOK_TRIES, wait_s: float = 1.0) -> bool:
-    """POST a finished job, signed like the alert webhooks (alerts.py) when the agent has a secret:
-    `x-paymaster-signature: sha256=<HMAC-SHA256(secret, "<timestamp>." + body)>`. A connection failure, 408,
-    429 or 5xx is tried again (`tries` attempts in all, the wait doubling); other answers are final."""
-    for attempt in range(tries):
-        ts = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "paymaster-webhook",
-            "x-paymaster-event": "job.finished",
-            "x-paymaster-event-id": job_id,
-            "x-paymaster-timestamp": ts,
-        }
-        if secret:
-            headers["x-paymaster-signature"] = sign(secret, ts, body)
-        req = urllib.request.Request(url, data=body, method="POST", headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                resp.read()
-            return True
-        except urllib.error.HTTPError as e:
-            if e.code not in RETRY_STATUS:
-                log.warning("batch: webhook %s answered %d for job %s", url, e.code, job_id)
-                return False
-            why = f"HTTP {e.code}"
-        except (OSError, ValueError) as e:
-            why = str(e) or type(e).__name__
-        if attempt + 1 < tries:
-            time.sleep(wait_s * 2**attempt)
-    log.warning("batch: webhook %s failed for job %s: %s", url, job_id, why)
-    return False
 
 
 def gw_wire(api: str) -> Any:

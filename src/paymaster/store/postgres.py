@@ -88,11 +88,42 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append(
+    (
+        "005_batch",  # the batch queue for replicas (batch/pg_queue.py): the SQLite queue's tables, plus the lease
+        """
+        CREATE TABLE batch_jobs (id text PRIMARY KEY, agent text NOT NULL, api text NOT NULL,
+            target_api text NOT NULL, provider text NOT NULL, model text NOT NULL, model_requested text NOT NULL,
+            task text NOT NULL DEFAULT '', body bytea NOT NULL, status text NOT NULL, worst_nanos bigint NOT NULL,
+            max_tokens bigint NOT NULL, day text NOT NULL, month text NOT NULL, created double precision NOT NULL,
+            deadline double precision, grp text NOT NULL DEFAULT '', custom_id text NOT NULL DEFAULT '',
+            submission text NOT NULL DEFAULT '', result bytea, error text NOT NULL DEFAULT '',
+            cost_nanos bigint NOT NULL DEFAULT 0, realtime_nanos bigint NOT NULL DEFAULT 0,
+            finished double precision);
+        CREATE INDEX batch_jobs_open ON batch_jobs (status);
+        CREATE INDEX batch_jobs_agent ON batch_jobs (agent, created);
+        CREATE INDEX batch_jobs_grp ON batch_jobs (grp);
+        CREATE INDEX batch_jobs_submission ON batch_jobs (submission);
+        CREATE TABLE batch_submissions (id text PRIMARY KEY, provider text NOT NULL,
+            provider_batch_id text NOT NULL, input_file_id text NOT NULL DEFAULT '', status text NOT NULL,
+            created double precision NOT NULL);
+        CREATE TABLE batch_groups (id text PRIMARY KEY, agent text NOT NULL, api text NOT NULL,
+            created double precision NOT NULL, cancel integer NOT NULL DEFAULT 0, meta bytea);
+        CREATE INDEX batch_groups_agent ON batch_groups (agent, created);
+        CREATE TABLE batch_files (id text PRIMARY KEY, agent text NOT NULL, filename text NOT NULL,
+            purpose text NOT NULL, data bytea NOT NULL, created double precision NOT NULL);
+        CREATE TABLE batch_leader (id integer PRIMARY KEY, owner text NOT NULL, expires timestamptz NOT NULL);
+        """,
+    )
+)
 _MIGRATION_LOCK = 0x7061796D  # "paym": one replica migrates at a time
 
 
 def _values(row: LedgerRow) -> list[Any]:
     return [getattr(row, c) for c in _LEDGER_COLS]
+
+
+LEDGER_INSERT, ledger_values = _INSERT, _values  # for the batch queue's own settlement transaction
 
 
 class PostgresLedger:
@@ -232,9 +263,10 @@ class PostgresLedger:
         rows = await self.db.fetch("SELECT id, cost_nanos FROM ledger WHERE id = ANY($1::text[])", list(ids))
         return {r["id"]: r["cost_nanos"] for r in rows}
 
-    async def pending_ids(self, ids: Sequence[str]) -> set[str]:
-        rows = await self.db.fetch("SELECT id FROM pending WHERE id = ANY($1::text[])", list(ids))
-        return {r["id"] for r in rows}
+    async def pending_owners(self, ids: Sequence[str]) -> dict[str, str]:
+        """{id: owner} of those reservations still pending."""
+        rows = await self.db.fetch("SELECT id, owner FROM pending WHERE id = ANY($1::text[])", list(ids))
+        return {r["id"]: r["owner"] for r in rows}
 
     async def forget(self, owner: str) -> None:
         await self.db.execute("DELETE FROM replicas WHERE id = $1", owner)

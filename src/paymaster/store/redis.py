@@ -108,6 +108,16 @@ redis.call('SREM', 'pm:own:' .. rec['owner'], ARGV[2])
 return 1
 """
 
+# KEYS: record, the new owner's set.  ARGV: reservation id, new owner. The hold itself is untouched.
+ADOPT = """
+local old = redis.call('HGET', KEYS[1], 'owner')
+if not old then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+redis.call('SREM', 'pm:own:' .. old, ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
 # KEYS: epoch, window 1..n: the windows' figures, unchanged
 READ = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
@@ -159,6 +169,7 @@ class RedisCounters:
         self._reserve = self.redis.register_script(RESERVE)
         self._settle = self.redis.register_script(SETTLE)
         self._read = self.redis.register_script(READ)
+        self._adopt = self.redis.register_script(ADOPT)
         self.run_id: str | None = None
 
     async def close(self) -> None:
@@ -206,6 +217,14 @@ class RedisCounters:
     async def owned(self, replica: str) -> list[str]:
         """The reservations Redis holds for a replica (to release them when it is gone)."""
         return [m.decode() if isinstance(m, bytes) else str(m) for m in await self.redis.smembers(owner_key(replica))]
+
+    async def adopt(self, reservation_ids: Sequence[str], owner: str) -> None:
+        """Move reservations to another owner (one that outlives replicas: the batch queue), holds unchanged;
+        a reservation Redis no longer has is left alone."""
+        async with self.redis.pipeline(transaction=False) as p:
+            for rid in reservation_ids:
+                await self._adopt(keys=[record_key(rid), owner_key(owner)], args=[rid, owner], client=p)
+            await p.execute()
 
     async def forget_owner(self, replica: str) -> None:
         await self.redis.delete(owner_key(replica))

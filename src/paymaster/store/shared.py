@@ -34,9 +34,9 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -50,10 +50,12 @@ from .redis import REBUILD, RedisCounters, Window
 from .row import LedgerRow
 
 log = logging.getLogger("paymaster")
+T = TypeVar("T")
 
 RETRY_S = 1.0  # between attempts to settle while a store fails
 SETTLE_BATCH = 256  # most settlements written in one transaction / one pipeline
 REBUILD_WAIT_S = 10.0  # longest a call waits for another replica to rebuild the counters
+BATCH_OWNER = "batch"  # the owner of queued batch jobs' holds: no replica, so no reaper books them as crashed
 OUTAGES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError)
 
 
@@ -74,13 +76,24 @@ class Reader:
         self.conn: asyncpg.Connection | None = None
 
     def fetch(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+        try:
+            return asyncio.run_coroutine_threadsafe(self._fetch(queries.numbered(sql), args), self._loop()).result(15)
+        except (*OUTAGES, TimeoutError) as e:
+            raise StoreDown(f"the ledger (Postgres) cannot be read: {e}") from e
+
+    def transact(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`work(connection)` inside one transaction, waited for like `fetch`. Never retried: a write whose
+        commit an outage made uncertain raises (StoreDown) and the caller decides."""
+        try:
+            return asyncio.run_coroutine_threadsafe(self._transact(work), self._loop()).result(15)
+        except (*OUTAGES, TimeoutError) as e:
+            raise StoreDown(f"the ledger (Postgres) cannot be written: {e}") from e
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
             threading.Thread(target=self.loop.run_forever, name="ledger-reader", daemon=True).start()
-        try:
-            return asyncio.run_coroutine_threadsafe(self._fetch(queries.numbered(sql), args), self.loop).result(15)
-        except (*OUTAGES, TimeoutError) as e:
-            raise StoreDown(f"the ledger (Postgres) cannot be read: {e}") from e
+        return self.loop
 
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
         for attempt in (1, 2):  # a connection an outage broke is replaced once
@@ -94,6 +107,17 @@ class Reader:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def _transact(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        if self.conn is None or self.conn.is_closed():
+            self.conn = await asyncpg.connect(self.url, timeout=5)
+        try:
+            async with self.conn.transaction():
+                return await work(self.conn)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            self.conn.terminate()
+            self.conn = None
+            raise
 
     def close(self) -> None:
         if self.loop is None:
@@ -310,6 +334,28 @@ class SharedStore:
             if costs:
                 await self.rebuild()
 
+    def release(self, reservation_id: str, cost: int) -> None:
+        """Release a hold whose ledger row the caller already wrote (with its pending row deleted, in one
+        transaction): retried until Redis answers; the reservation's record makes it happen once."""
+        self._spawn(self._retry(lambda: self._release(reservation_id, cost)))
+
+    def adopt(self, reservation_ids: Sequence[str], owner: str) -> None:
+        """Redis's side of handing reservations to another owner, after their pending rows were moved to it:
+        retried until Redis answers (meanwhile a reaper of this replica moves them the same way)."""
+        self._spawn(self._retry(lambda: self.counters.adopt(reservation_ids, owner)))
+
+    async def sweep(self, owner: str) -> None:
+        """Release the holds Redis keeps for `owner`'s reservations whose pending rows are gone (booked: at
+        the ledger's cost), e.g. after a replica stopped between a settlement's ledger row and its release."""
+        owned = await self.counters.owned(owner)
+        if not owned:
+            return
+        still = await self.pg.pending_owners(owned)
+        done = [rid for rid in owned if rid not in still]
+        costs = await self.pg.costs(done)
+        for rid in done:
+            await self._release(rid, costs.get(rid, 0))
+
     async def _release(self, reservation_id: str, cost: int) -> None:
         while await self.counters.settle(reservation_id, cost) == REBUILD:
             await self.rebuild()
@@ -359,9 +405,13 @@ class SharedStore:
         for gone in await self.pg.gone(self.lease_s):
             crashed = await self.pg.book_crashed(gone)
             owned = await self.counters.owned(gone)
+            moved = await self.pg.pending_owners(owned)  # handed to another owner (the batch queue) meanwhile
+            for owner in set(moved.values()):
+                await self.counters.adopt([rid for rid, o in moved.items() if o == owner], owner)
             costs = await self.pg.costs(owned)
             for rid in owned:
-                await self._release(rid, costs.get(rid, 0))  # no ledger row: it was never sent
+                if rid not in moved:
+                    await self._release(rid, costs.get(rid, 0))  # no ledger row: it was never sent
             await self.counters.forget_owner(gone)
             await self.pg.forget(gone)
             if crashed:
