@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -38,6 +39,13 @@ def serve_two(tmp: Path, sim_url: str, shared: Shared) -> tuple[list[subprocess.
     return serve(path, 2)
 
 
+def until(ready: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "not within 10 s"
+        time.sleep(0.05)
+
+
 def client(port: int, agent: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEYS[agent], max_retries=0)
 
@@ -50,7 +58,9 @@ def test_a_response_continued_through_another_replica_is_bounded_by_its_size_and
     procs, (a, b) = serve_two(tmp_path, sim_process, shared)
     try:
         first = client(a, "olivia").responses.create(model="gpt-4.1-mini", input="hello", max_output_tokens=16)
-        time.sleep(0.5)  # the shared book is written in the background as the call settles (about a millisecond)
+        # the shared book is written in the background as the call settles (about a millisecond; longer on a
+        # loaded machine): wait until it is there, as a client continuing a moment later would find it
+        until(lambda: shared.pg("SELECT 1 FROM responses WHERE id = $1", first.id))
         # a $0.30 cap is below a window's worth of gpt-4.1-mini input (1,047,576 × $0.40 / MTok ≈ $0.42)
         again = client(b, "olivia").responses.create(
             model="gpt-4.1-mini", previous_response_id=first.id, input="and then?", max_output_tokens=16
@@ -63,7 +73,9 @@ def test_a_response_continued_through_another_replica_is_bounded_by_its_size_and
         assert client(b, "olivia").responses.retrieve(first.id).id == first.id  # served by A, read through B
         with pytest.raises(openai.NotFoundError):
             client(b, "mallory").responses.retrieve(first.id)
-        rows = shared.pg("SELECT agent, cost_nanos, worst_nanos FROM ledger WHERE api = 'responses'")
+        query = "SELECT agent, cost_nanos, worst_nanos FROM ledger WHERE api = 'responses'"
+        until(lambda: len(shared.pg(query)) >= 2)  # settled rows are committed in the background
+        rows = shared.pg(query)
         assert sorted(r["agent"] for r in rows) == ["olivia", "olivia"]
         assert all(r["cost_nanos"] <= r["worst_nanos"] for r in rows)
     finally:
