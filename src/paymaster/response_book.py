@@ -229,26 +229,29 @@ class ResponseBook:
 
     def _share_conversation(self, conversation: str, agent: str, tokens: int | None) -> None:
         """Replicas: this call's figure (input + output) becomes the conversation's, or is added to it when
-        calls overlapped on it — here or, as Redis says, on any replica."""
-        if self.shared is not None:
-            here = conversation in self.overlapped
-            task = self._spawn(conversation, self._grow(conversation, agent, tokens, here))
-            if task is not None:
-                self._growing.setdefault(conversation, set()).add(task)
-                task.add_done_callback(lambda t: self._growing.get(conversation, set()).discard(t))
+        calls overlapped on it (on any replica: every call joins the count in Redis, this one's included)."""
+        task = self._spawn(conversation, self._grow(conversation, agent, tokens))
+        if task is None:
+            return
+        growing = self._growing.setdefault(conversation, set())
+        growing.add(task)
 
-    async def _grow(self, conversation: str, agent: str, tokens: int | None, overlapped: bool) -> None:
+        def done(t: asyncio.Task[None]) -> None:
+            growing.discard(t)
+            if not growing and self._growing.get(conversation) is growing:
+                del self._growing[conversation]
+
+        task.add_done_callback(done)
+
+    async def _grow(self, conversation: str, agent: str, tokens: int | None) -> None:
         assert self.shared is not None
-        if not overlapped and self.flights is not None:
-            overlapped = await self.flights.overlapped(conversation)
+        overlapped = self.flights is not None and await self.flights.overlapped(conversation)
         await self.shared.conversation_record(conversation, agent, tokens, overlapped)
 
     async def _leave(self, conversation: str, growing: list[asyncio.Task[None]]) -> None:
         assert self.flights is not None
         if growing:
             await asyncio.gather(*growing, return_exceptions=True)
-        if not self._growing.get(conversation):
-            self._growing.pop(conversation, None)
         await self.flights.leave(conversation)
 
     def _spawn(self, what: str, write: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
@@ -278,8 +281,10 @@ class ResponseBook:
         ref = stored_reference(call.body)
         conversation = ref[1] if ref is not None and ref[0] == "conversation" else None
         if conversation is not None:  # its items are appended, stored response or not
-            self.grown(conversation, call.agent, tokens)
-            self._share_conversation(conversation, call.agent, tokens)
+            if self.shared is None:
+                self.grown(conversation, call.agent, tokens)
+            else:  # replicas read a conversation's size from the shared book only (stored_anywhere)
+                self._share_conversation(conversation, call.agent, tokens)
         rid = call.response_id or response_id(outcome.answer)
         if call.body.get("store") is False or not rid:  # no stored response: nothing to own or continue
             return
