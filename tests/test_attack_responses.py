@@ -168,6 +168,23 @@ def test_a_file_the_gateway_cannot_read_is_bounded_by_the_window(part: dict[str,
 # -- conversations: a conversation grows while a call in it is in flight ----------------------------------
 
 
+def streaming(sim: Any, marker: str, stream: Any) -> threading.Thread:
+    """Read the stream `stream()` opens to its end on a thread; return once the simulator has its request (the
+    request's text holds `marker`), so the caller's next call overlaps it."""
+
+    def read() -> None:
+        with stream() as s:
+            for _ in s:
+                pass
+
+    t = threading.Thread(target=read)
+    t.start()
+    deadline = time.time() + 5
+    while not any(marker in str(q["body"]) for q in list(sim.requests)) and time.time() < deadline:
+        time.sleep(0.01)
+    return t
+
+
 def test_a_call_on_a_conversation_another_call_is_growing_stays_within_its_reservation(gateway: Any, sim: Any) -> None:
     """API reference, responses.create `conversation`: the conversation's items are prepended to the input,
     and the response's input and output items are added to it when it completes. B starts while A (same
@@ -181,18 +198,9 @@ def test_a_call_on_a_conversation_another_call_is_growing_stays_within_its_reser
     sim.token_delay = 0.02
     try:
         long = "the figures for the quarter " * 4000  # ~24,000 tokens A adds to the conversation
-
-        def a() -> None:
-            with client.responses.stream(model="gpt-4.1-mini", conversation=conv, input=long + " [sim:tokens=60]",
-                                         max_output_tokens=100) as s:  # fmt: skip
-                for _ in s:
-                    pass
-
-        t = threading.Thread(target=a)
-        t.start()
-        deadline = time.time() + 5
-        while not any("the figures" in str(q["body"]) for q in list(sim.requests)) and time.time() < deadline:
-            time.sleep(0.01)
+        t = streaming(sim, "the figures", lambda: client.responses.stream(
+            model="gpt-4.1-mini", conversation=conv, input=long + " [sim:tokens=60]",
+            max_output_tokens=100))  # fmt: skip
         client.responses.create(model="gpt-4.1-mini", conversation=conv, input="and B?", max_output_tokens=16)
         t.join()
     finally:

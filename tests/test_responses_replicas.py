@@ -14,6 +14,7 @@ import yaml
 
 from paymaster.config import hash_key
 from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
+from tests.test_attack_responses import streaming
 from tests.test_replicas import fleet_file, serve, sim_process, stop  # noqa: F401  (the `sim_process` fixture)
 
 KEYS = {"olivia": "pm-olivia-replicas", "mallory": "pm-mallory-replicas"}
@@ -75,8 +76,6 @@ def test_a_conversation_grown_on_one_replica_is_bounded_by_its_new_size_on_the_o
     replica that served it before must not bound the next call by the size it saw then, and a call that starts
     while another is in flight on the conversation through another replica is of unknown size. Every call's
     bill must fit its hold."""
-    import threading
-
     import httpx2
 
     from tests.conftest import PROVIDER_KEY
@@ -103,20 +102,9 @@ def test_a_conversation_grown_on_one_replica_is_bounded_by_its_new_size_on_the_o
 
         sim.token_delay = 0.02
         try:
-
-            def long_call() -> None:
-                with client(a, "olivia").responses.stream(
-                    model="gpt-4.1-mini", conversation=conv_id, max_output_tokens=100,
-                    input="more figures for the year " * 4000 + " [sim:tokens=60]",
-                ) as s:  # fmt: skip
-                    for _ in s:
-                        pass
-
-            t = threading.Thread(target=long_call)
-            t.start()
-            deadline = time.time() + 5
-            while not any("more figures" in str(q["body"]) for q in list(sim.requests)) and time.time() < deadline:
-                time.sleep(0.01)
+            t = streaming(sim, "more figures", lambda: client(a, "olivia").responses.stream(
+                model="gpt-4.1-mini", conversation=conv_id, max_output_tokens=100,
+                input="more figures for the year " * 4000 + " [sim:tokens=60]"))  # fmt: skip
             ask(b, "and meanwhile?")  # in flight through a: its size is unknown to b
             t.join()
         finally:
