@@ -137,13 +137,19 @@ class Forwarder:
             frames = SSEFrames()
             try:
                 async for chunk in resp.iter_chunks():
+                    # the frames that arrived together go out together: one send per read, not per event
+                    out: list[bytes] = []
                     for f in frames.feed(chunk):
-                        out = watch.frame(f)
-                        for g in relay.frame(f) if relay is not None else (out,) if out is not None else ():
-                            await send({"type": "http.response.body", "body": g, "more_body": True})
+                        g = watch.frame(f)
+                        if relay is not None:
+                            out += relay.frame(f)
+                        elif g is not None:
+                            out.append(g)
+                    if out:
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                 if relay is not None and watch.finished:
-                    for g in relay.close():
-                        await send({"type": "http.response.body", "body": g, "more_body": True})
+                    if tail := b"".join(relay.close()):
+                        await send({"type": "http.response.body", "body": tail, "more_body": True})
             except UpstreamClosed as e:
                 status, error = "cut", f"the provider's stream broke off: {e}"
             except UpstreamError as e:
