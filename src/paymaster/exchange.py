@@ -164,7 +164,10 @@ class Forwarder:
             watcher.cancel()
             if resp is not None:
                 resp.close()
-            cost = self.settle(x, status, watch.usage(), error, rid, watch.input_usage())
+            usage = watch.usage()
+            # the input side alone counts only when the whole usage does not (a stream cut short, or no usage)
+            partial = watch.input_usage() if status != "ok" or usage is None else None
+            cost = self.settle(x, status, usage, error, rid, partial)
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
             if status != "ok":  # tell the agent its stream broke, in its own API's words
