@@ -52,7 +52,6 @@ every one of the three benchmarks. If not met, nothing ships.
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import sys
 import time
@@ -69,147 +68,22 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import eval_router as ev  # noqa: E402
 import router_protocol as rp  # noqa: E402
 import train_router as tr  # noqa: E402
+from router_refit import TARGET, Recipe, Run, Stream, logit, simulate  # noqa: E402
 
 from paymaster.levers.classifier import Classifier  # noqa: E402
-from paymaster.levers.routing_share import ShareKeeper  # noqa: E402
-from paymaster.levers.routing_state import RoutingState  # noqa: E402
 
-TARGET = 0.3
-EXPLORE = 0.05
 MT_SUCCESS = 8.0
-WINDOW, WARMUP = 1000, 50
+RECIPES = [Recipe(*r) for r in product((False, True), (0.05, 0.2, 0.5), (0.0, 1e-3), (False, True))]
 SEEDS = {"gsm8k": 10, "mmlu": 3, "mt_bench": 40}
 BOOT_ROUNDS = 200
 
 
-@dataclass(frozen=True)
-class Recipe:
-    hashed: bool
-    rate: float
-    l2: float
-    heavy_negatives: bool
-
-    @property
-    def name(self) -> str:
-        feats = "dense+hashed" if self.hashed else "dense"
-        return f"{feats}, rate {self.rate:g}, L2 {self.l2:g}, heavy negatives {'on' if self.heavy_negatives else 'off'}"
-
-
-RECIPES = [Recipe(*r) for r in product((False, True), (0.05, 0.2, 0.5), (0.0, 1e-3), (False, True))]
-
-
-class Correction:
-    """Online logistic regression on top of the prior logit (AdaGrad)."""
-
-    def __init__(self, recipe: Recipe, n_dense: int):
-        self.r = recipe
-        self.w = [1.0, 0.0] + [0.0] * n_dense  # prior logit, bias, dense
-        self.g = [0.0] * len(self.w)
-        self.v: dict[int, float] = {}
-        self.gv: dict[int, float] = {}
-        self.n = 0
-        self.mean = [0.0] * n_dense
-        self.m2 = [0.0] * n_dense
-
-    def observe(self, dense: list[float]) -> None:
-        self.n += 1
-        for j, x in enumerate(dense):
-            d = x - self.mean[j]
-            self.mean[j] += d / self.n
-            self.m2[j] += d * (x - self.mean[j])
-
-    def _x(self, prior: float, dense: list[float]) -> list[float]:
-        sd = [math.sqrt(m / self.n) if self.n > 1 and m > 0 else 1.0 for m in self.m2]
-        return [prior, 1.0] + [(x - mu) / s for x, mu, s in zip(dense, self.mean, sd, strict=True)]
-
-    def z(self, prior: float, dense: list[float], buckets: list[int]) -> float:
-        x = self._x(prior, dense)
-        out = sum(a * b for a, b in zip(self.w, x, strict=True))
-        if self.r.hashed and buckets:
-            h = 1.0 / math.sqrt(len(buckets))
-            out += h * sum(self.v.get(k, 0.0) for k in buckets)
-        return out
-
-    def update(self, prior: float, dense: list[float], buckets: list[int], y: float) -> None:
-        x = self._x(prior, dense)
-        z = sum(a * b for a, b in zip(self.w, x, strict=True))
-        h = 1.0 / math.sqrt(len(buckets)) if buckets else 0.0
-        if self.r.hashed:
-            z += h * sum(self.v.get(k, 0.0) for k in buckets)
-        p = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
-        err = p - y
-        rate, l2 = self.r.rate, self.r.l2
-        for j, xj in enumerate(x):
-            grad = err * xj + (l2 * self.w[j] if j >= 2 else 0.0)
-            self.g[j] += grad * grad
-            if self.g[j] > 0:
-                self.w[j] -= rate * grad / math.sqrt(self.g[j])
-        if self.r.hashed:
-            for k in buckets:
-                vk = self.v.get(k, 0.0)
-                grad = err * h + l2 * vk
-                gk = self.gv.get(k, 0.0) + grad * grad
-                self.gv[k] = gk
-                if gk > 0:
-                    self.v[k] = vk - rate * grad / math.sqrt(gk)
-
-
 @dataclass
-class Stream:
-    """One benchmark as a fleet's traffic: per prompt, the prior logit, features and outcomes."""
-
+class BenchStream(Stream):
     prompts: list[ev.Prompt]
-    prior: list[float]
-    dense: list[list[float]]
-    buckets: list[list[int]]
-    light_ok: list[float]
-    heavy_ok: list[float]
 
 
-@dataclass
-class Run:
-    later: list[int]
-    adapted: list[float]
-    heavy_share: float
-    explored_share: float
-    exploration_gap_lost: float  # share of the whole stream's strong - weak gap
-
-
-def logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))
-
-
-def simulate(stream: Stream, recipe: Recipe, seed: int, fallback: float) -> Run:
-    n = len(stream.prompts)
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    half = n // 2
-    corr = Correction(recipe, len(stream.dense[0]))
-    keeper = ShareKeeper(RoutingState(None), window=WINDOW, warmup=WARMUP)
-    rng = random.Random(10_000 + seed)
-    heavy_n = explored = 0
-    lost = 0.0
-    for i in order[:half]:
-        corr.observe(stream.dense[i])
-        s = corr.z(stream.prior[i], stream.dense[i], stream.buckets[i])
-        keeper.observe("fleet", s)
-        heavy = keeper.above("fleet", s, TARGET, fallback)
-        if heavy and rng.random() < EXPLORE:
-            heavy, explored = False, explored + 1
-            lost += stream.prompts[i].strong - stream.prompts[i].weak
-        heavy_n += heavy
-        if not heavy:
-            corr.update(stream.prior[i], stream.dense[i], stream.buckets[i], 1.0 - stream.light_ok[i])
-        elif recipe.heavy_negatives and not stream.heavy_ok[i]:
-            corr.update(stream.prior[i], stream.dense[i], stream.buckets[i], 0.0)
-    later = order[half:]
-    adapted = [corr.z(stream.prior[i], stream.dense[i], stream.buckets[i]) for i in later]
-    gap = sum(p.strong - p.weak for p in stream.prompts)
-    return Run(later, adapted, heavy_n / half, explored / half, lost / gap if gap else 0.0)
-
-
-def make_stream(bench: str, prompts: list[ev.Prompt], design: tr.Design, model: dict) -> Stream:
+def make_stream(bench: str, prompts: list[ev.Prompt], design: tr.Design, model: dict) -> BenchStream:
     clf = Classifier(model)
     rows = np.flatnonzero(design.bench == bench)
     hashed = design.hashed
@@ -219,13 +93,14 @@ def make_stream(bench: str, prompts: list[ev.Prompt], design: tr.Design, model: 
         heavy_ok = [float(p.strong >= MT_SUCCESS) for p in prompts]
     else:
         light_ok, heavy_ok = [p.weak for p in prompts], [p.strong for p in prompts]
-    return Stream(
-        prompts,
+    return BenchStream(
         [logit(clf.score(p.text)) for p in prompts],
         [list(map(float, design.dense[i])) for i in rows],
         [[int(k) for k in b] for b in buckets],
         light_ok,
         heavy_ok,
+        [p.strong - p.weak for p in prompts],
+        prompts,
     )
 
 
@@ -233,7 +108,7 @@ def apgr_of(scores: list[float], prompts: list[ev.Prompt]) -> float:
     return ev.apgr(scores, [p.weak for p in prompts], [p.strong for p in prompts])
 
 
-def later_margin(stream: Stream, recipe: Recipe, seeds: int, fallback: float) -> float:
+def later_margin(stream: BenchStream, recipe: Recipe, seeds: int, fallback: float) -> float:
     """Mean over seeds of (adapted - length) APGR on the later half."""
     out = []
     for s in range(seeds):
@@ -243,7 +118,7 @@ def later_margin(stream: Stream, recipe: Recipe, seeds: int, fallback: float) ->
     return float(np.mean(out))
 
 
-def held_out_table(bench: str, stream: Stream, recipe: Recipe, fallback: float) -> dict[str, float]:
+def held_out_table(bench: str, stream: BenchStream, recipe: Recipe, fallback: float) -> dict[str, float]:
     seeds = SEEDS[bench]
     runs = [simulate(stream, recipe, s, fallback) for s in range(seeds)]
     routers = ("adapted", "length", "static")
@@ -307,7 +182,7 @@ def held_out_table(bench: str, stream: Stream, recipe: Recipe, fallback: float) 
 BENCH_SEED = {b: k for k, b in enumerate(ev.BENCHMARKS)}
 
 
-def outcomes(stream: Stream, idx: list[int]) -> tuple[list[float], list[float]]:
+def outcomes(stream: BenchStream, idx: list[int]) -> tuple[list[float], list[float]]:
     return [stream.prompts[i].weak for i in idx], [stream.prompts[i].strong for i in idx]
 
 
