@@ -3,17 +3,11 @@ ratings what the prior misses, and no outcome of the later half (the evaluated p
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("router_refit", ROOT / "scripts" / "router_refit.py")
-assert _spec is not None and _spec.loader is not None
-rr = importlib.util.module_from_spec(_spec)  # scripts/ is not a package
-sys.modules["router_refit"] = rr
-_spec.loader.exec_module(rr)
+from script_modules import load
+
+rr = load("scripts/router_refit.py")
 
 HASHED = rr.Recipe(hashed=True, rate=0.2, l2=1e-3, heavy_negatives=True)
 DENSE = rr.Recipe(hashed=False, rate=0.2, l2=0.0, heavy_negatives=False)
