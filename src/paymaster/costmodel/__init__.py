@@ -234,7 +234,7 @@ def estimate(
     `default_geo` the Anthropic workspace's inference geography, for a request that names none."""
     context_cap = window(rates.model, context_cap)
     if api == "anthropic":
-        m = anthropic.measure(body, size, rates.model, counted, default_geo)
+        m = anthropic.measure(body, size, rates.model, counted, default_geo, context_cap)
     elif api == "responses":
         m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
     elif api == "embeddings":  # the context window is per input here, not per request
