@@ -60,6 +60,10 @@ PRICE_KEYS = tuple(k for _, k, _ in TOKEN_UNITS)
 SERVICE_TIERS = ("priority", "flex")
 SPEEDS = ("fast",)  # Anthropic `speed` values priced from genai-prices' variants ("standard" is the base)
 STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
+# OpenAI tiers billed as another: developers.openai.com/api/docs/guides/fast-mode ("Priority processing was
+# renamed Fast mode on July 30, 2026 ... use either service_tier: "priority" or service_tier: "fast"";
+# the API reference: "The response will show service_tier=priority regardless")
+TIER_ALIASES = {"fast": "priority"}
 # fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok`
 OVERRIDE_KEYS = (
     frozenset(PRICE_KEYS)
@@ -201,7 +205,7 @@ class Rates:
         if u.speed or u.inference_geo:
             plain = replace(u, speed="", inference_geo="")
             return (self.modified(u.speed, u.inference_geo) or self).cost(plain)
-        tier = u.service_tier
+        tier = TIER_ALIASES.get(u.service_tier, u.service_tier)
         if tier and tier not in STANDARD_TIERS and self.tiers:
             plain = replace(u, service_tier="")
             variant = self.tiers.get(tier)
@@ -316,7 +320,7 @@ class Rates:
 
     def prices_tier(self, tier: str) -> bool:
         """Whether a call served at this service tier can be priced exactly."""
-        return tier in STANDARD_TIERS or tier in self.tiers
+        return tier in STANDARD_TIERS or TIER_ALIASES.get(tier, tier) in self.tiers
 
     def fee(self, tool: str) -> Decimal | None:
         """USD per use of a server tool ("web_search", "code_execution"), when the table prices it."""

@@ -64,6 +64,25 @@ _FAULTS = {
     "529": (503, "The engine is currently overloaded, please try again later. (simulated)", None),
 }
 _DONE = b"data: [DONE]\n\n"
+# service_tier (API reference, chat/create and responses/create): the values a request may name, and the tier
+# a project with no Scale Tier capacity serves each at. "auto" is the project's tier ("default" unless it is
+# configured otherwise); "fast" is priority under its new name and "The response will show
+# `service_tier=priority` regardless of if you specify `service_tier=fast` or `priority`"; the response
+# names "the processing mode actually used to serve the request".
+_TIERS = {"auto": "default", "default": "default", "flex": "flex", "scale": "default", "priority": "priority"}
+_TIERS["fast"] = "priority"
+
+
+def served_tier(requested: Any) -> str:
+    """The tier the simulated project serves a request naming `requested` at (None: "auto")."""
+    if requested is None:
+        return _TIERS["auto"]
+    tier = _TIERS.get(requested) if isinstance(requested, str) else None
+    if tier is None:
+        names = ", ".join(f"'{t}'" for t in _TIERS)
+        raise Invalid(f"Invalid value: '{requested}'. Supported values are: {names}.", "service_tier", "invalid_value")
+    return tier
+
 
 MODELS: list[dict[str, Any]] = [
     {"id": model, "object": "model", "created": created, "owned_by": owner}
@@ -141,6 +160,7 @@ class OpenAIWire:
             plain(body, ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed"))
         try:
             max_tokens = _validate(body)
+            tier = served_tier(body.get("service_tier"))
         except Invalid as e:
             return self.error(400, str(e), param=e.param, code=e.code)
         messages: list[dict[str, Any]] = body["messages"]
@@ -175,6 +195,7 @@ class OpenAIWire:
             parallel=body.get("parallel_tool_calls") is not False,
             choices=body.get("n") or 1,
             logprobs=(body.get("top_logprobs") or 0) if body.get("logprobs") is True else None,
+            modifiers={"service_tier": tier},
         )
 
     # -- answers
@@ -195,7 +216,7 @@ class OpenAIWire:
             "model": ask.model,
             "choices": choices,
             "usage": _usage(ask, answer),
-            "service_tier": "default",
+            "service_tier": ask.modifiers.get("service_tier", "default"),
             "system_fingerprint": FINGERPRINT,
         }
         return Reply(200, [JSON, (b"x-request-id", new_id("req_").encode())], orjson.dumps(body))
@@ -206,7 +227,7 @@ class OpenAIWire:
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": ask.model,
-            "service_tier": "default",
+            "service_tier": ask.modifiers.get("service_tier", "default"),
             "system_fingerprint": FINGERPRINT,
         }
 
