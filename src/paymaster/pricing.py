@@ -456,6 +456,13 @@ class PriceTable:
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._overrides = {name: dict(p) for name, p in (overrides or {}).items()}
         self._cache: dict[tuple[str, str | None, int], Rates] = {}
+        self._uplifts: dict[str, Decimal] = {}  # model → multiplier on every token price (its endpoint's)
+
+    def uplift(self, model: str, factor: Decimal) -> None:
+        """Price `model` at `factor` times its token prices from now on (the endpoint it is served from
+        charges a premium: `data_residency_uplift`)."""
+        self._uplifts[model] = factor
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != model}
 
     def rates(self, model: str, provider_id: str | None = None, when: datetime | None = None) -> Rates:
         # genai-prices prices can change by date: resolved once per model and UTC day
@@ -463,7 +470,9 @@ class PriceTable:
         key = (model, provider_id, day)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self._resolve(model, provider_id, when)
+            hit = self._resolve(model, provider_id, when)
+            factor = self._uplifts.get(model)
+            hit = self._cache[key] = hit.scaled(factor) if factor is not None else hit
         return hit
 
     def in_table(self, model: str, provider_id: str) -> bool:
@@ -514,6 +523,23 @@ class PriceTable:
                 )
         rates = _with_extras(_rates(model, standard, info.context_window, "genai-prices", tiers), provider_id)
         return _with_modifiers(rates, provider_id, speeds)
+
+
+def data_residency_hosts() -> frozenset[str]:
+    """OpenAI's regional (data-residency) API domains."""
+    return frozenset(_extra_prices()["modifiers"]["openai"]["data_residency"]["hosts"])
+
+
+def data_residency_uplift(model: str, host: str) -> Decimal | None:
+    """The multiplier an OpenAI data-residency (regional processing) endpoint charges on `model`'s token
+    prices (data/extra_prices.yaml `modifiers.openai.data_residency`); None when it charges none.
+    `host`: "" for an endpoint known to be regional whatever its name (the provider's `data_residency`)."""
+    rule = _extra_prices()["modifiers"]["openai"]["data_residency"]
+    if host and host not in rule["hosts"]:
+        return None
+    if not any(model == m or model.startswith(m + "-") for m in rule["models"]):
+        return None
+    return Decimal(str(rule["multiplier"]))
 
 
 def _with_modifiers(rates: Rates, provider_id: str | None, speeds: Mapping[str, Rates]) -> Rates:

@@ -52,6 +52,7 @@ class Provider:
     transport: str = "builtin"  # builtin | aiohttp
     service_tier: str = "default"  # OpenAI: the tier the project serves a request naming none (or "auto")
     inference_geo: str = "global"  # Anthropic: where the workspace runs a request naming no inference_geo
+    data_residency: bool = False  # OpenAI: served at a data-residency endpoint (a premium on recent models)
 
     @property
     def api(self) -> str:
