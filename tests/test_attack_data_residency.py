@@ -72,6 +72,16 @@ def test_the_global_endpoint_has_no_uplift_and_the_setting_overrides_the_host() 
     assert proxied.cost(Usage(1000, 100)) == documented_bill(GPT54, True, 1000, 0, 100)
 
 
+def test_batch_prices_at_a_regional_endpoint_carry_the_uplift() -> None:
+    """developers.openai.com/api/docs/guides/batch: "50% lower costs"; /v1/batches is a data-residency
+    endpoint like the others. Before: the batch price list was read afresh, without the uplift."""
+    from paymaster.batch.prices import batch_rates
+
+    cfg = config("https://eu.api.openai.com/v1")
+    rates = batch_rates(cfg, "gpt-5.4")
+    assert rates.cost(Usage(10_000, 2_000)) == documented_bill(GPT54, True, 10_000, 0, 2_000) / 2
+
+
 def test_data_residency_is_only_for_openai_providers() -> None:
     raw = {
         "ledger": "unused.db",

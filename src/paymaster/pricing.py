@@ -458,6 +458,10 @@ class PriceTable:
         self._cache: dict[tuple[str, str | None, int], Rates] = {}
         self._uplifts: dict[str, Decimal] = {}  # model → multiplier on every token price (its endpoint's)
 
+    def uplift_of(self, model: str) -> Decimal | None:
+        """The multiplier `uplift` set for `model`, if any (batch prices take it too)."""
+        return self._uplifts.get(model)
+
     def uplift(self, model: str, factor: Decimal) -> None:
         """Price `model` at `factor` times its token prices from now on (the endpoint it is served from
         charges a premium: `data_residency_uplift`)."""
