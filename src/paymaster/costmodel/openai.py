@@ -60,7 +60,7 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False, de
     """Bound the input of an OpenAI request of `size` JSON bytes; `exact` counts its text with tiktoken.
     `default_tier`: the tier the provider serves a request that names none or "auto" (the project's)."""
     conf = data()["openai"]
-    m = Measure(exact=exact)
+    m = Measure(exact=exact, implicit_cache=True)
     m.service_tier = billed_tier(body.get("service_tier"), default_tier)
     modalities = body.get("modalities")
     m.output_audio = isinstance(modalities, list) and "audio" in modalities

@@ -91,7 +91,7 @@ def measure(
     tokenizer, plus a margin). `stored`: tokens of the stored context it names (None: it names some the
     gateway does not know, bounded by the window)."""
     oa = data()["openai"]
-    m = Measure(exact=exact)
+    m = Measure(exact=exact, implicit_cache=True)
     m.service_tier = billed_tier(body.get("service_tier"), default_tier)
     counter = Counter(encoding(encoding_for(rates.model)), TOKENIZE_LIMIT) if exact else None
     w = _Walk(m, spec_for(oa["images"], rates.model), oa, counter)

@@ -11,6 +11,7 @@ content chunk) carries `logprobs.content` for its tokens (see `sim.logprobs`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from itertools import accumulate
@@ -544,12 +545,26 @@ def _logprobs(ask: Ask, text: str | None) -> dict[str, Any] | None:
     return {"content": logprob_content(text, ask.logprobs) if text is not None else None, "refusal": None}
 
 
+# developers.openai.com/api/docs/guides/prompt-caching: "Cache writes have no additional fee on models before the
+# GPT-5.6 family. For GPT-5.6 models and later model families, cache writes cost 1.25x the uncached input token
+# rate ... OpenAI reports writes in cache_write_tokens and reads in cached_tokens"
+WRITE_BILLED = re.compile(r"^gpt-(5\.(?:[6-9]|\d\d)|[6-9]|\d\d)")
+
+
+def cache_details(ask: Ask) -> dict[str, int]:
+    """The prompt-cache counts of a usage object: reads, and writes on the models that bill them."""
+    details = {"cached_tokens": ask.cache.read}
+    if WRITE_BILLED.match(ask.model):
+        details["cache_write_tokens"] = ask.cache.written
+    return details
+
+
 def _usage(ask: Ask, answer: Answer) -> dict[str, Any]:
     return {
         "prompt_tokens": ask.input_tokens,
         "completion_tokens": answer.total_tokens,
         "total_tokens": ask.input_tokens + answer.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": ask.audio_tokens},
+        "prompt_tokens_details": {**cache_details(ask), "audio_tokens": ask.audio_tokens},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,

@@ -44,7 +44,7 @@ from .asgi import EVENT_STREAM, NO_CACHE, Reply, Stream, json_reply
 from .cache import Automatic, prefix_hashes
 from .faults import Fault
 from .ids import new_id
-from .openai import MODELS, OpenAIWire, served_tier
+from .openai import MODELS, OpenAIWire, cache_details, served_tier
 from .openai import Invalid as ChatInvalid
 from .openai import _tool_choice as chat_tool_choice
 from .text import char_deltas, seed, word_deltas
@@ -263,7 +263,7 @@ class ResponsesWire(OpenAIWire):
                     item["status"] = "incomplete"
         resp["usage"] = {
             "input_tokens": ask.input_tokens,
-            "input_tokens_details": {"cached_tokens": ask.cache.read, "cache_write_tokens": 0},
+            "input_tokens_details": {"cache_write_tokens": 0, **cache_details(ask)},
             "output_tokens": out_tokens,
             "output_tokens_details": {"reasoning_tokens": ask.reasoning if output else 0},
             "total_tokens": ask.input_tokens + out_tokens,
