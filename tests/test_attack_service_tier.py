@@ -206,7 +206,7 @@ def test_an_unknown_tier_is_a_400_in_openais_shape_and_spends_nothing(gateway: A
 # -- the property: reserved >= the documented worst case >= the bill; booked == the bill -------------------
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     model=st.sampled_from(sorted(STANDARD)),
     requested=st.sampled_from([None, "auto", "default", "priority", "fast", "flex"]),
