@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -569,6 +569,17 @@ class Budget:
                 spent, held = self._counter(w.key)
                 top = max(top, (spent + held) / w.cap)
         return top
+
+    def view_keys(self, agents: Sequence[str]) -> list[WindowKey]:
+        """The windows the views of `agents` show (each once)."""
+        now = self.clock()
+        return list(dict.fromkeys(w.key for a in agents for w in self.windows(a, now)))
+
+    def seen(self, keys: Sequence[WindowKey], figures: Sequence[int]) -> None:
+        """The shared counters' current figures ([spent₁, held₁, …] for `keys`) replace this replica's copy."""
+        for i, key in enumerate(keys):
+            self._spent_before.setdefault(key, figures[2 * i])
+            self.counters[key] = [figures[2 * i], figures[2 * i + 1]]
 
     def view(self, agent: str) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
