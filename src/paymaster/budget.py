@@ -490,6 +490,15 @@ class Budget:
                 self.shared.drop(t.id)
             self._wake()
 
+    def unheld(self, agent: str, rates: Priced, input_bound: int, max_tokens: int, choices: int) -> Ticket:
+        """The ticket a call's worst case would be held under, nothing held yet (nor counted here): one request of
+        an agent's batch on replicas, held with the rest of the batch in one step (batch/holds.py)."""
+        now = self.clock()
+        p = self.calendar.periods(now)
+        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        keys = tuple(w.key for w in self.windows(agent, now))
+        return Ticket("pm_" + secrets.token_hex(12), agent, keys, worst, p.day, p.month, now, max_tokens, False)
+
     def hand_off(self, t: Ticket) -> None:
         """The hold now belongs to a durable queue that outlives this process (the batch queue on replicas:
         its pending row and Redis record moved to the queue's owner): whichever replica settles it makes the
