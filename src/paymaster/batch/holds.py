@@ -98,8 +98,9 @@ async def hold_batch(shared: SharedStore, budget: Budget, agent: str, jobs: Sequ
         return
     pool = shared.pg.db
     ids = [j.id for j in jobs]
-    now = jobs[0].created
-    ws = budget.windows(agent, now)
+    ws = budget.windows(agent, jobs[0].created)
+    for j in jobs:  # read across a midnight: the whole batch is held in (and will settle in) the first one's windows
+        j.day, j.month = jobs[0].day, jobs[0].month
     rows = [(j.id, shared.replica, agent, j.created, j.model, j.api, j.day, j.month, j.worst_nanos) for j in jobs]
     try:
         await pool.copy_records_to_table("pending", records=paced(rows))

@@ -87,7 +87,8 @@ async def connect(store: SharedStore, board: Blackboard) -> SharedEvents:
     board.sink = lambda ts, kind, payload, once: early.append((ts, kind, payload, once))
     await store.open()
     await events.load()
-    await events.status.refresh(list(board.status))
+    with contextlib.suppress(*OUTAGES):  # the statuses come with the next event or view
+        await events.status.refresh(list(board.status))
     board.shared = events.status
     await store.pg.listen(events.announced)
     board.sink = events.store_event
