@@ -64,6 +64,7 @@ def test_blocked_on_one_replica_is_blocked_on_every_replica_and_announced_once(
             ask(b, KEYS["carol"])  # refused on b too: no second block
         listed = {x["name"]: x["status"] for x in admin(b, "GET", "/admin/agents")["agents"]}
         assert listed["carol"] == on_a and listed["bob"]["state"] == "active"
+        assert listed["bob"] == status(a, "bob")  # never changed: active since the same moment on both
         assert until(lambda: events(shared, "agent.blocked", "carol"))
         time.sleep(0.5)  # a second event, were there one, is stored by now
         assert len(events(shared, "agent.blocked", "carol")) == 1

@@ -88,7 +88,7 @@ async def connect(store: SharedStore, board: Blackboard) -> SharedEvents:
     await store.open()
     await events.load()
     with contextlib.suppress(*OUTAGES):  # the statuses come with the next event or view
-        await events.status.refresh(list(board.status))
+        await events.status.start(list(board.status))
     board.shared = events.status
     await store.pg.listen(events.announced)
     board.sink = events.store_event

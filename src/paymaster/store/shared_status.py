@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[8])
 return {1, new, ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}
 """
 
+# KEYS: the agent's record. ARGV: since, TTL (ms). An agent with no record yet is active since now (the first
+# replica to start), so every replica shows the same `since`.
+INIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'state', 'active', 'reason', '', 'window', '', 'until', '', 'until_ts', '0',
+    'since', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 
 def status_key(agent: str) -> str:
     return "pm:st:" + agent
@@ -87,6 +99,15 @@ class SharedStatus:
         self.redis: aioredis.Redis = store.counters.redis
         self._change = self.redis.register_script(CHANGE)
         self._read = self.redis.register_script(READ)
+        self._init = self.redis.register_script(INIT)
+
+    async def start(self, agents: Sequence[str]) -> None:
+        """At start: a record for every agent that has none (active since now), then the board copies them."""
+        async with self.redis.pipeline(transaction=False) as p:
+            for a in agents:
+                await self._init(keys=[status_key(a)], args=[repr(time.time()), STATUS_TTL_S * 1000], client=p)
+            await p.execute()
+        await self.refresh(agents)
 
     def change(self, agent: str, was: str, new: Status, kind: str, data: dict[str, Any], until_le: float) -> None:
         """The board changed `agent` from state `was` to `new` (already shown locally): make it the fleet's."""
