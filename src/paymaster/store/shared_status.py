@@ -7,7 +7,7 @@ until, until_ts, since), and only the replica whose change took publishes the ev
 `agent.blocked` however many replicas refuse the agent's calls at once, and one `agent.unblocked` however many
 see its window reset. The record is the truth; each replica's board is a copy, refreshed
 
-- at start (every agent's record, one pipeline),
+- at start (every agent's record, one pipeline; an agent without one gets one: active since then),
 - whenever an `agent.*` event arrives from the shared event stream (another replica changed it), and
 - by every admin view (`/admin/agents`, `/admin/agents/<id>`, `/admin/overview`), in the same pipeline that
   reads the windows' current figures (`Budget.refresh`), so a view is Redis's state at that moment.
