@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,14 +10,11 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from script_modules import load
 
 from paymaster.levers.classifier import DENSE, Classifier, features
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("eval_router", ROOT / "bench" / "eval_router.py")
-assert _spec is not None and _spec.loader is not None
-ev = sys.modules["eval_router"] = importlib.util.module_from_spec(_spec)  # bench/ is not a package
-_spec.loader.exec_module(ev)
+ev = load("bench/eval_router.py")
 
 needs_data = pytest.mark.skipif(
     not (Path(ev.DEFAULT_DATA) / "mmlu").is_dir(), reason="RouteLLM data not found (set ROUTELLM_DATA)"

@@ -3,18 +3,10 @@ informs a choice, ranking pairs never cross a workload, and the selection rule i
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from script_modules import load
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("router_protocol", ROOT / "scripts" / "router_protocol.py")
-assert _spec is not None and _spec.loader is not None
-rp = importlib.util.module_from_spec(_spec)  # scripts/ is not a package
-sys.modules["router_protocol"] = rp
-_spec.loader.exec_module(rp)
+rp = load("scripts/router_protocol.py")
 
 BENCH = ["gsm8k"] * 6 + ["mmlu"] * 24 + ["mt_bench"] * 4
 GROUP = ["gsm8k"] * 6 + [f"subject{i % 8}" for i in range(24)] + ["writing", "writing", "math", "math"]

@@ -327,3 +327,26 @@ def test_cascade_savings_net_every_attempt_against_the_top_tier(gateway, sim):
     assert top_row[1] == 0 and top_row[0]["baseline_cost_nanos"] == top_row[0]["cost_nanos"]
     answers = [r for r in gw.ledger("alice") if r["status"] == "cascade"]
     assert len(answers) == 2 and all(r["baseline_cost_nanos"] == 0 for r in answers)  # nothing counted twice
+
+
+def test_each_attempt_is_checked_once_the_verdict_shared_by_the_decision_and_the_savings(gateway, sim, monkeypatch):
+    """The settlement hook judges an attempt for savings attribution; the cascade decides on that verdict
+    instead of checking the same answer again (before: two checks per attempt, each a schema validation)."""
+    import paymaster.levers.routing_cascade as rc
+
+    checked: list[str] = []
+    real = rc.check
+
+    def counting(api, request, answer, schema=None):
+        checked.append(answer.get("model", ""))
+        return real(api, request, answer, schema)
+
+    monkeypatch.setattr(rc, "check", counting)
+    gw = cascade_gateway(gateway)
+    sim.flaws.set(LIGHT, 1.0)
+    raw = extract(gw)
+    assert raw.parse().model == "claude-sonnet-4-6"
+    assert raw.headers["x-paymaster-cascade"].startswith(f"{LIGHT} failed: tool 'forecast' input")
+    assert checked == [LIGHT, "claude-sonnet-4-6"]  # one check per attempt
+    light, standard = (json.loads(r["savings"] or "{}").get("routing", 0) for r in gw.ledger("alice")[:2])
+    assert light < 0 < standard  # the same verdicts attributed the savings: the failed attempt's cost is negative

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from script_modules import load
 
 from paymaster.levers.classifier import Classifier
 from paymaster.levers.routing_share import FLUSH_EVERY, ShareKeeper
 from paymaster.levers.routing_state import RoutingState, state_path
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("eval_router", ROOT / "bench" / "eval_router.py")
-assert _spec is not None and _spec.loader is not None
-ev = sys.modules.get("eval_router") or importlib.util.module_from_spec(_spec)
-if "eval_router" not in sys.modules:
-    sys.modules["eval_router"] = ev
-    _spec.loader.exec_module(ev)
+ev = load("bench/eval_router.py")
 needs_data = pytest.mark.skipif(not (Path(ev.DEFAULT_DATA) / "mmlu").is_dir(), reason="RouteLLM data not found")
 
 LADDER = {"light": "claude-haiku-4-5", "standard": "claude-sonnet-4-6", "heavy": "claude-opus-4-8"}

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from . import dashboard
+from .batch.prices import batch_rates
 from .blackboard import Blackboard
 from .budget import Budget
 from .call import Usage
@@ -189,24 +190,7 @@ def reconcile(gw: Admin, call_id: str, body: dict[str, Any]) -> dict[str, Any]:
         if not cost.is_finite() or cost < 0 or isinstance(body["cost_usd"], bool):
             raise BadRequest("cost_usd: must be a non-negative dollar amount", param="cost_usd")
     else:
-        u = body["usage"]
-        fields = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
-        if (
-            not isinstance(u, dict)
-            or set(u) - set(fields)
-            or not all(
-                isinstance(u.get(f, 0), int) and not isinstance(u.get(f, 0), bool) and u.get(f, 0) >= 0 for f in fields
-            )
-        ):
-            raise BadRequest(f"usage: an object of non-negative integers among {', '.join(fields)}", param="usage")
-        model = gw.config.models.get(row["model"])
-        if model is None:
-            raise BadRequest(f"model {row['model']!r} of that call is no longer configured")
-        rates = gw.config.prices.rates(row["model"], PRICE_PROVIDER[model.provider.kind])
-        try:
-            cost = rates.cost(Usage(**u))
-        except ValueError as e:
-            raise BadRequest(str(e), param="usage") from None
+        cost = _usage_cost(gw, row["model"], body)
     if cost > MAX_CALL_USD:
         given = "cost_usd" if "cost_usd" in body else "usage"
         raise BadRequest(f"{given}: ${cost} for one call is not a bill (at most ${MAX_CALL_USD})", param=given)
@@ -217,6 +201,67 @@ def reconcile(gw: Admin, call_id: str, body: dict[str, Any]) -> dict[str, Any]:
         "ledger.reconciled", agent=row["agent"], call_id=call_id, booked_usd=row["cost_usd"], cost_usd=str(cost)
     )
     return gw.store.row(call_id) or {}
+
+
+RECONCILE_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "output_audio_tokens",
+)
+RECONCILE_MODES = ("service_tier", "speed", "inference_geo")  # how the provider says it ran the call
+
+
+def _usage_cost(gw: Admin, model_name: str, body: dict[str, Any]) -> Decimal:
+    """The bill of a reconciled call from the provider's usage: its counts (`input_tokens` the total input,
+    cache reads and writes included), the per-use fees of server tools, the service tier, speed and
+    inference geography it ran at, and `"batch": true` for a call the provider ran in a batch — each priced
+    as settlement prices them, so a call run in fast mode or at a priority tier is not reconciled at the
+    standard rates."""
+    u = body["usage"]
+    shape = (
+        f"usage: an object of non-negative integers among {', '.join(RECONCILE_COUNTS)}, strings among "
+        f"{', '.join(RECONCILE_MODES)}, and server_tool_uses (tool name: number of uses)"
+    )
+    if not isinstance(u, dict) or set(u) - {*RECONCILE_COUNTS, *RECONCILE_MODES, "server_tool_uses"}:
+        raise BadRequest(shape, param="usage")
+    tools = u.get("server_tool_uses", {})
+    if (
+        not all(_count(u.get(f, 0)) for f in RECONCILE_COUNTS)
+        or not all(isinstance(u.get(f, ""), str) and len(u.get(f, "")) <= 64 for f in RECONCILE_MODES)
+        or not isinstance(tools, dict)
+        or not all(isinstance(k, str) and _count(v) for k, v in tools.items())
+    ):
+        raise BadRequest(shape, param="usage")
+    batch = body.get("batch", False)
+    if not isinstance(batch, bool):
+        raise BadRequest("batch: true or false", param="batch")
+    if set(body) - {"usage", "batch"}:
+        raise BadRequest(f"unknown fields: {', '.join(sorted(set(body) - {'usage', 'batch'}))}")
+    if model_name not in gw.config.models:
+        raise BadRequest(f"model {model_name!r} of that call is no longer configured")
+    provider = PRICE_PROVIDER[gw.config.models[model_name].provider.kind]
+    rates = batch_rates(gw.config, model_name) if batch else gw.config.prices.rates(model_name, provider)
+    usage = Usage(**{k: v for k, v in u.items() if k != "server_tool_uses"}, server_tool_uses=dict(tools))
+    speed, geo = usage.speed, usage.inference_geo
+    if (speed or geo) and rates.modified(speed, geo) is None:
+        raise BadRequest(
+            f"usage: no price for {model_name} at speed {speed or 'standard'!r}, inference_geo {geo or 'global'!r}; "
+            'give "cost_usd" (the provider\'s bill) instead',
+            param="usage",
+        )
+    try:
+        return rates.cost(usage)
+    except ValueError as e:
+        raise BadRequest(str(e), param="usage") from None
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**12
 
 
 async def events(gw: Admin, h: dict[bytes, bytes], receive: Receive, send: Send) -> None:

@@ -17,7 +17,6 @@ what the failed attempts cost.
 
 from __future__ import annotations
 
-import json
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from ..config import TIERS, Config
 from ..costmodel import Unbounded, estimate
 from ..pricing import to_nanos
 from .base import Answer, Bill, LeverContext, Services, Settlement
-from .routing_cascade import cascade, check, ladder_within
+from .routing_cascade import cascade, ladder_within, verdict
 
 __all__ = ["Cascade", "Escalated", "make"]
 
@@ -42,7 +41,7 @@ class Escalated:
     trail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Trying:
     """The attempt in flight in this task (`IN_FLIGHT`): how its settlement is judged."""
 
@@ -51,6 +50,8 @@ class Trying:
     request: dict[str, Any]  # the caller's request, which the answer is checked against
     schema: Any
     top: str  # the tier the cascade saves against
+    judged: bool = False  # set by `settled`, with `why`: the check's verdict on the attempt's answer
+    why: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +90,21 @@ class Cascade:
             ctx.state[self.name] = Escalated(ladder[-1], trail)
             return None
 
+        attempts: list[Trying] = []
+
         async def ask(body: dict[str, Any]) -> tuple[int, bytes]:
-            token = IN_FLIGHT.set(Trying(body["model"], task.name, call.body, task.schema, ladder[-1]))
+            attempts.append(Trying(body["model"], task.name, call.body, task.schema, ladder[-1]))
+            token = IN_FLIGHT.set(attempts[-1])
             try:
                 return await self.gateway.ask(agent, call.api, body, task.name)
             finally:
                 IN_FLIGHT.reset(token)
 
-        answer, tried = await cascade(call.api, call.body, ladder, ask, task.schema)
+        def judge(raw: bytes) -> str | None:  # the settlement hook's verdict when it reached one
+            last = attempts[-1]
+            return last.why if last.judged else verdict(call.api, call.body, raw, task.schema)
+
+        answer, tried = await cascade(call.api, call.body, ladder, ask, task.schema, judge)
         trail = "; ".join(f"{a.model} {'passed' if a.failed is None else 'failed: ' + a.failed}" for a in tried)[:1000]
         if answer is not None:
             return Answer(answer, tried[-1].model, "cascade", Usage(), 0, ((b"x-paymaster-cascade", trail.encode()),))
@@ -109,13 +117,11 @@ class Cascade:
         trying = IN_FLIGHT.get()
         if trying is None or call.model != trying.model or call.task != trying.task:
             return
-        passed = False
+        why: str | None = "not answered"
         if outcome.status == "ok" and outcome.answer is not None:
-            try:
-                passed = check(call.api, trying.request, json.loads(outcome.answer), trying.schema) is None
-            except ValueError:
-                passed = False
-        ctx.state[self.name] = Judged(trying.top, passed)
+            why = verdict(call.api, trying.request, outcome.answer, trying.schema)
+        trying.judged, trying.why = True, why
+        ctx.state[self.name] = Judged(trying.top, why is None)
 
     def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:
         """A passing attempt: the call on the top tier; a failing one: no call at all."""

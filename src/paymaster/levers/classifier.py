@@ -17,7 +17,9 @@ noisy); random routing is 0.50 and prompt length alone about 0.58-0.60 on GSM8K 
 it there (bootstrap intervals overlap), well ahead on MT-Bench. A weak signal: use it for which calls
 go heavy, not as a judgement on any one prompt. How many go heavy is held on each agent's own traffic
 by the router's running quantile (routing_share.py); the reference thresholds below apply only while
-that window warms up.
+that window warms up. A per-fleet re-fit of this score from feedback ratings was measured too
+(scripts/probe_router_refit.py): level with prompt length on GSM8K and MMLU held out, not above, so it
+is not part of the router.
 
 Two ways to set the heavy threshold, both backed by data shipped in the weights file:
 - a share of calls: `threshold_for_share` reads score quantiles of a reference distribution

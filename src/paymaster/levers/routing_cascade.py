@@ -33,7 +33,7 @@ from typing import Any
 
 import jsonschema
 
-__all__ = ["Attempt", "cascade", "check", "ladder_within", "schema_errors"]
+__all__ = ["Attempt", "cascade", "check", "ladder_within", "schema_errors", "verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,25 +49,29 @@ async def cascade(
     models: Sequence[str],
     ask: Callable[[dict[str, Any]], Awaitable[tuple[int, bytes]]],
     schema: Any = None,
+    judge: Callable[[bytes], str | None] | None = None,
 ) -> tuple[bytes | None, list[Attempt]]:
     """Ask each of `models` but the last, cheapest first, for an answer to `body` (`ask` sends a copy naming
-    the model and returns (status, body)); the first that passes `check` is the answer. None when none
-    did: the caller runs `body` on the last model as an ordinary call (its answer is not checked)."""
+    the model and returns (status, body)); the first 200 answer that passes is the answer. None when none
+    did: the caller runs `body` on the last model as an ordinary call (its answer is not checked). `judge`
+    says why an answer fails, or None (default: `verdict` against `body` and `schema`); the lever passes the
+    verdict its settlement hook already reached, so an answer is checked once."""
     tried: list[Attempt] = []
     for model in models[:-1]:
         status, raw = await ask({**body, "model": model})
-        why: str | None
-        if status != 200:
-            why = f"HTTP {status}"
-        else:
-            try:
-                why = check(api, body, json.loads(raw), schema)
-            except ValueError:
-                why = "the answer is not a JSON response body"
+        why = f"HTTP {status}" if status != 200 else judge(raw) if judge else verdict(api, body, raw, schema)
         tried.append(Attempt(model, status, why))
         if why is None:
             return raw, tried
     return None, tried
+
+
+def verdict(api: str, request: dict[str, Any], raw: bytes, schema: Any = None) -> str | None:
+    """`check` of a raw answer body: why it fails, or None when it passes."""
+    try:
+        return check(api, request, json.loads(raw), schema)
+    except ValueError:
+        return "the answer is not a JSON response body"
 
 
 def ladder_within(ladder: Sequence[str], worst: Callable[[str], int | None], left: int | None) -> list[str]:
