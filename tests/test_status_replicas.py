@@ -73,7 +73,8 @@ def test_blocked_on_one_replica_is_blocked_on_every_replica_and_announced_once(
         for port in (a, b):
             assert until(lambda p=port: status(p, "carol")["state"] == "active"), status(port, "carol")  # type: ignore[misc]
         assert status(a, "carol")["since"] == status(b, "carol")["since"]
-        ask(a, KEYS["carol"])
+        assert until(lambda: admin(a, "GET", "/admin/agents/carol")["windows"][0]["cap_usd"] == usd_str(5 * 10**9))
+        ask(a, KEYS["carol"])  # once a has the raised cap too (its next poll)
         time.sleep(0.5)
         unblocked = events(shared, "agent.unblocked", "carol")
         assert len(unblocked) == 1 and unblocked[0]["reason"] == "a cap was raised", unblocked
