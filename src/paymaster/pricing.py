@@ -60,6 +60,10 @@ PRICE_KEYS = tuple(k for _, k, _ in TOKEN_UNITS)
 SERVICE_TIERS = ("priority", "flex")
 SPEEDS = ("fast",)  # Anthropic `speed` values priced from genai-prices' variants ("standard" is the base)
 STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
+# OpenAI tiers billed as another: developers.openai.com/api/docs/guides/fast-mode ("Priority processing was
+# renamed Fast mode on July 30, 2026 ... use either service_tier: "priority" or service_tier: "fast"";
+# the API reference: "The response will show service_tier=priority regardless")
+TIER_ALIASES = {"fast": "priority"}
 # fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok`
 OVERRIDE_KEYS = (
     frozenset(PRICE_KEYS)
@@ -201,7 +205,7 @@ class Rates:
         if u.speed or u.inference_geo:
             plain = replace(u, speed="", inference_geo="")
             return (self.modified(u.speed, u.inference_geo) or self).cost(plain)
-        tier = u.service_tier
+        tier = TIER_ALIASES.get(u.service_tier, u.service_tier)
         if tier and tier not in STANDARD_TIERS and self.tiers:
             plain = replace(u, service_tier="")
             variant = self.tiers.get(tier)
@@ -316,7 +320,7 @@ class Rates:
 
     def prices_tier(self, tier: str) -> bool:
         """Whether a call served at this service tier can be priced exactly."""
-        return tier in STANDARD_TIERS or tier in self.tiers
+        return tier in STANDARD_TIERS or TIER_ALIASES.get(tier, tier) in self.tiers
 
     def fee(self, tool: str) -> Decimal | None:
         """USD per use of a server tool ("web_search", "code_execution"), when the table prices it."""
@@ -452,6 +456,17 @@ class PriceTable:
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._overrides = {name: dict(p) for name, p in (overrides or {}).items()}
         self._cache: dict[tuple[str, str | None, int], Rates] = {}
+        self._uplifts: dict[str, Decimal] = {}  # model → multiplier on every token price (its endpoint's)
+
+    def uplift_of(self, model: str) -> Decimal | None:
+        """The multiplier `uplift` set for `model`, if any (batch prices take it too)."""
+        return self._uplifts.get(model)
+
+    def uplift(self, model: str, factor: Decimal) -> None:
+        """Price `model` at `factor` times its token prices from now on (the endpoint it is served from
+        charges a premium: `data_residency_uplift`)."""
+        self._uplifts[model] = factor
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != model}
 
     def rates(self, model: str, provider_id: str | None = None, when: datetime | None = None) -> Rates:
         # genai-prices prices can change by date: resolved once per model and UTC day
@@ -459,7 +474,9 @@ class PriceTable:
         key = (model, provider_id, day)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self._resolve(model, provider_id, when)
+            hit = self._resolve(model, provider_id, when)
+            factor = self._uplifts.get(model)
+            hit = self._cache[key] = hit.scaled(factor) if factor is not None else hit
         return hit
 
     def in_table(self, model: str, provider_id: str) -> bool:
@@ -510,6 +527,23 @@ class PriceTable:
                 )
         rates = _with_extras(_rates(model, standard, info.context_window, "genai-prices", tiers), provider_id)
         return _with_modifiers(rates, provider_id, speeds)
+
+
+def data_residency_hosts() -> frozenset[str]:
+    """OpenAI's regional (data-residency) API domains."""
+    return frozenset(_extra_prices()["modifiers"]["openai"]["data_residency"]["hosts"])
+
+
+def data_residency_uplift(model: str, host: str) -> Decimal | None:
+    """The multiplier an OpenAI data-residency (regional processing) endpoint charges on `model`'s token
+    prices (data/extra_prices.yaml `modifiers.openai.data_residency`); None when it charges none.
+    `host`: "" for an endpoint known to be regional whatever its name (the provider's `data_residency`)."""
+    rule = _extra_prices()["modifiers"]["openai"]["data_residency"]
+    if host and host not in rule["hosts"]:
+        return None
+    if not any(model == m or model.startswith(m + "-") for m in rule["models"]):
+        return None
+    return Decimal(str(rule["multiplier"]))
 
 
 def _with_modifiers(rates: Rates, provider_id: str | None, speeds: Mapping[str, Rates]) -> Rates:

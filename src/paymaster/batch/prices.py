@@ -28,7 +28,8 @@ def _cached(prices: object, model: str, provider: str | None, day: int) -> Rates
     if real.source == "genai-prices":
         listed = _listed(model, provider)
         if listed is not None:  # the inference-geography premium stacks on batch prices too
-            return replace(listed, geos=real.geos, _variants={})
+            factor = prices.uplift_of(model)  # type: ignore[attr-defined]  # and a data-residency endpoint's
+            return replace(listed.scaled(factor) if factor else listed, geos=real.geos, _variants={})
     return halved(real)
 
 

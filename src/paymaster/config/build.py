@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from ..pricing import OVERRIDE_KEYS, PriceTable, UnknownModel
+from ..pricing import OVERRIDE_KEYS, PriceTable, UnknownModel, data_residency_hosts, data_residency_uplift
 from .errors import ConfigError, Problems, path_of
 from .fleet_file import AgentFile, AgentLimitsFile, CompressionFile, FleetFile, ProviderFile, RoutingFile, TaskFile
 from .model import (
@@ -203,6 +204,9 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         for i, m in enumerate((model, *chain)):
             resolve(m, f"routing.fallbacks.{model}" + (f"[{i - 1}]" if i else ""))
     problems.raise_any()
+    for served in models.values():  # a data-residency endpoint's premium is part of the model's prices there
+        if served.provider.data_residency and (factor := data_residency_uplift(served.name, "")) is not None:
+            prices.uplift(served.name, factor)
 
     return Config(
         timezone=ZoneInfo(f.timezone),
@@ -272,6 +276,8 @@ def _provider(name: str, pf: ProviderFile, env: Mapping[str, str], base: Path | 
         problems.add(f"{path}.base_url", f"must start with http:// or https://, got {url!r}")
     if kind == "anthropic" and pf.service_tier is not None:
         problems.add(f"{path}.service_tier", "only for OpenAI-style providers (a project's default tier)")
+    if kind != "openai" and pf.data_residency is not None:
+        problems.add(f"{path}.data_residency", "only for OpenAI providers (their regional endpoints' premium)")
     if kind != "anthropic" and pf.inference_geo is not None:
         problems.add(
             f"{path}.inference_geo", "only for Anthropic providers (a workspace's default inference geography)"
@@ -281,9 +287,12 @@ def _provider(name: str, pf: ProviderFile, env: Mapping[str, str], base: Path | 
     except ConfigError as e:
         problems.extend(e)
     problems.raise_any()
+    regional = pf.data_residency
+    if regional is None:
+        regional = kind == "openai" and urlsplit(url).hostname in data_residency_hosts()
     return Provider(
         name, kind, url, env[pf.api_key_env], **hop, service_tier=pf.service_tier or "default",
-        inference_geo=pf.inference_geo or "global",
+        inference_geo=pf.inference_geo or "global", data_residency=regional,
     )  # fmt: skip
 
 

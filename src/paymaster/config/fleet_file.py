@@ -136,6 +136,12 @@ class ProviderFile(Part):
     service_tier: Annotated[str, Choice(*SERVICE_TIERS)] | None = Field(
         None, description="OpenAI: the tier the project bills a request naming none (default: default)"
     )
+    data_residency: Flag | None = Field(
+        None,
+        description="OpenAI: the project's requests run at a data-residency endpoint, which bills models released "
+        "on or after 2026-03-05 at a 10% uplift (default: whether base_url is one of the regional domains, "
+        "us./eu./au./in./jp.api.openai.com)",
+    )
     inference_geo: Annotated[str, Choice(*INFERENCE_GEOS)] | None = Field(
         None,
         description="Anthropic: the workspace's default inference geography, where a request naming none runs "

@@ -18,8 +18,9 @@ PROVIDER_KINDS = ("anthropic", "openai", "openai-compatible")
 # which genai-prices provider a model of each kind is priced at
 PRICE_PROVIDER: dict[str, str | None] = {"anthropic": "anthropic", "openai": "openai", "openai-compatible": None}
 TRANSPORTS = ("builtin", "aiohttp")
-# OpenAI's service tiers a project can default to (platform.openai.com/docs/api-reference/chat/create: service_tier)
-SERVICE_TIERS = ("default", "priority", "flex", "scale")
+# OpenAI's service tiers a project can default to (platform.openai.com/docs/api-reference/chat/create: service_tier;
+# "fast" is priority's name since July 2026, developers.openai.com/api/docs/guides/fast-mode)
+SERVICE_TIERS = ("default", "priority", "fast", "flex", "scale")
 # Anthropic's inference geographies a workspace can default to
 # (platform.claude.com/docs/en/manage-claude/data-residency)
 INFERENCE_GEOS = ("global", "us")
@@ -51,6 +52,7 @@ class Provider:
     transport: str = "builtin"  # builtin | aiohttp
     service_tier: str = "default"  # OpenAI: the tier the project serves a request naming none (or "auto")
     inference_geo: str = "global"  # Anthropic: where the workspace runs a request naming no inference_geo
+    data_residency: bool = False  # OpenAI: served at a data-residency endpoint (a premium on recent models)
 
     @property
     def api(self) -> str:

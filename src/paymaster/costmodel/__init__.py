@@ -95,6 +95,7 @@ class Measure:
     service_tier: str = ""
     speed: str = ""  # Anthropic `speed` other than standard ("fast")
     geo: str = ""  # Anthropic `inference_geo` other than global ("us")
+    implicit_cache: bool = False  # any input may be written to the prompt cache (OpenAI: automatic caching)
     exact: bool = False  # text counted by the provider's tokenizer (else bounded by bytes)
     media_bytes: int = 0  # base64 bytes of the media priced above (the byte bound leaves them out)
 
@@ -165,17 +166,20 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     total = request + m.server_results
     plain = rates.rate("input", total)
     usd = (request + m.server_results) * plain
-    if m.audio or m.cache_1h or m.cache_5m:
+    # OpenAI caches any prompt of 1,024 tokens or more without being asked, and from the GPT-5.6 family on bills
+    # the write at 1.25x the input rate (developers.openai.com/api/docs/guides/prompt-caching): every input
+    # token, server-tool results included, may be a write (a model with no write price: no premium)
+    writes, left = (total, total) if m.implicit_cache and rates.cache_write else (m.cache_5m, request)
+    if m.audio or m.cache_1h or writes:
         # the dearest buckets first, each up to its own bound; what they take is no longer plain input
         buckets = sorted(
             (
                 (rates.rate("input_audio", total), m.audio),
                 (rates.rate("cache_write_1h", total), m.cache_1h),
-                (rates.rate("cache_write", total), m.cache_5m),
+                (rates.rate("cache_write", total), writes),
             ),
             key=lambda b: -b[0],
         )
-        left = request
         for rate, bound in buckets:
             take = min(bound, left)
             if take > 0 and rate > plain:
@@ -234,7 +238,7 @@ def estimate(
     `default_geo` the Anthropic workspace's inference geography, for a request that names none."""
     context_cap = window(rates.model, context_cap)
     if api == "anthropic":
-        m = anthropic.measure(body, size, rates.model, counted, default_geo)
+        m = anthropic.measure(body, size, rates.model, counted, default_geo, context_cap)
     elif api == "responses":
         m = responses.measure(body, size, rates, stored, context_cap, default_tier, exact)
     elif api == "embeddings":  # the context window is per input here, not per request

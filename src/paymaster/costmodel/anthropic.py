@@ -87,15 +87,30 @@ def _server_kind(tool: dict[str, Any], conf: dict[str, Any]) -> str | None:
     raise Unbounded(f"tool type {kind!r} is not one the gateway can bound the cost of", "tools")
 
 
-def measure(body: dict[str, Any], size: int, model: str, counted: int | None = None, default_geo: str = "") -> Measure:
+LONG_CONTEXT = 1_000_000  # a request whose context window is this or more may carry `pdf.max_pages_1m` pages
+
+
+def measure(
+    body: dict[str, Any],
+    size: int,
+    model: str,
+    counted: int | None = None,
+    default_geo: str = "",
+    context: int | None = None,
+) -> Measure:
     """Bound the input of an Anthropic request of `size` JSON bytes; `counted` is count_tokens' answer;
-    `default_geo` the workspace's inference geography, where a request naming none runs."""
+    `default_geo` the workspace's inference geography, where a request naming none runs; `context` the
+    request's context window (None: not known, or the 1M-token beta), which sets how many PDF pages it
+    can carry."""
     conf = data()["anthropic"]
     m = Measure()
     if "speed" in body or "inference_geo" in body or default_geo not in ("", "global"):  # most name neither
         _modifiers(m, body, default_geo)
     img = spec_for(conf["images"], model)
-    w = _Walk(m, img, conf["pdf"])
+    pdf = conf["pdf"]
+    # pdf-support: "600 (100 when the request's context window is under 1M tokens)"
+    most = pdf["max_pages"] if context is not None and context < LONG_CONTEXT else pdf["max_pages_1m"]
+    w = _Walk(m, img, pdf, most)
     sections: list[Any] = []  # in cache order: tools, system, messages
     tools = body.get("tools")
     overhead = BASE
@@ -188,10 +203,10 @@ def _server_tool(m: Measure, tool: dict[str, Any], kind: str, conf: dict[str, An
 class _Walk:
     """One pass over content blocks: media priced, base64 bytes noted, cache breakpoints found."""
 
-    __slots__ = ("m", "img", "pdf", "last", "media_upto")
+    __slots__ = ("m", "img", "pdf", "pages", "last", "media_upto")
 
-    def __init__(self, m: Measure, img: dict[str, Any], pdf: dict[str, Any]) -> None:
-        self.m, self.img, self.pdf = m, img, pdf
+    def __init__(self, m: Measure, img: dict[str, Any], pdf: dict[str, Any], pages: int) -> None:
+        self.m, self.img, self.pdf, self.pages = m, img, pdf, pages  # pages: the most a request can carry
         self.last: dict[str, int] = {}  # ttl → index of the section holding its last breakpoint
         self.media_upto: list[int] = []  # media tokens up to the end of each section
 
@@ -244,7 +259,7 @@ class _Walk:
             if len(data_) <= PDF_SCAN * 4 // 3:
                 raw = b64_prefix(data_, PDF_SCAN)
                 pages, text = pdf_pages(raw), pdf_text_bytes(raw)
-        pages = min(pages or self.pdf["max_pages"], self.pdf["max_pages"])
+        pages = min(pages or self.pages, self.pages)
         most_text = pages * int(self.pdf["text_tokens_per_page"])
         # platform.claude.com/docs/en/build-with-claude/pdf-support: each page is its text plus its image
         self.m.media += pages * anthropic_tokens(None, self.img) + (most_text if text is None else text)

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..pricing import TIER_ALIASES
 from . import Measure, Unbounded, data, margin, spec_for
 from .images import openai_tokens
 from .media import (
@@ -36,6 +37,21 @@ from .tokenizer import Counter, encoding, encoding_for
 
 TOKENIZE_LIMIT = 256 * 1024  # bytes of text tokenized per request (~20 ms at most); the rest by its bytes
 STANDARD_TIERS = (None, "auto", "default")
+
+
+def billed_tier(tier: Any, default_tier: str) -> str:
+    """The service tier an OpenAI request (Chat Completions or Responses) is billed at, "" for standard:
+    "auto" and no tier mean the project's default (`default_tier`, which may cost more); a tier billed as
+    another is that one ("fast" is priority: pricing.TIER_ALIASES)."""
+    if tier in (None, "auto"):
+        tier = default_tier
+    if tier in STANDARD_TIERS or tier == "":
+        return ""
+    if not isinstance(tier, str):
+        raise Unbounded("service_tier must be a string", "service_tier")
+    return TIER_ALIASES.get(tier, tier)
+
+
 # message fields the walk prices itself; any other field is bounded as the text of its JSON
 KNOWN_FIELDS = frozenset({"role", "content", "name", "tool_calls", "function_call", "audio"})
 
@@ -44,14 +60,8 @@ def measure(body: dict[str, Any], size: int, model: str, exact: bool = False, de
     """Bound the input of an OpenAI request of `size` JSON bytes; `exact` counts its text with tiktoken.
     `default_tier`: the tier the provider serves a request that names none or "auto" (the project's)."""
     conf = data()["openai"]
-    m = Measure(exact=exact)
-    tier = body.get("service_tier")
-    if tier in (None, "auto") and default_tier not in ("", "default"):
-        m.service_tier = default_tier  # "auto" and no tier mean the project's default, which may cost more
-    elif tier not in STANDARD_TIERS:
-        if not isinstance(tier, str):
-            raise Unbounded("service_tier must be a string", "service_tier")
-        m.service_tier = tier
+    m = Measure(exact=exact, implicit_cache=True)
+    m.service_tier = billed_tier(body.get("service_tier"), default_tier)
     modalities = body.get("modalities")
     m.output_audio = isinstance(modalities, list) and "audio" in modalities
     counter = Counter(encoding(encoding_for(model)), TOKENIZE_LIMIT) if exact else None

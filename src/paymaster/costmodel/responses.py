@@ -26,7 +26,7 @@ import yaml
 from ..pricing import Rates
 from . import Measure, Unbounded, data, margin, spec_for
 from .media import b64_prefix
-from .openai import STANDARD_TIERS, TOKENIZE_LIMIT, _Walk
+from .openai import TOKENIZE_LIMIT, _Walk, billed_tier
 from .tokenizer import Counter, encoding, encoding_for
 
 
@@ -91,14 +91,8 @@ def measure(
     tokenizer, plus a margin). `stored`: tokens of the stored context it names (None: it names some the
     gateway does not know, bounded by the window)."""
     oa = data()["openai"]
-    m = Measure(exact=exact)
-    tier = body.get("service_tier")
-    if tier in (None, "auto") and default_tier not in ("", "default"):
-        m.service_tier = default_tier
-    elif tier not in STANDARD_TIERS:
-        if not isinstance(tier, str):
-            raise Unbounded("service_tier must be a string", "service_tier")
-        m.service_tier = tier
+    m = Measure(exact=exact, implicit_cache=True)
+    m.service_tier = billed_tier(body.get("service_tier"), default_tier)
     counter = Counter(encoding(encoding_for(rates.model)), TOKENIZE_LIMIT) if exact else None
     w = _Walk(m, spec_for(oa["images"], rates.model), oa, counter)
     inp = body.get("input")

@@ -177,6 +177,10 @@ class PromptCache:
                     self._entries[p.hashes[j]] = _Entry(now + p.ttl, p.ttl)
                 else:  # a 24-hour entry outlives a later in-memory request's refresh
                     entry.expires = max(entry.expires, now + p.ttl)
-        if common < OPENAI_MIN_TOKENS:
+        read = OPENAI_MIN_TOKENS + (common - OPENAI_MIN_TOKENS) // OPENAI_STEP * OPENAI_STEP if common else 0
+        stored = max((end for end in p.ends if end >= OPENAI_MIN_TOKENS), default=0)
+        if not read and not stored:
             return UNCACHED
-        return Usage(read=OPENAI_MIN_TOKENS + (common - OPENAI_MIN_TOKENS) // OPENAI_STEP * OPENAI_STEP)
+        # what the request wrote: its prompt past what it read, up to its last cached position (OpenAI reports
+        # it as `cache_write_tokens`; wire code shows it only where the model bills it)
+        return Usage(read=read, write_5m=max(0, stored - read))

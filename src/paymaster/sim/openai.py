@@ -11,6 +11,7 @@ content chunk) carries `logprobs.content` for its tokens (see `sim.logprobs`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from itertools import accumulate
@@ -64,6 +65,25 @@ _FAULTS = {
     "529": (503, "The engine is currently overloaded, please try again later. (simulated)", None),
 }
 _DONE = b"data: [DONE]\n\n"
+# service_tier (API reference, chat/create and responses/create): the values a request may name, and the tier
+# a project with no Scale Tier capacity serves each at. "auto" is the project's tier ("default" unless it is
+# configured otherwise); "fast" is priority under its new name and "The response will show
+# `service_tier=priority` regardless of if you specify `service_tier=fast` or `priority`"; the response
+# names "the processing mode actually used to serve the request".
+_TIERS = {"auto": "default", "default": "default", "flex": "flex", "scale": "default", "priority": "priority"}
+_TIERS["fast"] = "priority"
+
+
+def served_tier(requested: Any) -> str:
+    """The tier the simulated project serves a request naming `requested` at (None: "auto")."""
+    if requested is None:
+        return _TIERS["auto"]
+    tier = _TIERS.get(requested) if isinstance(requested, str) else None
+    if tier is None:
+        names = ", ".join(f"'{t}'" for t in _TIERS)
+        raise Invalid(f"Invalid value: '{requested}'. Supported values are: {names}.", "service_tier", "invalid_value")
+    return tier
+
 
 MODELS: list[dict[str, Any]] = [
     {"id": model, "object": "model", "created": created, "owned_by": owner}
@@ -141,6 +161,7 @@ class OpenAIWire:
             plain(body, ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed"))
         try:
             max_tokens = _validate(body)
+            tier = served_tier(body.get("service_tier"))
         except Invalid as e:
             return self.error(400, str(e), param=e.param, code=e.code)
         messages: list[dict[str, Any]] = body["messages"]
@@ -175,6 +196,7 @@ class OpenAIWire:
             parallel=body.get("parallel_tool_calls") is not False,
             choices=body.get("n") or 1,
             logprobs=(body.get("top_logprobs") or 0) if body.get("logprobs") is True else None,
+            modifiers={"service_tier": tier},
         )
 
     # -- answers
@@ -195,7 +217,7 @@ class OpenAIWire:
             "model": ask.model,
             "choices": choices,
             "usage": _usage(ask, answer),
-            "service_tier": "default",
+            "service_tier": ask.modifiers.get("service_tier", "default"),
             "system_fingerprint": FINGERPRINT,
         }
         return Reply(200, [JSON, (b"x-request-id", new_id("req_").encode())], orjson.dumps(body))
@@ -206,7 +228,7 @@ class OpenAIWire:
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": ask.model,
-            "service_tier": "default",
+            "service_tier": ask.modifiers.get("service_tier", "default"),
             "system_fingerprint": FINGERPRINT,
         }
 
@@ -523,12 +545,26 @@ def _logprobs(ask: Ask, text: str | None) -> dict[str, Any] | None:
     return {"content": logprob_content(text, ask.logprobs) if text is not None else None, "refusal": None}
 
 
+# developers.openai.com/api/docs/guides/prompt-caching: "Cache writes have no additional fee on models before the
+# GPT-5.6 family. For GPT-5.6 models and later model families, cache writes cost 1.25x the uncached input token
+# rate ... OpenAI reports writes in cache_write_tokens and reads in cached_tokens"
+WRITE_BILLED = re.compile(r"^gpt-(5\.(?:[6-9]|\d\d)|[6-9]|\d\d)")
+
+
+def cache_details(ask: Ask) -> dict[str, int]:
+    """The prompt-cache counts of a usage object: reads, and writes on the models that bill them."""
+    details = {"cached_tokens": ask.cache.read}
+    if WRITE_BILLED.match(ask.model):
+        details["cache_write_tokens"] = ask.cache.written
+    return details
+
+
 def _usage(ask: Ask, answer: Answer) -> dict[str, Any]:
     return {
         "prompt_tokens": ask.input_tokens,
         "completion_tokens": answer.total_tokens,
         "total_tokens": ask.input_tokens + answer.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": ask.cache.read, "audio_tokens": ask.audio_tokens},
+        "prompt_tokens_details": {**cache_details(ask), "audio_tokens": ask.audio_tokens},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,

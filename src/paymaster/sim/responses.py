@@ -44,7 +44,8 @@ from .asgi import EVENT_STREAM, NO_CACHE, Reply, Stream, json_reply
 from .cache import Automatic, prefix_hashes
 from .faults import Fault
 from .ids import new_id
-from .openai import MODELS, OpenAIWire
+from .openai import MODELS, OpenAIWire, cache_details, served_tier
+from .openai import Invalid as ChatInvalid
 from .openai import _tool_choice as chat_tool_choice
 from .text import char_deltas, seed, word_deltas
 from .tokens import ENCODING, MESSAGE_TOKENS, MODEL, REPLY_TOKENS, count_json, count_text, count_tokens, openai_image
@@ -117,6 +118,10 @@ class ResponsesWire(OpenAIWire):
 
     def _ask(self, body: Any) -> ResponsesAsk:
         limit = _validate(body)
+        try:
+            served_tier(body.get("service_tier"))  # an unknown tier is a 400
+        except ChatInvalid as e:
+            raise Invalid(str(e), e.param, e.code) from e
         prior: Stored | None = None
         prev = body.get("previous_response_id")
         if prev is not None:
@@ -204,7 +209,7 @@ class ResponsesWire(OpenAIWire):
             "prompt_cache_key": body.get("prompt_cache_key"),
             "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
             "safety_identifier": body.get("safety_identifier"),
-            "service_tier": "default",
+            "service_tier": served_tier(body.get("service_tier")),
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
             "text": {"format": {"type": "text"}, "verbosity": "medium", **text},
@@ -258,7 +263,7 @@ class ResponsesWire(OpenAIWire):
                     item["status"] = "incomplete"
         resp["usage"] = {
             "input_tokens": ask.input_tokens,
-            "input_tokens_details": {"cached_tokens": ask.cache.read, "cache_write_tokens": 0},
+            "input_tokens_details": {"cache_write_tokens": 0, **cache_details(ask)},
             "output_tokens": out_tokens,
             "output_tokens_details": {"reasoning_tokens": ask.reasoning if output else 0},
             "total_tokens": ask.input_tokens + out_tokens,
