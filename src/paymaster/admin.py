@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -43,6 +43,10 @@ async def _nothing() -> dict[str, Any]:
     return {}
 
 
+async def _as_is(_agents: Sequence[str]) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Admin:
     """What the admin endpoints read and correct: the gateway hands over these, not itself."""
@@ -54,6 +58,8 @@ class Admin:
     clock: Callable[[], float]
     routing: Callable[[], Awaitable[dict[str, Any]]] = _nothing  # what routing learnt (the routing lever's view)
     fleet: Any = None  # fleet/live.py: run-time changes of agents and keys (fleet/admin.py)
+    # replicas: the agents' status and windows read from the shared store before a view (store/shared_status.py)
+    refresh: Callable[[Sequence[str]], Awaitable[None]] = _as_is
 
 
 async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,17 +88,20 @@ async def handle(gw: Admin, scope: Scope, receive: Receive, send: Send) -> None:
     if scope["method"] != "GET":
         raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")
     if path == "/admin/agents":
+        await gw.refresh(list(gw.config.agents))
         await json_response(send, {"agents": [agent_view(gw, a) for a in gw.config.agents]})
     elif path.startswith("/admin/agents/"):
         name = path.removeprefix("/admin/agents/")
         if name not in gw.config.agents:
             raise NotFound(f"no agent named {name!r}")
+        await gw.refresh([name])
         await json_response(send, agent_view(gw, name))
     elif path == "/admin/ledger":
         await json_response(send, ledger(gw, scope))
     elif path == "/admin/routing":  # what routing learnt: feedback bandit per agent x task, share windows
         await json_response(send, await gw.routing())
     elif path == "/admin/overview":
+        await gw.refresh(list(gw.config.agents))
         await json_response(send, dashboard.overview(gw))
     elif path == "/admin/events":
         await events(gw, h, receive, send)

@@ -58,7 +58,7 @@ from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, relay_headers, request_ids
 from .response_book import ResponseBook
 from .settle import Settler, answered
-from .store import shared_events
+from .store import shared_events, shared_status
 from .store.redis import ConversationFlights
 from .store.row import LedgerRow
 from .store.shared import SharedStore
@@ -179,7 +179,10 @@ class Gateway:
 
     async def start(self) -> None:
         if isinstance(self.store, SharedStore):
-            await shared_events.connect(self.store, self.board)
+            status = (await shared_events.connect(self.store, self.board)).status
+            self.admin = dataclasses.replace(
+                self.admin, refresh=functools.partial(shared_status.fresh_view, status, self.budget)
+            )
             self.alerts.claim = self.store.counters.claim
         await self.fleet.start()
         for lever in hooked(self.levers, "start"):  # levers that load shared state once the store is open (routing)

@@ -17,7 +17,9 @@ Every event is stored with the ledger (SQLite: `stored_events`; Postgres: `store
 id survives restarts, and a restarted gateway replays its latest events after `Last-Event-ID`.
 Across replicas (Redis + Postgres), every event is stored in Postgres and announced to every replica
 (`store/shared_events.py`): its id is the stored row's, global and surviving restarts, so an
-orchestrator on any replica sees every replica's events and can resume with `Last-Event-ID`.
+orchestrator on any replica sees every replica's events and can resume with `Last-Event-ID`. An agent's
+status is one record in Redis that every replica copies, changed by compare-and-set, and each change is
+published by the one replica whose change took (`store/shared_status.py`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class Blackboard:
         self._subscribers: set[asyncio.Queue[tuple[int, bytes]]] = set()
         # a shared event store (ids come back from it): sink(ts, kind, payload, once)
         self.sink: Callable[[float, str, bytes, str | None], None] | None = None
+        # replicas: status changes decided in one shared place (store/shared_status.py), which publishes each once
+        self.shared: SharedChanges | None = None
 
     @property
     def last_id(self) -> int:
@@ -84,25 +88,32 @@ class Blackboard:
         st = self.status[agent]
         if st.state == "blocked" and st.window == window and st.until_ts == until_ts:
             return
-        self.status[agent] = Status("blocked", reason, window, until, until_ts)
-        self.publish("agent.blocked", agent=agent, reason=reason, window=window, until=until)
+        self._change(agent, Status("blocked", reason, window, until, until_ts), "agent.blocked",
+                     {"reason": reason, "window": window, "until": until})  # fmt: skip
 
     def degrade(self, agent: str, reason: str) -> None:
         """Past the degrade threshold of a cap: calls run one tier down (still served)."""
-        self.status[agent] = Status("degraded", reason)
-        self.publish("agent.degraded", agent=agent, reason=reason)
+        self._change(agent, Status("degraded", reason), "agent.degraded", {"reason": reason})
 
-    def unblock(self, agent: str, why: str) -> None:
+    def unblock(self, agent: str, why: str, until_le: float = -1) -> None:
+        """Back to active. `until_le` (a window reset): only a block whose window resets by then is lifted."""
         if self.status[agent].state == "active":
             return
-        self.status[agent] = Status()
-        self.publish("agent.unblocked", agent=agent, reason=why)
+        self._change(agent, Status(), "agent.unblocked", {"reason": why}, until_le)
+
+    def _change(self, agent: str, new: Status, kind: str, data: dict[str, Any], until_le: float = -1) -> None:
+        was = self.status[agent].state
+        self.status[agent] = new
+        if self.shared is None:
+            self.publish(kind, agent=agent, **data)
+        else:  # replicas: the change is the fleet's only if it takes in the shared record, and published once
+            self.shared.change(agent, was, new, kind, data, until_le)
 
     def expire(self, now: float) -> None:
         """Unblock agents whose blocking window has reset."""
         for agent, st in list(self.status.items()):
             if st.state == "blocked" and st.until_ts and now >= st.until_ts:
-                self.unblock(agent, f"{st.window} window reset")
+                self.unblock(agent, f"{st.window} window reset", now)
 
     def subscribe(self, last_id: int = 0) -> asyncio.Queue[tuple[int, bytes]]:
         """A queue of SSE frames, starting with the history after `last_id` (Last-Event-ID)."""
@@ -115,6 +126,10 @@ class Blackboard:
 
     def unsubscribe(self, q: asyncio.Queue[tuple[int, bytes]]) -> None:
         self._subscribers.discard(q)
+
+
+class SharedChanges(Protocol):
+    def change(self, agent: str, was: str, new: Status, kind: str, data: dict[str, Any], until_le: float) -> None: ...
 
 
 class EventStore(Protocol):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -490,6 +490,15 @@ class Budget:
                 self.shared.drop(t.id)
             self._wake()
 
+    def unheld(self, agent: str, rates: Priced, input_bound: int, max_tokens: int, choices: int) -> Ticket:
+        """The ticket a call's worst case would be held under, nothing held yet (nor counted here): one request of
+        an agent's batch on replicas, held with the rest of the batch in one step (batch/holds.py)."""
+        now = self.clock()
+        p = self.calendar.periods(now)
+        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        keys = tuple(w.key for w in self.windows(agent, now))
+        return Ticket("pm_" + secrets.token_hex(12), agent, keys, worst, p.day, p.month, now, max_tokens, False)
+
     def hand_off(self, t: Ticket) -> None:
         """The hold now belongs to a durable queue that outlives this process (the batch queue on replicas:
         its pending row and Redis record moved to the queue's owner): whichever replica settles it makes the
@@ -572,6 +581,17 @@ class Budget:
                 spent, held = self._counter(w.key)
                 top = max(top, (spent + held) / w.cap)
         return top
+
+    def view_keys(self, agents: Sequence[str]) -> list[WindowKey]:
+        """The windows the views of `agents` show (each once)."""
+        now = self.clock()
+        return list(dict.fromkeys(w.key for a in agents for w in self.windows(a, now)))
+
+    def seen(self, keys: Sequence[WindowKey], figures: Sequence[int]) -> None:
+        """The shared counters' current figures ([spent₁, held₁, …] for `keys`) replace this replica's copy."""
+        for i, key in enumerate(keys):
+            self._spent_before.setdefault(key, figures[2 * i])
+            self.counters[key] = [figures[2 * i], figures[2 * i + 1]]
 
     def view(self, agent: str) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []

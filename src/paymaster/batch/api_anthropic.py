@@ -117,13 +117,13 @@ def view(gw: Gateway, gid: str, agent: str, base: str) -> dict[str, Any]:
     g = gw.batches.queue.group(gid, agent)
     assert g is not None
     _, created, cancel, _ = g
-    jobs = gw.batches.queue.jobs("grp = ?", (gid,))
+    tally = gw.batches.queue.tally(gid)
     counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
-    for j in jobs:
-        counts["processing" if j.status in OPEN else j.status] += 1
+    for status, (n, _) in tally.items():
+        counts["processing" if status in OPEN else status] += n
     ended = counts["processing"] == 0
     state = "ended" if ended else "canceling" if cancel else "in_progress"
-    finished = max((j.finished or 0 for j in jobs), default=time.time())
+    finished = max((last for _, last in tally.values()), default=time.time())
     return {
         "id": gid,
         "type": "message_batch",

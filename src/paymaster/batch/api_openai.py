@@ -187,10 +187,11 @@ def view(gw: Gateway, gid: str, agent: str) -> dict[str, Any]:
     assert g is not None
     _, created, cancel, meta = g
     m = orjson.loads(meta) if meta else {}
-    jobs = gw.batches.queue.jobs("grp = ?", (gid,))
-    done = [j for j in jobs if j.status not in OPEN]
-    ok = sum(j.status == "succeeded" for j in done)
-    finished = max((j.finished or 0 for j in done), default=0) if len(done) == len(jobs) else None
+    tally = gw.batches.queue.tally(gid)
+    total = sum(n for n, _ in tally.values())
+    done = sum(n for status, (n, _) in tally.items() if status not in OPEN)
+    ok = tally.get("succeeded", (0, 0.0))[0]
+    finished = max((last for s, (_, last) in tally.items() if s not in OPEN), default=0) if done == total else None
     status = (
         ("cancelled" if cancel else "completed") if finished is not None else "cancelling" if cancel else "in_progress"
     )
@@ -199,12 +200,12 @@ def view(gw: Gateway, gid: str, agent: str) -> dict[str, Any]:
         "id": gid, "object": "batch", "endpoint": ENDPOINT, "errors": None,
         "input_file_id": m.get("input_file_id", ""), "completion_window": "24h", "status": status,
         "output_file_id": OUT + gid if finished is not None and ok else None,
-        "error_file_id": ERR + gid if finished is not None and len(done) > ok else None,
+        "error_file_id": ERR + gid if finished is not None and done > ok else None,
         "created_at": c, "in_progress_at": c, "expires_at": c + 86400,
         "finalizing_at": int(finished) if finished else None,
         "completed_at": int(finished) if finished and not cancel else None,
         "failed_at": None, "expired_at": None,
         "cancelling_at": c if cancel else None, "cancelled_at": int(finished) if finished and cancel else None,
-        "request_counts": {"total": len(jobs), "completed": ok, "failed": len(done) - ok},
+        "request_counts": {"total": total, "completed": ok, "failed": done - ok},
         "metadata": m.get("metadata"),
     }  # fmt: skip

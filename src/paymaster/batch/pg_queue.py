@@ -1,7 +1,8 @@
 """The batch queue of replicas, in the shared Postgres (tables: migration `005_batch` in store/postgres.py): the
 SQLite queue's tables and methods (queue.py), and what several replicas sharing one queue need.
 
-    durable   a job's row and the handover of its hold are one transaction: the job is written, and the pending
+    durable   a job's row and the handover of its hold are one transaction (an agent's batch: `accept`, one COPY
+              on the event loop's pool, after batch/holds.py held it whole): the job is written, and the pending
               reservation its admission wrote (owned by the admitting replica) passes to the owner `batch`, which
               no replica's reaper books as crashed. The hold stays in Redis and in `pending` while the job is
               open — across restarts and the death of the replica that admitted it — and a rebuild of the
@@ -28,6 +29,7 @@ from ..store.postgres import LEDGER_INSERT, ledger_values
 from ..store.queries import numbered
 from ..store.row import LedgerRow
 from ..store.shared import BATCH_OWNER, Reader, StoreDown
+from .holds import paced
 from .queue import CLAIM, COLS, INSERT_JOB, INSERT_SUBMISSION, SUBMITTED, Job, Queue
 
 Settlement = tuple[Job, LedgerRow, str, str]  # the job (its outcome set), its ledger row, the status and
@@ -62,6 +64,15 @@ class PgQueue(Queue):
             await c.execute("UPDATE pending SET owner = $1 WHERE id = ANY($2::text[])", BATCH_OWNER, ids)
 
         self.db.transact(work)
+
+    async def accept(self, pool: asyncpg.Pool, jobs: list[Job]) -> None:
+        """`add` for an agent's batch, on the event loop's own pool (never waited on): the jobs in one COPY and
+        their holds handed to the queue, one transaction (batch/holds.py)."""
+        values = [tuple(getattr(j, c) for c in COLS) for j in jobs]
+        async with pool.acquire() as c, c.transaction():
+            await c.copy_records_to_table("batch_jobs", records=paced(values), columns=COLS)
+            ids = [j.id for j in jobs]
+            await c.execute("UPDATE pending SET owner = $1 WHERE id = ANY($2::text[])", BATCH_OWNER, ids)
 
     def lead(self) -> bool:
         """Take or renew the lease on sending and polling; whether this replica holds it."""

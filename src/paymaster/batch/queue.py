@@ -170,6 +170,11 @@ class Queue:
     def jobs(self, where: str, args: tuple[Any, ...] = (), limit: int = 100_000) -> list[Job]:
         return [Job(*r) for r in self.rows(f"{SELECT_JOBS} WHERE {where} ORDER BY created, id LIMIT ?", (*args, limit))]
 
+    def tally(self, gid: str) -> dict[str, tuple[int, float]]:
+        """An agent's batch at a glance: {status: (jobs, latest finish)} — its views read no request bodies."""
+        q = "SELECT status, count(*), max(finished) FROM batch_jobs WHERE grp = ? GROUP BY status"
+        return {r[0]: (int(r[1]), float(r[2] or 0)) for r in self.rows(q, (gid,))}
+
     def job(self, job_id: str) -> Job | None:
         found = self.jobs("id = ?", (job_id,), 1)
         return found[0] if found else None

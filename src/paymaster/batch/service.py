@@ -39,7 +39,7 @@ from ..store.row import LedgerRow
 from ..store.shared import BATCH_OWNER, SharedStore, StoreDown
 from ..wire import translate
 from ..wire.openai import choices
-from . import upstream
+from . import holds, upstream
 from .pg_queue import PgQueue, Settlement
 from .prices import batch_rates
 from .queue import CLAIM, Job, Queue, claim_id
@@ -79,9 +79,7 @@ class Batches:
                     grp: str = "", custom_id: str = "") -> Job:  # fmt: skip
         """Shape, bound at batch prices and hold the call's worst case; the job (not yet durable)."""
         gw = self.gw
-        wire, _, up = gw.shape(call, ctx, source)
-        rates = batch_rates(gw.config, call.model)
-        worst, _ = gw.admission.bound(orjson.dumps(call.body), call, rates, ctx.headers)
+        wire, up, worst = self.shaped(call, ctx, source)
         if grp:  # one request of an agent's batch: the batch fits whole, at its own max_tokens, or not at all
             ticket = await self.admit_whole(call, worst, up, ctx)
         else:
@@ -92,13 +90,34 @@ class Batches:
         if ticket.fitted:
             wire.set_max_tokens(call.body, ticket.max_tokens, up.provider.kind)
             call.notes["x-paymaster-max-tokens"] = f"{ticket.max_tokens}; fitted to budget"
+        self.tickets[ticket.id] = ticket
+        return self.job(call, ctx, source, up.provider.name, ticket, deadline, grp, custom_id)
+
+    def shaped(self, call: Call, ctx: LeverContext, source: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """(wire, upstream, worst case at batch prices) of the call shaped for its provider."""
+        gw = self.gw
+        wire, _, up = gw.shape(call, ctx, source)
+        worst, _ = gw.admission.bound(orjson.dumps(call.body), call, batch_rates(gw.config, call.model), ctx.headers)
+        return wire, up, worst
+
+    async def unheld(self, call: Call, ctx: LeverContext, gid: str, custom_id: str) -> Job:
+        """One request of an agent's batch on replicas, bounded but not yet held: `holds.hold_batch` holds the
+        batch whole once every request is read."""
+        gw = self.gw
+        _, up, worst = self.shaped(call, ctx, call.body)
+        worst = await gw.admission.refine(call, worst, up, ctx.headers)
+        assert call.max_tokens is not None
+        t = gw.budget.unheld(call.agent, worst, call.input_bound, call.max_tokens, call.choices)
+        return self.job(call, ctx, call.body, up.provider.name, t, None, gid, custom_id)
+
+    def job(self, call: Call, ctx: LeverContext, source: dict[str, Any], provider: str, ticket: Ticket,
+            deadline: float | None, grp: str, custom_id: str) -> Job:  # fmt: skip
         body = call.body
         body.pop("stream", None)
         if call.target_api == "openai":
             body.pop("stream_options", None)
-        self.tickets[ticket.id] = ticket
         return Job(
-            id=ticket.id, agent=call.agent, api=call.api, target_api=call.target_api, provider=up.provider.name,
+            id=ticket.id, agent=call.agent, api=call.api, target_api=call.target_api, provider=provider,
             model=call.model, model_requested=ctx.ledger.get("model_requested") or str(source.get("model", call.model)),
             body=orjson.dumps(body), status="queued",
             worst_nanos=ticket.worst, max_tokens=ticket.max_tokens, day=ticket.day, month=ticket.month,
@@ -134,7 +153,7 @@ class Batches:
         wire = WIRES[api]
         jobs: list[Job] = []
         try:
-            for custom_id, body in items:
+            for n, (custom_id, body) in enumerate(items, 1):
                 try:
                     if isinstance(body, GatewayError):
                         raise body
@@ -151,16 +170,38 @@ class Batches:
                         call.max_tokens = agent.max_tokens
                     if call.model not in self.gw.config.models:
                         raise BadRequest(f"model {call.model!r} needs the routing lever")
-                    jobs.append(await self.admit(call, ctx, call.body, None, gid, custom_id))
+                    if self.shared is not None:  # replicas: held whole below, in one step
+                        jobs.append(await self.unheld(call, ctx, gid, custom_id))
+                    else:
+                        jobs.append(await self.admit(call, ctx, call.body, None, gid, custom_id))
                 except (BudgetExceeded, CallTooLarge, BudgetBusy):
                     raise
                 except GatewayError as e:
                     jobs.append(refused(e, wire, api, agent.name, gid, custom_id))
+                if n % holds.PACE == 0:
+                    await asyncio.sleep(0)  # a large batch's reading: real-time calls are served in between
         except BaseException:
             self.release(jobs)
             raise
-        self.commit(jobs)
+        if self.shared is not None:
+            await self.accept(agent.name, jobs)
+        else:
+            self.commit(jobs)
         return jobs
+
+    async def accept(self, agent: str, jobs: list[Job]) -> None:
+        """Replicas: hold an agent's batch whole and make its jobs durable, never waiting on the event loop
+        (holds.py); on failure nothing stays held, unless the commit's answer was lost (then over-counted)."""
+        assert self.shared is not None and isinstance(self.queue, PgQueue)
+        queued = [j for j in jobs if j.status == "queued"]
+        await holds.hold_batch(self.shared, self.gw.budget, agent, queued)
+        try:
+            await self.queue.accept(self.shared.pg.db, jobs)
+        except Exception as e:
+            if not self.unwritten(jobs):  # the commit's answer was lost: keep the holds, over-counted at worst
+                raise UpstreamFailed(f"could not confirm the batch was recorded: {e}", status=503) from e
+            holds.forget(self.shared, [j.id for j in queued])
+            raise UpstreamFailed(f"could not record the batch: {e}", status=503) from e
 
     def commit(self, jobs: list[Job]) -> None:
         """Make admitted jobs durable; on failure their holds are dropped (nothing was sent). On replicas the

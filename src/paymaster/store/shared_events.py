@@ -18,6 +18,7 @@ import logging
 
 from ..blackboard import Blackboard
 from .shared import OUTAGES, SharedStore
+from .shared_status import SharedStatus
 
 log = logging.getLogger("paymaster")
 
@@ -27,6 +28,7 @@ ONCE_TTL_S = 40 * 86400  # an event published once per window (a month at most) 
 class SharedEvents:
     def __init__(self, store: SharedStore, board: Blackboard) -> None:
         self.store, self.board = store, board
+        self.status = SharedStatus(store, board)  # agents' status: one record in Redis (shared_status.py)
         self.last = 0
         self._reading: asyncio.Task[None] | None = None
         self._again = False
@@ -34,11 +36,13 @@ class SharedEvents:
     async def load(self, history: int = 1000) -> None:
         self._deliver(await self.store.pg.events_after(0, history))
 
-    def _deliver(self, events: list[tuple[int, str, str]]) -> None:
+    def _deliver(self, events: list[tuple[int, str, str]], live: bool = False) -> None:
         for seq, kind, data in events:
             if seq > self.last:
                 self.last = seq
                 self.board.deliver(seq, kind, data.encode())
+                if live:  # an agent's status changed on some replica: copy the shared record
+                    self.status.announced(kind, data)
 
     def announced(self, _seq: int) -> None:
         """Postgres announced an event: read everything after the last one delivered (one reader at a time)."""
@@ -51,7 +55,7 @@ class SharedEvents:
         while True:
             self._again = False
             with contextlib.suppress(*OUTAGES):
-                self._deliver(await self.store.pg.events_after(self.last))
+                self._deliver(await self.store.pg.events_after(self.last), live=True)
             if not self._again:
                 return
 
@@ -83,6 +87,9 @@ async def connect(store: SharedStore, board: Blackboard) -> SharedEvents:
     board.sink = lambda ts, kind, payload, once: early.append((ts, kind, payload, once))
     await store.open()
     await events.load()
+    with contextlib.suppress(*OUTAGES):  # the statuses come with the next event or view
+        await events.status.start(list(board.status))
+    board.shared = events.status
     await store.pg.listen(events.announced)
     board.sink = events.store_event
     for event in early:
