@@ -1,12 +1,13 @@
 """The gateway's own CPU per call, in process: the ASGI app called directly (no HTTP server on the agent
 side, no load generator) against the simulator in another process, pinned to core 1.
 
-    taskset -c 0 python bench/pipeline_cpu.py [--calls N] [--api anthropic|openai] [--turns N]
+    taskset -c 0 python bench/pipeline_cpu.py [--calls N] [--api anthropic|openai] [--turns N] [--stream]
                                               [--profile [--sort cumtime]]
 
 One agent (budgets, ledger and journal on, no response cache), one short non-streaming request per call,
 sent one after another after `--warmup` calls; `--turns N`: instead, an agent's tool loop N rounds in
-(~1 kB a round: what grows with the conversation — the checks, the cost model, the caching lever's walks).
+(~1 kB a round: what grows with the conversation — the checks, the cost model, the caching lever's walks);
+`--stream`: the same calls streamed (the simulator's event stream, relayed event by event as it arrives).
 The figure is this process's CPU time per call
 (`time.process_time`, the ledger's commit thread included; split into user and system time) and the
 wall time per call; the provider's time
@@ -136,6 +137,8 @@ async def run(args: argparse.Namespace, port: int) -> None:
     request: dict[str, object] = {"model": MODELS[args.api], "max_tokens": 64, "messages": hello}
     if args.turns:
         request = conversation(args.api, args.turns)
+    if args.stream:
+        request["stream"] = True
     body = orjson.dumps(request)
     if args.api == "anthropic":
         path = "/v1/messages"
@@ -199,6 +202,7 @@ def main() -> None:
     ap.add_argument("--limits", action="store_true", help="the agent has every denial-of-wallet limit on")
     ap.add_argument("--refused", action="store_true", help="every measured call refused (429) by a rate limit")
     ap.add_argument("--turns", type=int, default=0, help="send a tool loop this many rounds in (~1 kB a round)")
+    ap.add_argument("--stream", action="store_true", help="stream the answers")
     ap.add_argument("--profile", action="store_true", help="run the measured calls under cProfile")
     ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumtime, ncalls)")
     ap.add_argument("--top", type=int, default=30, help="functions to print with --profile")

@@ -2,7 +2,7 @@
 (callgrind), with LONG and SHORT measured calls; (I(LONG) - I(SHORT)) / (LONG - SHORT) cancels start-up.
 
     python bench/pipeline_instructions.py [--api anthropic|openai] [--long 400] [--short 100] [--tree DIR]
-                                          [--limits | --refused] [--turns N]
+                                          [--limits | --refused] [--turns N] [--stream]
 
 Unlike CPU time, the count does not move with the machine's load, so it compares two checkouts on a busy
 machine (`--tree` runs the bench against another checkout's venv and sources). It leaves out kernel time
@@ -43,8 +43,9 @@ def main() -> None:
     ap.add_argument("--limits", action="store_true", help="also with every denial-of-wallet limit on: the difference")
     ap.add_argument("--refused", action="store_true", help="only calls refused (429) by a rate limit: a refusal's cost")
     ap.add_argument("--turns", type=int, default=0, help="a tool loop this many rounds in (pipeline_cpu.py --turns)")
+    ap.add_argument("--stream", action="store_true", help="streamed calls (pipeline_cpu.py --stream)")
     args = ap.parse_args()
-    turns = ("--turns", str(args.turns)) if args.turns else ()
+    turns = (("--turns", str(args.turns)) if args.turns else ()) + (("--stream",) if args.stream else ())
     runs = [("limits off", turns)] + ([("limits on", ("--limits", *turns))] if args.limits else [])
     if args.refused:
         runs = [("refused (429)", ("--refused",))]
@@ -52,7 +53,7 @@ def main() -> None:
     for label, extra in runs:
         long_, short = (instructions(args.tree, args.api, n, extra) for n in (args.long, args.short))
         counts.append((long_ - short) / (args.long - args.short))
-        shape = f", {args.turns} rounds of tool loop" if args.turns else ""
+        shape = (f", {args.turns} rounds of tool loop" if args.turns else "") + (", streamed" if args.stream else "")
         print(f"{args.api}: {counts[-1]:,.0f} instructions per call, {label}{shape} ({args.tree})")
     if len(counts) == 2:
         print(f"{args.api}: limits add {counts[1] - counts[0]:,.0f} instructions per call")

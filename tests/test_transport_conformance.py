@@ -270,6 +270,26 @@ def test_read_timeout_when_the_provider_never_answers(kind: str, tls: Origin, bu
         run(fetch_once(make(kind, tls.url, ca_bundle=bundle, timeout_s=0.3), "/silent"))
 
 
+@pytest.mark.parametrize("pause", [0.0, 0.5], ids=["at-once", "after-the-timeout"])
+def test_read_timeout_on_a_kept_alive_connection(kind: str, tls: Origin, bundle: str, pause: float) -> None:
+    """The second request on a connection times out too, whether it is sent while the first request's
+    read timer would still be running or after that timer's time has passed."""
+
+    async def go() -> None:
+        t = make(kind, tls.url, ca_bundle=bundle, timeout_s=0.3)
+        try:
+            assert await fetch(t, "/length?n=10") == (200, body_of(10))
+            await asyncio.sleep(pause)
+            with pytest.raises(UpstreamTimeout, match="0.3s"):
+                async with asyncio.timeout(5):  # a timer that never fires fails here, not by hanging
+                    await fetch(t, "/silent")
+        finally:
+            await t.close()
+
+    run(go())
+    assert tls.connections == 1
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
 def test_total_timeout_on_a_trickling_answer(kind: str, tls: Origin, bundle: str, stream: bool) -> None:
     t = make(kind, tls.url, ca_bundle=bundle, timeout_s=5.0, total_timeout_s=0.4)

@@ -99,6 +99,7 @@ class Window:
     period: str  # "daily" | "monthly"
     cap: int | None  # nano-dollars
     resets: float
+    alert_from: float | None = None  # spend (nano-dollars) its lowest alert threshold starts at (`_alerts`)
 
     @property
     def label(self) -> str:
@@ -174,7 +175,6 @@ class Budget:
         self.refused: dict[str, int] = dict.fromkeys(config.agents, 0)
         self._alerted: set[tuple[WindowKey, Decimal]] = set()
         self._spent_before: dict[WindowKey, int] = {}  # a window's spend when this process first read it
-        self._alert_from: dict[tuple[int, tuple[Decimal, ...]], int] = {}  # (cap, thresholds) → where the lowest starts
         self._caps = {name: (_nanos(a.daily_usd), _nanos(a.monthly_usd)) for name, a in config.agents.items()}
         self._fleet_caps = (_nanos(config.fleet_daily_usd), _nanos(config.fleet_monthly_usd))
         self._windows: dict[str, tuple[Periods, list[Window]]] = {}
@@ -522,21 +522,24 @@ class Budget:
             self.open[t.id] = t
         return t
 
+    def _thresholds(self, agent: str, w: Window) -> tuple[Decimal, ...]:
+        """The alert thresholds of a window: the agent's own (alerts.thresholds) for its own windows, if it
+        has them, else the fleet's."""
+        own = self.config.alerts.thresholds.get(agent)
+        return own if own is not None and w.scope == "agent" else self.config.alert_thresholds
+
     def _alerts(self, agent: str, keys: tuple[WindowKey, ...]) -> None:
-        own = self.config.alerts.thresholds.get(agent)  # the agent's own thresholds (alerts.thresholds), if any
-        if not self.config.alert_thresholds and not own:
-            return
         for w in self.windows(agent, self.clock()):
-            if w.cap is None or w.key not in keys or w.cap == 0:
+            first = w.alert_from
+            if first is None:  # once per window (windows are made again when caps or thresholds change)
+                ths = self._thresholds(agent, w)
+                first = w.alert_from = math.ceil(min(ths) * w.cap) if w.cap and ths else math.inf
+            if first == math.inf or w.key not in keys:
                 continue
-            ths = own if own is not None and w.scope == "agent" else self.config.alert_thresholds
-            if not ths:
-                continue
-            first = self._alert_from.get((w.cap, ths))
-            if first is None:  # nano-dollars where the lowest threshold starts, once per cap
-                first = self._alert_from[(w.cap, ths)] = math.ceil(min(ths) * w.cap)
             if self.counters[w.key][0] < first:  # under every threshold (most settlements): no Decimal share
                 continue
+            assert w.cap is not None
+            ths = self._thresholds(agent, w)
             share = Decimal(self.counters[w.key][0]) / w.cap
             for th in ths:
                 if share >= th and (w.key, th) not in self._alerted:

@@ -137,13 +137,19 @@ class Forwarder:
             frames = SSEFrames()
             try:
                 async for chunk in resp.iter_chunks():
+                    # the frames that arrived together go out together: one send per read, not per event
+                    out: list[bytes] = []
                     for f in frames.feed(chunk):
-                        out = watch.frame(f)
-                        for g in relay.frame(f) if relay is not None else (out,) if out is not None else ():
-                            await send({"type": "http.response.body", "body": g, "more_body": True})
+                        g = watch.frame(f)
+                        if relay is not None:
+                            out += relay.frame(f)
+                        elif g is not None:
+                            out.append(g)
+                    if out:
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                 if relay is not None and watch.finished:
-                    for g in relay.close():
-                        await send({"type": "http.response.body", "body": g, "more_body": True})
+                    if tail := b"".join(relay.close()):
+                        await send({"type": "http.response.body", "body": tail, "more_body": True})
             except UpstreamClosed as e:
                 status, error = "cut", f"the provider's stream broke off: {e}"
             except UpstreamError as e:
@@ -158,7 +164,10 @@ class Forwarder:
             watcher.cancel()
             if resp is not None:
                 resp.close()
-            cost = self.settle(x, status, watch.usage(), error, rid, watch.input_usage())
+            usage = watch.usage()
+            # the input side alone counts only when the whole usage does not (a stream cut short, or no usage)
+            partial = watch.input_usage() if status != "ok" or usage is None else None
+            cost = self.settle(x, status, usage, error, rid, partial)
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
             if status != "ok":  # tell the agent its stream broke, in its own API's words

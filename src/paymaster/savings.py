@@ -151,6 +151,17 @@ def attribute(
     return walk(price, actual, actual_nanos, undos, priced)
 
 
+Undos = tuple[tuple[str, Any], ...]
+"""The levers' `undo` hooks in pipeline order, each under the name it is credited under (`undos_of`)."""
+
+
+def undos_of(levers: Iterable[Any]) -> Undos:
+    """The levers (in list order) that define `undo(bill, *args)` (the lever protocol's hook:
+    `undo(bill, call, ctx) -> Bill`), each under its `credit` name when it has one (the cascade:
+    routing), else its own. The levers are fixed for a gateway's life: built once, not per call."""
+    return tuple((getattr(lv, "credit", lv.name), lv.undo) for lv in levers if callable(getattr(lv, "undo", None)))
+
+
 def of_levers(
     levers: Iterable[Any],
     price: Callable[[Any], int],
@@ -159,10 +170,15 @@ def of_levers(
     *args: Any,
     priced: int | None = None,
 ) -> Attribution:
-    """The pipeline's attribution: `walk` over the levers (in list order) that define `undo(bill, *args)`
-    (the lever protocol's hook: `undo(bill, call, ctx) -> Bill`), from the call's actual bill. A lever is
-    credited under its `credit` name when it has one (the cascade: routing), else its own."""
-    undos = [(getattr(lv, "credit", lv.name), lv.undo) for lv in levers if callable(getattr(lv, "undo", None))]
+    """The pipeline's attribution: `of_undos` over the levers' `undo` hooks (`undos_of`)."""
+    return of_undos(undos_of(levers), price, actual, actual_nanos, *args, priced=priced)
+
+
+def of_undos(
+    undos: Undos, price: Callable[[Any], int], actual: Any, actual_nanos: int, *args: Any, priced: int | None = None
+) -> Attribution:
+    """`walk` over the levers' undo hooks from the call's actual bill; no attribution (the actual cost as
+    the baseline) when the baseline cannot be priced."""
     try:
         return walk(price, actual, actual_nanos, undos, priced, args)
     except (LookupError, ValueError):  # a baseline model nobody prices: no counterfactual to book

@@ -108,7 +108,7 @@ class Settler:
         self.budget = budget
         self.hooks = settled_hooks  # the levers that define `settled`, in list order
         self.booked = booked  # told of every row booked (metrics, the access log)
-        self.undoers = undoers  # the levers that define `undo` (savings attribution), in list order
+        self.undos = savings.undos_of(undoers)  # the levers' `undo` hooks (savings attribution), in list order
         self.price_bill = price_bill
 
     def __call__(
@@ -152,10 +152,10 @@ class Settler:
                     log.exception("lever %s failed after settling call %s", lever.name, t.id)
         columns = ctx.ledger
         baseline, by_lever = nanos, "{}"
-        if exact and self.undoers and self.price_bill is not None:
+        if exact and self.undos and self.price_bill is not None:
             priced = None if usage.server_tool_uses else nanos  # the booked cost is the bill's price but for fees
-            saved = savings.of_levers(
-                self.undoers, self.price_bill, Bill(call.model, usage), nanos, call, ctx, priced=priced
+            saved = savings.of_undos(
+                self.undos, self.price_bill, Bill(call.model, usage), nanos, call, ctx, priced=priced
             )
             baseline, by_lever = saved.baseline_nanos, saved.json()
         row = LedgerRow(

@@ -75,9 +75,10 @@ class BuiltinResponse:
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
+            if self._chunks:  # everything that has arrived, as one piece (one HTTP chunk per event is common)
+                chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+                self._chunks.clear()
+                self._buffered = 0
                 if self._conn.paused and self._buffered < HIGH_WATER // 2:
                     self._conn.resume()
                 yield chunk
@@ -208,7 +209,9 @@ class Connection(asyncio.Protocol):
                     r._chunks.append(tail)
         r._done = True
         self.resp = None
-        self._cancel_timers()
+        if self._deadline is not None:  # the read timer stays for the connection's next request (`_check`)
+            self._deadline.cancel()
+            self._deadline = None
         keep = self._framed and self.parser.should_keep_alive()
         r._wake()
         if keep and not self.closed:
@@ -227,7 +230,8 @@ class Connection(asyncio.Protocol):
         self.resp = BuiltinResponse(self)
         self.head = self.loop.create_future()
         self._activity = self.loop.time()
-        self._arm()
+        if self._timer is None:  # one read timer per connection, kept across its requests (see `_check`)
+            self._arm()
         if deadline is not None:
             self._deadline = self.loop.call_at(deadline, self._expire)
         self.transport.write(data)
@@ -260,6 +264,12 @@ class Connection(asyncio.Protocol):
         self._timer = self.loop.call_at(self._activity + self.pool.target.read_timeout, self._check)
 
     def _check(self) -> None:
+        """The read timer fired: abort a request silent for `read_timeout`, else look again when it could be.
+        Between requests it lapses; a request made meanwhile finds it still set and does not arm another
+        (arming and cancelling a timer per request costs more than this late look)."""
+        if self.resp is None and self.head is None:  # idle: nothing to time out
+            self._timer = None
+            return
         read_timeout = self.pool.target.read_timeout
         if self.loop.time() - self._activity >= read_timeout:
             self.abort(UpstreamTimeout(f"no answer from the provider for {read_timeout:g}s (timeout_s)"))

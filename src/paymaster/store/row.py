@@ -1,4 +1,7 @@
-"""A ledger row: one call, booked. The ledger's table and the journal's settlement lines carry the same fields."""
+"""A ledger row: one call, booked. The ledger's table and the journal's settlement lines carry the same fields.
+
+The journal writes a row as its values in field order (store/journal.py): a new field is appended, with a
+default, never inserted or reordered, so that rows journaled before it still read."""
 
 from __future__ import annotations
 

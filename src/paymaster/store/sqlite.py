@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import sqlite3
 import tempfile
 import threading
@@ -36,7 +35,7 @@ from ..fleet.tables import SQLITE_MIGRATION
 from ..pricing import from_nanos
 from . import queries
 from .errors import JournalCorrupt, LedgerFailing, LedgerUnavailable, cannot_write
-from .journal import Journal, Reservation, Scan
+from .journal import Journal, Reservation, Scan, row_values
 from .lock import LedgerLock
 from .row import LedgerRow
 
@@ -113,7 +112,7 @@ _LEDGER_COLS = queries.LEDGER_COLS
 _INSERT_LEDGER = f"INSERT INTO ledger ({', '.join(_LEDGER_COLS)}) VALUES ({', '.join('?' * len(_LEDGER_COLS))})"
 
 
-_ledger_values: Callable[[LedgerRow], tuple[Any, ...]] = operator.attrgetter(*_LEDGER_COLS)
+_ledger_values = row_values  # the columns are LedgerRow's fields in order, as in a journal settlement line
 
 
 class SQLiteStore:
@@ -235,12 +234,13 @@ class SQLiteStore:
 
     def book(self, row: LedgerRow) -> None:
         """Book a ledger row (also one with no reservation behind it: a call answered without a provider)."""
+        values = _ledger_values(row)
         try:
-            self.journal.settled(row)
+            self.journal.settled(row, values)
         except OSError as e:  # the reservation stays in the journal: a crash now books the worst case
             log.warning("call %s: its settlement could not be journaled (%s)", row.id, e)
         self._done.append(row.id)
-        self._submit(_ledger_values(row))
+        self._submit(values)
 
     def flush(self) -> None:
         """Commit whatever is pending now (before a read, and at shutdown)."""

@@ -224,6 +224,8 @@ class StreamWatch:
         self.tool_blocks: set[int] = set()
 
     def frame(self, f: bytes) -> bytes | None:
+        if not f.startswith(b"event: message_"):  # content blocks and pings (most frames): no usage in them
+            return self._untool(f) if self.tool and f.startswith(b"event: content_block_") else f
         if f.startswith(b"event: message_start"):
             d = orjson.loads(data_of(f) or b"{}")
             message = d.get("message")
@@ -242,8 +244,6 @@ class StreamWatch:
                 return _event("message_delta", d)
         elif f.startswith(b"event: message_stop"):
             self.finished = True
-        elif self.tool and f.startswith(b"event: content_block_"):
-            return self._untool(f)
         return f
 
     def _untool(self, f: bytes) -> bytes:
