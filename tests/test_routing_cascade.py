@@ -350,3 +350,15 @@ def test_each_attempt_is_checked_once_the_verdict_shared_by_the_decision_and_the
     assert checked == [LIGHT, "claude-sonnet-4-6"]  # one check per attempt
     light, standard = (json.loads(r["savings"] or "{}").get("routing", 0) for r in gw.ledger("alice")[:2])
     assert light < 0 < standard  # the same verdicts attributed the savings: the failed attempt's cost is negative
+
+
+def test_a_passing_answer_the_gateway_could_not_price_exactly_is_still_the_answer(gateway, sim):
+    """An attempt answered 200 but booked at its worst case (usage with a count no price knows): its settlement
+    carries no answer to judge, so the cascade checks the answer itself, as it would any other, and keeps it."""
+    gw = cascade_gateway(gateway)
+    sim.faults.inject("extra_usage", model=LIGHT)
+    raw = extract(gw)
+    assert raw.parse().model == LIGHT
+    assert raw.headers["x-paymaster-cascade"] == f"{LIGHT} passed"
+    attempt = gw.ledger("alice")[0]
+    assert (attempt["model"], attempt["reconcile"]) == (LIGHT, 1)  # booked at the worst case, flagged

@@ -3,7 +3,7 @@ for any combination of levers, and the ledger rows the gateway books carry them.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import orjson
 from hypothesis import given, settings
@@ -176,3 +176,16 @@ def test_levers_are_undone_in_reverse_list_order():
     assert set(a.by_lever) == {"caching", "routing", "compression"}
     assert a.baseline_nanos == PRICE(Shape("claude-opus-4-8", Usage(25_000, 300)))
     assert sum(a.by_lever.values()) == a.baseline_nanos - PRICE(actual)
+
+
+def test_uncached_keeps_every_usage_field_but_the_cache_counts() -> None:
+    """`uncached` builds its Usage field by field (no `replace`, for speed): a field it forgets — fast mode,
+    the US-only geography — would price the caching lever's counterfactual at the wrong rates."""
+    cache = {"cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cache_audio_read_tokens"}
+    u = Usage(
+        1000, 200, 600, 100, 40, 30, 20, 10, 50,
+        server_tool_uses={"web_search": 2}, service_tier="priority", speed="fast", inference_geo="us",
+        unpriced=("x",),
+    )  # fmt: skip
+    assert all(getattr(u, f.name) != getattr(Usage(), f.name) for f in fields(Usage))  # every field set
+    assert savings.uncached(u) == replace(u, **dict.fromkeys(cache, 0))

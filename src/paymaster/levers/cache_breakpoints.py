@@ -257,8 +257,7 @@ def _block_spot(block: dict[str, Any], tokens: int, blocks: int, section: str, m
     kind = block.get("type")
     target = kind not in NEVER_MARKED and not (kind == "text" and not block.get("text"))
     markable = target and kind in CACHEABLE_BLOCKS
-    cc = block.get("cache_control")
-    ttl = ("1h" if cc.get("ttl") == "1h" else "5m") if isinstance(cc, dict) else None
+    ttl = _ttl(block.get("cache_control"))
     spot = _Spot(tokens, blocks, section, message, block, None, "", markable, target, ttl, (), role)
     if (kind == "tool_result" and type(block.get("content")) is not str) or kind == "document":  # str: none inside
         _nest(spot, block)

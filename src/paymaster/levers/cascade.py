@@ -50,7 +50,7 @@ class Trying:
     request: dict[str, Any]  # the caller's request, which the answer is checked against
     schema: Any
     top: str  # the tier the cascade saves against
-    judged: bool = False  # set by `settled`, with `why`: the check's verdict on the attempt's answer
+    judged: bytes | None = None  # the answer `settled` checked (an exactly booked 200), `why` its verdict
     why: str | None = None
 
 
@@ -100,9 +100,9 @@ class Cascade:
             finally:
                 IN_FLIGHT.reset(token)
 
-        def judge(raw: bytes) -> str | None:  # the settlement hook's verdict when it reached one
+        def judge(raw: bytes) -> str | None:  # the settlement hook's verdict when it checked this very answer
             last = attempts[-1]
-            return last.why if last.judged else verdict(call.api, call.body, raw, task.schema)
+            return last.why if last.judged == raw else verdict(call.api, call.body, raw, task.schema)
 
         answer, tried = await cascade(call.api, call.body, ladder, ask, task.schema, judge)
         trail = "; ".join(f"{a.model} {'passed' if a.failed is None else 'failed: ' + a.failed}" for a in tried)[:1000]
@@ -120,7 +120,7 @@ class Cascade:
         why: str | None = "not answered"
         if outcome.status == "ok" and outcome.answer is not None:
             why = verdict(call.api, trying.request, outcome.answer, trying.schema)
-        trying.judged, trying.why = True, why
+            trying.judged, trying.why = outcome.answer, why
         ctx.state[self.name] = Judged(trying.top, why is None)
 
     def undo(self, bill: Bill, call: Call, ctx: LeverContext) -> Bill:

@@ -15,8 +15,9 @@ cheapest tier that meets the floor once the evidence is in.
 
 State (counts per tier, calls, explored calls) is kept in the routing state file (routing_state.py),
 written every `FLUSH_EVERY` updates and on `flush`. Replicas share it instead (routing_sync.py): with
-`deltas` on, every count a call or a rating adds here is also kept apart, pushed to Postgres as an
-increment (so two replicas counting at once both count) and the merged totals pulled back (`merge`).
+`deltas` on, every count a call adds here is also kept apart, pushed to Postgres as an increment (so two
+replicas counting at once both count) and the merged totals pulled back (`merge`); a rating is not `record`ed
+but written to Postgres in its own transaction (`RoutingSync.rate`) and then `add`ed here.
 """
 
 from __future__ import annotations
@@ -127,12 +128,7 @@ class Bandit:
         same call, taken back (a call rated twice counts once, at its latest score)."""
         if not 0.0 <= score <= 1.0:
             raise ValueError("score must be between 0 and 1")
-        success, failure = rating(score, undo)
-        if self.deltas is not None:
-            d = (self.deltas.get(key) or self.deltas.setdefault(key, Record())).arm(tier)
-            d.success += success
-            d.failure += failure
-        self.add(key, tier, success, failure)
+        self.add(key, tier, *rating(score, undo))
 
     def add(self, key: str, tier: str, success: float, failure: float) -> None:
         """Counts a rating adds (`rating`), here only: replicas add a rating committed to Postgres with this."""

@@ -79,7 +79,7 @@ class BuiltinResponse:
                 chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
                 self._chunks.clear()
                 self._buffered = 0
-                if self._conn.paused and self._buffered < HIGH_WATER // 2:
+                if self._conn.paused:  # all of it taken: nothing buffered
                     self._conn.resume()
                 yield chunk
                 continue
