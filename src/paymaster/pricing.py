@@ -136,15 +136,15 @@ class Rates:
     tiers: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # service tier → its prices
     speeds: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # Anthropic `speed` → its prices
     geos: Mapping[str, Decimal] = field(default_factory=dict, compare=False)  # inference geo → token multiplier
-    _variants: dict[tuple[str, str], Rates | None] = field(default_factory=dict, compare=False, repr=False)
-    _flat: tuple[Decimal, Decimal] | None = field(default=None, compare=False, repr=False)
-    _plan: tuple[tuple[str, Tiered, tuple[int, ...]], ...] = field(default=(), compare=False, repr=False)
-    _unit: dict[str, Decimal] | None = field(default=None, compare=False, repr=False)  # flat prices, per token
-    _starts: tuple[int, ...] = field(default=(), compare=False, repr=False)  # long-context tier starts
-    _text: tuple[TextBand, ...] = field(default=(), compare=False, repr=False)  # per band above each start
+    # derived from the prices above (init=False: `replace` never copies them, each Rates computes its own)
+    _variants: dict[tuple[str, str], Rates | None] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _flat: tuple[Decimal, Decimal] | None = field(default=None, init=False, compare=False, repr=False)
+    _plan: tuple[tuple[str, Tiered, tuple[int, ...]], ...] = field(default=(), init=False, compare=False, repr=False)
+    _unit: dict[str, Decimal] | None = field(default=None, init=False, compare=False, repr=False)  # per token
+    _starts: tuple[int, ...] = field(default=(), init=False, compare=False, repr=False)  # long-context tier starts
+    _text: tuple[TextBand, ...] = field(default=(), init=False, compare=False, repr=False)  # per band above each
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_variants", {})  # never shared with the Rates this one was `replace`d from
         priced = [(n, d) for n, _, d in TOKEN_UNITS if getattr(self, n)]
         # most specific first, as genai-prices computes leaf values; each with its priced descendants
         priced.sort(key=lambda nd: -len(nd[1]))
@@ -304,19 +304,7 @@ class Rates:
 
         units: dict[str, Any] = {name: times(getattr(self, name)) for name, _, _ in TOKEN_UNITS if getattr(self, name)}
         tiers = {k: v.scaled(factor) for k, v in self.tiers.items()}
-        return replace(
-            self,
-            **units,
-            tiers=tiers,
-            speeds={},
-            geos={},
-            _variants={},
-            _flat=None,
-            _plan=(),
-            _unit=None,
-            _starts=(),
-            _text=(),
-        )
+        return replace(self, **units, tiers=tiers, speeds={}, geos={})
 
     def prices_tier(self, tier: str) -> bool:
         """Whether a call served at this service tier can be priced exactly."""
@@ -555,8 +543,8 @@ def _with_modifiers(rates: Rates, provider_id: str | None, speeds: Mapping[str, 
     }
     if not geos and not speeds:
         return rates
-    speeds = {k: replace(v, geos=geos, _variants={}) for k, v in speeds.items()}
-    return replace(rates, speeds=speeds, geos=geos, _variants={})
+    speeds = {k: replace(v, geos=geos) for k, v in speeds.items()}
+    return replace(rates, speeds=speeds, geos=geos)
 
 
 def _with_extras(rates: Rates, provider_id: str | None) -> Rates:
@@ -570,7 +558,7 @@ def _with_extras(rates: Rates, provider_id: str | None) -> Rates:
         for name, price_key, _ in TOKEN_UNITS
         if price_key in extra[key] and not getattr(rates, name)
     }
-    return replace(rates, **fill, _flat=None, _plan=(), _unit=None) if fill else rates
+    return replace(rates, **fill) if fill else rates
 
 
 @cache

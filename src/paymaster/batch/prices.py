@@ -29,7 +29,7 @@ def _cached(prices: object, model: str, provider: str | None, day: int) -> Rates
         listed = _listed(model, provider)
         if listed is not None:  # the inference-geography premium stacks on batch prices too
             factor = prices.uplift_of(model)  # type: ignore[attr-defined]  # and a data-residency endpoint's
-            return replace(listed.scaled(factor) if factor else listed, geos=real.geos, _variants={})
+            return replace(listed.scaled(factor) if factor else listed, geos=real.geos)
     return halved(real)
 
 
@@ -53,7 +53,4 @@ def halved(r: Rates) -> Rates:
         return tuple((start, price * HALF) for start, price in t)
 
     units: dict[str, Any] = {name: half(getattr(r, name)) for name, _, _ in TOKEN_UNITS if getattr(r, name)}
-    return replace(
-        r, **units, source=r.source + " batch (50%)", tiers={}, _variants={}, _flat=None, _plan=(), _unit=None,
-        _starts=(), _text=(),
-    )  # fmt: skip
+    return replace(r, **units, source=r.source + " batch (50%)", tiers={})
