@@ -281,7 +281,8 @@ class Rates:
     def modified(self, speed: str, geo: str) -> Rates | None:
         """These prices in a speed mode (`speed: "fast"`: genai-prices' `speed` variant) and/or at an
         inference geography's premium (every token price times its multiplier, data/extra_prices.yaml);
-        "" for either means standard. None when the table prices neither that speed nor that geography.
+        "" for either means standard. None when the table does not price that speed or that geography
+        (`unpriced_modifiers` says which).
 
         platform.claude.com/docs/en/build-with-claude/fast-mode ("Pricing"): fast mode stacks with the
         other modifiers (prompt caching, data residency); …/about-claude/pricing ("Data residency
@@ -295,6 +296,14 @@ class Rates:
             out = out.scaled(factor) if factor is not None else None
         self._variants[key] = out
         return out
+
+    def unpriced_modifiers(self, speed: str, geo: str) -> list[tuple[str, str]]:
+        """Which of `speed` and `geo` ("" for standard) `modified` has no price for, as (parameter, value)."""
+        return [
+            (param, value)
+            for param, value, priced in (("speed", speed, self.speeds), ("inference_geo", geo, self.geos))
+            if value and value not in priced
+        ]
 
     def scaled(self, factor: Decimal) -> Rates:
         """Every token price times `factor` (per-use fees and per-request prices unchanged)."""
