@@ -442,6 +442,21 @@ def test_a_compacting_request_is_reserved_for_its_compaction_step() -> None:
     assert TABLE.rates("claude-opus-4-6", "anthropic").cost(parsed) == bill
 
 
+def test_a_compaction_step_count_the_sum_does_not_read_is_flagged() -> None:
+    """The compaction step's counts are added to the totals; one the sum does not read (a server tool the
+    step used, a count of a later API version) would be dropped from the bill: it is flagged instead."""
+    step = {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3_500}
+    usage = {**COMPACTED, "iterations": [{**step, "server_tool_use": {"web_search_requests": 2}, "new_tokens": 5}]}
+    parsed = wire.usage(usage)
+    assert parsed is not None
+    assert parsed.unpriced == (
+        "iterations.compaction.server_tool_use.web_search_requests",
+        "iterations.compaction.new_tokens",
+    )
+    read = wire.usage({**COMPACTED, "iterations": [{**step, "cache_creation": {"ephemeral_5m_input_tokens": 7}}]})
+    assert read is not None and read.unpriced == () and read.cache_write_tokens == 7
+
+
 def test_a_request_that_cannot_reach_its_compaction_trigger_is_not_reserved_for_one() -> None:
     """No false refusal: below the trigger (default 150,000 input tokens) no compaction can run."""
     small = _compacting("hello", None)

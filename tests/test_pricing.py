@@ -199,3 +199,14 @@ def test_any_usage_costs_what_genai_prices_says(model_provider, u, tier):
             rates.cost(u)
         return
     assert rates.cost(u) == theirs
+
+
+def test_derived_prices_are_recomputed_not_copied():
+    """A Rates made from another (`replace`, `scaled`, batch `halved`) computes its own fast-path prices: at
+    prices too fine for the text fast path (10 decimals once halved) none of the original's bands are kept."""
+    from paymaster.batch.prices import halved
+
+    r = Rates("m", input=((0, Decimal("0.000000001")),), output=((0, Decimal("0.000000003")),))
+    u = Usage(10**9, 10**9)
+    assert halved(r).cost(u) == r.cost(u) / 2
+    assert r.scaled(Decimal("0.5")).cost(u) == r.cost(u) / 2

@@ -136,15 +136,15 @@ class Rates:
     tiers: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # service tier → its prices
     speeds: Mapping[str, Rates] = field(default_factory=dict, compare=False)  # Anthropic `speed` → its prices
     geos: Mapping[str, Decimal] = field(default_factory=dict, compare=False)  # inference geo → token multiplier
-    _variants: dict[tuple[str, str], Rates | None] = field(default_factory=dict, compare=False, repr=False)
-    _flat: tuple[Decimal, Decimal] | None = field(default=None, compare=False, repr=False)
-    _plan: tuple[tuple[str, Tiered, tuple[int, ...]], ...] = field(default=(), compare=False, repr=False)
-    _unit: dict[str, Decimal] | None = field(default=None, compare=False, repr=False)  # flat prices, per token
-    _starts: tuple[int, ...] = field(default=(), compare=False, repr=False)  # long-context tier starts
-    _text: tuple[TextBand, ...] = field(default=(), compare=False, repr=False)  # per band above each start
+    # derived from the prices above (init=False: `replace` never copies them, each Rates computes its own)
+    _variants: dict[tuple[str, str], Rates | None] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _flat: tuple[Decimal, Decimal] | None = field(default=None, init=False, compare=False, repr=False)
+    _plan: tuple[tuple[str, Tiered, tuple[int, ...]], ...] = field(default=(), init=False, compare=False, repr=False)
+    _unit: dict[str, Decimal] | None = field(default=None, init=False, compare=False, repr=False)  # per token
+    _starts: tuple[int, ...] = field(default=(), init=False, compare=False, repr=False)  # long-context tier starts
+    _text: tuple[TextBand, ...] = field(default=(), init=False, compare=False, repr=False)  # per band above each
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_variants", {})  # never shared with the Rates this one was `replace`d from
         priced = [(n, d) for n, _, d in TOKEN_UNITS if getattr(self, n)]
         # most specific first, as genai-prices computes leaf values; each with its priced descendants
         priced.sort(key=lambda nd: -len(nd[1]))
@@ -281,7 +281,8 @@ class Rates:
     def modified(self, speed: str, geo: str) -> Rates | None:
         """These prices in a speed mode (`speed: "fast"`: genai-prices' `speed` variant) and/or at an
         inference geography's premium (every token price times its multiplier, data/extra_prices.yaml);
-        "" for either means standard. None when the table prices neither that speed nor that geography.
+        "" for either means standard. None when the table does not price that speed or that geography
+        (`unpriced_modifiers` says which).
 
         platform.claude.com/docs/en/build-with-claude/fast-mode ("Pricing"): fast mode stacks with the
         other modifiers (prompt caching, data residency); …/about-claude/pricing ("Data residency
@@ -296,6 +297,14 @@ class Rates:
         self._variants[key] = out
         return out
 
+    def unpriced_modifiers(self, speed: str, geo: str) -> list[tuple[str, str]]:
+        """Which of `speed` and `geo` ("" for standard) `modified` has no price for, as (parameter, value)."""
+        return [
+            (param, value)
+            for param, value, priced in (("speed", speed, self.speeds), ("inference_geo", geo, self.geos))
+            if value and value not in priced
+        ]
+
     def scaled(self, factor: Decimal) -> Rates:
         """Every token price times `factor` (per-use fees and per-request prices unchanged)."""
 
@@ -304,19 +313,7 @@ class Rates:
 
         units: dict[str, Any] = {name: times(getattr(self, name)) for name, _, _ in TOKEN_UNITS if getattr(self, name)}
         tiers = {k: v.scaled(factor) for k, v in self.tiers.items()}
-        return replace(
-            self,
-            **units,
-            tiers=tiers,
-            speeds={},
-            geos={},
-            _variants={},
-            _flat=None,
-            _plan=(),
-            _unit=None,
-            _starts=(),
-            _text=(),
-        )
+        return replace(self, **units, tiers=tiers, speeds={}, geos={})
 
     def prices_tier(self, tier: str) -> bool:
         """Whether a call served at this service tier can be priced exactly."""
@@ -555,8 +552,8 @@ def _with_modifiers(rates: Rates, provider_id: str | None, speeds: Mapping[str, 
     }
     if not geos and not speeds:
         return rates
-    speeds = {k: replace(v, geos=geos, _variants={}) for k, v in speeds.items()}
-    return replace(rates, speeds=speeds, geos=geos, _variants={})
+    speeds = {k: replace(v, geos=geos) for k, v in speeds.items()}
+    return replace(rates, speeds=speeds, geos=geos)
 
 
 def _with_extras(rates: Rates, provider_id: str | None) -> Rates:
@@ -570,7 +567,7 @@ def _with_extras(rates: Rates, provider_id: str | None) -> Rates:
         for name, price_key, _ in TOKEN_UNITS
         if price_key in extra[key] and not getattr(rates, name)
     }
-    return replace(rates, **fill, _flat=None, _plan=(), _unit=None) if fill else rates
+    return replace(rates, **fill) if fill else rates
 
 
 @cache

@@ -212,13 +212,8 @@ def unpriceable(rates: Rates, u: Usage) -> list[str]:
                 out.append(f"server_tool_use.{name}")
     if u.service_tier and not rates.prices_tier(u.service_tier):
         out.append(f"service_tier={u.service_tier}")
-    if (u.speed or u.inference_geo) and rates.modified(u.speed, u.inference_geo) is None:
-        out += [f"speed={u.speed}"] if u.speed and rates.modified(u.speed, "") is None else []
-        out += (
-            [f"inference_geo={u.inference_geo}"]
-            if u.inference_geo and rates.modified("", u.inference_geo) is None
-            else []
-        )
+    if u.speed or u.inference_geo:
+        out += [f"{param}={value}" for param, value in rates.unpriced_modifiers(u.speed, u.inference_geo)]
     if u.input_audio_tokens and not rates.input_audio:  # audio has its own rate; text's is far below it
         out.append("input audio tokens")
     if u.output_audio_tokens and not rates.output_audio:

@@ -9,10 +9,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any
 
 from ..config import PRICE_PROVIDER, Config
-from ..pricing import TOKEN_UNITS, Rates, Tiered, _rates, _with_extras
+from ..pricing import Rates, _rates, _with_extras
 
 HALF = Decimal("0.5")
 
@@ -29,7 +28,7 @@ def _cached(prices: object, model: str, provider: str | None, day: int) -> Rates
         listed = _listed(model, provider)
         if listed is not None:  # the inference-geography premium stacks on batch prices too
             factor = prices.uplift_of(model)  # type: ignore[attr-defined]  # and a data-residency endpoint's
-            return replace(listed.scaled(factor) if factor else listed, geos=real.geos, _variants={})
+            return replace(listed.scaled(factor) if factor else listed, geos=real.geos)
     return halved(real)
 
 
@@ -49,11 +48,5 @@ def _listed(model: str, provider: str | None) -> Rates | None:
 
 
 def halved(r: Rates) -> Rates:
-    def half(t: Tiered) -> Tiered:
-        return tuple((start, price * HALF) for start, price in t)
-
-    units: dict[str, Any] = {name: half(getattr(r, name)) for name, _, _ in TOKEN_UNITS if getattr(r, name)}
-    return replace(
-        r, **units, source=r.source + " batch (50%)", tiers={}, _variants={}, _flat=None, _plan=(), _unit=None,
-        _starts=(), _text=(),
-    )  # fmt: skip
+    """Every token price of `r` halved (its service tiers dropped; speed variants and geographies kept)."""
+    return replace(r.scaled(HALF), source=r.source + " batch (50%)", tiers={}, speeds=r.speeds, geos=r.geos)

@@ -144,9 +144,10 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     if m.speed or m.geo:
         modified = rates.modified(m.speed, m.geo)
         if modified is None:
-            what, param = (f"speed {m.speed!r}", "speed") if m.speed and not rates.modified(m.speed, "") else (
-                f"inference_geo {m.geo!r}", "inference_geo")  # fmt: skip
-            raise Unbounded(f"{what} has no price for model {rates.model!r}; send the call without it", param=param)
+            param, value = rates.unpriced_modifiers(m.speed, m.geo)[0]
+            raise Unbounded(
+                f"{param} {value!r} has no price for model {rates.model!r}; send the call without it", param=param
+            )
         rates = modified
     for needed, unit, key in (
         (m.audio, "input_audio", "input_audio_mtok"),

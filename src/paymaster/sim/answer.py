@@ -64,7 +64,8 @@ class Ask:
     # tool_choice.disable_parallel_tool_use)
     choices: int = 1  # OpenAI `n`: each further choice is answered with the next seed
     logprobs: int | None = None  # OpenAI: top_logprobs per token when `logprobs` is true, else None
-    modifiers: dict[str, str] = field(default_factory=dict)  # Anthropic: `speed` / `inference_geo` as served
+    # how the call was served: Anthropic `speed` / `inference_geo` (when asked), OpenAI `service_tier`
+    modifiers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

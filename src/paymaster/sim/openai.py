@@ -70,8 +70,14 @@ _DONE = b"data: [DONE]\n\n"
 # configured otherwise); "fast" is priority under its new name and "The response will show
 # `service_tier=priority` regardless of if you specify `service_tier=fast` or `priority`"; the response
 # names "the processing mode actually used to serve the request".
-_TIERS = {"auto": "default", "default": "default", "flex": "flex", "scale": "default", "priority": "priority"}
-_TIERS["fast"] = "priority"
+_TIERS = {
+    "auto": "default",
+    "default": "default",
+    "flex": "flex",
+    "scale": "default",
+    "priority": "priority",
+    "fast": "priority",
+}
 
 
 def served_tier(requested: Any) -> str:

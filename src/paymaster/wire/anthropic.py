@@ -132,6 +132,15 @@ KNOWN: Known = {
 }
 
 
+# a billed iteration's counts (`iterations[]` of type compaction): those the decoder adds to the totals
+ITERATION_KNOWN: Known = {
+    "type": None,
+    "model": None,
+    **{k: KNOWN[k] for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_creation")},
+    **{k: KNOWN[k] for k in ("cache_read_input_tokens", "output_tokens_details")},
+}
+
+
 REQUIRED = paths("input_tokens", "output_tokens")
 OPTIONAL = paths(
     "cache_read_input_tokens",
@@ -152,8 +161,9 @@ def usage(u: Any) -> Usage | None:
 
     Anthropic reports input_tokens *excluding* cache reads and writes; Usage counts the total.
     Everything billable-looking without a rule here lands in `Usage.unpriced`: unknown counts, other
-    server tools, a `speed` or `inference_geo` other than those priced (fast; global, us), and usage
-    `iterations` other than the `message` ones the totals include (compaction, advisor, fallback).
+    server tools, a `speed` or `inference_geo` other than those priced (fast; global, us), usage
+    `iterations` other than the `message` ones the totals include and the `compaction` ones added to them
+    (advisor, fallback), and any count of a compaction iteration the sum does not read.
     """
     if not isinstance(u, dict):
         return None
@@ -176,9 +186,11 @@ def usage(u: Any) -> Usage | None:
         if not isinstance(it, dict) or it.get("type") == "message":
             continue
         more = read_counts(it, REQUIRED, OPTIONAL) if it.get("type") in BILLED_ITERATIONS else None
+        where = f"iterations.{it.get('type')}"
         if more is None:
-            unpriced += unknown_counts(it, {"type": None, "model": None}, f"iterations.{it.get('type')}")
+            unpriced += unknown_counts(it, {"type": None, "model": None}, where)
             continue
+        unpriced += unknown_counts(it, ITERATION_KNOWN, where)  # what the sum below leaves out (server tools…)
         # a compaction step's tokens are not in the top-level counts (platform.claude.com …/compaction:
         # an additional sampling step, billed; the summary is made by the requested model, at its prices)
         uncached, out, read, written, w5m, w1h, thinking = (
