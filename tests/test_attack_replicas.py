@@ -6,9 +6,7 @@ failed before the shared book (Postgres). Needs Redis and Postgres (tests/servic
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
@@ -17,6 +15,7 @@ import yaml
 from paymaster.config import hash_key
 from tests.conftest import ADMIN_KEY
 from tests.services import Shared, shared_store  # noqa: F401  (the `shared` fixture)
+from tests.test_alerts import until
 from tests.test_replicas import serve, sim_process, stop  # noqa: F401  (the `sim_process` fixture)
 
 KEYS = {"olivia": "pm-olivia-replicas", "mallory": "pm-mallory-replicas"}
@@ -37,13 +36,6 @@ def serve_two(tmp: Path, sim_url: str, shared: Shared) -> tuple[list[subprocess.
     path = tmp / "fleet.yaml"
     path.write_text(yaml.safe_dump(raw))
     return serve(path, 2)
-
-
-def until(ready: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, "not within 10 s"
-        time.sleep(0.05)
 
 
 def client(port: int, agent: str) -> openai.OpenAI:

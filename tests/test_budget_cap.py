@@ -9,9 +9,12 @@ from zoneinfo import ZoneInfo
 
 import anthropic
 import openai
+import orjson
 import pytest
 
-from paymaster.budget import Calendar
+from paymaster.blackboard import Blackboard
+from paymaster.budget import Budget, Calendar
+from paymaster.config import hash_key, parse
 from paymaster.pricing import to_nanos
 from tests.conftest import Clock
 
@@ -158,3 +161,25 @@ def test_fleet_cap_applies_across_agents(gateway):
         gw.anthropic("bob").messages.create(**call)
     assert e.value.body["error"]["window"] == "fleet daily"
     assert sum(Decimal(r["cost_usd"]) for r in gw.ledger()) <= Decimal("0.0013")
+
+
+def test_a_spent_agent_is_blocked_once_naming_the_window_a_refusal_names():
+    """A settlement above its bound (block_if_spent) and a refused call block in the same window: one
+    agent.blocked, not a second naming another spent window."""
+    raw = {
+        "ledger": ":memory:",
+        "providers": {"anthropic": {"kind": "anthropic", "base_url": "http://127.0.0.1:9", "api_key_env": "K"}},
+        "agents": {"a": {"model": "claude-haiku-4-5", "daily_usd": 1, "monthly_usd": 2, "key_sha256": hash_key("x")}},
+    }
+    b = Budget(parse(raw, env={"K": "sk"}), None, Blackboard(["a"]), lambda: 1_764_633_600.0)  # type: ignore[arg-type]
+    ws = b.windows("a", b.clock())
+    day, month = ws[0], ws[1]
+    assert day.cap is not None and month.cap is not None
+    b.counters[day.key] = [day.cap - 1, 0]  # no room for a minimal call
+    b.counters[month.key] = [month.cap + 10**9, 0]  # overspent
+    for w in ws[2:]:
+        b.counters[w.key] = [0, 0]
+    b._refuse("a", ws, 10**9)
+    b.block_if_spent("a")
+    blocked = [orjson.loads(f.split(b"data: ")[1]) for _, f in b.board.history if b"event: agent.blocked" in f]
+    assert [e["window"] for e in blocked] == ["agent daily"]

@@ -327,15 +327,8 @@ class Budget:
     def _refuse(self, agent: str, ws: list[Window], worst: int) -> Refusal:
         """Say why the call cannot fit; block the agent only when not even a minimal call can."""
         minimal = self.minimal_call(agent)
-        room = self._room(ws)  # what the windows leave once the calls in flight settle
-        capped: list[tuple[Window, int, int, int]] = []
-        for w in ws:
-            if w.cap is not None:
-                spent_w, held_w = self._counter(w.key)
-                capped.append((w, w.cap, spent_w, held_w))
-        blocking = [c for c in capped if c[1] - c[2] < minimal]
-        tight, cap, spent, held = blocking[0] if blocking else min(capped, key=lambda c: c[1] - c[2] - c[3])
-        too_large = minimal <= room
+        too_large = minimal <= self._room(ws)  # what the windows leave once the calls in flight settle
+        tight, cap, spent, held = self._tightest(ws, minimal)
         refusal = Refusal(agent, tight.label, spent, held, cap, worst, self.calendar.iso(tight.resets), too_large)
         if not refusal.too_large:
             self.board.block(agent, refusal.message(), tight.label, refusal.resets_at, tight.resets)
@@ -348,16 +341,23 @@ class Budget:
         if agent not in self.config.agents:
             return
         ws = self.windows(agent, self.clock())
-        capped = [w for w in ws if w.cap is not None]
         minimal = self.minimal_call(agent)
-        if not capped or minimal <= self._room(ws):
+        if minimal <= self._room(ws):  # room: infinite when no window is capped
             return
-        tight = min(capped, key=lambda w: w.cap - self._counter(w.key)[0])  # type: ignore[operator]
-        spent, held = self._counter(tight.key)
-        cap = tight.cap
-        assert cap is not None
+        tight, cap, spent, held = self._tightest(ws, minimal)  # the window a refused call names (`_refuse`)
         refusal = Refusal(agent, tight.label, spent, held, cap, minimal, self.calendar.iso(tight.resets))
         self.board.block(agent, refusal.message(), tight.label, refusal.resets_at, tight.resets)
+
+    def _tightest(self, ws: list[Window], minimal: int) -> tuple[Window, int, int, int]:
+        """(window, cap, spent, held) a refusal names: the first capped window that leaves less than a minimal
+        call once its calls in flight settle, else the one leaving the least room now."""
+        capped: list[tuple[Window, int, int, int]] = []
+        for w in ws:
+            if w.cap is not None:
+                spent_w, held_w = self._counter(w.key)
+                capped.append((w, w.cap, spent_w, held_w))
+        blocking = [c for c in capped if c[1] - c[2] < minimal]
+        return blocking[0] if blocking else min(capped, key=lambda c: c[1] - c[2] - c[3])
 
     def _room(self, ws: list[Window]) -> float:
         """Nano-dollars the tightest capped window leaves once the calls in flight settle (spent alone)."""

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from ..app import Gateway
     from ..call import Call
     from ..config import Agent
+    from ..costmodel import Estimate
+    from ..providers import Upstream
+    from ..wire import Wire
 
 log = logging.getLogger("paymaster")
 
@@ -93,7 +96,7 @@ class Batches:
         self.tickets[ticket.id] = ticket
         return self.job(call, ctx, source, up.provider.name, ticket, deadline, grp, custom_id)
 
-    def shaped(self, call: Call, ctx: LeverContext, source: dict[str, Any]) -> tuple[Any, Any, Any]:
+    def shaped(self, call: Call, ctx: LeverContext, source: dict[str, Any]) -> tuple[Wire, Upstream, Estimate]:
         """(wire, upstream, worst case at batch prices) of the call shaped for its provider."""
         gw = self.gw
         wire, _, up = gw.shape(call, ctx, source)
