@@ -58,7 +58,7 @@ class Shared:
 @contextmanager
 def stores(redis_base: str, postgres_admin: str, prefix: str, redis_db: int) -> Iterator[Shared]:
     """A fresh Postgres database (created through `postgres_admin`, dropped after) and an emptied Redis database
-    `redis_db` on `redis_base`'s server. bench/scale.py uses it too."""
+    `redis_db` on `redis_base`'s server. bench/scale.py and bench/batch_replicas.py use it too."""
     name = prefix + secrets.token_hex(4)
 
     async def admin(q: str) -> None:
