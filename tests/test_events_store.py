@@ -81,3 +81,44 @@ def test_every_replica_streams_every_replicas_events_with_global_ids(sim, tmp_pa
     finally:
         for srv in servers:
             srv.stop()
+
+
+def test_an_event_committed_after_a_later_id_still_reaches_every_replica(sim, tmp_path, shared):
+    """Ids are taken at insert, so event N+1 can commit before N (two replicas, or two stores of one replica, at
+    once). Before the fix a replica that read N+1 first moved past N and never delivered it: an orchestrator on it
+    missed a budget threshold (seen once in a full run, the 0.8 and 0.95 thresholds published together)."""
+    import asyncio
+
+    import asyncpg
+
+    keys = {n: f"pm-{n}-key" for n in ("alice", "olivia", "bob")}
+    raw = fleet(sim.url, keys, tmp_path, agents=TINY)
+    raw.update(reservations=shared.redis_url, ledger=shared.postgres_url)
+    gw = Gateway(parse(raw, env={"SIM_KEY": PROVIDER_KEY}))
+    srv = ServerThread(gw).start()
+    try:
+        data = '{"type": "ledger.writable", "ts": 1.0}'
+        insert = "INSERT INTO events (ts, kind, data) VALUES (1.0, 'ledger.writable', $1) RETURNING id"
+
+        async def race() -> tuple[int, int]:
+            slow, fast = await asyncpg.connect(shared.postgres_url), await asyncpg.connect(shared.postgres_url)
+            try:
+                tr = slow.transaction()
+                await tr.start()
+                first = await slow.fetchval(insert, data)  # id N, not yet committed
+                second = await fast.fetchval(insert, data)  # id N+1, committed and announced first
+                await fast.execute("SELECT pg_notify('paymaster_events', $1)", str(second))
+                await asyncio.sleep(0.3)  # the replica reads N+1 while N is still open
+                await slow.execute("SELECT pg_notify('paymaster_events', $1)", str(first))
+                await tr.commit()
+                return first, second
+            finally:
+                await slow.close()
+                await fast.close()
+
+        first, second = asyncio.run(race())
+        got: list = []
+        read_events(srv.url, 2, got, threading.Event(), last_id=str(first - 1))
+        assert [int(e["id"]) for e in got] == [first, second]
+    finally:
+        srv.stop()

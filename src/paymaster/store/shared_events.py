@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from ..blackboard import Blackboard
 from .shared import OUTAGES, SharedStore
@@ -23,6 +24,11 @@ from .shared_status import SharedStatus
 log = logging.getLogger("paymaster")
 
 ONCE_TTL_S = 40 * 86400  # an event published once per window (a month at most) is remembered past its window
+# An id is taken when an event is inserted, so a later id can commit first: a reader that met a missing id below
+# a committed one waits this long for it (re-reading every GAP_POLL_S) before going on without it (a rolled-back
+# insert leaves a gap for good).
+GAP_WAIT_S = 2.0
+GAP_POLL_S = 0.02
 
 
 class SharedEvents:
@@ -30,19 +36,29 @@ class SharedEvents:
         self.store, self.board = store, board
         self.status = SharedStatus(store, board)  # agents' status: one record in Redis (shared_status.py)
         self.last = 0
+        self._gap_since: float | None = None  # when the reader first met the missing id it waits for
         self._reading: asyncio.Task[None] | None = None
         self._again = False
 
     async def load(self, history: int = 1000) -> None:
         self._deliver(await self.store.pg.events_after(0, history))
 
-    def _deliver(self, events: list[tuple[int, str, str]], live: bool = False) -> None:
+    def _deliver(self, events: list[tuple[int, str, str]], live: bool = False) -> bool:
+        """Deliver `events` in id order; live, stop at a missing id (True) until it commits or GAP_WAIT_S passes."""
         for seq, kind, data in events:
-            if seq > self.last:
-                self.last = seq
-                self.board.deliver(seq, kind, data.encode())
-                if live:  # an agent's status changed on some replica: copy the shared record
-                    self.status.announced(kind, data)
+            if seq <= self.last:
+                continue
+            if live and seq != self.last + 1:
+                now = time.monotonic()
+                self._gap_since = self._gap_since or now
+                if now - self._gap_since < GAP_WAIT_S:
+                    return True
+            self._gap_since = None
+            self.last = seq
+            self.board.deliver(seq, kind, data.encode())
+            if live:  # an agent's status changed on some replica: copy the shared record
+                self.status.announced(kind, data)
+        return False
 
     def announced(self, _seq: int) -> None:
         """Postgres announced an event: read everything after the last one delivered (one reader at a time)."""
@@ -54,9 +70,12 @@ class SharedEvents:
     async def _read(self) -> None:
         while True:
             self._again = False
+            gap = False
             with contextlib.suppress(*OUTAGES):
-                self._deliver(await self.store.pg.events_after(self.last), live=True)
-            if not self._again:
+                gap = self._deliver(await self.store.pg.events_after(self.last), live=True)
+            if gap:
+                await asyncio.sleep(GAP_POLL_S)
+            elif not self._again:
                 return
 
     def store_event(self, ts: float, kind: str, payload: bytes, once: str | None = None) -> None:
