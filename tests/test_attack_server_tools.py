@@ -1,0 +1,200 @@
+"""Attacks on the cap through Anthropic's server tools (web search, web fetch), with a bill calculator written
+from Anthropic's documents, not from the gateway's cost model. Each test failed on the code before its fix.
+
+Documented figures used here (and only these):
+- platform.claude.com/docs/en/agents-and-tools/tool-use/web-search-tool, "How web search works": "The API
+  executes the searches and provides Claude with the results. This process may repeat multiple times
+  throughout a single request"; "Usage and pricing": "$10 per 1,000 searches, plus standard token costs for
+  search-generated content. Web search results retrieved throughout a conversation are counted as input
+  tokens, in search iterations executed during a single turn and in subsequent conversation turns";
+  "Prompt caching": with a `cache_control` breakpoint in the request, "the system will automatically cache
+  up until the last web_search_tool_result block when executing the tool" (so every iteration may write).
+  `max_uses` "limits the number of searches performed".
+- …/web-fetch-tool: no fee beyond tokens; `max_content_tokens` limits what one fetch adds to the context.
+- …/server-tools: the server-side loop samples, runs the tool, and samples again with its result, all in
+  one API call: iteration k reads the request, the k results so far and what the model wrote before them.
+- platform.claude.com/docs/en/about-claude/pricing: Claude Haiku 4.5 $1 / $5 per MTok, Sonnet 4.6 $3 / $15,
+  Opus 4.6 $5 / $25; 5-minute cache writes 1.25x the input price, 1-hour writes 2x. Context windows (models
+  overview): Haiku 4.5 200,000 tokens; Sonnet 4.6 and Opus 4.6 1,000,000.
+- tool-use overview, "Pricing": tool use adds a system prompt of 346 tokens (Claude 4.x, tool_choice auto).
+- the gateway's own published ceiling for one search's results (25,000 tokens) and for a fetch without
+  `max_content_tokens` (100,000), which the attacker may use in full.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from paymaster.costmodel import estimate
+from paymaster.pricing import PriceTable
+
+MTOK = Decimal(1_000_000)
+PRICES = {  # (input, output) USD per MTok, context window
+    "claude-haiku-4-5": (Decimal(1), Decimal(5), 200_000),
+    "claude-sonnet-4-6": (Decimal(3), Decimal(15), 1_000_000),
+    "claude-opus-4-6": (Decimal(5), Decimal(25), 1_000_000),
+}
+WRITE = {None: Decimal(1), "5m": Decimal("1.25"), "1h": Decimal(2)}
+SEARCH_FEE = Decimal("0.01")
+SEARCH_RESULT = 25_000
+FETCH_RESULT = 100_000
+TOOL_PROMPT = 346
+TABLE = PriceTable()
+
+
+def reserved(body: dict[str, Any]) -> Decimal:
+    rates = TABLE.rates(body["model"], "anthropic")
+    est = estimate(body, "anthropic", len(orjson.dumps(body)), rates, rates.context_window)
+    return est.worst_case(0, body["max_tokens"])
+
+
+def documented_bill(body: dict[str, Any], searches: int, fetches: int, fetch_result: int, ttl: str | None) -> Decimal:
+    """The most Anthropic can bill for `body` when the model makes every search and fetch it may: one
+    iteration per tool use after the first, each reading the request (its tools and messages, at most a
+    token a byte, plus the tool system prompt), every result so far and everything written so far (at most
+    max_tokens in all), each at most the context window; with a breakpoint every input token may be a cache
+    write."""
+    inp, out, window = PRICES[body["model"]]
+    request = len(orjson.dumps(body["tools"])) + len(orjson.dumps(body["messages"])) + TOOL_PROMPT
+    written = body["max_tokens"]
+    per_result = max(SEARCH_RESULT if searches else 0, fetch_result if fetches else 0)
+    read = sum(min(window, request + k * per_result + (written if k else 0)) for k in range(searches + fetches + 1))
+    return (read * inp * WRITE[ttl] + written * out) / MTOK + searches * SEARCH_FEE
+
+
+def _body(model: str, max_tokens: int, text: str, searches: int, fetches: int, fetch_limit: int | None,
+          ttl: str | None) -> dict[str, Any]:  # fmt: skip
+    tools: list[dict[str, Any]] = []
+    if searches:
+        tools.append({"type": "web_search_20250305", "name": "web_search", "max_uses": searches})
+    if fetches:
+        fetch: dict[str, Any] = {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": fetches}
+        if fetch_limit is not None:
+            fetch["max_content_tokens"] = fetch_limit
+        tools.append(fetch)
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if ttl:
+        block["cache_control"] = {"type": "ephemeral", "ttl": ttl}
+    messages = [{"role": "user", "content": [block]}]
+    return {"model": model, "max_tokens": max_tokens, "tools": tools, "messages": messages}
+
+
+def test_each_search_iteration_reads_the_request_and_the_results_so_far_again() -> None:
+    """The plainest documented case: Haiku 4.5 searches three times, 25,000 tokens of results each, and
+    writes 1,000 tokens. Four iterations: the request, then the request with one, two, three results and
+    what was written. The bound counted the request and the results once: $0.111 reserved against a
+    documented bill of up to $0.190."""
+    body = _body("claude-haiku-4-5", 1000, "what happened today?", 3, 0, None, None)
+    bill = documented_bill(body, 3, 0, 0, None)
+    assert bill <= reserved(body), (bill, reserved(body))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(sorted(PRICES)),
+    max_tokens=st.integers(1, 64_000),
+    text=st.text(min_size=1, max_size=300),
+    searches=st.integers(0, 6),
+    fetches=st.integers(0, 3),
+    fetch_limit=st.one_of(st.none(), st.integers(1, 150_000)),
+    ttl=st.sampled_from([None, "5m", "1h"]),
+)
+def test_no_server_tool_bill_the_documents_allow_exceeds_the_reservation(
+    model: str, max_tokens: int, text: str, searches: int, fetches: int, fetch_limit: int | None, ttl: str | None
+) -> None:
+    assume(searches + fetches > 0)
+    body = _body(model, max_tokens, text, searches, fetches, fetch_limit, ttl)
+    fetch_result = FETCH_RESULT if fetch_limit is None else min(FETCH_RESULT, fetch_limit)
+    bill = documented_bill(body, searches, fetches, fetch_result, ttl)
+    assert bill <= reserved(body), (bill, reserved(body))
+
+
+# -- through the gateway: an upstream that bills what the documents allow keeps the agent under its cap ----
+
+
+class _Documented:
+    """An Anthropic upstream that makes every search a request allows and bills it as the documents say:
+    each iteration reads the request it received, the results so far and all it wrote (max_tokens)."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"].removeprefix("lifespan.")
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        raw = b""
+        while True:
+            event = await receive()
+            raw += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        req = orjson.loads(raw)
+        request = len(orjson.dumps(req.get("tools", []))) + len(orjson.dumps(req["messages"])) + TOOL_PROMPT
+        request += len(orjson.dumps(req.get("system", "")))
+        if scope["path"].endswith("/count_tokens"):  # the request alone (what count_tokens counts)
+            return await self._answer(send, {"input_tokens": request})
+        self.seen.append(req)
+        searches = sum(t.get("max_uses", 0) for t in req.get("tools", []) if t["type"].startswith("web_search"))
+        written = req["max_tokens"]
+        read = sum(request + k * SEARCH_RESULT + (written if k else 0) for k in range(searches + 1))
+        usage: dict[str, Any] = {"input_tokens": read, "output_tokens": written}
+        if b"cache_control" in raw:  # every iteration writes what it read (the 5-minute default)
+            usage = {"input_tokens": 0, "cache_creation_input_tokens": read, "output_tokens": written,
+                     "cache_creation": {"ephemeral_5m_input_tokens": read, "ephemeral_1h_input_tokens": 0}}  # fmt: skip
+        usage["server_tool_use"] = {"web_search_requests": searches}
+        await self._answer(
+            send,
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": req["model"],
+                "content": [{"type": "text", "text": "hi"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": usage,
+            },  # fmt: skip
+        )
+
+    @staticmethod
+    async def _answer(send: Any, answer: dict[str, Any]) -> None:
+        body = orjson.dumps(answer)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_a_searching_agent_is_fitted_to_its_cap_not_billed_past_it(gateway: Any) -> None:
+    """Haiku 4.5, three searches, max_tokens 20,000, a $0.25 daily cap. The old bound ($0.21: the request
+    and the results read once) admitted the call as it was; the provider then billed four iterations, past
+    $0.34, and the agent ended $0.09 over its cap. Now the call is fitted to what the cap allows."""
+    from paymaster.server import ServerThread
+
+    upstream = _Documented()
+    with ServerThread(upstream) as up:
+        providers = {
+            "anthropic": {"kind": "anthropic", "base_url": up.url, "api_key_env": "SIM_KEY", "timeout_s": 5},
+            "openai": {"kind": "openai", "base_url": up.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+        }
+        gw = gateway(providers=providers, agents={"x": {"model": "claude-haiku-4-5", "daily_usd": "0.25",
+                                                        "max_tokens": 20_000}})  # fmt: skip
+        raw = gw.anthropic("x").messages.with_raw_response.create(
+            model="claude-haiku-4-5",
+            max_tokens=20_000,
+            messages=[{"role": "user", "content": "what happened today?"}],
+            tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],  # type: ignore[list-item]
+        )
+        (row,) = gw.ledger("x")
+    assert raw.headers["x-paymaster-max-tokens"].endswith("fitted to budget")
+    assert upstream.seen[0]["max_tokens"] < 20_000
+    assert Decimal(row["cost_usd"]) <= Decimal("0.25") and row["reconcile"] == 0, row
+    assert row["cost_nanos"] <= row["worst_nanos"]
