@@ -198,3 +198,23 @@ def test_a_searching_agent_is_fitted_to_its_cap_not_billed_past_it(gateway: Any)
     assert upstream.seen[0]["max_tokens"] < 20_000
     assert Decimal(row["cost_usd"]) <= Decimal("0.25") and row["reconcile"] == 0, row
     assert row["cost_nanos"] <= row["worst_nanos"]
+
+
+# -- the context window the request part is capped at: GPT-5.5's documented one ------------------------
+
+
+def test_a_gpt_5_5_request_past_the_price_tables_rounded_window_is_bounded_by_what_it_holds() -> None:
+    """developers.openai.com/api/docs/models/gpt-5.5 (and gpt-5.5-pro): a 1,050,000-token context window,
+    as GPT-5.4's; genai-prices lists 1,000,000. A request of 1,040,000 tokens (" x" is one o200k token, as
+    the gpt-4.1 test in test_attack_responses checks) is accepted and billed in full, at the long-context
+    rates past 272,000 input tokens ($10 / MTok input for gpt-5.5, $60 for -pro): the bound capped it at
+    1,000,000, $0.40 (gpt-5.5) and $2.40 (-pro) short."""
+    from paymaster.call import Usage
+
+    tokens = 1_040_000
+    for model, per_mtok in (("gpt-5.5", Decimal(10)), ("gpt-5.5-pro", Decimal(60))):
+        body = {"model": model, "max_tokens": 1, "messages": [{"role": "user", "content": " x" * tokens}]}
+        rates = TABLE.rates(model, "openai")
+        worst = estimate(body, "openai", len(orjson.dumps(body)), rates, rates.context_window).worst_case(0, 1)
+        assert worst >= tokens * per_mtok / MTOK
+        assert worst >= rates.cost(Usage(tokens, 1))
