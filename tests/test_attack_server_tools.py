@@ -1,5 +1,6 @@
-"""Attacks on the cap through Anthropic's server tools (web search, web fetch), with a bill calculator written
-from Anthropic's documents, not from the gateway's cost model. Each test failed on the code before its fix.
+"""Attacks on the cap through Anthropic's server tools (web search, web fetch) and server-side compaction, and
+through a context window the price table rounds down (GPT-5.5), with bills written from the providers'
+documents, not from the gateway's cost model. Each test failed on the code before its fix.
 
 Documented figures used here (and only these):
 - platform.claude.com/docs/en/agents-and-tools/tool-use/web-search-tool, "How web search works": "The API
@@ -218,3 +219,37 @@ def test_a_gpt_5_5_request_past_the_price_tables_rounded_window_is_bounded_by_wh
         worst = estimate(body, "openai", len(orjson.dumps(body)), rates, rates.context_window).worst_case(0, 1)
         assert worst >= tokens * per_mtok / MTOK
         assert worst >= rates.cost(Usage(tokens, 1))
+
+
+# -- a cut stream that may have compacted: the compaction step's counts arrive only at the end ----------
+
+
+def test_a_cut_stream_that_may_have_compacted_stays_at_its_worst_case(gateway: Any, sim: Any) -> None:
+    """platform.claude.com/docs/en/build-with-claude/compaction: when the input reaches the trigger, a
+    compaction step reads the whole conversation and writes a summary, billed, before the answer; its counts
+    come in the final usage's `iterations`, not in message_start's. A stream cut after message_start was
+    booked at message_start's input plus max_tokens ($0.34 for Opus 4.6 here), below a bill the provider
+    may send: the compaction step reading the 50,015 input tokens again ($0.25 more at $5 / MTok), its
+    summary, and the answer. It stays at its worst case, flagged, as a cut stream with server tools does."""
+    import anthropic
+    import pytest
+
+    gw = gateway(agents={"cara": {"model": "claude-opus-4-6", "daily_usd": 50, "max_tokens": 4096}})
+    sim.inject("cut")
+    edit = {"type": "compact_20260112", "trigger": {"type": "input_tokens", "value": 50_000}}
+    with pytest.raises(anthropic.APIError):
+        with gw.anthropic("cara").messages.stream(
+            model="claude-opus-4-6",
+            max_tokens=1000,
+            messages=[{"role": "user", "content": "word " * 40_000 + " [sim:tokens=200]"}],
+            extra_body={"context_management": {"edits": [edit]}},
+        ) as s:
+            for _ in s:
+                pass
+    (row,) = gw.ledger("cara")
+    assert row["status"] == "cut" and row["reconcile"] == 1
+    read = row["input_tokens"]  # what message_start reported; the compaction step reads it all again
+    step = read * Decimal(5) / MTOK
+    answered = (read * Decimal(5) * WRITE["5m"] + 1000 * Decimal(25)) / MTOK  # at most: a cache write
+    assert Decimal(row["cost_usd"]) >= step + answered
+    assert row["cost_nanos"] == row["worst_nanos"]
