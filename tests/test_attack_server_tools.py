@@ -253,3 +253,20 @@ def test_a_cut_stream_that_may_have_compacted_stays_at_its_worst_case(gateway: A
     answered = (read * Decimal(5) * WRITE["5m"] + 1000 * Decimal(25)) / MTOK  # at most: a cache write
     assert Decimal(row["cost_usd"]) >= step + answered
     assert row["cost_nanos"] == row["worst_nanos"]
+
+
+def test_a_sonnet_4_6_compaction_summary_is_bounded_by_its_documented_max_output() -> None:
+    """platform.claude.com/docs/en/models/sonnet-4-6/overview: "Max output: 128K tokens" (an earlier models
+    overview said 64K). No document bounds a compaction summary below the model's largest output, so one step
+    may write 128,000 tokens; the bound took 64,000 for Sonnet 4.6, $0.96 short per step at $15 / MTok."""
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "word " * 40_000}],
+        "context_management": {"edits": [{"type": "compact_20260112", "trigger": {"type": "input_tokens",
+                                                                                 "value": 50_000}}]},
+    }  # fmt: skip
+    request = len(orjson.dumps(body["messages"]))  # at most a token a byte
+    # the compaction step reads the conversation and writes its summary; the answer reads it again
+    bill = (2 * request * Decimal(3) + (128_000 + 1000) * Decimal(15)) / MTOK
+    assert bill <= reserved(body), (bill, reserved(body))
