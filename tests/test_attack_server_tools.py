@@ -270,3 +270,33 @@ def test_a_sonnet_4_6_compaction_summary_is_bounded_by_its_documented_max_output
     # the compaction step reads the conversation and writes its summary; the answer reads it again
     bill = (2 * request * Decimal(3) + (128_000 + 1000) * Decimal(15)) / MTOK
     assert bill <= reserved(body), (bill, reserved(body))
+
+
+# -- OpenAI Responses server-side compaction: a compaction pass reads the context again ---------------------
+
+
+def test_a_responses_compaction_pass_is_reserved_for() -> None:
+    """developers.openai.com/api/docs/guides/compaction: with `context_management: [{"type": "compaction",
+    "compact_threshold": N}]`, "if the context size crosses the threshold, the server triggers a compaction
+    pass, emits a compaction output item in the same stream, and prunes context before continuing inference"
+    (its output is the response's: such requests need max_output_tokens of at least 20,000). A 120,000-token
+    gpt-5.4 request past a 100,000 threshold is read by the compaction pass and then (compacted, at most as
+    much) by the answer: up to 240,000 input tokens at $2.50 / MTok. The tight bound (OpenAI's tokenizer,
+    used when the coarse one does not fit the agent's budget) counted one read: $0.29 short."""
+    from paymaster.call import Usage
+
+    tokens = 120_000  # " x" is one o200k token (test_attack_responses checks it)
+    body = {"model": "gpt-5.4", "input": " x" * tokens, "max_output_tokens": 20_000,
+            "context_management": [{"type": "compaction", "compact_threshold": 100_000}]}  # fmt: skip
+    rates = TABLE.rates("gpt-5.4", "openai")
+
+    def tight(b: dict[str, Any]) -> Decimal:
+        return estimate(b, "responses", 0, rates, rates.context_window, exact=True).worst_case(0, 20_000)
+
+    bill = (2 * tokens * Decimal("2.5") + 20_000 * Decimal(15)) / MTOK
+    assert bill <= tight(body), (bill, tight(body))
+    assert rates.cost(Usage(2 * tokens, 20_000)) <= tight(body)
+    # a threshold the request cannot reach: no pass, nothing added
+    plain = {k: v for k, v in body.items() if k != "context_management"}
+    below = {**body, "context_management": [{"type": "compaction", "compact_threshold": 400_000}]}
+    assert tight(below) - tight(plain) < Decimal("0.001")

@@ -124,7 +124,29 @@ def measure(
     else:  # every string is inside the JSON: its bytes bound all the text; the format's own tokens are added
         m.text = size - m.media_bytes + text + stored
     _tool_rounds(m, body, context_cap, rates)
+    _compaction(m, body, context_cap)
     return m
+
+
+def _compaction(m: Measure, body: dict[str, Any], window: int | None) -> None:
+    """Server-side compaction (developers.openai.com/api/docs/guides/compaction): with a `context_management`
+    entry of type "compaction", "if the context size crosses the threshold [`compact_threshold`], the server
+    triggers a compaction pass ... and prunes context before continuing inference". A pass reads the context
+    as it stands, so every sampling round whose context can reach the threshold may be read once more (its
+    output is the response's own, bounded by max_output_tokens). A threshold that is absent or malformed is
+    taken as reachable."""
+    cm = body.get("context_management")
+    entries = cm if isinstance(cm, list) else [cm]
+    thresholds = [e.get("compact_threshold") for e in entries if isinstance(e, dict) and e.get("type") == "compaction"]
+    if not thresholds:
+        return
+    lowest = min(t if isinstance(t, int) and not isinstance(t, bool) else 0 for t in thresholds)
+    request = m.text + m.media + m.audio
+    if window is not None:
+        request = min(request, window)
+    reads = request + m.server_results  # every round's read (each already at most the window)
+    if min(reads, window or reads) >= lowest:  # the largest round can reach the threshold
+        m.server_results += reads
 
 
 MEDIA_KEYS = frozenset({"image_url", "file_data", "input_audio"})  # priced by `_media`, not as text
