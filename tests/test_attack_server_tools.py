@@ -300,3 +300,51 @@ def test_a_responses_compaction_pass_is_reserved_for() -> None:
     plain = {k: v for k, v in body.items() if k != "context_management"}
     below = {**body, "context_management": [{"type": "compaction", "compact_threshold": 400_000}]}
     assert tight(below) - tight(plain) < Decimal("0.001")
+
+
+# -- OpenAI Responses hosted shell: a built-in tool, not a client one -----------------------------------
+
+
+HOSTED_SHELL = {"type": "shell", "environment": {"type": "container_auto"}}
+
+
+def test_a_hosted_shell_is_bounded_as_a_built_in_tool_with_its_container() -> None:
+    """developers.openai.com/api/docs/guides/tools-shell: `{"type": "shell", "environment": {"type":
+    "container_auto"}}` runs the commands in a container OpenAI hosts, inside the response (the quickstart's
+    request); containers are billed per session by memory limit, 1 GB $0.03 (developers.openai.com …/pricing,
+    "Containers", shared with code interpreter). Nothing documents how much a command prints, so each round
+    after a command may read up to the context window. The gateway took every `shell` tool for a client
+    one: no `max_tool_calls` (the rounds were unbounded), no rounds and no container in the reservation."""
+    from paymaster.costmodel.responses import bound_tool_calls
+
+    body: dict[str, Any] = {"model": "gpt-5.4", "input": "Execute: ls -lah /mnt/data", "max_output_tokens": 1000,
+                            "tools": [HOSTED_SHELL]}  # fmt: skip
+    calls = bound_tool_calls(body)
+    assert calls is not None and body["max_tool_calls"] == calls  # the rounds are bounded
+    rates = TABLE.rates("gpt-5.4", "openai")
+    worst = estimate(body, "responses", len(orjson.dumps(body)), rates, rates.context_window).worst_case(0, 1000)
+    window = 1_050_000  # developers.openai.com …/models/gpt-5.4
+    bill = Decimal("0.03") + (calls * window * Decimal(5) + 1000 * Decimal("22.5")) / MTOK  # past 272k: $5 / $22.50
+    assert bill <= worst, (bill, worst)
+    # a local shell (no hosted environment) stays a client tool: no rounds, no fee
+    local = {**body, "tools": [{"type": "shell"}]}
+    local.pop("max_tool_calls")
+    assert bound_tool_calls(local) is None
+
+
+def test_a_hosted_shell_container_is_booked_and_a_local_shell_call_is_not() -> None:
+    from paymaster.costmodel.responses import tool_fees
+    from paymaster.wire.responses import tool_uses
+
+    rates = TABLE.rates("gpt-5.4", "openai")
+    output = [{"type": "shell_call", "id": "sh_1", "call_id": "c1", "action": {"commands": ["ls"]}},
+              {"type": "shell_call_output", "call_id": "c1", "output": []},
+              {"type": "shell_call", "id": "sh_2", "call_id": "c2", "action": {"commands": ["pwd"]}},
+              {"type": "message", "role": "assistant", "content": []}]  # fmt: skip
+    uses = tool_uses(output)
+    hosted = {"model": "gpt-5.4", "input": "x", "tools": [HOSTED_SHELL]}
+    big = {"model": "gpt-5.4", "input": "x", "tools": [{**HOSTED_SHELL, "environment": {
+        "type": "container_auto", "memory_limit": "4g"}}]}  # fmt: skip
+    assert tool_fees(rates, uses, hosted) == Decimal("0.03")  # one container for the response
+    assert tool_fees(rates, uses, big) == Decimal("0.12")
+    assert tool_fees(rates, uses, {"model": "gpt-5.4", "input": "x", "tools": [{"type": "shell"}]}) == 0
