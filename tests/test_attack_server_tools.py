@@ -348,3 +348,35 @@ def test_a_hosted_shell_container_is_booked_and_a_local_shell_call_is_not() -> N
     assert tool_fees(rates, uses, hosted) == Decimal("0.03")  # one container for the response
     assert tool_fees(rates, uses, big) == Decimal("0.12")
     assert tool_fees(rates, uses, {"model": "gpt-5.4", "input": "x", "tools": [{"type": "shell"}]}) == 0
+
+
+# -- web fetch: the per-fetch ceiling is the provider's to enforce, not an assumption ----------------------
+
+
+def test_a_web_fetch_without_max_content_tokens_gets_the_ceiling_its_bound_assumes(gateway: Any, sim: Any) -> None:
+    """platform.claude.com/docs/en/agents-and-tools/tool-use/web-fetch-tool: web fetch retrieves "full content"
+    of web pages and PDFs (text extracted), and `max_content_tokens` "limits the amount of content that will be
+    included in the context"; without it nothing bounds a fetch (a long PDF's text can pass any figure). The
+    bound assumed 100,000 tokens a fetch and sent the request without the limit, so a fetch past it was billed
+    above the reservation. The gateway now writes the ceiling it reserves for into the request, as it writes
+    `max_uses`, and says so in `x-paymaster-max-content-tokens`; a request's own limit is kept."""
+    from paymaster.costmodel.anthropic import bound_server_tools
+
+    tools = [{"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 2},
+             {"type": "web_fetch_20260209", "name": "fetch2", "max_uses": 1, "max_content_tokens": 5_000}]  # fmt: skip
+    body = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "x"}],
+            "tools": tools}  # fmt: skip
+    bound_server_tools(body)
+    assert body["tools"][0]["max_content_tokens"] == FETCH_RESULT
+    assert body["tools"][1]["max_content_tokens"] == 5_000
+    # through the gateway: the request the provider gets carries the limit
+    gw = gateway()
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "read https://example.com"}],
+        tools=[{"type": "web_fetch_20250910", "name": "web_fetch"}],  # type: ignore[list-item]
+    )
+    assert raw.headers["x-paymaster-max-content-tokens"] == f"web_fetch={FETCH_RESULT}"
+    sent = [q["body"] for q in sim.requests if q["path"] == "/v1/messages"][-1]
+    assert sent["tools"][0]["max_content_tokens"] == FETCH_RESULT

@@ -41,35 +41,50 @@ COUNT_TOKENS_FIELDS = (
 )
 
 
-def bound_server_tools(body: dict[str, Any]) -> list[str]:
-    """Give each server tool without `max_uses` the configured default, in place, or refuse it.
+def bound_server_tools(body: dict[str, Any]) -> dict[str, str]:
+    """Give each server tool without `max_uses` the configured default, in place, or refuse it; and a tool
+    whose per-use content has a request limit (web fetch's `max_content_tokens`) the ceiling its bound
+    assumes, when the request sets none.
 
-    Returns what was set, for the call's notes. Anthropic server tools run inside one call and
+    Returns the call's notes (header → what was set). Anthropic server tools run inside one call and
     charge per use (platform.claude.com/docs/en/agents-and-tools/tool-use/web-search-tool: `max_uses`
-    "limits the number of searches"); without it nothing bounds them.
+    "limits the number of searches"); without it nothing bounds them. A fetch retrieves a page's or a PDF's
+    "full content" (…/web-fetch-tool), which only `max_content_tokens` limits.
     """
     if body.get("mcp_servers"):  # remote tools whose results join the input: nothing bounds them
         raise Unbounded("mcp_servers: the cost of remote MCP tool results cannot be bounded", "mcp_servers")
     tools = body.get("tools")
     if not isinstance(tools, list):
-        return []
+        return {}
     conf = data()["anthropic"]
-    set_: list[str] = []
+    uses_set: list[str] = []
+    content_set: list[str] = []
     for t in tools:
         if not isinstance(t, dict):
             continue
         kind = _server_kind(t, conf)
         if kind is None:
             continue
+        rule = conf["server_tools"][kind]
+        param = rule.get("content_param")
+        own = t.get(param) if param else None
+        if param and not (isinstance(own, int) and not isinstance(own, bool) and own > 0):
+            t[param] = rule["result_tokens"]
+            content_set.append(f"{t.get('name', kind)}={rule['result_tokens']}")
         uses = t.get("max_uses")
         if isinstance(uses, int) and not isinstance(uses, bool) and uses >= 0:
             continue
-        default = conf["server_tools"][kind].get("default_max_uses")
+        default = rule.get("default_max_uses")
         if default is None:
             raise Unbounded(f"server tool {t.get('name')!r} has no max_uses: its cost cannot be bounded", "tools")
         t["max_uses"] = default
-        set_.append(f"{t.get('name', kind)}={default}")
-    return set_
+        uses_set.append(f"{t.get('name', kind)}={default}")
+    notes = {}
+    if uses_set:
+        notes["x-paymaster-max-uses"] = ", ".join(uses_set)
+    if content_set:
+        notes["x-paymaster-max-content-tokens"] = ", ".join(content_set)
+    return notes
 
 
 def _server_kind(tool: dict[str, Any], conf: dict[str, Any]) -> str | None:
