@@ -126,3 +126,36 @@ def test_a_looping_agent_spread_over_replicas_is_caught(sim_process: str, tmp_pa
         assert '"agent":"olivia"' in looping[0]["data"]
     finally:
         stop(procs)
+
+
+def wait_for_event(port: int, kind: str) -> None:
+    """Follow a replica's event stream until it delivers an event of `kind` (stored history first)."""
+    headers = {"authorization": f"Bearer {ADMIN_KEY}", "last-event-id": "0"}
+    with httpx2.stream("GET", f"http://127.0.0.1:{port}/admin/events", headers=headers, timeout=10) as r:
+        for line in r.iter_lines():
+            if line == f"event: {kind}":
+                return
+
+
+def test_a_rate_refusal_on_one_replica_is_known_to_the_others(sim_process: str, tmp_path: Path, shared: Shared) -> None:  # noqa: F811
+    """A rate that refused an agent on one replica cannot refill before its retry-after: the stored `agent.limited`
+    event tells every replica, which refuses the agent locally until then, in the same episode (one event for the
+    fleet, not one per replica)."""
+    key = "pm-bob-replicas"
+    agents = {"bob": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(key),
+                      "limits": {"requests_per_minute": 2}}}  # fmt: skip
+    procs, (a, b) = serve(fleet_file(tmp_path, sim_process, shared, agents), 2)
+    try:
+        ask(a, key)
+        ask(a, key)
+        with pytest.raises(anthropic.RateLimitError):
+            ask(a, key)
+        wait_for_event(b, "agent.limited")  # b has the event a stored
+        with pytest.raises(anthropic.RateLimitError) as e:
+            ask(b, key)
+        assert 1 <= int(e.value.response.headers["retry-after"]) <= 30
+        time.sleep(1.0)  # a second event, if b published one, is stored by now
+        limited = shared.pg("SELECT data FROM events WHERE kind = 'agent.limited'")
+        assert len(limited) == 1, limited  # one episode, whichever replica refuses
+    finally:
+        stop(procs)

@@ -60,6 +60,12 @@ class Blackboard:
         self.sink: Callable[[float, str, bytes, str | None], None] | None = None
         # replicas: status changes decided in one shared place (store/shared_status.py), which publishes each once
         self.shared: SharedChanges | None = None
+        self._readers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+
+    def on(self, kind: str, reader: Callable[[dict[str, Any]], None]) -> None:
+        """Call `reader` with the data of each `kind` event delivered here: with replicas, every replica's
+        events, and at start the stored history (a reader judges an event's age by its `ts`)."""
+        self._readers.setdefault(kind, []).append(reader)
 
     @property
     def last_id(self) -> int:
@@ -83,6 +89,11 @@ class Blackboard:
         self.history.append((seq, frame))
         for q in self._subscribers:
             q.put_nowait((seq, frame))
+        readers = self._readers.get(kind)
+        if readers:
+            data = orjson.loads(payload)
+            for reader in readers:
+                reader(data)
 
     def block(self, agent: str, reason: str, window: str, until: str, until_ts: float) -> None:
         st = self.status[agent]
