@@ -203,7 +203,7 @@ class Batches:
         except Exception as e:
             if not self.unwritten(jobs):  # the commit's answer was lost: keep the holds, over-counted at worst
                 raise UpstreamFailed(f"could not confirm the batch was recorded: {e}", status=503) from e
-            holds.forget(self.shared, [j.id for j in queued])
+            self.shared.drop_many([j.id for j in queued])
             raise UpstreamFailed(f"could not record the batch: {e}", status=503) from e
 
     def commit(self, jobs: list[Job]) -> None:

@@ -173,9 +173,9 @@ class PostgresLedger:
             [(r.id, self.owner, r.agent, r.created, r.model, r.api, r.day, r.month, r.worst_nanos) for r in rs],
         )
 
-    async def drop(self, reservation_id: str) -> None:
-        """A reservation refused before anything was sent: no row, no cost."""
-        await self.db.execute("DELETE FROM pending WHERE id = $1", reservation_id)
+    async def drop(self, reservation_ids: Sequence[str]) -> None:
+        """Reservations refused before anything was sent: no rows, no cost."""
+        await self.db.execute("DELETE FROM pending WHERE id = ANY($1::text[])", list(reservation_ids))
 
     async def settle_many(self, rows: Sequence[LedgerRow]) -> dict[str, int]:
         """The ledger rows in, their pending rows out, in one transaction. A call whose pending row is gone
