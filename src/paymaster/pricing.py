@@ -450,20 +450,18 @@ class _Prices:
 class PriceTable:
     """Model name → Rates, from genai-prices plus fleet.yaml overrides."""
 
-    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self, overrides: Mapping[str, Mapping[str, Any]] | None = None, uplifts: Mapping[str, Decimal] | None = None
+    ) -> None:
+        """`uplifts`: model → multiplier on every token price, for a model served from an endpoint that charges
+        a premium (`data_residency_uplift`). A table never changes once built (batch/prices.py caches by it)."""
         self._overrides = {name: dict(p) for name, p in (overrides or {}).items()}
         self._cache: dict[tuple[str, str | None, int], Rates] = {}
-        self._uplifts: dict[str, Decimal] = {}  # model → multiplier on every token price (its endpoint's)
+        self._uplifts = dict(uplifts or {})
 
     def uplift_of(self, model: str) -> Decimal | None:
-        """The multiplier `uplift` set for `model`, if any (batch prices take it too)."""
+        """The multiplier on `model`'s token prices, if any (batch prices take it too)."""
         return self._uplifts.get(model)
-
-    def uplift(self, model: str, factor: Decimal) -> None:
-        """Price `model` at `factor` times its token prices from now on (the endpoint it is served from
-        charges a premium: `data_residency_uplift`)."""
-        self._uplifts[model] = factor
-        self._cache = {k: v for k, v in self._cache.items() if k[0] != model}
 
     def rates(self, model: str, provider_id: str | None = None, when: datetime | None = None) -> Rates:
         # genai-prices prices can change by date: resolved once per model and UTC day

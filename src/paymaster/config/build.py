@@ -204,9 +204,13 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         for i, m in enumerate((model, *chain)):
             resolve(m, f"routing.fallbacks.{model}" + (f"[{i - 1}]" if i else ""))
     problems.raise_any()
-    for served in models.values():  # a data-residency endpoint's premium is part of the model's prices there
-        if served.provider.data_residency and (factor := data_residency_uplift(served.name, "")) is not None:
-            prices.uplift(served.name, factor)
+    uplifts = {  # a data-residency endpoint's premium is part of the model's prices there
+        served.name: factor
+        for served in models.values()
+        if served.provider.data_residency and (factor := data_residency_uplift(served.name, "")) is not None
+    }
+    if uplifts:
+        prices = PriceTable(overrides, uplifts)
 
     return Config(
         timezone=ZoneInfo(f.timezone),
