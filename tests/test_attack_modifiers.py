@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paymaster.config import ConfigError
 from paymaster.costmodel import Unbounded, estimate
 from paymaster.pricing import PriceTable
 from paymaster.wire import anthropic as wire
@@ -480,3 +481,48 @@ def test_a_compaction_step_is_booked_at_its_documented_bill(gateway: Any) -> Non
         (row,) = gw.ledger("x")
     assert ledger_usd(row) == (Decimal(203_000) * 5 + Decimal(4_500) * 25) / MTOK
     assert row["reconcile"] == 0
+
+
+def test_fast_prices_in_a_price_override_price_fast_mode_on_that_model(gateway: Any) -> None:
+    """A `price:` override replaces genai-prices' prices, fast mode's with them: before, `fast_input_mtok` was an
+    unknown field and a fast-mode call on such a model was refused (400, param speed). With fast prices given,
+    the call is booked at them, the prompt-cache prices at the documented multiples of the fast input price
+    (platform.claude.com …/fast-mode: "Prompt caching multipliers apply on top of fast mode pricing")."""
+    inp, out, fast_in, fast_out = Decimal(4), Decimal(20), Decimal(9), Decimal(45)
+    price = {"input_mtok": str(inp), "output_mtok": str(out), "cache_read_mtok": str(inp * CACHE["read"]),
+             "cache_write_mtok": str(inp * CACHE["write_5m"])}  # fmt: skip
+    text = [{"type": "text", "text": "a long and stable preamble " * 200, "cache_control": {"type": "ephemeral"}}]
+    ask: dict[str, Any] = {"model": "claude-opus-5-5", "max_tokens": 300, "speed": "fast",
+                           "messages": [{"role": "user", "content": text}]}  # fmt: skip
+
+    plain = gateway(models={"claude-opus-5-5": {"provider": "anthropic", "price": price}},
+                    **_fleet(model="claude-opus-5-5", daily_usd=5))  # fmt: skip
+    with pytest.raises(anthropic.BadRequestError) as e:
+        plain.anthropic("fay").messages.create(**ask)
+    assert e.value.body["error"]["message"].startswith("speed")  # no fast price: refused, nothing spent
+    assert plain.ledger("fay") == []
+
+    fast = {**price, "fast_input_mtok": str(fast_in), "fast_output_mtok": str(fast_out)}
+    gw = gateway(models={"claude-opus-5-5": {"provider": "anthropic", "price": fast}},
+                 **_fleet(model="claude-opus-5-5", daily_usd=5))  # fmt: skip
+    client = gw.anthropic("fay")
+    for _ in range(2):  # the first writes the cache, the second reads it
+        msg = client.messages.create(**ask)
+        u = msg.usage
+        assert u.speed == "fast"
+        bill = (
+            u.input_tokens * fast_in
+            + (u.cache_creation_input_tokens or 0) * fast_in * CACHE["write_5m"]
+            + (u.cache_read_input_tokens or 0) * fast_in * CACHE["read"]
+            + u.output_tokens * fast_out
+        ) / MTOK
+        assert ledger_usd(gw.ledger("fay")[-1]) == bill
+    assert u.cache_read_input_tokens  # the cache read was priced too
+
+
+def test_a_fast_input_price_without_its_output_price_is_a_config_error(gateway: Any) -> None:
+    price = {"input_mtok": "4", "output_mtok": "20", "fast_input_mtok": "9"}
+    with pytest.raises(ConfigError, match="fast_input_mtok and fast_output_mtok go together"):
+        gateway(
+            models={"claude-opus-5-5": {"provider": "anthropic", "price": price}}, **_fleet(model="claude-opus-5-5")
+        )

@@ -64,13 +64,17 @@ STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
 # renamed Fast mode on July 30, 2026 ... use either service_tier: "priority" or service_tier: "fast"";
 # the API reference: "The response will show service_tier=priority regardless")
 TIER_ALIASES = {"fast": "priority"}
-# fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok`
+# fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok` and
+# `<speed>_input_mtok` / `<speed>_output_mtok` (Anthropic fast mode)
+SPEED_KEYS = {s: (f"{s}_input_mtok", f"{s}_output_mtok") for s in SPEEDS}
 OVERRIDE_KEYS = (
     frozenset(PRICE_KEYS)
     | {k for _, k in FEE_UNITS}
     | {"requests_kcount"}
     | {f"{t}_{k}" for t in SERVICE_TIERS for k in ("input_mtok", "output_mtok")}
+    | {k for keys in SPEED_KEYS.values() for k in keys}
 )
+_CACHE_KEYS = ("cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok")
 
 Tiered = tuple[tuple[int, Decimal], ...]  # ((start, $/MTok), ...) ascending; the base tier has start -1
 TextBand = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal, Decimal, Decimal]
@@ -494,8 +498,13 @@ class PriceTable:
                     tier_price["input_mtok"] = override.get(f"{t}_input_mtok", override.get("input_mtok", 0))
                     tier_price["output_mtok"] = override.get(f"{t}_output_mtok", override.get("output_mtok", 0))
                     tiers[t] = _rates(model, _Prices(tier_price), override.get("context_window"), "config", {})
+            speeds = {
+                speed: _rates(model, _Prices(_at_speed(override, *keys)), override.get("context_window"), "config", {})
+                for speed, keys in SPEED_KEYS.items()
+                if keys[0] in override
+            }
             rates = _rates(model, _Prices(override), override.get("context_window"), "config", tiers)
-            return _with_modifiers(rates, provider_id, {})
+            return _with_modifiers(rates, provider_id, speeds)
         from genai_prices import data_snapshot
 
         try:
@@ -522,6 +531,19 @@ class PriceTable:
                 )
         rates = _with_extras(_rates(model, standard, info.context_window, "genai-prices", tiers), provider_id)
         return _with_modifiers(rates, provider_id, speeds)
+
+
+def _at_speed(override: Mapping[str, Any], input_key: str, output_key: str) -> dict[str, Any]:
+    """A `price:` override's prices in a speed mode: its `fast_input_mtok` / `fast_output_mtok`, and the
+    prompt-cache prices at the same multiples of the fast input price as of the standard one (Anthropic:
+    "Prompt caching multipliers apply on top of fast mode pricing")."""
+    out = dict(override)
+    standard, fast = Decimal(override["input_mtok"]), Decimal(override[input_key])
+    out["input_mtok"], out["output_mtok"] = fast, override[output_key]
+    for k in _CACHE_KEYS:
+        if k in override:
+            out[k] = Decimal(override[k]) * fast / standard if standard else override[k]
+    return out
 
 
 def data_residency_hosts() -> frozenset[str]:
