@@ -505,4 +505,5 @@ def _routing(r: RoutingFile, base: Path | None) -> Routing:
         feedback_tasks=tuple(r.feedback_tasks),
         feedback_floor=r.feedback_floor,
         feedback_explore=r.feedback_explore,
+        feedback_keep_days=r.feedback_keep_days,
     )

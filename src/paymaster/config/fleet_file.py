@@ -325,6 +325,9 @@ class RoutingFile(Part):
     )
     feedback_floor: Fraction = Field(0.9, description="success rate the learnt tier must keep (0 < x <= 1)")
     feedback_explore: Fraction = Field(0.05, description="most of the calls that may explore a cheaper, unproven tier")
+    feedback_keep_days: Annotated[int, Whole(1, 36_500)] = Field(
+        30, description="calls older than this many days cannot be rated, and their stored ratings are deleted"
+    )
 
     @model_validator(mode="after")
     def _one_threshold(self) -> RoutingFile:

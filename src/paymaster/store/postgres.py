@@ -116,6 +116,15 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append(
+    (
+        "006_routing_feedback_age",  # a rating is deleted once its call is too old to be rated (levers/routing.py)
+        """
+        ALTER TABLE routing_feedback ADD COLUMN call_ts double precision NOT NULL DEFAULT extract(epoch from now());
+        CREATE INDEX routing_feedback_call_ts ON routing_feedback (call_ts);
+        """,
+    )
+)
 _MIGRATION_LOCK = 0x7061796D  # "paym": one replica migrates at a time
 
 
