@@ -159,3 +159,26 @@ def test_a_rate_refusal_on_one_replica_is_known_to_the_others(sim_process: str, 
         assert len(limited) == 1, limited  # one episode, whichever replica refuses
     finally:
         stop(procs)
+
+
+def test_an_agent_added_at_run_time_has_one_shared_status_on_every_replica(
+    sim_process: str,  # noqa: F811  (the fixture)
+    tmp_path: Path,
+    shared: Shared,
+) -> None:
+    """An agent added on one replica gets its shared status record when added, as the agents of the file get one at
+    start: every replica then shows it active since the same moment. Before, the record came only with its first
+    change, and each replica showed the `since` of the moment it learnt of the agent."""
+    key = "pm-alice-replicas"
+    agents = {"alice": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(key)}}
+    procs, (a, b) = serve(fleet_file(tmp_path, sim_process, shared, agents), 2)
+    try:
+        added = admin(a, "POST", "/admin/agents", {"name": "carol", "model": "claude-haiku-4-5", "daily_usd": "1"})
+        time.sleep(WITHIN)
+        ask(b, added["key"])  # b knows carol
+        assert shared.redis.exists("pm:st:carol") == 1
+        seen = [admin(port, "GET", "/admin/agents/carol") for port in (a, b)]
+        assert seen[0]["status"] == seen[1]["status"], seen
+        assert seen[0]["status"]["state"] == "active"
+    finally:
+        stop(procs)

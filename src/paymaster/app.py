@@ -30,7 +30,7 @@ from .batch import api_anthropic as batch_anthropic
 from .batch import api_openai as batch_openai
 from .batch import routes as batch_routes
 from .batch.service import Batches
-from .blackboard import Blackboard, Status, stored_events
+from .blackboard import Blackboard, stored_events
 from .budget import Budget
 from .call import Call, Usage
 from .config import PRICE_PROVIDER, Agent, AgentLimits, Config, Task
@@ -199,8 +199,7 @@ class Gateway:
     def reconfigure(self, config: Config) -> None:
         """Run on `config` from the next call on (fleet/live.py: agents, keys, caps, limits changed)."""
         self.config = config
-        for name in config.agents:
-            self.board.status.setdefault(name, Status())
+        self.board.add(list(config.agents))
         self.admission.config = config
         self.admin = dataclasses.replace(self.admin, config=config)
         self.budget.reconfigure(config)

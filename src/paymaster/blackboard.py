@@ -95,6 +95,15 @@ class Blackboard:
             for reader in readers:
                 reader(data)
 
+    def add(self, agents: list[str]) -> None:
+        """Agents added at run time (a fleet change): active from now; with replicas, their shared records made
+        now (the first replica's `since`), not at their first change, so every replica shows them alike."""
+        new = [a for a in agents if a not in self.status]
+        for a in new:
+            self.status[a] = Status()
+        if new and self.shared is not None:
+            self.shared.added(new)
+
     def block(self, agent: str, reason: str, window: str, until: str, until_ts: float) -> None:
         st = self.status[agent]
         if st.state == "blocked" and st.window == window and st.until_ts == until_ts:
@@ -141,6 +150,7 @@ class Blackboard:
 
 class SharedChanges(Protocol):
     def change(self, agent: str, was: str, new: Status, kind: str, data: dict[str, Any], until_le: float) -> None: ...
+    def added(self, agents: list[str]) -> None: ...
 
 
 class EventStore(Protocol):
