@@ -384,6 +384,34 @@ def test_a_workspace_defaulting_to_us_inference_is_reserved_at_the_premium_once_
     assert ledger_usd(row) == bill <= Decimal("0.031") and row["reconcile"] == 0
 
 
+def test_a_workspace_defaulting_to_us_reserves_a_legacy_model_at_the_price_it_charges(gateway: Any, sim: Any) -> None:
+    """…/manage-claude/data-residency: `inference_geo` is for Claude Opus 4.6 and later ("requests with
+    inference_geo on legacy models return a 400 error"): Haiku 4.5 runs, and is billed, at its standard price
+    whatever the workspace's default. Before, a "us" workspace reserved it at 1.1x: a call that fits the cap at
+    the price it is billed was shrunk. Naming `inference_geo` on it is refused as the provider refuses it."""
+    sim.workspace("us")
+    providers = {
+        "anthropic": {"kind": "anthropic", "base_url": sim.url, "api_key_env": "SIM_KEY", "timeout_s": 5,
+                      "inference_geo": "us"},
+        "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+    }  # fmt: skip
+    body: dict[str, Any] = {"model": "claude-haiku-4-5", "max_tokens": 2000,
+                            "messages": [{"role": "user", "content": "go [sim:tokens=2000]"}]}  # fmt: skip
+    standard = reserved(body)  # the bound at the standard price (no geography)
+    cap = (standard * Decimal("1.05")).quantize(Decimal("0.000001"))  # fits at 1x, not at 1.1x
+    gw = gateway(providers=providers, **_fleet(model="claude-haiku-4-5", daily_usd=str(cap)))
+    raw = gw.anthropic("fay").messages.with_raw_response.create(**body)
+    msg = raw.parse()
+    assert "x-paymaster-max-tokens" not in raw.headers  # not shrunk
+    assert msg.usage.output_tokens == 2000 and msg.usage.inference_geo in (None, "not_available", "global")
+    (row,) = gw.ledger("fay")
+    assert ledger_usd(row) == (msg.usage.input_tokens * 1 + msg.usage.output_tokens * 5) / MTOK  # $1 / $5
+    with pytest.raises(anthropic.BadRequestError) as e:
+        gw.anthropic("fay").messages.create(**body, inference_geo="us")
+    assert e.value.body["error"]["message"].startswith("inference_geo")
+    assert len(gw.ledger("fay")) == 1  # nothing sent, nothing booked
+
+
 def test_a_workspace_geography_is_only_for_anthropic_providers(gateway: Any) -> None:
     from paymaster.config import ConfigError, parse
 

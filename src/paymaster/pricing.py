@@ -20,6 +20,7 @@ the ledger also keeps the exact Decimal.
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left
 from collections.abc import Mapping
@@ -566,14 +567,22 @@ def data_residency_uplift(model: str, host: str) -> Decimal | None:
 def _with_modifiers(rates: Rates, provider_id: str | None, speeds: Mapping[str, Rates]) -> Rates:
     """`rates` with its speed variants and the provider's inference-geography multipliers
     (data/extra_prices.yaml `modifiers`), each speed variant carrying the same multipliers."""
-    geos = {
-        k: Decimal(str(v))
-        for k, v in _extra_prices()["modifiers"].get(provider_id or "", {}).get("inference_geo", {}).items()
-    }
+    rule = _extra_prices()["modifiers"].get(provider_id or "", {})
+    geos = (
+        {} if _legacy_geo(rates.model, rule) else {k: Decimal(str(v)) for k, v in rule.get("inference_geo", {}).items()}
+    )
     if not geos and not speeds:
         return rates
     speeds = {k: replace(v, geos=geos) for k, v in speeds.items()}
     return replace(rates, speeds=speeds, geos=geos)
+
+
+def _legacy_geo(model: str, rule: Mapping[str, Any]) -> bool:
+    """Whether `model` is one that refuses `inference_geo` (data/extra_prices.yaml `inference_geo_legacy`)."""
+    for m in rule.get("inference_geo_legacy", ()):
+        if model.startswith(m) if m.endswith("-") else model == m or re.fullmatch(re.escape(m) + r"-\d{8}", model):
+            return True
+    return False
 
 
 def _with_extras(rates: Rates, provider_id: str | None) -> Rates:

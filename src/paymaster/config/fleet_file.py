@@ -145,7 +145,7 @@ class ProviderFile(Part):
     inference_geo: Annotated[str, Choice(*INFERENCE_GEOS)] | None = Field(
         None,
         description="Anthropic: the workspace's default inference geography, where a request naming none runs "
-        '(default: global; "us" is priced at its 1.1x premium)',
+        '(default: global; "us" is priced at its 1.1x premium on the models that take it, Opus 4.6 and later)',
     )
     timeout_s: Seconds = Field(600, description="longest silence from the provider once the request is sent")
     connect_timeout_s: Seconds = Field(10, description="TCP + proxy tunnel + TLS handshake")
