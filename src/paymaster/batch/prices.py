@@ -48,5 +48,6 @@ def _listed(model: str, provider: str | None) -> Rates | None:
 
 
 def halved(r: Rates) -> Rates:
-    """Every token price of `r` halved (its service tiers dropped; speed variants and geographies kept)."""
-    return replace(r.scaled(HALF), source=r.source + " batch (50%)", tiers={}, speeds=r.speeds, geos=r.geos)
+    """Every token price of `r` halved (its service tiers and speed variants dropped — fast mode is not available
+    with the Batch API, levers/batch.py — its geographies kept)."""
+    return replace(r.scaled(HALF), source=r.source + " batch (50%)", tiers={}, speeds={}, geos=r.geos)

@@ -33,6 +33,7 @@ from ..budget import Ticket
 from ..call import Call, Usage
 from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
 from ..levers.base import LeverContext
+from ..levers.batch import FAST_IN_BATCH, fast_mode
 from ..pricing import from_nanos, to_nanos
 from ..settle import price
 from ..store.row import LedgerRow
@@ -165,6 +166,8 @@ class Batches:
                     call = decode(wire, agent, body, h, len(orjson.dumps(body)))
                     if call.stream:
                         raise BadRequest("stream: batched requests cannot stream", param="stream")
+                    if fast_mode(call):
+                        raise BadRequest(FAST_IN_BATCH, param="speed")
                     ctx = LeverContext(agent, task_of(agent, call), h, self.gw)
                     for lever in self.gw.appliers:
                         if lever.name not in IN_BATCH_SKIPS:

@@ -3,8 +3,9 @@ batch API at half price (`paymaster.batch`); the agent gets 202 and a job id at 
 
 <deadline>: seconds from now ("3600"), a duration ("90m", "24h", "2d"), an ISO 8601 time, or "true" (no
 deadline: sent when its queue flushes). The agent's or the task type's `defer: true` defers every call that
-does not stream, as `true` would. The pipeline sends a call this lever marked to `Batches` after the
-other levers have run (routing tiers, cache breakpoints apply to batched requests as in real time).
+does not stream and does not ask for Anthropic's fast mode (not available with the Batch API), as `true` would.
+The pipeline sends a call this lever marked to `Batches` after the other levers have run (routing tiers, cache
+breakpoints apply to batched requests as in real time).
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ if TYPE_CHECKING:
 HEADER = b"x-paymaster-defer"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+
+
+# platform.claude.com/docs/en/about-claude/pricing ("Fast mode pricing"): "Fast mode is not available with the
+# Batch API"
+FAST_IN_BATCH = "speed: fast mode is not available with the Batch API: drop speed or send the call in real time"
+
+
+def fast_mode(call: Call) -> bool:
+    """Whether `call` asks for Anthropic's fast mode, which the Batch API does not take."""
+    return call.api == "anthropic" and call.body.get("speed") == "fast"
 
 
 @dataclass(slots=True)
@@ -57,11 +68,17 @@ class Deferral:
     async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
         v = ctx.headers.get(HEADER)
         if v is None:
-            if (ctx.agent.defer or (ctx.task is not None and ctx.task.defer)) and not call.stream:
-                ctx.state[self.name] = Deferred(None)  # by setting (a streamed call stays real-time)
+            if (
+                (ctx.agent.defer or (ctx.task is not None and ctx.task.defer))
+                and not call.stream
+                and not fast_mode(call)
+            ):
+                ctx.state[self.name] = Deferred(None)  # by setting (a streamed or fast-mode call stays real-time)
             return None
         if call.stream:
             raise BadRequest("a deferred call cannot stream: drop stream or x-paymaster-defer", param="stream")
+        if fast_mode(call):
+            raise BadRequest(FAST_IN_BATCH, param="speed")
         ctx.state[self.name] = Deferred(deadline(v.decode("latin-1"), self.gateway.clock()))
         return None
 
