@@ -33,7 +33,6 @@ from ..budget import Ticket
 from ..call import Call, Usage
 from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
 from ..levers.base import LeverContext
-from ..levers.batch import FAST_IN_BATCH, fast_mode
 from ..pricing import from_nanos, to_nanos
 from ..settle import price
 from ..store.row import LedgerRow
@@ -42,7 +41,7 @@ from ..wire import translate
 from ..wire.openai import choices
 from . import holds, upstream
 from .pg_queue import PgQueue, Settlement
-from .prices import batch_rates
+from .prices import FAST_IN_BATCH, batch_rates, fast_mode
 from .queue import CLAIM, Job, Queue, claim_id
 from .webhook import post
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..batch.prices import FAST_IN_BATCH, fast_mode
 from ..errors import BadRequest
 from .base import Answer, Bill, LeverContext, Services
 
@@ -25,16 +26,6 @@ if TYPE_CHECKING:
 HEADER = b"x-paymaster-defer"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
-
-
-# platform.claude.com/docs/en/about-claude/pricing ("Fast mode pricing"): "Fast mode is not available with the
-# Batch API"
-FAST_IN_BATCH = "speed: fast mode is not available with the Batch API: drop speed or send the call in real time"
-
-
-def fast_mode(call: Call) -> bool:
-    """Whether `call` asks for Anthropic's fast mode, which the Batch API does not take."""
-    return call.api == "anthropic" and call.body.get("speed") == "fast"
 
 
 @dataclass(slots=True)
