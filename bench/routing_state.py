@@ -81,7 +81,7 @@ async def background(url: str, keys: int, rounds: int) -> None:
     rated = []
     for i in range(rounds):
         t = time.perf_counter()
-        await sync.rate(f"bench-call-{time.time_ns()}-{i}", names[i % keys], "light", 1.0)
+        await sync.rate(f"bench-call-{time.time_ns()}-{i}", time.time(), names[i % keys], "light", 1.0)
         rated.append(time.perf_counter() - t)
     await sync.stop()
     await pool.close()

@@ -9,11 +9,17 @@ Three pieces a router recipe is judged by, kept apart from the numerics so tests
   objective that never compares prompts of different groups (different workloads).
 - `choose`: the selection rule, fixed before any held-out figure was looked at: the candidate with the
   highest mean inner margin over prompt length; length itself on a tie.
+
+And the pieces of scripts/probe_router_rank.py (workload-relative scores): `RANK_CANDIDATES`, a prompt's
+quantile inside its workload (`mid_ranks`, the whole evaluated set; `stream_ranks`, a running window as the
+router keeps), `blend` of the signals' ranks, and the success criterion `beats`.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
+from collections import deque
 from collections.abc import Mapping, Sequence
 
 SUBJECT_FOLDS = 5
@@ -72,3 +78,62 @@ def within_pairs(
 def choose(criteria: Mapping[str, float]) -> str:
     """The candidate with the highest criterion (rounded to 1e-6); prompt length on a tie."""
     return max(criteria, key=lambda n: (round(criteria[n], 6), n == BASELINE))
+
+
+# -- workload-relative scores (scripts/probe_router_rank.py) ----------------------------------------
+
+# Each candidate: weights over the signals' ranks inside the workload (weights sum to 1). Fixed before any
+# held-out figure of these candidates was computed. "words": prompt length in words (the baseline);
+# "classifier": the fold's classifier (scripts/train_router.py's recipe, trained on the fold's training data
+# only); "numbers": how many numeric tokens the prompt holds (classifier.features' "numbers" count).
+RANK_CANDIDATES: dict[str, dict[str, float]] = {
+    BASELINE: {"words": 1.0},
+    "classifier": {"classifier": 1.0},
+    "rank 0.75 words + 0.25 classifier": {"words": 0.75, "classifier": 0.25},
+    "rank 0.5 words + 0.5 classifier": {"words": 0.5, "classifier": 0.5},
+    "rank 0.25 words + 0.75 classifier": {"words": 0.25, "classifier": 0.75},
+    "rank mean of words, classifier, numbers": {"words": 1 / 3, "classifier": 1 / 3, "numbers": 1 / 3},
+}
+STREAM_WINDOW = 1000  # the router's default routing.share_window
+STREAM_ORDERS = {"gsm8k": 10, "mmlu": 3, "mt_bench": 40}  # random orders per held-out stream (as the re-fit probe)
+
+
+def mid_rank(ordered: Sequence[float], value: float) -> float:
+    """The quantile of `value` among the sorted `ordered` (which holds it): (number below + half the number
+    equal) / n, in (0, 1); ties share one rank."""
+    lo, hi = bisect.bisect_left(ordered, value), bisect.bisect_right(ordered, value)
+    return (lo + (hi - lo) / 2) / len(ordered)
+
+
+def mid_ranks(values: Sequence[float]) -> list[float]:
+    """Each value's quantile inside the whole workload `values` (the batch version)."""
+    ordered = sorted(values)
+    return [mid_rank(ordered, v) for v in values]
+
+
+def stream_ranks(values: Sequence[float], window: int = STREAM_WINDOW) -> list[float]:
+    """Each value's quantile among the last `window` values of the stream up to and including itself: what a
+    router keeping a running window of recent scores per workload knows when the call arrives."""
+    recent: deque[float] = deque()
+    ordered: list[float] = []
+    out = []
+    for v in values:
+        if len(recent) == window:
+            del ordered[bisect.bisect_left(ordered, recent.popleft())]
+        recent.append(v)
+        bisect.insort(ordered, v)
+        out.append(mid_rank(ordered, v))
+    return out
+
+
+def blend(ranks: Mapping[str, Sequence[float]], weights: Mapping[str, float]) -> list[float]:
+    """sum over signals of weight x rank, per prompt (scale-free: every rank lies in (0, 1))."""
+    names = list(weights)
+    n = len(ranks[names[0]])
+    return [sum(weights[s] * ranks[s][i] for s in names) for i in range(n)]
+
+
+def beats(pick: Mapping[str, float], length: Mapping[str, float], random_mean: Mapping[str, float]) -> bool:
+    """The success criterion, per held-out benchmark: the picked procedure's APGR above prompt length's and
+    above the random router's mean, on every benchmark."""
+    return all(pick[b] > length[b] and pick[b] > random_mean[b] for b in pick)

@@ -82,6 +82,22 @@ def test_batch_prices_at_a_regional_endpoint_carry_the_uplift() -> None:
     assert rates.cost(Usage(10_000, 2_000)) == documented_bill(GPT54, True, 10_000, 0, 2_000) / 2
 
 
+def test_a_price_table_takes_its_uplifts_when_built_and_never_changes() -> None:
+    """A regional endpoint's uplift is given to the table it prices (a new table), not applied to a built one:
+    batch prices are cached per table, so a table changed after the fact would leave them stale."""
+    from paymaster.batch.prices import batch_rates
+    from paymaster.pricing import PriceTable
+
+    cfg = config("https://api.openai.com/v1")
+    u = Usage(10_000, 2_000)
+    plain = batch_rates(cfg, "gpt-5.4")
+    regional = PriceTable(uplifts={"gpt-5.4": UPLIFT})
+    assert regional.rates("gpt-5.4", "openai").cost(u) == documented_bill(GPT54, True, 10_000, 0, 2_000)
+    assert regional.uplift_of("gpt-5.4") == UPLIFT and cfg.prices.uplift_of("gpt-5.4") is None
+    assert cfg.prices.rates("gpt-5.4", "openai").cost(u) == documented_bill(GPT54, False, 10_000, 0, 2_000)
+    assert batch_rates(cfg, "gpt-5.4") == plain
+
+
 def test_data_residency_is_only_for_openai_providers() -> None:
     raw = {
         "ledger": "unused.db",

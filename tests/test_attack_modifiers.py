@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paymaster.config import ConfigError
 from paymaster.costmodel import Unbounded, estimate
 from paymaster.pricing import PriceTable
 from paymaster.wire import anthropic as wire
@@ -383,6 +384,34 @@ def test_a_workspace_defaulting_to_us_inference_is_reserved_at_the_premium_once_
     assert ledger_usd(row) == bill <= Decimal("0.031") and row["reconcile"] == 0
 
 
+def test_a_workspace_defaulting_to_us_reserves_a_legacy_model_at_the_price_it_charges(gateway: Any, sim: Any) -> None:
+    """…/manage-claude/data-residency: `inference_geo` is for Claude Opus 4.6 and later ("requests with
+    inference_geo on legacy models return a 400 error"): Haiku 4.5 runs, and is billed, at its standard price
+    whatever the workspace's default. Before, a "us" workspace reserved it at 1.1x: a call that fits the cap at
+    the price it is billed was shrunk. Naming `inference_geo` on it is refused as the provider refuses it."""
+    sim.workspace("us")
+    providers = {
+        "anthropic": {"kind": "anthropic", "base_url": sim.url, "api_key_env": "SIM_KEY", "timeout_s": 5,
+                      "inference_geo": "us"},
+        "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+    }  # fmt: skip
+    body: dict[str, Any] = {"model": "claude-haiku-4-5", "max_tokens": 2000,
+                            "messages": [{"role": "user", "content": "go [sim:tokens=2000]"}]}  # fmt: skip
+    standard = reserved(body)  # the bound at the standard price (no geography)
+    cap = (standard * Decimal("1.05")).quantize(Decimal("0.000001"))  # fits at 1x, not at 1.1x
+    gw = gateway(providers=providers, **_fleet(model="claude-haiku-4-5", daily_usd=str(cap)))
+    raw = gw.anthropic("fay").messages.with_raw_response.create(**body)
+    msg = raw.parse()
+    assert "x-paymaster-max-tokens" not in raw.headers  # not shrunk
+    assert msg.usage.output_tokens == 2000 and msg.usage.inference_geo in (None, "not_available", "global")
+    (row,) = gw.ledger("fay")
+    assert ledger_usd(row) == (msg.usage.input_tokens * 1 + msg.usage.output_tokens * 5) / MTOK  # $1 / $5
+    with pytest.raises(anthropic.BadRequestError) as e:
+        gw.anthropic("fay").messages.create(**body, inference_geo="us")
+    assert e.value.body["error"]["message"].startswith("inference_geo")
+    assert len(gw.ledger("fay")) == 1  # nothing sent, nothing booked
+
+
 def test_a_workspace_geography_is_only_for_anthropic_providers(gateway: Any) -> None:
     from paymaster.config import ConfigError, parse
 
@@ -480,3 +509,48 @@ def test_a_compaction_step_is_booked_at_its_documented_bill(gateway: Any) -> Non
         (row,) = gw.ledger("x")
     assert ledger_usd(row) == (Decimal(203_000) * 5 + Decimal(4_500) * 25) / MTOK
     assert row["reconcile"] == 0
+
+
+def test_fast_prices_in_a_price_override_price_fast_mode_on_that_model(gateway: Any) -> None:
+    """A `price:` override replaces genai-prices' prices, fast mode's with them: before, `fast_input_mtok` was an
+    unknown field and a fast-mode call on such a model was refused (400, param speed). With fast prices given,
+    the call is booked at them, the prompt-cache prices at the documented multiples of the fast input price
+    (platform.claude.com …/fast-mode: "Prompt caching multipliers apply on top of fast mode pricing")."""
+    inp, out, fast_in, fast_out = Decimal(4), Decimal(20), Decimal(9), Decimal(45)
+    price = {"input_mtok": str(inp), "output_mtok": str(out), "cache_read_mtok": str(inp * CACHE["read"]),
+             "cache_write_mtok": str(inp * CACHE["write_5m"])}  # fmt: skip
+    text = [{"type": "text", "text": "a long and stable preamble " * 200, "cache_control": {"type": "ephemeral"}}]
+    ask: dict[str, Any] = {"model": "claude-opus-5-5", "max_tokens": 300, "speed": "fast",
+                           "messages": [{"role": "user", "content": text}]}  # fmt: skip
+
+    plain = gateway(models={"claude-opus-5-5": {"provider": "anthropic", "price": price}},
+                    **_fleet(model="claude-opus-5-5", daily_usd=5))  # fmt: skip
+    with pytest.raises(anthropic.BadRequestError) as e:
+        plain.anthropic("fay").messages.create(**ask)
+    assert e.value.body["error"]["message"].startswith("speed")  # no fast price: refused, nothing spent
+    assert plain.ledger("fay") == []
+
+    fast = {**price, "fast_input_mtok": str(fast_in), "fast_output_mtok": str(fast_out)}
+    gw = gateway(models={"claude-opus-5-5": {"provider": "anthropic", "price": fast}},
+                 **_fleet(model="claude-opus-5-5", daily_usd=5))  # fmt: skip
+    client = gw.anthropic("fay")
+    for _ in range(2):  # the first writes the cache, the second reads it
+        msg = client.messages.create(**ask)
+        u = msg.usage
+        assert u.speed == "fast"
+        bill = (
+            u.input_tokens * fast_in
+            + (u.cache_creation_input_tokens or 0) * fast_in * CACHE["write_5m"]
+            + (u.cache_read_input_tokens or 0) * fast_in * CACHE["read"]
+            + u.output_tokens * fast_out
+        ) / MTOK
+        assert ledger_usd(gw.ledger("fay")[-1]) == bill
+    assert u.cache_read_input_tokens  # the cache read was priced too
+
+
+def test_a_fast_input_price_without_its_output_price_is_a_config_error(gateway: Any) -> None:
+    price = {"input_mtok": "4", "output_mtok": "20", "fast_input_mtok": "9"}
+    with pytest.raises(ConfigError, match="fast_input_mtok and fast_output_mtok go together"):
+        gateway(
+            models={"claude-opus-5-5": {"provider": "anthropic", "price": price}}, **_fleet(model="claude-opus-5-5")
+        )

@@ -119,3 +119,46 @@ def test_canceling_a_batch_releases_its_holds(gateway: Any, sim: Any) -> None:
         w["reserved_usd"] == "0.000000" for a in gw.admin("/admin/agents").json()["agents"] for w in a["windows"]
     )
     assert all(r["cost_nanos"] == 0 for r in gw.ledger("alice"))
+
+
+def test_fast_mode_is_refused_in_a_batch_request_by_request_with_nothing_held_or_spent(gateway: Any, sim: Any) -> None:
+    """platform.claude.com/docs/en/about-claude/pricing ("Fast mode pricing"): "Fast mode is not available with the
+    Batch API". Before, a fast-mode request was queued, held and booked at the full fast price (the speed
+    prices were not halved: a price nobody charges, for a request the provider refuses). Now it is an errored
+    result of its own, as a request that cannot be read is; the batch's other requests run."""
+    gw = gateway(agents={"fay": {"model": "claude-opus-4-8", "daily_usd": 5, "max_tokens": 100}}, **FAST)
+    c = gw.anthropic("fay")
+    b = c.messages.batches.create(
+        requests=[
+            {"custom_id": "fast", "params": params("hi", model="claude-opus-4-8", speed="fast")},
+            {"custom_id": "plain", "params": params("hi", model="claude-opus-4-8")},
+        ]
+    )
+    b = wait(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
+    results = {r.custom_id: r.result for r in c.messages.batches.results(b.id)}
+    assert results["plain"].type == "succeeded"
+    fast = results["fast"]
+    assert fast.type == "errored" and fast.error.error.type == "invalid_request_error"
+    assert "fast mode is not available with the Batch API" in fast.error.error.message
+    sent = [p for r in sim.requests if r["path"] == "/v1/messages/batches" and r["body"] for p in r["body"]["requests"]]
+    assert len(sent) == 1 and "speed" not in sent[0]["params"]  # the fast request never reached the provider
+    booked = [r for r in gw.ledger("fay") if r["cost_nanos"]]
+    assert len(booked) == 1 and booked[0]["status"] == "ok"  # only the plain request costs anything
+    assert all(w["reserved_usd"] == "0.000000" for w in gw.admin("/admin/agents/fay").json()["windows"])
+
+
+def test_a_deferred_fast_mode_call_is_refused_and_a_defer_setting_leaves_it_real_time(gateway: Any, sim: Any) -> None:
+    """x-paymaster-defer on a fast-mode call: 400 naming `speed`, nothing queued or spent. An agent whose calls are
+    deferred by setting (`defer: true`) has its fast-mode calls run in real time, as its streamed ones are."""
+    ask = {"model": "claude-opus-4-8", "max_tokens": 50, "speed": "fast",
+           "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    gw = gateway(agents={"fay": {"model": "claude-opus-4-8", "daily_usd": 5, "max_tokens": 100},
+                         "dan": {"model": "claude-opus-4-8", "daily_usd": 5, "max_tokens": 100, "defer": True}},
+                 **FAST)  # fmt: skip
+    raw = gw.anthropic("dan").messages.with_raw_response.create(**ask)  # before: refused (no fast batch price)
+    assert raw.status_code == 200 and raw.parse().usage.speed == "fast"  # answered now, not a 202 job
+    assert len([r for r in sim.requests if r["path"] == "/v1/messages"]) == 1
+    with pytest.raises(anthropic.BadRequestError) as e:
+        gw.anthropic("fay").messages.create(**ask, extra_headers={"x-paymaster-defer": "true"})
+    assert e.value.body["error"]["message"].startswith("speed: fast mode is not available with the Batch API")
+    assert gw.ledger("fay") == [] and len([r for r in sim.requests if r["path"].startswith("/v1/messages")]) == 1

@@ -126,3 +126,59 @@ def test_a_looping_agent_spread_over_replicas_is_caught(sim_process: str, tmp_pa
         assert '"agent":"olivia"' in looping[0]["data"]
     finally:
         stop(procs)
+
+
+def wait_for_event(port: int, kind: str) -> None:
+    """Follow a replica's event stream until it delivers an event of `kind` (stored history first)."""
+    headers = {"authorization": f"Bearer {ADMIN_KEY}", "last-event-id": "0"}
+    with httpx2.stream("GET", f"http://127.0.0.1:{port}/admin/events", headers=headers, timeout=10) as r:
+        for line in r.iter_lines():
+            if line == f"event: {kind}":
+                return
+
+
+def test_a_rate_refusal_on_one_replica_is_known_to_the_others(sim_process: str, tmp_path: Path, shared: Shared) -> None:  # noqa: F811
+    """A rate that refused an agent on one replica cannot refill before its retry-after: the stored `agent.limited`
+    event tells every replica, which refuses the agent locally until then, in the same episode (one event for the
+    fleet, not one per replica)."""
+    key = "pm-bob-replicas"
+    agents = {"bob": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(key),
+                      "limits": {"requests_per_minute": 2}}}  # fmt: skip
+    procs, (a, b) = serve(fleet_file(tmp_path, sim_process, shared, agents), 2)
+    try:
+        ask(a, key)
+        ask(a, key)
+        with pytest.raises(anthropic.RateLimitError):
+            ask(a, key)
+        wait_for_event(b, "agent.limited")  # b has the event a stored
+        with pytest.raises(anthropic.RateLimitError) as e:
+            ask(b, key)
+        assert 1 <= int(e.value.response.headers["retry-after"]) <= 30
+        time.sleep(1.0)  # a second event, if b published one, is stored by now
+        limited = shared.pg("SELECT data FROM events WHERE kind = 'agent.limited'")
+        assert len(limited) == 1, limited  # one episode, whichever replica refuses
+    finally:
+        stop(procs)
+
+
+def test_an_agent_added_at_run_time_has_one_shared_status_on_every_replica(
+    sim_process: str,  # noqa: F811  (the fixture)
+    tmp_path: Path,
+    shared: Shared,
+) -> None:
+    """An agent added on one replica gets its shared status record when added, as the agents of the file get one at
+    start: every replica then shows it active since the same moment. Before, the record came only with its first
+    change, and each replica showed the `since` of the moment it learnt of the agent."""
+    key = "pm-alice-replicas"
+    agents = {"alice": {"model": "claude-haiku-4-5", "daily_usd": "5", "key_sha256": hash_key(key)}}
+    procs, (a, b) = serve(fleet_file(tmp_path, sim_process, shared, agents), 2)
+    try:
+        added = admin(a, "POST", "/admin/agents", {"name": "carol", "model": "claude-haiku-4-5", "daily_usd": "1"})
+        time.sleep(WITHIN)
+        ask(b, added["key"])  # b knows carol
+        assert shared.redis.exists("pm:st:carol") == 1
+        seen = [admin(port, "GET", "/admin/agents/carol") for port in (a, b)]
+        assert seen[0]["status"] == seen[1]["status"], seen
+        assert seen[0]["status"]["state"] == "active"
+    finally:
+        stop(procs)

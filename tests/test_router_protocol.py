@@ -63,3 +63,39 @@ def test_choose_takes_the_best_inner_margin_and_length_on_a_tie():
     assert rp.choose({"words": 0.0, "x": 0.01, "y": -0.2}) == "x"
     assert rp.choose({"x": 0.0, "words": 0.0, "y": -0.2}) == "words"
     assert rp.choose({"x": 1e-8, "words": 0.0}) == "words"  # inside rounding: a tie
+
+
+def test_mid_ranks_are_quantiles_inside_the_workload_with_ties_sharing_one_rank():
+    assert rp.mid_ranks([10.0, 30.0, 20.0, 40.0]) == pytest.approx([0.125, 0.625, 0.375, 0.875])
+    assert rp.mid_ranks([1.0, 1.0, 2.0]) == pytest.approx([1 / 3, 1 / 3, 5 / 6])
+    # scale-free: any increasing transform of a signal leaves its ranks unchanged
+    values = [3.0, 0.5, 7.0, 7.0, 2.0]
+    assert rp.mid_ranks([v**3 + 100 for v in values]) == rp.mid_ranks(values)
+
+
+def test_stream_ranks_see_only_the_window_of_calls_up_to_each_one():
+    values = [5.0, 1.0, 3.0, 4.0, 2.0]
+    # a window as long as the stream: each call ranked among the calls so far, itself included
+    assert rp.stream_ranks(values, window=10) == pytest.approx([0.5, 0.25, 0.5, 0.625, 0.3])
+    # window 2: the call and the one before it
+    assert rp.stream_ranks(values, window=2) == pytest.approx([0.5, 0.25, 0.75, 0.75, 0.25])
+    # a window holding the whole stream ends on the batch ranks for the last call
+    assert rp.stream_ranks(values, window=5)[-1] == rp.mid_ranks(values)[-1]
+
+
+def test_blend_weights_ranks_and_candidates_are_fixed():
+    ranks = {"words": [0.1, 0.9], "classifier": [0.7, 0.3], "numbers": [0.5, 0.5]}
+    assert rp.blend(ranks, {"words": 0.75, "classifier": 0.25}) == pytest.approx([0.25, 0.75])
+    assert rp.blend(ranks, {"words": 1.0}) == [0.1, 0.9]
+    cands = rp.RANK_CANDIDATES
+    assert len(cands) <= 6 and cands[rp.BASELINE] == {"words": 1.0}
+    for weights in cands.values():
+        assert sum(weights.values()) == pytest.approx(1.0) and set(weights) <= set(ranks)
+
+
+def test_success_needs_length_and_random_beaten_on_every_benchmark():
+    length = {"gsm8k": 0.6, "mmlu": 0.58, "mt_bench": 0.55}
+    rand = {"gsm8k": 0.5, "mmlu": 0.5, "mt_bench": 0.5}
+    assert rp.beats({"gsm8k": 0.61, "mmlu": 0.59, "mt_bench": 0.7}, length, rand)
+    assert not rp.beats({"gsm8k": 0.61, "mmlu": 0.58, "mt_bench": 0.7}, length, rand)  # level is not above
+    assert not rp.beats({"gsm8k": 0.61, "mmlu": 0.59, "mt_bench": 0.49}, {**length, "mt_bench": 0.4}, rand)

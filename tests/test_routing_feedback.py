@@ -4,6 +4,7 @@ a success rate (routing_bandit.py)."""
 from __future__ import annotations
 
 import random
+import time
 
 import httpx2
 import openai
@@ -180,3 +181,21 @@ def test_with_feedback_the_gateway_moves_an_agent_to_the_cheapest_tier_that_keep
     assert tiers[0] == "heavy"  # nothing known: the top tier
     assert tiers[-10:].count("light") >= 8  # every tier succeeds: it settles on the cheapest
     assert gw.admin("/admin/routing").json()["feedback"]["alice/extraction"]["safe_tier"] == "light"
+
+
+def test_ratings_of_calls_past_feedback_keep_days_are_deleted_and_such_calls_cannot_be_rated(gateway):
+    """The router's state file kept every rating ever given. Now a call older than routing.feedback_keep_days
+    cannot be rated (400 in the OpenAI shape), and its stored rating is deleted by the next rating."""
+    now = [time.time()]
+    gw = gateway(clock=lambda: now[0], agents=auto_agents(),
+                 routing={"feedback_tasks": ["extraction"], "feedback_keep_days": 2})  # fmt: skip
+    old = one_call(gw)
+    assert post(gw, {"call_id": old, "success": True}, gw.keys["alice"]).status_code == 200
+    now[0] += 3 * 86_400
+    new = one_call(gw)
+    r = post(gw, {"call_id": old, "success": False}, gw.keys["alice"])
+    assert r.status_code == 400 and r.json()["error"]["param"] == "call_id"
+    assert "too old to rate" in r.json()["error"]["message"]
+    assert post(gw, {"call_id": new, "success": True}, gw.keys["alice"]).status_code == 200
+    stored = RoutingState(gw.config.ledger + ".routing").items("feedback")
+    assert [k for k, _ in stored] == [new]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import time
 from typing import Any
 
 import asyncpg
@@ -63,7 +64,7 @@ async def play(rs: list[Replica], ops: list[tuple[int, str, int, float]]) -> Non
         if op == "choose":
             r.bandit.choose(key, TIERS)
         elif op == "rate":
-            await r.sync.rate(prefix + str(call), key, TIERS[call % 3], score)
+            await r.sync.rate(prefix + str(call), time.time(), key, TIERS[call % 3], score)
         else:
             await r.sync.refresh()
 
@@ -117,7 +118,10 @@ def test_one_call_rated_on_two_replicas_at_the_same_moment_counts_once(shared: S
         a, b = await replicas(shared.postgres_url)
         for i in range(20):  # each call's first two ratings race: one of them must see the other's and take it back
             call = f"c{i}"
-            await asyncio.gather(a.sync.rate(call, "a/t", "light", 1.0), b.sync.rate(call, "a/t", "light", 0.0))
+            now = time.time()
+            await asyncio.gather(
+                a.sync.rate(call, now, "a/t", "light", 1.0), b.sync.rate(call, now, "a/t", "light", 0.0)
+            )
         for r in (a, b):
             await r.sync.refresh()
         for r in (a, b):
@@ -169,3 +173,21 @@ def test_merge_windows_keeps_each_replicas_share_of_the_traffic() -> None:
     merged = merge_windows([[0.0] * 300, [1.0] * 100], 100)
     assert len(merged) == 100 and merged.count(1.0) == 25
     assert merge_windows([], 5) == []
+
+
+def test_the_ratings_of_calls_past_the_keep_window_are_deleted(shared: Shared) -> None:  # noqa: F811
+    """routing_feedback keeps a row per rated call: without pruning it grows with every rating ever given. A rating
+    is deleted once its call is older than `routing.feedback_keep_days` (the endpoint refuses to rate such calls,
+    so a deleted rating is never needed to take an old score back)."""
+
+    async def go() -> None:
+        a, b = await replicas(shared.postgres_url)
+        now = time.time()
+        await a.sync.rate("old", now - 10 * 86_400, "a/t", "light", 1.0)
+        await b.sync.rate("recent", now - 86_400, "a/t", "light", 0.0)
+        await b.sync.prune(now - 5 * 86_400)
+        assert {r["call_id"] for r in await a.pool.fetch("SELECT call_id FROM routing_feedback")} == {"recent"}
+        assert await a.sync.rate("recent", now - 86_400, "a/t", "light", 1.0) == 0.0  # kept: taken back
+        await shut(a, b)
+
+    asyncio.run(go())

@@ -142,3 +142,33 @@ async def scenario(shared: Shared, steps: list[tuple]) -> None:
 @given(steps=st.lists(step, min_size=1, max_size=14))
 def test_no_interleaving_puts_a_window_over_its_cap_or_loses_a_dollar(shared, steps):
     asyncio.run(scenario(shared, steps))
+
+
+def test_drop_many_forgets_refused_reservations_rows_and_holds(shared: Shared) -> None:  # noqa: F811
+    """A batch that will not be queued (batch/holds.py) drops its reservations in one call: their pending rows go
+    and Redis holds nothing for them; the others stay as they were."""
+
+    async def run() -> None:
+        shared.redis.flushdb()
+        day, month = time.strftime("%Y-%m-%d", time.gmtime()), time.strftime("%Y-%m", time.gmtime())
+        store = SharedStore(shared.redis_url, shared.postgres_url, UTC, lease_s=1)
+        await store.open()
+        try:
+            ids = [f"pm_{i}" for i in range(5)]
+            for rid in ids:
+                await store.hold(Reservation(rid, "a", time.time(), "m", "anthropic", day, month, 100))
+                assert (await store.take(rid, windows("a", day, month), 100))[0] == 1
+            store.drop_many(ids[:3])
+            await quiet(store)
+            c = await asyncpg.connect(shared.postgres_url)
+            try:
+                assert sorted(r["id"] for r in await c.fetch("SELECT id FROM pending")) == ids[3:]
+            finally:
+                await c.close()
+            figures = await store.counters.read([w[:3] for w in windows("a", day, month)])
+            assert figures[0] == 1
+            assert [figures[1 + 2 * j : 3 + 2 * j] for j in range(3)] == [[0, 200]] * 3  # spent, held
+        finally:
+            await store.aclose()
+
+    asyncio.run(run())

@@ -30,10 +30,10 @@ from .batch import api_anthropic as batch_anthropic
 from .batch import api_openai as batch_openai
 from .batch import routes as batch_routes
 from .batch.service import Batches
-from .blackboard import Blackboard, Status, stored_events
+from .blackboard import Blackboard, stored_events
 from .budget import Budget
 from .call import Call, Usage
-from .config import PRICE_PROVIDER, Agent, Config, Task
+from .config import PRICE_PROVIDER, Agent, AgentLimits, Config, Task
 from .config.yaml_file import read_file
 from .errors import (
     BadRequest,
@@ -126,7 +126,7 @@ class Gateway:
             if isinstance(self.store, SharedStore)
             else ResponseBook(config.ledger)
         )
-        self.limits = Limits(self.board)  # denial-of-wallet limits; charged tokens as calls settle
+        self.limits = Limits(self.board, limits_of=self.limits_of)  # denial-of-wallet limits; tokens as calls settle
         if isinstance(self.store, SharedStore):
             self.limits.shared = RedisLimits(self.store.counters.redis, self.store.replica)
         self.metrics = Metrics(self)  # /metrics and the access log; dashboard/ serves /metrics and /dashboard
@@ -199,8 +199,7 @@ class Gateway:
     def reconfigure(self, config: Config) -> None:
         """Run on `config` from the next call on (fleet/live.py: agents, keys, caps, limits changed)."""
         self.config = config
-        for name in config.agents:
-            self.board.status.setdefault(name, Status())
+        self.board.add(list(config.agents))
         self.admission.config = config
         self.admin = dataclasses.replace(self.admin, config=config)
         self.budget.reconfigure(config)
@@ -448,6 +447,10 @@ class Gateway:
 
     def rates_of(self, model: str) -> Rates:
         return self.config.prices.rates(model, PRICE_PROVIDER[self.config.models[model].provider.kind])
+
+    def limits_of(self, agent: str) -> AgentLimits | None:
+        a = self.config.agents.get(agent)
+        return a.limits if a is not None else None
 
     def price(self, bill: Bill) -> int:
         return to_nanos(self.rates_of(bill.model).cost(bill.usage))

@@ -60,6 +60,12 @@ class Blackboard:
         self.sink: Callable[[float, str, bytes, str | None], None] | None = None
         # replicas: status changes decided in one shared place (store/shared_status.py), which publishes each once
         self.shared: SharedChanges | None = None
+        self._readers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+
+    def on(self, kind: str, reader: Callable[[dict[str, Any]], None]) -> None:
+        """Call `reader` with the data of each `kind` event delivered here: with replicas, every replica's
+        events, and at start the stored history (a reader judges an event's age by its `ts`)."""
+        self._readers.setdefault(kind, []).append(reader)
 
     @property
     def last_id(self) -> int:
@@ -83,6 +89,20 @@ class Blackboard:
         self.history.append((seq, frame))
         for q in self._subscribers:
             q.put_nowait((seq, frame))
+        readers = self._readers.get(kind)
+        if readers:
+            data = orjson.loads(payload)
+            for reader in readers:
+                reader(data)
+
+    def add(self, agents: list[str]) -> None:
+        """Agents added at run time (a fleet change): active from now; with replicas, their shared records made
+        now (the first replica's `since`), not at their first change, so every replica shows them alike."""
+        new = [a for a in agents if a not in self.status]
+        for a in new:
+            self.status[a] = Status()
+        if new and self.shared is not None:
+            self.shared.added(new)
 
     def block(self, agent: str, reason: str, window: str, until: str, until_ts: float) -> None:
         st = self.status[agent]
@@ -130,6 +150,7 @@ class Blackboard:
 
 class SharedChanges(Protocol):
     def change(self, agent: str, was: str, new: Status, kind: str, data: dict[str, Any], until_le: float) -> None: ...
+    def added(self, agents: list[str]) -> None: ...
 
 
 class EventStore(Protocol):

@@ -5,8 +5,9 @@
 
 `call_id` is the `x-paymaster-call-id` header of the answer. An agent may rate only its own calls
 (403 otherwise); the admin key may rate any. Only answered calls (ledger status `ok` or `cascade`) that ran on a
-model of the agent's tier ladder can be rated. Rating a call again replaces its earlier rating. The
-rating feeds the router's bandit for that agent and task type (levers/routing_bandit.py), which, for the
+model of the agent's tier ladder, and no older than `routing.feedback_keep_days` (30 by default), can be rated:
+ratings are stored per call, and deleted once their call is that old. Rating a call again replaces its earlier
+rating. The rating feeds the router's bandit for that agent and task type (levers/routing_bandit.py), which, for the
 task types in `routing.feedback_tasks`, picks the cheapest tier keeping `routing.feedback_floor`. Bad input is a
 400 in the OpenAI error shape; nothing here touches anyone's spend. Replicas store the rating in Postgres before
 answering (levers/routing_sync.py): whichever replica takes it, every replica's bandit learns from it.
@@ -30,6 +31,7 @@ __all__ = ["handle"]
 MAX_BODY = 1 << 14
 FIELDS = {"call_id", "success", "score"}
 RATEABLE = ("ok", "cascade")  # answered by a provider, or by a cascade's cheaper tier
+DAY_S = 86_400
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,7 +65,13 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     routing = gw.lever("routing")
     if routing is None:
         raise NotFound("this gateway runs without the routing lever: nothing learns from feedback")
-    previous = await routing.router.rate(call_id, f"{owner.name}/{row['task']}", tier, score)
+    keep = gw.config.routing.feedback_keep_days
+    if row["ts"] < gw.clock() - keep * DAY_S:  # its rating may be deleted already: a new one could count it twice
+        raise BadRequest(
+            f"call {call_id!r} is older than routing.feedback_keep_days ({keep} days): too old to rate",
+            param="call_id",
+        )
+    previous = await routing.router.rate(call_id, row["ts"], f"{owner.name}/{row['task']}", tier, score)
     out = {"call_id": call_id, "agent": owner.name, "task": row["task"] or None, "tier": tier, "score": score}
     await json_response(send, {**out, "replaced": previous is not None})
 

@@ -23,7 +23,9 @@ LIMITED_QUIET_S without a refusal, `agent.looping` once per loop.
 The check is O(1) per call, allocates nothing for an agent without limits and one fingerprint for the loop
 detector. The counters are in-process, or, with replicas (Redis configured), shared in Redis (limits_redis.py),
 the loop detector's included; a replica then remembers when a rate refused an agent (the bucket cannot refill
-sooner) and refuses it again without asking Redis until then.
+sooner) and refuses it again without asking Redis until then. The other replicas learn it from the stored
+`agent.limited` event (`limited`): they refuse the agent locally until its retry-after too, and count their
+refusals in the same episode (one event for the fleet, not one per replica).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .call import Call
 from .config import Agent, AgentLimits
 from .errors import RateLimited
 from .levers.base import LeverContext, Settlement
-from .limits_redis import RedisLimits, SharedRefusal
+from .limits_redis import CODES, RedisLimits, SharedRefusal
 
 LOOP_KEEP = 256  # fingerprints remembered per agent (the oldest are dropped past this)
 _DROPPED = b"0123456789 \t\r\n"  # counters, timestamps and spacing do not make two calls different
@@ -51,6 +53,7 @@ REFUSAL_BURST = 20  # refusals answered at once before the pace applies
 MAX_HOLD_S = 1.0  # the longest a refusal is held (retry-after is at least 1 s)
 LIMITED_QUIET_S = 60.0  # an `agent.limited` episode ends after this long without a refusal
 
+RATES = (CODES[1], CODES[2])  # the limits whose refusal lasts until a bucket refills: requests, tokens per minute
 _PACE = 1.0 / REFUSALS_PER_S
 _SLACK = REFUSAL_BURST * _PACE
 
@@ -85,11 +88,18 @@ class Entry:
 
 
 class Limits:
-    def __init__(self, board: Blackboard, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        board: Blackboard,
+        clock: Callable[[], float] = time.monotonic,
+        limits_of: Callable[[str], AgentLimits | None] = lambda _: None,
+    ) -> None:
         self.board = board
         self.clock = clock
+        self.limits_of = limits_of  # an agent's limits in the running config (None: no such agent)
         self.meters: dict[str, Meter] = {}
         self.shared: RedisLimits | None = None  # replicas: the counters in Redis
+        board.on("agent.limited", self.limited)
 
     # -- one call: enter (before the body), check (the body), leave ---------------------------------
 
@@ -237,6 +247,24 @@ class Limits:
         hold = self.hold(m, now)
         if hold > 0.0:
             await asyncio.sleep(hold)
+
+    def limited(self, event: dict[str, Any]) -> None:
+        """An `agent.limited` event delivered here, this replica's or another's (or a stored one, at start): the
+        agent's refusals from then on are the same episode, and with replicas a rate that refused it cannot
+        refill before the event's retry-after, so it is refused here until then without asking Redis. A replica
+        that knows of a refusal still in force at that moment (the publisher's own, exact) keeps its own."""
+        agent, ts = event.get("agent"), event.get("ts")
+        lim = self.limits_of(agent) if isinstance(agent, str) else None
+        if lim is None or not isinstance(ts, float | int):
+            return
+        assert isinstance(agent, str)
+        now = self.clock()
+        at = now - max(0.0, time.time() - ts)  # the refusal on this clock (a publisher's clock ahead: now)
+        m = self.meter(agent)
+        m.refused_at = max(m.refused_at, at)
+        wait, code = event.get("retry_after_s"), event.get("limit")
+        if self.shared is not None and code in RATES and isinstance(wait, int) and m.until <= at:
+            m.until, m.why, m.under = at + wait, str(code), lim
 
     @staticmethod
     def hold(m: Meter, now: float) -> float:

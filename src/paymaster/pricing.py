@@ -20,6 +20,7 @@ the ledger also keeps the exact Decimal.
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left
 from collections.abc import Mapping
@@ -64,13 +65,17 @@ STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
 # renamed Fast mode on July 30, 2026 ... use either service_tier: "priority" or service_tier: "fast"";
 # the API reference: "The response will show service_tier=priority regardless")
 TIER_ALIASES = {"fast": "priority"}
-# fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok`
+# fleet.yaml `price:` keys: genai-prices' names, plus `<tier>_input_mtok` / `<tier>_output_mtok` and
+# `<speed>_input_mtok` / `<speed>_output_mtok` (Anthropic fast mode)
+SPEED_KEYS = {s: (f"{s}_input_mtok", f"{s}_output_mtok") for s in SPEEDS}
 OVERRIDE_KEYS = (
     frozenset(PRICE_KEYS)
     | {k for _, k in FEE_UNITS}
     | {"requests_kcount"}
     | {f"{t}_{k}" for t in SERVICE_TIERS for k in ("input_mtok", "output_mtok")}
+    | {k for keys in SPEED_KEYS.values() for k in keys}
 )
+_CACHE_KEYS = ("cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok")
 
 Tiered = tuple[tuple[int, Decimal], ...]  # ((start, $/MTok), ...) ascending; the base tier has start -1
 TextBand = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal, Decimal, Decimal]
@@ -450,20 +455,18 @@ class _Prices:
 class PriceTable:
     """Model name → Rates, from genai-prices plus fleet.yaml overrides."""
 
-    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self, overrides: Mapping[str, Mapping[str, Any]] | None = None, uplifts: Mapping[str, Decimal] | None = None
+    ) -> None:
+        """`uplifts`: model → multiplier on every token price, for a model served from an endpoint that charges
+        a premium (`data_residency_uplift`). A table never changes once built (batch/prices.py caches by it)."""
         self._overrides = {name: dict(p) for name, p in (overrides or {}).items()}
         self._cache: dict[tuple[str, str | None, int], Rates] = {}
-        self._uplifts: dict[str, Decimal] = {}  # model → multiplier on every token price (its endpoint's)
+        self._uplifts = dict(uplifts or {})
 
     def uplift_of(self, model: str) -> Decimal | None:
-        """The multiplier `uplift` set for `model`, if any (batch prices take it too)."""
+        """The multiplier on `model`'s token prices, if any (batch prices take it too)."""
         return self._uplifts.get(model)
-
-    def uplift(self, model: str, factor: Decimal) -> None:
-        """Price `model` at `factor` times its token prices from now on (the endpoint it is served from
-        charges a premium: `data_residency_uplift`)."""
-        self._uplifts[model] = factor
-        self._cache = {k: v for k, v in self._cache.items() if k[0] != model}
 
     def rates(self, model: str, provider_id: str | None = None, when: datetime | None = None) -> Rates:
         # genai-prices prices can change by date: resolved once per model and UTC day
@@ -496,8 +499,13 @@ class PriceTable:
                     tier_price["input_mtok"] = override.get(f"{t}_input_mtok", override.get("input_mtok", 0))
                     tier_price["output_mtok"] = override.get(f"{t}_output_mtok", override.get("output_mtok", 0))
                     tiers[t] = _rates(model, _Prices(tier_price), override.get("context_window"), "config", {})
+            speeds = {
+                speed: _rates(model, _Prices(_at_speed(override, *keys)), override.get("context_window"), "config", {})
+                for speed, keys in SPEED_KEYS.items()
+                if keys[0] in override
+            }
             rates = _rates(model, _Prices(override), override.get("context_window"), "config", tiers)
-            return _with_modifiers(rates, provider_id, {})
+            return _with_modifiers(rates, provider_id, speeds)
         from genai_prices import data_snapshot
 
         try:
@@ -526,6 +534,19 @@ class PriceTable:
         return _with_modifiers(rates, provider_id, speeds)
 
 
+def _at_speed(override: Mapping[str, Any], input_key: str, output_key: str) -> dict[str, Any]:
+    """A `price:` override's prices in a speed mode: its `fast_input_mtok` / `fast_output_mtok`, and the
+    prompt-cache prices at the same multiples of the fast input price as of the standard one (Anthropic:
+    "Prompt caching multipliers apply on top of fast mode pricing")."""
+    out = dict(override)
+    standard, fast = Decimal(override["input_mtok"]), Decimal(override[input_key])
+    out["input_mtok"], out["output_mtok"] = fast, override[output_key]
+    for k in _CACHE_KEYS:
+        if k in override:
+            out[k] = Decimal(override[k]) * fast / standard if standard else override[k]
+    return out
+
+
 def data_residency_hosts() -> frozenset[str]:
     """OpenAI's regional (data-residency) API domains."""
     return frozenset(_extra_prices()["modifiers"]["openai"]["data_residency"]["hosts"])
@@ -546,14 +567,22 @@ def data_residency_uplift(model: str, host: str) -> Decimal | None:
 def _with_modifiers(rates: Rates, provider_id: str | None, speeds: Mapping[str, Rates]) -> Rates:
     """`rates` with its speed variants and the provider's inference-geography multipliers
     (data/extra_prices.yaml `modifiers`), each speed variant carrying the same multipliers."""
-    geos = {
-        k: Decimal(str(v))
-        for k, v in _extra_prices()["modifiers"].get(provider_id or "", {}).get("inference_geo", {}).items()
-    }
+    rule = _extra_prices()["modifiers"].get(provider_id or "", {})
+    geos = (
+        {} if _legacy_geo(rates.model, rule) else {k: Decimal(str(v)) for k, v in rule.get("inference_geo", {}).items()}
+    )
     if not geos and not speeds:
         return rates
     speeds = {k: replace(v, geos=geos) for k, v in speeds.items()}
     return replace(rates, speeds=speeds, geos=geos)
+
+
+def _legacy_geo(model: str, rule: Mapping[str, Any]) -> bool:
+    """Whether `model` is one that refuses `inference_geo` (data/extra_prices.yaml `inference_geo_legacy`)."""
+    for m in rule.get("inference_geo_legacy", ()):
+        if model.startswith(m) if m.endswith("-") else model == m or re.fullmatch(re.escape(m) + r"-\d{8}", model):
+            return True
+    return False
 
 
 def _with_extras(rates: Rates, provider_id: str | None) -> Rates:

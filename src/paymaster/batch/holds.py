@@ -105,7 +105,7 @@ async def hold_batch(shared: SharedStore, budget: Budget, agent: str, jobs: Sequ
     try:
         await pool.copy_records_to_table("pending", records=paced(rows))
     except OUTAGES as e:
-        forget(shared, ids)  # a COPY whose answer was lost may have been written
+        shared.drop_many(ids)  # a COPY whose answer was lost may have been written
         raise StoreDown(f"the reservation journal (Postgres) cannot be written: {e}") from e
     head = [EPOCH, owner_key(BATCH_OWNER), *(window_key(*w.key) for w in ws)]
     spec: list[Any] = [len(ws)]
@@ -128,14 +128,14 @@ async def hold_batch(shared: SharedStore, budget: Budget, agent: str, jobs: Sequ
             if out[0] != 1:
                 break
     except (*OUTAGES, StoreDown) as e:
-        forget(shared, ids)
+        shared.drop_many(ids)
         raise e if isinstance(e, StoreDown) else StoreDown(f"the budget counters (Redis) cannot be reached: {e}") from e
     budget.seen([w.key for w in ws], out[1:])
     if out[0] == 1:
         if budget.board.status[agent].state == "blocked":
             budget.board.unblock(agent, "a call was admitted")
         return
-    forget(shared, ids)
+    shared.drop_many(ids)
     budget.refused[agent] = budget.refused.get(agent, 0) + 1
     budget.block_if_spent(agent)  # not even a minimal call fits: blocked, as a refused call would be
     raise CallTooLarge(
@@ -163,20 +163,3 @@ async def _hold_chunk(
     if out[0] == REBUILD:
         await shared.rebuild()
     return out
-
-
-def forget(shared: SharedStore, ids: Sequence[str]) -> None:
-    """A batch that will not be queued: its pending rows go, then whatever Redis holds for them (a rebuild may have
-    held them from the rows), retried in the background until both stores answer."""
-
-    async def rows() -> None:
-        await shared.pg.db.execute("DELETE FROM pending WHERE id = ANY($1::text[])", list(ids))
-
-    async def holds() -> None:
-        await shared._release_many([(i, 0) for i in ids])
-
-    async def both() -> None:
-        await shared._retry(rows)
-        await shared._retry(holds)
-
-    shared._spawn(both())

@@ -9,9 +9,23 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
+from typing import TYPE_CHECKING
 
 from ..config import PRICE_PROVIDER, Config
 from ..pricing import Rates, _rates, _with_extras
+
+if TYPE_CHECKING:
+    from ..call import Call
+
+# platform.claude.com/docs/en/about-claude/pricing ("Fast mode pricing"): "Fast mode is not available with the
+# Batch API": batch prices carry no speed variants, and a fast-mode request is refused before it is queued
+FAST_IN_BATCH = "speed: fast mode is not available with the Batch API: drop speed or send the call in real time"
+
+
+def fast_mode(call: Call) -> bool:
+    """Whether `call` asks for Anthropic's fast mode, which the Batch API does not take."""
+    return call.api == "anthropic" and call.body.get("speed") == "fast"
+
 
 HALF = Decimal("0.5")
 
@@ -48,5 +62,6 @@ def _listed(model: str, provider: str | None) -> Rates | None:
 
 
 def halved(r: Rates) -> Rates:
-    """Every token price of `r` halved (its service tiers dropped; speed variants and geographies kept)."""
-    return replace(r.scaled(HALF), source=r.source + " batch (50%)", tiers={}, speeds=r.speeds, geos=r.geos)
+    """Every token price of `r` halved (its service tiers and speed variants dropped — fast mode is not available
+    with the Batch API, levers/batch.py — its geographies kept)."""
+    return replace(r.scaled(HALF), source=r.source + " batch (50%)", tiers={}, speeds={}, geos=r.geos)

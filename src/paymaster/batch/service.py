@@ -41,7 +41,7 @@ from ..wire import translate
 from ..wire.openai import choices
 from . import holds, upstream
 from .pg_queue import PgQueue, Settlement
-from .prices import batch_rates
+from .prices import FAST_IN_BATCH, batch_rates, fast_mode
 from .queue import CLAIM, Job, Queue, claim_id
 from .webhook import post
 
@@ -165,6 +165,8 @@ class Batches:
                     call = decode(wire, agent, body, h, len(orjson.dumps(body)))
                     if call.stream:
                         raise BadRequest("stream: batched requests cannot stream", param="stream")
+                    if fast_mode(call):
+                        raise BadRequest(FAST_IN_BATCH, param="speed")
                     ctx = LeverContext(agent, task_of(agent, call), h, self.gw)
                     for lever in self.gw.appliers:
                         if lever.name not in IN_BATCH_SKIPS:
@@ -203,7 +205,7 @@ class Batches:
         except Exception as e:
             if not self.unwritten(jobs):  # the commit's answer was lost: keep the holds, over-counted at worst
                 raise UpstreamFailed(f"could not confirm the batch was recorded: {e}", status=503) from e
-            holds.forget(self.shared, [j.id for j in queued])
+            self.shared.drop_many([j.id for j in queued])
             raise UpstreamFailed(f"could not record the batch: {e}", status=503) from e
 
     def commit(self, jobs: list[Job]) -> None:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from ..pricing import OVERRIDE_KEYS, PriceTable, UnknownModel, data_residency_hosts, data_residency_uplift
+from ..pricing import OVERRIDE_KEYS, SPEED_KEYS, PriceTable, UnknownModel, data_residency_hosts, data_residency_uplift
 from .errors import ConfigError, Problems, path_of
 from .fleet_file import AgentFile, AgentLimitsFile, CompressionFile, FleetFile, ProviderFile, RoutingFile, TaskFile
 from .model import (
@@ -151,6 +151,9 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
                 )
             if "input_mtok" not in mf.price or "output_mtok" not in mf.price:
                 problems.add(f"{path}.price", "input_mtok and output_mtok are required")
+            for fast_in, fast_out in SPEED_KEYS.values():
+                if (fast_in in mf.price) != (fast_out in mf.price):
+                    problems.add(f"{path}.price", f"{fast_in} and {fast_out} go together")
             ov: dict[str, Any] = dict(mf.price)
             if mf.context_window is not None:
                 ov["context_window"] = mf.context_window
@@ -204,9 +207,13 @@ def _build(f: FleetFile, env: Mapping[str, str], base: Path | None) -> Config:
         for i, m in enumerate((model, *chain)):
             resolve(m, f"routing.fallbacks.{model}" + (f"[{i - 1}]" if i else ""))
     problems.raise_any()
-    for served in models.values():  # a data-residency endpoint's premium is part of the model's prices there
-        if served.provider.data_residency and (factor := data_residency_uplift(served.name, "")) is not None:
-            prices.uplift(served.name, factor)
+    uplifts = {  # a data-residency endpoint's premium is part of the model's prices there
+        served.name: factor
+        for served in models.values()
+        if served.provider.data_residency and (factor := data_residency_uplift(served.name, "")) is not None
+    }
+    if uplifts:
+        prices = PriceTable(overrides, uplifts)
 
     return Config(
         timezone=ZoneInfo(f.timezone),
@@ -498,4 +505,5 @@ def _routing(r: RoutingFile, base: Path | None) -> Routing:
         feedback_tasks=tuple(r.feedback_tasks),
         feedback_floor=r.feedback_floor,
         feedback_explore=r.feedback_explore,
+        feedback_keep_days=r.feedback_keep_days,
     )

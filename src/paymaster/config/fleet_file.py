@@ -145,7 +145,7 @@ class ProviderFile(Part):
     inference_geo: Annotated[str, Choice(*INFERENCE_GEOS)] | None = Field(
         None,
         description="Anthropic: the workspace's default inference geography, where a request naming none runs "
-        '(default: global; "us" is priced at its 1.1x premium)',
+        '(default: global; "us" is priced at its 1.1x premium on the models that take it, Opus 4.6 and later)',
     )
     timeout_s: Seconds = Field(600, description="longest silence from the provider once the request is sent")
     connect_timeout_s: Seconds = Field(10, description="TCP + proxy tunnel + TLS handshake")
@@ -325,6 +325,9 @@ class RoutingFile(Part):
     )
     feedback_floor: Fraction = Field(0.9, description="success rate the learnt tier must keep (0 < x <= 1)")
     feedback_explore: Fraction = Field(0.05, description="most of the calls that may explore a cheaper, unproven tier")
+    feedback_keep_days: Annotated[int, Whole(1, 36_500)] = Field(
+        30, description="calls older than this many days cannot be rated, and their stored ratings are deleted"
+    )
 
     @model_validator(mode="after")
     def _one_threshold(self) -> RoutingFile:

@@ -228,6 +228,7 @@ class Routing:
     feedback_tasks: tuple[str, ...] = ()  # task types whose tier a bandit learns from feedback
     feedback_floor: float = 0.9  # success rate the chosen tier must keep (per agent x task type)
     feedback_explore: float = 0.05  # share of calls the bandit may spend exploring cheaper tiers
+    feedback_keep_days: int = 30  # a call older than this cannot be rated; its stored rating is deleted
 
 
 # -- alerts and webhooks (issue 11; src/paymaster/alerts.py) ----------------------------------------------------

@@ -258,6 +258,8 @@ def estimate(
     that names none; `stored` the tokens of the stored context a Responses request names (None: unknown);
     `default_geo` the Anthropic workspace's inference geography, for a request that names none."""
     context_cap = window(rates.model, context_cap)
+    if default_geo not in rates.geos:  # the workspace's geography is where the models that take one run
+        default_geo = ""
     if api == "anthropic":
         m = anthropic.measure(body, size, rates.model, counted, default_geo, context_cap)
     elif api == "responses":

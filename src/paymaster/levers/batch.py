@@ -3,8 +3,9 @@ batch API at half price (`paymaster.batch`); the agent gets 202 and a job id at 
 
 <deadline>: seconds from now ("3600"), a duration ("90m", "24h", "2d"), an ISO 8601 time, or "true" (no
 deadline: sent when its queue flushes). The agent's or the task type's `defer: true` defers every call that
-does not stream, as `true` would. The pipeline sends a call this lever marked to `Batches` after the
-other levers have run (routing tiers, cache breakpoints apply to batched requests as in real time).
+does not stream and does not ask for Anthropic's fast mode (not available with the Batch API), as `true` would.
+The pipeline sends a call this lever marked to `Batches` after the other levers have run (routing tiers, cache
+breakpoints apply to batched requests as in real time).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..batch.prices import FAST_IN_BATCH, fast_mode
 from ..errors import BadRequest
 from .base import Answer, Bill, LeverContext, Services
 
@@ -57,11 +59,17 @@ class Deferral:
     async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
         v = ctx.headers.get(HEADER)
         if v is None:
-            if (ctx.agent.defer or (ctx.task is not None and ctx.task.defer)) and not call.stream:
-                ctx.state[self.name] = Deferred(None)  # by setting (a streamed call stays real-time)
+            if (
+                (ctx.agent.defer or (ctx.task is not None and ctx.task.defer))
+                and not call.stream
+                and not fast_mode(call)
+            ):
+                ctx.state[self.name] = Deferred(None)  # by setting (a streamed or fast-mode call stays real-time)
             return None
         if call.stream:
             raise BadRequest("a deferred call cannot stream: drop stream or x-paymaster-defer", param="stream")
+        if fast_mode(call):
+            raise BadRequest(FAST_IN_BATCH, param="speed")
         ctx.state[self.name] = Deferred(deadline(v.decode("latin-1"), self.gateway.clock()))
         return None
 

@@ -19,7 +19,8 @@ go heavy, not as a judgement on any one prompt. How many go heavy is held on eac
 by the router's running quantile (routing_share.py); the reference thresholds below apply only while
 that window warms up. A per-fleet re-fit of this score from feedback ratings was measured too
 (scripts/probe_router_refit.py): level with prompt length on GSM8K and MMLU held out, not above, so it
-is not part of the router.
+is not part of the router. Nor is a blend of this score's and length's ranks inside each workload
+(scripts/probe_router_rank.py): level with length or below it on GSM8K and MMLU held out.
 
 Two ways to set the heavy threshold, both backed by data shipped in the weights file:
 - a share of calls: `threshold_for_share` reads score quantiles of a reference distribution

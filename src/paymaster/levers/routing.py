@@ -20,6 +20,7 @@ never a pricier one unless `routing.allow_pricier_fallback`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,8 @@ from .routing_share import ShareKeeper
 from .routing_state import Mirror, RoutingState, State, state_path
 from .routing_sync import FAILURES, RoutingSync
 
-FEEDBACK = "feedback"  # routing state: call id -> its latest score (one process; replicas: routing_feedback)
+FEEDBACK = "feedback"  # routing state: call id -> [its latest score, its ts] (one process; replicas: routing_feedback)
+PRUNE_S = 60.0  # the ratings of calls past routing.feedback_keep_days are deleted at most this often
 VIEW_SYNC_S = 2.0  # replicas: longest the admin view waits for the fleet's figures before showing its own
 AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
@@ -68,6 +70,7 @@ class Router:
         self.bandit = Bandit(self.state, self.routing.feedback_floor, self.routing.feedback_explore)
         self.sync = RoutingSync(self.bandit, self.shares, mirror) if mirror is not None else None
         self.poll_s = config.management.poll_s
+        self._pruned = -math.inf  # when the old ratings were last deleted
 
     async def start(self, store: object) -> None:
         """Replicas: load what the fleet learnt from Postgres, then keep in step with it in the background."""
@@ -83,17 +86,28 @@ class Router:
         self.bandit.flush()
         self.state.close()
 
-    async def rate(self, call_id: str, key: str, tier: str, score: float) -> float | None:
-        """Feedback: `call_id` (run on `tier` for the bandit's `key`) scored `score`; its earlier score, taken
-        back, or None. Replicas: one Postgres transaction, so a call rated on two replicas counts once."""
+    async def rate(self, call_id: str, ts: float, key: str, tier: str, score: float) -> float | None:
+        """Feedback: `call_id` (made at `ts`, run on `tier` for the bandit's `key`) scored `score`; its earlier
+        score, taken back, or None. Replicas: one Postgres transaction, so a call rated on two replicas counts
+        once. The ratings of calls older than `routing.feedback_keep_days` are deleted (at most once a minute)."""
+        now = self.clock()
+        prune = now - self._pruned >= PRUNE_S
+        if prune:
+            self._pruned = now
+        before = now - self.routing.feedback_keep_days * 86_400
         if self.sync is not None:
             try:
-                return await self.sync.rate(call_id, key, tier, score)
+                if prune:
+                    await self.sync.prune(before)
+                return await self.sync.rate(call_id, ts, key, tier, score)
             except (*FAILURES, TimeoutError) as e:
                 raise StoreDown(f"the feedback cannot be stored (Postgres): {e}") from e
-        previous = self.state.get(FEEDBACK, call_id)
+        if prune:
+            self.state.drop_before(FEEDBACK, before)
+        stored = self.state.get(FEEDBACK, call_id)
+        previous = stored[0] if isinstance(stored, list) else stored  # [score, call's ts]; a bare score before
         self.bandit.record(key, tier, score, undo=previous)
-        self.state.put(FEEDBACK, call_id, score)
+        self.state.put(FEEDBACK, call_id, [score, ts])
         return None if previous is None else float(previous)
 
     async def fleet_view(self) -> dict[str, Any]:

@@ -34,6 +34,9 @@ class State(Protocol):
 
     def items(self, kind: str) -> list[tuple[str, Any]]: ...
 
+    def drop_before(self, kind: str, ts: float) -> None:
+        """Delete the values of `kind` that are [..., t] lists with t < ts (the feedback of old calls)."""
+
     def close(self) -> None: ...
 
 
@@ -76,6 +79,14 @@ class RoutingState:
             rows = self._db.execute("SELECT key, value FROM routing_state WHERE kind = ? ORDER BY key", (kind,))
             return [(k, json.loads(v)) for k, v in rows.fetchall()]
 
+    def drop_before(self, kind: str, ts: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM routing_state WHERE kind = ? AND json_type(value) = 'array'"
+                " AND json_extract(value, '$[#-1]') < ?",
+                (kind, ts),
+            )
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -98,6 +109,12 @@ class Mirror:
 
     def items(self, kind: str) -> list[tuple[str, Any]]:
         return sorted((k, v) for (c, k), v in self.values.items() if c == kind)
+
+    def drop_before(self, kind: str, ts: float) -> None:
+        for k, v in list(self.values.items()):
+            if k[0] == kind and isinstance(v, list) and v and v[-1] < ts:
+                del self.values[k]
+                self.dirty.discard(k)
 
     def close(self) -> None:
         """Nothing to close: the sync writes the last changes at stop."""

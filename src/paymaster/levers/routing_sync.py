@@ -3,7 +3,7 @@ given to any replica trains every replica's bandit, and a replica that starts lo
 
     sync = RoutingSync(bandit, shares, mirror)
     await sync.start(pool, replica, every)       # the fleet's state loaded; then push + pull every `every` s
-    previous = await sync.rate(call_id, key, tier, score)   # feedback: one transaction, exact across replicas
+    previous = await sync.rate(call_id, ts, key, tier, score)   # feedback: one transaction, exact across replicas
     await sync.refresh()                         # push + pull now (the admin view: the fleet's figures)
     await sync.stop()                            # the last counts and windows written
 
@@ -12,6 +12,8 @@ Tables (store/postgres.py, migration `004_routing`):
     routing_bandit    per agent/task key: calls, explored calls
     routing_arms      per key and tier: success, failure, picks
     routing_feedback  per rated call: its latest score (a re-rating takes the old one back, in the same transaction)
+                      and the call's time; deleted once the call is older than `routing.feedback_keep_days`
+                      (migration `006_routing_feedback_age`)
     routing_windows   per key and replica: that replica's recent classifier scores (routing_share.py)
 
 Counts are added, never overwritten (`calls = routing_bandit.calls + excluded.calls`): two replicas adding at
@@ -138,12 +140,14 @@ class RoutingSync:
             raise TimeoutError(f"no answer from Postgres within {timeout:g} s")
         task.result()
 
-    async def rate(self, call_id: str, key: str, tier: str, score: float) -> float | None:
-        """Record a rating of `call_id` (which ran on `tier` for `key`); its earlier score, taken back, or None."""
+    async def rate(self, call_id: str, ts: float, key: str, tier: str, score: float) -> float | None:
+        """Record a rating of `call_id` (made at `ts`, run on `tier` for `key`); its earlier score, taken back, or
+        None."""
         async with self._lock, self.db.acquire() as c:
             async with c.transaction():
                 # the row first, then its lock: two first ratings of one call at once are counted one after the other
-                await c.execute("INSERT INTO routing_feedback (call_id) VALUES ($1) ON CONFLICT DO NOTHING", call_id)
+                q = "INSERT INTO routing_feedback (call_id, call_ts) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                await c.execute(q, call_id, ts)
                 q = "SELECT score FROM routing_feedback WHERE call_id = $1 FOR UPDATE"
                 previous: float | None = await c.fetchval(q, call_id)
                 await c.execute("UPDATE routing_feedback SET score = $2 WHERE call_id = $1", call_id, score)
@@ -151,6 +155,10 @@ class RoutingSync:
                 await c.execute(_ADD_ARMS, [key], [tier], [success], [failure], [0])
             self.bandit.add(key, tier, success, failure)
         return previous
+
+    async def prune(self, before: float) -> None:
+        """Delete the ratings of calls made before `before` (they can no longer be rated again)."""
+        await self.db.execute("DELETE FROM routing_feedback WHERE call_ts < $1", before)
 
     # -- the background ---------------------------------------------------------------------------
 

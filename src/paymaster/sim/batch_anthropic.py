@@ -144,6 +144,9 @@ class AnthropicBatches(BatchAPI):
                 result = {"type": "expired"}
             elif cid in b.outcomes.errored:
                 result = {"type": "errored", "error": _error("api_error", "Internal server error")}
+            elif r["params"].get("speed") == "fast":  # …/about-claude/pricing: "not available with the Batch API"
+                message = "speed: fast mode is not available with the Batch API"
+                result = {"type": "errored", "error": _error("invalid_request_error", message)}
             else:
                 status, answer = self.run("anthropic", r["params"])
                 if status == 200:

@@ -116,6 +116,15 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append(
+    (
+        "006_routing_feedback_age",  # a rating is deleted once its call is too old to be rated (levers/routing.py)
+        """
+        ALTER TABLE routing_feedback ADD COLUMN call_ts double precision NOT NULL DEFAULT extract(epoch from now());
+        CREATE INDEX routing_feedback_call_ts ON routing_feedback (call_ts);
+        """,
+    )
+)
 _MIGRATION_LOCK = 0x7061796D  # "paym": one replica migrates at a time
 
 
@@ -173,9 +182,9 @@ class PostgresLedger:
             [(r.id, self.owner, r.agent, r.created, r.model, r.api, r.day, r.month, r.worst_nanos) for r in rs],
         )
 
-    async def drop(self, reservation_id: str) -> None:
-        """A reservation refused before anything was sent: no row, no cost."""
-        await self.db.execute("DELETE FROM pending WHERE id = $1", reservation_id)
+    async def drop(self, reservation_ids: Sequence[str]) -> None:
+        """Reservations refused before anything was sent: no rows, no cost."""
+        await self.db.execute("DELETE FROM pending WHERE id = ANY($1::text[])", list(reservation_ids))
 
     async def settle_many(self, rows: Sequence[LedgerRow]) -> dict[str, int]:
         """The ledger rows in, their pending rows out, in one transaction. A call whose pending row is gone

@@ -277,11 +277,16 @@ class SharedStore:
     def drop(self, reservation_id: str) -> None:
         """A reservation refused (nothing held, nothing sent): its pending row goes, then whatever a rebuild
         that read the row in the meantime held for it in Redis."""
-        self._spawn(self._drop(reservation_id))
+        self.drop_many([reservation_id])
 
-    async def _drop(self, reservation_id: str) -> None:
-        await self._retry(lambda: self.pg.drop(reservation_id))
-        await self._retry(lambda: self._release(reservation_id, 0))
+    def drop_many(self, reservation_ids: Sequence[str]) -> None:
+        """`drop` for many reservations (a batch that will not be queued): one statement, one pipeline,
+        retried in the background until both stores answer."""
+        self._spawn(self._drop(list(reservation_ids)))
+
+    async def _drop(self, reservation_ids: list[str]) -> None:
+        await self._retry(lambda: self.pg.drop(reservation_ids))
+        await self._retry(lambda: self._release_many([(i, 0) for i in reservation_ids]))
 
     # -- settle ----------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ until, until_ts, since), and only the replica whose change took publishes the ev
 `agent.blocked` however many replicas refuse the agent's calls at once, and one `agent.unblocked` however many
 see its window reset. The record is the truth; each replica's board is a copy, refreshed
 
-- at start (every agent's record, one pipeline; an agent without one gets one: active since then),
+- at start (every agent's record, one pipeline; an agent without one gets one: active since then), and likewise
+  for an agent added at run time (a fleet change, on each replica as it learns of it),
 - whenever an `agent.*` event arrives from the shared event stream (another replica changed it), and
 - by every admin view (`/admin/agents`, `/admin/agents/<id>`, `/admin/overview`), in the same pipeline that
   reads the windows' current figures (`Budget.refresh`), so a view is Redis's state at that moment.
@@ -108,6 +109,14 @@ class SharedStatus:
                 await self._init(keys=[status_key(a)], args=[repr(time.time()), STATUS_TTL_S * 1000], client=p)
             await p.execute()
         await self.refresh(agents)
+
+    def added(self, agents: list[str]) -> None:
+        """Agents added at run time: their records made as at start (the board shows them active meanwhile)."""
+        self.store._spawn(self._start_quietly(agents))
+
+    async def _start_quietly(self, agents: list[str]) -> None:
+        with contextlib.suppress(*OUTAGES):  # the next view or event refreshes them
+            await self.start(agents)
 
     def change(self, agent: str, was: str, new: Status, kind: str, data: dict[str, Any], until_le: float) -> None:
         """The board changed `agent` from state `was` to `new` (already shown locally): make it the fleet's."""
