@@ -29,12 +29,13 @@ class Admission:
         self, payload: bytes, call: Call, rates: Rates, h: dict[bytes, bytes], stored: int | None = 0
     ) -> tuple[Estimate, bytes]:
         """The request's worst case as it will be sent (levers included), from the cost model; and the
-        payload, re-encoded when a server tool was given its configured `max_uses` (Responses:
-        `max_tool_calls`). `stored`: the tokens of the stored context a Responses request names (None: unknown)."""
+        payload, re-encoded when a server tool was given its configured `max_uses` or content limit
+        (Responses: `max_tool_calls`). `stored`: the tokens of the stored context a Responses request names
+        (None: unknown)."""
         try:
             if call.target_api == "anthropic":
-                if set_uses := bound_server_tools(call.body):
-                    call.notes["x-paymaster-max-uses"] = ", ".join(set_uses)
+                if notes := bound_server_tools(call.body):
+                    call.notes.update(notes)
                     payload = orjson.dumps(call.body)
             elif call.target_api == "responses" and (n := bound_tool_calls(call.body)) is not None:
                 call.notes["x-paymaster-max-tool-calls"] = f"{n}; set by the gateway"

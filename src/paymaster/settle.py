@@ -84,9 +84,10 @@ def price(
         cost_usd = Decimal(0)
     else:
         reconcile, cost_usd = 1, from_nanos(worst_nanos)
-        # server tools (web search, web fetch) run after the first counts were sent: the searches made
-        # and the results they added are unknown, so such a call stays at its worst case
-        if partial is not None and partial.input_tokens and not partial.unpriced and not server_tools(call):
+        # server tools (web search, web fetch) and server-side compaction run after the first counts were
+        # sent: the searches made, the results they added and the compaction step are unknown, so such a
+        # call stays at its worst case
+        if partial is not None and partial.input_tokens and not partial.unpriced and not later_steps(call):
             partial.output_tokens = max_tokens * call.choices
             with contextlib.suppress(ValueError):
                 cost_usd = rates.cost(partial)
@@ -221,14 +222,25 @@ def unpriceable(rates: Rates, u: Usage) -> list[str]:
     return out
 
 
-def server_tools(call: Call) -> bool:
-    """Whether the request as sent can run server tools, whose uses and results only the final counts tell."""
+def later_steps(call: Call) -> bool:
+    """Whether the request as sent can run steps only the final counts tell of: server tools (their uses and
+    results) or Anthropic's server-side compaction (a `compact_*` context-management edit or a top-level
+    `compaction`: its step is billed in the final usage's `iterations`, platform.claude.com …/compaction)."""
     if call.target_api == "openai":
         return "web_search_options" in call.body
     if call.target_api == "responses":
         return bool(responses_cost.server_tools(call.body))
     tools = call.body.get("tools")
-    return isinstance(tools, list) and any(isinstance(t, dict) and "max_uses" in t for t in tools)
+    if isinstance(tools, list) and any(isinstance(t, dict) and "max_uses" in t for t in tools):
+        return True
+    if call.body.get("compaction") is not None:
+        return True
+    cm = call.body.get("context_management")
+    edits = cm.get("edits") if isinstance(cm, dict) else None
+    return any(
+        isinstance(e, dict) and isinstance(e.get("type"), str) and e["type"].startswith("compact_")
+        for e in (edits if isinstance(edits, list) else ())
+    )
 
 
 def search_fee_shortfall(rates: Rates, u: Usage) -> Decimal:

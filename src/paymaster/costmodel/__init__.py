@@ -86,6 +86,9 @@ class Measure:
     cache_5m: int = 0  # the prefix before the last 5-minute cache breakpoint (written at 1.25x)
     cache_1h: int = 0  # the prefix before the last 1-hour cache breakpoint (written at 2x)
     server_results: int = 0  # what server tools (web search, web fetch) can add to the input
+    results_ttl: str = ""  # Anthropic: server-tool iterations may write all they read to the cache at this TTL
+    round_max: int = 0  # Anthropic: the most one sampling iteration of a server-tool call reads (0: no iterations)
+    rereads: int = 0  # Anthropic: iterations that read again every token written before them (output, as input)
     server_uses: dict[str, int] = field(default_factory=dict)  # per-use fees: tool → most uses
     fee_defaults: dict[str, Decimal] = field(default_factory=dict)  # USD per use where the table has none
     output_audio: bool = False  # the answer may be audio (billed at the audio output rate)
@@ -186,8 +189,24 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
             if take > 0 and rate > plain:
                 usd += take * (rate - plain)
                 left -= take
+    dearest = plain  # the most one input token of an iteration can cost
+    if m.results_ttl:
+        # a server-tool call with a cache breakpoint caches "up until the last web_search_tool_result block"
+        # at every iteration (platform.claude.com …/web-search-tool, "Prompt caching"): any token the later
+        # iterations read may be a write at the breakpoint's TTL
+        dearest = max(plain, rates.rate("cache_write_1h" if m.results_ttl == "1h" else "cache_write", total))
+        usd += m.server_results * (dearest - plain)
     if m.compactions:  # each step reads the input again and writes a summary (platform.claude.com …/compaction)
-        usd += m.compactions * (usd + m.summary_tokens * rates.rate("output", total))
+        summary = m.summary_tokens * rates.rate("output", total)
+        if m.round_max:  # with server-tool iterations, a step reads at most what one iteration reads
+            rate = dearest
+            if writes:
+                rate = max(rate, rates.rate("cache_write", total))
+            if m.cache_1h:
+                rate = max(rate, rates.rate("cache_write_1h", total))
+            usd += m.compactions * (m.round_max * rate + summary)
+        else:
+            usd += m.compactions * (usd + summary)
     for tool, uses in m.server_uses.items():
         # the table's fee, or the documented one when the table has none or a lower one (a bound)
         fee = max(rates.fee(tool) or Decimal(0), m.fee_defaults.get(tool, Decimal(0)))
@@ -196,6 +215,7 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     usd += m.extra_output * out
     if m.output_audio:
         out = max(out, rates.rate("output_audio", total))
+    out += m.rereads * dearest
     return Estimate(total, usd + rates.per_request, out, m)
 
 

@@ -41,35 +41,50 @@ COUNT_TOKENS_FIELDS = (
 )
 
 
-def bound_server_tools(body: dict[str, Any]) -> list[str]:
-    """Give each server tool without `max_uses` the configured default, in place, or refuse it.
+def bound_server_tools(body: dict[str, Any]) -> dict[str, str]:
+    """Give each server tool without `max_uses` the configured default, in place, or refuse it; and a tool
+    whose per-use content has a request limit (web fetch's `max_content_tokens`) the ceiling its bound
+    assumes, when the request sets none.
 
-    Returns what was set, for the call's notes. Anthropic server tools run inside one call and
+    Returns the call's notes (header → what was set). Anthropic server tools run inside one call and
     charge per use (platform.claude.com/docs/en/agents-and-tools/tool-use/web-search-tool: `max_uses`
-    "limits the number of searches"); without it nothing bounds them.
+    "limits the number of searches"); without it nothing bounds them. A fetch retrieves a page's or a PDF's
+    "full content" (…/web-fetch-tool), which only `max_content_tokens` limits.
     """
     if body.get("mcp_servers"):  # remote tools whose results join the input: nothing bounds them
         raise Unbounded("mcp_servers: the cost of remote MCP tool results cannot be bounded", "mcp_servers")
     tools = body.get("tools")
     if not isinstance(tools, list):
-        return []
+        return {}
     conf = data()["anthropic"]
-    set_: list[str] = []
+    uses_set: list[str] = []
+    content_set: list[str] = []
     for t in tools:
         if not isinstance(t, dict):
             continue
         kind = _server_kind(t, conf)
         if kind is None:
             continue
+        rule = conf["server_tools"][kind]
+        param = rule.get("content_param")
+        own = t.get(param) if param else None
+        if param and not (isinstance(own, int) and not isinstance(own, bool) and own > 0):
+            t[param] = rule["result_tokens"]
+            content_set.append(f"{t.get('name', kind)}={rule['result_tokens']}")
         uses = t.get("max_uses")
         if isinstance(uses, int) and not isinstance(uses, bool) and uses >= 0:
             continue
-        default = conf["server_tools"][kind].get("default_max_uses")
+        default = rule.get("default_max_uses")
         if default is None:
             raise Unbounded(f"server tool {t.get('name')!r} has no max_uses: its cost cannot be bounded", "tools")
         t["max_uses"] = default
-        set_.append(f"{t.get('name', kind)}={default}")
-    return set_
+        uses_set.append(f"{t.get('name', kind)}={default}")
+    notes = {}
+    if uses_set:
+        notes["x-paymaster-max-uses"] = ", ".join(uses_set)
+    if content_set:
+        notes["x-paymaster-max-content-tokens"] = ", ".join(content_set)
+    return notes
 
 
 def _server_kind(tool: dict[str, Any], conf: dict[str, Any]) -> str | None:
@@ -150,6 +165,8 @@ def measure(
             m.text, m.media, m.exact = max(0, refined - m.media), min(m.media, refined), True
     if w.last:
         _cache_prefixes(m, w, sections, overhead)
+    if m.server_uses:
+        _server_iterations(m, body, context, w.last)
     if "context_management" in body or "compaction" in body:
         _compaction(m, body, model, conf["compaction"])
     return m
@@ -169,7 +186,7 @@ def _compaction(m: Measure, body: dict[str, Any], model: str, conf: dict[str, An
         value = trigger.get("value") if isinstance(trigger, dict) else None
         if not isinstance(value, int) or isinstance(value, bool):
             value = conf["trigger_default"]  # absent (the default) or malformed (refused by the provider)
-        if m.tokens >= value:
+        if (m.round_max or m.tokens) >= value:  # checked at each iteration, on what that iteration reads
             steps += 1 + sum(m.server_uses.values())
     if steps:
         m.compactions, m.summary_tokens = steps, int(spec_for(conf["summary_tokens"], model))
@@ -195,9 +212,36 @@ def _server_tool(m: Measure, tool: dict[str, Any], kind: str, conf: dict[str, An
     own = tool.get("max_content_tokens")  # web fetch's own bound on what one fetch adds
     if isinstance(own, int) and not isinstance(own, bool) and own > 0:
         per_use = min(per_use, own)
-    m.server_results += uses * per_use
+    if uses:
+        m.round_max = max(m.round_max, per_use)  # until _server_iterations: the largest result one use adds
     m.server_uses[kind] = m.server_uses.get(kind, 0) + uses
     m.fee_defaults[kind] = Decimal(str(conf["fee_usd"]))
+
+
+def _server_iterations(m: Measure, body: dict[str, Any], window: int | None, breakpoints: dict[str, int]) -> None:
+    """What the server-side loop reads as input (platform.claude.com/docs/en/agents-and-tools/tool-use/
+    web-search-tool, "Usage and pricing": results "are counted as input tokens, in search iterations executed
+    during a single turn"): each tool use adds an iteration, and iteration k reads the request, the k
+    results so far and everything the model wrote before (at most `max_tokens` in all), at most the context
+    window. The written part is priced per output token (`Measure.rereads`: one more input read of each
+    output token per iteration that has room for it), so a max_tokens lowered to fit the budget lowers it
+    too. With a cache breakpoint every iteration may write what it reads to the cache ("Prompt caching":
+    cached "up until the last web_search_tool_result block")."""
+    uses, per_use = sum(m.server_uses.values()), m.round_max
+    written = body.get("max_tokens")
+    if not isinstance(written, int) or isinstance(written, bool) or written < 0:
+        written = 0  # required by the API: a request without it is refused, not billed
+    full = window if window is not None else 1 << 62  # no window known (the 1M beta): nothing caps a read
+    base = min(m.text + m.media, full)
+    m.round_max = base
+    for k in range(1, uses + 1):
+        read = min(base + k * per_use, full)
+        m.server_results += read
+        if read < full:
+            m.rereads += 1
+        m.round_max = max(m.round_max, min(read + written, full))
+    if breakpoints:
+        m.results_ttl = "1h" if "1h" in breakpoints else "5m"
 
 
 class _Walk:

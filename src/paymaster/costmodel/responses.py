@@ -45,7 +45,7 @@ def server_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     c = conf()
     for t in tools if isinstance(tools, list) else ():
         kind = t.get("type") if isinstance(t, dict) else None
-        if kind in c["client_tools"]:
+        if kind in c["client_tools"] and not hosted(t):
             continue
         base = _kind(kind)
         if base is None:
@@ -56,6 +56,22 @@ def server_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
             )
         out.append(t)
     return out
+
+
+def hosted(tool: Any) -> bool:
+    """Whether a tool the caller can also run itself (`shell`) runs in a container OpenAI hosts instead:
+    an `environment` of a container type (developers.openai.com/api/docs/guides/tools-shell)."""
+    env = tool.get("environment") if isinstance(tool, dict) else None
+    kind = env.get("type") if isinstance(env, dict) else None
+    return isinstance(kind, str) and kind.startswith("container")
+
+
+def _rule(tool: dict[str, Any]) -> str | None:
+    """The rule of a request's tool, None for a tool the caller runs (no fee, no round)."""
+    kind = tool.get("type")
+    if kind in conf()["client_tools"] and not hosted(tool):
+        return None
+    return _kind(kind)
 
 
 def _kind(kind: Any) -> str | None:
@@ -124,7 +140,29 @@ def measure(
     else:  # every string is inside the JSON: its bytes bound all the text; the format's own tokens are added
         m.text = size - m.media_bytes + text + stored
     _tool_rounds(m, body, context_cap, rates)
+    _compaction(m, body, context_cap)
     return m
+
+
+def _compaction(m: Measure, body: dict[str, Any], window: int | None) -> None:
+    """Server-side compaction (developers.openai.com/api/docs/guides/compaction): with a `context_management`
+    entry of type "compaction", "if the context size crosses the threshold [`compact_threshold`], the server
+    triggers a compaction pass ... and prunes context before continuing inference". A pass reads the context
+    as it stands, so every sampling round whose context can reach the threshold may be read once more (its
+    output is the response's own, bounded by max_output_tokens). A threshold that is absent or malformed is
+    taken as reachable."""
+    cm = body.get("context_management")
+    entries = cm if isinstance(cm, list) else [cm]
+    thresholds = [e.get("compact_threshold") for e in entries if isinstance(e, dict) and e.get("type") == "compaction"]
+    if not thresholds:
+        return
+    lowest = min(t if isinstance(t, int) and not isinstance(t, bool) else 0 for t in thresholds)
+    request = m.text + m.media + m.audio
+    if window is not None:
+        request = min(request, window)
+    reads = request + m.server_results  # every round's read (each already at most the window)
+    if min(reads, window or reads) >= lowest:  # the largest round can reach the threshold
+        m.server_results += reads
 
 
 MEDIA_KEYS = frozenset({"image_url", "file_data", "input_audio"})  # priced by `_media`, not as text
@@ -245,7 +283,7 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
 def _container_fee(rule: dict[str, Any], tool: Any) -> Decimal:
     """A code-interpreter container's fee, by the memory limit the request asks for (1g when none)."""
     fees = rule["fee_usd"]
-    container = tool.get("container") if isinstance(tool, dict) else None
+    container = (tool.get("container") or tool.get("environment")) if isinstance(tool, dict) else None
     limit = container.get("memory_limit", "1g") if isinstance(container, dict) else "1g"
     return Decimal(fees.get(limit, max(fees.values(), key=Decimal)))
 
@@ -258,8 +296,11 @@ def tool_fees(rates: Rates, uses: dict[str, int], body: dict[str, Any]) -> Decim
     total = Decimal(0)
     tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
     for item, n in uses.items():
-        fees = [tool_fee(rates, kind, t) for t in tools if (kind := _kind(t.get("type"))) and _item(kind) == item]
-        if not fees:  # the provider ran a tool the request did not list: its dearest rule
+        listed = [t for t in tools if (kind := _kind(t.get("type"))) and _item(kind) == item]
+        fees = [tool_fee(rates, kind, t) for t in listed if (kind := _rule(t))]  # a client-run shell: no fee
+        if not listed:  # the provider ran a tool the request did not list: its dearest rule
+            if item in conf()["client_items"]:  # a client tool's call (a shell hosts only when asked to)
+                continue
             fees = [tool_fee(rates, kind, None) for kind in conf()["tools"] if _item(kind) == item]
         total += n * max(fees, default=Decimal(0))
     return total
@@ -271,7 +312,8 @@ def _item(kind: str) -> str:
 
 
 def tool_fee(rates: Rates, kind: str, tool: Any) -> Decimal:
-    """USD per use of built-in tool `kind` (per container for code interpreter), as `tool` asks for it."""
+    """USD per use of built-in tool `kind` (per container for code interpreter and a hosted shell), as `tool`
+    asks for it."""
     rule = conf()["tools"][kind]
     if isinstance(rule["fee_usd"], dict):
         return _container_fee(rule, tool)

@@ -166,6 +166,7 @@ def usage(u: Any, service_tier: Any = None, output: Any = None) -> Usage | None:
 def tool_uses(output: Any) -> dict[str, int]:
     uses: dict[str, int] = {}
     containers: set[str] = set()
+    shells: set[str] = set()  # a hosted shell's containers (a client-run shell's calls are priced at nothing)
     for item in output if isinstance(output, list) else ():
         if not isinstance(item, dict):
             continue
@@ -174,10 +175,14 @@ def tool_uses(output: Any) -> dict[str, int]:
             uses[kind] = uses.get(kind, 0) + 1
         elif kind == "code_interpreter_call":
             containers.add(str(item.get("container_id")))
+        elif kind == "shell_call":
+            shells.add(str(item.get("container_id")))
         elif isinstance(kind, str) and kind.endswith("_call") and kind not in responses_cost.conf()["client_items"]:
             uses[kind] = uses.get(kind, 0) + 1  # a built-in tool with no rule: unpriced, booked at the worst case
     if containers:
         uses["code_interpreter_call"] = len(containers)
+    if shells:
+        uses["shell_call"] = len(shells)
     return uses
 
 
