@@ -44,6 +44,16 @@ Success criterion, stated beforehand (as the fifth attempt): the picked procedur
 and above the random mean on every one of GSM8K, MMLU, MT-Bench (`router_protocol.beats`) AND its stream APGR
 above words' on every one. Only then would new weights ship (scripts/train_router.py with arena added). No
 candidate, weight or mapping is changed after a held-out figure is seen; anything added later is post-hoc.
+(Protocol committed in af37276, after only the inner figures, `--inner-only`, were computed.)
+
+MEASURED (one run, ~7 min on 2 busy cores): not met. The rule picks the 0.5 rank blend of words and "arena" for
+GSM8K held out and words for MMLU and MT-Bench (every arena candidate is below words on their training
+benchmarks' inner folds). Held-out APGR, the procedure / words / random: GSM8K 0.577 / 0.595 / 0.498 (pick - words
+-0.017 [-0.051, +0.016]); MMLU 0.588 / 0.588 / 0.500; MT-Bench 0.566 / 0.566 / 0.500; streams the same within
+0.004. Adding arena moved the classifier alone from 0.567 / 0.574 / 0.755 (fifth attempt) to 0.511 / 0.576 /
+0.724. No candidate is above words on all three: the sources-balanced one is the best on MMLU (+0.021 [+0.007,
++0.035]) and the worst on GSM8K (-0.099) and MT-Bench (-0.147); the 0.75 rank blend is -0.001 / +0.002 / +0.044.
+Extra, arena-bench-v1 held out (291 prompts): every signal 0.51-0.53 (random 0.50, words 0.525).
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ length), take the best, prompt length on a tie. The candidates tried so far and 
 `scripts/probe_router_transfer.py --no-blend --ranking 1,2,3` (none beat length on every held-out
 benchmark: the best, round 3, 0.610 / 0.587 / 0.597 against length's 0.595 / 0.588 / 0.566);
 `scripts/probe_router_rank.py` (rank blends of length and this classifier inside the workload: the rule's
-picks give 0.595 / 0.583 / 0.566, length on GSM8K and MT-Bench, below it on MMLU).
+picks give 0.595 / 0.583 / 0.566, length on GSM8K and MT-Bench, below it on MMLU);
+`scripts/probe_router_arena.py` (this recipe trained with arena-bench-v1 added as a fourth source, `load_arena`,
+plain or sources balanced, alone or rank-blended with length: the rule's picks give 0.577 / 0.588 / 0.566).
 """
 
 from __future__ import annotations
