@@ -10,7 +10,8 @@ Three pieces a router recipe is judged by, kept apart from the numerics so tests
 - `choose`: the selection rule, fixed before any held-out figure was looked at: the candidate with the
   highest mean inner margin over prompt length; length itself on a tie.
 
-And the pieces of scripts/probe_router_rank.py (workload-relative scores): `RANK_CANDIDATES`, a prompt's
+And the pieces of scripts/probe_router_arena.py (`ARENA_CANDIDATES`: the classifier trained with a fourth,
+training-only source) and of scripts/probe_router_rank.py (workload-relative scores): `RANK_CANDIDATES`, a prompt's
 quantile inside its workload (`mid_ranks`, the whole evaluated set; `stream_ranks`, a running window as the
 router keeps), `blend` of the signals' ranks, and the success criterion `beats`.
 """
@@ -20,17 +21,23 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 SUBJECT_FOLDS = 5
 BASELINE = "words"
 
 
 def inner_folds(
-    bench: Sequence[str], group: Sequence[str], held_out: str, folds: int = SUBJECT_FOLDS
+    bench: Sequence[str],
+    group: Sequence[str],
+    held_out: str,
+    folds: int = SUBJECT_FOLDS,
+    train_only: Collection[str] = (),
 ) -> list[tuple[str, list[bool], list[bool]]]:
-    """(name, train mask, test mask) for every inner split; none touches `held_out`."""
-    training = sorted({b for b in bench if b != held_out})
+    """(name, train mask, test mask) for every inner split; none touches `held_out`. A source in
+    `train_only` (extra training data, e.g. arena-bench-v1) is in the train mask of every split and never
+    tested on."""
+    training = sorted({b for b in bench if b != held_out and b not in train_only})
     usable = [b != held_out for b in bench]
     out = []
     for x in training:
@@ -137,3 +144,24 @@ def beats(pick: Mapping[str, float], length: Mapping[str, float], random_mean: M
     """The success criterion, per held-out benchmark: the picked procedure's APGR above prompt length's and
     above the random router's mean, on every benchmark."""
     return all(pick[b] > length[b] and pick[b] > random_mean[b] for b in pick)
+
+
+# -- a fourth training source (scripts/probe_router_arena.py) -----------------------------------------
+
+# arena-bench-v1 (scripts/data/arena_bench_v1, built by scripts/build_arena_data.py): 291 Chatbot Arena prompts,
+# weak / strong = the GPT-4 judge's 1..10 rating of Mixtral-8x7B's / GPT-4-1106's answer, label strong >= weak + 1
+# (train_router.label). It is training data in every fold, outer and inner (`inner_folds(train_only=...)`), and
+# never a held-out benchmark of record (reported held out only as an extra line).
+ARENA = "arena"
+# Signals: "words" (the baseline); "arena" = train_router's recipe (Design.fit) on the fold's training benchmarks
+# plus arena-bench-v1; "arena balanced" = the same with every training source weighted equally (Design.fit
+# balance=True). Candidates are weights over the signals' ranks inside the workload, as RANK_CANDIDATES.
+# Fixed before any held-out figure of these candidates was computed.
+ARENA_CANDIDATES: dict[str, dict[str, float]] = {
+    BASELINE: {"words": 1.0},
+    "classifier + arena": {"arena": 1.0},
+    "classifier + arena, sources balanced": {"arena balanced": 1.0},
+    "rank 0.75 words + 0.25 classifier + arena": {"words": 0.75, "arena": 0.25},
+    "rank 0.5 words + 0.5 classifier + arena": {"words": 0.5, "arena": 0.5},
+    "rank 0.5 words + 0.5 classifier + arena, balanced": {"words": 0.5, "arena balanced": 0.5},
+}

@@ -29,7 +29,9 @@ length), take the best, prompt length on a tie. The candidates tried so far and 
 `scripts/probe_router_transfer.py --no-blend --ranking 1,2,3` (none beat length on every held-out
 benchmark: the best, round 3, 0.610 / 0.587 / 0.597 against length's 0.595 / 0.588 / 0.566);
 `scripts/probe_router_rank.py` (rank blends of length and this classifier inside the workload: the rule's
-picks give 0.595 / 0.583 / 0.566, length on GSM8K and MT-Bench, below it on MMLU).
+picks give 0.595 / 0.583 / 0.566, length on GSM8K and MT-Bench, below it on MMLU);
+`scripts/probe_router_arena.py` (this recipe trained with arena-bench-v1 added as a fourth source, `load_arena`,
+plain or sources balanced, alone or rank-blended with length: the rule's picks give 0.577 / 0.588 / 0.566).
 """
 
 from __future__ import annotations
@@ -60,17 +62,28 @@ C = 1.0
 FOLDS = 5
 SHARES = [i / 50 for i in range(51)]  # grid of the shipped quality curves
 OUT = ROOT / "src" / "paymaster" / "data" / "router_weights.json"
+ARENA = "arena"  # arena-bench-v1 (scripts/data/arena_bench_v1): a training-only source, never held out of record
+ARENA_DATA = ROOT / "scripts" / "data" / "arena_bench_v1" / "outcomes.jsonl"
+JUDGED = ("mt_bench", ARENA)  # 1..10 judge scores: label "strong at least one point higher"
 
 
 def label(bench: str, p: ev.Prompt) -> float:
-    return float(p.strong - p.weak >= 1.0) if bench == "mt_bench" else float(p.strong > p.weak)
+    return float(p.strong - p.weak >= 1.0) if bench in JUDGED else float(p.strong > p.weak)
+
+
+def load_arena(path: str | Path = ARENA_DATA) -> list[ev.Prompt]:
+    """arena-bench-v1's prompts with both models' GPT-4 judge ratings (scripts/build_arena_data.py)."""
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [ev.Prompt(r["prompt"], float(r["weak"]), float(r["strong"]), ARENA) for r in rows]
 
 
 class Design:
-    """Feature matrices for every prompt of every benchmark, in one row order."""
+    """Feature matrices for every prompt of every benchmark (of `benches`), in one row order."""
 
-    def __init__(self, data: dict[str, list[ev.Prompt]]):
-        self.rows = [(b, p) for b in ev.BENCHMARKS for p in data[b]]
+    def __init__(self, data: dict[str, list[ev.Prompt]], benches: tuple[str, ...] = ev.BENCHMARKS):
+        self.benches = benches
+        self.rows = [(b, p) for b in benches for p in data[b]]
         cols, ptr, vals, dense = [], [0], [], []
         for _, p in self.rows:
             found, d = features(p.text, BUCKETS)
@@ -91,7 +104,7 @@ class Design:
         keep = []
         for j in range(self.dense.shape[1]):
             signs = set()
-            for b in ev.BENCHMARKS:
+            for b in self.benches:
                 m = train & (self.bench == b)
                 if m.sum() < 30:
                     continue  # not a training benchmark here
@@ -104,13 +117,20 @@ class Design:
                 keep.append(j)
         return keep
 
-    def fit(self, train: np.ndarray) -> dict:
+    def fit(self, train: np.ndarray, balance: bool = False) -> dict:
+        """The recipe on the rows of `train`; with `balance`, every training source (benchmark) carries the
+        same total sample weight (so 291 arena prompts count as much as 13,000 MMLU ones)."""
         keep = self.consistent(train)
         d = self.dense[:, keep]
         mu, sd = d[train].mean(0), d[train].std(0)
         x = sp.hstack([self.hashed * HASH_SCALE, sp.csr_matrix((d - mu) / sd)]).tocsr()
         lr = LogisticRegression(C=C, max_iter=5000, tol=1e-8)
-        lr.fit(x[train], self.y[train])
+        weight = None
+        if balance:
+            sources = sorted(set(self.bench[train]))
+            per = {b: train.sum() / (len(sources) * (train & (self.bench == b)).sum()) for b in sources}
+            weight = np.array([per[b] for b in self.bench[train]])
+        lr.fit(x[train], self.y[train], sample_weight=weight)
         coef, bias = lr.coef_[0], float(lr.intercept_[0])
         dense_w = [0.0] * len(DENSE)
         for k, j in enumerate(keep):

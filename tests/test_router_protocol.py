@@ -99,3 +99,26 @@ def test_success_needs_length_and_random_beaten_on_every_benchmark():
     assert rp.beats({"gsm8k": 0.61, "mmlu": 0.59, "mt_bench": 0.7}, length, rand)
     assert not rp.beats({"gsm8k": 0.61, "mmlu": 0.58, "mt_bench": 0.7}, length, rand)  # level is not above
     assert not rp.beats({"gsm8k": 0.61, "mmlu": 0.59, "mt_bench": 0.49}, {**length, "mt_bench": 0.4}, rand)
+
+
+def test_a_train_only_source_is_trained_on_in_every_inner_fold_and_never_tested():
+    bench = BENCH + ["arena"] * 3
+    group = GROUP + ["arena"] * 3
+    for held_out in ("gsm8k", "mmlu", "mt_bench"):
+        plain = rp.inner_folds(BENCH, GROUP, held_out)
+        folds = rp.inner_folds(bench, group, held_out, train_only=(rp.ARENA,))
+        # the same splits as without the extra source, which is added to every train mask
+        assert [f[0] for f in folds] == [f[0] for f in plain]
+        for (_, train, test), (_, train0, test0) in zip(folds, plain, strict=True):
+            assert train == train0 + [True] * 3 and test == test0 + [False] * 3
+    # without train_only the extra source would have been an inner test set of its own
+    assert "arena" in [f[0] for f in rp.inner_folds(bench, group, "gsm8k")]
+
+
+def test_arena_candidates_are_fixed_and_use_the_arena_trained_classifier():
+    cands = rp.ARENA_CANDIDATES
+    assert len(cands) <= 6 and cands[rp.BASELINE] == {"words": 1.0}
+    for name, weights in cands.items():
+        assert sum(weights.values()) == pytest.approx(1.0)
+        assert set(weights) <= {"words", "arena", "arena balanced"}
+        assert name == rp.BASELINE or set(weights) - {"words"}  # every other candidate uses arena data
