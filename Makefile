@@ -29,7 +29,7 @@ bench: $(BIN)/paymaster  ## overhead (plain and TLS), transports, cap under load
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/levers.py
 
-lint: $(BIN)/paymaster  ## ruff (lint + format check) on src tests bench, strict mypy on src ([tool.mypy] in pyproject)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+lint: $(BIN)/paymaster  ## ruff (lint + format check) on src tests bench scripts, strict mypy on src ([tool.mypy] in pyproject)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
