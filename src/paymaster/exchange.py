@@ -171,7 +171,8 @@ class Forwarder:
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
             if status != "ok":  # tell the agent its stream broke, in its own API's words
-                tail = x.api.stream_error(f"the provider's stream was interrupted ({error})") + tail
+                seq = relay.seq if relay is not None else getattr(watch, "seq", 0)  # a Responses stream's next
+                tail = x.api.stream_error(f"the provider's stream was interrupted ({error})", seq) + tail
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 

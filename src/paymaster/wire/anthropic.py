@@ -312,7 +312,7 @@ def error_body(e: GatewayError) -> bytes:
     return orjson.dumps({"type": "error", "error": err})
 
 
-def stream_error(message: str) -> bytes:
+def stream_error(message: str, seq: int = 0) -> bytes:
     """An `error` event, as the API sends mid-stream; the SDK raises it as an APIError."""
     body = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
     return b"event: error\ndata: " + body + b"\n\n"

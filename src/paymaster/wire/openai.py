@@ -210,7 +210,7 @@ def error_body(e: GatewayError) -> bytes:
     return orjson.dumps({"error": err})
 
 
-def stream_error(message: str) -> bytes:
+def stream_error(message: str, seq: int = 0) -> bytes:
     """An error chunk; the SDK raises a chunk carrying `error` as an APIError."""
     body = orjson.dumps({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
     return b"data: " + body + b"\n\n"

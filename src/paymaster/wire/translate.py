@@ -131,6 +131,11 @@ class StreamFor:
             self.stream = OpenAIToAnthropicStream(call.model)
         self.untool = anthropic_wire.StreamWatch(call) if call.structured_tool else None
 
+    @property
+    def seq(self) -> int:
+        """The next event's sequence number, in a stream translated to the Responses API (else 0)."""
+        return getattr(self.stream, "seq", 0)
+
     def _post(self, frames: list[bytes]) -> list[bytes]:
         if self.untool is None:
             return frames
