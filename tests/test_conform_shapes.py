@@ -615,3 +615,45 @@ def test_a_cut_responses_stream_ends_in_an_error_event_that_validates(gateway: A
     stream = gw.openai().responses.create(model=model, max_output_tokens=64, stream=True, input="hi")
     last = list(stream)[-1]
     assert last.type == "error" and last.sequence_number == n
+
+
+PROVIDER_PAGE_CASES = [
+    ("anthropic", CLAUDE),  # each API's caller, on its own provider and translated to the other
+    ("anthropic", GPT),
+    ("openai", GPT),
+    ("openai", CLAUDE),
+    ("responses", GPT),
+    ("responses", CLAUDE),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("api", "model"), PROVIDER_PAGE_CASES)
+def test_a_providers_html_error_page_reaches_the_caller_in_its_own_error_shape(
+    gateway: Any, sim: Any, api: str, model: str, stream: bool
+) -> None:
+    """A CDN or proxy in front of a provider answers 502 with an HTML page. It was relayed as it came (under
+    content-type application/json) to a caller of the provider's own API: not the caller's documented error
+    shape, and the SDK's error carried no error object. The status is kept; the page's text is the message."""
+    gw = gateway(agents=MIXED)
+    sim.inject("html", count=1, model=model)
+    if api == "anthropic":
+        r = a_post(gw, "/v1/messages", {"model": model, "stream": stream, **ASK_A})
+        err = anthropic_error(r, 502)
+        assert err["type"] == "api_error"
+    else:
+        path, body = ("/v1/chat/completions", ASK_A) if api == "openai" else ("/v1/responses", {"input": "x"})
+        r = o_post(gw, path, {"model": model, "stream": stream, **body})
+        assert r.status_code == 502 and r.headers["content-type"].startswith("application/json"), r.text
+        openai_valid("ErrorResponse", r.json())
+        err = r.json()["error"]
+    assert "502 Bad Gateway" in err["message"] and "<" not in err["message"], err
+    sim.inject("html", count=1, model=model)
+    with pytest.raises((anthropic.InternalServerError, openai.InternalServerError)) as e:
+        if api == "anthropic":
+            gw.anthropic().messages.create(model=model, **ASK_A)
+        elif api == "openai":
+            gw.openai().chat.completions.create(model=model, **ASK_A)  # type: ignore[call-overload]
+        else:
+            gw.openai().responses.create(model=model, input="x", max_output_tokens=16)
+    assert isinstance(e.value.body, dict) and "502 Bad Gateway" in str(e.value.body)

@@ -70,6 +70,7 @@ class Wire(Protocol):
 
 _GENERATE = {"/v1/messages", "/v1/chat/completions", "/v1/responses"}
 _MODELS = "/v1/models"
+PROXY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n"
 
 
 class Simulator:
@@ -196,6 +197,8 @@ class Simulator:
         usage_fault = fault.kind if fault is not None and fault.kind in USAGE_FAULTS else None
         if usage_fault is not None:
             fault = None
+        if fault is not None and fault.kind == "html":
+            return await self._send(send, Reply(502, [(b"content-type", b"text/html")], PROXY_PAGE))
         if fault is not None and fault.kind != "cut":
             return await self._send(send, wire.fault(fault))
         if ask.cacheable is not None:  # the provider caches once it starts answering (a "cut" included)

@@ -5,6 +5,7 @@
 "529"      overloaded (Anthropic 529; OpenAI answers 503)
 "timeout"  no answer: the request is held open until the client gives up
 "cut"      streaming: a few events, then the connection drops; otherwise dropped at once
+"html"     502 with an HTML page, as a CDN or proxy in front of the provider answers
 
 Usage faults answer 200 as usual, with the usage an openai-compatible server or a misbehaving
 proxy might send (see `alter_usage`):
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 
 USAGE_FAULTS = ("no_usage", "no_output_usage", "extra_usage")
-KINDS = ("429", "500", "529", "timeout", "cut", *USAGE_FAULTS)
+KINDS = ("429", "500", "529", "timeout", "cut", "html", *USAGE_FAULTS)
 OUTPUT_COUNTS = ("output_tokens", "completion_tokens")
 
 
