@@ -657,3 +657,28 @@ def test_a_providers_html_error_page_reaches_the_caller_in_its_own_error_shape(
         else:
             gw.openai().responses.create(model=model, input="x", max_output_tokens=16)
     assert isinstance(e.value.body, dict) and "502 Bad Gateway" in str(e.value.body)
+
+
+def test_the_gateways_own_anthropic_errors_carry_the_documented_request_id(gateway: Any) -> None:
+    """docs.claude.com/en/api/errors: "The response also includes a request_id field" beside `error`; the
+    gateway's own refusals carried only the header."""
+    gw = gateway(agents=LIMITED)
+    h = {"x-api-key": gw.keys["carol"], "anthropic-version": "2023-06-01"}
+    refused = [
+        a_post(gw, "/v1/messages", {"model": CLAUDE, "messages": []}),  # 400
+        httpx2.post(gw.url + "/v1/messages", json={}, headers={"x-api-key": "nope"}),  # 401
+        a_post(gw, "/v1/messages", {"model": GPT, **ASK_A}, agent="bob"),  # 402
+        httpx2.get(gw.url + "/v1/messages", headers=h),  # 405
+        httpx2.post(gw.url + "/v1/messages", content=b"x", headers={**h, "content-type": "text/plain"}),  # 415
+        httpx2.get(gw.url + "/v1/models/nope", headers=h),  # 404
+        httpx2.get(gw.url + "/v1/messages/batches/msgbatch_nope", headers=h),  # 404
+    ]
+    httpx2.post(gw.url + "/v1/messages", json={"model": CLAUDE, **ASK_A}, headers=h)
+    refused.append(httpx2.post(gw.url + "/v1/messages", json={"model": CLAUDE, **ASK_A}, headers=h))  # 429
+    assert [r.status_code for r in refused] == [400, 401, 402, 405, 415, 404, 404, 429]
+    for r in refused:
+        check(ERROR, r.json(), "error")
+        assert r.json().get("request_id") == r.headers["request-id"], (r.status_code, r.text, r.headers)
+    with pytest.raises(anthropic.NotFoundError) as e:
+        gw.anthropic("carol").models.retrieve("nope")
+    assert e.value.body["request_id"] == e.value.request_id  # type: ignore[index]

@@ -280,8 +280,8 @@ class Gateway:
             headers = [(b"retry-after", b"1")]
         elif isinstance(e, RateLimited):
             headers = [(b"retry-after", str(e.retry_after).encode())]
-        headers += request_ids(rid or "req_" + secrets.token_hex(12))  # the gateway's own answer: its own id
-        await respond(send, e.status, api.error_body(e), headers)
+        rid = rid or "req_" + secrets.token_hex(12)  # the gateway's own answer: its own id
+        await respond(send, e.status, api.error_body(e, rid), headers + request_ids(rid))
 
     def agent(self, h: dict[bytes, bytes]) -> Agent:
         key = bearer_or_key(h)

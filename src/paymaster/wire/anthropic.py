@@ -306,10 +306,14 @@ def unwrap_structured(data: bytes, tool: str) -> bytes:
     return orjson.dumps(obj)
 
 
-def error_body(e: GatewayError) -> bytes:
+def error_body(e: GatewayError, rid: str | None = None) -> bytes:
+    """`{"type": "error", "error": {type, message, …}, "request_id"}`: the documented shape, the request id
+    (the `request-id` header's) beside the error when the answer has one."""
     err: dict[str, Any] = {"type": e.kind, "message": e.message}
     err.update(e.extra)
-    return orjson.dumps({"type": "error", "error": err})
+    if rid is None:
+        return orjson.dumps({"type": "error", "error": err})
+    return orjson.dumps({"type": "error", "error": err, "request_id": rid})
 
 
 def stream_error(message: str, seq: int = 0) -> bytes:

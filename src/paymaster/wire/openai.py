@@ -199,7 +199,7 @@ class StreamWatch:
 _TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
 
 
-def error_body(e: GatewayError) -> bytes:
+def error_body(e: GatewayError, rid: str | None = None) -> bytes:
     err: dict[str, Any] = {
         "message": e.message,
         "type": _TYPES.get(e.status, e.kind),
