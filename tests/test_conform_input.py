@@ -28,6 +28,8 @@ from typing import Any
 import httpx2
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.test_fuzz_endpoints import (
     CLAUDE,
@@ -38,9 +40,11 @@ from tests.test_fuzz_endpoints import (
     Target,
     chat_body,
     encode,
+    fuzz_settings,
     get,
     messages_body,
     mutate,
+    mutated,
     places,
     responses_body,
 )
@@ -304,3 +308,57 @@ def test_odd_headers_content_types_and_credentials(target: Target, seed: str) ->
         except AssertionError as e:
             failed.append(f"{seed} {name}: {r.status_code} {str(e)[:400]}")
     assert not failed, "\n".join(failed)
+
+
+def test_random_mutations_of_every_agent_call_get_documented_errors(target: Target) -> None:
+    """Hypothesis: one to three mutations at once (tests/test_fuzz_endpoints.py's), judged by the documented
+    shapes and types above rather than by shape alone."""
+    ledger = Ledger(target)
+
+    @fuzz_settings(120)
+    @given(st.sampled_from(list(SEEDS.values())).flatmap(mutated))
+    def one(req: Req) -> None:
+        r = ledger.check(req)
+        assert r.status_code < 500
+
+    one()
+
+
+ADMIN_VALUES = ["", "x", "-1", "0", "1", "1.5", "nan", "inf", "-inf", "1e400", "9" * 30, "%00", "%ff", "true",
+                "2026-12-02", "2026-12-02T00:00:00Z", "\u00e9"]  # fmt: skip
+
+
+def test_every_admin_query_parameter_with_every_odd_value(target: Target) -> None:
+    failed = []
+    params = ["agent", "status", "model", "since", "until", "reconcile", "after", "limit", "nope"]
+    for name in params:
+        for v in ADMIN_VALUES:
+            for path in ("/admin/ledger", "/admin/agents", "/admin/overview"):
+                r = target.client.get(f"{target.gw.url}{path}?{name}={v}", headers={"authorization": "Bearer " + ADMIN})
+                if r.status_code >= 500 or (r.status_code >= 400 and not isinstance(r.json().get("error"), dict)):
+                    failed.append(f"{path}?{name}={v}: {r.status_code} {r.text[:200]}")
+    assert not failed, "\n".join(failed)
+
+
+def test_every_path_of_a_reconcile_body_with_every_wrong_value(target: Target) -> None:
+    call = target.send(Req("POST", "/v1/messages", "alice", messages_body()))
+    cid = call.headers["x-paymaster-call-id"]
+    ledger = Ledger(target)
+    bodies = {
+        "cost": {"cost_usd": "0.001"},
+        "usage": {"usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                            "service_tier": "standard", "server_tool_uses": {"web_search_requests": 1}},
+                  "batch": False},
+    }  # fmt: skip
+    failed = []
+    for kind, seed in bodies.items():
+        for name, body in sweep(seed):
+            req = Req("POST", f"/admin/ledger/{cid}/reconcile", "admin", body, auth="admin")
+            r = target.send(req)
+            rows, windows = ledger.read_rows(), ledger.read_windows()
+            if r.status_code >= 500 or (r.status_code >= 400 and not isinstance(r.json().get("error"), dict)):
+                failed.append(f"{kind} {name}: {r.status_code} {r.text[:200]}")
+            elif r.status_code >= 400 and (windows != ledger.windows or rows):
+                failed.append(f"{kind} {name}: refused, yet spend moved")
+            ledger.windows = windows
+    assert not failed, "\n".join(failed[:30])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import gzip
 import os
-import posixpath
 import secrets
 import socket
 from dataclasses import dataclass, field, replace
@@ -135,7 +134,7 @@ class Req:
         """Whether the caller speaks Anthropic: the gateway answers /v1/messages* in Anthropic's shape, and
         /v1/models* too when the request carries anthropic-version."""
         lower = {k.lower() for k in self.headers}
-        path = posixpath.normpath(self.path)  # as the client sends it: `/v1/messages/../admin` is `/v1/admin`
+        path = httpx2.URL("http://x" + self.path).path  # as the client sends it: `/v1/messages/../admin` is `/v1/admin`
         return path.startswith("/v1/messages") or (path.startswith("/v1/models") and "anthropic-version" in lower)
 
 
