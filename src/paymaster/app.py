@@ -41,6 +41,7 @@ from .errors import (
     GatewayError,
     Internal,
     MethodNotAllowed,
+    ModelNotFound,
     NotFound,
     RateLimited,
     Unauthorized,
@@ -491,7 +492,7 @@ class Gateway:
         body, raw = await read_json(receive, h, self.config.max_body_bytes)
         model = body.get("model")
         if not isinstance(model, str) or model not in agent.models:
-            raise NotFound(f"model {model!r} is not available to agent {agent.name!r}", param="model")
+            raise ModelNotFound(f"model {model!r} is not available to agent {agent.name!r}", param="model")
         up = self.upstreams[self.config.models[model].provider.name]
         if up.provider.api != "anthropic":
             raise BadRequest(f"count_tokens is an Anthropic endpoint; {model!r} is not an Anthropic model")
@@ -515,7 +516,7 @@ class Gateway:
 def decode(api: Wire, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes], size: int) -> Call:
     model, max_tokens, stream = api.check(body)
     if model not in agent.models and not (model == "auto" and agent.tiers):
-        raise NotFound(
+        raise ModelNotFound(
             f"model {model!r} is not available to agent {agent.name!r} (allowed: {', '.join(agent.models)})",
             param="model",
         )

@@ -5,6 +5,7 @@
      ├── Unauthorized         401 authentication_error
      ├── Forbidden            403 permission_error
      ├── NotFound             404 not_found_error
+     │    └── ModelNotFound       (a model the agent may not call; OpenAI's code `model_not_found`)
      ├── MethodNotAllowed     405 invalid_request_error
      ├── TooLarge             413 request_too_large
      ├── UnsupportedMedia     415 invalid_request_error
@@ -51,6 +52,10 @@ class Forbidden(GatewayError):
 
 class NotFound(GatewayError):
     status, kind = 404, "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
 
 
 class MethodNotAllowed(GatewayError):
