@@ -536,6 +536,24 @@ def test_openai_batches_and_files_validate(gateway: Any) -> None:
     openai_valid("Batch", b.json())
     openai_valid("Batch", httpx2.get(gw.url + f"/v1/batches/{b.json()['id']}", headers=h).json())
     openai_valid("ListBatchesResponse", httpx2.get(gw.url + "/v1/batches", headers=h).json())
+    import time
+
+    for _ in range(200):
+        done = sdk.batches.retrieve(b.json()["id"])
+        if done.status == "completed":
+            break
+        time.sleep(0.05)
+    got = httpx2.get(gw.url + f"/v1/batches/{done.id}", headers=h).json()
+    openai_valid("Batch", got)
+    assert got["status"] == "completed" and got["output_file_id"], got
+    openai_valid("OpenAIFile", httpx2.get(gw.url + f"/v1/files/{got['output_file_id']}", headers=h).json())
+    out = httpx2.get(gw.url + f"/v1/files/{got['output_file_id']}/content", headers=h).text.splitlines()
+    for text in out:  # platform.openai.com/docs/guides/batch: one output line per request
+        line = json.loads(text)
+        assert set(line) >= {"id", "custom_id", "response", "error"} and line["error"] is None, line
+        assert line["custom_id"] == "q1" and line["response"]["status_code"] == 200, line
+        assert isinstance(line["response"]["request_id"], str), line
+        openai_valid("CreateChatCompletionResponse", line["response"]["body"])
 
 
 # -- the gateway's own refusals, through each SDK -------------------------------------------------------------
@@ -682,3 +700,91 @@ def test_the_gateways_own_anthropic_errors_carry_the_documented_request_id(gatew
     with pytest.raises(anthropic.NotFoundError) as e:
         gw.anthropic("carol").models.retrieve("nope")
     assert e.value.body["request_id"] == e.value.request_id  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        ("o4-mini", {"input": "think [sim:tokens=9]", "reasoning": {"effort": "low"}}),
+        ("o4-mini", {"input": "think long [sim:tokens=40]", "reasoning": {"effort": "high"}, "max_output_tokens": 64}),
+        ("gpt-4.1-mini", {"input": "find it [sim:web_search=2]", "tools": [{"type": "web_search_preview"}]}),
+    ],
+)
+def test_reasoning_and_web_search_responses_validate(gateway: Any, model: str, extra: dict[str, Any]) -> None:
+    gw = gateway(agents={"olivia": {"model": GPT, "models": [GPT, "o4-mini"], "daily_usd": 5}})
+    body = {"model": model, "max_output_tokens": 2000, **extra}
+    r = o_post(gw, "/v1/responses", body)
+    assert r.status_code == 200, r.text
+    openai_valid("Response", r.json())
+    events = sse(o_post(gw, "/v1/responses", {**body, "stream": True}).text)
+    for n, (name, data) in enumerate(events):
+        assert name == data["type"] and data["sequence_number"] == n, (n, data)
+        openai_valid("ResponseStreamEvent", data)
+    assert [o["type"] for o in events[-1][1]["response"]["output"]] == [o["type"] for o in r.json()["output"]]
+
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+TASKS = {"short": {"max_tokens": 64, "brevity": "Be terse.", "schema": SCHEMA}}
+
+
+@pytest.mark.parametrize("model", [CLAUDE, GPT])
+@pytest.mark.parametrize("api", ["anthropic", "openai", "responses"])
+def test_answers_the_levers_reshaped_are_documented_shapes(gateway: Any, api: str, model: str) -> None:
+    """Structured output (a forced tool handed back as a JSON text answer for Claude), brevity and a fitted
+    max_tokens change what is sent; what comes back must still be the caller's documented shapes."""
+    agents = {n: {**a, "tasks": TASKS} for n, a in MIXED.items() if n != "bob"}
+    gw = gateway(agents=agents)
+    task = {"x-paymaster-task": "short"}
+    if api == "anthropic":
+        h = {"x-api-key": gw.keys["alice"], "anthropic-version": "2023-06-01", **task}
+        body: dict[str, Any] = {"model": model, "max_tokens": 500, **ASKS["text"]}
+        r = httpx2.post(gw.url + "/v1/messages", json=body, headers=h, timeout=20)
+        assert r.status_code == 200 and r.headers.get("x-paymaster-structured"), (r.text, r.headers)
+        check(MESSAGE, r.json(), "message")
+        assert json.loads(r.json()["content"][0]["text"]) is not None
+        s = httpx2.post(gw.url + "/v1/messages", json={**body, "stream": True}, headers=h, timeout=20)
+        streamed = anthropic_stream(s.text)
+        assert [b["type"] for b in streamed["content"]] == ["text"] and json.loads(streamed["content"][0]["text"])
+        return
+    h = {"authorization": f"Bearer {gw.keys['olivia']}", **task}
+    if api == "openai":
+        body = {"model": model, "max_tokens": 500, "messages": ASKS["text"]["messages"]}
+        r = httpx2.post(gw.url + "/v1/chat/completions", json=body, headers=h, timeout=20)
+        assert r.status_code == 200, r.text
+        openai_valid("CreateChatCompletionResponse", r.json())
+        assert json.loads(r.json()["choices"][0]["message"]["content"]) is not None
+        s = httpx2.post(gw.url + "/v1/chat/completions", json={**body, "stream": True}, headers=h, timeout=20)
+        for _, chunk in sse(s.text):
+            if chunk != "[DONE]":
+                openai_valid("CreateChatCompletionStreamResponse", chunk)
+        return
+    body = {"model": model, "max_output_tokens": 500, "input": "hi"}
+    r = httpx2.post(gw.url + "/v1/responses", json=body, headers=h, timeout=20)
+    assert r.status_code == 200, r.text
+    openai_valid("Response", r.json())
+    s = httpx2.post(gw.url + "/v1/responses", json={**body, "stream": True}, headers=h, timeout=20)
+    for n, (_, event) in enumerate(sse(s.text)):
+        assert event["sequence_number"] == n
+        openai_valid("ResponseStreamEvent", event)
+
+
+def test_a_model_the_agent_may_not_call_is_openais_model_not_found(gateway: Any) -> None:
+    """OpenAI answers a model a key cannot use with 404, type invalid_request_error, code `model_not_found`
+    (what callers and frameworks match on); the gateway's own 404 had code null."""
+    gw = gateway(agents=MIXED)
+    o = gw.openai()
+    calls = [
+        lambda: o.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}]),
+        lambda: o.responses.create(model="gpt-4o", input="x"),  # a real model, not this agent's
+        lambda: o.embeddings.create(model="text-embedding-3-large", input="x"),
+        lambda: o.models.retrieve("gpt-nope"),
+    ]
+    for call in calls:
+        with pytest.raises(openai.NotFoundError) as e:
+            call()
+        assert e.value.code == "model_not_found" and e.value.param == "model", e.value.body
+        assert e.value.type == "invalid_request_error"
+        openai_valid("ErrorResponse", e.value.response.json())
+    with pytest.raises(anthropic.NotFoundError) as a:
+        gw.anthropic().messages.create(model="claude-nope", **ASK_A)
+    assert a.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
