@@ -788,3 +788,17 @@ def test_a_model_the_agent_may_not_call_is_openais_model_not_found(gateway: Any)
     with pytest.raises(anthropic.NotFoundError) as a:
         gw.anthropic().messages.create(model="claude-nope", **ASK_A)
     assert a.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
+def test_an_html_error_page_on_token_counts_and_embeddings_reaches_the_caller_in_its_shape(
+    gateway: Any, sim: Any
+) -> None:
+    gw = gateway(agents=MIXED)
+    sim.inject("html", count=1, model=CLAUDE)
+    err = anthropic_error(a_post(gw, "/v1/messages/count_tokens", {"model": CLAUDE, **ASKS["text"]}), 502)
+    assert err["type"] == "api_error" and "502 Bad Gateway" in err["message"] and "<" not in err["message"]
+    sim.inject("html", count=1, model="text-embedding-3-small")
+    r = o_post(gw, "/v1/embeddings", {"model": "text-embedding-3-small", "input": "x"})
+    assert r.status_code == 502 and r.headers["x-request-id"], r.text
+    openai_valid("ErrorResponse", r.json())
+    assert "502 Bad Gateway" in r.json()["error"]["message"] and "<" not in r.json()["error"]["message"]

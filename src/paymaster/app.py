@@ -47,7 +47,7 @@ from .errors import (
     Unauthorized,
     UpstreamFailed,
 )
-from .exchange import Exchange, Forwarder, remaining_headers
+from .exchange import Exchange, Forwarder, relayed, remaining_headers
 from .fleet.live import Fleet
 from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import LEVERS, build
@@ -56,7 +56,7 @@ from .limits import Limits
 from .limits_redis import RedisLimits
 from .metrics import Metrics
 from .pricing import Rates, to_nanos
-from .providers import Upstream, UpstreamError, relay_headers, request_ids
+from .providers import Upstream, UpstreamError, request_ids
 from .response_book import ResponseBook
 from .settle import Settler, answered
 from .store import shared_events, shared_status
@@ -501,7 +501,9 @@ class Gateway:
             data = await resp.read()
         except UpstreamError as e:
             fail(e, up.provider.name)
-        await respond(send, resp.status, data, relay_headers(resp))
+        if resp.status != 200:
+            data = translate.error_for("anthropic", resp.status, data, False)
+        await respond(send, resp.status, data, relayed(resp, "req_" + secrets.token_hex(12)))
 
     async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """200 {"status": "ok"}; 503 {"status": "failing", "reason"} while ledger commits fail (calls are refused)."""

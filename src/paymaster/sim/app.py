@@ -169,6 +169,8 @@ class Simulator:
             return await self._send(send, self._responses.stored_endpoint(method, rid, action))
         if method == "POST" and path == "/v1/conversations":
             return await self._send(send, self._responses.create_conversation(body))
+        if method == "POST" and path in ("/v1/embeddings", "/v1/messages/count_tokens") and self._page(body):
+            return await self._send(send, Reply(502, [(b"content-type", b"text/html")], PROXY_PAGE))
         if method == "POST" and path == "/v1/embeddings":
             return await self._send(send, self._embeddings.create(body))
         if method == "POST" and path in _GENERATE:
@@ -182,6 +184,11 @@ class Simulator:
         if path in _GENERATE or path == "/v1/messages/count_tokens" or path == _MODELS:
             return await self._send(send, wire.error(405, f"Method not allowed: {method} {path}"))
         await self._send(send, wire.not_found(method, path))
+
+    def _page(self, body: Any) -> bool:
+        """Whether an "html" fault is queued for this request's model (taken if so)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        return self.faults.take(model if isinstance(model, str) else "", ("html",)) is not None
 
     async def _generate(self, wire: Wire, body: Any, raw: bytes, receive: Receive, send: Send) -> None:
         """validate → fault? → prompt cache → answer → (latency) → reply, stream, or the fault's misbehaviour."""
