@@ -22,6 +22,7 @@ every run; `tests/test_fuzz_endpoints.py` covers random combinations of mutation
 from __future__ import annotations
 
 import gzip
+import json
 from functools import cache
 from typing import Any
 
@@ -34,7 +35,9 @@ from hypothesis import strategies as st
 from tests.test_fuzz_endpoints import (
     CLAUDE,
     FLEET,
+    FORM,
     GPT,
+    LINE,
     Raw,
     Req,
     Target,
@@ -42,11 +45,13 @@ from tests.test_fuzz_endpoints import (
     encode,
     fuzz_settings,
     get,
+    made_ids,
     messages_body,
     mutate,
     mutated,
     places,
     responses_body,
+    upload,
 )
 
 DOCUMENTED_ANTHROPIC = {
@@ -362,3 +367,54 @@ def test_every_path_of_a_reconcile_body_with_every_wrong_value(target: Target) -
                 failed.append(f"{kind} {name}: refused, yet spend moved")
             ledger.windows = windows
     assert not failed, "\n".join(failed[:30])
+
+
+def test_every_path_of_the_id_bearing_bodies_with_every_wrong_value(target: Target) -> None:
+    """Batches created from an uploaded file, routing feedback, and a Responses request naming a stored
+    response: the bodies that carry ids of things the gateway made."""
+    ids = made_ids(target)
+    ledger = Ledger(target)
+    seeds = [
+        Req("POST", "/v1/batches", "olivia",
+            {"input_file_id": ids["file"], "endpoint": "/v1/chat/completions", "completion_window": "24h",
+             "metadata": {"k": "v"}}),
+        Req("POST", "/v1/paymaster/feedback", "alice", {"call_id": ids["call"], "success": True}),
+        Req("POST", "/v1/paymaster/feedback", "alice", {"call_id": ids["call"], "score": 0.5}),
+        Req("POST", "/v1/responses", "olivia",
+            {"model": GPT, "input": [{"role": "user", "content": "on"}], "previous_response_id": ids["response"]}),
+    ]  # fmt: skip
+    failed = []
+    for seed in seeds:
+        for name, body in sweep(seed.body):
+            try:
+                ledger.check(Req(seed.method, seed.path, seed.key, body))
+            except AssertionError as e:
+                failed.append(f"{seed.path} {name}: {str(e)[:400]}")
+    assert not failed, "\n".join([f"{len(failed)} cases", *failed[:30]])
+
+
+MULTIPART = [
+    ("no boundary", "multipart/form-data", None),
+    ("wrong boundary", "multipart/form-data; boundary=other", None),
+    ("empty", FORM, b""),
+    ("no file part", FORM, f'--fuzzboundary\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+                           f"--fuzzboundary--\r\n".encode()),
+    ("no purpose", FORM, f'--fuzzboundary\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n'
+                         f"\r\n{json.dumps(LINE)}\r\n--fuzzboundary--\r\n".encode()),
+    ("purpose odd", FORM, upload(encode(LINE), b"fine-tune")),
+    ("purpose empty", FORM, upload(encode(LINE), b"")),
+    ("file empty", FORM, upload(b"")),
+    ("file not json", FORM, upload(b"not json\n")),
+    ("file not lines of objects", FORM, upload(b"[1,2]\n")),
+    ("file binary", FORM, upload(bytes(range(256)))),
+    ("unterminated", FORM, upload(encode(LINE))[:-20]),
+    ("json instead", "application/json", b'{"purpose": "batch", "file": "x"}'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "ctype", "raw"), MULTIPART, ids=[m[0] for m in MULTIPART])
+def test_odd_file_uploads(target: Target, name: str, ctype: str, raw: bytes | None) -> None:
+    ledger = Ledger(target)
+    body = raw if raw is not None else upload(encode(LINE))
+    r = ledger.check(Req("POST", "/v1/files", "olivia", raw=body, ctype=ctype))
+    assert r.status_code < 500
