@@ -397,8 +397,8 @@ MULTIPART = [
     ("no boundary", "multipart/form-data", None),
     ("wrong boundary", "multipart/form-data; boundary=other", None),
     ("empty", FORM, b""),
-    ("no file part", FORM, f'--fuzzboundary\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
-                           f"--fuzzboundary--\r\n".encode()),
+    ("no file part", FORM, b'--fuzzboundary\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+                           b"--fuzzboundary--\r\n"),
     ("no purpose", FORM, f'--fuzzboundary\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n'
                          f"\r\n{json.dumps(LINE)}\r\n--fuzzboundary--\r\n".encode()),
     ("purpose odd", FORM, upload(encode(LINE), b"fine-tune")),
