@@ -18,7 +18,9 @@
      └── Internal             500 api_error         (a defect in the gateway: any other exception, logged with
                                                      its traceback, answered in the caller's shape all the same)
 
-Errors the provider itself returns are relayed as the provider sent them (same status and body).
+Errors the provider itself returns are relayed as the provider sent them (same status and body), translated
+when the caller speaks the other API; one that is no API's error object (a CDN's or proxy's HTML page, an empty
+body) keeps its status and becomes its text in the caller's shape (`wire/translate.py` `error_for`).
 """
 
 from __future__ import annotations
