@@ -802,3 +802,31 @@ def test_an_html_error_page_on_token_counts_and_embeddings_reaches_the_caller_in
     assert r.status_code == 502 and r.headers["x-request-id"], r.text
     openai_valid("ErrorResponse", r.json())
     assert "502 Bad Gateway" in r.json()["error"]["message"] and "<" not in r.json()["error"]["message"]
+
+
+def test_the_anthropic_model_list_pages_as_documented(gateway: Any) -> None:
+    """GET /v1/models (Anthropic): `limit` 1–1000 (default 20), `after_id` / `before_id`, `has_more`,
+    `first_id`, `last_id`. The gateway ignored the parameters: `limit=1` listed every model, `has_more` false."""
+    gw = gateway(agents={"alice": {"model": CLAUDE, "models": [CLAUDE, "claude-sonnet-4-6", GPT], "daily_usd": 5}})
+    h = {"x-api-key": gw.keys["alice"], "anthropic-version": "2023-06-01"}
+
+    def page(q: str) -> dict[str, Any]:
+        r = httpx2.get(gw.url + "/v1/models?" + q, headers=h)
+        assert r.status_code == 200, r.text
+        check(MODEL_LIST, r.json(), "models")
+        return dict(r.json())
+
+    every = [m["id"] for m in page("")["data"]]
+    assert every == [CLAUDE, "claude-sonnet-4-6", GPT]
+    one = page("limit=1")
+    assert [m["id"] for m in one["data"]] == every[:1] and one["has_more"] and one["last_id"] == every[0]
+    two = page(f"limit=1&after_id={one['last_id']}")
+    assert [m["id"] for m in two["data"]] == every[1:2] and two["has_more"]
+    last = page(f"after_id={every[1]}")
+    assert [m["id"] for m in last["data"]] == every[2:] and not last["has_more"]
+    before = page(f"before_id={every[2]}&limit=1")
+    assert [m["id"] for m in before["data"]] == every[1:2] and before["has_more"]
+    assert [m.id for m in gw.anthropic().models.list(limit=1)] == every  # the SDK pages through them all
+    for bad in ("limit=0", "limit=1001", "limit=abc"):
+        err = anthropic_error(httpx2.get(gw.url + "/v1/models?" + bad, headers=h), 400)
+        assert "limit" in err["message"]

@@ -57,6 +57,7 @@ from .limits_redis import RedisLimits
 from .metrics import Metrics
 from .pricing import Rates, to_nanos
 from .providers import Upstream, UpstreamError, request_ids
+from .query import number, params
 from .response_book import ResponseBook
 from .settle import Settler, answered
 from .store import shared_events, shared_status
@@ -482,8 +483,12 @@ class Gateway:
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)
-        api = wire_anthropic if b"anthropic-version" in h else wire_openai
-        await respond(send, 200, api.models_body((["auto"] if agent.tiers else []) + list(agent.models)))
+        models = (["auto"] if agent.tiers else []) + list(agent.models)
+        if b"anthropic-version" not in h:
+            return await respond(send, 200, wire_openai.models_body(models))
+        q = params(scope)  # Anthropic's list pages: limit 1–1000 (default 20), after_id / before_id
+        limit = number(q, "limit", int, 20, 1, 1000)
+        await respond(send, 200, wire_anthropic.models_body(models, limit, q.get("after_id"), q.get("before_id")))
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Anthropic's free token count, proxied with the gateway's credential; no budget involved."""
