@@ -3,7 +3,8 @@
     python scripts/vendor_openai_schemas.py PATH/TO/openapi.json COMMIT > tests/data/openai_schemas.json
 
 PATH is `openapi.json` from github.com/openai/openai-openapi at COMMIT. The answer schemas (chat
-completion, stream chunk, error, model, model list) and everything they reference are kept, as JSON
+completion, stream chunk, error, model, model list, Responses answer and
+stream events, embeddings, batch and file objects) and everything they reference are kept, as JSON
 Schema (2020-12) `$defs`: `#/components/schemas/X` becomes `#/$defs/X`, and the specification's
 OpenAPI 3.0 `nullable: true` becomes a `null` alternative, so a plain JSON Schema validator reads it.
 """
@@ -20,6 +21,13 @@ ROOTS = (
     "ErrorResponse",
     "ListModelsResponse",
     "Model",
+    "Response",  # the Responses API: the answer, its stream's events, stored input items
+    "ResponseStreamEvent",
+    "ResponseItemList",
+    "CreateEmbeddingResponse",
+    "Batch",  # the Batch API and its files
+    "ListBatchesResponse",
+    "OpenAIFile",
 )
 PREFIX = "#/components/schemas/"
 
@@ -45,13 +53,16 @@ def refs(node: Any) -> list[str]:
     return []
 
 
-def plain(node: Any) -> Any:
-    """OpenAPI 3.0 idioms as JSON Schema: local refs into $defs, `nullable` as a null alternative."""
+def plain(node: Any, name: str = "") -> Any:
+    """OpenAPI 3.0 idioms as JSON Schema: local refs into $defs, `nullable` as a null alternative, and a
+    schema's draft 2019-09 self-reference (`$recursiveAnchor` + `$recursiveRef: "#"`) as a `$ref` to itself."""
     if isinstance(node, list):
-        return [plain(v) for v in node]
+        return [plain(v, name) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {k: plain(v) for k, v in node.items() if k != "nullable"}
+    if node.get("$recursiveRef") == "#":
+        return {"$ref": "#/$defs/" + name}
+    out = {k: plain(v, name) for k, v in node.items() if k not in ("nullable", "$recursiveAnchor")}
     if isinstance(out.get("$ref"), str):
         out["$ref"] = "#/$defs/" + out["$ref"][len(PREFIX) :]
     if node.get("nullable") is True:
@@ -73,7 +84,7 @@ def main() -> None:
             "spec_version": spec["info"]["version"],
             "roots": list(ROOTS),
         },
-        "$defs": {name: plain(schemas[name]) for name in closure(schemas, ROOTS)},
+        "$defs": {name: plain(schemas[name], name) for name in closure(schemas, ROOTS)},
     }
     json.dump(vendored, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")

@@ -134,9 +134,8 @@ class Req:
         """Whether the caller speaks Anthropic: the gateway answers /v1/messages* in Anthropic's shape, and
         /v1/models* too when the request carries anthropic-version."""
         lower = {k.lower() for k in self.headers}
-        return self.path.startswith("/v1/messages") or (
-            self.path.startswith("/v1/models") and "anthropic-version" in lower
-        )
+        path = httpx2.URL("http://x" + self.path).path  # as the client sends it: `/v1/messages/../admin` is `/v1/admin`
+        return path.startswith("/v1/messages") or (path.startswith("/v1/models") and "anthropic-version" in lower)
 
 
 def messages_body(**kw: Any) -> dict[str, Any]:

@@ -41,12 +41,13 @@ from .errors import (
     GatewayError,
     Internal,
     MethodNotAllowed,
+    ModelNotFound,
     NotFound,
     RateLimited,
     Unauthorized,
     UpstreamFailed,
 )
-from .exchange import Exchange, Forwarder, remaining_headers
+from .exchange import Exchange, Forwarder, relayed, remaining_headers
 from .fleet.live import Fleet
 from .http import Headers, Message, Receive, Scope, Send, bearer_or_key, header_map, json_response, read_json, respond
 from .levers import LEVERS, build
@@ -55,7 +56,8 @@ from .limits import Limits
 from .limits_redis import RedisLimits
 from .metrics import Metrics
 from .pricing import Rates, to_nanos
-from .providers import Upstream, UpstreamError, relay_headers, request_ids
+from .providers import Upstream, UpstreamError, request_ids
+from .query import number, params
 from .response_book import ResponseBook
 from .settle import Settler, answered
 from .store import shared_events, shared_status
@@ -279,8 +281,8 @@ class Gateway:
             headers = [(b"retry-after", b"1")]
         elif isinstance(e, RateLimited):
             headers = [(b"retry-after", str(e.retry_after).encode())]
-        headers += request_ids(rid or "req_" + secrets.token_hex(12))  # the gateway's own answer: its own id
-        await respond(send, e.status, api.error_body(e), headers)
+        rid = rid or "req_" + secrets.token_hex(12)  # the gateway's own answer: its own id
+        await respond(send, e.status, api.error_body(e, rid), headers + request_ids(rid))
 
     def agent(self, h: dict[bytes, bytes]) -> Agent:
         key = bearer_or_key(h)
@@ -484,8 +486,12 @@ class Gateway:
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         h = header_map(scope)
         agent = self.agent(h)
-        api = wire_anthropic if b"anthropic-version" in h else wire_openai
-        await respond(send, 200, api.models_body((["auto"] if agent.tiers else []) + list(agent.models)))
+        models = (["auto"] if agent.tiers else []) + list(agent.models)
+        if b"anthropic-version" not in h:
+            return await respond(send, 200, wire_openai.models_body(models))
+        q = params(scope)  # Anthropic's list pages: limit 1–1000 (default 20), after_id / before_id
+        limit = number(q, "limit", int, 20, 1, 1000)
+        await respond(send, 200, wire_anthropic.models_body(models, limit, q.get("after_id"), q.get("before_id")))
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Anthropic's free token count, proxied with the gateway's credential; no budget involved."""
@@ -494,7 +500,7 @@ class Gateway:
         body, raw = await read_json(receive, h, self.config.max_body_bytes)
         model = body.get("model")
         if not isinstance(model, str) or model not in agent.models:
-            raise NotFound(f"model {model!r} is not available to agent {agent.name!r}", param="model")
+            raise ModelNotFound(f"model {model!r} is not available to agent {agent.name!r}", param="model")
         up = self.upstreams[self.config.models[model].provider.name]
         if up.provider.api != "anthropic":
             raise BadRequest(f"count_tokens is an Anthropic endpoint; {model!r} is not an Anthropic model")
@@ -503,7 +509,9 @@ class Gateway:
             data = await resp.read()
         except UpstreamError as e:
             fail(e, up.provider.name)
-        await respond(send, resp.status, data, relay_headers(resp))
+        if resp.status != 200:
+            data = translate.error_for("anthropic", resp.status, data, False)
+        await respond(send, resp.status, data, relayed(resp, "req_" + secrets.token_hex(12)))
 
     async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """200 {"status": "ok"}; 503 {"status": "failing", "reason"} while ledger commits fail (calls are refused)."""
@@ -518,7 +526,7 @@ class Gateway:
 def decode(api: Wire, agent: Agent, body: dict[str, Any], h: dict[bytes, bytes], size: int) -> Call:
     model, max_tokens, stream = api.check(body)
     if model not in agent.models and not (model == "auto" and agent.tiers):
-        raise NotFound(
+        raise ModelNotFound(
             f"model {model!r} is not available to agent {agent.name!r} (allowed: {', '.join(agent.models)})",
             param="model",
         )

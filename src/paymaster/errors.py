@@ -5,6 +5,7 @@
      ├── Unauthorized         401 authentication_error
      ├── Forbidden            403 permission_error
      ├── NotFound             404 not_found_error
+     │    └── ModelNotFound       (a model the agent may not call; OpenAI's code `model_not_found`)
      ├── MethodNotAllowed     405 invalid_request_error
      ├── TooLarge             413 request_too_large
      ├── UnsupportedMedia     415 invalid_request_error
@@ -17,7 +18,9 @@
      └── Internal             500 api_error         (a defect in the gateway: any other exception, logged with
                                                      its traceback, answered in the caller's shape all the same)
 
-Errors the provider itself returns are relayed as the provider sent them (same status and body).
+Errors the provider itself returns are relayed as the provider sent them (same status and body), translated
+when the caller speaks the other API; one that is no API's error object (a CDN's or proxy's HTML page, an empty
+body) keeps its status and becomes its text in the caller's shape (`wire/translate.py` `error_for`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ class Forbidden(GatewayError):
 
 class NotFound(GatewayError):
     status, kind = 404, "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
 
 
 class MethodNotAllowed(GatewayError):

@@ -16,7 +16,7 @@ from .errors import UpstreamFailed
 from .http import Headers, Receive, Send, respond
 from .levers.base import LeverContext
 from .pricing import Rates, usd_str
-from .providers import Response, Upstream, UpstreamClosed, UpstreamError, relay_headers
+from .providers import Response, Upstream, UpstreamClosed, UpstreamError, relay_headers, request_ids
 from .settle import Settler
 from .upstream_errors import RETRYABLE, Retry, fail, status_of
 from .wire import SSEFrames, Wire, translate
@@ -71,8 +71,7 @@ class Forwarder:
                 status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
                 if x.may_retry and resp.status in RETRYABLE:
                     raise Retry(str(resp.status))
-                if x.translated:
-                    data = translate.error_for(call.api, data)
+                data = translate.error_for(call.api, resp.status, data, x.translated)
             else:
                 try:
                     parsed = orjson.loads(data)
@@ -93,7 +92,7 @@ class Forwarder:
                 answer = data
         finally:
             cost = self.settle(x, status, usage, error, rid, answer=answer)
-        await respond(send, resp.status, data, [*relay_headers(resp), *self.headers(x, cost)])
+        await respond(send, resp.status, data, [*relayed(resp, x.ticket.id), *self.headers(x, cost)])
 
     async def stream(self, x: Exchange, receive: Receive, send: Send) -> None:
         call, up = x.call, x.up
@@ -123,15 +122,14 @@ class Forwarder:
                 status, error = "upstream_error", f"{resp.status}: {data[:300].decode('utf-8', 'replace')}"
                 if x.may_retry and resp.status in RETRYABLE:
                     raise Retry(str(resp.status))
-                if x.translated:
-                    data = translate.error_for(call.api, data)
-                await respond(send, resp.status, data, relay_headers(resp))
+                data = translate.error_for(call.api, resp.status, data, x.translated)
+                await respond(send, resp.status, data, relayed(resp, x.ticket.id))
                 return
             await send(
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [*SSE_HEADERS, *relay_headers(resp), *self.headers(x, None)],
+                    "headers": [*SSE_HEADERS, *relayed(resp, x.ticket.id), *self.headers(x, None)],
                 }
             )
             frames = SSEFrames()
@@ -171,7 +169,8 @@ class Forwarder:
         if not gone.is_set():
             tail = b": paymaster cost_usd=%s\n\n" % usd_str(cost).encode()
             if status != "ok":  # tell the agent its stream broke, in its own API's words
-                tail = x.api.stream_error(f"the provider's stream was interrupted ({error})") + tail
+                seq = relay.seq if relay is not None else getattr(watch, "seq", 0)  # a Responses stream's next
+                tail = x.api.stream_error(f"the provider's stream was interrupted ({error})", seq) + tail
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -186,6 +185,15 @@ class Forwarder:
             out.append((b"x-paymaster-reserved-usd", usd_str(t.worst).encode()))
         out.extend((k.encode(), v.encode()) for k, v in call.notes.items())
         return out
+
+
+def relayed(resp: Response, call_id: str) -> Headers:
+    """The provider's headers an agent gets, with both request ids: the provider's, or (an answer with none,
+    a proxy's error page) the call's own id, so every answer carries them."""
+    out = relay_headers(resp)
+    if not (resp.headers.get("request-id") or resp.headers.get("x-request-id")):
+        out += request_ids(call_id)
+    return out
 
 
 def remaining_headers(budget: Budget, agent: str, call_id: str) -> Headers:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from .errors import NotFound
+from .errors import ModelNotFound
 from .http import Receive, Scope, Send, header_map, respond
 from .wire import anthropic as wire_anthropic
 from .wire import openai as wire_openai
@@ -22,6 +22,8 @@ async def retrieve(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
     agent = gw.agent(h)
     model = unquote(scope["path"][len(PREFIX) :])
     if model not in agent.models and not (model == "auto" and agent.tiers):
-        raise NotFound(f"The model '{model}' does not exist or is not available to agent {agent.name!r}", param="model")
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or is not available to agent {agent.name!r}", param="model"
+        )
     api = wire_anthropic if b"anthropic-version" in h else wire_openai
     await respond(send, 200, api.model_body(model))

@@ -70,6 +70,7 @@ class Wire(Protocol):
 
 _GENERATE = {"/v1/messages", "/v1/chat/completions", "/v1/responses"}
 _MODELS = "/v1/models"
+PROXY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n"
 
 
 class Simulator:
@@ -168,6 +169,8 @@ class Simulator:
             return await self._send(send, self._responses.stored_endpoint(method, rid, action))
         if method == "POST" and path == "/v1/conversations":
             return await self._send(send, self._responses.create_conversation(body))
+        if method == "POST" and path in ("/v1/embeddings", "/v1/messages/count_tokens") and self._page(body):
+            return await self._send(send, Reply(502, [(b"content-type", b"text/html")], PROXY_PAGE))
         if method == "POST" and path == "/v1/embeddings":
             return await self._send(send, self._embeddings.create(body))
         if method == "POST" and path in _GENERATE:
@@ -181,6 +184,11 @@ class Simulator:
         if path in _GENERATE or path == "/v1/messages/count_tokens" or path == _MODELS:
             return await self._send(send, wire.error(405, f"Method not allowed: {method} {path}"))
         await self._send(send, wire.not_found(method, path))
+
+    def _page(self, body: Any) -> bool:
+        """Whether an "html" fault is queued for this request's model (taken if so)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        return self.faults.take(model if isinstance(model, str) else "", ("html",)) is not None
 
     async def _generate(self, wire: Wire, body: Any, raw: bytes, receive: Receive, send: Send) -> None:
         """validate → fault? → prompt cache → answer → (latency) → reply, stream, or the fault's misbehaviour."""
@@ -196,6 +204,8 @@ class Simulator:
         usage_fault = fault.kind if fault is not None and fault.kind in USAGE_FAULTS else None
         if usage_fault is not None:
             fault = None
+        if fault is not None and fault.kind == "html":
+            return await self._send(send, Reply(502, [(b"content-type", b"text/html")], PROXY_PAGE))
         if fault is not None and fault.kind != "cut":
             return await self._send(send, wire.fault(fault))
         if ask.cacheable is not None:  # the provider caches once it starts answering (a "cut" included)

@@ -5,6 +5,8 @@
 "529"      overloaded (Anthropic 529; OpenAI answers 503)
 "timeout"  no answer: the request is held open until the client gives up
 "cut"      streaming: a few events, then the connection drops; otherwise dropped at once
+"html"     502 with an HTML page, as a CDN or proxy in front of the provider answers (token counts and
+           embeddings too)
 
 Usage faults answer 200 as usual, with the usage an openai-compatible server or a misbehaving
 proxy might send (see `alter_usage`):
@@ -23,7 +25,7 @@ from typing import Any
 import orjson
 
 USAGE_FAULTS = ("no_usage", "no_output_usage", "extra_usage")
-KINDS = ("429", "500", "529", "timeout", "cut", *USAGE_FAULTS)
+KINDS = ("429", "500", "529", "timeout", "cut", "html", *USAGE_FAULTS)
 OUTPUT_COUNTS = ("output_tokens", "completion_tokens")
 
 
@@ -63,13 +65,13 @@ class Faults:
         with self._lock:
             self._queue.append(Fault(kind, count, model, retry_after))
 
-    def take(self, model: str) -> Fault | None:
-        """The first queued fault matching `model` (one use of it), or None."""
+    def take(self, model: str, kinds: tuple[str, ...] = KINDS) -> Fault | None:
+        """The first queued fault of one of `kinds` matching `model` (one use of it), or None."""
         if not self._queue:  # the common case, without the lock
             return None
         with self._lock:
             for i, fault in enumerate(self._queue):
-                if fault.model is None or fault.model == model:
+                if (fault.model is None or fault.model == model) and fault.kind in kinds:
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         del self._queue[i]

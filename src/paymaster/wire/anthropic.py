@@ -306,13 +306,17 @@ def unwrap_structured(data: bytes, tool: str) -> bytes:
     return orjson.dumps(obj)
 
 
-def error_body(e: GatewayError) -> bytes:
+def error_body(e: GatewayError, rid: str | None = None) -> bytes:
+    """`{"type": "error", "error": {type, message, …}, "request_id"}`: the documented shape, the request id
+    (the `request-id` header's) beside the error when the answer has one."""
     err: dict[str, Any] = {"type": e.kind, "message": e.message}
     err.update(e.extra)
-    return orjson.dumps({"type": "error", "error": err})
+    if rid is None:
+        return orjson.dumps({"type": "error", "error": err})
+    return orjson.dumps({"type": "error", "error": err, "request_id": rid})
 
 
-def stream_error(message: str) -> bytes:
+def stream_error(message: str, seq: int = 0) -> bytes:
     """An `error` event, as the API sends mid-stream; the SDK raises it as an APIError."""
     body = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
     return b"event: error\ndata: " + body + b"\n\n"
@@ -326,13 +330,21 @@ def model_body(model: str) -> bytes:
     return orjson.dumps(_model(model))
 
 
-def models_body(models: list[str]) -> bytes:
-    data = [_model(m) for m in models]
+def models_body(models: list[str], limit: int = 20, after_id: str | None = None, before_id: str | None = None) -> bytes:
+    """A page of the model list as Anthropic documents it: `limit` models right after `after_id` (from the
+    start when it names none) or right before `before_id`; `has_more` when more lie that way."""
+    if before_id in models:
+        end = models.index(before_id)
+        start = max(0, end - limit)
+        page, more = models[start:end], start > 0
+    else:
+        start = models.index(after_id) + 1 if after_id in models else 0
+        page, more = models[start : start + limit], start + limit < len(models)
     return orjson.dumps(
         {
-            "data": data,
-            "has_more": False,
-            "first_id": models[0] if models else None,
-            "last_id": models[-1] if models else None,
+            "data": [_model(m) for m in page],
+            "has_more": more,
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
         }
     )

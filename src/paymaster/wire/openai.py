@@ -199,7 +199,7 @@ class StreamWatch:
 _TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
 
 
-def error_body(e: GatewayError) -> bytes:
+def error_body(e: GatewayError, rid: str | None = None) -> bytes:
     err: dict[str, Any] = {
         "message": e.message,
         "type": _TYPES.get(e.status, e.kind),
@@ -210,7 +210,7 @@ def error_body(e: GatewayError) -> bytes:
     return orjson.dumps({"error": err})
 
 
-def stream_error(message: str) -> bytes:
+def stream_error(message: str, seq: int = 0) -> bytes:
     """An error chunk; the SDK raises a chunk carrying `error` as an APIError."""
     body = orjson.dumps({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
     return b"data: " + body + b"\n\n"

@@ -200,16 +200,19 @@ class StreamWatch:
     """Follows a Responses event stream to its terminal event, whose `response` carries the usage. Every
     frame is relayed as it came; the response's id is noted on the call (the stored-context book)."""
 
-    __slots__ = ("call", "response", "finished", "started")
+    __slots__ = ("call", "response", "finished", "started", "seq")
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self.response: dict[str, Any] | None = None
         self.finished = False
         self.started = False
+        self.seq = 0  # the next event's sequence_number: the provider numbers its events from 0, one by one
 
     def frame(self, f: bytes) -> bytes | None:
         self.started = True
+        if b"data:" in f:
+            self.seq += 1
         if b"response.created" in f or any(t in f for t in TERMINAL):
             d = data_of(f)
             obj = orjson.loads(d) if d else None
@@ -235,9 +238,12 @@ error_body = wire_openai.error_body
 models_body = wire_openai.models_body
 
 
-def stream_error(message: str) -> bytes:
-    """The stream's `error` event (the SDK yields it as a ResponseErrorEvent)."""
-    body = orjson.dumps({"type": "error", "code": "stream_interrupted", "message": message, "param": None})
+def stream_error(message: str, seq: int = 0) -> bytes:
+    """The stream's `error` event (the SDK yields it as a ResponseErrorEvent, whose `sequence_number` is
+    required: `seq`, the one after the last event sent)."""
+    body = orjson.dumps(
+        {"type": "error", "code": "stream_interrupted", "message": message, "param": None, "sequence_number": seq}
+    )
     return b"event: error\ndata: " + body + b"\n\n"
 
 

@@ -82,6 +82,8 @@ from .translate_refuse import Drops
 from .translate_response import (
     anthropic_error_to_openai,
     anthropic_response_to_openai,
+    error_from_text,
+    is_error_body,
     openai_error_to_anthropic,
     openai_response_to_anthropic,
 )
@@ -104,8 +106,17 @@ def addendum_up_front(messages: list[Any], addendum: str) -> list[Any]:
     return [*rest[:lead], {"role": "system", "content": addendum}, *rest[lead:]]
 
 
-def error_for(caller_api: str, data: bytes) -> bytes:
-    if caller_api in ("openai", "responses"):  # one error shape for both OpenAI APIs
+def error_for(caller_api: str, status: int, data: bytes, translated: bool) -> bytes:
+    """A provider's error answer in its caller's API's shape: a JSON error of the provider's API as it came
+    (translated when the caller speaks the other API); anything else (a CDN's or proxy's HTML page, an empty
+    body) as its text, in the caller's shape, typed by its status."""
+    caller = "anthropic" if caller_api == "anthropic" else "openai"  # one error shape for every OpenAI API
+    provider = ("openai" if caller == "anthropic" else "anthropic") if translated else caller
+    if not is_error_body(provider, data):
+        return error_from_text(caller, status, data)
+    if not translated:
+        return data
+    if caller == "openai":
         return anthropic_error_to_openai(data)
     return openai_error_to_anthropic(data)
 
@@ -131,6 +142,11 @@ class StreamFor:
             self.stream = OpenAIToAnthropicStream(call.model)
         self.untool = anthropic_wire.StreamWatch(call) if call.structured_tool else None
 
+    @property
+    def seq(self) -> int:
+        """The next event's sequence number, in a stream translated to the Responses API (else 0)."""
+        return getattr(self.stream, "seq", 0)
+
     def _post(self, frames: list[bytes]) -> list[bytes]:
         if self.untool is None:
             return frames
@@ -149,6 +165,8 @@ __all__ = [
     "addendum_up_front",
     "answer_for",
     "error_for",
+    "error_from_text",
+    "is_error_body",
     "AnthropicToOpenAIStream",
     "OpenAIToAnthropicStream",
     "anthropic_error_to_openai",

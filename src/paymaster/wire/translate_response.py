@@ -12,6 +12,7 @@ Usage is exact both ways. Anthropic's `input_tokens` leaves out cache reads and 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -284,6 +285,37 @@ def openai_error_to_anthropic(body: bytes) -> bytes:
     return orjson.dumps(out)
 
 
+_BY_STATUS = {  # Anthropic's documented error type per status (docs.claude.com/en/api/errors)
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def is_error_body(api: str, body: bytes) -> bool:
+    """Whether `body` is a JSON error of `api`'s shape ("anthropic", else OpenAI's): an object with an
+    `error` object (and, Anthropic's, `"type": "error"`)."""
+    obj = _json(body)
+    return obj is not None and isinstance(obj.get("error"), dict) and (api != "anthropic" or obj.get("type") == "error")
+
+
+def error_from_text(api: str, status: int, body: bytes) -> bytes:
+    """A provider's error answer that is no API's error object (a CDN's or proxy's HTML page, an empty or cut
+    body) as an error of `api`'s shape: its text (tags dropped) as the message, typed by its status."""
+    message = _text(re.sub(rb"<[^>]*>", b" ", body) if body.lstrip()[:1] == b"<" else body)
+    if api == "anthropic":
+        kind = _BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
+
+
 def _json(body: bytes) -> dict[str, Any] | None:
     try:
         obj = orjson.loads(body)
@@ -293,4 +325,5 @@ def _json(body: bytes) -> dict[str, Any] | None:
 
 
 def _text(body: bytes) -> str:
-    return body.decode("utf-8", "replace").strip()[:2000] or "the provider answered with an empty error body"
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return text[:2000] or "the provider answered with an empty error body"

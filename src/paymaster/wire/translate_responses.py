@@ -182,11 +182,12 @@ def usage_to_responses(u: dict[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(u, dict):
         return None
     inp, out = u.get("prompt_tokens", 0), u.get("completion_tokens", 0)
-    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0) or 0
+    details = u.get("prompt_tokens_details") or {}
+    cached, written = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
     reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens", 0) or 0
     return {
         "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},  # both required
         "output_tokens": out,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": inp + out,
@@ -421,6 +422,10 @@ class AnthropicToResponsesStream:
 
         self.chat = AnthropicToOpenAIStream(model, True)
         self.out = ChatToResponsesStream(model)
+
+    @property
+    def seq(self) -> int:
+        return self.out.seq
 
     def frame(self, f: bytes) -> list[bytes]:
         return [g for c in self.chat.frame(f) for g in self.out.frame(c)]
