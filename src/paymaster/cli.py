@@ -109,9 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "config":
         return config_command(args.action, args.file, markdown=args.markdown)
     if args.cmd == "demo":
-        from .demo import run
+        try:
+            from .demo import run
 
-        run(tasks=args.tasks, keep=not args.exit)
+            run(tasks=args.tasks, keep=not args.exit, out=lambda line: print(line, flush=True))  # `| tee` sees it
+        except KeyboardInterrupt:  # Ctrl-C before the figures were printed (while serving, it ends the demo)
+            print("\npaymaster demo: interrupted", file=sys.stderr)
+            return 130
         return 0
     if args.cmd == "report":
         from .report_cli import run as run_report
