@@ -5,6 +5,7 @@ README's fleet.yaml with its SDK snippet runs against the gateway (the simulator
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ import certifi
 import httpx2
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from paymaster.app import Gateway
 from paymaster.cli import main
@@ -116,6 +118,15 @@ def test_config_check_says_what_the_readme_shows(tmp_path: Path, capsys: pytest.
     assert len(got) == len(shown) - 3
     for said, printed in zip(shown[1:-2], got, strict=True):
         assert printed.startswith(said.removesuffix("…)")), (said, printed)
+
+
+def test_config_schema_prints_a_2020_12_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    """ "`paymaster config schema` prints the JSON Schema (draft 2020-12)": it says so, for the editors that read it."""
+    assert "(draft 2020-12)" in (ROOT / "README.md").read_text()
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
 
 
 def test_the_config_reference_is_the_generated_one() -> None:
