@@ -3,6 +3,7 @@ reference ($0.082 → $0.026 per task, 68 %), and the saving per lever adding up
 
 from __future__ import annotations
 
+import tempfile
 from decimal import Decimal
 
 import pytest
@@ -12,9 +13,9 @@ from paymaster.cli import main
 
 
 @pytest.fixture(scope="module")
-def result():
+def result(tmp_path_factory):
     lines: list[str] = []
-    r = demo.run(tasks=3, keep=False, out=lines.append)
+    r = demo.run(tasks=3, keep=False, out=lines.append, folder=tmp_path_factory.mktemp("demo"))
     r.printed = "\n".join(lines)  # type: ignore[attr-defined]
     return r
 
@@ -52,7 +53,8 @@ def test_after_matches_the_reference(result):
     assert result.by_lever["compression"] > 0
 
 
-def test_the_command_runs_once_with_exit(capsys):
+def test_the_command_runs_once_with_exit(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the ledgers it keeps
     assert main(["demo", "--exit", "--tasks", "1"]) == 0
     out = capsys.readouterr().out
     assert "per task" in out and "serving until Ctrl-C" not in out

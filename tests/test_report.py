@@ -219,3 +219,19 @@ def test_a_ledger_from_before_the_savings_column_still_reports(tmp_path):
         t = build(conn, CAPS, "2026-11-01", "2026-11-20", ["agent"], NOW)["totals"]
     assert t["spend_nanos"] == 8_000_000 and t["baseline_nanos"] == 12_000_000
     assert all(v == 0 for v in t["saved_by_lever_nanos"].values())  # the split is unknown, the total is not
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`paymaster report | head -1`: the pipe closes before the report is written; that is not an error."""
+    make_ledger(tmp_path / "l.db")
+    for fmt in ("table", "csv", "json"):
+        p = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from paymaster.cli import main; sys.exit(main())", "report",
+             "--ledger", str(tmp_path / "l.db"), "--since", "2026-10-01", "--format", fmt],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert p.stdout is not None
+        p.stdout.close()  # the reader is gone before the report is built
+        _, err = p.communicate(timeout=60)
+        assert "Traceback" not in err and "Exception ignored" not in err, (fmt, err)
+        assert p.returncode == 0, (fmt, err)

@@ -12,7 +12,8 @@ from .config import Config, ConfigError, hash_key, json_schema, load
 from .store.errors import LedgerError
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """Every command and flag (`sim`'s own flags: paymaster.sim.runner.parser)."""
     p = argparse.ArgumentParser(prog="paymaster", description="A cost-control gateway for fleets of LLM agents.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -81,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     from .batch.cli import add_parser as add_batch
 
     add_batch(sub)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
     args, rest = p.parse_known_args(argv)
     if args.cmd == "sim":
         from .sim import main as sim_main
@@ -109,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "config":
         return config_command(args.action, args.file, markdown=args.markdown)
     if args.cmd == "demo":
-        from .demo import run
+        try:
+            from .demo import run
 
-        run(tasks=args.tasks, keep=not args.exit)
+            run(tasks=args.tasks, keep=not args.exit, out=lambda line: print(line, flush=True))  # `| tee` sees it
+        except KeyboardInterrupt:  # Ctrl-C before the figures were printed (while serving, it ends the demo)
+            print("\npaymaster demo: interrupted", file=sys.stderr)
+            return 130
         return 0
     if args.cmd == "report":
         from .report_cli import run as run_report

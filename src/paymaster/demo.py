@@ -265,25 +265,33 @@ def run(
     keep: bool = True,
     out: Callable[[str], None] = print,
     then: Callable[[str, str], None] | None = None,
+    folder: str | Path | None = None,
 ) -> Result:
     """Both runs; prints the comparison; with `keep`, serves the after gateway until Ctrl-C; `then(url,
-    admin_key)` is called while the after gateway still serves (scripts/dashboard_screenshots.py)."""
+    admin_key)` is called while the after gateway still serves (scripts/dashboard_screenshots.py).
+
+    The ledgers (before.db, after.db) and fleet files are written to `folder`, by default a new temporary
+    folder that is left in place for `paymaster report`. Every server started here is stopped on the way out,
+    a Ctrl-C (KeyboardInterrupt) included; a Ctrl-C while serving ends the demo normally."""
     env = {f"PAYMASTER_DEMO_KEY_{s.agent.upper()}": "pm-" + secrets.token_urlsafe(16) for s in STEPS}
     env["PAYMASTER_DEMO_ADMIN_KEY"] = admin_key = "pm-admin-" + secrets.token_urlsafe(16)
     env["PAYMASTER_DEMO_PROVIDER_KEY"] = provider_key = "sk-sim-" + secrets.token_urlsafe(8)
     os.environ.update(env)
     compression = compression_available()
-    with tempfile.TemporaryDirectory(prefix="paymaster-demo-") as tmp:
+    tmp = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="paymaster-demo-"))
+    gateways: list[ServerThread] = []
+    try:
         sim = Simulator(latency_ms=2.0, api_keys={provider_key})
         with ServerThread(sim.app, tls=True) as sim_srv:  # the real path: the provider hop over HTTPS
             assert sim_srv.tls is not None
             ca = str(sim_srv.tls.ca_pem)
             runs = []
             for after in (False, True):
-                path = Path(tmp) / ("after.yaml" if after else "before.yaml")
+                path = tmp / ("after.yaml" if after else "before.yaml")
                 path.write_text(yaml.safe_dump(fleet(sim_srv.url, ca, after=after, compression=compression)))
-                gw = Gateway(load(path))
-                srv = ServerThread(gw).start()
+                srv = ServerThread(Gateway(load(path)))
+                gateways.append(srv)
+                srv.start()
                 runs.append(pipeline(srv.url, env, tasks, after, admin_key))
                 if not after:
                     srv.stop()
@@ -293,41 +301,47 @@ def run(
                 for b, a in zip(runs[0].rows[s.task], runs[1].rows[s.task], strict=True):
                     savings.add(by_lever, attribute(s, b, a, price).by_lever)
             result = Result(tasks, runs[0], runs[1], by_lever, compression)
-            try:
-                out(table(result))
-                out(f"\nledgers in {tmp}: `paymaster report --ledger {tmp}/after.db --by lever` (or --by agent,day)")
+            out(table(result))
+            report = f"`paymaster report --ledger {tmp / 'after.db'}` (or before.db; --by agent,day)"
+            out(f"\nledgers kept in {tmp}: {report}")
+            if keep or then is not None:
                 out(f"gateway (after) on {srv.url}: admin API {srv.url}/admin/agents, events {srv.url}/admin/events")
                 out(f"  dashboard {srv.url}/dashboard; admin key: {admin_key}")
-                if then is not None:
-                    then(srv.url, admin_key)
-                if keep:
+            if then is not None:
+                then(srv.url, admin_key)
+            if keep:
+                try:  # from the moment it says so, Ctrl-C ends the demo normally
                     out("serving until Ctrl-C (`paymaster demo --exit` runs once and stops)")
-                    try:
-                        while True:
-                            time.sleep(3600)
-                    except KeyboardInterrupt:
-                        pass
-            finally:
-                srv.stop()
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+    finally:
+        for g in gateways:
+            if g.thread.ident is not None:  # started
+                g.stop()
     return result
 
 
 def pipeline(url: str, env: dict[str, str], tasks: int, after: bool, admin_key: str) -> Run:
-    clients = {
-        s.agent: anthropic.Anthropic(base_url=url, api_key=env[f"PAYMASTER_DEMO_KEY_{s.agent.upper()}"], max_retries=0)
-        for s in STEPS
-    }
-    for n in range(tasks):
-        topic = TOPICS[n % len(TOPICS)]
+    with httpx2.Client(timeout=600) as http:  # one plain-HTTP client for every agent's SDK (the gateway is on loopback)
+        clients = {
+            s.agent: anthropic.Anthropic(
+                base_url=url, api_key=env[f"PAYMASTER_DEMO_KEY_{s.agent.upper()}"], max_retries=0, http_client=http
+            )
+            for s in STEPS
+        }
+        for n in range(tasks):
+            topic = TOPICS[n % len(TOPICS)]
+            for s in STEPS:
+                body = request(s, topic, n)
+                headers = {"x-paymaster-task": s.task} if after else {}
+                clients[s.agent].messages.create(model="auto" if after else HEAVY, extra_headers=headers, **body)
+        run = Run()
         for s in STEPS:
-            body = request(s, topic, n)
-            headers = {"x-paymaster-task": s.task} if after else {}
-            clients[s.agent].messages.create(model="auto" if after else HEAVY, extra_headers=headers, **body)
-    run = Run()
-    with httpx2.Client(base_url=url, headers={"authorization": f"Bearer {admin_key}"}) as c:
-        for s in STEPS:
-            rows = c.get("/admin/ledger", params={"agent": s.agent, "limit": 1000}).json()["data"]
-            run.rows[s.task] = rows
+            answer = http.get(f"{url}/admin/ledger", params={"agent": s.agent, "limit": 1000},
+                              headers={"authorization": f"Bearer {admin_key}"})  # fmt: skip
+            run.rows[s.task] = answer.json()["data"]
     return run
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 from collections.abc import Mapping
@@ -65,9 +66,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     if args.format == "json":
-        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
     elif args.format == "csv":
-        sys.stdout.write(to_csv(report))
+        text = to_csv(report)
     else:
-        print(to_text(report))
+        text = to_text(report) + "\n"
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `paymaster report | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
     return 0

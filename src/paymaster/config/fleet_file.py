@@ -465,4 +465,5 @@ class FleetFile(Part):
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of fleet.yaml, for editors (yaml-language-server) and `paymaster config schema`."""
-    return FleetFile.model_json_schema(by_alias=True)
+    # the draft named, so an editor reads it as 2020-12 rather than its own default (draft-07)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **FleetFile.model_json_schema(by_alias=True)}
