@@ -48,3 +48,29 @@ def test_a_responses_call_is_not_cascaded_through_a_check_that_cannot_read_it(ga
     gw.openai("olga").responses.create(model="auto", input="hi", extra_headers={"x-paymaster-task": "extraction"})
     rows = gw.ledger("olga")
     assert len(rows) == 1, [(r["model"], r["status"]) for r in rows]  # no light attempt paid for and thrown away
+
+
+def test_the_skip_decision_prices_the_top_tier_where_the_workspace_runs_it(gateway: Any, sim: Any) -> None:
+    """platform.claude.com/docs/en/manage-claude/data-residency: a request naming no `inference_geo` runs at
+    the workspace's default geography, and "us" costs 1.1x on Claude Opus 4.6 and later models (Sonnet 4.6
+    here; Haiku 4.5 is legacy: global price). With what is left covering the heavy call at 1.1x, but not the
+    light attempt as well, the cascade priced the heavy tier at the global price, tried the light tier, and
+    the heavy call that followed was shrunk below the caller's max_tokens."""
+    w_light, w_heavy = worst(LIGHT), worst(HEAVY)
+    heavy_us = w_heavy * 11 // 10 + 1
+    cap = from_nanos(w_heavy + w_light)  # the old sum: not below it, so every tier was tried
+    assert heavy_us <= to_nanos(cap) < w_light + heavy_us
+    sim.workspace("us")
+    providers = {
+        "anthropic": {"kind": "anthropic", "base_url": sim.url, "api_key_env": "SIM_KEY", "timeout_s": 5,
+                      "inference_geo": "us"},
+        "openai": {"kind": "openai", "base_url": sim.url + "/v1", "api_key_env": "SIM_KEY", "timeout_s": 5},
+    }  # fmt: skip
+    agents = {"alice": {"model": "auto", "tiers": {"light": LIGHT, "heavy": HEAVY}, "daily_usd": str(cap),
+                        "max_tokens": 400}}  # fmt: skip
+    gw = gateway(agents=agents, routing={"cascade": ["extraction"]}, providers=providers)
+    raw = gw.anthropic().messages.with_raw_response.create(**BODY, extra_headers={"x-paymaster-task": "extraction"})
+    assert raw.parse().model == HEAVY
+    assert "x-paymaster-max-tokens" not in raw.headers  # the caller's max_tokens, not shrunk to fit
+    rows = gw.ledger("alice")
+    assert sum(r["cost_nanos"] for r in rows) <= to_nanos(cap)

@@ -88,7 +88,8 @@ class Measure:
     server_results: int = 0  # what server tools (web search, web fetch) can add to the input
     results_ttl: str = ""  # Anthropic: server-tool iterations may write all they read to the cache at this TTL
     round_max: int = 0  # Anthropic: the most one sampling iteration of a server-tool call reads (0: no iterations)
-    rereads: int = 0  # Anthropic: iterations that read again every token written before them (output, as input)
+    rereads: int = 0  # server-tool rounds that read again every token written before them (output, as input)
+    reread_tokens: int = 0  # the most those rounds can read of it (max_tokens as asked): sets the price tier
     server_uses: dict[str, int] = field(default_factory=dict)  # per-use fees: tool → most uses
     fee_defaults: dict[str, Decimal] = field(default_factory=dict)  # USD per use where the table has none
     output_audio: bool = False  # the answer may be audio (billed at the audio output rate)
@@ -168,19 +169,23 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
     if context_cap:
         request = min(request, context_cap)
     total = request + m.server_results
-    plain = rates.rate("input", total)
+    # the tier is set by all the input billed, the output the rounds read again included (at the max_tokens
+    # asked for: a lower fitted one keeps a tier at least as high, never a lower one)
+    reach = total + m.rereads * m.reread_tokens
+    plain = rates.rate("input", reach)
     usd = (request + m.server_results) * plain
     # OpenAI caches any prompt of 1,024 tokens or more without being asked, and from the GPT-5.6 family on bills
     # the write at 1.25x the input rate (developers.openai.com/api/docs/guides/prompt-caching): every input
     # token, server-tool results included, may be a write (a model with no write price: no premium)
-    writes, left = (total, total) if m.implicit_cache and rates.cache_write else (m.cache_5m, request)
+    implicit = m.implicit_cache and bool(rates.cache_write)
+    writes, left = (total, total) if implicit else (m.cache_5m, request)
     if m.audio or m.cache_1h or writes:
         # the dearest buckets first, each up to its own bound; what they take is no longer plain input
         buckets = sorted(
             (
-                (rates.rate("input_audio", total), m.audio),
-                (rates.rate("cache_write_1h", total), m.cache_1h),
-                (rates.rate("cache_write", total), writes),
+                (rates.rate("input_audio", reach), m.audio),
+                (rates.rate("cache_write_1h", reach), m.cache_1h),
+                (rates.rate("cache_write", reach), writes),
             ),
             key=lambda b: -b[0],
         )
@@ -194,16 +199,16 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
         # a server-tool call with a cache breakpoint caches "up until the last web_search_tool_result block"
         # at every iteration (platform.claude.com …/web-search-tool, "Prompt caching"): any token the later
         # iterations read may be a write at the breakpoint's TTL
-        dearest = max(plain, rates.rate("cache_write_1h" if m.results_ttl == "1h" else "cache_write", total))
+        dearest = max(plain, rates.rate("cache_write_1h" if m.results_ttl == "1h" else "cache_write", reach))
         usd += m.server_results * (dearest - plain)
     if m.compactions:  # each step reads the input again and writes a summary (platform.claude.com …/compaction)
-        summary = m.summary_tokens * rates.rate("output", total)
+        summary = m.summary_tokens * rates.rate("output", reach)
         if m.round_max:  # with server-tool iterations, a step reads at most what one iteration reads
             rate = dearest
             if writes:
-                rate = max(rate, rates.rate("cache_write", total))
+                rate = max(rate, rates.rate("cache_write", reach))
             if m.cache_1h:
-                rate = max(rate, rates.rate("cache_write_1h", total))
+                rate = max(rate, rates.rate("cache_write_1h", reach))
             usd += m.compactions * (m.round_max * rate + summary)
         else:
             usd += m.compactions * (usd + summary)
@@ -211,10 +216,12 @@ def price(m: Measure, rates: Rates, context_cap: int | None) -> Estimate:
         # the table's fee, or the documented one when the table has none or a lower one (a bound)
         fee = max(rates.fee(tool) or Decimal(0), m.fee_defaults.get(tool, Decimal(0)))
         usd += uses * fee
-    out = rates.rate("output", total)
+    out = rates.rate("output", reach)
     usd += m.extra_output * out
     if m.output_audio:
-        out = max(out, rates.rate("output_audio", total))
+        out = max(out, rates.rate("output_audio", reach))
+    if implicit and m.rereads:  # OpenAI's implicit cache: what the rounds read again may be a write too
+        dearest = max(dearest, rates.rate("cache_write", reach))
     out += m.rereads * dearest
     return Estimate(total, usd + rates.per_request, out, m)
 

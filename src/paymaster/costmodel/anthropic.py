@@ -240,6 +240,7 @@ def _server_iterations(m: Measure, body: dict[str, Any], window: int | None, bre
         if read < full:
             m.rereads += 1
         m.round_max = max(m.round_max, min(read + written, full))
+    m.reread_tokens = written
     if breakpoints:
         m.results_ttl = "1h" if "1h" in breakpoints else "5m"
 

@@ -161,8 +161,10 @@ def _compaction(m: Measure, body: dict[str, Any], window: int | None) -> None:
     if window is not None:
         request = min(request, window)
     reads = request + m.server_results  # every round's read (each already at most the window)
-    if min(reads, window or reads) >= lowest:  # the largest round can reach the threshold
+    written = m.reread_tokens if m.rereads else 0  # what the rounds read again of the response's own output
+    if min(reads + written, window or reads + written) >= lowest:  # the largest round can reach the threshold
         m.server_results += reads
+        m.rereads *= 2
 
 
 MEDIA_KEYS = frozenset({"image_url", "file_data", "input_audio"})  # priced by `_media`, not as text
@@ -231,8 +233,11 @@ def _file(w: _Walk, part: dict[str, Any], window: int | None) -> None:
 def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Rates) -> None:
     """Each sampling round after a built-in tool call reads the whole context again: the request, every
     result so far, and everything the model wrote in earlier rounds (reasoning, tool calls, text) — at most
-    `max_output_tokens` in all, which bounds a response's output across its rounds. A tool that imports
-    definitions the request does not show (remote MCP's tool list) may fill the first round to the window."""
+    `max_output_tokens` in all, which bounds a response's output across its rounds, at most the window. The
+    written part is priced per output token (`Measure.rereads`: one more input read of each output token per
+    round with room for it), so a `max_output_tokens` lowered to fit the budget lowers it too. A tool that
+    imports definitions the request does not show (remote MCP's tool list) may fill the first round to the
+    window."""
     tools = server_tools(body)
     if not tools:
         return
@@ -261,8 +266,8 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         else:
             per_round = max(per_round, rule["result_tokens"])
     written = body.get("max_output_tokens")
-    if not isinstance(written, int) or isinstance(written, bool):
-        written = window  # the pipeline always sets max_output_tokens; without it, the window bounds it
+    if not isinstance(written, int) or isinstance(written, bool) or written < 0:
+        written = None  # the pipeline always sets max_output_tokens; without it, the window bounds it
     if window is None and (unbounded or imports or written is None):
         raise Unbounded("a built-in tool's output is unbounded and the model's context window unknown", "tools")
     base = m.text + m.media + m.audio
@@ -270,14 +275,16 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         base = min(base, window)
         if imports:  # the first round reads the imported definitions too
             m.server_results += window - base
-    assert written is not None
     total = 0
     for k in range(1, uses + 1):
-        this = base + k * per_round + written
+        read = base + k * per_round
         if window is not None:
-            this = window if unbounded else min(window, this)
-        total += this
+            read = window if unbounded or written is None else min(window, read)
+        if window is None or read < window:  # room for what was written: read again, priced per output token
+            m.rereads += 1
+        total += read
     m.server_results += total
+    m.reread_tokens = written or 0
 
 
 def _container_fee(rule: dict[str, Any], tool: Any) -> Decimal:

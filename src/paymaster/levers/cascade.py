@@ -131,11 +131,17 @@ class Cascade:
         return Bill(judged.top, bill.usage) if judged.passed else Bill(bill.model, Usage())
 
     def _worst(self, call: Call, model: str, max_tokens: int) -> int | None:
-        """The call's coarse worst case on `model` in nano-dollars, as the caller's API shapes it (None: unknown)."""
+        """The call's coarse worst case on `model` in nano-dollars, as the caller's API shapes it (None: unknown),
+        where its provider runs a call naming none: the project's default service tier, the workspace's default
+        inference geography (as admission prices it)."""
         body = {**call.body, "model": model}
         rates = self.gateway.rates_of(model)
+        spec = self.gateway.config.models.get(model)
+        tier, geo = (spec.provider.service_tier, spec.provider.inference_geo) if spec is not None else ("", "")
         try:
-            est = estimate(body, call.api, len(orjson.dumps(body)), rates, rates.context_window)
+            est = estimate(
+                body, call.api, len(orjson.dumps(body)), rates, rates.context_window, default_tier=tier, default_geo=geo
+            )
         except (Unbounded, ValueError):
             return None
         return to_nanos(est.worst_case(0, max_tokens * call.choices))
