@@ -94,14 +94,15 @@ class _OneWriteCycle(RequestResponseCycle):
     async def send(self, message: Any) -> None:
         real = self.transport
         if message["type"] == "http.response.start" and not self.response_started:
-            if not any(name.lower() == b"content-length" for name, _ in message.get("headers", ())):
-                return await super().send(message)  # a stream: its head goes out at once
             held = self.transport = _Held()  # type: ignore[assignment]
             try:
                 await super().send(message)
             finally:
                 self.transport = real
-            self._head = held.head
+            if self.chunked_encoding is False:  # uvicorn read a content-length: the head waits for the body
+                self._head = held.head
+            elif held.head:  # a stream (chunked), or no body at all: the head goes out at once
+                real.write(held.head)
             return None
         head, self._head = self._head, b""
         if not head:
