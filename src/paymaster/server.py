@@ -60,11 +60,14 @@ def _wildcard(host: str) -> bool:
 class _Held:
     """Stands in for the transport while uvicorn writes a response's head: keeps the bytes instead."""
 
-    def __init__(self) -> None:
-        self.head = b""
+    def __init__(self, transport: Any) -> None:
+        self.transport, self.head = transport, b""
 
     def write(self, data: bytes) -> None:
         self.head += data
+
+    def __getattr__(self, name: str) -> Any:  # is_closing(), close(): the transport's own
+        return getattr(self.transport, name)
 
 
 class _Prefixed:
@@ -94,7 +97,7 @@ class _OneWriteCycle(RequestResponseCycle):
     async def send(self, message: Any) -> None:
         real = self.transport
         if message["type"] == "http.response.start" and not self.response_started:
-            held = self.transport = _Held()  # type: ignore[assignment]
+            held = self.transport = _Held(real)  # type: ignore[assignment]
             try:
                 await super().send(message)
             finally:
