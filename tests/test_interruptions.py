@@ -14,7 +14,6 @@ from pathlib import Path
 import anthropic
 import httpx2
 import openai
-import orjson
 import pytest
 import yaml
 
@@ -23,6 +22,7 @@ from paymaster.call import Usage
 from paymaster.config import parse
 from paymaster.pricing import PriceTable, to_nanos
 from paymaster.server import free_port, wait_port
+from paymaster.store import journal
 from tests.conftest import ADMIN_KEY, PROVIDER_KEY, fleet
 
 
@@ -206,7 +206,9 @@ def _wait_reservation(db: Path) -> int:
         for seg in db.parent.glob(db.name + ".reservations.*"):
             lines = [ln for ln in seg.read_bytes().split(b"\n") if ln]
             if lines:
-                return int(orjson.loads(lines[0])["worst_nanos"])
+                held = journal.parse(lines[0])
+                assert isinstance(held, journal.Reservation), lines[0]
+                return held.worst_nanos
         time.sleep(0.02)
     raise AssertionError("no reservation was journaled")
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paymaster.store import queries
-from paymaster.store.journal import ROW_FIELDS, Journal, parse, row_values
+from paymaster.store.journal import RESERVATION_FIELDS, ROW_FIELDS, Journal, Reservation, parse, row_values
 from paymaster.store.row import LedgerRow
 
 INTS = st.integers(-(2**63), 2**63 - 1)
@@ -56,3 +56,18 @@ def test_a_row_journaled_before_a_field_was_appended_reads_with_its_default() ->
 
 def test_the_ledger_columns_are_the_journal_values_order() -> None:
     assert tuple(queries.LEDGER_COLS) == ROW_FIELDS == tuple(f.name for f in dataclasses.fields(LedgerRow))
+
+
+def test_a_reservation_line_is_its_values_in_field_order_and_reads_back(tmp_path: Path) -> None:
+    r = Reservation("pm_1", "a", 1.5, "claude-haiku-4-5", "anthropic", "2026-12-02", "2026-12", 455000)
+    j = Journal(str(tmp_path / "ledger.db"))
+    j.start()
+    j.append(r)
+    j.close()
+    (segment,) = j.segments()
+    assert orjson.loads(segment.read_bytes()) == {"reserved": [getattr(r, f) for f in RESERVATION_FIELDS]}
+    assert j.scan().reservations == {"pm_1": r}
+    assert parse(orjson.dumps(r)) == r  # the older line: the reservation's fields by name
+    values: list[Any] = [getattr(r, f) for f in RESERVATION_FIELDS]
+    assert parse(orjson.dumps({"reserved": values[:-1]})) is None  # a value missing: not a reservation
+    assert parse(orjson.dumps({"reserved": [*values[:-1], "455000"]})) is None  # a value of the wrong type

@@ -32,6 +32,7 @@ from paymaster.server import free_port, wait_port
 from paymaster.store import journal
 from paymaster.store import sqlite as sqlite_store
 from paymaster.store.errors import LedgerLocked, LedgerUnavailable
+from paymaster.store.journal import RESERVATION_FIELDS
 from tests.conftest import ADMIN_KEY, PROVIDER_KEY, fleet
 from tests.test_interruptions import no_open_calls
 
@@ -77,7 +78,8 @@ def journal_lines(db: Path, live: bool = False) -> list[dict[str, Any]]:
             data = data[: data.rfind(b"\n") + 1]
         assert data == b"" or data.endswith(b"\n"), f"{seg} ends in a torn line: {data[-80:]!r}"
         out.extend(orjson.loads(line) for line in data.split(b"\n") if line)
-    return out
+    # a reservation line is positional ({"reserved": [values]}): named here, as the fields they are
+    return [dict(zip(RESERVATION_FIELDS, ln["reserved"], strict=True)) if "reserved" in ln else ln for ln in out]
 
 
 def reservation(rid: str, worst: int, agent: str = "alice") -> dict[str, Any]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -40,6 +39,7 @@ from decimal import Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from . import ids
 from .blackboard import Blackboard
 from .config import PRICE_PROVIDER, Config
 from .pricing import Priced, from_nanos, to_nanos, usd_str
@@ -239,7 +239,7 @@ class Budget:
         max_tokens, fitted, worst = verdict
         for w in ws:
             self._counter(w.key)[1] += worst
-        return self._ticket(agent, ws, worst, now, max_tokens, fitted, "pm_" + secrets.token_hex(12))
+        return self._ticket(agent, ws, worst, now, max_tokens, fitted, ids.call_id())
 
     def _fits(
         self, agent: str, ws: list[Window], rates: Priced, input_bound: int, max_tokens: int, choices: int, worst: int
@@ -285,7 +285,7 @@ class Budget:
         ws = self.windows(agent, now)
         p = self.calendar.periods(now)
         worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
-        call_id = "pm_" + secrets.token_hex(12)
+        call_id = ids.call_id()
         loop = asyncio.get_running_loop()
         deadline, pause, fitted = loop.time() + timeout, 0.02, False
         spec = [(w.key.agent, w.key.period, w.key.value, w.cap) for w in ws]
@@ -497,7 +497,7 @@ class Budget:
         p = self.calendar.periods(now)
         worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
         keys = tuple(w.key for w in self.windows(agent, now))
-        return Ticket("pm_" + secrets.token_hex(12), agent, keys, worst, p.day, p.month, now, max_tokens, False)
+        return Ticket(ids.call_id(), agent, keys, worst, p.day, p.month, now, max_tokens, False)
 
     def hand_off(self, t: Ticket) -> None:
         """The hold now belongs to a durable queue that outlives this process (the batch queue on replicas:

@@ -101,6 +101,7 @@ class Forwarder:
         relay = translate.StreamFor(call) if x.translated else None
         gone = asyncio.Event()
         resp: Response | None = None
+        last: list[bytes] = []  # events after the stream's final one was seen: sent with the cost line
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -143,11 +144,12 @@ class Forwarder:
                             out += relay.frame(f)
                         elif g is not None:
                             out.append(g)
-                    if out:
+                    if watch.finished:  # the answer's last events leave with the cost line below, in one write
+                        last += out
+                    elif out:
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                 if relay is not None and watch.finished:
-                    if tail := b"".join(relay.close()):
-                        await send({"type": "http.response.body", "body": tail, "more_body": True})
+                    last += relay.close()
             except UpstreamClosed as e:
                 status, error = "cut", f"the provider's stream broke off: {e}"
             except UpstreamError as e:
@@ -172,7 +174,7 @@ class Forwarder:
                 seq = relay.seq if relay is not None else getattr(watch, "seq", 0)  # a Responses stream's next
                 tail = x.api.stream_error(f"the provider's stream was interrupted ({error})", seq) + tail
             with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": tail, "more_body": False})
+                await send({"type": "http.response.body", "body": b"".join((*last, tail)), "more_body": False})
 
     def headers(self, x: Exchange, cost: int | None) -> Headers:
         call, t = x.call, x.ticket

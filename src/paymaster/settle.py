@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from .budget import Budget, Periods, Refusal
 from .call import Call, Usage
 from .costmodel import data
 from .costmodel import responses as responses_cost
+from .ids import call_id
 from .levers.base import Answer, Bill, Settlement
 from .pricing import Rates, from_nanos, plain_tokens, to_nanos
 from .store.row import LedgerRow
@@ -286,7 +286,7 @@ def refused(call: Call, verdict: Refusal, store: SQLiteStore | SharedStore, now:
 def free_row(call: Call, status: str, model: str, now: float, periods: Periods) -> LedgerRow:
     """The ledger row of a call no provider was paid for (answered by the gateway, or refused)."""
     return LedgerRow(
-        id="pm_" + secrets.token_hex(12),
+        id=call_id(),
         ts=now,
         agent=call.agent,
         api=call.api,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ import orjson
 from ..budget import Ticket
 from ..call import Call, Usage
 from ..errors import BadRequest, BudgetBusy, BudgetExceeded, CallTooLarge, GatewayError, UpstreamFailed
+from ..ids import call_id
 from ..levers.base import LeverContext
 from ..pricing import from_nanos, to_nanos
 from ..settle import price
@@ -455,7 +455,7 @@ def refused(e: GatewayError, wire: Any, api: str, agent: str, gid: str, custom_i
     """A request of an agent's batch that could not be read: errored at once, never sent, nothing held."""
     now = time.time()
     return Job(
-        id="pm_" + secrets.token_hex(12), agent=agent, api=api, target_api=api, provider="", model="",
+        id=call_id(), agent=agent, api=api, target_api=api, provider="", model="",
         model_requested="", body=b"", status="errored", worst_nanos=0, max_tokens=0, day="", month="",
         created=now, grp=gid, custom_id=custom_id, result=wire.error_body(e), error=e.message, finished=now,
     )  # fmt: skip

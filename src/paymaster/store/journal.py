@@ -13,15 +13,16 @@ whose id is not in the ledger belonged to a call whose row a stopped process nev
 settled call is booked at its journaled row (its actual cost), and only a reservation with no
 settlement — a call truly in flight — at its worst case, flagged for reconciliation.
 
-Line format, one JSON object per line: a reservation (`{"id": …, "worst_nanos": …}`) or a settlement
-(`{"settled": [ledger row values, in LedgerRow's field order]}`; positional because it is written on every
-call and a list of values costs a fraction of an object's encoding; `{"settled": {ledger row}}`, as older
-journals have it, reads too). An append is all or nothing: a failed or short write is cut off again
-(`ftruncate` to the size before it), so the next line never lands glued to a torn one; when even the
-cut fails, the segment is left and the next append starts a new one. So a line without its newline
-at the end of a segment was never acknowledged: its call was not sent (sending waits for the write),
-and recovery drops it with a note. Any other line that does not parse stops start-up with the file
-and line named; `paymaster ledger check --repair` puts it aside (never silently dropped).
+Line format, one JSON object per line: a reservation (`{"reserved": [its values, in Reservation's field
+order]}`) or a settlement (`{"settled": [ledger row values, in LedgerRow's field order]}`); positional because
+both are written on every call and a list of values costs a fraction of an object's encoding. The older forms,
+a reservation's fields by name (`{"id": …, "worst_nanos": …}`) and `{"settled": {ledger row}}`, read too.
+An append is all or nothing: a failed or short write is cut off again (`ftruncate` to the size before
+it), so the next line never lands glued to a torn one; when even the cut fails, the segment is left
+and the next append starts a new one. So a line without its newline at the end of a segment was never
+acknowledged: its call was not sent (sending waits for the write), and recovery drops it with a note.
+Any other line that does not parse stops start-up with the file and line named; `paymaster ledger check
+--repair` puts it aside (never silently dropped).
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class Journal:
 
     def append(self, r: Reservation) -> None:
         """Durable when this returns (or raises OSError, having written nothing)."""
-        self._write(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE), self.fsync)
+        self._write(orjson.dumps({"reserved": reservation_values(r)}, option=orjson.OPT_APPEND_NEWLINE), self.fsync)
         self.live[self.segment] += 1
         self.where[r.id] = self.segment
 
@@ -287,6 +288,8 @@ _RESERVATION = _shape(Reservation)
 _ROW = _shape(LedgerRow)
 ROW_FIELDS = tuple(_ROW)  # LedgerRow's fields, in order: a settlement line's values (fields are only appended)
 row_values: Callable[[LedgerRow], tuple[Any, ...]] = operator.attrgetter(*ROW_FIELDS)
+RESERVATION_FIELDS = tuple(_RESERVATION)  # a reservation line's values, in order
+reservation_values: Callable[[Reservation], tuple[Any, ...]] = operator.attrgetter(*RESERVATION_FIELDS)
 
 
 def _build(cls: type, shape: dict[str, tuple[type, ...]], obj: Any) -> Any:
@@ -308,6 +311,12 @@ def parse(line: bytes) -> Entry | None:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
+    if isinstance(obj, dict) and len(obj) == 1 and "reserved" in obj:
+        values = obj["reserved"]
+        if not isinstance(values, list) or len(values) != len(RESERVATION_FIELDS):  # its fields are never added to
+            return None
+        held: Reservation | None = _build(Reservation, _RESERVATION, dict(zip(RESERVATION_FIELDS, values, strict=True)))
+        return held
     if isinstance(obj, dict) and len(obj) == 1 and "settled" in obj:
         values = obj["settled"]
         if isinstance(values, list):  # positional: a row written before a field was appended lacks its value
