@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -57,88 +56,13 @@ def _wildcard(host: str) -> bool:
         return False
 
 
-class _Held:
-    """Stands in for the transport while uvicorn writes a response's head: keeps the bytes instead."""
-
-    def __init__(self, transport: Any) -> None:
-        self.transport, self.head = transport, b""
-
-    def write(self, data: bytes) -> None:
-        self.head += data
-
-    def __getattr__(self, name: str) -> Any:  # is_closing(), close(): the transport's own
-        return getattr(self.transport, name)
-
-
-class _Prefixed:
-    """Stands in for the transport while uvicorn writes the first body part: the head goes out with it."""
-
-    def __init__(self, transport: Any, head: bytes) -> None:
-        self.transport, self.head = transport, head
-
-    def write(self, data: bytes) -> None:
-        head, self.head = self.head, b""
-        if head:
-            self.transport.writelines((head, data))  # one writev
-        else:
-            self.transport.write(data)
-
-    def __getattr__(self, name: str) -> Any:  # close(), is_closing(): the transport's own
-        return getattr(self.transport, name)
-
-
-class _OneWriteCycle(RequestResponseCycle):
-    """uvicorn's request cycle, but a response whose length is known (`content-length`: every answer that is
-    not a stream) leaves in one write, head and body together, where uvicorn writes the head and then the
-    body: one system call and one wake-up of the agent less per call."""
-
-    _head: bytes = b""
-
-    async def send(self, message: Any) -> None:
-        real = self.transport
-        if message["type"] == "http.response.start" and not self.response_started:
-            held = self.transport = _Held(real)  # type: ignore[assignment]
-            try:
-                await super().send(message)
-            finally:
-                self.transport = real
-            if self.chunked_encoding is False:  # uvicorn read a content-length: the head waits for the body
-                self._head = held.head
-            elif held.head:  # a stream (chunked), or no body at all: the head goes out at once
-                real.write(held.head)
-            return None
-        head, self._head = self._head, b""
-        if not head:
-            return await super().send(message)
-        if message["type"] != "http.response.body":
-            real.write(head)
-            return await super().send(message)
-        prefixed = self.transport = _Prefixed(real, head)  # type: ignore[assignment]
-        try:
-            await super().send(message)
-        finally:
-            self.transport = real
-        if prefixed.head and not self.disconnected:  # nothing was written (uvicorn refused the message)
-            real.write(prefixed.head)
-        return None
-
-
-class OneWriteProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with `_OneWriteCycle` as its request cycle."""
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        if type(self.cycle) is RequestResponseCycle:
-            self.cycle.__class__ = _OneWriteCycle
-
-
 def _config(app: Any, host: str, port: int, **kw: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http=OneWriteProtocol,
+        http="httptools",
         lifespan="on",
         log_level=kw.pop("log_level", "warning"),
         access_log=False,
