@@ -163,13 +163,14 @@ class SummaryStore:
             self.put(agent, prefix, s, now)
             return s
         try:
-            if await self.shared.fetchrow(SHARED_PUT, agent, prefix, s.upto, s.text, s.model, s.cost_nanos, now) is None:
+            took = await self.shared.fetchrow(SHARED_PUT, agent, prefix, s.upto, s.text, s.model, s.cost_nanos, now)
+            if took is None:
                 # another replica's came first: read in a statement of its own (the insert's snapshot predates it)
                 row = await self.shared.fetchrow(SHARED_GET, agent, prefix)
                 if row is not None:
                     s = Summary(row["upto"], row["summary"], row["model"], row["cost_nanos"])
         except Exception as e:  # Postgres failing: the summary is paid for, so this call uses it all the same
-            log.warning("summary for agent %s not stored (%s: %s): used by this replica only", agent, type(e).__name__, e)
+            log.warning("summary for agent %s not stored (%s: %s): used here only", agent, type(e).__name__, e)
         self._remember(agent, prefix, s)
         return s
 
