@@ -78,19 +78,30 @@ def test_a_conversation_alternating_replicas_is_summarised_once_and_sent_alike(
         assert "summary reused" in r.headers["x-paymaster-compression"], r.headers["x-paymaster-compression"]
         r = ask(a, grown(second, 3))
         assert "summary reused" in r.headers["x-paymaster-compression"]
-        r = ask(b, grown(grown(second, 3), 4))
+        fourth = grown(grown(second, 3), 4)
+        r = ask(b, fourth)
         assert "summary reused" in r.headers["x-paymaster-compression"]
+        assert len(sent(sim, LIGHT)) == 1  # summarised once for the fleet
+        # grown past the threshold again through b: b extends a's summary; a then sends b's extension
+        longer = [*fourth, {"role": "assistant", "content": "Widget 5."}, *anthropic_loop(10, search_result(8))[4:]]
+        r = ask(b, longer)
+        assert "summary extended" in r.headers["x-paymaster-compression"], r.headers["x-paymaster-compression"]
+        r = ask(a, grown(longer, 6))
+        assert "summary reused" in r.headers["x-paymaster-compression"], r.headers["x-paymaster-compression"]
     finally:
         stop(procs)
-    assert len(sent(sim, LIGHT)) == 1  # summarised once for the fleet
+    asks = sent(sim, LIGHT)
     mains = sent(sim, MAIN)
-    assert len(mains) == 4 and all(anthropic_problems(body["messages"]) == [] for body in mains)
-    assert len({summary_sent(body) for body in mains}) == 1  # the same prefix from both replicas
+    assert len(asks) == 2 and len(mains) == 6
+    assert all(anthropic_problems(body["messages"]) == [] for body in mains)
+    assert len({summary_sent(body) for body in mains[:4]}) == 1  # the same prefix from both replicas
+    assert len({summary_sent(body) for body in mains[4:]}) == 1  # and the extension too
+    assert summary_sent(mains[0]).split("\n", 1)[1] in asks[1]["messages"][0]["content"]  # extended, not rewritten
     rows = compression_rows(shared)
-    assert len(rows) == 1 and rows[0]["cost_nanos"] > 0 and rows[0]["model"] == LIGHT
-    stored = shared.pg("SELECT upto, model, cost_nanos, summary FROM summaries WHERE agent = 'cara'")
-    assert len(stored) == 1 and stored[0]["model"] == LIGHT and stored[0]["cost_nanos"] > 0
-    assert stored[0]["summary"] in summary_sent(mains[0])
+    assert len(rows) == 2 and all(r["cost_nanos"] > 0 and r["model"] == LIGHT for r in rows)
+    stored = shared.pg("SELECT upto, model, cost_nanos, summary FROM summaries WHERE agent = 'cara' ORDER BY upto")
+    assert len(stored) == 2 and all(s["model"] == LIGHT and s["cost_nanos"] > 0 for s in stored)
+    assert stored[0]["summary"] in summary_sent(mains[0]) and stored[1]["summary"] in summary_sent(mains[5])
 
 
 def test_two_replicas_summarising_one_prefix_at_once_send_one_summary_and_book_both(
