@@ -316,6 +316,16 @@ def test_concurrent_calls_of_one_conversation_share_one_summary(gateway: Any, si
     assert len(sent(sim, "claude-haiku-4-5")) == 1
     firsts = {orjson.dumps(b["messages"][0]["content"][0]["text"]) for b in sent(sim, "claude-sonnet-4-6")}
     assert len(firsts) == 1  # the same summary in all three
+    # one process on SQLite: the summary stored once, and its cost counted once in the compressed-call rows
+    # (by the call that had it written; the two that waited for it reused it)
+    lever = next(lv for lv in gw.gw.levers if lv.name == "compression")
+    calls = lever.store.calls()
+    assert sorted(c["summary"] for c in calls) == ["new", "reused", "reused"]
+    paid = [c["summary_cost_nanos"] for c in calls if c["summary_cost_nanos"]]
+    overhead = [row for row in ledger(gw, "cara") if row["task"] == TASK]
+    assert len(paid) == 1 and len(overhead) == 1
+    assert lever.store.shared is None
+    assert lever.store.conn().execute("SELECT COUNT(*) FROM summaries").fetchone() == (1,)
 
 
 def test_an_openai_agent_summarised_by_a_claude_model(gateway: Any, sim: Simulator) -> None:

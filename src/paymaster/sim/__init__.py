@@ -15,7 +15,8 @@
 
 `paymaster sim --tls [--ca-out PATH]` does the same from the command line and prints the CA's path.
 
-Answers are deterministic; `[sim:tokens=N]`, `[sim:stop]` and `[sim:tool=NAME]` in the last user message
+Answers are deterministic (unless `sim.sampled = True`: then the same request is answered differently
+each time, as a sampled model answers); `[sim:tokens=N]`, `[sim:stop]` and `[sim:tool=NAME]` in the last user message
 steer them (see `paymaster.sim.text`). Tool directives are a script, one step per turn: `[sim:tool=a]
 [sim:tool=b]` calls `a`, then `b` once `a`'s result is sent back, then answers in text.
 

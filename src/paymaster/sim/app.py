@@ -97,6 +97,8 @@ class Simulator:
         self.faults = Faults()
         self.flaws = Flaws()  # per-model rates of structurally wrong answers (sim/flaws.py)
         self.cache = PromptCache(clock)
+        self.sampled = False  # True: the same request gets another answer each time, as a sampled model's
+        self._draws = 0
         self._epoch = 0
         self._anthropic = AnthropicWire()
         self._openai = OpenAIWire()
@@ -123,6 +125,7 @@ class Simulator:
         self.cache.clear()
         self.anthropic_batches.reset()
         self.openai_batches.reset()
+        self.sampled = False
         self._epoch += 1
 
     # -- ASGI
@@ -195,6 +198,9 @@ class Simulator:
         ask = wire.ask(body, raw)
         if isinstance(ask, Reply):
             return await self._send(send, ask)
+        if self.sampled:
+            self._draws += 1
+            ask.seed += self._draws
         fault = self.faults.take(ask.model)
         if fault is not None and fault.kind == "timeout":
             epoch = self._epoch

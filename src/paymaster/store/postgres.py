@@ -10,6 +10,8 @@
                by NOTIFY on `paymaster_events`
     routing_*  routing's learnt state (bandit counts, ratings, share windows), shared by the replicas
                (levers/routing_sync.py)
+    summaries  compression's conversation summaries by prefix hash, one per prefix for the fleet
+               (levers/compression/summaries.py)
 
 Migrations are a list of named SQL scripts, applied at start under an advisory lock (several replicas
 may start at once) and recorded in `migrations`.
@@ -122,6 +124,16 @@ MIGRATIONS.append(
         """
         ALTER TABLE routing_feedback ADD COLUMN call_ts double precision NOT NULL DEFAULT extract(epoch from now());
         CREATE INDEX routing_feedback_call_ts ON routing_feedback (call_ts);
+        """,
+    )
+)
+MIGRATIONS.append(
+    (
+        "007_summaries",  # compression's conversation summaries, one per prefix for every replica (summaries.py)
+        """
+        CREATE TABLE summaries (agent text NOT NULL, prefix text NOT NULL, upto integer NOT NULL,
+            summary text NOT NULL, model text NOT NULL, cost_nanos bigint NOT NULL, created double precision NOT NULL,
+            PRIMARY KEY (agent, prefix));
         """,
     )
 )

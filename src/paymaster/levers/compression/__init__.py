@@ -81,6 +81,13 @@ class Compressor:
         self._writing: dict[tuple[str, str], asyncio.Future[Summary]] = {}  # summaries being written
         self._paused: dict[str, float] = {}  # agent -> when its summaries may be asked for again
 
+    async def start(self, store: object) -> None:
+        """Replicas: summaries in Postgres, shared by every replica (summaries.py)."""
+        from ...store.shared import SharedStore
+
+        if isinstance(store, SharedStore):
+            self.store.shared = store.pg.db
+
     async def apply(self, call: Call, ctx: LeverContext) -> Answer | None:
         body = call.body
         messages = body.get("messages")
@@ -151,7 +158,7 @@ class Compressor:
         s = agent.compression.summarise
         api = call.api
         hashes = prefix_hashes([agent.name, api, call.body.get("system")], messages)
-        found = self.store.longest(agent.name, hashes)
+        found = await self.store.find(agent.name, hashes)
         start = found.upto if found is not None and found.upto < len(messages) else 0
         if start:
             assert found is not None
@@ -169,25 +176,30 @@ class Compressor:
             assert found is not None
             note.summary = "reused"
             return splice(messages, start, found.text, pins_closed(messages, pinned, start, api), api)
-        summary = await self.written(call, agent, messages, start, cut, found if start else None, hashes[cut - 1])
+        summary, paid = await self.written(call, agent, messages, start, cut, found if start else None, hashes[cut - 1])
         note.summary = "extended" if start else "new"
-        note.summary_model, note.summary_cost_nanos = summary.model, summary.cost_nanos
+        if paid is not None:  # the summary this call had written (booked on its own ledger row) …
+            note.summary_model, note.summary_cost_nanos = paid.model, paid.cost_nanos
+        else:  # … or one another call of the conversation had written at the same time
+            note.summary = "reused"
         return splice(messages, cut, summary.text, pins_closed(messages, pinned, cut, api), api)
 
     async def written(
         self, call: Call, agent: Agent, messages: list[Any], start: int, cut: int, previous: Summary | None, key: str
-    ) -> Summary:
-        """The summary of messages [0, cut), written once even when several calls need it at the same time."""
+    ) -> tuple[Summary, Summary | None]:
+        """The summary of messages [0, cut), written once even when several calls need it at the same time,
+        and the one this call paid for (None when another call wrote it). On replicas, of two written at
+        once for the same prefix the first stored is used by both: the other was paid all the same."""
         pending = self._writing.get((agent.name, key))
         if pending is not None:
-            return await asyncio.shield(pending)
+            return await asyncio.shield(pending), None
         fut: asyncio.Future[Summary] = asyncio.get_running_loop().create_future()
         self._writing[(agent.name, key)] = fut
         try:
-            summary = await self.write(agent, messages[start:cut], previous, cut, call.api)
-            self.store.put(agent.name, key, summary, self.gateway.clock())
+            paid = await self.write(agent, messages[start:cut], previous, cut, call.api)
+            summary = await self.store.keep(agent.name, key, paid, self.gateway.clock())
             fut.set_result(summary)
-            return summary
+            return summary, paid
         except BaseException as e:
             fut.set_exception(e)
             fut.exception()  # retrieved: a waiter re-raises it, nobody else needs to

@@ -8,22 +8,35 @@ technique, the input it saved priced on the model it ran on, and what a summary 
 SQLite, in a file of its own beside the ledger (opened on first use); an in-process map in front of
 the summaries; call rows written in batches (statistics: a crash may lose the last second of them,
 never a dollar — the ledger books money).
+
+Replicas (a Postgres ledger): the summaries are the fleet's, in Postgres (`summaries`, migration
+`007_summaries`), so a conversation a load balancer spreads over replicas is summarised once and every
+replica sends it with the same summary (the same bytes: the provider's cached prefix is read, whichever
+replica the call reaches). A summary is stored insert-if-absent: of two replicas that summarised the same
+prefix at once, the first to store it wins and the other uses the winner's (its own summary call stays
+booked on the ledger: it was paid). The in-process map stays in front (a hit skips Postgres only for
+the prefix it covers: a longer summary another replica wrote is looked for). The compressed-call rows
+stay per replica (in memory: statistics, not money).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ...store import local_ledger
+
+if TYPE_CHECKING:
+    import asyncpg
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS summaries (
@@ -53,6 +66,7 @@ CREATE TABLE IF NOT EXISTS compressed_calls (
 );
 """
 FLUSH_ROWS, FLUSH_S = 100, 1.0
+log = logging.getLogger("paymaster.compression")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +79,7 @@ class Summary:
 
 def path_beside(ledger: str) -> str:
     """`fleet/paymaster.db` → `fleet/paymaster.summaries.db` (":memory:" stays in memory). Replicas on a
-    Postgres ledger keep their summaries in memory, each its own (a conversation that moves to another
-    replica is summarised there again)."""
+    Postgres ledger keep their summaries in Postgres (`SummaryStore.shared`) and their call rows in memory."""
     local = local_ledger(ledger)
     if local is None:
         return ":memory:"
@@ -106,8 +119,19 @@ def _marked(blocks: list[Any]) -> bool:
     return False
 
 
+SHARED_LONGEST = (
+    "SELECT upto, summary, model, cost_nanos FROM summaries WHERE agent = $1 AND prefix = ANY($2::text[])"
+    " ORDER BY upto DESC LIMIT 1"
+)
+SHARED_PUT = (  # insert-if-absent (a concurrent insert of the same prefix is waited for, then loses)
+    "INSERT INTO summaries VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (agent, prefix) DO NOTHING RETURNING upto"
+)
+SHARED_GET = "SELECT upto, summary, model, cost_nanos FROM summaries WHERE agent = $1 AND prefix = $2"
+
+
 class SummaryStore:
-    """`longest(agent, hashes)` → the summary of the longest stored prefix; `put` stores one."""
+    """`longest(agent, hashes)` → the summary of the longest stored prefix; `put` stores one. On replicas
+    (`shared`: the Postgres pool) `find` and `keep` use Postgres instead of the SQLite file."""
 
     def __init__(self, path: str, memory_entries: int = 4096) -> None:
         self.path = path
@@ -117,6 +141,47 @@ class SummaryStore:
         self.memory_entries = memory_entries
         self._rows: list[tuple[Any, ...]] = []
         self._oldest = 0.0
+        self.shared: asyncpg.Pool | None = None  # replicas: set once the store is open (Compressor.start)
+
+    async def find(self, agent: str, hashes: list[str]) -> Summary | None:
+        """The summary of the longest stored prefix of `hashes`: this process's, or any replica's."""
+        if self.shared is None:
+            return self.longest(agent, hashes)
+        best = self._known(agent, hashes)
+        rest = hashes[best.upto :] if best is not None else hashes  # anything longer another replica wrote
+        if rest:
+            row = await self.shared.fetchrow(SHARED_LONGEST, agent, rest)
+            if row is not None:
+                best = Summary(row["upto"], row["summary"], row["model"], row["cost_nanos"])
+                self._remember(agent, hashes[best.upto - 1], best)
+        return best
+
+    async def keep(self, agent: str, prefix: str, s: Summary, now: float) -> Summary:
+        """Store `s` for `prefix` unless one is stored there already; the summary to use: `s`, or on replicas
+        the one another replica stored first (one summary per prefix across the fleet)."""
+        if self.shared is None:
+            self.put(agent, prefix, s, now)
+            return s
+        try:
+            took = await self.shared.fetchrow(SHARED_PUT, agent, prefix, s.upto, s.text, s.model, s.cost_nanos, now)
+            if took is None:
+                # another replica's came first: read in a statement of its own (the insert's snapshot predates it)
+                row = await self.shared.fetchrow(SHARED_GET, agent, prefix)
+                if row is not None:
+                    s = Summary(row["upto"], row["summary"], row["model"], row["cost_nanos"])
+        except Exception as e:  # Postgres failing: the summary is paid for, so this call uses it all the same
+            log.warning("summary for agent %s not stored (%s: %s): used here only", agent, type(e).__name__, e)
+        self._remember(agent, prefix, s)
+        return s
+
+    def _known(self, agent: str, hashes: list[str]) -> Summary | None:
+        """The longest prefix this process has in memory."""
+        for h in reversed(hashes):
+            best = self.memory.get((agent, h))
+            if best is not None:
+                self.memory.move_to_end((agent, h))
+                return best
+        return None
 
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:  # opened on first use: agents that never summarise never create the file
@@ -128,12 +193,7 @@ class SummaryStore:
         return self._conn
 
     def longest(self, agent: str, hashes: list[str]) -> Summary | None:
-        best: Summary | None = None
-        for h in reversed(hashes):  # the longest this process knows …
-            best = self.memory.get((agent, h))
-            if best is not None:
-                self.memory.move_to_end((agent, h))
-                break
+        best = self._known(agent, hashes)  # the longest this process knows …
         rest = hashes[best.upto :] if best is not None else hashes  # … and anything longer another one wrote
         if not rest:
             return best
