@@ -380,3 +380,26 @@ def test_a_web_fetch_without_max_content_tokens_gets_the_ceiling_its_bound_assum
     assert raw.headers["x-paymaster-max-content-tokens"] == f"web_fetch={FETCH_RESULT}"
     sent = [q["body"] for q in sim.requests if q["path"] == "/v1/messages"][-1]
     assert sent["tools"][0]["max_content_tokens"] == FETCH_RESULT
+
+
+def test_a_responses_compaction_threshold_no_round_can_reach_adds_nothing() -> None:
+    """The compaction pass runs "when the rendered token count crosses the configured threshold"
+    (developers.openai.com/api/docs/guides/compaction): one round's context, not the sum of every round's reads.
+    A 30,000-token gpt-5.4 request with two web searches (25,000 result tokens each) and 1,000 output tokens
+    never holds more than 81,000 tokens, under a 100,000 threshold: no pass can run. The rounds' reads summed
+    (30,000 + 56,000 + 81,000) passed the threshold, and 167,000 more input tokens ($0.42) were reserved for a
+    pass that cannot happen, shrinking or refusing a call the agent can afford."""
+    tokens = 30_000
+    body = {"model": "gpt-5.4", "input": " x" * tokens, "max_output_tokens": 1_000, "max_tool_calls": 2,
+            "tools": [{"type": "web_search"}]}  # fmt: skip
+    rates = TABLE.rates("gpt-5.4", "openai")
+
+    def tight(b: dict[str, Any]) -> Decimal:
+        return estimate(b, "responses", 0, rates, rates.context_window, exact=True).worst_case(0, 1_000)
+
+    below = {**body, "context_management": [{"type": "compaction", "compact_threshold": 100_000}]}
+    assert tight(below) - tight(body) < Decimal("0.001"), (tight(below), tight(body))
+    # the largest round reaches a lower threshold: the pass is reserved for, every round read once more
+    reached = {**body, "context_management": [{"type": "compaction", "compact_threshold": 80_000}]}
+    reads = tokens + (tokens + 25_000 + 1_000) + (tokens + 2 * 25_000 + 1_000)
+    assert tight(reached) - tight(body) >= reads * Decimal("2.5") / MTOK

@@ -4,6 +4,7 @@ a success rate (routing_bandit.py)."""
 from __future__ import annotations
 
 import random
+import sys
 import time
 
 import httpx2
@@ -199,3 +200,39 @@ def test_ratings_of_calls_past_feedback_keep_days_are_deleted_and_such_calls_can
     assert post(gw, {"call_id": new, "success": True}, gw.keys["alice"]).status_code == 200
     stored = RoutingState(gw.config.ledger + ".routing").items("feedback")
     assert [k for k, _ in stored] == [new]
+
+
+class Ticking:
+    """A clock that, once armed, moves one second on right after the feedback endpoint's age check reads it: the
+    router's pruning, which reads it next, is a second later, so a call at the edge of routing.feedback_keep_days
+    is young enough for the one and old enough for the other."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+        self.armed = False
+
+    def __call__(self) -> float:
+        now = self.t
+        if self.armed and sys._getframe(1).f_code.co_filename.endswith("feedback.py"):
+            self.t += 1.0
+        return now
+
+
+def test_a_rating_accepted_at_the_edge_of_feedback_keep_days_still_takes_its_earlier_rating_back(gateway):
+    """A call rateable when the endpoint checks its age must keep its stored rating until the router has taken it
+    back: the pruning keeps ratings a grace period past the age limit. Before, a call that turned too old between
+    the check and the pruning (a second later here; on replicas, any clock difference between the replica that
+    prunes and the one that rates) lost its rating first, and the new one was counted as a first rating: one
+    call's feedback counted twice by the bandit."""
+    clock = Ticking()
+    gw = gateway(clock=clock, agents=auto_agents(),
+                 routing={"feedback_tasks": ["extraction"], "feedback_keep_days": 2})  # fmt: skip
+    call = one_call(gw)
+    assert post(gw, {"call_id": call, "success": True}, gw.keys["alice"]).json()["replaced"] is False
+    (row,) = [r for r in gw.ledger("alice") if r["id"] == call]
+    clock.t = row["ts"] + 2 * 86_400 - 0.5  # the check: 0.5 s inside the limit; the pruning: 0.5 s past it
+    clock.armed = True
+    r = post(gw, {"call_id": call, "success": False}, gw.keys["alice"])
+    clock.armed = False
+    assert r.status_code == 200, r.text
+    assert r.json()["replaced"] is True  # the earlier rating was found and taken back

@@ -6,11 +6,13 @@
 `call_id` is the `x-paymaster-call-id` header of the answer. An agent may rate only its own calls
 (403 otherwise); the admin key may rate any. Only answered calls (ledger status `ok` or `cascade`) that ran on a
 model of the agent's tier ladder, and no older than `routing.feedback_keep_days` (30 by default), can be rated:
-ratings are stored per call, and deleted once their call is that old. Rating a call again replaces its earlier
-rating. The rating feeds the router's bandit for that agent and task type (levers/routing_bandit.py), which, for the
-task types in `routing.feedback_tasks`, picks the cheapest tier keeping `routing.feedback_floor`. Bad input is a
-400 in the OpenAI error shape; nothing here touches anyone's spend. Replicas store the rating in Postgres before
-answering (levers/routing_sync.py): whichever replica takes it, every replica's bandit learns from it.
+ratings are stored per call, and deleted once their call is that old (and an hour more, so that a rating
+accepted a moment before, or on a replica whose clock is behind, still takes its call's earlier rating back).
+Rating a call again replaces its earlier rating. The rating feeds the router's bandit for that agent and task
+type (levers/routing_bandit.py), which, for the task types in `routing.feedback_tasks`, picks the cheapest tier
+keeping `routing.feedback_floor`. Bad input is a 400 in the OpenAI error shape; nothing here touches anyone's
+spend. Replicas store the rating in Postgres before answering (levers/routing_sync.py): whichever replica takes
+it, every replica's bandit learns from it.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ The check is O(1) per call, allocates nothing for an agent without limits and on
 detector. The counters are in-process, or, with replicas (Redis configured), shared in Redis (limits_redis.py),
 the loop detector's included; a replica then remembers when a rate refused an agent (the bucket cannot refill
 sooner) and refuses it again without asking Redis until then. The other replicas learn it from the stored
-`agent.limited` event (`limited`): they refuse the agent locally until its retry-after too, and count their
-refusals in the same episode (one event for the fleet, not one per replica).
+`agent.limited` event (`limited`): they refuse the agent locally until its bucket can refill too (the event's
+exact `wait_s`), and count their refusals in the same episode (one event for the fleet, not one per replica).
 """
 
 from __future__ import annotations
@@ -242,7 +242,10 @@ class Limits:
         """`agent` is refused (`e`): say so once per episode, and hold the answer if it comes too often."""
         now = self.clock()
         if now - m.refused_at > LIMITED_QUIET_S:
-            self.board.publish("agent.limited", agent=agent.name, limit=e.code, retry_after_s=e.retry_after)
+            exact: dict[str, Any] = {}
+            if self.shared is not None and e.code in RATES and m.until > now:  # a shared rate: its exact wait
+                exact["wait_s"] = math.floor((m.until - now) * 1000) / 1000  # (retry_after_s is rounded up)
+            self.board.publish("agent.limited", agent=agent.name, limit=e.code, retry_after_s=e.retry_after, **exact)
         m.refused_at = now
         hold = self.hold(m, now)
         if hold > 0.0:
@@ -251,8 +254,9 @@ class Limits:
     def limited(self, event: dict[str, Any]) -> None:
         """An `agent.limited` event delivered here, this replica's or another's (or a stored one, at start): the
         agent's refusals from then on are the same episode, and with replicas a rate that refused it cannot
-        refill before the event's retry-after, so it is refused here until then without asking Redis. A replica
-        that knows of a refusal still in force at that moment (the publisher's own, exact) keeps its own."""
+        refill before the event's `wait_s` (its exact wait; `retry_after_s`, rounded up to whole seconds, only for
+        an event without it), so it is refused here until then without asking Redis. A replica that knows of a
+        refusal still in force at that moment (the publisher's own, exact) keeps its own."""
         agent, ts = event.get("agent"), event.get("ts")
         lim = self.limits_of(agent) if isinstance(agent, str) else None
         if lim is None or not isinstance(ts, float | int):
@@ -262,8 +266,8 @@ class Limits:
         at = now - max(0.0, time.time() - ts)  # the refusal on this clock (a publisher's clock ahead: now)
         m = self.meter(agent)
         m.refused_at = max(m.refused_at, at)
-        wait, code = event.get("retry_after_s"), event.get("limit")
-        if self.shared is not None and code in RATES and isinstance(wait, int) and m.until <= at:
+        wait, code = event.get("wait_s", event.get("retry_after_s")), event.get("limit")
+        if self.shared is not None and code in RATES and isinstance(wait, float | int) and m.until <= at:
             m.until, m.why, m.under = at + wait, str(code), lim
 
     @staticmethod

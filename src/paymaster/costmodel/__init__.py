@@ -87,7 +87,7 @@ class Measure:
     cache_1h: int = 0  # the prefix before the last 1-hour cache breakpoint (written at 2x)
     server_results: int = 0  # what server tools (web search, web fetch) can add to the input
     results_ttl: str = ""  # Anthropic: server-tool iterations may write all they read to the cache at this TTL
-    round_max: int = 0  # Anthropic: the most one sampling iteration of a server-tool call reads (0: no iterations)
+    round_max: int = 0  # the most one sampling iteration / tool round of a server-tool call reads (0: no rounds)
     rereads: int = 0  # server-tool rounds that read again every token written before them (output, as input)
     reread_tokens: int = 0  # the most those rounds can read of it (max_tokens as asked): sets the price tier
     server_uses: dict[str, int] = field(default_factory=dict)  # per-use fees: tool → most uses

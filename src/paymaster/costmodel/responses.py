@@ -149,8 +149,9 @@ def _compaction(m: Measure, body: dict[str, Any], window: int | None) -> None:
     entry of type "compaction", "if the context size crosses the threshold [`compact_threshold`], the server
     triggers a compaction pass ... and prunes context before continuing inference". A pass reads the context
     as it stands, so every sampling round whose context can reach the threshold may be read once more (its
-    output is the response's own, bounded by max_output_tokens). A threshold that is absent or malformed is
-    taken as reachable."""
+    output is the response's own, bounded by max_output_tokens). The threshold is on one round's context (the
+    "rendered token count"), the largest of which is the request or the last tool round (`Measure.round_max`),
+    not on the rounds' reads summed. A threshold that is absent or malformed is taken as reachable."""
     cm = body.get("context_management")
     entries = cm if isinstance(cm, list) else [cm]
     thresholds = [e.get("compact_threshold") for e in entries if isinstance(e, dict) and e.get("type") == "compaction"]
@@ -161,8 +162,7 @@ def _compaction(m: Measure, body: dict[str, Any], window: int | None) -> None:
     if window is not None:
         request = min(request, window)
     reads = request + m.server_results  # every round's read (each already at most the window)
-    written = m.reread_tokens if m.rereads else 0  # what the rounds read again of the response's own output
-    if min(reads + written, window or reads + written) >= lowest:  # the largest round can reach the threshold
+    if max(request, m.round_max) >= lowest:  # the largest round can reach the threshold
         m.server_results += reads
         m.rereads *= 2
 
@@ -275,6 +275,7 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         base = min(base, window)
         if imports:  # the first round reads the imported definitions too
             m.server_results += window - base
+            m.round_max = window
     total = 0
     for k in range(1, uses + 1):
         read = base + k * per_round
@@ -283,6 +284,8 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         if window is None or read < window:  # room for what was written: read again, priced per output token
             m.rereads += 1
         total += read
+        context = read + (written or 0)  # the round's whole context: what it reads and what was written before
+        m.round_max = max(m.round_max, context if window is None else min(window, context))
     m.server_results += total
     m.reread_tokens = written or 0
 

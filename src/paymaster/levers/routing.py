@@ -40,6 +40,9 @@ from .routing_sync import FAILURES, RoutingSync
 
 FEEDBACK = "feedback"  # routing state: call id -> [its latest score, its ts] (one process; replicas: routing_feedback)
 PRUNE_S = 60.0  # the ratings of calls past routing.feedback_keep_days are deleted at most this often
+# ...and only once their call is this much older still: a rating the endpoint accepted (its call young enough on
+# that replica's clock, a moment before) must find the call's earlier rating to take it back, not count twice
+PRUNE_GRACE_S = 3600.0
 VIEW_SYNC_S = 2.0  # replicas: longest the admin view waits for the fleet's figures before showing its own
 AFFINITY_TTL = 300.0  # seconds a cached prefix keeps its conversation on its model (the 5-minute cache TTL)
 
@@ -89,12 +92,13 @@ class Router:
     async def rate(self, call_id: str, ts: float, key: str, tier: str, score: float) -> float | None:
         """Feedback: `call_id` (made at `ts`, run on `tier` for the bandit's `key`) scored `score`; its earlier
         score, taken back, or None. Replicas: one Postgres transaction, so a call rated on two replicas counts
-        once. The ratings of calls older than `routing.feedback_keep_days` are deleted (at most once a minute)."""
+        once. The ratings of calls older than `routing.feedback_keep_days` (and PRUNE_GRACE_S) are deleted (at most
+        once a minute)."""
         now = self.clock()
         prune = now - self._pruned >= PRUNE_S
         if prune:
             self._pruned = now
-        before = now - self.routing.feedback_keep_days * 86_400
+        before = now - self.routing.feedback_keep_days * 86_400 - PRUNE_GRACE_S
         if self.sync is not None:
             try:
                 if prune:
