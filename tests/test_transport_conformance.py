@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,46 @@ def test_stale_connection_is_retried_once_on_a_fresh_one(kind: str, loop: Loop, 
         assert run(go()) == [(200, body_of(1)), (200, body_of(2)), (200, body_of(3))]
         assert o.requests == ["/length?n=1", "/length?n=2", "/length?n=3"]  # each answered once
         assert o.dropped == 2 and o.connections == 3  # requests 2 and 3 met a dropped connection first
+
+
+def test_a_post_on_a_dropped_connection_is_not_sent_again(kind: str, loop: Loop, pki: PKI, bundle: str) -> None:
+    """The provider read the POST before the kept-alive connection died: it may have run it (and billed it),
+    so the request is not sent a second time (RFC 9112 §9.3.1); the caller gets UpstreamClosed."""
+
+    async def go() -> None:
+        t = make(kind, o.url, ca_bundle=bundle)
+        try:
+            first = await t.send("POST", "/length?n=1", {"accept-encoding": "identity"}, b"{}")
+            assert (first.status, await first.read()) == (200, body_of(1))
+            await t.send("POST", "/length?n=2", {"accept-encoding": "identity"}, b"{}")
+        finally:
+            await t.close()
+
+    with Origin(loop, pki.server_ctx(), drop_reused=True) as o:
+        with pytest.raises(UpstreamClosed):
+            run(go())
+        assert o.requests == ["/length?n=1"] and o.dropped == 1 and o.connections == 1
+
+
+def test_a_connection_the_provider_closed_unnoticed_is_not_reused(loop: Loop, pki: PKI, bundle: str) -> None:
+    """The provider closed an idle connection while the event loop was busy (its close sits unread): a POST
+    goes out on a fresh connection, not on the dead one where it could not be sent again."""
+
+    async def go() -> int:
+        t = make("builtin", o.url, ca_bundle=bundle)
+        try:
+            first = await t.send("POST", "/length?n=1", {"accept-encoding": "identity"}, b"{}")
+            await first.read()
+            time.sleep(0.3)  # the loop is busy (blocked) while the provider drops the idle connection
+            second = await t.send("POST", "/length?n=2", {"accept-encoding": "identity"}, b"{}")
+            assert await second.read() == body_of(2)
+            return second.status
+        finally:
+            await t.close()
+
+    with Origin(loop, pki.server_ctx(), idle_close=0.05) as o:
+        assert run(go()) == 200
+        assert o.requests == ["/length?n=1", "/length?n=2"] and o.connections == 2
 
 
 def test_no_retry_once_the_answer_started(kind: str, tls: Origin, bundle: str) -> None:

@@ -27,17 +27,25 @@ def ask(gw: Any) -> Any:
     )
 
 
-def test_stale_keep_alive_is_retried_and_booked_once(gateway, sim, loop: Loop, pki: PKI, tmp_path: Path) -> None:
-    """The provider drops each kept-alive connection: every call still answers, and is booked once."""
+def test_stale_keep_alive_is_not_sent_twice_and_booked_at_worst_case(
+    gateway, sim, loop: Loop, pki: PKI, tmp_path: Path
+) -> None:
+    """The provider drops a kept-alive connection after reading the call: it may have run it, so the call is
+    not sent again (a second run would go unbooked) but answered 502 and booked at its worst case, flagged."""
     with Origin(loop, pki.server_ctx(), drop_reused=True) as o:
         gw = gateway(providers=providers(o, sim, ca_bundle=pki.bundle(tmp_path)))
-        answers = [ask(gw) for _ in range(3)]
-        assert [a.content[0].text for a in answers] == ["hello"] * 3
-        assert o.dropped == 2 and len(o.requests) == 3
+        assert ask(gw).content[0].text == "hello"
+        with pytest.raises(anthropic.APIStatusError) as e:
+            ask(gw)
+        assert ask(gw).content[0].text == "hello"  # the dropped connection is gone: a fresh one answers
+        assert o.dropped == 1 and len(o.requests) == 2  # the dropped request was not sent again
+    assert e.value.status_code == 502
     rows = gw.ledger("alice")
-    assert len(rows) == 3
-    assert all(r["status"] == "ok" and r["input_tokens"] == 10 and r["output_tokens"] == 2 for r in rows)
-    assert len({r["id"] for r in rows}) == 3
+    assert len(rows) == 3 and len({r["id"] for r in rows}) == 3
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 2 and all(r["input_tokens"] == 10 and r["output_tokens"] == 2 for r in ok)
+    (lost,) = [r for r in rows if r["status"] != "ok"]
+    assert lost["reconcile"] == 1 and lost["cost_nanos"] == lost["worst_nanos"] > 0
 
 
 def test_full_pool_is_refused_unbilled(gateway, sim, loop: Loop, tmp_path: Path) -> None:

@@ -365,16 +365,17 @@ class Budget:
 
     def minimal_call(self, agent: str) -> int:
         """Nano-dollars of a minimal call (MINIMAL_INPUT_TOKENS in, `min_output_tokens` out) on the cheapest
-        model the agent may call, at worst-case rates."""
+        model the agent may call, at worst-case rates where its provider runs a call naming no tier or
+        geography (the project's default service tier, the workspace's inference geography), as admission
+        prices such a call."""
         cfg = self.config
-        return min(
-            to_nanos(
-                cfg.prices.rates(m, PRICE_PROVIDER[cfg.models[m].provider.kind]).worst_case(
-                    MINIMAL_INPUT_TOKENS, cfg.min_output_tokens
-                )
-            )
-            for m in cfg.agents[agent].models
-        )
+
+        def nanos(m: str) -> int:
+            p = cfg.models[m].provider
+            rates = cfg.prices.rates(m, PRICE_PROVIDER[p.kind]).served(p.service_tier, p.inference_geo)
+            return to_nanos(rates.worst_case(MINIMAL_INPUT_TOKENS, cfg.min_output_tokens))
+
+        return min(nanos(m) for m in cfg.agents[agent].models)
 
     def _unblock_if_room(self, why: str) -> None:
         """Unblock every blocked agent a minimal call fits again (spent went down: a reconcile)."""

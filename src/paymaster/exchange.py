@@ -156,7 +156,9 @@ class Forwarder:
                 status, error = status_of(e), str(e)
             except MALFORMED as e:  # an event the wire or translation could not read: the stream ends there
                 status, error = "cut", f"the provider's stream carried an unreadable event: {e!r}"
-            if gone.is_set():
+            if gone.is_set() and watch.finished:  # it left after the final event: billed as reported
+                status, error = "ok", ""  # (the close that cut the rest of the body short was ours)
+            elif gone.is_set():
                 status, error = "disconnected", "the agent closed the stream; upstream closed"
             elif not watch.finished and status == "ok":
                 status, error = "cut", "the provider's stream ended before its final event"

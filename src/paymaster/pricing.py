@@ -302,6 +302,18 @@ class Rates:
         self._variants[key] = out
         return out
 
+    def served(self, tier: str, geo: str) -> Rates:
+        """These prices where a provider runs a call that names no service tier or geography: at the OpenAI
+        project's default `tier` and the Anthropic workspace's `geo` (each only when the table prices it for
+        this model — an older Claude model runs at its standard price wherever the workspace is)."""
+        out = self
+        variant = TIER_ALIASES.get(tier, tier)
+        if variant not in STANDARD_TIERS:
+            out = self.tiers.get(variant, self)
+        if geo in out.geos:
+            out = out.modified("", geo) or out
+        return out
+
     def unpriced_modifiers(self, speed: str, geo: str) -> list[tuple[str, str]]:
         """Which of `speed` and `geo` ("" for standard) `modified` has no price for, as (parameter, value)."""
         return [

@@ -59,8 +59,10 @@ def price(
     usage: Usage | None,
     error: str,
     partial: Usage | None,
+    ran: tuple[str, str] = ("", ""),
 ) -> Charge:
-    """The settlement rules (see the module docstring) for one attempt."""
+    """The settlement rules (see the module docstring) for one attempt; `ran` is the (speed, geography) the
+    request runs at (`modifiers_of`), for an interrupted call whose reported input does not say."""
     reconcile = 0
     if status == "ok":
         if usage is not None and call.target_api == "openai" and "web_search_options" in call.body:
@@ -89,8 +91,11 @@ def price(
         # call stays at its worst case
         if partial is not None and partial.input_tokens and not partial.unpriced and not later_steps(call):
             partial.output_tokens = max_tokens * call.choices
+            # message_start's usage need not say where or how fast the call runs; the final usage would
+            partial.speed, partial.inference_geo = partial.speed or ran[0], partial.inference_geo or ran[1]
             with contextlib.suppress(ValueError):
-                cost_usd = rates.cost(partial)
+                if not unpriceable(rates, partial):
+                    cost_usd = rates.cost(partial)
     usage = usage if usage is not None and status == "ok" else (partial or Usage())
     return Charge(cost_usd, usage, reconcile, error)
 
@@ -124,7 +129,8 @@ class Settler:
     ) -> int:
         """Book the attempt; returns its cost in nano-dollars (what the answer's cost header shows)."""
         call, rates, t, ctx = x.call, x.rates, x.ticket, x.ctx
-        p = price(call, rates, t.worst, t.max_tokens, status, usage, error, partial)
+        ran = modifiers_of(call, rates, x.up.provider.inference_geo) if partial is not None else ("", "")
+        p = price(call, rates, t.worst, t.max_tokens, status, usage, error, partial, ran)
         usage = p.usage
         nanos = to_nanos(p.cost_usd)
         exact = status == "ok" and not p.reconcile  # the cost comes from the provider's own figures
@@ -220,6 +226,19 @@ def unpriceable(rates: Rates, u: Usage) -> list[str]:
     if u.output_audio_tokens and not rates.output_audio:
         out.append("output audio tokens")
     return out
+
+
+def modifiers_of(call: Call, rates: Rates, workspace_geo: str) -> tuple[str, str]:
+    """(speed, inference geography) an Anthropic request runs at, "" for standard: what it names, else the
+    workspace's geography on the models that take one — the cost model's rule (costmodel.anthropic)."""
+    if call.target_api != "anthropic":
+        return "", ""
+    speed = call.body.get("speed")
+    geo = call.body.get("inference_geo", workspace_geo if workspace_geo in rates.geos else None)
+    return (
+        speed if isinstance(speed, str) and speed != "standard" else "",
+        geo if isinstance(geo, str) and geo != "global" else "",
+    )
 
 
 def later_steps(call: Call) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 
 from .transport import (
+    IDEMPOTENT,
     KEEPALIVE_EXPIRY_S,
     ConnectTimeout,
     PoolTimeout,
@@ -152,8 +153,9 @@ class AiohttpTransport:
                     )
                     return AiohttpResponse(r, t, slots)
                 except aiohttp.ServerDisconnectedError as e:
-                    # a kept-alive connection the provider had closed: no byte of the answer came
-                    if attempt == 2:
+                    # a kept-alive connection the provider had closed: no byte of the answer came. Only an
+                    # idempotent request is sent again: the provider may have run a POST (client.py, Stale)
+                    if attempt == 2 or method not in IDEMPOTENT:
                         raise _translate(t, e, True) from e
                 except (aiohttp.ClientError, TimeoutError) as e:
                     sent = not isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)

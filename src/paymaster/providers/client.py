@@ -11,15 +11,18 @@ suite as the maintained client (tests/test_transport_conformance.py).
 
 Connections: at most `max_connections` per provider, open or opening; a call finding them all busy
 waits up to `pool_timeout` (then `PoolTimeout`, nothing sent). An idle connection is reused for
-`KEEPALIVE_EXPIRY_S`; if a reused one turns out dead before any byte of the answer arrived (the
-provider closed it while it sat idle), the request is sent once more on a fresh connection — the
-gateway sees one exchange, so the ledger books the call once.
+`KEEPALIVE_EXPIRY_S`, unless the provider's close already waits on it (checked before reuse). If a
+reused one turns out dead before any byte of the answer arrived, an idempotent request (GET, HEAD…)
+is sent once more on a fresh connection; a POST is not: the provider may have read and run it (and
+billed it) before the connection died, and a second run the ledger never booked would be spend under
+the cap's count (RFC 9112 §9.3.1). It fails as `UpstreamClosed`, booked at its worst case.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 import zlib
 from collections import deque
@@ -28,6 +31,7 @@ from collections.abc import AsyncIterator
 import httptools
 
 from .transport import (
+    IDEMPOTENT,
     KEEPALIVE_EXPIRY_S,
     ConnectTimeout,
     PoolTimeout,
@@ -44,7 +48,8 @@ HIGH_WATER = 1 << 20  # a streamed body pauses reading when this much waits unre
 
 
 class Stale(UpstreamClosed):
-    """A reused connection ended before any byte of the answer: safe to send again on a fresh one."""
+    """A reused connection ended before any byte of the answer: an idempotent request may be sent again on
+    a fresh one; a POST may have been run by the provider and is not."""
 
 
 class BuiltinResponse:
@@ -124,6 +129,18 @@ class Connection(asyncio.Protocol):
         self._activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
+
+    def closing(self) -> bool:
+        """Whether bytes wait unread on this idle connection — the provider's close (or anything else it
+        sent unasked) that the event loop has not yet read: it is not reused, as a POST sent on it could
+        not be sent again (see `Stale`). One zero-timeout poll of the socket."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            return bool(select.select((sock.fileno(),), (), (), 0)[0])
+        except (OSError, ValueError):  # a socket already gone
+            return True
 
     # -- protocol --------------------------------------------------------------------------------------
 
@@ -378,6 +395,8 @@ class Builtin:
         try:
             return await conn.send(data, deadline)
         except Stale:
+            if method not in IDEMPOTENT:  # the provider may have run it: a second run would go unbooked
+                raise
             conn = await self._acquire(deadline, fresh=True)
             return await conn.send(data, deadline)
         except asyncio.CancelledError:
@@ -389,7 +408,7 @@ class Builtin:
         now = self.loop.time()
         while self.idle:
             conn = self.idle.pop()
-            if conn.closed or now - conn.idle_since > KEEPALIVE_EXPIRY_S:
+            if conn.closed or now - conn.idle_since > KEEPALIVE_EXPIRY_S or conn.closing():
                 conn.abort(None)
                 continue
             self.busy.add(conn)

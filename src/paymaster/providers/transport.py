@@ -34,6 +34,8 @@ from ..config import Provider
 from .proxy import Proxy, resolve_proxy
 from .tls import ssl_context
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods a client may send again when it cannot tell whether the first was applied (RFC 9110 §9.2.2)."""
 KEEPALIVE_EXPIRY_S = 15.0  # an idle connection older than this is closed, not reused (aiohttp's default)
 
 
