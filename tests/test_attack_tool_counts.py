@@ -25,6 +25,7 @@ from decimal import Decimal
 from types import FrameType
 from typing import Any
 
+import anthropic
 import orjson
 import pytest
 
@@ -125,3 +126,30 @@ def test_the_closed_form_keeps_the_documented_bound_at_every_count(uses: int) ->
         read = size + sum(min(200_000, size + k * SEARCH_RESULT + written) for k in range(1, uses + 1))
         documented = (read * Decimal(1) + written * Decimal(5)) / MTOK + uses * SEARCH_FEE
         assert est.worst_case(0, written) >= documented, (uses, written)
+
+
+def test_through_the_gateway_a_huge_max_uses_is_refused_in_the_callers_shape_and_spends_nothing(gateway: Any) -> None:
+    """End to end (the old code never answered: the gateway's loop was busy walking 10**15 iterations): the
+    call's worst case, over $10,000,000,000 in search fees alone, is past any budget — a 402 in Anthropic's
+    shape, nothing sent, nothing spent; and the gateway goes on answering."""
+    gw = gateway()
+    before = gw.spend()
+    client = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["alice"], max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as e:
+        client.messages.create(**anthropic_body(10**15))
+    assert e.value.status_code == 402 and e.value.body["type"] == "error", e.value.body  # type: ignore[index]
+    assert gw.spend()[:-1] == before[:-1]
+    ok = client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert ok.content
+
+
+def test_an_agent_with_no_cap_is_served_a_call_whose_worst_case_passes_any_ledger_integer(gateway: Any) -> None:
+    """An agent with no cap is never refused for money; a worst case past 2**63 nano-dollars could not be
+    written to the journal (a 500). It is held at the ledger's largest integer (it limits nothing), the
+    provider answers, and the call is booked at its bill."""
+    gw = gateway(agents={"ursula": {"model": "claude-haiku-4-5", "max_tokens": 2048}})
+    client = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["ursula"], max_retries=0)
+    r = client.messages.with_raw_response.create(**anthropic_body(10**15))
+    assert r.status_code == 200
+    (row,) = gw.ledger("ursula")
+    assert row["status"] == "ok" and 0 < row["cost_nanos"] < 10**9, row

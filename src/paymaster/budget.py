@@ -133,6 +133,18 @@ class Wait:
 MINIMAL_INPUT_TOKENS = 256
 
 
+LEDGER_INT_MAX = 2**63 - 1  # the largest integer the ledger, its journal and Postgres' bigint hold
+
+
+def holdable(worst: int, ws: Sequence[Window]) -> int:
+    """`worst`, or the ledger's largest integer when it is larger and no window is capped: such a hold limits
+    nothing (a call of an agent with no cap is never refused), but must be written (journal, pending row),
+    where a larger figure failed the call with a 500. With a capped window the figure stays: it is refused."""
+    if worst > LEDGER_INT_MAX and all(w.cap is None for w in ws):
+        return LEDGER_INT_MAX
+    return worst
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     agent: str
@@ -232,7 +244,7 @@ class Budget:
         """
         now = self.clock()
         ws = self.windows(agent, now)
-        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        worst = holdable(to_nanos(rates.worst_case(input_bound, max_tokens * choices)), ws)
         verdict = self._fits(agent, ws, rates, input_bound, max_tokens, choices, worst)
         if not isinstance(verdict, tuple):
             return verdict
@@ -284,7 +296,7 @@ class Budget:
         now = self.clock()
         ws = self.windows(agent, now)
         p = self.calendar.periods(now)
-        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        worst = holdable(to_nanos(rates.worst_case(input_bound, max_tokens * choices)), ws)
         call_id = ids.call_id()
         loop = asyncio.get_running_loop()
         deadline, pause, fitted = loop.time() + timeout, 0.02, False
@@ -495,8 +507,9 @@ class Budget:
         an agent's batch on replicas, held with the rest of the batch in one step (batch/holds.py)."""
         now = self.clock()
         p = self.calendar.periods(now)
-        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
-        keys = tuple(w.key for w in self.windows(agent, now))
+        ws = self.windows(agent, now)
+        worst = holdable(to_nanos(rates.worst_case(input_bound, max_tokens * choices)), ws)
+        keys = tuple(w.key for w in ws)
         return Ticket(ids.call_id(), agent, keys, worst, p.day, p.month, now, max_tokens, False)
 
     def hand_off(self, t: Ticket) -> None:
