@@ -145,7 +145,7 @@ def test_through_the_gateway_a_huge_max_uses_is_refused_in_the_callers_shape_and
 
 def test_an_agent_with_no_cap_is_served_a_call_whose_worst_case_passes_any_ledger_integer(gateway: Any) -> None:
     """An agent with no cap is never refused for money; a worst case past 2**63 nano-dollars could not be
-    written to the journal (a 500). It is held at the ledger's largest integer (it limits nothing), the
+    written to the journal (a 500). It is held at HOLD_MAX (a figure that limits nothing), the
     provider answers, and the call is booked at its bill."""
     gw = gateway(agents={"ursula": {"model": "claude-haiku-4-5", "max_tokens": 2048}})
     client = anthropic.Anthropic(base_url=gw.url, api_key=gw.keys["ursula"], max_retries=0)
