@@ -133,6 +133,19 @@ class Wait:
 MINIMAL_INPUT_TOKENS = 256
 
 
+LEDGER_INT_MAX = 2**63 - 1  # the largest integer the ledger, its journal and Postgres' bigint hold
+HOLD_MAX = 2**53  # the largest hold of an agent with no cap ($9M): the shared counters add many of them
+
+
+def holdable(worst: int, ws: Sequence[Window]) -> int:
+    """`worst`, or HOLD_MAX when it is larger and no window is capped: such a hold limits nothing (a call of an
+    agent with no cap is never refused), but must be written (journal, pending row, Redis counters), where a
+    figure past 2**63 failed the call (a 500, or on replicas a 503). With a capped window the figure stays."""
+    if worst > HOLD_MAX and all(w.cap is None for w in ws):
+        return HOLD_MAX
+    return worst
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     agent: str
@@ -232,7 +245,7 @@ class Budget:
         """
         now = self.clock()
         ws = self.windows(agent, now)
-        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        worst = holdable(to_nanos(rates.worst_case(input_bound, max_tokens * choices)), ws)
         verdict = self._fits(agent, ws, rates, input_bound, max_tokens, choices, worst)
         if not isinstance(verdict, tuple):
             return verdict
@@ -284,10 +297,15 @@ class Budget:
         now = self.clock()
         ws = self.windows(agent, now)
         p = self.calendar.periods(now)
-        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
+        worst, fitted = holdable(to_nanos(rates.worst_case(input_bound, max_tokens * choices)), ws), False
+        if worst > HOLD_MAX:  # capped, and past what the stores may hold (Postgres bigint): fitted or refused first
+            verdict = self._fits(agent, ws, rates, input_bound, max_tokens, choices, worst)
+            if not isinstance(verdict, tuple):
+                return verdict  # (a store failing on the figure was an outage: admitted unmetered, past the cap)
+            max_tokens, fitted, worst = verdict
         call_id = ids.call_id()
         loop = asyncio.get_running_loop()
-        deadline, pause, fitted = loop.time() + timeout, 0.02, False
+        deadline, pause = loop.time() + timeout, 0.02
         spec = [(w.key.agent, w.key.period, w.key.value, w.cap) for w in ws]
         try:
             await self.shared.hold(Reservation(call_id, agent, now, model, api, p.day, p.month, worst))
@@ -496,8 +514,9 @@ class Budget:
         an agent's batch on replicas, held with the rest of the batch in one step (batch/holds.py)."""
         now = self.clock()
         p = self.calendar.periods(now)
-        worst = to_nanos(rates.worst_case(input_bound, max_tokens * choices))
-        keys = tuple(w.key for w in self.windows(agent, now))
+        ws = self.windows(agent, now)
+        worst = holdable(to_nanos(rates.worst_case(input_bound, max_tokens * choices)), ws)
+        keys = tuple(w.key for w in ws)
         return Ticket(ids.call_id(), agent, keys, worst, p.day, p.month, now, max_tokens, False)
 
     def hand_off(self, t: Ticket) -> None:

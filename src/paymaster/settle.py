@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import savings
-from .budget import Budget, Periods, Refusal
+from .budget import LEDGER_INT_MAX, Budget, Periods, Refusal
 from .call import Call, Usage
 from .costmodel import data
 from .costmodel import responses as responses_cost
@@ -297,7 +297,7 @@ def refused(call: Call, verdict: Refusal, store: SQLiteStore | SharedStore, now:
     """A refused call is a ledger row too (status `refused`, cost 0, why in `error`), so reports count
     refusals from the ledger alone; `GET /admin/ledger` lists them only when asked for by status."""
     row = free_row(call, "refused", call.model, now, periods)
-    row.worst_nanos = verdict.needed
+    row.worst_nanos = min(verdict.needed, LEDGER_INT_MAX)  # a worst case past any ledger integer: the largest
     row.error = f"{'call_too_large' if verdict.too_large else 'budget_exceeded'}: {verdict.window}"
     store.book(row)
 

@@ -246,6 +246,21 @@ def margin(tokens: int, ratio: str, extra: int) -> int:
     return math.ceil(Decimal(tokens) * (1 + Decimal(ratio))) + extra
 
 
+def rounds(base: int, step: int, n: int, full: int | None) -> tuple[int, int]:
+    """Rounds k = 1..n of a server-side tool loop, round k reading `base + k * step` tokens, at most `full`
+    (None: no cap): what they read in all, and how many read less than `full`. In closed form: `n` is the
+    caller's own number (max_uses, max_tool_calls), so the work must not grow with it."""
+    if n <= 0:
+        return 0, 0
+    if full is None:
+        below = n
+    elif step <= 0:
+        below = n if base < full else 0
+    else:  # base + k * step < full  <=>  k <= (full - base - 1) // step
+        below = min(n, max(0, (full - base - 1) // step))
+    return below * base + step * below * (below + 1) // 2 + (n - below) * (full or 0), below
+
+
 def estimate(
     body: dict[str, Any],
     api: str,

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from . import Measure, Unbounded, data, margin, spec_for
+from . import Measure, Unbounded, data, margin, rounds, spec_for
 from .images import anthropic_tokens
 from .media import HEAD, PDF_SCAN, b64_prefix, image_size, pdf_pages, pdf_text_bytes
 
@@ -233,13 +233,10 @@ def _server_iterations(m: Measure, body: dict[str, Any], window: int | None, bre
         written = 0  # required by the API: a request without it is refused, not billed
     full = window if window is not None else 1 << 62  # no window known (the 1M beta): nothing caps a read
     base = min(m.text + m.media, full)
-    m.round_max = base
-    for k in range(1, uses + 1):
-        read = min(base + k * per_use, full)
-        m.server_results += read
-        if read < full:
-            m.rereads += 1
-        m.round_max = max(m.round_max, min(read + written, full))
+    read, below = rounds(base, per_use, uses, full)
+    m.server_results += read
+    m.rereads += below  # the iterations with room for what was written before them
+    m.round_max = min(base + uses * per_use + written, full) if uses else base  # the last iteration
     m.reread_tokens = written
     if breakpoints:
         m.results_ttl = "1h" if "1h" in breakpoints else "5m"

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ..pricing import Rates
-from . import Measure, Unbounded, data, margin, spec_for
+from . import Measure, Unbounded, data, margin, rounds, spec_for
 from .media import b64_prefix
 from .openai import TOKENIZE_LIMIT, _Walk, billed_tier
 from .tokenizer import Counter, encoding, encoding_for
@@ -276,17 +276,16 @@ def _tool_rounds(m: Measure, body: dict[str, Any], window: int | None, rates: Ra
         if imports:  # the first round reads the imported definitions too
             m.server_results += window - base
             m.round_max = window
-    total = 0
-    for k in range(1, uses + 1):
-        read = base + k * per_round
-        if window is not None:
-            read = window if unbounded or written is None else min(window, read)
-        if window is None or read < window:  # room for what was written: read again, priced per output token
-            m.rereads += 1
-        total += read
-        context = read + (written or 0)  # the round's whole context: what it reads and what was written before
+    if uses > 0 and window is not None and (unbounded or written is None):  # every round may read the window
+        m.server_results += uses * window
+        m.round_max = max(m.round_max, window)
+    elif uses > 0:
+        total, below = rounds(base, per_round, uses, window)
+        m.server_results += total
+        m.rereads += below  # rounds with room for what was written: read again, priced per output token
+        # the last round's whole context: what it reads and what was written before
+        context = base + uses * per_round + (written or 0)
         m.round_max = max(m.round_max, context if window is None else min(window, context))
-    m.server_results += total
     m.reread_tokens = written or 0
 
 
