@@ -28,27 +28,27 @@ loop = transport_kit.loop  # module-scoped fixture
 INPUT = 1000
 
 
+def opening(msg_id: str, model: str, usage: dict[str, Any], text: str) -> list[tuple[str, dict[str, Any]]]:
+    """A Messages stream's first events: message_start with `usage`, one text block started, one delta."""
+    message = {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+               "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+    block = {"type": "text", "text": ""}
+    delta = {"type": "text_delta", "text": text}
+    return [
+        ("message_start", {"type": "message_start", "message": message}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
+    ]
+
+
 class CutAfterStart(Origin):
     """A provider whose Messages stream sends message_start (usage: input only, no speed or geography),
     one text delta, and then drops the connection."""
 
     async def answer(self, w: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], body: bytes):
-        req = json.loads(body)
         usage = {"input_tokens": INPUT, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                  "output_tokens": 1, "service_tier": "standard"}  # fmt: skip
-        message = {"id": "msg_cut", "type": "message", "role": "assistant", "model": req["model"], "content": [],
-                   "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
-        events = [
-            ("message_start", {"type": "message_start", "message": message}),
-            (
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            ),  # fmt: skip
-            (
-                "content_block_delta",
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Once upon"}},
-            ),  # fmt: skip
-        ]
+        events = opening("msg_cut", json.loads(body)["model"], usage, "Once upon")
         w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nrequest-id: req_cut\r\n\r\n")
         for name, data in events:
             w.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
@@ -94,20 +94,9 @@ class FinishedButOpen(Origin):
     a while before ending the body (the last chunk comes late)."""
 
     async def answer(self, w: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], body: bytes):
-        req = json.loads(body)
         usage = {"input_tokens": INPUT, "output_tokens": 1}
-        message = {"id": "msg_done", "type": "message", "role": "assistant", "model": req["model"], "content": [],
-                   "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
         events = [
-            ("message_start", {"type": "message_start", "message": message}),
-            (
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            ),  # fmt: skip
-            (
-                "content_block_delta",
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Done."}},
-            ),  # fmt: skip
+            *opening("msg_done", json.loads(body)["model"], usage, "Done."),
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
             (
                 "message_delta",
