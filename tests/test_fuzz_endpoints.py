@@ -17,6 +17,7 @@ import gzip
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -557,7 +558,23 @@ def made_ids(t: Target) -> dict[str, str]:
     assert [x.status_code for x in (*ok, b, resp, call)] == [200] * 5 and job.status_code == 202, job.text
     ids.update(batch=b.json()["id"], job=job.json()["id"], response=resp.json()["id"],
                call=call.headers["x-paymaster-call-id"])  # fmt: skip
+    quiet(t)
     return ids
+
+
+def quiet(t: Target, step_s: float = 1.5, limit_s: float = 30.0) -> None:
+    """Wait until nothing in the background moves anyone's spend: the batch service polls the provider at its
+    first tick, a second after start, and settles the batches made above then — on a fast machine in the
+    middle of the checks that follow, which would take that settlement for spend a refused request made."""
+    deadline = time.monotonic() + limit_s
+    last = t.spend()
+    while time.monotonic() < deadline:
+        time.sleep(step_s)
+        now = t.spend()
+        if now == last:
+            return
+        last = now
+    raise AssertionError("spend kept moving for 30 s after the ids were made")
 
 
 def run(t: Target, seeds: list[Req], examples: int) -> None:
