@@ -28,6 +28,7 @@ from typing import Any
 import anthropic
 import orjson
 import pytest
+import transport_kit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -311,13 +312,8 @@ class _Canned:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"].removeprefix("lifespan.")
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
-        while (await receive()).get("more_body"):
-            pass
+            return await transport_kit.asgi_lifespan(receive, send)
+        await transport_kit.asgi_body(receive)
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})

@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import transport_kit
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -127,17 +128,8 @@ class _Documented:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"].removeprefix("lifespan.")
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
-        raw = b""
-        while True:
-            event = await receive()
-            raw += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+            return await transport_kit.asgi_lifespan(receive, send)
+        raw = await transport_kit.asgi_body(receive)
         req = orjson.loads(raw)
         request = len(orjson.dumps(req.get("tools", []))) + len(orjson.dumps(req["messages"])) + TOOL_PROMPT
         request += len(orjson.dumps(req.get("system", "")))

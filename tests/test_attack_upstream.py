@@ -11,6 +11,7 @@ import anthropic
 import openai
 import orjson
 import pytest
+import transport_kit
 
 from paymaster.server import ServerThread
 
@@ -24,14 +25,8 @@ class Canned:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                kind = msg["type"].removeprefix("lifespan.")
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
-        while (await receive()).get("more_body"):
-            pass
+            return await transport_kit.asgi_lifespan(receive, send)
+        await transport_kit.asgi_body(receive)
         headers = [(b"content-type", self.ctype), (b"content-length", b"%d" % len(self.body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})

@@ -38,6 +38,26 @@ import trustme
 PROVIDER_HOST = "provider.test"  # a name only the ConnectProxy knows: it dials 127.0.0.1 for it
 
 
+async def asgi_lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan scope until shutdown: the part every stand-in provider app served by
+    `paymaster.server.ServerThread` shares."""
+    while True:
+        kind = (await receive())["type"].removeprefix("lifespan.")
+        await send({"type": f"lifespan.{kind}.complete"})
+        if kind == "shutdown":
+            return
+
+
+async def asgi_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
+    raw = b""
+    while True:
+        event = await receive()
+        raw += event.get("body", b"")
+        if not event.get("more_body"):
+            return raw
+
+
 def body_of(n: int) -> bytes:
     """A deterministic body of n bytes (varied, so a byte lost or repeated shows)."""
     unit = bytes(range(33, 127)) * 16
